@@ -1,0 +1,1 @@
+//! The client API (HTTP/JSON) request and response types.

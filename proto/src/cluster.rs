@@ -1,0 +1,1 @@
+//! cluster.toml: the tracker cluster address book and timings.

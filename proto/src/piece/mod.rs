@@ -1,0 +1,1 @@
+//! The peer-to-peer piece protocol: frames, messages and an incremental codec.
