@@ -1,0 +1,277 @@
+//! What goes into the Raft log (`Request`, `Command`) and what applying it answers
+//! (`Response`: a typed reply or a typed refusal with the contract's error code).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Size of every piece but the last, in bytes (512 KiB).
+pub const PIECE_LEN_BYTES: u64 = 512 * 1024;
+/// Most pieces one file may have. This bounds a log entry: 131072 piece hashes are
+/// 2.5 MiB of SHA-1s (5 MiB as hex in JSON), so the largest file the metadata can
+/// describe is 131072 x 512 KiB = 64 GiB.
+pub const MAX_PIECES: u64 = 131_072;
+/// Largest file the tracker accepts, in bytes (64 GiB).
+pub const MAX_FILE_SIZE_BYTES: u64 = MAX_PIECES * PIECE_LEN_BYTES;
+
+/// One entry of the replicated log.
+///
+/// `now_ms` is stamped by the node that proposes the entry: `apply` never reads a clock,
+/// so that every replica computes the same state from the same log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Client-chosen id of this logical write, the same on every retry; a repeated id
+    /// answers with the first outcome and changes nothing.
+    pub request_id: Option<String>,
+    /// Wall-clock time at the proposing node, in milliseconds since the Unix epoch.
+    pub now_ms: u64,
+    pub command: Command,
+}
+
+/// A 20-byte SHA-1 digest, written as 40 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Sha1Digest(pub [u8; 20]);
+
+impl Sha1Digest {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    pub fn from_hex(s: &str) -> Result<Self, String> {
+        let bytes = hex::decode(s).map_err(|e| format!("bad SHA-1 hex {s:?}: {e}"))?;
+        let arr: [u8; 20] = bytes
+            .try_into()
+            .map_err(|_| format!("a SHA-1 is 40 hex characters, got {}", s.len()))?;
+        Ok(Sha1Digest(arr))
+    }
+}
+
+impl fmt::Debug for Sha1Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_hex())
+    }
+}
+
+impl fmt::Display for Sha1Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_hex())
+    }
+}
+
+impl Serialize for Sha1Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha1Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Sha1Digest::from_hex(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a shared file is: enough to fetch and verify every byte of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub name: String,
+    pub size: u64,
+    pub piece_len: u64,
+    pub piece_sha1: Vec<Sha1Digest>,
+    pub sha1: Sha1Digest,
+}
+
+impl FileMeta {
+    /// Number of pieces a file of `size` bytes has.
+    pub fn piece_count(size: u64) -> u64 {
+        size.div_ceil(PIECE_LEN_BYTES)
+    }
+
+    /// Checks that the metadata describes a file this tracker can hold.
+    pub fn validate(&self) -> Result<(), Refusal> {
+        crate::names::validate_file_name(&self.name).map_err(Refusal::invalid_name)?;
+        if self.size > MAX_FILE_SIZE_BYTES {
+            return Err(Refusal::new(
+                ErrorCode::FileTooLarge,
+                format!(
+                    "{} is {} bytes; the largest file a group can share is {} bytes (64 GiB)",
+                    self.name, self.size, MAX_FILE_SIZE_BYTES
+                ),
+            ));
+        }
+        if self.piece_len != PIECE_LEN_BYTES {
+            return Err(Refusal::new(
+                ErrorCode::InvalidRequest,
+                format!("piece length must be {PIECE_LEN_BYTES} bytes, got {}", self.piece_len),
+            ));
+        }
+        let want = Self::piece_count(self.size);
+        if self.piece_sha1.len() as u64 != want {
+            return Err(Refusal::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "a file of {} bytes has {want} pieces, but {} piece hashes were sent",
+                    self.size,
+                    self.piece_sha1.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The state changes a client can ask for. Commands that act for a logged-in user carry the
+/// SHA-256 of the session token (never the token itself); `apply` resolves it to the user,
+/// so a session revoked between the check and the commit is still refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// `password_hash` is an argon2id PHC string computed by the receiving node.
+    Register { user: String, password_hash: String },
+    /// The password was verified by the receiving node; this opens the session.
+    Login { user: String, token_hash: String, expires_at_ms: u64 },
+    Logout { token_hash: String },
+    CreateGroup { token_hash: String, group: String },
+    JoinGroup { token_hash: String, group: String },
+    LeaveGroup { token_hash: String, group: String },
+    AcceptRequest { token_hash: String, group: String, user: String },
+    UploadFile { token_hash: String, group: String, file: FileMeta, peer_addr: String },
+    StopShare { token_hash: String, group: String, name: String },
+    /// The user's peer daemon serves pieces at `peer_addr` from now on.
+    Announce { token_hash: String, peer_addr: String },
+}
+
+impl Command {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Register { .. } => "register",
+            Command::Login { .. } => "login",
+            Command::Logout { .. } => "logout",
+            Command::CreateGroup { .. } => "create_group",
+            Command::JoinGroup { .. } => "join_group",
+            Command::LeaveGroup { .. } => "leave_group",
+            Command::AcceptRequest { .. } => "accept_request",
+            Command::UploadFile { .. } => "upload_file",
+            Command::StopShare { .. } => "stop_share",
+            Command::Announce { .. } => "announce",
+        }
+    }
+}
+
+/// The contract's error codes that the tracker can answer with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadCredentials,
+    Unauthenticated,
+    UserExists,
+    GroupExists,
+    NoSuchGroup,
+    NotMember,
+    NotOwner,
+    AlreadyMember,
+    NoSuchRequest,
+    NoSuchFile,
+    FileConflict,
+    InvalidName,
+    /// File metadata over the size bound (see `MAX_FILE_SIZE_BYTES`).
+    FileTooLarge,
+    /// Metadata that no correct client sends (wrong piece length or count).
+    InvalidRequest,
+}
+
+impl ErrorCode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::BadCredentials => "bad_credentials",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::UserExists => "user_exists",
+            ErrorCode::GroupExists => "group_exists",
+            ErrorCode::NoSuchGroup => "no_such_group",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::NotOwner => "not_owner",
+            ErrorCode::AlreadyMember => "already_member",
+            ErrorCode::NoSuchRequest => "no_such_request",
+            ErrorCode::NoSuchFile => "no_such_file",
+            ErrorCode::FileConflict => "file_conflict",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::FileTooLarge => "file_too_large",
+            ErrorCode::InvalidRequest => "invalid_request",
+        }
+    }
+}
+
+/// A command the state machine refused: an outcome, not a storage failure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal { code, message: message.into() }
+    }
+    pub fn invalid_name(message: String) -> Self {
+        Refusal::new(ErrorCode::InvalidName, message)
+    }
+    pub fn unauthenticated() -> Self {
+        Refusal::new(
+            ErrorCode::Unauthenticated,
+            "not logged in, or the session expired; log in again",
+        )
+    }
+    pub fn no_such_group(group: &str) -> Self {
+        Refusal::new(ErrorCode::NoSuchGroup, format!("there is no group {group:?}"))
+    }
+    pub fn not_member(group: &str) -> Self {
+        Refusal::new(ErrorCode::NotMember, format!("you are not a member of group {group:?}"))
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+/// What a successful command reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// Blank and membership entries.
+    Internal,
+    Registered { user: String },
+    LoggedIn { user: String, resumed_shares: u64 },
+    LoggedOut { user: String, paused_shares: u64 },
+    GroupCreated { group: String },
+    RequestFiled { group: String, already_pending: bool },
+    LeftGroup { group: String, new_owner: Option<String>, group_deleted: bool },
+    Accepted { group: String, user: String },
+    FileShared { group: String, name: String, new_file: bool },
+    ShareStopped { group: String, name: String, was_sharing: bool },
+    Announced { user: String, shares: u64 },
+}
+
+/// The outcome of applying one log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(Reply),
+    Refused(Refusal),
+}
+
+impl Response {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Response::Ok(_))
+    }
+}
+
+impl From<Result<Reply, Refusal>> for Response {
+    fn from(r: Result<Reply, Refusal>) -> Self {
+        match r {
+            Ok(reply) => Response::Ok(reply),
+            Err(refusal) => Response::Refused(refusal),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The table of client request ids that makes retried writes apply once (Raft paper §6.3).
+//! Bounded in count and in age; both bounds are enforced from the commands' own timestamps,
+//! so every replica evicts the same ids at the same log position.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::command::Response;
+
+/// How long a request id is remembered: far longer than any client's retry budget.
+pub const DEDUP_TTL_MS: u64 = 10 * 60 * 1000;
+/// Most request ids remembered at once; the oldest go first.
+pub const DEDUP_MAX_ENTRIES: usize = 100_000;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dedup {
+    entries: BTreeMap<String, (u64, Response)>,
+    /// Insertion order, for eviction.
+    order: VecDeque<String>,
+}
+
+impl Dedup {
+    pub fn get(&self, id: &str) -> Option<&Response> {
+        self.entries.get(id).map(|(_, r)| r)
+    }
+
+    pub fn insert(&mut self, id: String, at_ms: u64, response: Response) {
+        if self.entries.insert(id.clone(), (at_ms, response)).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > DEDUP_MAX_ENTRIES {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+    }
+
+    /// Forgets ids older than the TTL, judged by the applying command's time.
+    pub fn expire(&mut self, now_ms: u64) {
+        while let Some(front) = self.order.front() {
+            let at_ms = self.entries.get(front).map(|(t, _)| *t).unwrap_or(0);
+            if at_ms.saturating_add(DEDUP_TTL_MS) >= now_ms {
+                break;
+            }
+            let id = self.order.pop_front().expect("front exists");
+            self.entries.remove(&id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Entries in insertion order, for snapshots.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, u64, &Response)> {
+        self.order.iter().map(|id| {
+            let (at, r) = &self.entries[id];
+            (id, *at, r)
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! Shared files: upload (a new file, or one more sharer of the same content) and stop-share.
+
+use std::collections::BTreeSet;
+
+use super::users::validate_peer_addr;
+use super::{SharedFile, TrackerState};
+use crate::command::{ErrorCode, FileMeta, Refusal, Reply};
+use crate::names::{validate_file_name, validate_id};
+
+impl TrackerState {
+    pub(super) fn upload_file(
+        &mut self,
+        user: &str,
+        group: &str,
+        meta: &FileMeta,
+        peer_addr: &str,
+    ) -> Result<Reply, Refusal> {
+        validate_id("group", group).map_err(Refusal::invalid_name)?;
+        meta.validate()?;
+        validate_peer_addr(peer_addr)?;
+        let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
+        if !g.members.iter().any(|m| m == user) {
+            return Err(Refusal::not_member(group));
+        }
+        let new_file = match g.files.get_mut(&meta.name) {
+            Some(existing) => {
+                // Same name: the same content makes one more sharer; anything else conflicts.
+                if existing.meta.sha1 != meta.sha1 || existing.meta.size != meta.size
+                    || existing.meta.piece_sha1 != meta.piece_sha1
+                {
+                    return Err(Refusal::new(
+                        ErrorCode::FileConflict,
+                        format!(
+                            "group {group:?} already has a different file named {:?} (sha1 {}); rename yours",
+                            meta.name, existing.meta.sha1
+                        ),
+                    ));
+                }
+                existing.sharers.insert(user.to_string());
+                false
+            }
+            None => {
+                g.files.insert(
+                    meta.name.clone(),
+                    SharedFile {
+                        meta: meta.clone(),
+                        uploader: user.to_string(),
+                        sharers: BTreeSet::from([user.to_string()]),
+                    },
+                );
+                true
+            }
+        };
+        if let Some(account) = self.users.get_mut(user) {
+            account.peer_addr = Some(peer_addr.to_string());
+        }
+        Ok(Reply::FileShared { group: group.to_string(), name: meta.name.clone(), new_file })
+    }
+
+    pub(super) fn stop_share(&mut self, user: &str, group: &str, name: &str) -> Result<Reply, Refusal> {
+        validate_id("group", group).map_err(Refusal::invalid_name)?;
+        validate_file_name(name).map_err(Refusal::invalid_name)?;
+        let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
+        if !g.members.iter().any(|m| m == user) {
+            return Err(Refusal::not_member(group));
+        }
+        let file = g.files.get_mut(name).ok_or_else(|| no_such_file(group, name))?;
+        let was_sharing = file.sharers.remove(user);
+        Ok(Reply::ShareStopped { group: group.to_string(), name: name.to_string(), was_sharing })
+    }
+}
+
+pub(super) fn no_such_file(group: &str, name: &str) -> Refusal {
+    Refusal::new(ErrorCode::NoSuchFile, format!("group {group:?} has no file named {name:?}"))
+}

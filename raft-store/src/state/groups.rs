@@ -1,0 +1,101 @@
+//! Groups: create, join requests, accept, leave with owner hand-over.
+
+use std::collections::BTreeMap;
+
+use super::{Group, TrackerState};
+use crate::command::{ErrorCode, Refusal, Reply};
+use crate::names::validate_id;
+
+impl TrackerState {
+    pub(super) fn create_group(&mut self, user: &str, group: &str) -> Result<Reply, Refusal> {
+        validate_id("group", group).map_err(Refusal::invalid_name)?;
+        if self.groups.contains_key(group) {
+            return Err(Refusal::new(
+                ErrorCode::GroupExists,
+                format!("group {group:?} already exists; ask its owner to let you join"),
+            ));
+        }
+        self.groups.insert(
+            group.to_string(),
+            Group {
+                owner: user.to_string(),
+                members: vec![user.to_string()],
+                pending: Vec::new(),
+                files: BTreeMap::new(),
+            },
+        );
+        Ok(Reply::GroupCreated { group: group.to_string() })
+    }
+
+    pub(super) fn join_group(&mut self, user: &str, group: &str) -> Result<Reply, Refusal> {
+        validate_id("group", group).map_err(Refusal::invalid_name)?;
+        let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
+        if g.members.iter().any(|m| m == user) {
+            return Err(Refusal::new(
+                ErrorCode::AlreadyMember,
+                format!("you are already a member of group {group:?}"),
+            ));
+        }
+        let already_pending = g.pending.iter().any(|p| p == user);
+        if !already_pending {
+            g.pending.push(user.to_string());
+        }
+        Ok(Reply::RequestFiled { group: group.to_string(), already_pending })
+    }
+
+    pub(super) fn accept_request(&mut self, owner: &str, group: &str, joiner: &str) -> Result<Reply, Refusal> {
+        validate_id("group", group).map_err(Refusal::invalid_name)?;
+        validate_id("user", joiner).map_err(Refusal::invalid_name)?;
+        let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
+        if g.owner != owner {
+            return Err(Refusal::new(
+                ErrorCode::NotOwner,
+                format!("only the owner of group {group:?} ({}) can accept requests", g.owner),
+            ));
+        }
+        if g.members.iter().any(|m| m == joiner) {
+            return Err(Refusal::new(
+                ErrorCode::AlreadyMember,
+                format!("{joiner} is already a member of group {group:?}"),
+            ));
+        }
+        let Some(pos) = g.pending.iter().position(|p| p == joiner) else {
+            return Err(Refusal::new(
+                ErrorCode::NoSuchRequest,
+                format!("{joiner} has not asked to join group {group:?}"),
+            ));
+        };
+        g.pending.remove(pos);
+        g.members.push(joiner.to_string());
+        Ok(Reply::Accepted { group: group.to_string(), user: joiner.to_string() })
+    }
+
+    /// A member leaves: their shares in the group stop; an owner hands the group to the member
+    /// who joined next; the last member leaving deletes the group. A user with only a pending
+    /// request withdraws it.
+    pub(super) fn leave_group(&mut self, user: &str, group: &str) -> Result<Reply, Refusal> {
+        validate_id("group", group).map_err(Refusal::invalid_name)?;
+        let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
+        let Some(pos) = g.members.iter().position(|m| m == user) else {
+            if let Some(p) = g.pending.iter().position(|p| p == user) {
+                g.pending.remove(p);
+                return Ok(Reply::LeftGroup { group: group.to_string(), new_owner: None, group_deleted: false });
+            }
+            return Err(Refusal::not_member(group));
+        };
+        g.members.remove(pos);
+        for file in g.files.values_mut() {
+            file.sharers.remove(user);
+        }
+        if g.members.is_empty() {
+            self.groups.remove(group);
+            return Ok(Reply::LeftGroup { group: group.to_string(), new_owner: None, group_deleted: true });
+        }
+        let mut new_owner = None;
+        if g.owner == user {
+            g.owner = g.members[0].clone();
+            new_owner = Some(g.owner.clone());
+        }
+        Ok(Reply::LeftGroup { group: group.to_string(), new_owner, group_deleted: false })
+    }
+}

@@ -1,0 +1,145 @@
+//! The tracker's state and its pure, deterministic `apply`: no I/O, no clock, no randomness.
+//! Time comes in with each command (`Request::now_ms`), so every replica that applies the
+//! same log reaches the same state.
+
+mod dedup;
+mod files;
+mod groups;
+pub mod query;
+mod records;
+mod users;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+pub use dedup::{Dedup, DEDUP_MAX_ENTRIES, DEDUP_TTL_MS};
+pub use records::Record;
+
+use crate::command::{Command, FileMeta, Refusal, Reply, Request, Response};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// argon2id PHC string; the password itself never reaches the state machine.
+    pub password_hash: String,
+    /// Open sessions; shares pause when the last one closes or expires.
+    pub sessions: u64,
+    pub shares_paused: bool,
+    /// Where this user's peer daemon serves pieces, once it has announced itself.
+    pub peer_addr: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub user: String,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub owner: String,
+    /// In join order; the owner is always among them, and the next one inherits the group.
+    pub members: Vec<String>,
+    /// Users who asked to join, in the order they asked.
+    pub pending: Vec<String>,
+    pub files: BTreeMap<String, SharedFile>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedFile {
+    pub meta: FileMeta,
+    pub uploader: String,
+    /// Users whose peers serve this file (paused ones included; see `User::shares_paused`).
+    pub sharers: BTreeSet<String>,
+}
+
+/// The whole replicated tracker state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackerState {
+    pub(crate) users: BTreeMap<String, User>,
+    /// Keyed by the SHA-256 (hex) of the session token.
+    pub(crate) sessions: BTreeMap<String, Session>,
+    /// (expires_at_ms, token_hash), to expire sessions in time order without a scan.
+    pub(crate) session_expiry: BTreeSet<(u64, String)>,
+    pub(crate) groups: BTreeMap<String, Group>,
+    pub(crate) dedup: Dedup,
+}
+
+impl TrackerState {
+    /// Applies one request. A refused command is a `Response::Refused`, never a panic or an
+    /// error: it is an outcome like any other, and a retry of the same request id answers it.
+    pub fn apply(&mut self, req: &Request) -> Response {
+        self.expire_sessions(req.now_ms);
+        self.dedup.expire(req.now_ms);
+        if let Some(id) = &req.request_id {
+            if let Some(first) = self.dedup.get(id) {
+                return first.clone();
+            }
+        }
+        let response: Response = self.apply_command(&req.command, req.now_ms).into();
+        if let Some(id) = &req.request_id {
+            self.dedup.insert(id.clone(), req.now_ms, response.clone());
+        }
+        response
+    }
+
+    fn apply_command(&mut self, command: &Command, now_ms: u64) -> Result<Reply, Refusal> {
+        match command {
+            Command::Register { user, password_hash } => self.register(user, password_hash),
+            Command::Login { user, token_hash, expires_at_ms } => {
+                self.login(user, token_hash, *expires_at_ms, now_ms)
+            }
+            Command::Logout { token_hash } => self.logout(token_hash),
+            Command::CreateGroup { token_hash, group } => {
+                let user = self.authenticate(token_hash, now_ms)?;
+                self.create_group(&user, group)
+            }
+            Command::JoinGroup { token_hash, group } => {
+                let user = self.authenticate(token_hash, now_ms)?;
+                self.join_group(&user, group)
+            }
+            Command::LeaveGroup { token_hash, group } => {
+                let user = self.authenticate(token_hash, now_ms)?;
+                self.leave_group(&user, group)
+            }
+            Command::AcceptRequest { token_hash, group, user: joiner } => {
+                let user = self.authenticate(token_hash, now_ms)?;
+                self.accept_request(&user, group, joiner)
+            }
+            Command::UploadFile { token_hash, group, file, peer_addr } => {
+                let user = self.authenticate(token_hash, now_ms)?;
+                self.upload_file(&user, group, file, peer_addr)
+            }
+            Command::StopShare { token_hash, group, name } => {
+                let user = self.authenticate(token_hash, now_ms)?;
+                self.stop_share(&user, group, name)
+            }
+            Command::Announce { token_hash, peer_addr } => {
+                let user = self.authenticate(token_hash, now_ms)?;
+                self.announce(&user, peer_addr)
+            }
+        }
+    }
+
+    /// Resolves a session to its user, if it is open at `now_ms`.
+    pub fn authenticate(&self, token_hash: &str, now_ms: u64) -> Result<String, Refusal> {
+        match self.sessions.get(token_hash) {
+            Some(s) if s.expires_at_ms > now_ms => Ok(s.user.clone()),
+            _ => Err(Refusal::unauthenticated()),
+        }
+    }
+
+    /// Number of users, groups and files, for status and metrics.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let files = self.groups.values().map(|g| g.files.len() as u64).sum();
+        (self.users.len() as u64, self.groups.len() as u64, files)
+    }
+
+    /// The stored argon2 hash of `user`, for the node that verifies a login.
+    pub fn password_hash(&self, user: &str) -> Option<&str> {
+        self.users.get(user).map(|u| u.password_hash.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests;

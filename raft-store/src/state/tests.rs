@@ -1,0 +1,309 @@
+//! Unit tests of every rule of the state machine, without storage or network.
+
+use super::*;
+use crate::command::{ErrorCode, Sha1Digest, PIECE_LEN_BYTES};
+
+const T0: u64 = 1_700_000_000_000;
+const HOUR_MS: u64 = 3_600_000;
+
+struct Harness {
+    s: TrackerState,
+    now_ms: u64,
+    seq: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness { s: TrackerState::default(), now_ms: T0, seq: 0 }
+    }
+
+    fn run(&mut self, command: Command) -> Response {
+        self.seq += 1;
+        self.now_ms += 1;
+        self.s.apply(&Request { request_id: Some(format!("r{}", self.seq)), now_ms: self.now_ms, command })
+    }
+
+    fn ok(&mut self, command: Command) -> Reply {
+        match self.run(command.clone()) {
+            Response::Ok(r) => r,
+            Response::Refused(r) => panic!("{command:?} refused: {r}"),
+        }
+    }
+
+    fn refused(&mut self, command: Command) -> ErrorCode {
+        match self.run(command.clone()) {
+            Response::Ok(r) => panic!("{command:?} accepted: {r:?}"),
+            Response::Refused(r) => r.code,
+        }
+    }
+
+    /// Registers and logs in `user`; the token hash is "tok-<user>".
+    fn user(&mut self, user: &str) -> String {
+        self.ok(Command::Register { user: user.into(), password_hash: format!("$argon2id$fake${user}") });
+        self.login(user)
+    }
+
+    fn login(&mut self, user: &str) -> String {
+        self.seq += 1;
+        let token_hash = format!("tok-{user}-{}", self.seq);
+        self.ok(Command::Login { user: user.into(), token_hash: token_hash.clone(), expires_at_ms: self.now_ms + HOUR_MS });
+        token_hash
+    }
+}
+
+fn meta(name: &str, size: u64, fill: u8) -> FileMeta {
+    let n = FileMeta::piece_count(size) as usize;
+    FileMeta {
+        name: name.into(),
+        size,
+        piece_len: PIECE_LEN_BYTES,
+        piece_sha1: (0..n).map(|i| Sha1Digest([fill ^ i as u8; 20])).collect(),
+        sha1: Sha1Digest([fill; 20]),
+    }
+}
+
+fn create(t: &str, g: &str) -> Command {
+    Command::CreateGroup { token_hash: t.into(), group: g.into() }
+}
+fn join(t: &str, g: &str) -> Command {
+    Command::JoinGroup { token_hash: t.into(), group: g.into() }
+}
+fn accept(t: &str, g: &str, u: &str) -> Command {
+    Command::AcceptRequest { token_hash: t.into(), group: g.into(), user: u.into() }
+}
+fn leave(t: &str, g: &str) -> Command {
+    Command::LeaveGroup { token_hash: t.into(), group: g.into() }
+}
+fn upload(t: &str, g: &str, m: FileMeta) -> Command {
+    Command::UploadFile { token_hash: t.into(), group: g.into(), file: m, peer_addr: "127.0.0.1:6000".into() }
+}
+
+/// alice owns dev_team; bob is a member.
+fn team() -> (Harness, String, String) {
+    let mut h = Harness::new();
+    let a = h.user("alice");
+    let b = h.user("bob");
+    h.ok(create(&a, "dev_team"));
+    h.ok(join(&b, "dev_team"));
+    h.ok(accept(&a, "dev_team", "bob"));
+    (h, a, b)
+}
+
+#[test]
+fn register_is_unique_and_validated() {
+    let mut h = Harness::new();
+    h.user("alice");
+    assert_eq!(h.refused(Command::Register { user: "alice".into(), password_hash: "x".into() }), ErrorCode::UserExists);
+    for bad in ["", "a/b", "../x", &"x".repeat(65)] {
+        assert_eq!(h.refused(Command::Register { user: bad.into(), password_hash: "x".into() }), ErrorCode::InvalidName);
+    }
+    assert_eq!(h.s.counts().0, 1);
+}
+
+#[test]
+fn login_of_unknown_user_is_bad_credentials() {
+    let mut h = Harness::new();
+    let c = Command::Login { user: "ghost".into(), token_hash: "t".into(), expires_at_ms: T0 + HOUR_MS };
+    assert_eq!(h.refused(c), ErrorCode::BadCredentials);
+}
+
+#[test]
+fn sessions_expire_and_logout_revokes() {
+    let mut h = Harness::new();
+    let a = h.user("alice");
+    h.ok(create(&a, "g1"));
+    h.now_ms += HOUR_MS;
+    assert_eq!(h.refused(create(&a, "g2")), ErrorCode::Unauthenticated);
+    assert!(h.s.sessions.is_empty(), "expired session is swept");
+    let a = h.login("alice");
+    h.ok(Command::Logout { token_hash: a.clone() });
+    assert_eq!(h.refused(create(&a, "g3")), ErrorCode::Unauthenticated);
+    assert_eq!(h.refused(Command::Logout { token_hash: a }), ErrorCode::Unauthenticated);
+    assert_eq!(h.refused(create("nonsense", "g4")), ErrorCode::Unauthenticated);
+}
+
+#[test]
+fn group_ids_are_unique_and_creator_owns() {
+    let mut h = Harness::new();
+    let a = h.user("alice");
+    let b = h.user("bob");
+    h.ok(create(&a, "dev_team"));
+    assert_eq!(h.refused(create(&b, "dev_team")), ErrorCode::GroupExists);
+    assert_eq!(h.refused(create(&b, "bad/name")), ErrorCode::InvalidName);
+    let g = &h.s.groups["dev_team"];
+    assert_eq!(g.owner, "alice");
+    assert_eq!(g.members, vec!["alice".to_string()]);
+}
+
+#[test]
+fn join_requests_are_owner_only() {
+    let mut h = Harness::new();
+    let a = h.user("alice");
+    let b = h.user("bob");
+    let c = h.user("carol");
+    h.ok(create(&a, "g"));
+    assert_eq!(h.refused(join(&a, "g")), ErrorCode::AlreadyMember);
+    assert_eq!(h.refused(join(&b, "nope")), ErrorCode::NoSuchGroup);
+    h.ok(join(&b, "g"));
+    assert_eq!(h.ok(join(&b, "g")), Reply::RequestFiled { group: "g".into(), already_pending: true });
+    h.ok(join(&c, "g"));
+    assert_eq!(h.s.list_requests("alice", "g").unwrap(), vec!["bob", "carol"]);
+    assert_eq!(h.s.list_requests("bob", "g").unwrap_err().code, ErrorCode::NotOwner);
+    assert_eq!(h.refused(accept(&b, "g", "carol")), ErrorCode::NotOwner);
+    assert_eq!(h.refused(accept(&a, "g", "dave")), ErrorCode::NoSuchRequest);
+    h.ok(accept(&a, "g", "bob"));
+    assert_eq!(h.refused(accept(&a, "g", "bob")), ErrorCode::AlreadyMember);
+    assert_eq!(h.s.groups["g"].members, vec!["alice", "bob"]);
+    assert_eq!(h.s.list_requests("alice", "g").unwrap(), vec!["carol"]);
+}
+
+#[test]
+fn owner_leaving_hands_over_to_next_joiner_and_last_leaver_deletes() {
+    let (mut h, a, b) = team();
+    let c = h.user("carol");
+    h.ok(join(&c, "dev_team"));
+    h.ok(accept(&a, "dev_team", "carol"));
+    h.ok(upload(&a, "dev_team", meta("doc.pdf", 1000, 1)));
+    let r = h.ok(leave(&a, "dev_team"));
+    assert_eq!(r, Reply::LeftGroup { group: "dev_team".into(), new_owner: Some("bob".into()), group_deleted: false });
+    let g = &h.s.groups["dev_team"];
+    assert_eq!(g.owner, "bob");
+    assert!(g.files["doc.pdf"].sharers.is_empty(), "a leaver stops sharing");
+    assert_eq!(h.refused(leave(&a, "dev_team")), ErrorCode::NotMember);
+    h.ok(leave(&b, "dev_team"));
+    assert_eq!(h.s.groups["dev_team"].owner, "carol");
+    let r = h.ok(leave(&c, "dev_team"));
+    assert_eq!(r, Reply::LeftGroup { group: "dev_team".into(), new_owner: None, group_deleted: true });
+    assert!(h.s.groups.is_empty());
+}
+
+#[test]
+fn pending_user_can_withdraw_by_leaving() {
+    let mut h = Harness::new();
+    let a = h.user("alice");
+    let b = h.user("bob");
+    h.ok(create(&a, "g"));
+    h.ok(join(&b, "g"));
+    h.ok(leave(&b, "g"));
+    assert!(h.s.groups["g"].pending.is_empty());
+}
+
+#[test]
+fn files_are_members_only() {
+    let (mut h, _a, _b) = team();
+    let e = h.user("eve");
+    assert_eq!(h.refused(upload(&e, "dev_team", meta("x", 10, 1))), ErrorCode::NotMember);
+    assert_eq!(h.s.list_files("eve", "dev_team").unwrap_err().code, ErrorCode::NotMember);
+    assert_eq!(h.s.file("eve", "dev_team", "x").unwrap_err().code, ErrorCode::NotMember);
+    assert_eq!(h.refused(upload(&e, "nope", meta("x", 10, 1))), ErrorCode::NoSuchGroup);
+    assert_eq!(h.s.counts().2, 0);
+}
+
+#[test]
+fn same_content_adds_a_sharer_different_content_conflicts() {
+    let (mut h, a, b) = team();
+    let r = h.ok(upload(&a, "dev_team", meta("doc.pdf", 1_048_576, 7)));
+    assert_eq!(r, Reply::FileShared { group: "dev_team".into(), name: "doc.pdf".into(), new_file: true });
+    let r = h.ok(upload(&b, "dev_team", meta("doc.pdf", 1_048_576, 7)));
+    assert_eq!(r, Reply::FileShared { group: "dev_team".into(), name: "doc.pdf".into(), new_file: false });
+    assert_eq!(h.refused(upload(&b, "dev_team", meta("doc.pdf", 1_048_576, 8))), ErrorCode::FileConflict);
+    let files = h.s.list_files("bob", "dev_team").unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].active_sharers.len(), 2);
+    assert_eq!(files[0].meta.piece_sha1.len(), 2);
+}
+
+#[test]
+fn bad_file_metadata_is_refused() {
+    let (mut h, a, _b) = team();
+    for bad in ["../x", "a/b", "", ".", ".."] {
+        assert_eq!(h.refused(upload(&a, "dev_team", meta(bad, 10, 1))), ErrorCode::InvalidName, "{bad:?}");
+    }
+    let mut m = meta("big", 10, 1);
+    m.size = crate::command::MAX_FILE_SIZE_BYTES + 1;
+    assert_eq!(h.refused(upload(&a, "dev_team", m)), ErrorCode::FileTooLarge);
+    let mut m = meta("short", 2 * PIECE_LEN_BYTES, 1);
+    m.piece_sha1.pop();
+    assert_eq!(h.refused(upload(&a, "dev_team", m)), ErrorCode::InvalidRequest);
+    let c = Command::UploadFile { token_hash: a, group: "dev_team".into(), file: meta("y", 1, 1), peer_addr: "nonsense".into() };
+    assert_eq!(h.refused(c), ErrorCode::InvalidRequest);
+    assert_eq!(h.s.counts().2, 0);
+}
+
+#[test]
+fn stop_share_keeps_the_file_listed() {
+    let (mut h, a, _b) = team();
+    h.ok(upload(&a, "dev_team", meta("doc.pdf", 100, 1)));
+    let r = h.ok(Command::StopShare { token_hash: a.clone(), group: "dev_team".into(), name: "doc.pdf".into() });
+    assert_eq!(r, Reply::ShareStopped { group: "dev_team".into(), name: "doc.pdf".into(), was_sharing: true });
+    let files = h.s.list_files("alice", "dev_team").unwrap();
+    assert_eq!(files.len(), 1);
+    assert!(files[0].active_sharers.is_empty());
+    let c = Command::StopShare { token_hash: a, group: "dev_team".into(), name: "nope".into() };
+    assert_eq!(h.refused(c), ErrorCode::NoSuchFile);
+}
+
+#[test]
+fn logout_pauses_shares_and_login_resumes_them() {
+    let (mut h, a, _b) = team();
+    h.ok(upload(&a, "dev_team", meta("doc.pdf", 100, 1)));
+    assert_eq!(h.s.file("bob", "dev_team", "doc.pdf").unwrap().active_sharers.len(), 1);
+    let r = h.ok(Command::Logout { token_hash: a });
+    assert_eq!(r, Reply::LoggedOut { user: "alice".into(), paused_shares: 1 });
+    assert!(h.s.file("bob", "dev_team", "doc.pdf").unwrap().active_sharers.is_empty());
+    let a = h.login("alice");
+    let f = h.s.file("bob", "dev_team", "doc.pdf").unwrap();
+    assert_eq!(f.active_sharers, vec![query::SharerView { user: "alice".into(), peer_addr: "127.0.0.1:6000".into() }]);
+    let r = h.ok(Command::Announce { token_hash: a, peer_addr: "127.0.0.1:7777".into() });
+    assert_eq!(r, Reply::Announced { user: "alice".into(), shares: 1 });
+    assert_eq!(h.s.file("bob", "dev_team", "doc.pdf").unwrap().active_sharers[0].peer_addr, "127.0.0.1:7777");
+}
+
+#[test]
+fn retried_request_id_answers_first_outcome_and_changes_nothing() {
+    let mut h = Harness::new();
+    let a = h.user("alice");
+    let b = h.user("bob");
+    let req = Request { request_id: Some("same".into()), now_ms: h.now_ms, command: create(&a, "g") };
+    assert!(h.s.apply(&req).is_ok());
+    // The state changes in between: bob asks to join, alice leaves (the group is deleted).
+    h.ok(join(&b, "g"));
+    h.ok(leave(&a, "g"));
+    assert!(h.s.groups.is_empty(), "the last member left; a pending request is no membership");
+    let before = h.s.clone();
+    let again = Request { now_ms: h.now_ms + 5, ..req.clone() };
+    assert_eq!(h.s.apply(&again), Response::Ok(Reply::GroupCreated { group: "g".into() }));
+    assert!(h.s.groups.is_empty(), "a retry must not create the group again");
+    assert_eq!(h.s.groups, before.groups);
+    // A refused outcome is remembered too.
+    let bad = Request { request_id: Some("bad".into()), now_ms: h.now_ms, command: create("nope", "x") };
+    let first = h.s.apply(&bad);
+    assert!(!first.is_ok());
+    assert_eq!(h.s.apply(&bad), first);
+}
+
+#[test]
+fn dedup_table_is_bounded_in_age_and_count() {
+    let mut d = Dedup::default();
+    for i in 0..(DEDUP_MAX_ENTRIES + 10) {
+        d.insert(format!("id{i}"), T0, Response::Ok(Reply::Internal));
+    }
+    assert_eq!(d.len(), DEDUP_MAX_ENTRIES);
+    assert!(d.get("id0").is_none());
+    assert!(d.get(&format!("id{}", DEDUP_MAX_ENTRIES + 9)).is_some());
+    d.expire(T0 + DEDUP_TTL_MS + 1);
+    assert!(d.is_empty());
+}
+
+#[test]
+fn records_round_trip_to_the_same_state() {
+    let (mut h, a, _b) = team();
+    h.ok(upload(&a, "dev_team", meta("doc.pdf", 3 * PIECE_LEN_BYTES + 1, 3)));
+    let mut copy = TrackerState::default();
+    for r in h.s.records() {
+        let line = serde_json::to_string(&r).unwrap();
+        copy.load_record(serde_json::from_str(&line).unwrap()).unwrap();
+    }
+    assert_eq!(copy, h.s);
+    assert_eq!(copy.digest(), h.s.digest());
+}

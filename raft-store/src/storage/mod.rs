@@ -1,0 +1,59 @@
+//! openraft's storage (0.9, storage-v2) for the tracker.
+//!
+//! Layout of a node's data_dir:
+//! - `sled/`: one sled database: tree `logs` (big-endian u64 index -> JSON entry) and tree
+//!   `meta` (vote, committed log id, last purged log id).
+//! - `snapshots/current.snap`: the last snapshot, a stream of JSON lines (header with the
+//!   snapshot meta, one line per state record, a trailer with the record count). Temporary
+//!   files beside it (`*.tmp`) are half-written snapshots and are deleted at open.
+//!
+//! The state machine lives in memory: at open it is rebuilt from the snapshot, and openraft
+//! re-applies the committed tail of the log (`read_committed`). Every applied index is thus
+//! durable as log entries (fsynced before acknowledgement) or as a snapshot (fsynced before
+//! the log below it is purged).
+
+mod log_store;
+mod snapshot;
+mod state_machine;
+
+use std::path::{Path, PathBuf};
+
+pub use log_store::LogStore;
+pub use state_machine::{snapshot_meta_of, SmData, StateMachineStore};
+
+use crate::error::StoreError;
+
+/// Where and how to open a node's storage.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub dir: PathBuf,
+    /// sled's page cache, in bytes. sled's default is 1 GiB, too much when several nodes share
+    /// a machine; 64 MiB holds the hot log tail comfortably.
+    pub cache_capacity_bytes: u64,
+}
+
+impl StoreOptions {
+    pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        StoreOptions { dir: dir.as_ref().to_path_buf(), cache_capacity_bytes: Self::DEFAULT_CACHE_CAPACITY_BYTES }
+    }
+}
+
+/// Opens (creating if needed) the log store and the state machine of one node.
+pub fn open_store(opts: &StoreOptions) -> Result<(LogStore, StateMachineStore), StoreError> {
+    std::fs::create_dir_all(&opts.dir)
+        .map_err(|e| StoreError::io(format!("cannot create data dir {}", opts.dir.display()), e))?;
+    let sled_path = opts.dir.join("sled");
+    let db = sled::Config::new()
+        .path(&sled_path)
+        .cache_capacity(opts.cache_capacity_bytes)
+        .open()
+        .map_err(|source| StoreError::Sled { path: sled_path.display().to_string(), source })?;
+    let log_store = LogStore::new(db, &sled_path)?;
+    let sm = StateMachineStore::open(&opts.dir.join("snapshots"))?;
+    Ok((log_store, sm))
+}
+
+#[cfg(test)]
+mod tests;
