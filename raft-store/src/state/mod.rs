@@ -135,6 +135,18 @@ impl TrackerState {
         (self.users.len() as u64, self.groups.len() as u64, files)
     }
 
+    pub fn groups(&self) -> &BTreeMap<String, Group> {
+        &self.groups
+    }
+
+    pub fn users(&self) -> &BTreeMap<String, User> {
+        &self.users
+    }
+
+    pub fn sessions(&self) -> &BTreeMap<String, Session> {
+        &self.sessions
+    }
+
     /// The stored argon2 hash of `user`, for the node that verifies a login.
     pub fn password_hash(&self, user: &str) -> Option<&str> {
         self.users.get(user).map(|u| u.password_hash.as_str())
