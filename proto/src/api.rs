@@ -1,1 +1,183 @@
-//! The client API (HTTP/JSON) request and response types.
+//! The client API (HTTP/JSON, under `/v1`): request and response bodies, shared by the
+//! tracker nodes that serve it and the peers that call it. docs/API.md documents each call.
+//!
+//! Conventions:
+//! - Writes carry an `Idempotency-Key` header: the same key on every retry of one write, so
+//!   the cluster applies it once and answers every retry with the first outcome.
+//! - Authenticated calls carry `Authorization: Bearer <token>`.
+//! - A node that is not the leader answers 307 with `Location` and a [`NotLeaderBody`];
+//!   while no leader is known, 503 with `Retry-After` and an [`ErrorBody`] (`unavailable`).
+//! - Refusals are 4xx with an [`ErrorBody`] whose `code` is one of CONTRACT.md's codes.
+
+use serde::{Deserialize, Serialize};
+
+/// Header carrying the request id of a write.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Header carrying the cluster secret on node-to-node and admin calls.
+pub const CLUSTER_SECRET: &str = "x-cluster-secret";
+/// Largest request body the API accepts, in bytes (a 64 GiB file's metadata is ~5.3 MB).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorBody { error: ErrorDetail { code: code.into(), message: message.into() } }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderRef {
+    pub id: u64,
+    pub api: String,
+}
+
+/// Body of a 307 from a follower: where the leader is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotLeaderBody {
+    pub error: ErrorDetail,
+    pub leader: LeaderRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub user: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+    /// The session token to open, chosen by the client (64 hex characters of randomness):
+    /// a retried login then opens the same session instead of an orphan. When absent, the
+    /// node draws one.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub user: String,
+    pub token: String,
+    pub expires_at_ms: u64,
+    pub resumed_shares: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateGroupRequest {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptRequest {
+    pub user: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRow {
+    pub group: String,
+    pub owner: String,
+    pub members: u64,
+    pub member: bool,
+    pub pending: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRow {
+    pub user: String,
+}
+
+/// A file's metadata as uploaded: hashes as 40 lowercase hex characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMetaBody {
+    pub name: String,
+    pub size: u64,
+    pub piece_len: u64,
+    pub piece_sha1: Vec<String>,
+    pub sha1: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRequest {
+    pub file: FileMetaBody,
+    /// Where this peer's daemon serves pieces (`host:port`).
+    pub peer_addr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceRequest {
+    pub peer_addr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRow {
+    pub name: String,
+    pub size: u64,
+    pub pieces: u64,
+    pub sha1: String,
+    pub sharers: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharerRow {
+    pub user: String,
+    pub peer_addr: String,
+}
+
+/// A file with everything a download needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDetails {
+    pub group: String,
+    pub file: FileMetaBody,
+    pub sharers: Vec<SharerRow>,
+}
+
+/// The answer of a successful write: `{"ok": true, ...}` with what the write reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OkBody {
+    pub ok: bool,
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `GET /v1/status` of one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub api: String,
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub leader_api: Option<String>,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub users: u64,
+    pub groups: u64,
+    pub files: u64,
+    /// SHA-1 over the whole state machine, when asked for with `?digest=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_digest: Option<String>,
+}
+
+/// `POST /v1/admin/members`: make a listed node a voter (`add`) or remove it (`remove`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersRequest {
+    pub action: String,
+    pub id: u64,
+    pub api: String,
+    pub raft: String,
+}

@@ -1,1 +1,918 @@
 //! cluster.toml: the tracker cluster address book and timings.
+//!
+//! The file format is part of the user-facing contract (CONTRACT.md, "cluster.toml").
+//! Parsing is strict: unknown keys, duplicate ids or addresses, and timings that cannot
+//! work are rejected, and every error names the file, the 1-based line and the problem,
+//! because the binaries print it verbatim and exit 2.
+//!
+//! [`ClusterConfig::parse`] is pure (text in, typed value out). [`ClusterConfig::load`]
+//! is the one place in this crate that touches the file system: it reads the file and
+//! parses it, so that "cannot read" and "line 7 is wrong" come out of the same error type.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Raft heartbeat interval when `[cluster] heartbeat_ms` is absent.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
+/// Randomised election timeout range when `[cluster] election_timeout_ms` is absent.
+pub const DEFAULT_ELECTION_TIMEOUT_MS: (u64, u64) = (150, 300);
+/// Log entries since the last snapshot that trigger a new one, when
+/// `[cluster] snapshot_logs_threshold` is absent.
+pub const DEFAULT_SNAPSHOT_LOGS_THRESHOLD: u64 = 5000;
+
+/// A parsed and validated cluster file.
+///
+/// Invariants (checked by [`ClusterConfig::parse`]): at least one node; node ids are
+/// unique and ≥ 1; every `api` and `raft` address is distinct across all nodes;
+/// `0 < heartbeat_ms < election_timeout_ms.0 < election_timeout_ms.1`;
+/// `initial_members`, when set, is a non-empty set of listed ids.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The file this configuration came from, as given to `load`/`parse`.
+    pub path: PathBuf,
+    pub heartbeat_ms: u64,
+    /// `(min, max)` of the randomised election timeout.
+    pub election_timeout_ms: (u64, u64),
+    /// Shared secret for node-to-node and admin calls; never printed by `Debug`.
+    pub secret: Option<String>,
+    /// Voters on first start when set; otherwise every listed node.
+    pub initial_members: Option<Vec<u64>>,
+    pub snapshot_logs_threshold: u64,
+    /// The address book, in file order.
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// One `[[node]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub id: u64,
+    /// Where peers and operators talk to this node.
+    pub api: SocketAddr,
+    /// Node-to-node Raft traffic.
+    pub raft: SocketAddr,
+    /// Resolved: a relative `data_dir` is joined to the cluster file's folder.
+    pub data_dir: PathBuf,
+}
+
+/// Why a cluster file was not accepted. `Display` is one complete sentence that starts
+/// with the file (and line, where there is one), ready to print after `error: `.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, a missing key or a value of the wrong type.
+    /// `message` is toml's own one-line description.
+    #[error("{}: {message}", at(path, *line))]
+    Syntax {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    /// Well-formed TOML whose contents break a rule of the cluster file.
+    #[error("{}: {problem}", at(path, *line))]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        problem: Problem,
+    },
+    /// `--id N` names a node that the file does not list.
+    #[error("{}: node {id} is not listed (listed ids: {})", path.display(), join_ids(listed))]
+    NodeNotListed {
+        path: PathBuf,
+        id: u64,
+        listed: Vec<u64>,
+    },
+}
+
+impl ConfigError {
+    /// The 1-based line the error points at, when there is one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => *line,
+            ConfigError::Read { .. } | ConfigError::NodeNotListed { .. } => None,
+        }
+    }
+
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigError::Read { path, .. }
+            | ConfigError::Syntax { path, .. }
+            | ConfigError::Invalid { path, .. }
+            | ConfigError::NodeNotListed { path, .. } => path,
+        }
+    }
+}
+
+/// The rule a well-formed cluster file broke.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("no [[node]] entries")]
+    NoNodes,
+    #[error("heartbeat_ms must be at least 1")]
+    ZeroHeartbeat,
+    #[error("election_timeout_ms must be [min, max] with 0 < min < max")]
+    ElectionTimeout,
+    #[error("heartbeat_ms ({heartbeat_ms}) must be less than election_timeout_ms min ({election_min_ms})")]
+    HeartbeatNotBelowElection {
+        heartbeat_ms: u64,
+        election_min_ms: u64,
+    },
+    #[error("snapshot_logs_threshold must be at least 1")]
+    ZeroSnapshotThreshold,
+    #[error("secret must not be empty (remove the key to run without one)")]
+    EmptySecret,
+    #[error("node id must be at least 1")]
+    ZeroId,
+    #[error("duplicate node id {id} (first at line {first_line})")]
+    DuplicateId { id: u64, first_line: usize },
+    #[error("{key} {value:?} is not an address like \"127.0.0.1:7001\"")]
+    BadAddress { key: &'static str, value: String },
+    #[error("{key} {addr} has port 0; list the port the node listens on")]
+    ZeroPort { key: &'static str, addr: SocketAddr },
+    #[error("duplicate address {addr} (also node {other_id}'s {other_key})")]
+    DuplicateAddress {
+        addr: SocketAddr,
+        other_id: u64,
+        other_key: &'static str,
+    },
+    #[error("data_dir must not be empty")]
+    EmptyDataDir,
+    #[error("initial_members must name at least one node")]
+    EmptyInitialMembers,
+    #[error("initial_members names node {id} more than once")]
+    DuplicateInitialMember { id: u64 },
+    #[error(
+        "initial_members names node {id}, which has no [[node]] entry (listed ids: {})",
+        join_ids(listed)
+    )]
+    UnknownInitialMember { id: u64, listed: Vec<u64> },
+}
+
+fn at(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+fn join_ids(ids: &[u64]) -> String {
+    let parts: Vec<String> = ids.iter().map(u64::to_string).collect();
+    parts.join(", ")
+}
+
+impl fmt::Debug for ClusterConfig {
+    // Hand-written so that logging a config never prints the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("path", &self.path)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("election_timeout_ms", &self.election_timeout_ms)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("initial_members", &self.initial_members)
+            .field("snapshot_logs_threshold", &self.snapshot_logs_threshold)
+            .field("nodes", &self.nodes)
+            .finish()
+    }
+}
+
+// The file as TOML sees it. Values are `Spanned` so that semantic errors found after
+// deserialisation can still point at the line they came from.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
+    node: Vec<RawNode>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    heartbeat_ms: Option<Spanned<u64>>,
+    election_timeout_ms: Option<Spanned<Vec<u64>>>,
+    secret: Option<Spanned<String>>,
+    initial_members: Option<Spanned<Vec<u64>>>,
+    snapshot_logs_threshold: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: Spanned<u64>,
+    api: Spanned<String>,
+    raft: Spanned<String>,
+    data_dir: Spanned<String>,
+}
+
+/// Turns byte offsets into 1-based line numbers for one file's text.
+struct Lines<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Lines<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn line_of_span(&self, span: Range<usize>) -> usize {
+        self.line_of(span.start)
+    }
+
+    fn invalid(&self, line: Option<usize>, problem: Problem) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            problem,
+        }
+    }
+
+    fn invalid_at<T>(&self, value: &Spanned<T>, problem: Problem) -> ConfigError {
+        self.invalid(Some(self.line_of_span(value.span())), problem)
+    }
+}
+
+impl ClusterConfig {
+    /// Reads and parses the cluster file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates cluster file `text`; `path` is where it came from, used in
+    /// error messages and to resolve relative `data_dir`s. Does no I/O.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let lines = Lines { text, path };
+        let raw: RawFile = toml::from_str(text).map_err(|err| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: err.span().map(|span| lines.line_of_span(span)),
+            // toml's messages can span lines ("invalid table header\nexpected ..."); the
+            // binaries print one line.
+            message: err
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
+        })?;
+
+        let (heartbeat_ms, election_timeout_ms) = check_timings(&lines, &raw.cluster)?;
+
+        let secret = match raw.cluster.secret {
+            Some(secret) if secret.get_ref().is_empty() => {
+                return Err(lines.invalid_at(&secret, Problem::EmptySecret));
+            }
+            Some(secret) => Some(secret.into_inner()),
+            None => None,
+        };
+
+        let snapshot_logs_threshold = match raw.cluster.snapshot_logs_threshold {
+            Some(t) if *t.get_ref() == 0 => {
+                return Err(lines.invalid_at(&t, Problem::ZeroSnapshotThreshold));
+            }
+            Some(t) => t.into_inner(),
+            None => DEFAULT_SNAPSHOT_LOGS_THRESHOLD,
+        };
+
+        let nodes = check_nodes(&lines, &raw.node)?;
+        let listed: Vec<u64> = nodes.iter().map(|n| n.id).collect();
+
+        let initial_members = match raw.cluster.initial_members {
+            None => None,
+            Some(members) => {
+                let ids = members.get_ref();
+                if ids.is_empty() {
+                    return Err(lines.invalid_at(&members, Problem::EmptyInitialMembers));
+                }
+                let mut seen = BTreeSet::new();
+                for &id in ids {
+                    if !listed.contains(&id) {
+                        let listed = listed.clone();
+                        return Err(lines
+                            .invalid_at(&members, Problem::UnknownInitialMember { id, listed }));
+                    }
+                    if !seen.insert(id) {
+                        return Err(
+                            lines.invalid_at(&members, Problem::DuplicateInitialMember { id })
+                        );
+                    }
+                }
+                Some(members.into_inner())
+            }
+        };
+
+        Ok(ClusterConfig {
+            path: path.to_path_buf(),
+            heartbeat_ms,
+            election_timeout_ms,
+            secret,
+            initial_members,
+            snapshot_logs_threshold,
+            nodes,
+        })
+    }
+
+    /// The node with this id, if the file lists it.
+    pub fn node(&self, id: u64) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The node with this id, or an error (for `--id N`) that names the file and the
+    /// ids it does list.
+    pub fn require_node(&self, id: u64) -> Result<&NodeConfig, ConfigError> {
+        self.node(id).ok_or_else(|| ConfigError::NodeNotListed {
+            path: self.path.clone(),
+            id,
+            listed: self.nodes.iter().map(|n| n.id).collect(),
+        })
+    }
+
+    /// Every node's api address, in file order.
+    pub fn api_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.api).collect()
+    }
+
+    /// The voters a brand-new cluster starts with: `initial_members` when set, otherwise
+    /// every listed node. Sorted ascending, no duplicates.
+    pub fn voters_on_first_start(&self) -> Vec<u64> {
+        let ids: BTreeSet<u64> = match &self.initial_members {
+            Some(members) => members.iter().copied().collect(),
+            None => self.nodes.iter().map(|n| n.id).collect(),
+        };
+        ids.into_iter().collect()
+    }
+}
+
+/// Returns `(heartbeat_ms, election_timeout_ms)`, defaults applied, or the first rule broken.
+fn check_timings(
+    lines: &Lines<'_>,
+    cluster: &RawCluster,
+) -> Result<(u64, (u64, u64)), ConfigError> {
+    let heartbeat_ms = match &cluster.heartbeat_ms {
+        Some(h) if *h.get_ref() == 0 => return Err(lines.invalid_at(h, Problem::ZeroHeartbeat)),
+        Some(h) => *h.get_ref(),
+        None => DEFAULT_HEARTBEAT_MS,
+    };
+    let election_timeout_ms = match &cluster.election_timeout_ms {
+        Some(e) => match e.get_ref().as_slice() {
+            &[min, max] if 0 < min && min < max => (min, max),
+            _ => return Err(lines.invalid_at(e, Problem::ElectionTimeout)),
+        },
+        None => DEFAULT_ELECTION_TIMEOUT_MS,
+    };
+    if heartbeat_ms >= election_timeout_ms.0 {
+        // Point at whichever of the two the user wrote; heartbeat first, as it is the
+        // one usually meant to be small.
+        let line = cluster
+            .heartbeat_ms
+            .as_ref()
+            .map(|h| h.span())
+            .or_else(|| cluster.election_timeout_ms.as_ref().map(|e| e.span()))
+            .map(|span| lines.line_of_span(span));
+        return Err(lines.invalid(
+            line,
+            Problem::HeartbeatNotBelowElection {
+                heartbeat_ms,
+                election_min_ms: election_timeout_ms.0,
+            },
+        ));
+    }
+    Ok((heartbeat_ms, election_timeout_ms))
+}
+
+/// Validates the `[[node]]` entries in file order and resolves their data dirs.
+fn check_nodes(lines: &Lines<'_>, raw: &[RawNode]) -> Result<Vec<NodeConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Err(lines.invalid(None, Problem::NoNodes));
+    }
+    let base = lines.path.parent().unwrap_or_else(|| Path::new(""));
+    // id -> line of its first `id =`; address -> (node id, "api" | "raft").
+    let mut id_lines: HashMap<u64, usize> = HashMap::new();
+    let mut addrs: HashMap<SocketAddr, (u64, &'static str)> = HashMap::new();
+    let mut nodes = Vec::with_capacity(raw.len());
+
+    for node in raw {
+        let id = *node.id.get_ref();
+        let id_line = lines.line_of_span(node.id.span());
+        if id == 0 {
+            return Err(lines.invalid(Some(id_line), Problem::ZeroId));
+        }
+        if let Some(&first_line) = id_lines.get(&id) {
+            return Err(lines.invalid(Some(id_line), Problem::DuplicateId { id, first_line }));
+        }
+        id_lines.insert(id, id_line);
+
+        let api = parse_addr(lines, "api", &node.api)?;
+        let raft = parse_addr(lines, "raft", &node.raft)?;
+        for (key, addr, spanned) in [("api", api, &node.api), ("raft", raft, &node.raft)] {
+            if let Some(&(other_id, other_key)) = addrs.get(&addr) {
+                return Err(lines.invalid_at(
+                    spanned,
+                    Problem::DuplicateAddress {
+                        addr,
+                        other_id,
+                        other_key,
+                    },
+                ));
+            }
+            addrs.insert(addr, (id, key));
+        }
+
+        if node.data_dir.get_ref().is_empty() {
+            return Err(lines.invalid_at(&node.data_dir, Problem::EmptyDataDir));
+        }
+        // `join` keeps an absolute data_dir as it is.
+        let data_dir = base.join(node.data_dir.get_ref());
+
+        nodes.push(NodeConfig {
+            id,
+            api,
+            raft,
+            data_dir,
+        });
+    }
+    Ok(nodes)
+}
+
+fn parse_addr(
+    lines: &Lines<'_>,
+    key: &'static str,
+    value: &Spanned<String>,
+) -> Result<SocketAddr, ConfigError> {
+    let addr: SocketAddr = value.get_ref().parse().map_err(|_| {
+        lines.invalid_at(
+            value,
+            Problem::BadAddress {
+                key,
+                value: value.get_ref().clone(),
+            },
+        )
+    })?;
+    // The file is an address book other processes dial; port 0 cannot be dialled.
+    if addr.port() == 0 {
+        return Err(lines.invalid_at(value, Problem::ZeroPort { key, addr }));
+    }
+    Ok(addr)
+}
+
+/// A valid cluster.toml for nodes on 127.0.0.1, one `(id, api_port, raft_port)` per node,
+/// with default timings and `data_dir = "<data_root>/node-<id>"`. For tests that bind
+/// ports at run time and then write a cluster file for them.
+pub fn local_cluster_toml(ports: &[(u64, u16, u16)], data_root: &str) -> String {
+    let mut out = format!(
+        "[cluster]\nheartbeat_ms = {}\nelection_timeout_ms = [{}, {}]\n",
+        DEFAULT_HEARTBEAT_MS, DEFAULT_ELECTION_TIMEOUT_MS.0, DEFAULT_ELECTION_TIMEOUT_MS.1
+    );
+    for &(id, api_port, raft_port) in ports {
+        let data_dir = format!("{data_root}/node-{id}");
+        // `toml::Value`'s Display writes a correctly quoted and escaped TOML string.
+        let data_dir = toml::Value::String(data_dir);
+        out.push_str(&format!(
+            "\n[[node]]\nid = {id}\napi = \"127.0.0.1:{api_port}\"\nraft = \"127.0.0.1:{raft_port}\"\ndata_dir = {data_dir}\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example from CONTRACT.md, verbatim.
+    const CONTRACT_EXAMPLE: &str = r#"[cluster]
+heartbeat_ms = 50                 # Raft heartbeat
+election_timeout_ms = [150, 300]  # randomised election timeout range
+# secret = "..."                  # optional; when set, node-to-node and admin calls must present it
+
+[[node]]
+id = 1
+api = "127.0.0.1:7001"            # where peers and operators talk to this node
+raft = "127.0.0.1:7101"           # node-to-node Raft traffic
+data_dir = "data/node-1"          # relative paths are relative to this file's folder
+
+[[node]]
+id = 2
+api = "127.0.0.1:7002"
+raft = "127.0.0.1:7102"
+data_dir = "data/node-2"
+
+[[node]]
+id = 3
+api = "127.0.0.1:7003"
+raft = "127.0.0.1:7103"
+data_dir = "data/node-3"
+"#;
+
+    fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        ClusterConfig::parse(text, Path::new("/etc/p2p/cluster.toml"))
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cluster_contract_example_parses() {
+        let c = parse(CONTRACT_EXAMPLE).unwrap();
+        assert_eq!(c.path, Path::new("/etc/p2p/cluster.toml"));
+        assert_eq!(c.heartbeat_ms, 50);
+        assert_eq!(c.election_timeout_ms, (150, 300));
+        assert_eq!(c.secret, None);
+        assert_eq!(c.initial_members, None);
+        assert_eq!(c.snapshot_logs_threshold, DEFAULT_SNAPSHOT_LOGS_THRESHOLD);
+        assert_eq!(
+            c.nodes,
+            vec![
+                NodeConfig {
+                    id: 1,
+                    api: addr("127.0.0.1:7001"),
+                    raft: addr("127.0.0.1:7101"),
+                    data_dir: PathBuf::from("/etc/p2p/data/node-1"),
+                },
+                NodeConfig {
+                    id: 2,
+                    api: addr("127.0.0.1:7002"),
+                    raft: addr("127.0.0.1:7102"),
+                    data_dir: PathBuf::from("/etc/p2p/data/node-2"),
+                },
+                NodeConfig {
+                    id: 3,
+                    api: addr("127.0.0.1:7003"),
+                    raft: addr("127.0.0.1:7103"),
+                    data_dir: PathBuf::from("/etc/p2p/data/node-3"),
+                },
+            ]
+        );
+        assert_eq!(
+            c.api_addrs(),
+            vec![
+                addr("127.0.0.1:7001"),
+                addr("127.0.0.1:7002"),
+                addr("127.0.0.1:7003")
+            ]
+        );
+        assert_eq!(c.voters_on_first_start(), vec![1, 2, 3]);
+        assert_eq!(c.node(2).unwrap().raft, addr("127.0.0.1:7102"));
+        assert!(c.node(4).is_none());
+        assert_eq!(c.require_node(3).unwrap().id, 3);
+    }
+
+    #[test]
+    fn cluster_defaults_and_optional_keys() {
+        let node =
+            "[[node]]\nid = 7\napi = \"127.0.0.1:1\"\nraft = \"[::1]:2\"\ndata_dir = \"d\"\n";
+        // No [cluster] table at all.
+        let c = parse(node).unwrap();
+        assert_eq!(c.heartbeat_ms, DEFAULT_HEARTBEAT_MS);
+        assert_eq!(c.election_timeout_ms, DEFAULT_ELECTION_TIMEOUT_MS);
+        assert_eq!(c.snapshot_logs_threshold, DEFAULT_SNAPSHOT_LOGS_THRESHOLD);
+        assert_eq!(c.nodes[0].raft, addr("[::1]:2"));
+
+        let text =
+            "[cluster]\nsecret = \"s3cret\"\nsnapshot_logs_threshold = 10\ninitial_members = [3, 1]\n\
+             [[node]]\nid = 1\napi = \"127.0.0.1:1\"\nraft = \"127.0.0.1:2\"\ndata_dir = \"a\"\n\
+             [[node]]\nid = 2\napi = \"127.0.0.1:3\"\nraft = \"127.0.0.1:4\"\ndata_dir = \"b\"\n\
+             [[node]]\nid = 3\napi = \"127.0.0.1:5\"\nraft = \"127.0.0.1:6\"\ndata_dir = \"c\"\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.secret.as_deref(), Some("s3cret"));
+        assert_eq!(c.snapshot_logs_threshold, 10);
+        assert_eq!(c.initial_members, Some(vec![3, 1]));
+        assert_eq!(c.voters_on_first_start(), vec![1, 3]);
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug must not print the secret"
+        );
+    }
+
+    #[test]
+    fn cluster_data_dir_resolution() {
+        let text = |dir: &str| {
+            format!("[[node]]\nid = 1\napi = \"127.0.0.1:1\"\nraft = \"127.0.0.1:2\"\ndata_dir = \"{dir}\"\n")
+        };
+        let cases: &[(&str, &str, &str)] = &[
+            // (cluster file path, data_dir as written, resolved)
+            (
+                "/etc/p2p/cluster.toml",
+                "data/node-1",
+                "/etc/p2p/data/node-1",
+            ),
+            (
+                "/etc/p2p/cluster.toml",
+                "../shared/n1",
+                "/etc/p2p/../shared/n1",
+            ),
+            ("/etc/p2p/cluster.toml", "/var/lib/n1", "/var/lib/n1"),
+            ("conf/cluster.toml", "data/n1", "conf/data/n1"),
+            ("cluster.toml", "data/n1", "data/n1"),
+        ];
+        for &(path, dir, want) in cases {
+            let c = ClusterConfig::parse(&text(dir), Path::new(path)).unwrap();
+            assert_eq!(c.nodes[0].data_dir, PathBuf::from(want), "{path} + {dir}");
+        }
+    }
+
+    /// Each case: the file text, the line the error must point at (None: no line), and a
+    /// fragment the message must contain. The message must also start with the file
+    /// name and line.
+    #[test]
+    fn cluster_errors_name_file_line_and_problem() {
+        const N1: &str = "[[node]]\nid = 1\napi = \"127.0.0.1:7001\"\nraft = \"127.0.0.1:7101\"\ndata_dir = \"d1\"\n";
+        const N2: &str = "[[node]]\nid = 2\napi = \"127.0.0.1:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"d2\"\n";
+        let with_nodes = |cluster: &str| format!("[cluster]\n{cluster}\n{N1}{N2}");
+        let cases: Vec<(&str, String, Option<usize>, &str)> = vec![
+            (
+                "duplicate id",
+                // The contract example with node 3 renamed to 2: the third `id =` is line 19.
+                CONTRACT_EXAMPLE.replace("id = 3", "id = 2"),
+                Some(19),
+                "duplicate node id 2 (first at line 13)",
+            ),
+            (
+                "duplicate api address",
+                CONTRACT_EXAMPLE.replace("127.0.0.1:7002", "127.0.0.1:7001"),
+                Some(14),
+                "duplicate address 127.0.0.1:7001 (also node 1's api)",
+            ),
+            (
+                "raft address equal to another node's api",
+                CONTRACT_EXAMPLE.replace("127.0.0.1:7103", "127.0.0.1:7002"),
+                Some(21),
+                "duplicate address 127.0.0.1:7002 (also node 2's api)",
+            ),
+            (
+                "api equal to own raft",
+                format!("{N1}[[node]]\nid = 2\napi = \"127.0.0.1:7009\"\nraft = \"127.0.0.1:7009\"\ndata_dir = \"x\"\n"),
+                Some(9),
+                "duplicate address 127.0.0.1:7009 (also node 2's api)",
+            ),
+            (
+                "election timeout min >= max",
+                with_nodes("heartbeat_ms = 10\nelection_timeout_ms = [300, 300]"),
+                Some(3),
+                "election_timeout_ms must be [min, max] with 0 < min < max",
+            ),
+            (
+                "election timeout wrong length",
+                with_nodes("election_timeout_ms = [150]"),
+                Some(2),
+                "election_timeout_ms must be [min, max] with 0 < min < max",
+            ),
+            (
+                "election timeout min 0",
+                with_nodes("heartbeat_ms = 0\nelection_timeout_ms = [0, 10]"),
+                Some(2),
+                "heartbeat_ms must be at least 1",
+            ),
+            (
+                "election timeout zero min",
+                with_nodes("election_timeout_ms = [0, 10]"),
+                Some(2),
+                "election_timeout_ms must be [min, max] with 0 < min < max",
+            ),
+            (
+                "heartbeat not below election min",
+                with_nodes("\n\nheartbeat_ms = 200\nelection_timeout_ms = [150, 300]"),
+                Some(4),
+                "heartbeat_ms (200) must be less than election_timeout_ms min (150)",
+            ),
+            (
+                "default heartbeat not below explicit election min",
+                with_nodes("election_timeout_ms = [40, 300]"),
+                Some(2),
+                "heartbeat_ms (50) must be less than election_timeout_ms min (40)",
+            ),
+            ("no nodes", "[cluster]\nheartbeat_ms = 50\n".to_string(), None, "no [[node]] entries"),
+            ("empty file", String::new(), None, "no [[node]] entries"),
+            (
+                "unknown key in [cluster]",
+                with_nodes("heartbeat_ms = 50\nheartbeat = 50"),
+                Some(3),
+                "unknown field `heartbeat`",
+            ),
+            (
+                "unknown key in [[node]]",
+                format!("{N1}[[node]]\nid = 2\nport = 3\napi = \"127.0.0.1:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"d2\"\n"),
+                Some(8),
+                "unknown field `port`",
+            ),
+            (
+                "unknown top-level table",
+                format!("{N1}\n[nodes]\nid = 3\n"),
+                Some(7),
+                "unknown field `nodes`",
+            ),
+            (
+                "missing key in [[node]]",
+                format!("{N1}[[node]]\nid = 2\napi = \"127.0.0.1:7002\"\ndata_dir = \"d2\"\n"),
+                Some(6),
+                "missing field `raft`",
+            ),
+            (
+                "malformed toml",
+                format!("{N1}[[node]\nid = 2\n"),
+                Some(6),
+                "",
+            ),
+            (
+                "duplicate key",
+                "[[node]]\nid = 1\nid = 2\napi = \"127.0.0.1:7001\"\nraft = \"127.0.0.1:7101\"\ndata_dir = \"d1\"\n".to_string(),
+                Some(3),
+                "duplicate key",
+            ),
+            (
+                "wrong type",
+                with_nodes("heartbeat_ms = \"fast\""),
+                Some(2),
+                "invalid type",
+            ),
+            (
+                "negative id",
+                format!("{N1}[[node]]\nid = -2\napi = \"127.0.0.1:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"d2\"\n"),
+                Some(7),
+                "",
+            ),
+            (
+                "initial_members names an unlisted id",
+                with_nodes("initial_members = [1, 4]"),
+                Some(2),
+                "initial_members names node 4, which has no [[node]] entry (listed ids: 1, 2)",
+            ),
+            (
+                "initial_members empty",
+                with_nodes("initial_members = []"),
+                Some(2),
+                "initial_members must name at least one node",
+            ),
+            (
+                "initial_members repeats an id",
+                with_nodes("initial_members = [1, 1]"),
+                Some(2),
+                "initial_members names node 1 more than once",
+            ),
+            (
+                "id 0",
+                format!("{N1}[[node]]\nid = 0\napi = \"127.0.0.1:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"d2\"\n"),
+                Some(7),
+                "node id must be at least 1",
+            ),
+            (
+                "api not an address",
+                format!("{N1}[[node]]\nid = 2\napi = \"localhost:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"d2\"\n"),
+                Some(8),
+                "api \"localhost:7002\" is not an address",
+            ),
+            (
+                "raft without port",
+                format!("{N1}[[node]]\nid = 2\napi = \"127.0.0.1:7002\"\nraft = \"127.0.0.1\"\ndata_dir = \"d2\"\n"),
+                Some(9),
+                "raft \"127.0.0.1\" is not an address",
+            ),
+            (
+                "port 0",
+                format!("{N1}[[node]]\nid = 2\napi = \"127.0.0.1:0\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"d2\"\n"),
+                Some(8),
+                "api 127.0.0.1:0 has port 0",
+            ),
+            (
+                "empty data_dir",
+                format!("{N1}[[node]]\nid = 2\napi = \"127.0.0.1:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"\"\n"),
+                Some(10),
+                "data_dir must not be empty",
+            ),
+            (
+                "empty secret",
+                with_nodes("secret = \"\""),
+                Some(2),
+                "secret must not be empty",
+            ),
+            (
+                "zero snapshot threshold",
+                with_nodes("snapshot_logs_threshold = 0"),
+                Some(2),
+                "snapshot_logs_threshold must be at least 1",
+            ),
+            (
+                "inline-table nodes still get lines",
+                "node = [\n  { id = 1, api = \"127.0.0.1:1\", raft = \"127.0.0.1:2\", data_dir = \"a\" },\n  { id = 1, api = \"127.0.0.1:3\", raft = \"127.0.0.1:4\", data_dir = \"b\" },\n]\n".to_string(),
+                Some(3),
+                "duplicate node id 1 (first at line 2)",
+            ),
+        ];
+
+        // Collect every failing case before failing, so one run shows them all.
+        let mut failures = Vec::new();
+        for (name, text, line, fragment) in cases {
+            let err = match parse(&text) {
+                Ok(c) => {
+                    failures.push(format!("{name}: accepted: {c:?}"));
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let msg = err.to_string();
+            let prefix = match line {
+                Some(l) => format!("/etc/p2p/cluster.toml:{l}: "),
+                None => "/etc/p2p/cluster.toml: ".to_string(),
+            };
+            if err.line() != line || !msg.starts_with(&prefix) {
+                failures.push(format!("{name}: want line {line:?}, got {msg:?}"));
+            }
+            if !msg.contains(fragment) {
+                failures.push(format!("{name}: {msg:?} should contain {fragment:?}"));
+            }
+            if msg.contains('\n') {
+                failures.push(format!("{name}: message must be one line: {msg:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn cluster_require_node_names_listed_ids() {
+        let c = parse(CONTRACT_EXAMPLE).unwrap();
+        let err = c.require_node(9).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/p2p/cluster.toml: node 9 is not listed (listed ids: 1, 2, 3)"
+        );
+        assert!(matches!(err, ConfigError::NodeNotListed { id: 9, .. }));
+    }
+
+    #[test]
+    fn cluster_load_reads_file_and_reports_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.toml");
+        std::fs::write(&path, CONTRACT_EXAMPLE).unwrap();
+        let c = ClusterConfig::load(&path).unwrap();
+        assert_eq!(c.path, path);
+        assert_eq!(c.nodes[0].data_dir, dir.path().join("data/node-1"));
+
+        let missing = dir.path().join("nope.toml");
+        let err = ClusterConfig::load(&missing).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("cannot read {}: ", missing.display())),
+            "{msg}"
+        );
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert_eq!(err.path(), missing);
+    }
+
+    #[test]
+    fn cluster_local_cluster_toml_round_trips() {
+        let text = local_cluster_toml(&[(1, 40001, 40101), (2, 40002, 40102)], "/tmp/x \"y\"");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.heartbeat_ms, DEFAULT_HEARTBEAT_MS);
+        assert_eq!(c.election_timeout_ms, DEFAULT_ELECTION_TIMEOUT_MS);
+        assert_eq!(
+            c.api_addrs(),
+            vec![addr("127.0.0.1:40001"), addr("127.0.0.1:40002")]
+        );
+        assert_eq!(c.nodes[1].raft, addr("127.0.0.1:40102"));
+        assert_eq!(c.nodes[1].data_dir, PathBuf::from("/tmp/x \"y\"/node-2"));
+        assert_eq!(c.voters_on_first_start(), vec![1, 2]);
+    }
+
+    proptest::proptest! {
+        /// Whatever distinct run-time ports a test picks, the generated file parses
+        /// back to exactly those nodes.
+        #[test]
+        fn cluster_local_cluster_toml_any_ports(
+            ports in proptest::collection::btree_set(1u16.., 2..12usize),
+        ) {
+            let ports: Vec<u16> = ports.into_iter().collect();
+            let nodes: Vec<(u64, u16, u16)> = ports
+                .chunks_exact(2)
+                .enumerate()
+                .map(|(i, p)| (i as u64 + 1, p[0], p[1]))
+                .collect();
+            let c = parse(&local_cluster_toml(&nodes, "data")).unwrap();
+            let got: Vec<(u64, u16, u16)> =
+                c.nodes.iter().map(|n| (n.id, n.api.port(), n.raft.port())).collect();
+            proptest::prop_assert_eq!(got, nodes);
+        }
+    }
+}

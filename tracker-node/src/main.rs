@@ -1,1 +1,168 @@
-fn main() {}
+//! `tracker-node`: one Raft node of the tracker cluster, a local cluster launcher, and the
+//! operator's status and membership commands. Argument parsing only; the work is in the
+//! modules.
+
+mod api;
+mod commands;
+mod metrics;
+mod node;
+mod raft_net;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use proto::cluster::ClusterConfig;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "tracker-node", version, about = "A tracker node of the P2P file sharing cluster (Raft on openraft + sled)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The cluster file (see cluster.toml); relative data_dirs are relative to its folder
+    #[arg(long, value_name = "FILE", default_value = "cluster.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node in the foreground until SIGINT/SIGTERM
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// This node's id, as listed in the cluster file
+        #[arg(long, value_name = "N")]
+        id: u64,
+    },
+    /// Run every listed node on this machine as child processes; Ctrl-C stops them all
+    Up {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show one row per listed node: reachable, role, term, leader, log and applied index
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the voters (through the leader)
+    Members {
+        #[command(subcommand)]
+        action: MembersCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum MembersCmd {
+    /// Make listed node N a voter: it joins as a learner, catches up, then votes
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "N")]
+        id: u64,
+    },
+    /// Remove node N from the voters
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "N")]
+        id: u64,
+    },
+}
+
+fn load(c: &ConfigArg) -> Result<Arc<ClusterConfig>, ExitCode> {
+    ClusterConfig::load(&c.config).map(Arc::new).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
+    let result: anyhow::Result<i32> = match cli.command {
+        Cmd::Run { config, id } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Err(e) = cfg.require_node(id) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            node::run(cfg, id, shutdown).await.map(|_| 0)
+        }
+        Cmd::Up { config } => match load(&config) {
+            Ok(cfg) => commands::up::run(&cfg, &config.config).await,
+            Err(code) => return code,
+        },
+        Cmd::Status { config, json } => match load(&config) {
+            Ok(cfg) => commands::status::run(&cfg, json).await,
+            Err(code) => return code,
+        },
+        Cmd::Members { action } => {
+            let (config, verb, id) = match action {
+                MembersCmd::Add { config, id } => (config, "add", id),
+                MembersCmd::Remove { config, id } => (config, "remove", id),
+            };
+            match load(&config) {
+                Ok(cfg) => {
+                    if let Err(e) = cfg.require_node(id) {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                    commands::members::run(&cfg, verb, id).await
+                }
+                Err(code) => return code,
+            }
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    shutdown.cancel();
+}

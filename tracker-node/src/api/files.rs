@@ -1,0 +1,100 @@
+//! Shared files: list, details with sharers (for a download), upload, stop-share.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use proto::api::{FileDetails, FileMetaBody, FileRow, SharerRow, UploadRequest};
+use raft_store::{Command, ErrorCode, FileMeta, Refusal, Reply, Sha1Digest};
+use serde_json::json;
+
+use super::auth::bearer;
+use super::groups::reader;
+use super::{ok_json, ApiError, ApiResult, AppState};
+
+pub fn meta_to_body(m: &FileMeta) -> FileMetaBody {
+    FileMetaBody {
+        name: m.name.clone(),
+        size: m.size,
+        piece_len: m.piece_len,
+        piece_sha1: m.piece_sha1.iter().map(|d| d.to_hex()).collect(),
+        sha1: m.sha1.to_hex(),
+    }
+}
+
+fn body_to_meta(b: FileMetaBody) -> ApiResult<FileMeta> {
+    let bad = |e: String| ApiError::Refused(Refusal::new(ErrorCode::InvalidRequest, e));
+    let piece_sha1 = b.piece_sha1.iter().map(|h| Sha1Digest::from_hex(h)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+    let sha1 = Sha1Digest::from_hex(&b.sha1).map_err(bad)?;
+    Ok(FileMeta { name: b.name, size: b.size, piece_len: b.piece_len, piece_sha1, sha1 })
+}
+
+pub async fn list(State(s): State<AppState>, headers: HeaderMap, Path(group): Path<String>) -> Response {
+    let r: ApiResult<Response> = async {
+        let user = reader(&s, &headers).await?;
+        let files = s.sm.read(|d| d.state.list_files(&user, &group))?;
+        let rows: Vec<FileRow> = files
+            .into_iter()
+            .map(|f| FileRow {
+                pieces: f.meta.piece_sha1.len() as u64,
+                name: f.meta.name,
+                size: f.meta.size,
+                sha1: f.meta.sha1.to_hex(),
+                sharers: f.active_sharers.len() as u64,
+            })
+            .collect();
+        Ok(Json(rows).into_response())
+    }
+    .await;
+    r.unwrap_or_else(|e| e.into_response())
+}
+
+pub async fn details(State(s): State<AppState>, headers: HeaderMap, Path((group, name)): Path<(String, String)>) -> Response {
+    let r: ApiResult<Response> = async {
+        let user = reader(&s, &headers).await?;
+        let f = s.sm.read(|d| d.state.file(&user, &group, &name))?;
+        let body = FileDetails {
+            group,
+            file: meta_to_body(&f.meta),
+            sharers: f.active_sharers.into_iter().map(|x| SharerRow { user: x.user, peer_addr: x.peer_addr }).collect(),
+        };
+        Ok(Json(body).into_response())
+    }
+    .await;
+    r.unwrap_or_else(|e| e.into_response())
+}
+
+pub async fn upload(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+    Json(req): Json<UploadRequest>,
+) -> Response {
+    let r: ApiResult<Response> = async {
+        let token_hash = bearer(&headers)?;
+        let file = body_to_meta(req.file)?;
+        let cmd = Command::UploadFile { token_hash, group, file, peer_addr: req.peer_addr };
+        match s.write(&headers, cmd).await? {
+            Reply::FileShared { group, name, new_file } => {
+                Ok(ok_json(json!({ "group": group, "name": name, "new_file": new_file })))
+            }
+            other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+    .await;
+    r.unwrap_or_else(|e| e.into_response())
+}
+
+pub async fn stop_share(State(s): State<AppState>, headers: HeaderMap, Path((group, name)): Path<(String, String)>) -> Response {
+    let r: ApiResult<Response> = async {
+        let token_hash = bearer(&headers)?;
+        match s.write(&headers, Command::StopShare { token_hash, group, name }).await? {
+            Reply::ShareStopped { group, name, was_sharing } => {
+                Ok(ok_json(json!({ "group": group, "name": name, "was_sharing": was_sharing })))
+            }
+            other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+    .await;
+    r.unwrap_or_else(|e| e.into_response())
+}

@@ -1,0 +1,218 @@
+//! The client API on each node's `api` address: `/v1/...` routes per family, leader
+//! redirects, linearizable reads, and the mapping of outcomes onto HTTP.
+
+pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod files;
+pub mod groups;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use proto::api::{ErrorBody, LeaderRef, NotLeaderBody, MAX_BODY_BYTES};
+use proto::cluster::ClusterConfig;
+use raft_store::{Command, ErrorCode, NodeId, Raft, Refusal, Reply, Request, Response as Outcome, StateMachineStore, TrackerNode};
+
+use crate::metrics::Metrics;
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    pub log: raft_store::LogStore,
+    pub config: Arc<ClusterConfig>,
+    pub metrics: Arc<Metrics>,
+    pub api_addr: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/users", post(accounts::register))
+        .route("/v1/sessions", post(accounts::login).delete(accounts::logout))
+        .route("/v1/session", get(accounts::whoami))
+        .route("/v1/peer", put(accounts::announce))
+        .route("/v1/groups", get(groups::list).post(groups::create))
+        .route("/v1/groups/:group/requests", get(groups::list_requests).post(groups::join))
+        .route("/v1/groups/:group/members", post(groups::accept))
+        .route("/v1/groups/:group/members/me", delete(groups::leave))
+        .route("/v1/groups/:group/files", get(files::list).post(files::upload))
+        .route("/v1/groups/:group/files/:name", get(files::details))
+        .route("/v1/groups/:group/files/:name/sharers/me", delete(files::stop_share))
+        .route("/v1/status", get(status::status))
+        .route("/metrics", get(status::metrics))
+        .route("/v1/admin/members", post(admin::members))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(complete_location))
+        .with_state(state)
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Why a request did not get its answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The state machine (or the node, for credentials and names) refused it.
+    Refused(Refusal),
+    /// This node is not the leader; the leader is known.
+    NotLeader { id: NodeId, api: String },
+    /// No leader known, or no quorum: retry later.
+    Unavailable(String),
+    BadRequest(String),
+    Forbidden(String),
+    Internal(String),
+}
+
+impl ApiError {
+    fn forward(f: &ForwardToLeader<NodeId, TrackerNode>) -> Self {
+        match (f.leader_id, &f.leader_node) {
+            (Some(id), Some(node)) => ApiError::NotLeader { id, api: node.api.clone() },
+            _ => ApiError::Unavailable("no tracker leader is known right now (election under way)".into()),
+        }
+    }
+}
+
+pub fn refusal_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadCredentials | ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::NotMember | ErrorCode::NotOwner => StatusCode::FORBIDDEN,
+        ErrorCode::NoSuchGroup | ErrorCode::NoSuchFile | ErrorCode::NoSuchRequest => StatusCode::NOT_FOUND,
+        ErrorCode::UserExists | ErrorCode::GroupExists | ErrorCode::AlreadyMember | ErrorCode::FileConflict => {
+            StatusCode::CONFLICT
+        }
+        ErrorCode::InvalidName | ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Refused(r) => (refusal_status(r.code), Json(ErrorBody::new(r.code.as_str(), r.message))).into_response(),
+            ApiError::NotLeader { id, api } => {
+                let body = NotLeaderBody {
+                    error: proto::api::ErrorDetail {
+                        code: "not_leader".into(),
+                        message: format!("this node is not the leader; node {id} at {api} is"),
+                    },
+                    leader: LeaderRef { id, api: api.clone() },
+                };
+                let mut resp = (StatusCode::TEMPORARY_REDIRECT, Json(body)).into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("http://{api}")) {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+                resp
+            }
+            ApiError::Unavailable(m) => {
+                let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody::new("unavailable", m))).into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, Json(ErrorBody::new("invalid_request", m))).into_response(),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, Json(ErrorBody::new("forbidden", m))).into_response(),
+            ApiError::Internal(m) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(ErrorBody::new("internal", m))).into_response()
+            }
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError::Refused(r)
+    }
+}
+
+/// Completes a 307's `Location` with the request's own path and query, so that a plain HTTP
+/// client that follows redirects re-sends the same call to the leader.
+async fn complete_location(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::TEMPORARY_REDIRECT {
+        if let Some(base) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+            if let Ok(v) = HeaderValue::from_str(&format!("{base}{path}")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+    }
+    resp
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl AppState {
+    /// Proposes a command and waits until it is committed and applied; answers the outcome.
+    pub async fn write(&self, headers: &HeaderMap, command: Command) -> ApiResult<Reply> {
+        let request_id = headers
+            .get(proto::api::IDEMPOTENCY_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.to_string());
+        if let Some(id) = &request_id {
+            if id.is_empty() || id.len() > 128 {
+                return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 128 characters".into()));
+            }
+        }
+        let kind = command.kind();
+        let req = Request { request_id, now_ms: now_ms(), command };
+        let started = std::time::Instant::now();
+        let result = self.raft.client_write(req).await;
+        self.metrics.observe_write(kind, started.elapsed());
+        match result {
+            Ok(resp) => match resp.data {
+                Outcome::Ok(reply) => Ok(reply),
+                Outcome::Refused(r) => Err(ApiError::Refused(r)),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ApiError::forward(&f)),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(ApiError::Internal(e.to_string())),
+            Err(RaftError::Fatal(f)) => Err(ApiError::Unavailable(format!("this node stopped: {f}"))),
+        }
+    }
+
+    /// Waits until this node, as leader, has applied everything committed before the call
+    /// (read index); a follower answers with the leader's address.
+    pub async fn linearizable(&self) -> ApiResult<()> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(ApiError::forward(&f)),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(ApiError::Unavailable(format!("no quorum of tracker nodes answers: {e}")))
+            }
+            Err(RaftError::Fatal(f)) => Err(ApiError::Unavailable(format!("this node stopped: {f}"))),
+        }
+    }
+
+    /// Fails fast with a redirect when this node knows it is not the leader (used before
+    /// spending CPU on password hashing).
+    pub fn leader_or_redirect(&self) -> ApiResult<()> {
+        let m = self.raft.metrics().borrow().clone();
+        match m.current_leader {
+            Some(l) if l == self.id => Ok(()),
+            Some(l) => match m.membership_config.membership().get_node(&l) {
+                Some(node) => Err(ApiError::NotLeader { id: l, api: node.api.clone() }),
+                None => Err(ApiError::Unavailable("the leader's address is unknown".into())),
+            },
+            None => Err(ApiError::Unavailable("no tracker leader is known right now (election under way)".into())),
+        }
+    }
+}
+
+/// `{"ok": true, ...fields}`.
+pub fn ok_json(fields: serde_json::Value) -> Response {
+    let mut map = serde_json::Map::new();
+    map.insert("ok".into(), serde_json::Value::Bool(true));
+    if let serde_json::Value::Object(o) = fields {
+        map.extend(o);
+    }
+    (StatusCode::OK, Json(serde_json::Value::Object(map))).into_response()
+}

@@ -1,0 +1,68 @@
+//! `GET /v1/status` (this node's view of the cluster) and `GET /metrics` (Prometheus text).
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use openraft::ServerState;
+use proto::api::NodeStatus;
+use serde::Deserialize;
+
+use super::AppState;
+
+#[derive(Deserialize)]
+pub struct StatusQuery {
+    #[serde(default)]
+    digest: bool,
+}
+
+pub fn role_name(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+pub fn node_status(s: &AppState, with_digest: bool) -> NodeStatus {
+    let m = s.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let learners: Vec<u64> = membership.learner_ids().collect();
+    let leader_api = m.current_leader.and_then(|l| membership.get_node(&l).map(|n| n.api.clone()));
+    let (users, groups, files) = s.sm.read(|d| d.state.counts());
+    let state_digest = with_digest.then(|| s.sm.read(|d| d.state.digest()));
+    // A node that is a voter but not leader/candidate reports "follower"; one outside the
+    // voters reports "learner", whatever openraft's state says while it catches up.
+    let role = if m.state == ServerState::Follower && !voters.contains(&s.id) { "learner" } else { role_name(m.state) };
+    NodeStatus {
+        id: s.id,
+        api: s.api_addr.clone(),
+        role: role.to_string(),
+        term: m.current_term,
+        leader: m.current_leader,
+        leader_api,
+        last_log_index: m.last_log_index,
+        applied_index: m.last_applied.map(|l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
+        voters,
+        learners,
+        users,
+        groups,
+        files,
+        state_digest,
+    }
+}
+
+pub async fn status(State(s): State<AppState>, Query(q): Query<StatusQuery>) -> Response {
+    Json(node_status(&s, q.digest)).into_response()
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let st = node_status(&s, false);
+    let body = s.metrics.render(&st, s.log.size_on_disk_bytes());
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

@@ -1,0 +1,113 @@
+//! One tracker node: opens its storage, starts openraft, serves the Raft RPCs on its `raft`
+//! address and the client API on its `api` address, initialises a fresh cluster by itself,
+//! and shuts down in order (stop serving, stop Raft, flush sled) when told to.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use openraft::SnapshotPolicy;
+use proto::cluster::ClusterConfig;
+use raft_store::{open_store, NodeId, Raft, StoreOptions, TrackerNode};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::metrics::Metrics;
+use crate::raft_net;
+
+/// Log entries kept below a snapshot, so a follower that lags a little catches up from the
+/// log instead of receiving a whole snapshot.
+pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+
+pub fn raft_config(cfg: &ClusterConfig) -> anyhow::Result<openraft::Config> {
+    let c = openraft::Config {
+        cluster_name: "tracker".into(),
+        heartbeat_interval: cfg.heartbeat_ms,
+        election_timeout_min: cfg.election_timeout_ms.0,
+        election_timeout_max: cfg.election_timeout_ms.1,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs_threshold),
+        max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT.min(cfg.snapshot_logs_threshold),
+        // Bounded batches keep each append RPC well under the Raft body limit even when
+        // entries carry large file metadata.
+        max_payload_entries: 64,
+        install_snapshot_timeout: 2000,
+        ..Default::default()
+    };
+    Ok(c.validate()?)
+}
+
+pub fn tracker_node(n: &proto::cluster::NodeConfig) -> TrackerNode {
+    TrackerNode { api: n.api.to_string(), raft: n.raft.to_string() }
+}
+
+/// Runs node `id` until `shutdown` is cancelled.
+pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let me = cfg.require_node(id)?.clone();
+    let (log, sm) = open_store(&StoreOptions::new(&me.data_dir))
+        .with_context(|| format!("cannot open the data of node {id} in {}", me.data_dir.display()))?;
+    let config = Arc::new(raft_config(&cfg)?);
+    let network = raft_net::client::NetworkFactory::new(cfg.secret.clone())?;
+    let raft = Raft::new(id, config, network, log.clone(), sm.clone()).await?;
+
+    let raft_listener = TcpListener::bind(me.raft)
+        .await
+        .with_context(|| format!("node {id} cannot listen on its raft address {}", me.raft))?;
+    let api_listener = TcpListener::bind(me.api)
+        .await
+        .with_context(|| format!("node {id} cannot listen on its api address {}", me.api))?;
+
+    let raft_router = raft_net::server::router(raft.clone(), cfg.secret.clone());
+    let state = AppState {
+        id,
+        raft: raft.clone(),
+        sm: sm.clone(),
+        log: log.clone(),
+        config: cfg.clone(),
+        metrics: Arc::new(Metrics::default()),
+        api_addr: me.api.to_string(),
+    };
+    let api_router = api::router(state);
+
+    let servers = CancellationToken::new();
+    let raft_server = tokio::spawn({
+        let stop = servers.clone();
+        async move { axum::serve(raft_listener, raft_router).with_graceful_shutdown(stop.cancelled_owned()).await }
+    });
+    let api_server = tokio::spawn({
+        let stop = servers.clone();
+        async move { axum::serve(api_listener, api_router).with_graceful_shutdown(stop.cancelled_owned()).await }
+    });
+    tracing::info!(id, api = %me.api, raft = %me.raft, data_dir = %me.data_dir.display(), "tracker node started");
+
+    if !raft.is_initialized().await? {
+        let voters = cfg.voters_on_first_start();
+        if voters.contains(&id) {
+            // Every initial voter initialises with the same membership: safe, and no node has
+            // to wait for a particular other one to come up first.
+            let members: BTreeMap<NodeId, TrackerNode> = voters
+                .iter()
+                .filter_map(|v| cfg.node(*v).map(|n| (*v, tracker_node(n))))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(?voters, "initialised a new cluster"),
+                Err(e) => tracing::info!("not initialising: {e}"),
+            }
+        } else {
+            tracing::info!("not an initial voter: waiting to be added (tracker-node members add --id {id})");
+        }
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!(id, "shutting down");
+    // Raft first, so no RPC is half-applied when the servers stop answering.
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!("raft shutdown: {e}");
+    }
+    servers.cancel();
+    let _ = raft_server.await;
+    let _ = api_server.await;
+    log.flush_blocking()?;
+    tracing::info!(id, "stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The Raft network client: one HTTP connection pool shared by all targets, a timeout on
+//! every RPC, and connection failures reported as `Unreachable` so openraft backs off.
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use raft_store::{NodeId, TrackerNode, TypeConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Bound on connecting to another node: loopback or LAN, a peer that takes longer is down.
+const CONNECT_TIMEOUT_MS: u64 = 250;
+
+#[derive(Clone)]
+pub struct NetworkFactory {
+    http: reqwest::Client,
+    secret: Option<String>,
+}
+
+impl NetworkFactory {
+    pub fn new(secret: Option<String>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()?;
+        Ok(NetworkFactory { http, secret })
+    }
+}
+
+pub struct Connection {
+    http: reqwest::Client,
+    secret: Option<String>,
+    target: NodeId,
+    base: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &TrackerNode) -> Self::Network {
+        Connection {
+            http: self.http.clone(),
+            secret: self.secret.clone(),
+            target,
+            base: format!("http://{}", node.raft),
+        }
+    }
+}
+
+impl Connection {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, TrackerNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut builder = self.http.post(format!("{}{}", self.base, path)).timeout(timeout).json(req);
+        if let Some(s) = &self.secret {
+            builder = builder.header(proto::api::CLUSTER_SECRET, s);
+        }
+        let resp = builder.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let e = std::io::Error::other(format!("node {} answered {status}: {text}", self.target));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            resp.json().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        req: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, TrackerNode, RaftError<NodeId>>> {
+        self.call("/raft/append", &req, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        req: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, TrackerNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call("/raft/snapshot", &req, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        req: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, TrackerNode, RaftError<NodeId>>> {
+        self.call("/raft/vote", &req, option.hard_ttl()).await
+    }
+}
