@@ -1,1 +1,42 @@
-fn main() {}
+//! `peer`: argument parsing and exit codes; the commands live in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use peer::cli::{self, Cli, Command, Ctx, Out};
+
+fn main() -> ExitCode {
+    let parsed = Cli::parse();
+    let default_level = if matches!(parsed.command, Command::Daemon { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = Out { json: parsed.global.json };
+    let code = rt.block_on(async {
+        let mut ctx = match Ctx::new(parsed.global.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                out.error(&e);
+                return e.exit_code;
+            }
+        };
+        match cli::run_command(&mut ctx, parsed.command, &mut out).await {
+            Ok(()) => 0,
+            Err(e) => {
+                out.error(&e);
+                e.exit_code
+            }
+        }
+    });
+    ExitCode::from(code)
+}

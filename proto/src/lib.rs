@@ -7,4 +7,5 @@
 
 pub mod api;
 pub mod cluster;
+pub mod names;
 pub mod piece;

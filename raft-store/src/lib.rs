@@ -6,12 +6,13 @@
 //!   on snapshot files beside it (the state machine is rebuilt from the last snapshot plus the
 //!   committed log tail).
 //!
-//! Architecture Invariant: this crate knows nothing about HTTP, peers or the network.
+//! Architecture Invariant: this crate knows nothing about HTTP, peers or the network; its one
+//! workspace dependency is `proto`, for the name rules shared with the peer.
 //! Architecture Invariant: `state` does no I/O and reads no clock; time arrives in commands.
 
 pub mod command;
 pub mod error;
-pub mod names;
+pub use proto::names;
 pub mod state;
 pub mod storage;
 

@@ -51,6 +51,7 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap, Path(group): Pa
 
 pub async fn details(State(s): State<AppState>, headers: HeaderMap, Path((group, name)): Path<(String, String)>) -> Response {
     let r: ApiResult<Response> = async {
+        raft_store::names::validate_file_name(&name).map_err(Refusal::invalid_name)?;
         let user = reader(&s, &headers).await?;
         let f = s.sm.read(|d| d.state.file(&user, &group, &name))?;
         let body = FileDetails {

@@ -1,0 +1,71 @@
+//! create-group, join-group, leave-group, list-groups, list-requests, accept-request.
+
+use serde_json::json;
+
+use super::{CliError, Ctx, Out};
+
+fn check_group(group: &str) -> Result<(), CliError> {
+    proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))
+}
+
+pub async fn create(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
+    check_group(group)?;
+    let v = ctx.session_client()?.create_group(group).await?;
+    out.ok(format!("created group {group}"), v);
+    Ok(())
+}
+
+pub async fn join(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
+    check_group(group)?;
+    let v = ctx.session_client()?.join_group(group).await?;
+    out.ok(format!("asked to join {group}; its owner must accept"), v);
+    Ok(())
+}
+
+pub async fn leave(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
+    check_group(group)?;
+    let v = ctx.session_client()?.leave_group(group).await?;
+    let human = if v["group_deleted"] == json!(true) {
+        format!("left {group}; you were its last member, so it is deleted")
+    } else if let Some(o) = v["new_owner"].as_str() {
+        format!("left {group}; {o} owns it now")
+    } else {
+        format!("left {group}")
+    };
+    out.ok(human, v);
+    Ok(())
+}
+
+pub async fn list(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
+    let rows = ctx.session_client()?.list_groups().await?;
+    let mut human = String::new();
+    if rows.is_empty() {
+        human.push_str("no groups");
+    }
+    for r in &rows {
+        let tag = if r.member { " (member)" } else if r.pending { " (request pending)" } else { "" };
+        human.push_str(&format!("{}  owner {}  {} member(s){tag}\n", r.group, r.owner, r.members));
+    }
+    out.done(human.trim_end(), serde_json::to_value(&rows).unwrap_or_default());
+    Ok(())
+}
+
+pub async fn list_requests(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
+    check_group(group)?;
+    let rows = ctx.session_client()?.list_requests(group).await?;
+    let human = if rows.is_empty() {
+        format!("no pending requests for {group}")
+    } else {
+        rows.iter().map(|r| r.user.as_str()).collect::<Vec<_>>().join("\n")
+    };
+    out.done(human, serde_json::to_value(&rows).unwrap_or_default());
+    Ok(())
+}
+
+pub async fn accept(ctx: &mut Ctx, out: &mut Out, group: &str, user: &str) -> Result<(), CliError> {
+    check_group(group)?;
+    proto::names::validate_id("user", user).map_err(|m| CliError::refused("invalid_name", m))?;
+    let v = ctx.session_client()?.accept_request(group, user).await?;
+    out.ok(format!("{user} is now a member of {group}"), v);
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The `peer` command line: global options, the subcommands (with the original system's
+//! snake_case names as aliases), exit codes and the human / `--json` output.
+
+pub mod account;
+pub mod files;
+pub mod groups;
+pub mod output;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tracker_client::{ClientError, RetryPolicy, TrackerClient};
+
+use crate::home::Home;
+
+pub use output::{CliError, Out};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "peer",
+    version,
+    about = "Share files inside groups: the peer daemon, its CLI and an interactive shell",
+    after_help = "Exit codes: 0 done, 1 refused, 2 usage, 3 unavailable (no tracker leader, or no daemon for HOME)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// This peer's identity: session, daemon socket, download state [default: the platform data dir]
+    #[arg(long, global = true, env = "PEER_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The cluster file whose api addresses are the trackers
+    #[arg(long, global = true, env = "PEER_CLUSTER", value_name = "FILE", default_value = "cluster.toml")]
+    pub cluster: PathBuf,
+    /// Tracker api addresses, overriding --cluster
+    #[arg(long, global = true, env = "PEER_TRACKERS", value_name = "ADDR[,ADDR..]", value_delimiter = ',')]
+    pub tracker: Option<Vec<String>>,
+    /// Machine-readable output: one JSON value on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds a tracker call may take, retries and failovers included
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 15)]
+    pub timeout: u64,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Run this peer: serve pieces and run downloads (foreground)
+    Daemon {
+        /// Address to serve pieces on; other peers must be able to reach it
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// Create an account
+    #[command(alias = "create_user", alias = "create-user")]
+    Register {
+        user: String,
+        /// Read the password from the first line of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log in; resumes this peer's shares
+    Login {
+        user: String,
+        /// Read the password from the first line of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log out; this peer's shares pause until the next login
+    Logout,
+    /// Create a group, owned by you
+    #[command(alias = "create_group")]
+    CreateGroup { group: String },
+    /// Ask to join a group (its owner accepts)
+    #[command(alias = "join_group")]
+    JoinGroup { group: String },
+    /// Leave a group (an owner hands it to the next member; the last one deletes it)
+    #[command(alias = "leave_group")]
+    LeaveGroup { group: String },
+    /// List every group
+    #[command(alias = "list_groups")]
+    ListGroups,
+    /// List the pending join requests of a group you own
+    #[command(alias = "list_requests")]
+    ListRequests { group: String },
+    /// Accept USER's request to join GROUP (owner only)
+    #[command(alias = "accept_request")]
+    AcceptRequest { group: String, user: String },
+    /// Share FILE in GROUP (needs the daemon)
+    #[command(alias = "upload_file")]
+    Upload { file: PathBuf, group: String },
+    /// Download NAME from GROUP into DEST, a directory or a file path (needs the daemon)
+    #[command(alias = "download_file")]
+    Download {
+        group: String,
+        name: String,
+        dest: PathBuf,
+        /// Return once the download is under way
+        #[arg(long)]
+        detach: bool,
+    },
+    /// List a group's files (members only)
+    #[command(alias = "list_files")]
+    ListFiles { group: String },
+    /// Show this peer's downloads (needs the daemon)
+    #[command(alias = "show_downloads")]
+    ShowDownloads,
+    /// Stop sharing NAME in GROUP; the local copy stays (needs the daemon)
+    #[command(alias = "stop_share")]
+    StopShare { group: String, name: String },
+    /// Interactive: one command a line, in the original system's words
+    Shell,
+}
+
+/// Everything a command needs: HOME, the tracker client, output mode.
+pub struct Ctx {
+    pub home: Home,
+    pub global: Global,
+    pub trackers: Option<Vec<String>>,
+}
+
+impl Ctx {
+    pub fn new(global: Global) -> Result<Ctx, CliError> {
+        let home = Home::resolve(global.home.clone()).map_err(|e| CliError::usage(e.to_string()))?;
+        Ok(Ctx { home, trackers: None, global })
+    }
+
+    /// The tracker addresses: `--tracker`, else the api addresses of `--cluster`.
+    pub fn tracker_addrs(&mut self) -> Result<Vec<String>, CliError> {
+        if let Some(t) = &self.trackers {
+            return Ok(t.clone());
+        }
+        let addrs = match &self.global.tracker {
+            Some(list) if !list.is_empty() => list.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            _ => {
+                let cfg = proto::cluster::ClusterConfig::load(&self.global.cluster).map_err(|e| {
+                    CliError::usage(format!("{e} (pass --cluster FILE or --tracker ADDR)"))
+                })?;
+                cfg.api_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>()
+            }
+        };
+        if addrs.is_empty() {
+            return Err(CliError::usage("no tracker addresses (pass --cluster FILE or --tracker ADDR)"));
+        }
+        self.trackers = Some(addrs.clone());
+        Ok(addrs)
+    }
+
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy { budget_ms: self.global.timeout.max(1) * 1000, ..RetryPolicy::default() }
+    }
+
+    /// A client without a session.
+    pub fn client(&mut self) -> Result<TrackerClient, CliError> {
+        Ok(TrackerClient::new(self.tracker_addrs()?, self.policy()))
+    }
+
+    /// A client acting for this HOME's session; not logged in is `unauthenticated`.
+    pub fn session_client(&mut self) -> Result<TrackerClient, CliError> {
+        let Some(session) = self.home.session() else {
+            return Err(CliError::refused("unauthenticated", "not logged in (run: peer login USER)"));
+        };
+        Ok(self.client()?.with_token(Some(session.token)))
+    }
+
+    pub fn control_timeout(&self) -> Duration {
+        Duration::from_secs(self.global.timeout.max(1) + 5)
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Refused { code, message } => CliError::refused(&code, message),
+            ClientError::Unavailable { .. } | ClientError::Protocol(_) => CliError::unavailable(e.to_string()),
+        }
+    }
+}
+
+/// Runs one command; the shell runs its lines through here too.
+pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Result<(), CliError> {
+    match command {
+        Command::Daemon { listen } => crate::daemon::run(ctx, &listen).await.map_err(|e| CliError::refused("daemon_failed", format!("{e:#}"))),
+        Command::Register { user, password_stdin } => account::register(ctx, out, &user, password_stdin).await,
+        Command::Login { user, password_stdin } => account::login(ctx, out, &user, password_stdin).await,
+        Command::Logout => account::logout(ctx, out).await,
+        Command::CreateGroup { group } => groups::create(ctx, out, &group).await,
+        Command::JoinGroup { group } => groups::join(ctx, out, &group).await,
+        Command::LeaveGroup { group } => groups::leave(ctx, out, &group).await,
+        Command::ListGroups => groups::list(ctx, out).await,
+        Command::ListRequests { group } => groups::list_requests(ctx, out, &group).await,
+        Command::AcceptRequest { group, user } => groups::accept(ctx, out, &group, &user).await,
+        Command::Upload { file, group } => files::upload(ctx, out, &file, &group).await,
+        Command::Download { group, name, dest, detach } => files::download(ctx, out, &group, &name, &dest, detach).await,
+        Command::ListFiles { group } => files::list(ctx, out, &group).await,
+        Command::ShowDownloads => files::show_downloads(ctx, out).await,
+        Command::StopShare { group, name } => files::stop_share(ctx, out, &group, &name).await,
+        Command::Shell => crate::shell::run(ctx).await,
+    }
+}

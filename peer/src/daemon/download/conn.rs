@@ -1,0 +1,223 @@
+//! One connection from a downloader to a sharer: handshake, bitfield, then a pipeline of
+//! piece requests chosen by the picker; each piece is verified on the blocking pool and
+//! written at its offset before it counts.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::piece::Message;
+use rand::SeedableRng;
+use tokio::net::TcpStream;
+
+use super::Live;
+use crate::daemon::disk;
+use crate::daemon::wire::{self, FrameReader};
+use crate::daemon::Daemon;
+
+/// Requests kept in flight per connection (8 MiB of 512 KiB pieces): enough to keep a
+/// loopback pipe full while a piece is being verified.
+pub const PIPELINE_DEPTH: usize = 16;
+pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// Longest wait for a requested piece before the peer is considered stalled.
+pub const PIECE_TIMEOUT_MS: u64 = 15_000;
+pub const WRITE_TIMEOUT_MS: u64 = 10_000;
+/// When the peer has nothing we need yet, how often to look again.
+const IDLE_POLL_MS: u64 = 200;
+pub const PROTOCOL_VERSION: u16 = 1;
+
+#[derive(Debug)]
+pub enum ConnEnd {
+    Done,
+    Stopped,
+    BadPiece(u32),
+    Failed(String),
+}
+
+pub fn bits_to_bools(num_pieces: u32, bits: &[u8]) -> Vec<bool> {
+    (0..num_pieces as usize).map(|i| bits.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0)).collect()
+}
+
+pub fn bools_to_bits(have: &[bool]) -> Vec<u8> {
+    let mut bits = vec![0u8; have.len().div_ceil(8)];
+    for (i, h) in have.iter().enumerate() {
+        if *h {
+            bits[i / 8] |= 0x80 >> (i % 8);
+        }
+    }
+    bits
+}
+
+pub fn sha1_bytes(hex_s: &str) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    let _ = hex::decode_to_slice(hex_s, &mut out);
+    out
+}
+
+pub async fn run(d: &Arc<Daemon>, live: &Arc<Live>, addr: &str) -> ConnEnd {
+    match session(d, live, addr).await {
+        Ok(end) => end,
+        Err(e) => ConnEnd::Failed(e),
+    }
+}
+
+async fn session(d: &Arc<Daemon>, live: &Arc<Live>, addr: &str) -> Result<ConnEnd, String> {
+    let meta = live.meta();
+    let group = live.record.lock().unwrap_or_else(|p| p.into_inner()).group.clone();
+    let user = d.home.session().map(|s| s.user).unwrap_or_default();
+    let stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connect timed out after {CONNECT_TIMEOUT_MS} ms"))?
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = stream.into_split();
+    let mut reader = FrameReader::new(r);
+    let file_sha1 = sha1_bytes(&meta.sha1);
+    let hello = Message::Handshake {
+        protocol_version: PROTOCOL_VERSION,
+        file_sha1,
+        group: group.clone(),
+        user,
+        peer_id: *uuid::Uuid::new_v4().as_bytes(),
+        ticket: Vec::new(),
+    };
+    wire::send(&mut w, &hello, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+    match reader.next(HANDSHAKE_TIMEOUT_MS).await.map_err(|e| format!("handshake: {e}"))? {
+        Message::Handshake { file_sha1: f, .. } if f == file_sha1 => {}
+        Message::Error { message, .. } => return Err(format!("refused: {message}")),
+        other => return Err(format!("unexpected {} instead of a handshake", name_of(&other))),
+    }
+    let n = meta.piece_sha1.len();
+    let mut peer_has = match reader.next(HANDSHAKE_TIMEOUT_MS).await.map_err(|e| format!("bitfield: {e}"))? {
+        Message::Bitfield { num_pieces, bits } if num_pieces as usize == n => bits_to_bools(num_pieces, &bits),
+        other => return Err(format!("unexpected {} instead of a bitfield", name_of(&other))),
+    };
+    live.picker.lock().unwrap_or_else(|p| p.into_inner()).add_peer(&peer_has);
+    let mut outstanding: Vec<u32> = Vec::with_capacity(PIPELINE_DEPTH);
+    let result = pump(live, &meta, &mut reader, &mut w, &mut peer_has, &mut outstanding).await;
+    {
+        let mut p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
+        for i in outstanding.drain(..) {
+            p.release(i);
+        }
+        p.remove_peer(&peer_has);
+    }
+    result
+}
+
+async fn pump(
+    live: &Arc<Live>,
+    meta: &proto::api::FileMetaBody,
+    reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    peer_has: &mut Vec<bool>,
+    outstanding: &mut Vec<u32>,
+) -> Result<ConnEnd, String> {
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let part = live.part.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or("download is not active")?;
+    let size = meta.size;
+    loop {
+        // Fill the pipeline.
+        let mut batch = Vec::new();
+        {
+            let mut p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
+            if p.is_complete() && outstanding.is_empty() {
+                return Ok(ConnEnd::Done);
+            }
+            while outstanding.len() < PIPELINE_DEPTH {
+                match p.pick(peer_has, outstanding, &mut rng) {
+                    Some(i) => {
+                        outstanding.push(i);
+                        proto::piece::encode(&Message::Request { piece: i }, &mut batch);
+                    }
+                    None => break,
+                }
+            }
+        }
+        if !batch.is_empty() {
+            wire::write_all(w, &batch, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+        }
+        let timeout = if outstanding.is_empty() { IDLE_POLL_MS } else { PIECE_TIMEOUT_MS };
+        let msg = match reader.next(timeout).await {
+            Ok(m) => m,
+            Err(wire::WireError::Timeout(_)) if outstanding.is_empty() => {
+                // Nothing to ask this peer for yet: keep the connection alive and look again.
+                wire::send(w, &Message::KeepAlive, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        match msg {
+            Message::Piece { piece, data } => {
+                let Some(pos) = outstanding.iter().position(|&x| x == piece) else {
+                    return Err(format!("sent piece {piece}, which was not requested"));
+                };
+                outstanding.swap_remove(pos);
+                let already = live.picker.lock().unwrap_or_else(|p| p.into_inner()).has(piece);
+                if already {
+                    // Endgame duplicate: the other copy won.
+                    live.picker.lock().unwrap_or_else(|p| p.into_inner()).release(piece);
+                    continue;
+                }
+                let want = meta.piece_sha1[piece as usize].clone();
+                let f = part.clone();
+                let data: Vec<u8> = data.into();
+                let len = data.len() as u64;
+                let ok = tokio::task::spawn_blocking(move || disk::verify_and_write(&f, size, piece as u64, &data, &want))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot write piece {piece}: {e}"))?;
+                if !ok {
+                    live.picker.lock().unwrap_or_else(|p| p.into_inner()).release(piece);
+                    return Ok(ConnEnd::BadPiece(piece));
+                }
+                if live.picker.lock().unwrap_or_else(|p| p.into_inner()).complete(piece) {
+                    live.bytes_done.fetch_add(len, Ordering::Relaxed);
+                    let _ = live.have_tx.send(piece);
+                }
+            }
+            Message::Have { piece } => {
+                if let Some(h) = peer_has.get_mut(piece as usize) {
+                    if !*h {
+                        *h = true;
+                        live.picker.lock().unwrap_or_else(|p| p.into_inner()).peer_got(piece);
+                    }
+                }
+            }
+            Message::Bitfield { num_pieces, bits } if num_pieces as usize == peer_has.len() => {
+                let new = bits_to_bools(num_pieces, &bits);
+                let mut p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
+                p.remove_peer(peer_has);
+                p.add_peer(&new);
+                *peer_has = new;
+            }
+            Message::Reject { piece } => {
+                if let Some(pos) = outstanding.iter().position(|&x| x == piece) {
+                    outstanding.swap_remove(pos);
+                    live.picker.lock().unwrap_or_else(|p| p.into_inner()).release(piece);
+                }
+                if let Some(h) = peer_has.get_mut(piece as usize) {
+                    *h = false;
+                }
+            }
+            Message::KeepAlive => {}
+            Message::Error { message, .. } => return Err(format!("peer closed: {message}")),
+            other => return Err(format!("unexpected {}", name_of(&other))),
+        }
+    }
+}
+
+pub fn name_of(m: &Message) -> &'static str {
+    match m {
+        Message::Handshake { .. } => "handshake",
+        Message::Bitfield { .. } => "bitfield",
+        Message::Have { .. } => "have",
+        Message::Request { .. } => "request",
+        Message::Cancel { .. } => "cancel",
+        Message::Piece { .. } => "piece",
+        Message::Reject { .. } => "reject",
+        Message::KeepAlive => "keep-alive",
+        Message::Error { .. } => "error",
+    }
+}

@@ -1,0 +1,238 @@
+//! Which piece to ask a peer for next: rarest first among the pieces nobody is fetching,
+//! random among equals; in endgame (every missing piece already requested) a piece may be
+//! asked from a second peer. Plain data, no I/O: tested without sockets.
+
+use rand::Rng;
+
+/// Most peers asked for the same piece at once in endgame.
+pub const MAX_ENDGAME_DUPLICATES: u8 = 2;
+
+#[derive(Clone, Debug)]
+pub struct Picker {
+    have: Vec<bool>,
+    done: usize,
+    /// How many connected peers have each piece.
+    availability: Vec<u32>,
+    /// Outstanding requests per piece, across peers.
+    in_flight: Vec<u8>,
+    /// Pieces still missing (compacted as pieces complete).
+    missing: Vec<u32>,
+}
+
+impl Picker {
+    pub fn new(have: Vec<bool>) -> Self {
+        let n = have.len();
+        let missing = (0..n as u32).filter(|&i| !have[i as usize]).collect();
+        let done = have.iter().filter(|h| **h).count();
+        Picker { have, done, availability: vec![0; n], in_flight: vec![0; n], missing }
+    }
+
+    pub fn len(&self) -> usize {
+        self.have.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.have.is_empty()
+    }
+
+    pub fn has(&self, i: u32) -> bool {
+        self.have[i as usize]
+    }
+
+    pub fn done_count(&self) -> usize {
+        self.done
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.done == self.have.len()
+    }
+
+    pub fn have_vec(&self) -> &[bool] {
+        &self.have
+    }
+
+    pub fn add_peer(&mut self, peer_has: &[bool]) {
+        for (i, h) in peer_has.iter().enumerate().take(self.availability.len()) {
+            if *h {
+                self.availability[i] += 1;
+            }
+        }
+    }
+
+    pub fn remove_peer(&mut self, peer_has: &[bool]) {
+        for (i, h) in peer_has.iter().enumerate().take(self.availability.len()) {
+            if *h {
+                self.availability[i] = self.availability[i].saturating_sub(1);
+            }
+        }
+    }
+
+    pub fn peer_got(&mut self, i: u32) {
+        if let Some(a) = self.availability.get_mut(i as usize) {
+            *a += 1;
+        }
+    }
+
+    /// The next piece to request from a peer that has `peer_has`, given the pieces already
+    /// requested from that peer. Marks it in flight.
+    pub fn pick(&mut self, peer_has: &[bool], asked_of_peer: &[u32], rng: &mut impl Rng) -> Option<u32> {
+        self.missing.retain(|&i| !self.have[i as usize]);
+        let mut best: Option<u32> = None;
+        let mut best_avail = u32::MAX;
+        let mut ties = 0u32;
+        for &i in &self.missing {
+            let iu = i as usize;
+            if self.in_flight[iu] > 0 || !peer_has.get(iu).copied().unwrap_or(false) {
+                continue;
+            }
+            let a = self.availability[iu];
+            if a < best_avail {
+                best_avail = a;
+                best = Some(i);
+                ties = 1;
+            } else if a == best_avail {
+                // Reservoir sampling: each of the equally rare pieces is chosen with equal odds.
+                ties += 1;
+                if rng.gen_range(0..ties) == 0 {
+                    best = Some(i);
+                }
+            }
+        }
+        if best.is_none() {
+            // Endgame: everything missing is in flight somewhere; ask this peer too, for the
+            // piece with the fewest outstanding requests.
+            let mut fewest = u8::MAX;
+            for &i in &self.missing {
+                let iu = i as usize;
+                if peer_has.get(iu).copied().unwrap_or(false)
+                    && !asked_of_peer.contains(&i)
+                    && self.in_flight[iu] < MAX_ENDGAME_DUPLICATES
+                    && self.in_flight[iu] < fewest
+                {
+                    fewest = self.in_flight[iu];
+                    best = Some(i);
+                }
+            }
+        }
+        if let Some(i) = best {
+            self.in_flight[i as usize] += 1;
+        }
+        best
+    }
+
+    /// A request ended without a verified piece (peer gone, rejected, bad data): the piece
+    /// goes back to the pool.
+    pub fn release(&mut self, i: u32) {
+        let f = &mut self.in_flight[i as usize];
+        *f = f.saturating_sub(1);
+    }
+
+    /// A verified piece arrived. Returns true the first time.
+    pub fn complete(&mut self, i: u32) -> bool {
+        let iu = i as usize;
+        self.in_flight[iu] = self.in_flight[iu].saturating_sub(1);
+        if self.have[iu] {
+            return false;
+        }
+        self.have[iu] = true;
+        self.done += 1;
+        true
+    }
+
+    /// Whether any piece is still missing that no outstanding request covers.
+    pub fn unrequested_remaining(&self) -> usize {
+        self.missing.iter().filter(|&&i| !self.have[i as usize] && self.in_flight[i as usize] == 0).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(7)
+    }
+
+    #[test]
+    fn rarest_first() {
+        let mut p = Picker::new(vec![false; 4]);
+        let everyone = vec![true; 4];
+        let only_2 = vec![false, false, true, false];
+        p.add_peer(&everyone);
+        p.add_peer(&everyone);
+        p.add_peer(&only_2);
+        // Pieces 0, 1, 3 are on 2 peers, piece 2 on 3: piece 2 comes last.
+        let mut r = rng();
+        let mut order = vec![];
+        while let Some(i) = p.pick(&everyone, &order, &mut r) {
+            if order.contains(&i) {
+                break;
+            }
+            order.push(i);
+            if order.len() == 4 {
+                break;
+            }
+        }
+        assert_eq!(order.len(), 4);
+        assert_eq!(order[3], 2, "the most common piece is picked last: {order:?}");
+    }
+
+    #[test]
+    fn only_pieces_the_peer_has() {
+        let mut p = Picker::new(vec![false; 3]);
+        let peer = vec![false, true, false];
+        p.add_peer(&peer);
+        let mut r = rng();
+        assert_eq!(p.pick(&peer, &[], &mut r), Some(1));
+        // Endgame may not ask the same peer twice for one piece.
+        assert_eq!(p.pick(&peer, &[1], &mut r), None);
+    }
+
+    #[test]
+    fn released_pieces_are_picked_again() {
+        let mut p = Picker::new(vec![false; 1]);
+        let peer = vec![true];
+        let mut r = rng();
+        assert_eq!(p.pick(&peer, &[], &mut r), Some(0));
+        p.release(0);
+        assert_eq!(p.pick(&peer, &[], &mut r), Some(0));
+        assert!(p.complete(0));
+        assert!(!p.complete(0), "a duplicate arrival counts once");
+        assert!(p.is_complete());
+        assert_eq!(p.pick(&peer, &[], &mut r), None);
+    }
+
+    #[test]
+    fn endgame_duplicates_are_bounded() {
+        let mut p = Picker::new(vec![false; 1]);
+        let peer = vec![true];
+        let mut r = rng();
+        assert_eq!(p.pick(&peer, &[], &mut r), Some(0));
+        assert_eq!(p.pick(&peer, &[], &mut r), Some(0), "second peer in endgame");
+        assert_eq!(p.pick(&peer, &[], &mut r), None, "no third copy");
+    }
+
+    #[test]
+    fn ties_are_broken_at_random() {
+        let peer = vec![true; 8];
+        let mut firsts = std::collections::BTreeSet::new();
+        let mut r = rng();
+        for _ in 0..64 {
+            let mut p = Picker::new(vec![false; 8]);
+            p.add_peer(&peer);
+            firsts.insert(p.pick(&peer, &[], &mut r).unwrap());
+        }
+        assert!(firsts.len() > 3, "first picks should spread: {firsts:?}");
+    }
+
+    #[test]
+    fn resumed_pieces_are_not_fetched() {
+        let mut p = Picker::new(vec![true, false, true]);
+        let peer = vec![true; 3];
+        let mut r = rng();
+        assert_eq!(p.done_count(), 2);
+        assert_eq!(p.pick(&peer, &[], &mut r), Some(1));
+        assert_eq!(p.pick(&peer, &[1], &mut r), None);
+    }
+}

@@ -1,0 +1,65 @@
+//! What this peer serves: files it uploaded or finished downloading, by group and name,
+//! persisted in HOME/shares.json.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::home::{read_json, write_json, Home};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Share {
+    pub group: String,
+    pub name: String,
+    /// Absolute path of the local copy.
+    pub path: String,
+    pub size: u64,
+    /// Whole-file SHA-1 (hex): the file's identity in the piece protocol.
+    pub sha1: String,
+}
+
+pub struct ShareTable {
+    path: std::path::PathBuf,
+    shares: Mutex<Vec<Share>>,
+}
+
+impl ShareTable {
+    pub fn load(home: &Home) -> anyhow::Result<Self> {
+        let path = home.shares_path();
+        let shares: Vec<Share> = read_json(&path)?.unwrap_or_default();
+        Ok(ShareTable { path, shares: Mutex::new(shares) })
+    }
+
+    fn save(&self, shares: &[Share]) {
+        if let Err(e) = write_json(&self.path, &shares) {
+            tracing::error!("cannot save {}: {e}", self.path.display());
+        }
+    }
+
+    /// Adds or replaces the share of (group, name).
+    pub fn add(&self, share: Share) {
+        let mut s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        s.retain(|x| !(x.group == share.group && x.name == share.name));
+        s.push(share);
+        self.save(&s);
+    }
+
+    pub fn remove(&self, group: &str, name: &str) -> Option<Share> {
+        let mut s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        let pos = s.iter().position(|x| x.group == group && x.name == name)?;
+        let removed = s.remove(pos);
+        self.save(&s);
+        Some(removed)
+    }
+
+    /// The share that serves content `sha1` in `group`.
+    pub fn find(&self, group: &str, sha1: &str) -> Option<Share> {
+        let s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        s.iter().find(|x| x.group == group && x.sha1 == sha1).cloned()
+    }
+
+    pub fn get(&self, group: &str, name: &str) -> Option<Share> {
+        let s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        s.iter().find(|x| x.group == group && x.name == name).cloned()
+    }
+}

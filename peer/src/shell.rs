@@ -1,0 +1,244 @@
+//! `peer shell`: one command a line, in the original system's words (create_user, login,
+//! create_group, ..., show_downloads, quit). Each line runs like the matching subcommand; an
+//! error prints and the shell goes on.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::cli::{self, account, CliError, Command, Ctx, Out};
+
+const HELP: &str = "commands:
+  create_user USER [PASSWORD]      (also: register)
+  login USER [PASSWORD]
+  logout
+  create_group GROUP
+  join_group GROUP
+  leave_group GROUP
+  list_groups
+  list_requests GROUP
+  accept_request GROUP USER
+  upload_file PATH GROUP
+  download_file GROUP NAME DEST
+  list_files GROUP
+  show_downloads
+  stop_share GROUP NAME
+  quit
+A password left out is asked for (without echo on a terminal).";
+
+/// Splits a line into words; double or single quotes group words with spaces.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"') | (None, '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err("unclosed quote".into());
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+enum Line {
+    Run(Command),
+    Register(String, Option<String>),
+    Login(String, Option<String>),
+    Help,
+    Quit,
+    Empty,
+}
+
+fn parse(words: &[String]) -> Result<Line, String> {
+    let Some(cmd) = words.first() else { return Ok(Line::Empty) };
+    let args = &words[1..];
+    let want = |n: usize, usage: &str| -> Result<(), String> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(format!("usage: {usage}"))
+        }
+    };
+    let a = |i: usize| args[i].clone();
+    Ok(match cmd.as_str() {
+        "create_user" | "register" => match args.len() {
+            1 => Line::Register(a(0), None),
+            2 => Line::Register(a(0), Some(a(1))),
+            _ => return Err("usage: create_user USER [PASSWORD]".into()),
+        },
+        "login" => match args.len() {
+            1 => Line::Login(a(0), None),
+            2 => Line::Login(a(0), Some(a(1))),
+            _ => return Err("usage: login USER [PASSWORD]".into()),
+        },
+        "logout" => {
+            want(0, "logout")?;
+            Line::Run(Command::Logout)
+        }
+        "create_group" => {
+            want(1, "create_group GROUP")?;
+            Line::Run(Command::CreateGroup { group: a(0) })
+        }
+        "join_group" => {
+            want(1, "join_group GROUP")?;
+            Line::Run(Command::JoinGroup { group: a(0) })
+        }
+        "leave_group" => {
+            want(1, "leave_group GROUP")?;
+            Line::Run(Command::LeaveGroup { group: a(0) })
+        }
+        "list_groups" => {
+            want(0, "list_groups")?;
+            Line::Run(Command::ListGroups)
+        }
+        "list_requests" => {
+            want(1, "list_requests GROUP")?;
+            Line::Run(Command::ListRequests { group: a(0) })
+        }
+        "accept_request" => {
+            want(2, "accept_request GROUP USER")?;
+            Line::Run(Command::AcceptRequest { group: a(0), user: a(1) })
+        }
+        "upload_file" => {
+            want(2, "upload_file PATH GROUP")?;
+            Line::Run(Command::Upload { file: PathBuf::from(a(0)), group: a(1) })
+        }
+        "download_file" => {
+            want(3, "download_file GROUP NAME DEST")?;
+            Line::Run(Command::Download { group: a(0), name: a(1), dest: PathBuf::from(a(2)), detach: true })
+        }
+        "list_files" => {
+            want(1, "list_files GROUP")?;
+            Line::Run(Command::ListFiles { group: a(0) })
+        }
+        "show_downloads" => {
+            want(0, "show_downloads")?;
+            Line::Run(Command::ShowDownloads)
+        }
+        "stop_share" => {
+            want(2, "stop_share GROUP NAME")?;
+            Line::Run(Command::StopShare { group: a(0), name: a(1) })
+        }
+        "help" | "?" => Line::Help,
+        "quit" | "exit" => Line::Quit,
+        other => return Err(format!("unknown command {other:?} (type help)")),
+    })
+}
+
+pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
+    let tty = std::io::stdin().is_terminal();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut out = Out { json: ctx.global.json };
+    let mut stdout = tokio::io::stdout();
+    loop {
+        if tty {
+            let _ = stdout.write_all(b"peer> ").await;
+            let _ = stdout.flush().await;
+        }
+        let Ok(Some(line)) = lines.next_line().await else { break };
+        let words = match split_words(&line) {
+            Ok(w) => w,
+            Err(e) => {
+                out.error(&CliError::usage(e));
+                continue;
+            }
+        };
+        let parsed = match parse(&words) {
+            Ok(p) => p,
+            Err(e) => {
+                out.error(&CliError::usage(e));
+                continue;
+            }
+        };
+        let result = match parsed {
+            Line::Empty => continue,
+            Line::Help => {
+                println!("{HELP}");
+                continue;
+            }
+            Line::Quit => break,
+            Line::Register(user, pw) => match password(pw, tty, &mut lines).await {
+                Ok(pw) => account::register_with(ctx, &mut out, &user, &pw).await,
+                Err(e) => Err(e),
+            },
+            Line::Login(user, pw) => match password(pw, tty, &mut lines).await {
+                Ok(pw) => account::login_with(ctx, &mut out, &user, &pw).await,
+                Err(e) => Err(e),
+            },
+            Line::Run(cmd) => cli::run_command(ctx, cmd, &mut out).await,
+        };
+        if let Err(e) = result {
+            out.error(&e);
+        }
+    }
+    Ok(())
+}
+
+/// The password given on the line, else asked for: without echo on a terminal, else the
+/// next input line.
+async fn password(
+    given: Option<String>,
+    tty: bool,
+    lines: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>,
+) -> Result<String, CliError> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let pw = if tty {
+        tokio::task::spawn_blocking(|| rpassword::prompt_password("Password: "))
+            .await
+            .map_err(|e| CliError::usage(e.to_string()))?
+            .map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?
+    } else {
+        lines.next_line().await.ok().flatten().ok_or_else(|| CliError::usage("no password given"))?
+    };
+    if pw.is_empty() {
+        return Err(CliError::usage("the password is empty"));
+    }
+    Ok(pw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_quotes() {
+        assert_eq!(split_words("  a b  c ").unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(split_words("upload_file \"my doc.pdf\" g").unwrap(), vec!["upload_file", "my doc.pdf", "g"]);
+        assert_eq!(split_words("x ''").unwrap(), vec!["x", ""]);
+        assert!(split_words("x \"y").is_err());
+    }
+
+    #[test]
+    fn original_words_parse() {
+        let w = |s: &str| split_words(s).unwrap();
+        assert!(matches!(parse(&w("create_group dev_team")).unwrap(), Line::Run(Command::CreateGroup { .. })));
+        assert!(matches!(parse(&w("download_file g doc.pdf /tmp/")).unwrap(), Line::Run(Command::Download { detach: true, .. })));
+        assert!(matches!(parse(&w("login alice")).unwrap(), Line::Login(_, None)));
+        assert!(parse(&w("accept_request g")).is_err());
+        assert!(parse(&w("frobnicate")).is_err());
+    }
+}
