@@ -187,7 +187,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
                 Ok(pw) => account::login_with(ctx, &mut out, &user, &pw).await,
                 Err(e) => Err(e),
             },
-            Line::Run(cmd) => cli::run_command(ctx, cmd, &mut out).await,
+            Line::Run(Command::Shell) => Err(CliError::usage("already in the shell")),
+            Line::Run(cmd) => Box::pin(cli::run_command(ctx, cmd, &mut out)).await,
         };
         if let Err(e) = result {
             out.error(&e);

@@ -201,6 +201,6 @@ pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Resu
         Command::ListFiles { group } => files::list(ctx, out, &group).await,
         Command::ShowDownloads => files::show_downloads(ctx, out).await,
         Command::StopShare { group, name } => files::stop_share(ctx, out, &group, &name).await,
-        Command::Shell => crate::shell::run(ctx).await,
+        Command::Shell => Box::pin(crate::shell::run(ctx)).await,
     }
 }
