@@ -79,6 +79,7 @@ echo "== bob: download_file; the tracker leader (node $L) is killed during the d
 mkdir -p "$WORK/downloads"
 peer_bob download_file dev_team document.pdf "$WORK/downloads/" --detach
 kill -9 "${NODE_PID[$L]}"
+wait "${NODE_PID[$L]}" 2>/dev/null || true
 echo "   killed node $L (SIGKILL)"
 for _ in $(seq 1 600); do
   state=$(peer_bob show_downloads)

@@ -16,7 +16,7 @@ use crate::progress::Progress;
 /// Files at least this large get a hashing progress bar.
 const PROGRESS_MIN_BYTES: u64 = 64 * 1024 * 1024;
 /// How often a blocking download polls the daemon, in ms.
-const POLL_MS: u64 = 100;
+const POLL_MS: u64 = 50;
 
 async fn daemon_call(ctx: &Ctx, req: &ControlRequest, timeout: Duration) -> Result<ControlResponse, CliError> {
     match control::call(&ctx.home.socket(), req, timeout).await {

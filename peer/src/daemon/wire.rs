@@ -46,12 +46,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Ok(None) => {}
                 Err(e) => return Err(WireError::Decode(e.to_string())),
             }
-            if self.start > 0 {
-                self.buf.drain(..self.start);
-                self.start = 0;
-            }
-            if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-                self.buf.reserve(1 << 20);
+            // Make room for the rest of this frame. Leftover bytes move to the front only when
+            // the buffer would otherwise grow: a piece frame is not copied around per read.
+            let pending = self.buf.len() - self.start;
+            let frame_len = if pending >= 4 {
+                4 + u32::from_be_bytes(self.buf[self.start..self.start + 4].try_into().expect("4 bytes")) as usize
+            } else {
+                4
+            };
+            let want = frame_len.max(64 * 1024);
+            if self.buf.capacity() - self.buf.len() < want.saturating_sub(pending).max(16 * 1024) {
+                if self.start > 0 {
+                    self.buf.drain(..self.start);
+                    self.start = 0;
+                }
+                if self.buf.capacity() - self.buf.len() < want {
+                    self.buf.reserve(want.max(1 << 20));
+                }
             }
             let n = tokio::time::timeout_at(deadline, self.inner.read_buf(&mut self.buf))
                 .await

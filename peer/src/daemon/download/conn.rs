@@ -117,6 +117,55 @@ async fn pump(
     let mut rng = rand::rngs::StdRng::from_entropy();
     let part = live.part.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or("download is not active")?;
     let size = meta.size;
+    let mut verifying: tokio::task::JoinSet<(u32, u64, std::io::Result<bool>)> = tokio::task::JoinSet::new();
+    let result = pump_inner(live, meta, reader, w, peer_has, outstanding, &mut rng, part, size, &mut verifying).await;
+    // Pieces already received still count: finish their verification before leaving.
+    let mut end = result;
+    while let Some(done) = verifying.join_next().await {
+        match settle(live, done) {
+            Ok(Some(bad)) if matches!(end, Ok(ConnEnd::Done) | Err(_)) => end = Ok(bad),
+            Err(e) if end.is_ok() => end = Err(e),
+            _ => {}
+        }
+    }
+    end
+}
+
+/// Pieces being verified at once per connection.
+const MAX_VERIFYING: usize = 2;
+
+/// Accounts for one finished verification: `Some(BadPiece)` when the data was wrong.
+fn settle(
+    live: &Arc<Live>,
+    done: Result<(u32, u64, std::io::Result<bool>), tokio::task::JoinError>,
+) -> Result<Option<ConnEnd>, String> {
+    let (piece, len, ok) = done.map_err(|e| e.to_string())?;
+    let ok = ok.map_err(|e| format!("cannot write piece {piece}: {e}"))?;
+    let mut p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
+    if !ok {
+        p.release(piece);
+        return Ok(Some(ConnEnd::BadPiece(piece)));
+    }
+    if p.complete(piece) {
+        live.bytes_done.fetch_add(len, Ordering::Relaxed);
+        let _ = live.have_tx.send(piece);
+    }
+    Ok(None)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pump_inner(
+    live: &Arc<Live>,
+    meta: &proto::api::FileMetaBody,
+    reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    peer_has: &mut Vec<bool>,
+    outstanding: &mut Vec<u32>,
+    rng: &mut rand::rngs::StdRng,
+    part: Arc<std::fs::File>,
+    size: u64,
+    verifying: &mut tokio::task::JoinSet<(u32, u64, std::io::Result<bool>)>,
+) -> Result<ConnEnd, String> {
     loop {
         // Fill the pipeline.
         let mut batch = Vec::new();
@@ -126,7 +175,7 @@ async fn pump(
                 return Ok(ConnEnd::Done);
             }
             while outstanding.len() < PIPELINE_DEPTH {
-                match p.pick(peer_has, outstanding, &mut rng) {
+                match p.pick(peer_has, outstanding, rng) {
                     Some(i) => {
                         outstanding.push(i);
                         proto::piece::encode(&Message::Request { piece: i }, &mut batch);
@@ -137,6 +186,15 @@ async fn pump(
         }
         if !batch.is_empty() {
             wire::write_all(w, &batch, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+        }
+        if outstanding.is_empty() && !verifying.is_empty() {
+            // Nothing requested, pieces still being checked: their outcome decides what next.
+            if let Some(done) = verifying.join_next().await {
+                if let Some(end) = settle(live, done)? {
+                    return Ok(end);
+                }
+            }
+            continue;
         }
         let timeout = if outstanding.is_empty() { IDLE_POLL_MS } else { PIECE_TIMEOUT_MS };
         let msg = match reader.next(timeout).await {
@@ -160,21 +218,25 @@ async fn pump(
                     live.picker.lock().unwrap_or_else(|p| p.into_inner()).release(piece);
                     continue;
                 }
+                // Verify and write on the blocking pool while this task reads the next piece.
                 let want = meta.piece_sha1[piece as usize].clone();
                 let f = part.clone();
-                let data: Vec<u8> = data.into();
-                let len = data.len() as u64;
-                let ok = tokio::task::spawn_blocking(move || disk::verify_and_write(&f, size, piece as u64, &data, &want))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("cannot write piece {piece}: {e}"))?;
-                if !ok {
-                    live.picker.lock().unwrap_or_else(|p| p.into_inner()).release(piece);
-                    return Ok(ConnEnd::BadPiece(piece));
+                let data: Vec<u8> = data;
+                verifying.spawn_blocking(move || {
+                    let len = data.len() as u64;
+                    (piece, len, disk::verify_and_write(&f, size, piece as u64, &data, &want))
+                });
+                if verifying.len() >= MAX_VERIFYING {
+                    if let Some(done) = verifying.join_next().await {
+                        if let Some(end) = settle(live, done)? {
+                            return Ok(end);
+                        }
+                    }
                 }
-                if live.picker.lock().unwrap_or_else(|p| p.into_inner()).complete(piece) {
-                    live.bytes_done.fetch_add(len, Ordering::Relaxed);
-                    let _ = live.have_tx.send(piece);
+                while let Some(done) = verifying.try_join_next() {
+                    if let Some(end) = settle(live, done)? {
+                        return Ok(end);
+                    }
                 }
             }
             Message::Have { piece } => {

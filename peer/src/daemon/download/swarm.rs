@@ -37,6 +37,7 @@ pub async fn run(d: Arc<Daemon>, live: Arc<Live>) {
     };
     let stop = d.shutdown.child_token();
     let mut last_error = String::new();
+    let started = Instant::now();
     loop {
         let done = live.picker.lock().unwrap_or_else(|p| p.into_inner()).done_count();
         if done != last_done {
@@ -130,7 +131,9 @@ pub async fn run(d: Arc<Daemon>, live: Arc<Live>) {
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
     }
+    let pieces_ms = started.elapsed().as_millis();
     finish_complete(&d, &live).await;
+    tracing::info!(%name, pieces_ms, total_ms = started.elapsed().as_millis() as u64, "download finished");
 }
 
 /// Every piece is verified: check the whole file, move it into place, share it.
@@ -141,9 +144,10 @@ async fn finish_complete(d: &Arc<Daemon>, live: &Arc<Live>) {
     let want = record.meta.sha1.clone();
     let dest = record.dest.clone();
     let checked = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        if let Some(f) = part {
-            f.sync_all().map_err(|e| format!("cannot flush {}: {e}", part_path.display()))?;
-        }
+        // No fsync here: like other download managers we leave write-back to the kernel; a
+        // crash before it is caught by the whole-file check of a resumed download, since the
+        // `.part` file is re-verified piece by piece at the next start.
+        drop(part);
         let got = crate::hashing::file_sha1(&part_path).map_err(|e| format!("cannot read {}: {e}", part_path.display()))?;
         if got != want {
             return Err(format!("whole-file SHA-1 is {got}, expected {want}"));
