@@ -49,12 +49,14 @@ pub async fn login(ctx: &mut Ctx, out: &mut Out, user: &str, password_stdin: boo
 
 pub async fn login_with(ctx: &mut Ctx, out: &mut Out, user: &str, pw: &str) -> Result<(), CliError> {
     let client = ctx.client()?;
-    // A previous session of this HOME is closed first, so that one HOME holds one session
-    // and logging out really pauses its shares.
-    if let Some(old) = ctx.home.session() {
-        let _ = client.with_token(Some(old.token)).logout().await;
-    }
     let r = client.login(user, pw).await?;
+    // The HOME's previous session is closed once the new one is open (a failed login leaves
+    // it alone), so that one HOME holds one session and logging out really pauses shares.
+    if let Some(old) = ctx.home.session() {
+        if old.token != r.token {
+            let _ = client.with_token(Some(old.token)).logout().await;
+        }
+    }
     ctx.home
         .save_session(&Session { user: r.user.clone(), token: r.token.clone(), expires_at_ms: r.expires_at_ms })
         .map_err(|e| CliError::refused("io_error", e.to_string()))?;

@@ -56,6 +56,9 @@ pub enum Command {
         /// Address to serve pieces on; other peers must be able to reach it
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
         listen: String,
+        /// Fault injection for tests: pause this long before sending each piece
+        #[arg(long, value_name = "MS", default_value_t = 0, hide = true)]
+        serve_delay_ms: u64,
     },
     /// Create an account
     #[command(alias = "create_user", alias = "create-user")]
@@ -186,7 +189,7 @@ impl From<ClientError> for CliError {
 /// Runs one command; the shell runs its lines through here too.
 pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Result<(), CliError> {
     match command {
-        Command::Daemon { listen } => crate::daemon::run(ctx, &listen).await.map_err(|e| CliError::refused("daemon_failed", format!("{e:#}"))),
+        Command::Daemon { listen, serve_delay_ms } => crate::daemon::run(ctx, &listen, serve_delay_ms).await.map_err(|e| CliError::refused("daemon_failed", format!("{e:#}"))),
         Command::Register { user, password_stdin } => account::register(ctx, out, &user, password_stdin).await,
         Command::Login { user, password_stdin } => account::login(ctx, out, &user, password_stdin).await,
         Command::Logout => account::logout(ctx, out).await,

@@ -35,6 +35,8 @@ pub struct Daemon {
     pub shares: shares::ShareTable,
     pub downloads: download::DownloadTable,
     pub shutdown: CancellationToken,
+    /// Test-only fault injection: a pause before each piece sent.
+    pub serve_delay_ms: u64,
 }
 
 impl Daemon {
@@ -56,7 +58,7 @@ impl Daemon {
     }
 }
 
-pub async fn run(ctx: &mut Ctx, listen: &str) -> anyhow::Result<()> {
+pub async fn run(ctx: &mut Ctx, listen: &str, serve_delay_ms: u64) -> anyhow::Result<()> {
     let home = ctx.home.clone();
     home.ensure()?;
     let socket = home.socket();
@@ -86,6 +88,7 @@ pub async fn run(ctx: &mut Ctx, listen: &str) -> anyhow::Result<()> {
         tracker,
         peer_addr: local.to_string(),
         shutdown: shutdown.clone(),
+        serve_delay_ms,
     });
     crate::home::write_json(&home.daemon_info_path(), &serde_json::json!({"pid": std::process::id(), "peer_addr": daemon.peer_addr}))?;
     tracing::info!(home = %home.dir.display(), peer_addr = %daemon.peer_addr, "peer daemon started");

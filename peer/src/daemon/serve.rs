@@ -160,6 +160,9 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream) -> Result<(), String> {
                 let read = tokio::task::spawn_blocking(move || disk::read_piece(&file, size, piece as u64, &mut b).map(|_| b))
                     .await
                     .map_err(|e| e.to_string())?;
+                if d.serve_delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(d.serve_delay_ms)).await;
+                }
                 match read {
                     Ok(b) => {
                         header.clear();
