@@ -1,8 +1,6 @@
 //! Every refusal of the contract: its exit code, its error code, and the state unchanged.
 
-mod common;
-
-use common::*;
+use testkit::*;
 
 #[test]
 fn refusals_have_their_codes_and_change_nothing() {

@@ -1,11 +1,10 @@
 //! The original system's example workflow, end to end through the CLI and through the shell,
 //! on a real three-node tracker cluster and real peer daemons.
 
-mod common;
+use testkit::*;
 
 use std::time::Duration;
 
-use common::*;
 
 #[test]
 fn example_workflow_through_the_cli() {

@@ -1,7 +1,8 @@
-//! Test harness: a real tracker cluster (tracker-node processes) and real peers (peer daemons
-//! and CLI invocations) on 127.0.0.1, ports chosen at run time, temporary HOMEs. Waits on
-//! conditions, never fixed sleeps; every process started here is killed by PID on drop.
-#![allow(dead_code)]
+//! Test and benchmark harness: a real tracker cluster (tracker-node processes) and real peers
+//! (peer daemons and CLI invocations) on 127.0.0.1, ports chosen at run time, temporary HOMEs.
+//! Waits on conditions, never fixed sleeps; every process started here is killed by PID on drop.
+//!
+//! Used by the integration tests of `tracker-node` and `peer`, and by `bench`.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -16,20 +17,24 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A binary of the workspace, next to this test's executable (target/<profile>/).
+/// A binary of the workspace: `$TRACKER_NODE_BIN` / `$PEER_BIN` when set, else next to the
+/// running executable (a bench binary in target/<profile>/, or a test in target/<profile>/deps/).
 pub fn workspace_bin(name: &str) -> PathBuf {
     if let Ok(p) = std::env::var(format!("{}_BIN", name.to_uppercase().replace('-', "_"))) {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
+    let mut dir = exe.parent().unwrap();
+    if dir.ends_with("deps") {
+        dir = dir.parent().unwrap();
+    }
     let p = dir.join(name);
-    assert!(p.exists(), "{} is not built (run: cargo build --release -p {name})", p.display());
+    assert!(p.exists(), "{} is not built (run: cargo build --release --workspace)", p.display());
     p
 }
 
 pub fn peer_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_peer"))
+    workspace_bin("peer")
 }
 
 /// A plain HTTP/1.1 GET with a 1 s timeout, JSON body parsed (no client library needed).
@@ -49,6 +54,70 @@ pub fn http_get_json(addr: &str, path: &str) -> Option<Value> {
     serde_json::from_str(body).ok()
 }
 
+/// The answer to a raw HTTP request: status code, headers (names lower-cased) and body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A plain HTTP/1.1 request (no redirects followed, 2 s timeouts). `None` when the node cannot be
+/// reached or the answer is not HTTP.
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Option<HttpResponse> {
+    use std::io::Read;
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect::<Vec<_>>();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Some(HttpResponse { status, headers, body })
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(len.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -66,14 +135,46 @@ pub struct Cluster {
     pub dir: TempDir,
     pub config: PathBuf,
     pub apis: Vec<String>,
+    pub rafts: Vec<String>,
     nodes: Vec<(u64, Option<Child>)>,
 }
 
+/// How to lay out a test cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Nodes written to cluster.toml (ids 1..=nodes).
+    pub nodes: u64,
+    /// Nodes started at once (the first `start` of them); the others are listed but not run.
+    pub start: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: (u64, u64),
+    /// Extra lines for the `[cluster]` table, e.g. `snapshot_logs_threshold = 50`.
+    pub extra: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { nodes: 3, start: 3, heartbeat_ms: 20, election_timeout_ms: (80, 160), extra: String::new() }
+    }
+}
+
 impl Cluster {
+    /// `n` nodes, all started, with a leader elected.
     pub fn start(n: u64) -> Cluster {
+        let c = Cluster::start_with(ClusterOptions { nodes: n, start: n, ..Default::default() });
+        c.wait_leader(&[]);
+        c
+    }
+
+    /// Writes cluster.toml and starts the first `opts.start` nodes; does not wait for a leader.
+    pub fn start_with(opts: ClusterOptions) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u64, u16, u16)> = (1..=n).map(|id| (id, free_port(), free_port())).collect();
-        let mut toml = String::from("[cluster]\nheartbeat_ms = 20\nelection_timeout_ms = [80, 160]\n");
+        let ports: Vec<(u64, u16, u16)> = (1..=opts.nodes).map(|id| (id, free_port(), free_port())).collect();
+        let (lo, hi) = opts.election_timeout_ms;
+        let mut toml = format!(
+            "[cluster]\nheartbeat_ms = {}\nelection_timeout_ms = [{lo}, {hi}]\n{}\n",
+            opts.heartbeat_ms, opts.extra
+        );
         for (id, api, raft) in &ports {
             toml.push_str(&format!(
                 "\n[[node]]\nid = {id}\napi = \"127.0.0.1:{api}\"\nraft = \"127.0.0.1:{raft}\"\ndata_dir = \"node-{id}\"\n"
@@ -82,12 +183,62 @@ impl Cluster {
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, toml).unwrap();
         let apis = ports.iter().map(|(_, a, _)| format!("127.0.0.1:{a}")).collect();
-        let mut c = Cluster { dir, config, apis, nodes: ports.iter().map(|(id, _, _)| (*id, None)).collect() };
-        for id in 1..=n {
+        let rafts = ports.iter().map(|(_, _, r)| format!("127.0.0.1:{r}")).collect();
+        let mut c = Cluster { dir, config, apis, rafts, nodes: ports.iter().map(|(id, _, _)| (*id, None)).collect() };
+        for id in 1..=opts.start {
             c.start_node(id);
         }
-        c.wait_leader(&[]);
         c
+    }
+
+    pub fn api(&self, id: u64) -> &str {
+        &self.apis[(id - 1) as usize]
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|(id, _)| *id).collect()
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.iter().filter(|(_, c)| c.is_some()).map(|(id, _)| *id).collect()
+    }
+
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes.iter().find(|(i, _)| *i == id)?.1.as_ref().map(|c| c.id())
+    }
+
+    /// The tracker client code the peer uses, pointed at every node of this cluster.
+    pub fn client(&self) -> tracker_client::TrackerClient {
+        tracker_client::TrackerClient::new(self.apis.clone(), tracker_client::RetryPolicy::default())
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
+    }
+
+    /// Sends `signal` to a running node (by the PID this harness spawned).
+    pub fn signal(&mut self, id: u64, signal: i32) {
+        if let Some(c) = self.nodes.iter_mut().find(|(i, _)| *i == id).unwrap().1.as_mut() {
+            kill_pid(c, signal);
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the node to exit; returns its exit code.
+    pub fn terminate(&mut self, id: u64, timeout: Duration) -> Option<i32> {
+        let mut c = self.nodes.iter_mut().find(|(i, _)| *i == id).unwrap().1.take()?;
+        kill_pid(&mut c, libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            if start.elapsed() > timeout {
+                kill_pid(&mut c, libc::SIGKILL);
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn start_node(&mut self, id: u64) {
@@ -115,7 +266,29 @@ impl Cluster {
     }
 
     pub fn status(&self, id: u64) -> Option<Value> {
-        http_get_json(&self.apis[(id - 1) as usize], "/v1/status")
+        http_get_json(self.api(id), "/v1/status")
+    }
+
+    /// The state machine digest of node `id` with its applied index.
+    pub fn digest(&self, id: u64) -> Option<(String, u64)> {
+        let st = http_get_json(self.api(id), "/v1/status?digest=true")?;
+        Some((st["state_digest"].as_str()?.to_string(), st["applied_index"].as_u64()?))
+    }
+
+    /// Waits until every running node reports the same digest at the same applied index.
+    pub fn wait_converged(&self, timeout: Duration) -> String {
+        let mut digest = String::new();
+        wait_until("every running node to reach the same state digest", timeout, || {
+            let ds: Vec<_> = self.running().iter().map(|id| self.digest(*id)).collect();
+            match ds.first() {
+                Some(Some(first)) if ds.iter().all(|d| d.as_ref() == Some(first)) => {
+                    digest = first.0.clone();
+                    true
+                }
+                _ => false,
+            }
+        });
+        digest
     }
 
     /// The leader all running nodes agree on.
