@@ -137,6 +137,7 @@ pub struct Cluster {
     pub apis: Vec<String>,
     pub rafts: Vec<String>,
     nodes: Vec<(u64, Option<Child>)>,
+    env: Vec<(u64, String, String)>,
 }
 
 /// How to lay out a test cluster.
@@ -184,7 +185,14 @@ impl Cluster {
         std::fs::write(&config, toml).unwrap();
         let apis = ports.iter().map(|(_, a, _)| format!("127.0.0.1:{a}")).collect();
         let rafts = ports.iter().map(|(_, _, r)| format!("127.0.0.1:{r}")).collect();
-        let mut c = Cluster { dir, config, apis, rafts, nodes: ports.iter().map(|(id, _, _)| (*id, None)).collect() };
+        let mut c = Cluster {
+            dir,
+            config,
+            apis,
+            rafts,
+            nodes: ports.iter().map(|(id, _, _)| (*id, None)).collect(),
+            env: Vec::new(),
+        };
         for id in 1..=opts.start {
             c.start_node(id);
         }
@@ -241,6 +249,12 @@ impl Cluster {
         }
     }
 
+    /// An environment variable for node `id`, applied from its next start on.
+    pub fn set_node_env(&mut self, id: u64, key: &str, value: &str) {
+        self.env.retain(|(i, k, _)| !(*i == id && k == key));
+        self.env.push((id, key.to_string(), value.to_string()));
+    }
+
     pub fn start_node(&mut self, id: u64) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -251,6 +265,7 @@ impl Cluster {
             .args(["run", "--config"])
             .arg(&self.config)
             .args(["--id", &id.to_string()])
+            .envs(self.env.iter().filter(|(i, _, _)| *i == id).map(|(_, k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -16,10 +16,28 @@ use serde::Serialize;
 /// Bound on connecting to another node: loopback or LAN, a peer that takes longer is down.
 const CONNECT_TIMEOUT_MS: u64 = 250;
 
+/// Fault-injection hook for test harnesses: `TRACKER_RAFT_ROUTES="2=127.0.0.1:9102,3=..."`
+/// makes this node send its Raft RPCs for node 2 to that address (a proxy the harness controls)
+/// instead of the address in the membership. Unset in production.
+pub const RAFT_ROUTES_ENV: &str = "TRACKER_RAFT_ROUTES";
+
 #[derive(Clone)]
 pub struct NetworkFactory {
     http: reqwest::Client,
     secret: Option<String>,
+    routes: std::collections::HashMap<NodeId, String>,
+}
+
+/// Parses `id=host:port` pairs separated by commas; malformed pairs are an error.
+fn parse_routes(s: &str) -> anyhow::Result<std::collections::HashMap<NodeId, String>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (id, addr) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("{RAFT_ROUTES_ENV}: expected id=host:port, got {p:?}"))?;
+            let id = id.trim().parse().map_err(|_| anyhow::anyhow!("{RAFT_ROUTES_ENV}: bad node id in {p:?}"))?;
+            Ok((id, addr.trim().to_string()))
+        })
+        .collect()
 }
 
 impl NetworkFactory {
@@ -30,7 +48,15 @@ impl NetworkFactory {
             .tcp_nodelay(true)
             .no_proxy()
             .build()?;
-        Ok(NetworkFactory { http, secret })
+        let routes = match std::env::var(RAFT_ROUTES_ENV) {
+            Ok(s) => {
+                let routes = parse_routes(&s)?;
+                tracing::warn!(?routes, "raft routes overridden for fault injection");
+                routes
+            }
+            Err(_) => Default::default(),
+        };
+        Ok(NetworkFactory { http, secret, routes })
     }
 }
 
@@ -49,7 +75,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             http: self.http.clone(),
             secret: self.secret.clone(),
             target,
-            base: format!("http://{}", node.raft),
+            base: format!("http://{}", self.routes.get(&target).unwrap_or(&node.raft)),
         }
     }
 }
