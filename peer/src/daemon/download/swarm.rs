@@ -91,6 +91,7 @@ pub async fn run(d: Arc<Daemon>, live: Arc<Live>) {
                 }
             }
             connected.insert(addr.clone());
+            tracing::info!(peer = %addr, "connecting to sharer");
             let (d2, l2, tx2, a2, s2) = (d.clone(), live.clone(), tx.clone(), addr.clone(), stop.clone());
             tokio::spawn(async move {
                 let end = tokio::select! {
