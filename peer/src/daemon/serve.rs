@@ -39,13 +39,17 @@ pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken)
         let (d, stop) = (d.clone(), stop.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            let mut served = Served::default();
             tokio::select! {
-                r = serve_one(&d, stream) => {
+                r = serve_one(&d, stream, &mut served) => {
                     if let Err(e) = r {
                         tracing::debug!(peer = %from, "serving ended: {e}");
                     }
                 }
                 _ = stop.cancelled() => {}
+            }
+            if served.pieces > 0 {
+                tracing::info!(peer = %from, file = %served.file, pieces_served = served.pieces, "served a peer");
             }
         });
     }
@@ -85,7 +89,14 @@ async fn refuse(w: &mut tokio::net::tcp::OwnedWriteHalf, code: u16, message: Str
     Err(message)
 }
 
-async fn serve_one(d: &Arc<Daemon>, stream: TcpStream) -> Result<(), String> {
+/// What one connection was served, for the log.
+#[derive(Default)]
+struct Served {
+    file: String,
+    pieces: u64,
+}
+
+async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let (r, mut w) = stream.into_split();
     let mut reader = FrameReader::new(r);
@@ -102,6 +113,7 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream) -> Result<(), String> {
         return refuse(&mut w, 3, "this peer is logged out; its shares are paused".into()).await;
     }
     let sha1_hex = hex::encode(file_sha1);
+    served.file = format!("{group}/{sha1_hex}");
     let mut have_rx: Option<broadcast::Receiver<u32>> = None;
     let source = if let Some(share) = d.shares.find(&group, &sha1_hex) {
         let file = File::open(&share.path).map_err(|e| format!("cannot open {}: {e}", share.path))?;
@@ -113,6 +125,7 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream) -> Result<(), String> {
             return refuse(&mut w, 4, "this file is not available here".into()).await;
         };
         let size = live.meta().size;
+        tracing::info!(file = %served.file, "serving the verified pieces of a download in progress");
         Source::Partial { live, file, size }
     } else {
         return refuse(&mut w, 4, format!("this peer does not share {sha1_hex} in {group}")).await;
@@ -169,6 +182,7 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream) -> Result<(), String> {
                         proto::piece::encode_piece_header(piece, b.len(), &mut header);
                         wire::write_all(&mut w, &header, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                         wire::write_all(&mut w, &b, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                        served.pieces += 1;
                         buf = b;
                     }
                     Err(e) => {

@@ -1,0 +1,71 @@
+//! Swarming: several downloads at once in one daemon, and downloaders serving each other the
+//! pieces they have verified while their own download is still running.
+
+use std::time::Duration;
+
+use testkit::*;
+
+const MIB: usize = 1024 * 1024;
+
+#[test]
+fn several_downloads_at_once_and_downloaders_serve_each_other() {
+    let cluster = Cluster::start(3);
+    let mut alice = Peer::new(&cluster, "alice");
+    alice.daemon_args = vec!["--serve-delay-ms".into(), "40".into()];
+    alice.start_daemon();
+    alice.register_and_login("alice");
+    alice.ok(&["create-group", "team"]);
+    let mut members = Vec::new();
+    for name in ["bob", "carol"] {
+        let mut p = Peer::new(&cluster, name);
+        p.start_daemon();
+        p.register_and_login(name);
+        p.ok(&["join-group", "team"]);
+        alice.ok(&["accept-request", "team", name]);
+        members.push(p);
+    }
+    let (bob, carol) = (&members[0], &members[1]);
+    let (big, big_sha1) = random_file(cluster.dir.path(), "big.bin", 24 * MIB, 41);
+    let (small, small_sha1) = random_file(cluster.dir.path(), "small.bin", 4 * MIB, 42);
+    alice.ok(&["upload", big.to_str().unwrap(), "team"]);
+    alice.ok(&["upload", small.to_str().unwrap(), "team"]);
+
+    // Bob: two downloads at once.
+    let bob_dl = cluster.dir.path().join("bob-dl");
+    std::fs::create_dir_all(&bob_dl).unwrap();
+    bob.ok(&["download", "team", "big.bin", bob_dl.to_str().unwrap(), "--detach"]);
+    bob.ok(&["download", "team", "small.bin", bob_dl.to_str().unwrap(), "--detach"]);
+    let running = bob.downloads().iter().filter(|r| r["state"] == "downloading").count();
+    assert_eq!(running, 2, "both downloads run at once: {:?}", bob.downloads());
+
+    // Carol starts on big.bin while Bob is a quarter in: Bob is listed as a sharer already.
+    wait_until("bob to have a quarter of big.bin", Duration::from_secs(60), || {
+        let rows = bob.downloads();
+        let r = rows.iter().find(|r| r["name"] == "big.bin").unwrap();
+        assert_eq!(r["state"], "downloading", "bob finished before carol could start: {r}");
+        r["bytes_done"].as_u64().unwrap() * 4 >= r["size"].as_u64().unwrap()
+    });
+    assert_eq!(carol.ok(&["list-files", "team"]).as_array().unwrap().iter().find(|f| f["name"] == "big.bin").unwrap()["sharers"], 2);
+    let carol_dl = cluster.dir.path().join("carol-dl");
+    std::fs::create_dir_all(&carol_dl).unwrap();
+    carol.ok(&["download", "team", "big.bin", carol_dl.to_str().unwrap(), "--detach"]);
+
+    for (p, dir) in [(bob, &bob_dl), (carol, &carol_dl)] {
+        let row = p.wait_download("big.bin", Duration::from_secs(120));
+        assert_eq!(row["state"], "complete", "{row}");
+        assert_eq!(file_sha1(&dir.join("big.bin")), big_sha1);
+    }
+    assert_eq!(bob.wait_download("small.bin", Duration::from_secs(60))["state"], "complete");
+    assert_eq!(file_sha1(&bob_dl.join("small.bin")), small_sha1);
+
+    // Bob served Carol from his partial file, before his own download was done.
+    let log = bob.daemon_log();
+    let serving = log.find("serving the verified pieces of a download in progress");
+    let finished = log.lines().position(|l| l.contains("download complete") && l.contains("big.bin"));
+    assert!(serving.is_some(), "bob served carol mid-download: {log}");
+    let serving_line = log[..serving.unwrap()].lines().count();
+    assert!(finished.is_some_and(|f| serving_line <= f), "served before finishing: {log}");
+    assert!(log.contains("served a peer"), "{log}");
+    // Everyone who finished shares now.
+    assert_eq!(carol.ok(&["list-files", "team"]).as_array().unwrap().iter().find(|f| f["name"] == "big.bin").unwrap()["sharers"], 3);
+}
