@@ -1,0 +1,170 @@
+//! A real tracker cluster: election, writes through any node, redirects, leader failover,
+//! a full restart, and quorum loss on a five-node cluster. Every node is a `tracker-node run`
+//! process on 127.0.0.1 with run-time ports; waits are on conditions.
+
+use std::time::Duration;
+
+use testkit::*;
+use tracker_client::TrackerClient;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A client that knows only `api`: it must follow redirects to reach the leader.
+fn client_of(api: &str) -> TrackerClient {
+    TrackerClient::new(vec![api.to_string()], tracker_client::RetryPolicy::default())
+}
+
+#[test]
+fn writes_through_any_node_and_followers_redirect() {
+    let cluster = Cluster::start(3);
+    let rt = runtime();
+    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    let token = admin.token().unwrap().to_string();
+
+    // Every node accepts writes from a client that knows only that node.
+    for id in cluster.ids() {
+        let c = client_of(cluster.api(id)).with_token(Some(token.clone()));
+        rt.block_on(c.create_group(&format!("via_node_{id}"))).unwrap_or_else(|e| panic!("write through node {id}: {e}"));
+    }
+    let names = rt.block_on(group_names(&admin));
+    assert_eq!(names, vec!["via_node_1", "via_node_2", "via_node_3"]);
+
+    // Raw HTTP: a follower answers 307 with the leader's address, in Location and in the body.
+    let leader = cluster.wait_leader(&[]);
+    let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let auth = format!("Bearer {token}");
+    let r = http(cluster.api(follower), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"raw"}"#))
+        .expect("follower answers");
+    assert_eq!(r.status, 307, "{r:?}");
+    assert_eq!(r.header("location"), Some(format!("http://{}/v1/groups", cluster.api(leader)).as_str()));
+    let body = r.json();
+    assert_eq!(body["error"]["code"], "not_leader");
+    assert_eq!(body["leader"]["id"], leader);
+    assert_eq!(body["leader"]["api"], cluster.api(leader));
+    // The follower did not apply anything itself.
+    assert!(!rt.block_on(group_names(&admin)).contains(&"raw".to_string()));
+
+    // The leader answers the same request itself.
+    let r = http(cluster.api(leader), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"raw"}"#)).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    // Status on every node names the same leader and the same members.
+    for id in cluster.ids() {
+        let st = cluster.status(id).unwrap();
+        assert_eq!(st["leader"], leader);
+        assert_eq!(st["voters"], serde_json::json!([1, 2, 3]));
+        assert_eq!(st["role"], if id == leader { "leader" } else { "follower" });
+    }
+    let metrics = http(cluster.api(follower), "GET", "/metrics", &[], None).unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains(&format!("tracker_leader_id {leader}")), "{}", metrics.body);
+}
+
+#[test]
+fn leader_killed_writes_continue_and_nothing_acknowledged_is_lost() {
+    let mut cluster = Cluster::start(3);
+    let rt = runtime();
+    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let g = format!("before_{i}");
+        rt.block_on(admin.create_group(&g)).unwrap();
+        acked.push(g);
+    }
+    let old = cluster.wait_leader(&[]);
+    let term_before = cluster.status(old).unwrap()["term"].as_u64().unwrap();
+    cluster.kill(old);
+
+    // The next write goes through once a new leader is elected (the client rides the election).
+    rt.block_on(admin.create_group("after_kill")).unwrap();
+    acked.push("after_kill".into());
+    let new = cluster.wait_leader(&[old]);
+    assert_ne!(new, old);
+    assert!(cluster.status(new).unwrap()["term"].as_u64().unwrap() > term_before);
+    for i in 0..20 {
+        let g = format!("during_{i}");
+        rt.block_on(admin.create_group(&g)).unwrap();
+        acked.push(g);
+    }
+    let mut names = rt.block_on(group_names(&admin));
+    acked.sort();
+    names.retain(|n| acked.contains(n));
+    assert_eq!(names, acked, "every acknowledged write survives the leader's death");
+
+    // The killed node restarts from its sled files and catches up.
+    cluster.start_node(old);
+    let digest = cluster.wait_converged(WAIT);
+    let (d_old, _) = cluster.digest(old).unwrap();
+    assert_eq!(d_old, digest);
+    assert_eq!(cluster.status(old).unwrap()["groups"], 41);
+}
+
+#[test]
+fn all_nodes_killed_and_restarted_keep_the_full_state() {
+    let mut cluster = Cluster::start(3);
+    let rt = runtime();
+    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    let bob = rt.block_on(logged_in(&cluster.client(), "bob"));
+    for i in 0..15 {
+        rt.block_on(admin.create_group(&format!("g{i}"))).unwrap();
+    }
+    rt.block_on(bob.join_group("g3")).unwrap();
+    rt.block_on(admin.accept_request("g3", "bob")).unwrap();
+    let digest = cluster.wait_converged(WAIT);
+    let groups = rt.block_on(group_names(&admin));
+
+    for id in cluster.ids() {
+        cluster.kill(id);
+    }
+    for id in cluster.ids() {
+        cluster.start_node(id);
+    }
+    cluster.wait_leader(&[]);
+    assert_eq!(cluster.wait_converged(WAIT), digest, "the state machine is back, byte for byte");
+    // Sessions survived too: the same tokens still work.
+    assert_eq!(rt.block_on(group_names(&admin)), groups);
+    let rows = rt.block_on(bob.list_groups()).unwrap();
+    assert!(rows.iter().any(|r| r.group == "g3" && r.member), "bob is still a member of g3");
+    rt.block_on(admin.create_group("after_restart")).unwrap();
+}
+
+#[test]
+fn five_nodes_survive_two_down_and_refuse_writes_clearly_with_three_down() {
+    let mut cluster = Cluster::start(5);
+    let rt = runtime();
+    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    rt.block_on(admin.create_group("before")).unwrap();
+
+    // Two down, the leader among them: a quorum of three remains.
+    let leader = cluster.wait_leader(&[]);
+    let other = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    cluster.kill(leader);
+    cluster.kill(other);
+    rt.block_on(admin.create_group("two_down")).unwrap();
+
+    // Three down: no quorum. Writes are refused with 503 + Retry-After, and the client gives up
+    // within its budget with `unavailable` instead of hanging.
+    let third = cluster.running()[0];
+    cluster.kill(third);
+    let up = cluster.running();
+    assert_eq!(up.len(), 2);
+    let auth = format!("Bearer {}", admin.token().unwrap());
+    wait_until("a node to admit it has no leader", WAIT, || {
+        up.iter().all(|id| {
+            http(cluster.api(*id), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"nope"}"#))
+                .is_some_and(|r| r.status == 503 && r.header("retry-after").is_some() && r.json()["error"]["code"] == "unavailable")
+        })
+    });
+    let short = TrackerClient::new(cluster.apis.clone(), tracker_client::RetryPolicy { budget_ms: 2_000, ..Default::default() })
+        .with_token(admin.token().map(String::from));
+    let err = rt.block_on(short.create_group("no_quorum")).expect_err("no quorum, no write");
+    assert_eq!(err.code(), "unavailable", "{err}");
+
+    // They return: writes work again, and nothing refused was applied.
+    for id in [leader, other, third] {
+        cluster.start_node(id);
+    }
+    rt.block_on(admin.create_group("recovered")).unwrap();
+    let names = rt.block_on(group_names(&admin));
+    assert_eq!(names, vec!["before", "recovered", "two_down"]);
+    cluster.wait_converged(WAIT);
+}
