@@ -290,6 +290,16 @@ impl Cluster {
         Some((st["state_digest"].as_str()?.to_string(), st["applied_index"].as_u64()?))
     }
 
+    /// Waits until node `id` has applied everything the leader had applied when this was called
+    /// (for use under a running write load, where digests never stand still).
+    pub fn wait_caught_up(&self, id: u64, timeout: Duration) {
+        let leader = self.wait_leader(&[]);
+        let target = self.status(leader).and_then(|s| s["applied_index"].as_u64()).unwrap_or(0);
+        wait_until(&format!("node {id} to apply up to {target}"), timeout, || {
+            self.status(id).and_then(|s| s["applied_index"].as_u64()).is_some_and(|a| a >= target)
+        });
+    }
+
     /// Waits until every running node reports the same digest at the same applied index.
     pub fn wait_converged(&self, timeout: Duration) -> String {
         let mut digest = String::new();
@@ -343,6 +353,13 @@ impl Drop for Cluster {
             if let Some(mut c) = c.take() {
                 kill_pid(&mut c, libc::SIGKILL);
                 let _ = c.wait();
+            }
+        }
+        // TESTKIT_KEEP=1 keeps the cluster's files (cluster.toml, node logs, sled data).
+        if std::env::var_os("TESTKIT_KEEP").is_some() {
+            if let Ok(empty) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, empty).keep();
+                eprintln!("testkit: kept {}", kept.display());
             }
         }
     }

@@ -25,8 +25,10 @@ impl Default for RetryPolicy {
             budget_ms: 15_000,
             attempt_timeout_ms: 700,
             connect_timeout_ms: 200,
-            backoff_initial_ms: 25,
-            backoff_max_ms: 400,
+            // Short pauses: a round is two or three small requests, and during an election the
+            // pause is what the client adds to the failover window. Jitter spreads clients out.
+            backoff_initial_ms: 10,
+            backoff_max_ms: 100,
             max_redirects_per_round: 4,
         }
     }
@@ -92,10 +94,10 @@ mod tests {
     #[test]
     fn backoff_doubles_and_is_capped() {
         let p = RetryPolicy::default();
-        assert_eq!(p.backoff(0, 0.0), Duration::from_millis(25));
-        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(50));
-        assert_eq!(p.backoff(10, 0.0), Duration::from_millis(400));
-        assert_eq!(p.backoff(40, 0.0), Duration::from_millis(400));
-        assert!(p.backoff(3, 0.99) >= Duration::from_millis(100));
+        assert_eq!(p.backoff(0, 0.0), Duration::from_millis(10));
+        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(20));
+        assert_eq!(p.backoff(10, 0.0), Duration::from_millis(100));
+        assert_eq!(p.backoff(40, 0.0), Duration::from_millis(100));
+        assert!(p.backoff(3, 0.99) >= Duration::from_millis(40));
     }
 }

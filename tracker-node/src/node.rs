@@ -47,7 +47,10 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToke
     let (log, sm) = open_store(&StoreOptions::new(&me.data_dir))
         .with_context(|| format!("cannot open the data of node {id} in {}", me.data_dir.display()))?;
     let config = Arc::new(raft_config(&cfg)?);
-    let network = raft_net::client::NetworkFactory::new(cfg.secret.clone())?;
+    let network = raft_net::client::NetworkFactory::new(
+        cfg.secret.clone(),
+        raft_net::client::BackoffMs::for_timings(cfg.heartbeat_ms, cfg.election_timeout_ms.0),
+    )?;
     let raft = Raft::new(id, config, network, log.clone(), sm.clone()).await?;
 
     let raft_listener = TcpListener::bind(me.raft)

@@ -1,0 +1,27 @@
+//! Benchmarks of the tracker cluster, run against real `tracker-node` processes on 127.0.0.1.
+//! Each prints a markdown report on stdout (progress on stderr). Build first:
+//! `cargo build --release --workspace`, then `target/release/bench failover --kills 10`.
+
+mod failover;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Benchmarks of the tracker cluster (markdown reports)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The failover window: SIGKILL the leader again and again under a steady write load, and
+    /// measure the time from each kill to the next acknowledged write
+    Failover(failover::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Failover(args) => failover::run(args),
+    }
+}
