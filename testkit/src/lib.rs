@@ -300,17 +300,31 @@ impl Cluster {
         });
     }
 
-    /// Waits until every running node reports the same digest at the same applied index.
+    /// Waits until every running node has applied its whole log and reports the same digest
+    /// at the same applied index (a node that has entries still to commit is not converged,
+    /// even if its digest matches the others' at that moment).
     pub fn wait_converged(&self, timeout: Duration) -> String {
         let mut digest = String::new();
-        wait_until("every running node to reach the same state digest", timeout, || {
-            let ds: Vec<_> = self.running().iter().map(|id| self.digest(*id)).collect();
-            match ds.first() {
-                Some(Some(first)) if ds.iter().all(|d| d.as_ref() == Some(first)) => {
-                    digest = first.0.clone();
+        wait_until("every running node to apply its whole log and reach the same state digest", timeout, || {
+            let mut seen: Option<(String, u64)> = None;
+            for id in self.running() {
+                let Some(st) = http_get_json(self.api(id), "/v1/status?digest=true") else { return false };
+                let (Some(d), Some(applied), Some(last)) =
+                    (st["state_digest"].as_str(), st["applied_index"].as_u64(), st["last_log_index"].as_u64())
+                else {
+                    return false;
+                };
+                if applied != last || seen.as_ref().is_some_and(|s| s != &(d.to_string(), applied)) {
+                    return false;
+                }
+                seen = Some((d.to_string(), applied));
+            }
+            match seen {
+                Some((d, _)) => {
+                    digest = d;
                     true
                 }
-                _ => false,
+                None => false,
             }
         });
         digest

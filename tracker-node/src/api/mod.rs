@@ -9,7 +9,7 @@ pub mod groups;
 pub mod status;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -24,6 +24,10 @@ use raft_store::{Command, ErrorCode, NodeId, Raft, Refusal, Reply, Request, Resp
 use crate::metrics::Metrics;
 
 /// Everything a request handler needs; cheap to clone.
+/// Bound on waiting for a proposal to commit (or a read index to be confirmed). Without a
+/// quorum nothing commits; the client hears 503 and retries with the same request id.
+pub const COMMIT_TIMEOUT_MS: u64 = 5_000;
+
 #[derive(Clone)]
 pub struct AppState {
     pub id: NodeId,
@@ -163,10 +167,19 @@ impl AppState {
                 return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 128 characters".into()));
             }
         }
+        self.quorum_contact()?;
         let kind = command.kind();
         let req = Request { request_id, now_ms: now_ms(), command };
         let started = std::time::Instant::now();
-        let result = self.raft.client_write(req).await;
+        let result = tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.raft.client_write(req))
+            .await
+            .map_err(|_| {
+                ApiError::Unavailable(format!(
+                    "the write was not committed within {} s (no quorum of tracker nodes?); it may still be \
+                     applied later: retry with the same Idempotency-Key",
+                    COMMIT_TIMEOUT_MS / 1000
+                ))
+            })?;
         self.metrics.observe_write(kind, started.elapsed());
         match result {
             Ok(resp) => match resp.data {
@@ -182,7 +195,11 @@ impl AppState {
     /// Waits until this node, as leader, has applied everything committed before the call
     /// (read index); a follower answers with the leader's address.
     pub async fn linearizable(&self) -> ApiResult<()> {
-        match self.raft.ensure_linearizable().await {
+        self.quorum_contact()?;
+        let read = tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.raft.ensure_linearizable())
+            .await
+            .map_err(|_| ApiError::Unavailable("no quorum of tracker nodes confirmed this leader in time".into()))?;
+        match read {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(ApiError::forward(&f)),
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
@@ -194,6 +211,22 @@ impl AppState {
 
     /// Fails fast with a redirect when this node knows it is not the leader (used before
     /// spending CPU on password hashing).
+    /// A leader that has not heard from a quorum for longer than the leader lease cannot commit
+    /// or serve linearizable reads; it says so at once instead of letting the client wait.
+    fn quorum_contact(&self) -> ApiResult<()> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.id) {
+            return Ok(());
+        }
+        let lease_ms = self.config.election_timeout_ms.1;
+        match m.millis_since_quorum_ack {
+            Some(ms) if ms > lease_ms => Err(ApiError::Unavailable(format!(
+                "this leader has not heard from a quorum of tracker nodes for {ms} ms; writes wait until a quorum is back"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub fn leader_or_redirect(&self) -> ApiResult<()> {
         let m = self.raft.metrics().borrow().clone();
         match m.current_leader {
