@@ -170,6 +170,22 @@ impl AppState {
         self.quorum_contact()?;
         let kind = command.kind();
         let req = Request { request_id, now_ms: now_ms(), command };
+        #[cfg(feature = "unsafe-ack-before-commit")]
+        {
+            // DELIBERATELY BROKEN, for the chaos checker only (docs/RELIABILITY.md): answer with
+            // what the write would do, before it is replicated or committed.
+            let _ = kind;
+            let predicted = self.sm.read(|d| d.state.clone().apply(&req));
+            let raft = self.raft.clone();
+            tokio::spawn(async move {
+                let _ = raft.client_write(req).await;
+            });
+            return match predicted {
+                raft_store::Response::Ok(reply) => Ok(reply),
+                raft_store::Response::Refused(r) => Err(ApiError::Refused(r)),
+            };
+        }
+        #[allow(unreachable_code)]
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.raft.client_write(req))
             .await

@@ -1,0 +1,291 @@
+//! A Jepsen-style chaos harness for the tracker cluster: real `tracker-node` processes on
+//! loopback behind per-link proxies, concurrent clients recording a history, a nemesis
+//! injecting faults on a seeded schedule, a poller watching for two leaders in one term, and
+//! a checker run on the history and the final state. See docs/RELIABILITY.md.
+
+pub mod checker;
+pub mod faults;
+pub mod history;
+pub mod proxy;
+pub mod workload;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use testkit::{http_get_json, Cluster, ClusterOptions};
+use tracker_client::{RetryPolicy, TrackerClient};
+
+use checker::{FinalState, Verdict};
+use faults::{Fault, FaultKind, Schedule};
+use history::{Entry, Outcome};
+use workload::{user_name, Shared};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    pub seed: u64,
+    pub duration_s: u64,
+    pub nodes: u64,
+    pub clients: usize,
+    /// Mean pause between faults is 3/4 of this; each fault lasts `fault_duration_ms`.
+    pub fault_interval_ms: u64,
+    pub fault_duration_ms: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: (u64, u64),
+}
+
+/// Longest wait for the cluster to converge once faults stop.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client's budget for one operation: short, so that a fault makes an `unknown` soon and the
+/// client moves on (its next operation is a new one with a new request id).
+const OP_BUDGET_MS: u64 = 5_000;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub config: Config,
+    pub ops: BTreeMap<String, [u64; 3]>,
+    pub faults: BTreeMap<FaultKind, u64>,
+    /// Per fault kind: gaps (ms) from the fault to the next acknowledged write invoked after it.
+    pub gaps_ms: BTreeMap<FaultKind, Vec<u64>>,
+    pub terms_with_two_leaders: Vec<(u64, Vec<u64>)>,
+    pub leader_observations: u64,
+    pub converged: Result<String, String>,
+    pub verdict: Verdict,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.verdict.ok() && self.terms_with_two_leaders.is_empty() && self.converged.is_ok()
+    }
+}
+
+pub fn run(cfg: Config) -> anyhow::Result<Report> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        nodes: cfg.nodes,
+        start: 0,
+        heartbeat_ms: cfg.heartbeat_ms,
+        election_timeout_ms: cfg.election_timeout_ms,
+        extra: "snapshot_logs_threshold = 500".into(),
+    });
+    let rafts: HashMap<u64, String> = cluster.ids().into_iter().map(|id| (id, cluster.rafts[(id - 1) as usize].clone())).collect();
+    let proxies = rt.block_on(proxy::Proxies::start(&rafts))?;
+    for id in cluster.ids() {
+        cluster.set_node_env(id, "TRACKER_RAFT_ROUTES", &proxies.routes_for(id));
+        cluster.start_node(id);
+    }
+    cluster.wait_leader(&[]);
+    let apis = cluster.apis.clone();
+    let policy = RetryPolicy { budget_ms: OP_BUDGET_MS, ..Default::default() };
+    let base = TrackerClient::new(apis.clone(), policy);
+    let clients: Vec<TrackerClient> = rt.block_on(async {
+        let mut out = Vec::new();
+        for i in 0..cfg.clients {
+            out.push(account(&base, &user_name(i)).await?);
+        }
+        anyhow::Ok(out)
+    })?;
+    let cluster = Arc::new(Mutex::new(cluster));
+
+    // At most one leader per term: every node's own claim, polled.
+    let stop_polling = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (apis, stop) = (apis.clone(), stop_polling.clone());
+        std::thread::spawn(move || {
+            let mut claims: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+            let mut observations = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for api in &apis {
+                    if let Some(st) = http_get_json(api, "/v1/status") {
+                        if st["role"] == "leader" {
+                            if let (Some(term), Some(id)) = (st["term"].as_u64(), st["id"].as_u64()) {
+                                claims.entry(term).or_default().insert(id);
+                                observations += 1;
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (claims, observations)
+        })
+    };
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(cfg.duration_s);
+    let shared = Arc::new(Shared { started, history: Mutex::new(Vec::new()), registry: Mutex::new(Default::default()) });
+    let tasks: Vec<_> = clients
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, c)| rt.spawn(workload::client_loop(i, c, shared.clone(), cfg.seed, deadline)))
+        .collect();
+    let schedule = Schedule { seed: cfg.seed, interval_ms: cfg.fault_interval_ms, duration_ms: cfg.fault_duration_ms };
+    let faults = faults::run(&cluster, &proxies, &schedule, started, deadline);
+    rt.block_on(async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    stop_polling.store(true, Ordering::Relaxed);
+    let (claims, leader_observations) = poller.join().expect("poller thread");
+
+    // Faults are healed; every node must converge to one state.
+    let converged = {
+        let c = cluster.lock().unwrap();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.wait_converged(CONVERGE_TIMEOUT)))
+            .map_err(|_| format!("nodes did not converge within {} s", CONVERGE_TIMEOUT.as_secs()))
+    };
+    let fin = rt.block_on(final_state(&clients));
+    let history = shared.history.lock().unwrap().clone();
+    let verdict = checker::check(&history, &fin);
+    Ok(Report {
+        ops: count_ops(&history),
+        faults: faults.iter().fold(BTreeMap::new(), |mut m, f| {
+            *m.entry(f.kind).or_insert(0) += 1;
+            m
+        }),
+        gaps_ms: gaps(&history, &faults),
+        terms_with_two_leaders: claims.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(t, ids)| (t, ids.into_iter().collect())).collect(),
+        leader_observations,
+        converged,
+        verdict,
+        config: cfg,
+    })
+}
+
+/// Registers `user` and logs in. Login is retried for a while: a register acknowledged before
+/// it applied (only in the deliberately broken build) is not yet there to log in to.
+async fn account(base: &TrackerClient, user: &str) -> anyhow::Result<TrackerClient> {
+    let pw = format!("{user}-password");
+    base.register(user, &pw).await.map_err(|e| anyhow::anyhow!("register {user}: {e}"))?;
+    let mut last = String::new();
+    for _ in 0..50 {
+        match base.login(user, &pw).await {
+            Ok(s) => return Ok(base.with_token(Some(s.token))),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("login {user}: {last}")
+}
+
+/// What every client sees at the end: groups (and its memberships) and each group's files.
+async fn final_state(clients: &[TrackerClient]) -> FinalState {
+    let mut fin = FinalState::default();
+    for (i, c) in clients.iter().enumerate() {
+        let rows = retry(|| c.list_groups()).await;
+        for g in rows {
+            fin.groups.insert(g.group.clone());
+            if g.member {
+                fin.members.insert((g.group.clone(), user_name(i)));
+                if g.owner == user_name(i) {
+                    for f in retry(|| c.list_files(&g.group)).await {
+                        fin.files.insert((g.group.clone(), f.name));
+                    }
+                }
+            }
+        }
+    }
+    fin
+}
+
+/// The final reads happen on a healed cluster; a failure there is retried a few times.
+async fn retry<T, F, Fut>(f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tracker_client::ClientError>>,
+{
+    let mut last = String::new();
+    for _ in 0..5 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => last = e.to_string(),
+        }
+    }
+    panic!("final read failed on a healed cluster: {last}");
+}
+
+fn count_ops(history: &[Entry]) -> BTreeMap<String, [u64; 3]> {
+    let mut m: BTreeMap<String, [u64; 3]> = BTreeMap::new();
+    for e in history {
+        let c = m.entry(e.op.kind().to_string()).or_default();
+        match e.outcome {
+            Outcome::Ok => c[0] += 1,
+            Outcome::Fail(_) => c[1] += 1,
+            Outcome::Unknown(_) => c[2] += 1,
+        }
+    }
+    m
+}
+
+/// For each fault: time from its injection to the first acknowledged write invoked after it.
+fn gaps(history: &[Entry], faults: &[Fault]) -> BTreeMap<FaultKind, Vec<u64>> {
+    let mut acked: Vec<(u64, u64)> =
+        history.iter().filter(|e| e.op.is_write() && e.outcome == Outcome::Ok).map(|e| (e.invoke_ms, e.complete_ms)).collect();
+    acked.sort();
+    let mut out: BTreeMap<FaultKind, Vec<u64>> = BTreeMap::new();
+    for f in faults {
+        let first = acked.iter().filter(|(inv, _)| *inv >= f.at_ms).map(|(_, comp)| *comp).min();
+        if let Some(c) = first {
+            out.entry(f.kind).or_default().push(c - f.at_ms);
+        }
+    }
+    out
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write;
+        let c = &self.config;
+        let mut s = String::new();
+        let _ = writeln!(s, "## Chaos run: seed {}, {} s, {} nodes, {} clients\n", c.seed, c.duration_s, c.nodes, c.clients);
+        let _ = writeln!(s, "| operation | ok | failed | unknown |\n|---|---|---|---|");
+        let mut total = [0u64; 3];
+        for (k, v) in &self.ops {
+            let _ = writeln!(s, "| {k} | {} | {} | {} |", v[0], v[1], v[2]);
+            for i in 0..3 {
+                total[i] += v[i];
+            }
+        }
+        let _ = writeln!(s, "| **all** | {} | {} | {} |\n", total[0], total[1], total[2]);
+        let _ = writeln!(s, "| fault | injected | gap to next acknowledged write: median | p99 | max |\n|---|---|---|---|---|");
+        for (k, n) in &self.faults {
+            let mut g = self.gaps_ms.get(k).cloned().unwrap_or_default();
+            g.sort();
+            let _ = writeln!(s, "| {k:?} | {n} | {} ms | {} ms | {} ms |", pct(&g, 0.5), pct(&g, 0.99), g.last().copied().unwrap_or(0));
+        }
+        let v = &self.verdict;
+        let _ = writeln!(s, "\n- acknowledged writes lost: **{}**", v.lost_writes.len());
+        let _ = writeln!(s, "- refused writes that took effect: {}", v.refused_but_applied.len());
+        let _ = writeln!(s, "- writes applied twice: {}", v.applied_twice.len());
+        let _ = writeln!(
+            s,
+            "- linearizability: {} keys checked, {} violations{}",
+            v.keys_checked,
+            v.not_linearizable.len(),
+            if v.search_skipped > 0 { format!(" ({} windows too busy for the exhaustive search; order rules checked)", v.search_skipped) } else { String::new() }
+        );
+        let _ = writeln!(s, "- terms with two leaders: {} ({} leader observations)", self.terms_with_two_leaders.len(), self.leader_observations);
+        let _ = writeln!(s, "- convergence: {}", match &self.converged {
+            Ok(d) => format!("every node at state digest {}", &d[..12.min(d.len())]),
+            Err(e) => e.clone(),
+        });
+        for (what, list) in [("lost", &v.lost_writes), ("refused but applied", &v.refused_but_applied), ("applied twice", &v.applied_twice), ("not linearizable", &v.not_linearizable)] {
+            for line in list.iter().take(10) {
+                let _ = writeln!(s, "  - {what}: {line}");
+            }
+        }
+        let _ = writeln!(s, "\n**Verdict: {}**", if self.ok() { "PASS" } else { "FAIL" });
+        s
+    }
+}

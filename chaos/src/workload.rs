@@ -1,0 +1,148 @@
+//! Concurrent clients doing tracker operations through `tracker-client` (the code the peer
+//! uses), each operation recorded with its interval and outcome.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proto::api::FileMetaBody;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use tracker_client::{ClientError, TrackerClient};
+
+use crate::history::{Entry, Op, Outcome};
+
+/// What the clients know from *acknowledged* operations, to pick meaningful next steps.
+#[derive(Default)]
+pub struct Registry {
+    /// (group, owner client)
+    pub groups: Vec<(String, usize)>,
+    /// (group, user client) join requests acknowledged and not yet accepted
+    pub filed: Vec<(String, usize)>,
+    /// (client, group) memberships: owned or accepted
+    pub member_of: HashSet<(usize, String)>,
+    /// (client, group, file)
+    pub uploads: Vec<(usize, String, String)>,
+}
+
+pub struct Shared {
+    pub started: Instant,
+    pub history: Mutex<Vec<Entry>>,
+    pub registry: Mutex<Registry>,
+}
+
+impl Shared {
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+pub fn user_name(client: usize) -> String {
+    format!("u{client}")
+}
+
+fn outcome<T>(r: &Result<T, ClientError>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Ok,
+        Err(ClientError::Refused { code, .. }) => Outcome::Fail(code.clone()),
+        Err(e) => Outcome::Unknown(e.to_string()),
+    }
+}
+
+fn fake_meta(name: &str, n: u64) -> FileMetaBody {
+    let hex = |x: u64| format!("{x:040x}");
+    FileMetaBody { name: name.into(), size: 1000, piece_len: 512 * 1024, piece_sha1: vec![hex(n)], sha1: hex(n ^ 0xabcdef) }
+}
+
+/// One client's loop until `deadline`: mostly writes, with reads in between.
+pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, seed: u64, deadline: Instant) {
+    let mut rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9e3779b97f4a7c15));
+    let me = user_name(id);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        n += 1;
+        let roll = rng.gen_range(0..100);
+        let invoke_ms = shared.now_ms();
+        let (op, out) = if roll < 25 {
+            let group = format!("g{id}x{n}");
+            let r = client.create_group(&group).await;
+            if r.is_ok() {
+                let mut reg = shared.registry.lock().unwrap();
+                reg.groups.push((group.clone(), id));
+                reg.member_of.insert((id, group.clone()));
+            }
+            (Op::CreateGroup { group }, outcome(&r))
+        } else if roll < 37 {
+            let pick = {
+                let reg = shared.registry.lock().unwrap();
+                let open: Vec<&(String, usize)> = reg
+                    .groups
+                    .iter()
+                    .filter(|(g, owner)| *owner != id && !reg.member_of.contains(&(id, g.clone())) && !reg.filed.iter().any(|(fg, u)| fg == g && *u == id))
+                    .collect();
+                open.choose(&mut rng).map(|(g, _)| g.clone())
+            };
+            let Some(group) = pick else { continue };
+            let r = client.join_group(&group).await;
+            if r.is_ok() {
+                shared.registry.lock().unwrap().filed.push((group.clone(), id));
+            }
+            (Op::Join { group, user: me.clone() }, outcome(&r))
+        } else if roll < 50 {
+            let pick = {
+                let mut reg = shared.registry.lock().unwrap();
+                let mine: Vec<usize> = (0..reg.filed.len())
+                    .filter(|&k| reg.groups.iter().any(|(g, o)| *o == id && *g == reg.filed[k].0))
+                    .collect();
+                mine.choose(&mut rng).map(|&k| reg.filed.swap_remove(k))
+            };
+            let Some((group, user)) = pick else { continue };
+            let r = client.accept_request(&group, &user_name(user)).await;
+            if r.is_ok() {
+                shared.registry.lock().unwrap().member_of.insert((user, group.clone()));
+            }
+            (Op::Accept { group, user: user_name(user) }, outcome(&r))
+        } else if roll < 65 {
+            let pick = {
+                let reg = shared.registry.lock().unwrap();
+                let mine: Vec<String> = reg.member_of.iter().filter(|(c, _)| *c == id).map(|(_, g)| g.clone()).collect();
+                mine.choose(&mut rng).cloned()
+            };
+            let Some(group) = pick else { continue };
+            let file = format!("f{id}x{n}");
+            let r = client.upload(&group, fake_meta(&file, (id as u64) << 32 | n), "127.0.0.1:9").await;
+            if r.is_ok() {
+                shared.registry.lock().unwrap().uploads.push((id, group.clone(), file.clone()));
+            }
+            (Op::Upload { group, file }, outcome(&r))
+        } else if roll < 70 {
+            let pick = {
+                let reg = shared.registry.lock().unwrap();
+                let mine: Vec<&(usize, String, String)> = reg.uploads.iter().filter(|(c, _, _)| *c == id).collect();
+                mine.choose(&mut rng).map(|(_, g, f)| (g.clone(), f.clone()))
+            };
+            let Some((group, file)) = pick else { continue };
+            let r = client.stop_share(&group, &file).await;
+            (Op::StopShare { group, file }, outcome(&r))
+        } else if roll < 85 {
+            let r = client.list_groups().await;
+            let seen = r.as_ref().map(|rows| rows.iter().map(|g| (g.group.clone(), g.member)).collect()).unwrap_or_default();
+            (Op::ListGroups { user: me.clone(), seen }, outcome(&r))
+        } else {
+            let pick = {
+                let reg = shared.registry.lock().unwrap();
+                let mine: Vec<String> = reg.member_of.iter().filter(|(c, _)| *c == id).map(|(_, g)| g.clone()).collect();
+                mine.choose(&mut rng).cloned()
+            };
+            let Some(group) = pick else { continue };
+            let r = client.list_files(&group).await;
+            let seen = r.as_ref().map(|rows| rows.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
+            (Op::ListFiles { group, seen }, outcome(&r))
+        };
+        let complete_ms = shared.now_ms();
+        shared.history.lock().unwrap().push(Entry { client: id, op, invoke_ms, complete_ms, outcome: out });
+        // A breath between operations keeps 8 clients from saturating 2 cores.
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..5))).await;
+    }
+}
