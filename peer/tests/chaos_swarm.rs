@@ -1,0 +1,84 @@
+//! The swarm under chaos: several downloads running while tracker leaders are killed and
+//! sharers come and go; every finished file is compared byte for byte with its original.
+
+use std::time::{Duration, Instant};
+
+use testkit::*;
+
+const MIB: usize = 1024 * 1024;
+
+fn joined(cluster: &Cluster, name: &str, owner: &Peer, delay_ms: u64) -> Peer {
+    let mut p = Peer::new(cluster, name);
+    p.daemon_args = vec!["--serve-delay-ms".into(), delay_ms.to_string()];
+    p.start_daemon();
+    p.register_and_login(name);
+    p.ok(&["join-group", "team"]);
+    owner.ok(&["accept-request", "team", name]);
+    p
+}
+
+#[test]
+fn downloads_finish_byte_for_byte_while_leaders_die_and_sharers_come_and_go() {
+    let mut cluster = Cluster::start(3);
+    let mut alice = Peer::new(&cluster, "alice");
+    alice.daemon_args = vec!["--serve-delay-ms".into(), "150".into()];
+    alice.start_daemon();
+    alice.register_and_login("alice");
+    alice.ok(&["create-group", "team"]);
+    let mut sharers = vec![joined(&cluster, "s1", &alice, 150), joined(&cluster, "s2", &alice, 150)];
+    let downloaders = vec![joined(&cluster, "d1", &alice, 0), joined(&cluster, "d2", &alice, 0)];
+
+    let files: Vec<_> = (0..3).map(|i| random_file(cluster.dir.path(), &format!("f{i}.bin"), 24 * MIB + i * 1000, 60 + i as u64).0).collect();
+    for f in &files {
+        alice.ok(&["upload", f.to_str().unwrap(), "team"]);
+        for s in &sharers {
+            let copy = s.home.join(f.file_name().unwrap());
+            std::fs::copy(f, &copy).unwrap();
+            s.ok(&["upload", copy.to_str().unwrap(), "team"]);
+        }
+    }
+    for (k, d) in downloaders.iter().enumerate() {
+        let dest = cluster.dir.path().join(format!("dl-{k}"));
+        std::fs::create_dir_all(&dest).unwrap();
+        for f in &files {
+            d.ok(&["download", "team", f.file_name().unwrap().to_str().unwrap(), dest.to_str().unwrap(), "--detach"]);
+        }
+    }
+
+    // Faults until every download has ended: a tracker leader killed and restarted, or a
+    // sharer's daemon killed and restarted, in turn.
+    let all_ended = |ds: &[Peer]| ds.iter().all(|d| d.downloads().iter().all(|r| r["state"] != "downloading"));
+    let start = Instant::now();
+    let (mut leader_kills, mut sharer_kills) = (0, 0);
+    let mut round = 0usize;
+    while !all_ended(&downloaders) {
+        assert!(start.elapsed() < Duration::from_secs(180), "downloads did not end: {:?}", downloaders[0].downloads());
+        round += 1;
+        if round % 2 == 1 {
+            let leader = cluster.wait_leader(&[]);
+            cluster.kill(leader);
+            leader_kills += 1;
+            cluster.wait_leader(&[leader]);
+            cluster.start_node(leader);
+        } else {
+            let s = &mut sharers[round / 2 % 2];
+            s.kill_daemon();
+            sharer_kills += 1;
+            let t = Instant::now();
+            wait_until("a moment with the sharer gone", Duration::from_secs(2), || t.elapsed() > Duration::from_millis(300));
+            s.start_daemon();
+        }
+    }
+    eprintln!("{leader_kills} tracker leader kills, {sharer_kills} sharer kills in {:?}", start.elapsed());
+    assert!(leader_kills >= 1 && sharer_kills >= 1, "faults landed during the downloads ({leader_kills} leader kills, {sharer_kills} sharer kills)");
+
+    for (k, d) in downloaders.iter().enumerate() {
+        for row in d.downloads() {
+            assert_eq!(row["state"], "complete", "{row}");
+        }
+        for f in &files {
+            let got = std::fs::read(cluster.dir.path().join(format!("dl-{k}")).join(f.file_name().unwrap())).unwrap();
+            assert!(got == std::fs::read(f).unwrap(), "{} differs for d{}", f.display(), k + 1);
+        }
+    }
+}
