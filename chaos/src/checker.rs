@@ -112,37 +112,48 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
         }
     }
 
-    // Reads, per key.
-    let mut reads: HashMap<Key, Vec<FlagRead>> = HashMap::new();
+    // Reads, per key. A list-groups read is stored as its difference from what the
+    // acknowledged writes predict, so a flag's value in a read is: seen if listed as extra,
+    // unseen if listed as missing, otherwise "acknowledged before the read began".
+    let lg: Vec<(&Entry, ListGroupsDiff)> = history
+        .iter()
+        .filter(|e| e.outcome == Outcome::Ok)
+        .filter_map(|e| match &e.op {
+            Op::ListGroups { user, extra, missing, member_extra, member_missing } => {
+                Some((e, ListGroupsDiff { user, extra, missing, member_extra, member_missing }))
+            }
+            _ => None,
+        })
+        .collect();
+    let index = ReadIndex::new(&lg);
+    let mut file_reads: HashMap<&str, Vec<(&Entry, &Vec<String>)>> = HashMap::new();
     for e in history.iter().filter(|e| e.outcome == Outcome::Ok) {
-        match &e.op {
-            Op::ListGroups { user, seen } => {
-                let seen: HashMap<&str, bool> = seen.iter().map(|(g, m)| (g.as_str(), *m)).collect();
-                for key in writes.keys() {
-                    let value = match key {
-                        Key::Group(g) => seen.contains_key(g.as_str()),
-                        Key::Member(g, u) if u == user => seen.get(g.as_str()).copied().unwrap_or(false),
-                        _ => continue,
-                    };
-                    reads.entry(key.clone()).or_default().push(FlagRead { invoke_ms: e.invoke_ms, complete_ms: e.complete_ms, value });
-                }
-            }
-            Op::ListFiles { group, seen } => {
-                for key in writes.keys() {
-                    if let Key::File(g, f) = key {
-                        if g == group {
-                            let value = seen.contains(f);
-                            reads.entry(key.clone()).or_default().push(FlagRead { invoke_ms: e.invoke_ms, complete_ms: e.complete_ms, value });
-                        }
-                    }
-                }
-            }
-            _ => {}
+        if let Op::ListFiles { group, seen } = &e.op {
+            file_reads.entry(group.as_str()).or_default().push((e, seen));
         }
     }
     for (key, w) in &writes {
         v.keys_checked += 1;
-        let rs = reads.remove(key).unwrap_or_default();
+        let acked_before = |invoke_ms: u64| w.outcome == Outcome::Ok && w.complete_ms < invoke_ms;
+        let (rs, never_seen_after) = match key {
+            Key::Group(g) => index.relevant(w, None, g, acked_before),
+            Key::Member(g, u) => index.relevant(w, Some(u), g, acked_before),
+            Key::File(g, f) => {
+                let rs = file_reads
+                    .get(g.as_str())
+                    .map(|list| {
+                        list.iter()
+                            .map(|(e, seen)| FlagRead { invoke_ms: e.invoke_ms, complete_ms: e.complete_ms, value: seen.contains(f) })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (rs, None)
+            }
+        };
+        if let Some(why) = never_seen_after {
+            v.not_linearizable.push(format!("{key:?}: {why}"));
+            continue;
+        }
         match check_flag(w, &rs) {
             FlagCheck::Ok => {}
             FlagCheck::SearchSkipped => v.search_skipped += 1,
@@ -150,6 +161,116 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
         }
     }
     v
+}
+
+struct ListGroupsDiff<'a> {
+    user: &'a String,
+    extra: &'a Vec<String>,
+    missing: &'a Vec<String>,
+    member_extra: &'a Vec<String>,
+    member_missing: &'a Vec<String>,
+}
+
+/// The list-groups reads, indexed so that a key's relevant reads are found without scanning
+/// every read for every key.
+struct ReadIndex<'a> {
+    /// All reads, and each user's, sorted by invocation.
+    all: Vec<(u64, u64, usize)>,
+    by_user: HashMap<&'a str, Vec<(u64, u64, usize)>>,
+    /// Reads listing a group as extra / missing; (group, user) for memberships.
+    extra: HashMap<&'a str, Vec<usize>>,
+    missing: HashMap<&'a str, Vec<usize>>,
+    member_extra: HashMap<(&'a str, &'a str), Vec<usize>>,
+    member_missing: HashMap<(&'a str, &'a str), Vec<usize>>,
+    reads: Vec<(u64, u64)>,
+    /// The longest read, to bound the search for reads overlapping a window.
+    longest_ms: u64,
+}
+
+impl<'a> ReadIndex<'a> {
+    fn new(lg: &[(&'a Entry, ListGroupsDiff<'a>)]) -> Self {
+        let mut ix = ReadIndex {
+            all: Vec::new(),
+            by_user: HashMap::new(),
+            extra: HashMap::new(),
+            missing: HashMap::new(),
+            member_extra: HashMap::new(),
+            member_missing: HashMap::new(),
+            reads: Vec::new(),
+            longest_ms: 0,
+        };
+        for (i, (e, d)) in lg.iter().enumerate() {
+            ix.reads.push((e.invoke_ms, e.complete_ms));
+            ix.longest_ms = ix.longest_ms.max(e.complete_ms - e.invoke_ms);
+            ix.all.push((e.invoke_ms, e.complete_ms, i));
+            ix.by_user.entry(d.user.as_str()).or_default().push((e.invoke_ms, e.complete_ms, i));
+            for g in d.extra.iter() {
+                ix.extra.entry(g.as_str()).or_default().push(i);
+            }
+            for g in d.missing.iter() {
+                ix.missing.entry(g.as_str()).or_default().push(i);
+            }
+            for g in d.member_extra.iter() {
+                ix.member_extra.entry((g.as_str(), d.user.as_str())).or_default().push(i);
+            }
+            for g in d.member_missing.iter() {
+                ix.member_missing.entry((g.as_str(), d.user.as_str())).or_default().push(i);
+            }
+        }
+        ix.all.sort();
+        for v in ix.by_user.values_mut() {
+            v.sort();
+        }
+        ix
+    }
+
+    /// The reads that matter for one flag (group existence, or `user`'s membership): those that
+    /// listed it as extra or missing, and those overlapping the write's window. Also checks the
+    /// one rule that needs all reads: once seen, never unseen (for a write that was never
+    /// acknowledged every sighting is "extra", so a later read without it is a violation).
+    fn relevant(
+        &self,
+        w: &FlagWrite,
+        user: Option<&String>,
+        group: &str,
+        acked_before: impl Fn(u64) -> bool,
+    ) -> (Vec<FlagRead>, Option<String>) {
+        let empty = Vec::new();
+        let no_reads: Vec<(u64, u64, usize)> = Vec::new();
+        let (pool, extra, missing) = match user {
+            None => (&self.all, self.extra.get(group).unwrap_or(&empty), self.missing.get(group).unwrap_or(&empty)),
+            Some(u) => (
+                self.by_user.get(u.as_str()).unwrap_or(&no_reads),
+                self.member_extra.get(&(group, u.as_str())).unwrap_or(&empty),
+                self.member_missing.get(&(group, u.as_str())).unwrap_or(&empty),
+            ),
+        };
+        let pool: &Vec<(u64, u64, usize)> = pool;
+        let value = |i: usize| {
+            if extra.contains(&i) {
+                true
+            } else if missing.contains(&i) {
+                false
+            } else {
+                acked_before(self.reads[i].0)
+            }
+        };
+        let mut picked: Vec<usize> = extra.iter().chain(missing.iter()).copied().collect();
+        if w.outcome == Outcome::Ok {
+            let from = w.invoke_ms.saturating_sub(self.longest_ms);
+            let start = pool.partition_point(|r| r.0 < from);
+            picked.extend(pool[start..].iter().take_while(|r| r.0 <= w.complete_ms).filter(|r| r.1 >= w.invoke_ms).map(|r| r.2));
+        } else if let Some(first_true) = extra.iter().map(|&i| self.reads[i].1).min() {
+            let later = pool.len() - pool.partition_point(|r| r.0 <= first_true);
+            let later_seen = extra.iter().filter(|&&i| self.reads[i].0 > first_true).count();
+            if later_seen < later {
+                return (Vec::new(), Some(format!("seen by a read completed at {first_true} ms, then unseen by a later read (the write was never acknowledged)")));
+            }
+        }
+        picked.sort_unstable();
+        picked.dedup();
+        (picked.into_iter().map(|i| FlagRead { invoke_ms: self.reads[i].0, complete_ms: self.reads[i].1, value: value(i) }).collect(), None)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -324,7 +445,7 @@ mod tests {
             Entry { client: 0, op: Op::CreateGroup { group: "b".into() }, invoke_ms: 6, complete_ms: 9, outcome: Outcome::Fail("group_exists".into()) },
             Entry {
                 client: 1,
-                op: Op::ListGroups { user: "u".into(), seen: vec![("a".into(), false)] },
+                op: Op::ListGroups { user: "u".into(), extra: vec![], missing: vec![], member_extra: vec![], member_missing: vec![] },
                 invoke_ms: 10,
                 complete_ms: 11,
                 outcome: Outcome::Ok,
@@ -338,5 +459,36 @@ mod tests {
         let fin = FinalState { groups: ["a".to_string()].into(), ..Default::default() };
         let v = check(&history[..1], &fin);
         assert!(v.ok(), "{v:?}");
+    }
+
+    fn list(invoke_ms: u64, complete_ms: u64, extra: &[&str], missing: &[&str]) -> Entry {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        Entry {
+            client: 1,
+            op: Op::ListGroups { user: "u1".into(), extra: s(extra), missing: s(missing), member_extra: vec![], member_missing: vec![] },
+            invoke_ms,
+            complete_ms,
+            outcome: Outcome::Ok,
+        }
+    }
+
+    #[test]
+    fn reads_stored_as_differences_are_checked() {
+        let create = |outcome| Entry { client: 0, op: Op::CreateGroup { group: "a".into() }, invoke_ms: 10, complete_ms: 20, outcome };
+        let fin = FinalState { groups: ["a".to_string()].into(), ..Default::default() };
+        // Seen during its window and after: fine.
+        let h = vec![create(Outcome::Ok), list(0, 5, &[], &[]), list(15, 16, &["a"], &[]), list(30, 31, &[], &[])];
+        assert!(check(&h, &fin).ok(), "{:?}", check(&h, &fin));
+        // Missing after the acknowledgement: a stale read.
+        let h = vec![create(Outcome::Ok), list(30, 31, &[], &["a"])];
+        assert_eq!(check(&h, &fin).not_linearizable.len(), 1);
+        // Seen before it was invoked.
+        let h = vec![create(Outcome::Ok), list(0, 5, &["a"], &[])];
+        assert_eq!(check(&h, &fin).not_linearizable.len(), 1);
+        // Never acknowledged: seen once, then a later read without it.
+        let h = vec![create(Outcome::Unknown("timeout".into())), list(30, 31, &["a"], &[]), list(40, 41, &[], &[])];
+        assert_eq!(check(&h, &fin).not_linearizable.len(), 1, "{:?}", check(&h, &fin));
+        let h = vec![create(Outcome::Unknown("timeout".into())), list(30, 31, &["a"], &[]), list(40, 41, &["a"], &[])];
+        assert!(check(&h, &fin).ok());
     }
 }

@@ -115,7 +115,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(cfg.duration_s);
-    let shared = Arc::new(Shared { started, history: Mutex::new(Vec::new()), registry: Mutex::new(Default::default()) });
+    let shared = Arc::new(Shared { started, history: Mutex::new(Vec::new()), registry: Mutex::new(Default::default()), acked: Mutex::new(Default::default()) });
     let tasks: Vec<_> = clients
         .iter()
         .cloned()

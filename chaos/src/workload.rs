@@ -1,7 +1,7 @@
 //! Concurrent clients doing tracker operations through `tracker-client` (the code the peer
 //! uses), each operation recorded with its interval and outcome.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,69 @@ pub struct Shared {
     pub started: Instant,
     pub history: Mutex<Vec<Entry>>,
     pub registry: Mutex<Registry>,
+    pub acked: Mutex<Acked>,
+}
+
+/// Completion times of acknowledged creates and accepts, for recording reads compactly.
+#[derive(Default)]
+pub struct Acked {
+    creates: HashMap<String, u64>,
+    create_times: Vec<u64>,
+    accepts: HashMap<(String, String), u64>,
+    accept_times: HashMap<String, Vec<u64>>,
+}
+
+fn insert_sorted(v: &mut Vec<u64>, t: u64) {
+    let at = v.partition_point(|&x| x <= t);
+    v.insert(at, t);
+}
+
+impl Acked {
+    fn create(&mut self, group: &str, complete_ms: u64) {
+        self.creates.insert(group.to_string(), complete_ms);
+        insert_sorted(&mut self.create_times, complete_ms);
+    }
+    fn accept(&mut self, group: &str, user: &str, complete_ms: u64) {
+        self.accepts.insert((group.to_string(), user.to_string()), complete_ms);
+        insert_sorted(self.accept_times.entry(user.to_string()).or_default(), complete_ms);
+    }
+
+    /// `user`'s list-groups read that began at `invoke_ms`, as its difference from the
+    /// acknowledged writes (see `Op::ListGroups`).
+    fn diff(&self, user: &str, invoke_ms: u64, rows: &[proto::api::GroupRow]) -> Op {
+        let (mut extra, mut member_extra) = (Vec::new(), Vec::new());
+        let (mut seen_expected, mut member_seen_expected) = (0usize, 0usize);
+        for row in rows {
+            match self.creates.get(&row.group) {
+                Some(&t) if t < invoke_ms => seen_expected += 1,
+                _ => extra.push(row.group.clone()),
+            }
+            if row.member && row.owner != user {
+                match self.accepts.get(&(row.group.clone(), user.to_string())) {
+                    Some(&t) if t < invoke_ms => member_seen_expected += 1,
+                    _ => member_extra.push(row.group.clone()),
+                }
+            }
+        }
+        // Only when the counts disagree is it worth looking for what is missing.
+        let mut missing = Vec::new();
+        if seen_expected < self.create_times.partition_point(|&t| t < invoke_ms) {
+            let seen: HashSet<&str> = rows.iter().map(|r| r.group.as_str()).collect();
+            missing = self.creates.iter().filter(|(g, &t)| t < invoke_ms && !seen.contains(g.as_str())).map(|(g, _)| g.clone()).collect();
+        }
+        let mut member_missing = Vec::new();
+        let expected = self.accept_times.get(user).map(|v| v.partition_point(|&t| t < invoke_ms)).unwrap_or(0);
+        if member_seen_expected < expected {
+            let member: HashSet<&str> = rows.iter().filter(|r| r.member).map(|r| r.group.as_str()).collect();
+            member_missing = self
+                .accepts
+                .iter()
+                .filter(|((g, u), &t)| u == user && t < invoke_ms && !member.contains(g.as_str()))
+                .map(|((g, _), _)| g.clone())
+                .collect();
+        }
+        Op::ListGroups { user: user.to_string(), extra, missing, member_extra, member_missing }
+    }
 }
 
 impl Shared {
@@ -64,10 +127,13 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
         n += 1;
         let roll = rng.gen_range(0..100);
         let invoke_ms = shared.now_ms();
+        let done: u64;
         let (op, out) = if roll < 25 {
             let group = format!("g{id}x{n}");
             let r = client.create_group(&group).await;
+            done = shared.now_ms();
             if r.is_ok() {
+                shared.acked.lock().unwrap().create(&group, done);
                 let mut reg = shared.registry.lock().unwrap();
                 reg.groups.push((group.clone(), id));
                 reg.member_of.insert((id, group.clone()));
@@ -85,6 +151,7 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
             };
             let Some(group) = pick else { continue };
             let r = client.join_group(&group).await;
+            done = shared.now_ms();
             if r.is_ok() {
                 shared.registry.lock().unwrap().filed.push((group.clone(), id));
             }
@@ -99,7 +166,9 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
             };
             let Some((group, user)) = pick else { continue };
             let r = client.accept_request(&group, &user_name(user)).await;
+            done = shared.now_ms();
             if r.is_ok() {
+                shared.acked.lock().unwrap().accept(&group, &user_name(user), done);
                 shared.registry.lock().unwrap().member_of.insert((user, group.clone()));
             }
             (Op::Accept { group, user: user_name(user) }, outcome(&r))
@@ -112,6 +181,7 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
             let Some(group) = pick else { continue };
             let file = format!("f{id}x{n}");
             let r = client.upload(&group, fake_meta(&file, (id as u64) << 32 | n), "127.0.0.1:9").await;
+            done = shared.now_ms();
             if r.is_ok() {
                 shared.registry.lock().unwrap().uploads.push((id, group.clone(), file.clone()));
             }
@@ -124,11 +194,16 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
             };
             let Some((group, file)) = pick else { continue };
             let r = client.stop_share(&group, &file).await;
+            done = shared.now_ms();
             (Op::StopShare { group, file }, outcome(&r))
         } else if roll < 85 {
             let r = client.list_groups().await;
-            let seen = r.as_ref().map(|rows| rows.iter().map(|g| (g.group.clone(), g.member)).collect()).unwrap_or_default();
-            (Op::ListGroups { user: me.clone(), seen }, outcome(&r))
+            done = shared.now_ms();
+            let op = match &r {
+                Ok(rows) => shared.acked.lock().unwrap().diff(&me, invoke_ms, rows),
+                Err(_) => Op::ListGroups { user: me.clone(), extra: vec![], missing: vec![], member_extra: vec![], member_missing: vec![] },
+            };
+            (op, outcome(&r))
         } else {
             let pick = {
                 let reg = shared.registry.lock().unwrap();
@@ -137,12 +212,13 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
             };
             let Some(group) = pick else { continue };
             let r = client.list_files(&group).await;
+            done = shared.now_ms();
             let seen = r.as_ref().map(|rows| rows.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
             (Op::ListFiles { group, seen }, outcome(&r))
         };
-        let complete_ms = shared.now_ms();
+        let complete_ms = done;
         shared.history.lock().unwrap().push(Entry { client: id, op, invoke_ms, complete_ms, outcome: out });
         // A breath between operations keeps 8 clients from saturating 2 cores.
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..5))).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(2..12))).await;
     }
 }
