@@ -69,7 +69,7 @@ pub fn run(cluster: &Arc<Mutex<Cluster>>, proxies: &Proxies, schedule: &Schedule
     let mut faults = Vec::new();
     loop {
         let pause = Duration::from_millis(rng.gen_range(schedule.interval_ms / 2..=schedule.interval_ms));
-        if Instant::now() + pause + Duration::from_millis(schedule.duration_ms) >= deadline {
+        if crate::stop_requested() || Instant::now() + pause + Duration::from_millis(schedule.duration_ms) >= deadline {
             break;
         }
         std::thread::sleep(pause);

@@ -23,6 +23,18 @@ use faults::{Fault, FaultKind, Schedule};
 use history::{Entry, Outcome};
 use workload::{user_name, Shared};
 
+/// Set by `request_stop` (the CLI's SIGINT/SIGTERM handler): the run ends early, heals its
+/// faults and stops every process it started, instead of leaving nodes behind.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
     pub seed: u64,

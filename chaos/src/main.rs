@@ -39,7 +39,17 @@ enum Cmd {
     },
 }
 
+extern "C" fn on_signal(_: libc::c_int) {
+    chaos::request_stop();
+}
+
 fn main() -> anyhow::Result<()> {
+    // SIGINT/SIGTERM end the run early but cleanly: faults healed, every node stopped.
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
     let Cmd::Run { seed, duration_s, nodes, clients, fault_interval_ms, fault_duration_ms, heartbeat_ms, election_timeout_ms, json } =
         Cli::parse().command;
     let (lo, hi) = election_timeout_ms

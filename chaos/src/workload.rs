@@ -123,7 +123,7 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
     let mut rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9e3779b97f4a7c15));
     let me = user_name(id);
     let mut n = 0u64;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !crate::stop_requested() {
         n += 1;
         let roll = rng.gen_range(0..100);
         let invoke_ms = shared.now_ms();
