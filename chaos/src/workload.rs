@@ -113,9 +113,14 @@ fn outcome<T>(r: &Result<T, ClientError>) -> Outcome {
     }
 }
 
+/// Sizes of the files the workload shares: from one piece to tens of thousands of pieces, so
+/// log entries look like a real team's (the metadata no longer grows with the file).
+const FILE_SIZES_BYTES: [u64; 5] = [1000, 3 * 512 * 1024 + 17, 1 << 30, 7 << 30, 20 << 30];
+
 fn fake_meta(name: &str, n: u64) -> FileMetaBody {
     let hex = |x: u64| format!("{x:040x}");
-    FileMetaBody { name: name.into(), size: 1000, piece_len: 512 * 1024, piece_sha1: vec![hex(n)], sha1: hex(n ^ 0xabcdef) }
+    let size = FILE_SIZES_BYTES[(n % FILE_SIZES_BYTES.len() as u64) as usize];
+    FileMetaBody { name: name.into(), size, piece_len: 512 * 1024, piece_list_sha1: hex(n), sha1: hex(n ^ 0xabcdef) }
 }
 
 /// One client's loop until `deadline`: mostly writes, with reads in between.

@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Header carrying the cluster secret on node-to-node and admin calls.
 pub const CLUSTER_SECRET: &str = "x-cluster-secret";
-/// Largest request body the API accepts, in bytes (a 64 GiB file's metadata is ~5.3 MB).
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Largest request body the API accepts, in bytes. The largest body any call needs is an
+/// upload's: a 255-byte name (up to 1.5 KiB once JSON-escaped), two hex digests, a peer
+/// address; a login's is a 1 KiB password. Nothing legitimate comes near this.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
@@ -98,12 +100,18 @@ pub struct RequestRow {
 }
 
 /// A file's metadata as uploaded: hashes as 40 lowercase hex characters.
+///
+/// The tracker never sees the piece hashes themselves (BitTorrent's design: a tracker knows an
+/// info hash). `piece_list_sha1` is the SHA-1 of the piece hashes' 20-byte digests concatenated
+/// in piece order; a downloader fetches the list from a sharer over the piece protocol and checks
+/// it against this digest before it trusts a single piece (docs/PROTOCOL.md, `piece_list`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileMetaBody {
     pub name: String,
     pub size: u64,
     pub piece_len: u64,
-    pub piece_sha1: Vec<String>,
+    pub piece_list_sha1: String,
     pub sha1: String,
 }
 

@@ -27,6 +27,10 @@ pub fn validate_id(kind: &str, name: &str) -> Result<(), String> {
             "{kind} name {name:?} contains {bad:?}; use only letters, digits, '_', '.' and '-'"
         ));
     }
+    // `.` and `..` pass the character rule but name no entity a path could hold.
+    if name == "." || name == ".." {
+        return Err(format!("{kind} name {name:?} is not allowed"));
+    }
     Ok(())
 }
 
@@ -49,6 +53,10 @@ pub fn validate_file_name(name: &str) -> Result<(), String> {
     }
     if name.contains('\0') {
         return Err("file name contains a NUL byte".to_string());
+    }
+    // Control characters would reach terminals raw in `list-files`.
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!("file name {name:?} contains the control character {c:?}"));
     }
     // A backslash is a separator on some platforms; refuse it so that a name never
     // means a path anywhere a peer might save it.
@@ -76,6 +84,9 @@ mod tests {
             ("a b", false),
             ("é", false),
             ("a\0", false),
+            (".", false),
+            ("..", false),
+            ("...", true),
         ];
         for (name, ok) in table {
             assert_eq!(validate_id("user", name).is_ok(), *ok, "{name:?}");
@@ -98,6 +109,10 @@ mod tests {
             ("/etc/passwd", false),
             ("a\0b", false),
             ("a\\b", false),
+            ("a\x1b[31mred", false),
+            ("tab\there", false),
+            ("del\u{7f}", false),
+            ("bell\u{85}", false),
         ];
         for (name, ok) in table {
             assert_eq!(validate_file_name(name).is_ok(), *ok, "{name:?}");

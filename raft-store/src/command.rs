@@ -7,12 +7,19 @@ use serde::{Deserialize, Serialize};
 
 /// Size of every piece but the last, in bytes (512 KiB).
 pub const PIECE_LEN_BYTES: u64 = 512 * 1024;
-/// Most pieces one file may have. This bounds a log entry: 131072 piece hashes are
-/// 2.5 MiB of SHA-1s (5 MiB as hex in JSON), so the largest file the metadata can
-/// describe is 131072 x 512 KiB = 64 GiB.
-pub const MAX_PIECES: u64 = 131_072;
-/// Largest file the tracker accepts, in bytes (64 GiB).
-pub const MAX_FILE_SIZE_BYTES: u64 = MAX_PIECES * PIECE_LEN_BYTES;
+/// Largest file a group can share, in bytes (1 TiB = 2^21 pieces).
+///
+/// The tracker no longer carries piece hashes, so a log entry is a few hundred bytes whatever
+/// the file's size. The bound is the peer's: a downloader holds the whole verified piece list in
+/// memory (20 bytes a piece: 40 MiB at 1 TiB) and sends its bitfield in one frame (256 KiB at
+/// 1 TiB). The tracker refuses larger files at its boundary so that no peer is ever told about
+/// a file it could not download.
+pub const MAX_FILE_SIZE_BYTES: u64 = 1 << 40;
+/// Most pieces one file may have (`MAX_FILE_SIZE_BYTES / PIECE_LEN_BYTES`).
+pub const MAX_PIECES: u64 = MAX_FILE_SIZE_BYTES / PIECE_LEN_BYTES;
+
+/// Longest argon2 PHC string accepted in a `Register` (ours are ~100 bytes).
+pub const MAX_PASSWORD_HASH_BYTES: usize = 256;
 
 /// One entry of the replicated log.
 ///
@@ -70,13 +77,17 @@ impl<'de> Deserialize<'de> for Sha1Digest {
     }
 }
 
-/// What a shared file is: enough to fetch and verify every byte of it.
+/// What a shared file is: enough to verify every byte of it.
+///
+/// The piece hashes themselves travel between peers (the piece protocol's `piece_list`) and are
+/// checked against `piece_list_sha1`, the SHA-1 of the 20-byte piece digests concatenated in
+/// piece order: the tracker's state does not grow with the bytes shared.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
     pub name: String,
     pub size: u64,
     pub piece_len: u64,
-    pub piece_sha1: Vec<Sha1Digest>,
+    pub piece_list_sha1: Sha1Digest,
     pub sha1: Sha1Digest,
 }
 
@@ -93,7 +104,7 @@ impl FileMeta {
             return Err(Refusal::new(
                 ErrorCode::FileTooLarge,
                 format!(
-                    "{} is {} bytes; the largest file a group can share is {} bytes (64 GiB)",
+                    "{} is {} bytes; the largest file a group can share is {} bytes (1 TiB)",
                     self.name, self.size, MAX_FILE_SIZE_BYTES
                 ),
             ));
@@ -102,17 +113,6 @@ impl FileMeta {
             return Err(Refusal::new(
                 ErrorCode::InvalidRequest,
                 format!("piece length must be {PIECE_LEN_BYTES} bytes, got {}", self.piece_len),
-            ));
-        }
-        let want = Self::piece_count(self.size);
-        if self.piece_sha1.len() as u64 != want {
-            return Err(Refusal::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "a file of {} bytes has {want} pieces, but {} piece hashes were sent",
-                    self.size,
-                    self.piece_sha1.len()
-                ),
             ));
         }
         Ok(())
@@ -156,6 +156,98 @@ impl Command {
             Command::Announce { .. } => "announce",
         }
     }
+
+    /// Checks what can be checked without the state: names, sizes, token and address shapes.
+    /// The leader runs it before proposing; `apply` runs the same rules on every replica.
+    pub fn validate_shape(&self) -> Result<(), Refusal> {
+        use crate::names::{validate_file_name, validate_id};
+        let id = |kind: &str, name: &str| validate_id(kind, name).map_err(Refusal::invalid_name);
+        let token = |t: &str| {
+            if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(())
+            } else {
+                Err(Refusal::unauthenticated())
+            }
+        };
+        match self {
+            Command::Register { user, password_hash } => {
+                id("user", user)?;
+                if password_hash.len() > MAX_PASSWORD_HASH_BYTES {
+                    return Err(Refusal::new(ErrorCode::InvalidRequest, "password hash too long"));
+                }
+                Ok(())
+            }
+            Command::Login { user, token_hash, .. } => {
+                id("user", user)?;
+                token(token_hash)
+            }
+            Command::Logout { token_hash } => token(token_hash),
+            Command::CreateGroup { token_hash, group }
+            | Command::JoinGroup { token_hash, group }
+            | Command::LeaveGroup { token_hash, group } => {
+                token(token_hash)?;
+                id("group", group)
+            }
+            Command::AcceptRequest { token_hash, group, user } => {
+                token(token_hash)?;
+                id("group", group)?;
+                id("user", user)
+            }
+            Command::UploadFile { token_hash, group, file, peer_addr } => {
+                token(token_hash)?;
+                id("group", group)?;
+                file.validate()?;
+                crate::state::validate_peer_addr(peer_addr)
+            }
+            Command::StopShare { token_hash, group, name } => {
+                token(token_hash)?;
+                id("group", group)?;
+                validate_file_name(name).map_err(Refusal::invalid_name)
+            }
+            Command::Announce { token_hash, peer_addr } => {
+                token(token_hash)?;
+                crate::state::validate_peer_addr(peer_addr)
+            }
+        }
+    }
+
+    /// Who a request id belongs to: the session for commands that act for a logged-in user,
+    /// the user name for register and login. Request ids are scoped to (kind, principal), so
+    /// one user's key can never answer another user's call, nor another kind of call.
+    pub fn principal(&self) -> &str {
+        match self {
+            Command::Register { user, .. } | Command::Login { user, .. } => user,
+            Command::Logout { token_hash }
+            | Command::CreateGroup { token_hash, .. }
+            | Command::JoinGroup { token_hash, .. }
+            | Command::LeaveGroup { token_hash, .. }
+            | Command::AcceptRequest { token_hash, .. }
+            | Command::UploadFile { token_hash, .. }
+            | Command::StopShare { token_hash, .. }
+            | Command::Announce { token_hash, .. } => token_hash,
+        }
+    }
+
+    /// The key under which the request-id table remembers a request: its id scoped to its
+    /// kind and principal.
+    pub fn dedup_key(&self, request_id: &str) -> String {
+        format!("{}:{}:{}", self.kind(), self.principal(), request_id)
+    }
+
+    /// A digest of what the client asked for, to tell a retry (same content) from a reused key
+    /// (other content). Fields the receiving node computes afresh on every attempt are left
+    /// out: the argon2 hash (its salt is random) and a login's expiry (stamped from the clock).
+    pub fn fingerprint(&self) -> Sha1Digest {
+        use sha1::{Digest, Sha1};
+        let mut stable = self.clone();
+        match &mut stable {
+            Command::Register { password_hash, .. } => password_hash.clear(),
+            Command::Login { expires_at_ms, .. } => *expires_at_ms = 0,
+            _ => {}
+        }
+        let bytes = serde_json::to_vec(&stable).expect("commands serialize");
+        Sha1Digest(Sha1::digest(&bytes).into())
+    }
 }
 
 /// The contract's error codes that the tracker can answer with.
@@ -178,6 +270,8 @@ pub enum ErrorCode {
     FileTooLarge,
     /// Metadata that no correct client sends (wrong piece length or count).
     InvalidRequest,
+    /// An Idempotency-Key already used, in the same scope, for a request with other content.
+    IdempotencyKeyReused,
 }
 
 impl ErrorCode {
@@ -197,6 +291,7 @@ impl ErrorCode {
             ErrorCode::InvalidName => "invalid_name",
             ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 }
@@ -223,6 +318,12 @@ impl Refusal {
     }
     pub fn no_such_group(group: &str) -> Self {
         Refusal::new(ErrorCode::NoSuchGroup, format!("there is no group {group:?}"))
+    }
+    pub fn key_reused() -> Self {
+        Refusal::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was already used for a different request; use a new key for a new request",
+        )
     }
     pub fn not_member(group: &str) -> Self {
         Refusal::new(ErrorCode::NotMember, format!("you are not a member of group {group:?}"))

@@ -50,7 +50,7 @@ fn meta(name: &str, content: u8) -> FileMeta {
         name: name.to_string(),
         size,
         piece_len: PIECE_LEN_BYTES,
-        piece_sha1: vec![Sha1Digest([content; 20]); 2],
+        piece_list_sha1: Sha1Digest([content ^ 0x5a; 20]),
         sha1: Sha1Digest([content.wrapping_add(100); 20]),
     }
 }

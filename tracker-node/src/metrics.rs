@@ -21,6 +21,15 @@ struct Histogram {
 #[derive(Default)]
 pub struct Metrics {
     writes: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Writes the leader refused before proposing (forged session, bad name, reused key).
+    precheck_refusals: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Figures that come from storage rather than from this struct.
+pub struct StorageFigures {
+    pub sled_bytes: u64,
+    pub snapshot_file_bytes: u64,
+    pub last_snapshot: Option<raft_store::storage::SnapshotStats>,
 }
 
 impl Metrics {
@@ -37,7 +46,12 @@ impl Metrics {
         h.total += 1;
     }
 
-    pub fn render(&self, st: &NodeStatus, sled_bytes: u64) -> String {
+    pub fn observe_precheck_refusal(&self, kind: &'static str) {
+        *self.precheck_refusals.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
+    }
+
+    pub fn render(&self, st: &NodeStatus, storage: &StorageFigures) -> String {
+        let sled_bytes = storage.sled_bytes;
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -54,6 +68,18 @@ impl Metrics {
         gauge("tracker_groups", "groups", st.groups as f64);
         gauge("tracker_files", "shared files", st.files as f64);
         gauge("tracker_sled_size_bytes", "sled files on disk", sled_bytes as f64);
+        gauge("tracker_snapshot_file_bytes", "size of the current snapshot file", storage.snapshot_file_bytes as f64);
+        if let Some(b) = storage.last_snapshot {
+            gauge("tracker_snapshot_build_ms", "time to build the last snapshot this node built", b.build_ms as f64);
+            gauge("tracker_snapshot_built_bytes", "size of the last snapshot this node built", b.size_bytes as f64);
+        }
+        {
+            let p = self.precheck_refusals.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(out, "# HELP tracker_precheck_refusals_total writes refused by the leader before proposal\n# TYPE tracker_precheck_refusals_total counter");
+            for (kind, n) in p.iter() {
+                let _ = writeln!(out, "tracker_precheck_refusals_total{{command=\"{kind}\"}} {n}");
+            }
+        }
         let w = self.writes.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(out, "# HELP tracker_write_seconds time from proposal to applied outcome\n# TYPE tracker_write_seconds histogram");
         for (kind, h) in w.iter() {

@@ -20,6 +20,11 @@ use crate::raft_net;
 /// log instead of receiving a whole snapshot.
 pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1000;
 
+/// Most entries in one append RPC (the byte bound usually cuts first).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 512;
+/// Time limit of one snapshot chunk RPC, in milliseconds.
+pub const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
+
 pub fn raft_config(cfg: &ClusterConfig) -> anyhow::Result<openraft::Config> {
     let c = openraft::Config {
         cluster_name: "tracker".into(),
@@ -28,10 +33,15 @@ pub fn raft_config(cfg: &ClusterConfig) -> anyhow::Result<openraft::Config> {
         election_timeout_max: cfg.election_timeout_ms.1,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs_threshold),
         max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT.min(cfg.snapshot_logs_threshold),
-        // Bounded batches keep each append RPC well under the Raft body limit even when
-        // entries carry large file metadata.
-        max_payload_entries: 64,
-        install_snapshot_timeout: 2000,
+        // Entries are a few hundred bytes; the network layer also cuts every batch at
+        // `MAX_APPEND_BATCH_BYTES` (raft_net::wire), so a lagging follower catches up in
+        // large, bounded steps.
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
+        // Per chunk of `SNAPSHOT_CHUNK_BYTES`; the last chunk also covers the follower's
+        // install (parsing the whole state).
+        install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
+        #[allow(deprecated)]
+        snapshot_max_chunk_size: raft_net::SNAPSHOT_CHUNK_BYTES,
         ..Default::default()
     };
     Ok(c.validate()?)

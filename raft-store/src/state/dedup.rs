@@ -4,7 +4,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::command::Response;
+use crate::command::{Response, Sha1Digest};
+
+/// What the table remembers of one request: when, what it asked for, and what it got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remembered {
+    pub at_ms: u64,
+    pub fingerprint: Sha1Digest,
+    pub response: Response,
+}
 
 /// How long a request id is remembered: far longer than any client's retry budget.
 pub const DEDUP_TTL_MS: u64 = 10 * 60 * 1000;
@@ -13,18 +21,19 @@ pub const DEDUP_MAX_ENTRIES: usize = 100_000;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dedup {
-    entries: BTreeMap<String, (u64, Response)>,
+    /// Keyed by `Command::dedup_key` (kind, principal and the client's id).
+    entries: BTreeMap<String, Remembered>,
     /// Insertion order, for eviction.
     order: VecDeque<String>,
 }
 
 impl Dedup {
-    pub fn get(&self, id: &str) -> Option<&Response> {
-        self.entries.get(id).map(|(_, r)| r)
+    pub fn get(&self, key: &str) -> Option<&Remembered> {
+        self.entries.get(key)
     }
 
-    pub fn insert(&mut self, id: String, at_ms: u64, response: Response) {
-        if self.entries.insert(id.clone(), (at_ms, response)).is_none() {
+    pub fn insert(&mut self, id: String, remembered: Remembered) {
+        if self.entries.insert(id.clone(), remembered).is_none() {
             self.order.push_back(id);
         }
         while self.order.len() > DEDUP_MAX_ENTRIES {
@@ -37,7 +46,7 @@ impl Dedup {
     /// Forgets ids older than the TTL, judged by the applying command's time.
     pub fn expire(&mut self, now_ms: u64) {
         while let Some(front) = self.order.front() {
-            let at_ms = self.entries.get(front).map(|(t, _)| *t).unwrap_or(0);
+            let at_ms = self.entries.get(front).map(|r| r.at_ms).unwrap_or(0);
             if at_ms.saturating_add(DEDUP_TTL_MS) >= now_ms {
                 break;
             }
@@ -55,10 +64,7 @@ impl Dedup {
     }
 
     /// Entries in insertion order, for snapshots.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, u64, &Response)> {
-        self.order.iter().map(|id| {
-            let (at, r) = &self.entries[id];
-            (id, *at, r)
-        })
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Remembered)> {
+        self.order.iter().map(|id| (id, &self.entries[id]))
     }
 }

@@ -25,8 +25,9 @@ impl TrackerState {
         let new_file = match g.files.get_mut(&meta.name) {
             Some(existing) => {
                 // Same name: the same content makes one more sharer; anything else conflicts.
-                if existing.meta.sha1 != meta.sha1 || existing.meta.size != meta.size
-                    || existing.meta.piece_sha1 != meta.piece_sha1
+                if existing.meta.sha1 != meta.sha1
+                    || existing.meta.size != meta.size
+                    || existing.meta.piece_list_sha1 != meta.piece_list_sha1
                 {
                     return Err(Refusal::new(
                         ErrorCode::FileConflict,

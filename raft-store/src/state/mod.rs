@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-pub use dedup::{Dedup, DEDUP_MAX_ENTRIES, DEDUP_TTL_MS};
+pub use dedup::{Dedup, Remembered, DEDUP_MAX_ENTRIES, DEDUP_TTL_MS};
 pub use records::Record;
+pub(crate) use users::validate_peer_addr;
 
 use crate::command::{Command, FileMeta, Refusal, Reply, Request, Response};
 
@@ -71,16 +72,53 @@ impl TrackerState {
     pub fn apply(&mut self, req: &Request) -> Response {
         self.expire_sessions(req.now_ms);
         self.dedup.expire(req.now_ms);
-        if let Some(id) = &req.request_id {
-            if let Some(first) = self.dedup.get(id) {
-                return first.clone();
+        let remembered_as = req.request_id.as_ref().map(|id| (req.command.dedup_key(id), req.command.fingerprint()));
+        if let Some((key, fingerprint)) = &remembered_as {
+            match self.dedup.get(key) {
+                Some(first) if first.fingerprint == *fingerprint => return first.response.clone(),
+                // Not remembered: the first request keeps its key, and this one changes nothing.
+                Some(_) => return Response::Refused(Refusal::key_reused()),
+                None => {}
             }
         }
         let response: Response = self.apply_command(&req.command, req.now_ms).into();
-        if let Some(id) = &req.request_id {
-            self.dedup.insert(id.clone(), req.now_ms, response.clone());
+        if let Some((key, fingerprint)) = remembered_as {
+            self.dedup.insert(key, Remembered { at_ms: req.now_ms, fingerprint, response: response.clone() });
         }
         response
+    }
+
+    /// What the leader checks before it proposes a request, against its applied state: the
+    /// session is open, the names and sizes are valid, and a request id is not reused for other
+    /// content. A request that fails here never reaches the log. `apply` checks it all again
+    /// (a session may close between this check and the commit).
+    ///
+    /// A request whose id is already remembered with the same content passes: its retry must
+    /// reach `apply`, which answers the first outcome even if the state has moved on since.
+    pub fn precheck(&self, req: &Request) -> Result<(), Refusal> {
+        if let Some(id) = &req.request_id {
+            if let Some(first) = self.dedup.get(&req.command.dedup_key(id)) {
+                if first.at_ms.saturating_add(DEDUP_TTL_MS) >= req.now_ms {
+                    return if first.fingerprint == req.command.fingerprint() {
+                        Ok(())
+                    } else {
+                        Err(Refusal::key_reused())
+                    };
+                }
+            }
+        }
+        req.command.validate_shape()?;
+        match &req.command {
+            Command::Register { .. } | Command::Login { .. } => Ok(()),
+            Command::Logout { token_hash } => self.authenticate(token_hash, req.now_ms).map(|_| ()),
+            Command::CreateGroup { token_hash, .. }
+            | Command::JoinGroup { token_hash, .. }
+            | Command::LeaveGroup { token_hash, .. }
+            | Command::AcceptRequest { token_hash, .. }
+            | Command::UploadFile { token_hash, .. }
+            | Command::StopShare { token_hash, .. }
+            | Command::Announce { token_hash, .. } => self.authenticate(token_hash, req.now_ms).map(|_| ()),
+        }
     }
 
     fn apply_command(&mut self, command: &Command, now_ms: u64) -> Result<Reply, Refusal> {

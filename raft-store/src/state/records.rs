@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use super::{Group, Session, TrackerState, User};
-use crate::command::Response;
+use super::dedup::Remembered;
+use crate::command::{Response, Sha1Digest};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -15,7 +16,7 @@ pub enum Record {
     /// A group without its files; each file follows as its own record.
     Group { name: String, group: Group },
     File { group: String, name: String, file: super::SharedFile },
-    Dedup { id: String, at_ms: u64, response: Response },
+    Dedup { id: String, at_ms: u64, fingerprint: Sha1Digest, response: Response },
 }
 
 impl TrackerState {
@@ -43,10 +44,11 @@ impl TrackerState {
                 file: f.clone(),
             }))
         });
-        let dedup = self.dedup.iter().map(|(id, at_ms, r)| Record::Dedup {
+        let dedup = self.dedup.iter().map(|(id, r)| Record::Dedup {
             id: id.clone(),
-            at_ms,
-            response: r.clone(),
+            at_ms: r.at_ms,
+            fingerprint: r.fingerprint,
+            response: r.response.clone(),
         });
         users.chain(sessions).chain(groups).chain(dedup)
     }
@@ -71,7 +73,9 @@ impl TrackerState {
                     .ok_or_else(|| format!("file {name:?} of unknown group {group:?} in snapshot"))?;
                 g.files.insert(name, file);
             }
-            Record::Dedup { id, at_ms, response } => self.dedup.insert(id, at_ms, response),
+            Record::Dedup { id, at_ms, fingerprint, response } => {
+                self.dedup.insert(id, Remembered { at_ms, fingerprint, response })
+            }
         }
         Ok(())
     }

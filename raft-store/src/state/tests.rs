@@ -52,12 +52,11 @@ impl Harness {
 }
 
 fn meta(name: &str, size: u64, fill: u8) -> FileMeta {
-    let n = FileMeta::piece_count(size) as usize;
     FileMeta {
         name: name.into(),
         size,
         piece_len: PIECE_LEN_BYTES,
-        piece_sha1: (0..n).map(|i| Sha1Digest([fill ^ i as u8; 20])).collect(),
+        piece_list_sha1: Sha1Digest([fill ^ 0x55; 20]),
         sha1: Sha1Digest([fill; 20]),
     }
 }
@@ -210,7 +209,11 @@ fn same_content_adds_a_sharer_different_content_conflicts() {
     let files = h.s.list_files("bob", "dev_team").unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].active_sharers.len(), 2);
-    assert_eq!(files[0].meta.piece_sha1.len(), 2);
+    assert_eq!(FileMeta::piece_count(files[0].meta.size), 2);
+    // Same whole-file SHA-1 but another piece list is other content.
+    let mut other_list = meta("doc.pdf", 1_048_576, 7);
+    other_list.piece_list_sha1 = Sha1Digest([0; 20]);
+    assert_eq!(h.refused(upload(&b, "dev_team", other_list)), ErrorCode::FileConflict);
 }
 
 #[test]
@@ -222,8 +225,8 @@ fn bad_file_metadata_is_refused() {
     let mut m = meta("big", 10, 1);
     m.size = crate::command::MAX_FILE_SIZE_BYTES + 1;
     assert_eq!(h.refused(upload(&a, "dev_team", m)), ErrorCode::FileTooLarge);
-    let mut m = meta("short", 2 * PIECE_LEN_BYTES, 1);
-    m.piece_sha1.pop();
+    let mut m = meta("odd-pieces", 2 * PIECE_LEN_BYTES, 1);
+    m.piece_len = 1024;
     assert_eq!(h.refused(upload(&a, "dev_team", m)), ErrorCode::InvalidRequest);
     let c = Command::UploadFile { token_hash: a, group: "dev_team".into(), file: meta("y", 1, 1), peer_addr: "nonsense".into() };
     assert_eq!(h.refused(c), ErrorCode::InvalidRequest);
@@ -283,10 +286,75 @@ fn retried_request_id_answers_first_outcome_and_changes_nothing() {
 }
 
 #[test]
+fn the_largest_file_is_one_small_entry() {
+    let (mut h, a, _b) = team();
+    let m = meta("huge.img", crate::command::MAX_FILE_SIZE_BYTES, 1);
+    let c = upload(&a, "dev_team", m);
+    assert!(serde_json::to_vec(&c).unwrap().len() < 512, "an upload entry must not grow with the file");
+    h.ok(c);
+}
+
+#[test]
+fn request_ids_are_scoped_to_principal_and_kind_and_bound_to_content() {
+    let mut h = Harness::new();
+    let a = h.user("alice");
+    let b = h.user("bob");
+    let at = |command: Command, now_ms: u64| Request { request_id: Some("k1".into()), now_ms, command };
+    let now = h.now_ms;
+    assert_eq!(h.s.apply(&at(create(&a, "g1"), now)), Response::Ok(Reply::GroupCreated { group: "g1".into() }));
+    // Another user's call under the same key is its own request, not alice's answer.
+    assert_eq!(h.s.apply(&at(create(&b, "g2"), now + 1)), Response::Ok(Reply::GroupCreated { group: "g2".into() }));
+    // Another kind of call by alice under the same key is its own request too.
+    assert_eq!(
+        h.s.apply(&at(Command::Logout { token_hash: a.clone() }, now + 2)),
+        Response::Ok(Reply::LoggedOut { user: "alice".into(), paused_shares: 0 })
+    );
+    assert!(h.s.authenticate(&a, now + 3).is_err(), "the logout closed the session");
+    // Same scope, other content: refused, not remembered, nothing changed.
+    let before = h.s.clone();
+    let reused = h.s.apply(&at(create(&b, "g3"), now + 4));
+    match reused {
+        Response::Refused(r) => assert_eq!(r.code, ErrorCode::IdempotencyKeyReused),
+        other => panic!("reused key answered {other:?}"),
+    }
+    assert_eq!(h.s.groups, before.groups);
+    assert!(h.s.precheck(&at(create(&b, "g3"), now + 4)).is_err());
+    // A true retry still answers the first outcome and passes the leader's precheck.
+    assert!(h.s.precheck(&at(create(&b, "g2"), now + 5)).is_ok());
+    assert_eq!(h.s.apply(&at(create(&b, "g2"), now + 5)), Response::Ok(Reply::GroupCreated { group: "g2".into() }));
+    // A retried login (same user, same token) is a retry even though its expiry is new.
+    let tok = format!("{:064x}", 7);
+    let login = |exp: u64| Command::Login { user: "bob".into(), token_hash: tok.clone(), expires_at_ms: exp };
+    assert!(h.s.apply(&at(login(now + HOUR_MS), now + 6)).is_ok());
+    assert_eq!(h.s.precheck(&at(login(now + HOUR_MS + 9), now + 7)), Ok(()));
+}
+
+#[test]
+fn precheck_refuses_what_apply_would_before_it_reaches_the_log() {
+    let (h, a, _b) = team();
+    let req = |command: Command| Request { request_id: None, now_ms: h.now_ms, command };
+    let forged = format!("{:064x}", 12345);
+    let e = h.s.precheck(&req(create(&forged, "x"))).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unauthenticated);
+    let e = h.s.precheck(&req(create("not-a-token", "x"))).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unauthenticated);
+    // Harness tokens are not hex: precheck refuses their shape, apply knows them.
+    assert!(h.s.precheck(&req(create(&a, "x"))).is_err());
+    let long = "g".repeat(65);
+    let e = h.s.precheck(&req(Command::Register { user: long, password_hash: "h".into() })).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidName);
+    let mut m = meta("big", 1, 1);
+    m.size = crate::command::MAX_FILE_SIZE_BYTES + 1;
+    let up = Command::UploadFile { token_hash: forged.clone(), group: "dev_team".into(), file: m, peer_addr: "h:1".into() };
+    assert_eq!(h.s.precheck(&req(up)).unwrap_err().code, ErrorCode::FileTooLarge);
+}
+
+#[test]
 fn dedup_table_is_bounded_in_age_and_count() {
     let mut d = Dedup::default();
+    let entry = || Remembered { at_ms: T0, fingerprint: Sha1Digest([0; 20]), response: Response::Ok(Reply::Internal) };
     for i in 0..(DEDUP_MAX_ENTRIES + 10) {
-        d.insert(format!("id{i}"), T0, Response::Ok(Reply::Internal));
+        d.insert(format!("id{i}"), entry());
     }
     assert_eq!(d.len(), DEDUP_MAX_ENTRIES);
     assert!(d.get("id0").is_none());

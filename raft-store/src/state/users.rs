@@ -109,7 +109,7 @@ impl TrackerState {
 }
 
 /// A peer address is `host:port`, bounded in length; the tracker does not resolve it.
-pub(super) fn validate_peer_addr(addr: &str) -> Result<(), Refusal> {
+pub(crate) fn validate_peer_addr(addr: &str) -> Result<(), Refusal> {
     let ok = addr.len() <= 255
         && addr.rsplit_once(':').is_some_and(|(host, port)| {
             !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)

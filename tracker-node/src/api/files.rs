@@ -17,16 +17,16 @@ pub fn meta_to_body(m: &FileMeta) -> FileMetaBody {
         name: m.name.clone(),
         size: m.size,
         piece_len: m.piece_len,
-        piece_sha1: m.piece_sha1.iter().map(|d| d.to_hex()).collect(),
+        piece_list_sha1: m.piece_list_sha1.to_hex(),
         sha1: m.sha1.to_hex(),
     }
 }
 
 fn body_to_meta(b: FileMetaBody) -> ApiResult<FileMeta> {
     let bad = |e: String| ApiError::Refused(Refusal::new(ErrorCode::InvalidRequest, e));
-    let piece_sha1 = b.piece_sha1.iter().map(|h| Sha1Digest::from_hex(h)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+    let piece_list_sha1 = Sha1Digest::from_hex(&b.piece_list_sha1).map_err(bad)?;
     let sha1 = Sha1Digest::from_hex(&b.sha1).map_err(bad)?;
-    Ok(FileMeta { name: b.name, size: b.size, piece_len: b.piece_len, piece_sha1, sha1 })
+    Ok(FileMeta { name: b.name, size: b.size, piece_len: b.piece_len, piece_list_sha1, sha1 })
 }
 
 pub async fn list(State(s): State<AppState>, headers: HeaderMap, Path(group): Path<String>) -> Response {
@@ -36,7 +36,7 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap, Path(group): Pa
         let rows: Vec<FileRow> = files
             .into_iter()
             .map(|f| FileRow {
-                pieces: f.meta.piece_sha1.len() as u64,
+                pieces: FileMeta::piece_count(f.meta.size),
                 name: f.meta.name,
                 size: f.meta.size,
                 sha1: f.meta.sha1.to_hex(),

@@ -97,6 +97,7 @@ pub fn refusal_status(code: ErrorCode) -> StatusCode {
         }
         ErrorCode::InvalidName | ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
         ErrorCode::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -170,6 +171,15 @@ impl AppState {
         self.quorum_contact()?;
         let kind = command.kind();
         let req = Request { request_id, now_ms: now_ms(), command };
+        // Nothing unchecked reaches the log: a forged session, a bad name or a reused key is
+        // refused here, by the leader, against its applied state. A follower skips the check
+        // (raft answers it with the leader's address); apply checks everything again.
+        if self.is_leader() {
+            if let Err(refusal) = self.sm.read(|d| d.state.precheck(&req)) {
+                self.metrics.observe_precheck_refusal(kind);
+                return Err(ApiError::Refused(refusal));
+            }
+        }
         #[cfg(feature = "unsafe-ack-before-commit")]
         {
             // DELIBERATELY BROKEN, for the chaos checker only (docs/RELIABILITY.md): answer with
@@ -241,6 +251,10 @@ impl AppState {
             ))),
             _ => Ok(()),
         }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
     }
 
     pub fn leader_or_redirect(&self) -> ApiResult<()> {

@@ -63,6 +63,11 @@ pub async fn status(State(s): State<AppState>, Query(q): Query<StatusQuery>) -> 
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let st = node_status(&s, false);
-    let body = s.metrics.render(&st, s.log.size_on_disk_bytes());
+    let storage = crate::metrics::StorageFigures {
+        sled_bytes: s.log.size_on_disk_bytes(),
+        snapshot_file_bytes: s.sm.snapshot_file_bytes(),
+        last_snapshot: s.sm.last_snapshot_build(),
+    };
+    let body = s.metrics.render(&st, &storage);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -11,7 +11,8 @@ use openraft::raft::{
 };
 use raft_store::{NodeId, TrackerNode, TypeConfig};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+
+use super::wire;
 
 /// Bound on connecting to another node: loopback or LAN, a peer that takes longer is down.
 const CONNECT_TIMEOUT_MS: u64 = 250;
@@ -111,18 +112,24 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 impl Connection {
-    async fn call<Req, Resp, E>(
+    /// Posts one encoded RPC body and decodes openraft's answer. Connection failures and
+    /// timeouts are `Unreachable` (openraft backs off); anything else is a network error.
+    async fn call<Resp, E>(
         &self,
         path: &str,
-        req: &Req,
+        body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Resp, RPCError<NodeId, TrackerNode, RaftError<NodeId, E>>>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut builder = self.http.post(format!("{}{}", self.base, path)).timeout(timeout).json(req);
+        let mut builder = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE)
+            .body(body);
         if let Some(s) = &self.secret {
             builder = builder.header(proto::api::CLUSTER_SECRET, s);
         }
@@ -139,10 +146,21 @@ impl Connection {
             let e = std::io::Error::other(format!("node {} answered {status}: {text}", self.target));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
+        let bytes = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
-            resp.json().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            wire::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
+}
+
+fn encode_err<E: std::error::Error>(e: wire::WireError) -> RPCError<NodeId, TrackerNode, RaftError<NodeId, E>> {
+    RPCError::Network(NetworkError::new(&e))
 }
 
 impl RaftNetwork<TypeConfig> for Connection {
@@ -150,21 +168,36 @@ impl RaftNetwork<TypeConfig> for Connection {
         openraft::network::Backoff::new(self.backoff.iter())
     }
 
+    /// Sends the leading entries that fit in `MAX_APPEND_BATCH_BYTES`; when the batch was cut,
+    /// a success is reported as a partial success up to the last entry sent, and openraft
+    /// sends the rest next. Every RPC is bounded in bytes, so it fits the time limit openraft
+    /// gives it (the heartbeat interval), whatever the entries weigh.
     async fn append_entries(
         &mut self,
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, TrackerNode, RaftError<NodeId>>> {
-        self.call("/raft/append", &req, option.hard_ttl()).await
+        let enc = wire::encode_append(&req, wire::MAX_APPEND_BATCH_BYTES).map_err(encode_err)?;
+        if enc.cut_at.is_some() {
+            tracing::debug!(target = self.target, sent = enc.entries_sent, of = req.entries.len(), "append batch cut at the byte bound");
+        }
+        let resp: AppendEntriesResponse<NodeId> = self.call("/raft/append", enc.body, option.hard_ttl()).await?;
+        Ok(match (resp, enc.cut_at) {
+            (AppendEntriesResponse::Success, Some(last_sent)) => AppendEntriesResponse::PartialSuccess(Some(last_sent)),
+            (other, _) => other,
+        })
     }
 
+    /// One snapshot chunk (`SNAPSHOT_CHUNK_BYTES`, set as openraft's chunk size) under the
+    /// snapshot timeout, not the heartbeat's.
     async fn install_snapshot(
         &mut self,
         req: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, TrackerNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.call("/raft/snapshot", &req, option.hard_ttl()).await
+        let body = wire::encode_snapshot(req).map_err(encode_err)?;
+        self.call("/raft/snapshot", body, option.hard_ttl()).await
     }
 
     async fn vote(
@@ -172,6 +205,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         req: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, TrackerNode, RaftError<NodeId>>> {
-        self.call("/raft/vote", &req, option.hard_ttl()).await
+        let body = wire::encode(&req).map_err(encode_err)?;
+        self.call("/raft/vote", body, option.hard_ttl()).await
     }
 }

@@ -1,9 +1,10 @@
-//! Node-to-node Raft RPCs (append, vote, snapshot chunks) as HTTP/JSON on each node's `raft`
-//! address: the client side (`client`, openraft's `RaftNetworkFactory`) and the server side
-//! (`server`, an axum router that hands requests to the local `Raft`).
+//! Node-to-node Raft RPCs (append, vote, snapshot chunks) over HTTP with MessagePack bodies
+//! on each node's `raft` address: the client side (`client`, openraft's `RaftNetworkFactory`),
+//! the server side (`server`, an axum router that hands requests to the local `Raft`), and the
+//! wire format between them (`wire`: byte-bounded append batches, raw snapshot chunks).
 
 pub mod client;
 pub mod server;
+pub mod wire;
 
-/// Largest Raft RPC body, in bytes: a batch of entries or one snapshot chunk.
-pub const MAX_RAFT_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub use wire::SNAPSHOT_CHUNK_BYTES;

@@ -1,15 +1,18 @@
 //! The Raft RPC server: `/raft/append`, `/raft/vote`, `/raft/snapshot` on the node's raft
-//! address. When the cluster has a secret, calls without it are refused with 403.
+//! address, MessagePack in and out (see `wire`). A body over `MAX_RAFT_BODY_BYTES` is refused
+//! before it is read whole; a malformed one gets 400 and never reaches openraft. When the
+//! cluster has a secret, calls without it are refused with 403.
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use raft_store::{NodeId, Raft, TypeConfig};
+use axum::Router;
+use raft_store::{NodeId, Raft};
+use serde::Serialize;
 
-use super::MAX_RAFT_BODY_BYTES;
+use super::wire::{self, MAX_RAFT_BODY_BYTES};
 
 #[derive(Clone)]
 struct RaftState {
@@ -30,31 +33,43 @@ fn check_secret(state: &RaftState, headers: &HeaderMap) -> Result<(), Response> 
     crate::api::auth::check_cluster_secret(state.secret.as_deref(), headers).map_err(|e| e.into_response())
 }
 
-async fn append(
-    State(s): State<RaftState>,
-    headers: HeaderMap,
-    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Response {
-    if let Err(r) = check_secret(&s, &headers) {
-        return r;
+fn reply<T: Serialize>(value: &T) -> Response {
+    match wire::encode(value) {
+        Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, wire::CONTENT_TYPE)], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
-    (StatusCode::OK, Json(s.raft.append_entries(req).await)).into_response()
 }
 
-async fn vote(State(s): State<RaftState>, headers: HeaderMap, Json(req): Json<VoteRequest<NodeId>>) -> Response {
-    if let Err(r) = check_secret(&s, &headers) {
-        return r;
-    }
-    (StatusCode::OK, Json(s.raft.vote(req).await)).into_response()
+fn malformed(e: wire::WireError) -> Response {
+    (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
-async fn snapshot(
-    State(s): State<RaftState>,
-    headers: HeaderMap,
-    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Response {
+async fn append(State(s): State<RaftState>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = check_secret(&s, &headers) {
         return r;
     }
-    (StatusCode::OK, Json(s.raft.install_snapshot(req).await)).into_response()
+    match wire::decode_append(&body) {
+        Ok(req) => reply(&s.raft.append_entries(req).await),
+        Err(e) => malformed(e),
+    }
+}
+
+async fn vote(State(s): State<RaftState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = check_secret(&s, &headers) {
+        return r;
+    }
+    match wire::decode::<openraft::raft::VoteRequest<NodeId>>(&body) {
+        Ok(req) => reply(&s.raft.vote(req).await),
+        Err(e) => malformed(e),
+    }
+}
+
+async fn snapshot(State(s): State<RaftState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = check_secret(&s, &headers) {
+        return r;
+    }
+    match wire::decode_snapshot(&body) {
+        Ok(req) => reply(&s.raft.install_snapshot(req).await),
+        Err(e) => malformed(e),
+    }
 }
