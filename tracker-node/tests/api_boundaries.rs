@@ -1,0 +1,129 @@
+//! What reaches the Raft log, played against real nodes over raw HTTP: writes with a made-up
+//! session, oversize bodies and reused idempotency keys are refused by the leader before any
+//! proposal (the log does not move), and idempotency keys are scoped to the user and the call
+//! and bound to the request's content, across a leader failover too.
+
+use std::time::Duration;
+
+use testkit::*;
+
+fn last_log_index(cluster: &Cluster, id: u64) -> u64 {
+    cluster.status(id).unwrap()["last_log_index"].as_u64().unwrap()
+}
+
+fn post(addr: &str, path: &str, token: Option<&str>, key: Option<&str>, body: &str) -> HttpResponse {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    if let Some(k) = key {
+        headers.push(("idempotency-key", k));
+    }
+    http(addr, "POST", path, &headers, Some(body)).expect("the node answers")
+}
+
+fn delete(addr: &str, path: &str, token: &str, key: &str) -> HttpResponse {
+    let auth = format!("Bearer {token}");
+    http(addr, "DELETE", path, &[("authorization", &auth), ("idempotency-key", key)], None).expect("the node answers")
+}
+
+/// Declares an 8 MiB body, sends 64 KiB of it, and reads the status the node answers.
+fn oversize_post_status(addr: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let declared = 8 * 1024 * 1024;
+    let head = format!(
+        "POST /v1/groups HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{{\"group\":\""
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(&vec![b'g'; 64 * 1024]);
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("not HTTP: {text}"))
+}
+
+#[test]
+fn writes_with_a_made_up_session_or_an_oversize_body_never_reach_the_log() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(&[]);
+    let rt = runtime();
+    rt.block_on(logged_in(&cluster.client(), "alice"));
+    cluster.wait_converged(Duration::from_secs(20));
+    let before = last_log_index(&cluster, leader);
+    let api = cluster.api(leader);
+
+    let forged = "ab".repeat(32);
+    for i in 0..4 {
+        let r = post(api, "/v1/groups", Some(&forged), Some(&format!("k{i}")), &format!(r#"{{"group":"g{i}"}}"#));
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert_eq!(r.json()["error"]["code"], "unauthenticated");
+    }
+    // A body far beyond what any call needs is refused from its declared length, before the
+    // node reads it: the answer comes while the sender is still sending.
+    assert_eq!(oversize_post_status(api, &forged), 413);
+    // A name over the limit, with a real session, is refused by the leader's precheck.
+    let t = rt.block_on(logged_in(&cluster.client(), "bob")).token().unwrap().to_string();
+    let after_login = last_log_index(&cluster, leader);
+    let r = post(api, "/v1/groups", Some(&t), Some("long"), &format!(r#"{{"group":"{}"}}"#, "g".repeat(65)));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "invalid_name");
+    let upload = r#"{"file":{"name":"big.iso","size":1099511627777,"piece_len":524288,"piece_list_sha1":"0000000000000000000000000000000000000000","sha1":"0000000000000000000000000000000000000000"},"peer_addr":"127.0.0.1:9"}"#;
+    rt.block_on(cluster.client().with_token(Some(t.clone())).create_group("team")).unwrap();
+    let after_group = last_log_index(&cluster, leader);
+    let r = post(api, "/v1/groups/team/files", Some(&t), Some("big"), upload);
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "file_too_large");
+
+    assert_eq!(after_login, before + 2, "only bob's register and login were proposed");
+    assert_eq!(last_log_index(&cluster, leader), after_group, "no refused write reached the log");
+    let metrics = http(api, "GET", "/metrics", &[], None).unwrap().body;
+    assert!(metrics.contains("tracker_precheck_refusals_total{command=\"create_group\"} 5"), "{metrics}");
+}
+
+#[test]
+fn idempotency_keys_are_scoped_to_user_and_call_and_bound_to_content() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(&[]);
+    let rt = runtime();
+    let alice = rt.block_on(logged_in(&cluster.client(), "alice")).token().unwrap().to_string();
+    let bob = rt.block_on(logged_in(&cluster.client(), "bob")).token().unwrap().to_string();
+    let api = cluster.api(leader).to_string();
+
+    let r = post(&api, "/v1/groups", Some(&alice), Some("same-key"), r#"{"group":"alpha"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Another user's call under the same key is its own request.
+    let r = post(&api, "/v1/groups", Some(&bob), Some("same-key"), r#"{"group":"beta"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["group"], "beta");
+    // Another call by alice under the same key is its own request too.
+    let r = post(&api, "/v1/groups/beta/requests", Some(&alice), Some("same-key"), "{}");
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Same key, same call, other content: 422, and nothing changes.
+    let before = last_log_index(&cluster, leader);
+    let r = post(&api, "/v1/groups", Some(&alice), Some("same-key"), r#"{"group":"gamma"}"#);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "idempotency_key_reused");
+    assert_eq!(last_log_index(&cluster, leader), before);
+    let groups = rt.block_on(group_names(&cluster.client().with_token(Some(alice.clone()))));
+    assert_eq!(groups, vec!["alpha".to_string(), "beta".to_string()]);
+
+    // A true retry after the leader dies answers the first outcome on the new leader.
+    cluster.kill(leader);
+    let new_leader = cluster.wait_leader(&[leader]);
+    let api = cluster.api(new_leader).to_string();
+    let r = post(&api, "/v1/groups", Some(&alice), Some("same-key"), r#"{"group":"alpha"}"#);
+    assert_eq!(r.status, 200, "a retry answers the first outcome: {}", r.body);
+    assert_eq!(r.json()["group"], "alpha");
+
+    // A logout under a key alice already used for other calls logs her out.
+    let r = delete(&api, "/v1/sessions", &alice, "same-key");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["user"], "alice");
+    let auth = format!("Bearer {alice}");
+    let who = http(&api, "GET", "/v1/session", &[("authorization", &auth)], None).unwrap();
+    assert_eq!(who.status, 401, "the session is closed: {}", who.body);
+}
