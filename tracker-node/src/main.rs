@@ -117,6 +117,10 @@ async fn async_main(cli: Cli) -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
+            if let Err(e) = refuse_unsafe_build_unless_told() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
             node::run(cfg, id, shutdown).await.map(|_| 0)
@@ -153,6 +157,30 @@ async fn async_main(cli: Cli) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The environment variable a test harness sets to run the deliberately broken build.
+#[cfg_attr(not(feature = "unsafe-ack-before-commit"), allow(dead_code))]
+const UNSAFE_BUILD_ENV: &str = "TRACKER_UNSAFE_TEST_BUILD";
+
+/// A build with `unsafe-ack-before-commit` acknowledges writes before they commit and loses
+/// them on a crash. It exists only for the chaos checker's demonstration; `--all-features`
+/// turns it on too, so such a build refuses to run unless the harness says it is a test build.
+fn refuse_unsafe_build_unless_told() -> Result<(), String> {
+    #[cfg(feature = "unsafe-ack-before-commit")]
+    {
+        if std::env::var(UNSAFE_BUILD_ENV).as_deref() != Ok("loses-acknowledged-writes") {
+            return Err(format!(
+                "this tracker-node was built with the feature unsafe-ack-before-commit: it acknowledges \
+                 writes before they commit and LOSES THEM on a crash. It is only for the chaos checker's \
+                 demonstration; rebuild without --features unsafe-ack-before-commit (or --all-features), \
+                 or set {UNSAFE_BUILD_ENV}=loses-acknowledged-writes in a test harness"
+            ));
+        }
+        eprintln!("WARNING: UNSAFE TEST BUILD (unsafe-ack-before-commit): acknowledged writes can be lost");
+        tracing::warn!("UNSAFE TEST BUILD: writes are acknowledged before they commit");
+    }
+    Ok(())
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

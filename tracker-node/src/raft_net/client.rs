@@ -19,7 +19,10 @@ const CONNECT_TIMEOUT_MS: u64 = 250;
 
 /// Fault-injection hook for test harnesses: `TRACKER_RAFT_ROUTES="2=127.0.0.1:9102,3=..."`
 /// makes this node send its Raft RPCs for node 2 to that address (a proxy the harness controls)
-/// instead of the address in the membership. Unset in production.
+/// instead of the address in the membership. Unset in production. Because an inherited variable
+/// would silently reroute Raft traffic, every route must be a loopback socket address (a proxy
+/// on this machine), anything else stops the node at start, and a set variable is logged at
+/// warn level.
 pub const RAFT_ROUTES_ENV: &str = "TRACKER_RAFT_ROUTES";
 
 #[derive(Clone)]
@@ -57,16 +60,24 @@ impl BackoffMs {
     }
 }
 
-/// Parses `id=host:port` pairs separated by commas; malformed pairs are an error.
+/// Parses `id=ip:port` pairs separated by commas. A malformed pair, a repeated id or an
+/// address that is not a loopback socket address is an error.
 fn parse_routes(s: &str) -> anyhow::Result<std::collections::HashMap<NodeId, String>> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            let (id, addr) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("{RAFT_ROUTES_ENV}: expected id=host:port, got {p:?}"))?;
-            let id = id.trim().parse().map_err(|_| anyhow::anyhow!("{RAFT_ROUTES_ENV}: bad node id in {p:?}"))?;
-            Ok((id, addr.trim().to_string()))
-        })
-        .collect()
+    let mut routes = std::collections::HashMap::new();
+    for p in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (id, addr) =
+            p.split_once('=').ok_or_else(|| anyhow::anyhow!("{RAFT_ROUTES_ENV}: expected id=ip:port, got {p:?}"))?;
+        let id: NodeId = id.trim().parse().map_err(|_| anyhow::anyhow!("{RAFT_ROUTES_ENV}: bad node id in {p:?}"))?;
+        let sock: std::net::SocketAddr =
+            addr.trim().parse().map_err(|_| anyhow::anyhow!("{RAFT_ROUTES_ENV}: {addr:?} is not an ip:port address"))?;
+        if !sock.ip().is_loopback() {
+            anyhow::bail!("{RAFT_ROUTES_ENV}: {sock} is not a loopback address; this test hook only reroutes to a local proxy");
+        }
+        if routes.insert(id, sock.to_string()).is_some() {
+            anyhow::bail!("{RAFT_ROUTES_ENV}: node {id} is routed twice");
+        }
+    }
+    Ok(routes)
 }
 
 impl NetworkFactory {
@@ -80,7 +91,7 @@ impl NetworkFactory {
         let routes = match std::env::var(RAFT_ROUTES_ENV) {
             Ok(s) => {
                 let routes = parse_routes(&s)?;
-                tracing::warn!(?routes, "raft routes overridden for fault injection");
+                tracing::warn!(?routes, "{RAFT_ROUTES_ENV} is set: Raft traffic is rerouted for fault injection (a test hook)");
                 routes
             }
             Err(_) => Default::default(),
@@ -207,5 +218,29 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, TrackerNode, RaftError<NodeId>>> {
         let body = wire::encode(&req).map_err(encode_err)?;
         self.call("/raft/vote", body, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse_loopback_pairs_only() {
+        let r = parse_routes("2=127.0.0.1:9102, 3=127.0.0.5:9103,").unwrap();
+        assert_eq!(r.get(&2).map(String::as_str), Some("127.0.0.1:9102"));
+        assert_eq!(r.get(&3).map(String::as_str), Some("127.0.0.5:9103"));
+        assert!(parse_routes("").unwrap().is_empty());
+        for bad in ["2", "x=127.0.0.1:1", "2=localhost:1", "2=10.0.0.1:9102", "2=127.0.0.1", "2=127.0.0.1:1,2=127.0.0.1:2", "2=[::1]:x"] {
+            assert!(parse_routes(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(parse_routes("4=[::1]:9104").is_ok());
+    }
+
+    #[test]
+    fn backoff_starts_at_the_heartbeat_and_stays_under_half_an_election() {
+        let b = BackoffMs::for_timings(20, 60);
+        let d: Vec<u64> = b.iter().take(5).map(|d| d.as_millis() as u64).collect();
+        assert_eq!(d, vec![20, 30, 30, 30, 30]);
     }
 }
