@@ -28,6 +28,45 @@ fn delete(addr: &str, path: &str, token: &str, key: &str) -> HttpResponse {
     http(addr, "DELETE", path, &[("authorization", &auth), ("idempotency-key", key)], None).expect("the node answers")
 }
 
+/// Sends a raw request and returns the status and the parsed JSON body.
+fn raw(addr: &str, head_lines: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = format!("{head_lines}Host: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let json = text.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
+    (status, json)
+}
+
+#[test]
+fn every_refusal_of_a_body_or_a_route_has_the_documented_json_shape() {
+    let cluster = Cluster::start(1);
+    let api = cluster.api(1);
+    let json = "POST /v1/users HTTP/1.1\r\nContent-Type: application/json\r\n";
+    let cases: &[(&str, &str, u16, &str)] = &[
+        ("malformed JSON", json, 400, "{\"user\": "),
+        ("wrong type", json, 422, r#"{"user": 5, "password": "x"}"#),
+        ("missing field", json, 422, r#"{"user": "alice"}"#),
+        ("unknown route", "GET /v1/nothing HTTP/1.1\r\n", 404, ""),
+        ("wrong method", "PATCH /v1/users HTTP/1.1\r\n", 405, ""),
+        ("no content type", "POST /v1/users HTTP/1.1\r\n", 415, r#"{"user":"alice","password":"secret1"}"#),
+    ];
+    for (what, head, status, body) in cases {
+        let (got, value) = raw(api, head, body);
+        assert_eq!(got, *status, "{what}: {value}");
+        assert!(value["error"]["code"].is_string() && value["error"]["message"].is_string(), "{what}: {value}");
+    }
+    let (got, value) = raw(api, json, &format!(r#"{{"user":"alice","password":"{}"}}"#, "p".repeat(20_000)));
+    assert_eq!(got, 413, "{value}");
+    assert_eq!(value["error"]["code"], "body_too_large");
+    assert_eq!(cluster.status(1).unwrap()["users"], 0, "nothing was registered");
+}
+
 /// Declares an 8 MiB body, sends 64 KiB of it, and reads the status the node answers.
 fn oversize_post_status(addr: &str, token: &str) -> u16 {
     use std::io::{Read, Write};

@@ -10,13 +10,14 @@ use raft_store::names::validate_id;
 use raft_store::{Command, Refusal, Reply};
 use serde_json::json;
 
+use super::body::Body;
 use super::auth::{self, bearer};
 use super::{ok_json, now_ms, ApiError, ApiResult, AppState};
 
 /// Sessions last a day; a peer logs in again after that.
 pub const SESSION_TTL_MS: u64 = 24 * 3600 * 1000;
 
-pub async fn register(State(s): State<AppState>, headers: HeaderMap, Json(req): Json<RegisterRequest>) -> Response {
+pub async fn register(State(s): State<AppState>, headers: HeaderMap, Body(req): Body<RegisterRequest>) -> Response {
     let r: ApiResult<Response> = async {
         validate_id("user", &req.user).map_err(Refusal::invalid_name)?;
         auth::check_password_shape(&req.password)?;
@@ -33,7 +34,7 @@ pub async fn register(State(s): State<AppState>, headers: HeaderMap, Json(req): 
     r.unwrap_or_else(|e| e.into_response())
 }
 
-pub async fn login(State(s): State<AppState>, headers: HeaderMap, Json(req): Json<LoginRequest>) -> Response {
+pub async fn login(State(s): State<AppState>, headers: HeaderMap, Body(req): Body<LoginRequest>) -> Response {
     let r: ApiResult<Response> = async {
         validate_id("user", &req.user).map_err(Refusal::invalid_name)?;
         auth::check_password_shape(&req.password)?;
@@ -83,7 +84,7 @@ pub async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> Response {
     r.unwrap_or_else(|e| e.into_response())
 }
 
-pub async fn announce(State(s): State<AppState>, headers: HeaderMap, Json(req): Json<AnnounceRequest>) -> Response {
+pub async fn announce(State(s): State<AppState>, headers: HeaderMap, Body(req): Body<AnnounceRequest>) -> Response {
     let r: ApiResult<Response> = async {
         let token_hash = bearer(&headers)?;
         match s.write(&headers, Command::Announce { token_hash, peer_addr: req.peer_addr }).await? {

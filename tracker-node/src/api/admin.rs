@@ -7,13 +7,13 @@ use std::collections::BTreeSet;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use proto::api::MembersRequest;
 use raft_store::{NodeId, TrackerNode};
 use serde_json::json;
 
+use super::body::Body;
 use super::{auth, ok_json, ApiError, ApiResult, AppState};
 
 fn map_err(e: RaftError<NodeId, ClientWriteError<NodeId, TrackerNode>>) -> ApiError {
@@ -24,7 +24,7 @@ fn map_err(e: RaftError<NodeId, ClientWriteError<NodeId, TrackerNode>>) -> ApiEr
     }
 }
 
-pub async fn members(State(s): State<AppState>, headers: HeaderMap, Json(req): Json<MembersRequest>) -> Response {
+pub async fn members(State(s): State<AppState>, headers: HeaderMap, Body(req): Body<MembersRequest>) -> Response {
     let r: ApiResult<Response> = async {
         auth::check_cluster_secret(s.config.secret.as_deref(), &headers)?;
         s.leader_or_redirect()?;

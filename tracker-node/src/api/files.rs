@@ -8,6 +8,7 @@ use proto::api::{FileDetails, FileMetaBody, FileRow, SharerRow, UploadRequest};
 use raft_store::{Command, ErrorCode, FileMeta, Refusal, Reply, Sha1Digest};
 use serde_json::json;
 
+use super::body::Body;
 use super::auth::bearer;
 use super::groups::reader;
 use super::{ok_json, ApiError, ApiResult, AppState};
@@ -69,7 +70,7 @@ pub async fn upload(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(group): Path<String>,
-    Json(req): Json<UploadRequest>,
+    Body(req): Body<UploadRequest>,
 ) -> Response {
     let r: ApiResult<Response> = async {
         let token_hash = bearer(&headers)?;

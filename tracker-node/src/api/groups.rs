@@ -8,6 +8,7 @@ use proto::api::{AcceptRequest, CreateGroupRequest, GroupRow, RequestRow};
 use raft_store::{Command, Reply};
 use serde_json::json;
 
+use super::body::Body;
 use super::auth::bearer;
 use super::{now_ms, ok_json, ApiError, ApiResult, AppState};
 
@@ -38,7 +39,7 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
     r.unwrap_or_else(|e| e.into_response())
 }
 
-pub async fn create(State(s): State<AppState>, headers: HeaderMap, Json(req): Json<CreateGroupRequest>) -> Response {
+pub async fn create(State(s): State<AppState>, headers: HeaderMap, Body(req): Body<CreateGroupRequest>) -> Response {
     let r: ApiResult<Response> = async {
         let token_hash = bearer(&headers)?;
         match s.write(&headers, Command::CreateGroup { token_hash, group: req.group }).await? {
@@ -79,7 +80,7 @@ pub async fn accept(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(group): Path<String>,
-    Json(req): Json<AcceptRequest>,
+    Body(req): Body<AcceptRequest>,
 ) -> Response {
     let r: ApiResult<Response> = async {
         let token_hash = bearer(&headers)?;

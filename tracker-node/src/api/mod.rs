@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod files;
 pub mod groups;
 pub mod status;
@@ -55,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/status", get(status::status))
         .route("/metrics", get(status::metrics))
         .route("/v1/admin/members", post(admin::members))
+        .fallback(body::no_route)
+        .method_not_allowed_fallback(body::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(complete_location))
         .with_state(state)
