@@ -28,7 +28,7 @@ pub struct Args {
     steady_s: u64,
 }
 
-fn parse_range(s: &str) -> Result<(u64, u64), String> {
+pub(crate) fn parse_range(s: &str) -> Result<(u64, u64), String> {
     let (a, b) = s.split_once(',').ok_or("expected MIN,MAX")?;
     let (a, b) = (a.trim().parse().map_err(|_| "bad MIN")?, b.trim().parse().map_err(|_| "bad MAX")?);
     if a == 0 || a >= b {

@@ -96,7 +96,14 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The API's threads yield the CPU to Raft's (node.rs runs Raft on a runtime of its own at
+    // normal priority): under a flood of calls, heartbeats still go out on time.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("api")
+        .on_thread_start(|| lower_thread_priority(API_THREAD_NICE))
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -156,6 +163,18 @@ async fn async_main(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Niceness of the API runtime's threads (Raft's stay at 0, argon2's at 10).
+const API_THREAD_NICE: i32 = 5;
+
+/// Lowers the calling thread's scheduling priority (on Linux, nice applies per thread).
+fn lower_thread_priority(nice: i32) {
+    // SAFETY: setpriority on the calling thread's own id; no memory is touched.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
     }
 }
 

@@ -51,6 +51,37 @@ pub fn tracker_node(n: &proto::cluster::NodeConfig) -> TrackerNode {
     TrackerNode { api: n.api.to_string(), raft: n.raft.to_string() }
 }
 
+/// Worker threads of the Raft runtime.
+const RAFT_WORKER_THREADS: usize = 2;
+
+/// The Raft runtime, shut down without blocking when the node stops (a runtime may not be
+/// dropped from inside another one's async context).
+struct RaftRuntime(Option<tokio::runtime::Runtime>);
+
+impl RaftRuntime {
+    fn new() -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RAFT_WORKER_THREADS)
+            .thread_name("raft")
+            .enable_all()
+            .build()
+            .context("cannot start the Raft runtime")?;
+        Ok(RaftRuntime(Some(rt)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("the runtime lives until drop").handle()
+    }
+}
+
+impl Drop for RaftRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// Runs node `id` until `shutdown` is cancelled.
 pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToken) -> anyhow::Result<()> {
     let me = cfg.require_node(id)?.clone();
@@ -61,11 +92,18 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToke
         cfg.secret.clone(),
         raft_net::client::BackoffMs::for_timings(cfg.heartbeat_ms, cfg.election_timeout_ms.0),
     )?;
-    let raft = Raft::new(id, config, network, log.clone(), sm.clone()).await?;
+    // Raft runs on a runtime of its own: its core, replication streams and RPC server never
+    // queue behind API work, and the API's threads run at a lower priority (main.rs), so a
+    // flood of API calls cannot delay heartbeats into elections.
+    let raft_rt = RaftRuntime::new()?;
+    let raft = {
+        let (log, sm) = (log.clone(), sm.clone());
+        raft_rt.handle().spawn(async move { Raft::new(id, config, network, log, sm).await }).await??
+    };
 
-    let raft_listener = TcpListener::bind(me.raft)
-        .await
+    let raft_listener = std::net::TcpListener::bind(me.raft)
         .with_context(|| format!("node {id} cannot listen on its raft address {}", me.raft))?;
+    raft_listener.set_nonblocking(true)?;
     let api_listener = TcpListener::bind(me.api)
         .await
         .with_context(|| format!("node {id} cannot listen on its api address {}", me.api))?;
@@ -79,17 +117,28 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToke
         config: cfg.clone(),
         metrics: Arc::new(Metrics::default()),
         api_addr: me.api.to_string(),
+        passwords: Arc::new(api::password_pool::PasswordPool::for_this_machine()),
+        throttle: Arc::new(api::throttle::LoginThrottle::default()),
     };
+    tracing::info!(
+        workers = state.passwords.workers,
+        queue = state.passwords.queue_len,
+        "password hashing runs on a bounded pool at low priority"
+    );
     let api_router = api::router(state);
 
     let servers = CancellationToken::new();
-    let raft_server = tokio::spawn({
+    let raft_server = raft_rt.handle().spawn({
         let stop = servers.clone();
-        async move { axum::serve(raft_listener, raft_router).with_graceful_shutdown(stop.cancelled_owned()).await }
+        async move {
+            let listener = TcpListener::from_std(raft_listener)?;
+            axum::serve(listener, raft_router).with_graceful_shutdown(stop.cancelled_owned()).await
+        }
     });
     let api_server = tokio::spawn({
         let stop = servers.clone();
-        async move { axum::serve(api_listener, api_router).with_graceful_shutdown(stop.cancelled_owned()).await }
+        let service = api_router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        async move { axum::serve(api_listener, service).with_graceful_shutdown(stop.cancelled_owned()).await }
     });
     tracing::info!(id, api = %me.api, raft = %me.raft, data_dir = %me.data_dir.display(), "tracker node started");
 

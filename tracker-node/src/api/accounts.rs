@@ -1,7 +1,10 @@
 //! Accounts and sessions: register, login, logout, whoami, and the peer's announcement of
 //! where it serves pieces.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,6 +15,7 @@ use serde_json::json;
 
 use super::body::Body;
 use super::auth::{self, bearer};
+use super::throttle;
 use super::{ok_json, now_ms, ApiError, ApiResult, AppState};
 
 /// Sessions last a day; a peer logs in again after that.
@@ -23,7 +27,7 @@ pub async fn register(State(s): State<AppState>, headers: HeaderMap, Body(req): 
         auth::check_password_shape(&req.password)?;
         // Redirect before paying for the hash; the leader hashes, then proposes the hash.
         s.leader_or_redirect()?;
-        let password_hash = auth::hash_password(req.password).await?;
+        let password_hash = auth::hash_password(&s.passwords, req.password).await?;
         let reply = s.write(&headers, Command::Register { user: req.user, password_hash }).await?;
         match reply {
             Reply::Registered { user } => Ok(ok_json(json!({ "user": user }))),
@@ -34,10 +38,24 @@ pub async fn register(State(s): State<AppState>, headers: HeaderMap, Body(req): 
     r.unwrap_or_else(|e| e.into_response())
 }
 
-pub async fn login(State(s): State<AppState>, headers: HeaderMap, Body(req): Body<LoginRequest>) -> Response {
+pub async fn login(
+    State(s): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Body(req): Body<LoginRequest>,
+) -> Response {
     let r: ApiResult<Response> = async {
         validate_id("user", &req.user).map_err(Refusal::invalid_name)?;
         auth::check_password_shape(&req.password)?;
+        // Throttled before any work: a guesser costs a map lookup, not an argon2 run.
+        let keys = throttle::keys(&req.user, from.ip());
+        if let Err(wait) = s.throttle.check(&keys, Instant::now()) {
+            let secs = wait.as_secs_f64().ceil() as u64;
+            return Err(ApiError::RateLimited {
+                retry_after_s: secs,
+                message: format!("too many failed logins for {:?}; try again in {secs} s", req.user),
+            });
+        }
         let token = match req.token {
             Some(t) if auth::valid_token(&t) => t,
             Some(_) => return Err(ApiError::BadRequest(format!("a session token is {} lowercase hex characters", auth::TOKEN_HEX_LEN))),
@@ -46,7 +64,13 @@ pub async fn login(State(s): State<AppState>, headers: HeaderMap, Body(req): Bod
         // The hash to check against must be the committed one: read it through the leader.
         s.linearizable().await?;
         let stored = s.sm.read(|d| d.state.password_hash(&req.user).map(str::to_string));
-        auth::verify_password(req.password, stored).await?;
+        if let Err(e) = auth::verify_password(&s.passwords, req.password, stored).await {
+            if matches!(e, ApiError::Refused(_)) {
+                s.throttle.failed(&keys, Instant::now());
+            }
+            return Err(e);
+        }
+        s.throttle.succeeded(&keys[0].0);
         let now = now_ms();
         let expires_at_ms = now + SESSION_TTL_MS;
         let cmd = Command::Login { user: req.user, token_hash: auth::token_hash(&token), expires_at_ms };

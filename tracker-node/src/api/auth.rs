@@ -1,11 +1,10 @@
 //! Credentials: bearer session tokens (stored only as SHA-256), argon2id password hashing
 //! off the async workers, and the cluster secret for node-to-node and admin calls.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
+use super::password_pool::PasswordPool;
 use super::{ApiError, ApiResult};
 use raft_store::{ErrorCode, Refusal};
 
@@ -47,40 +46,23 @@ pub fn check_password_shape(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// argon2id hash (PHC string), computed on the blocking pool: it costs tens of milliseconds.
-pub async fn hash_password(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+/// The password workers and their queue are full: a passing overload, answered 503 with
+/// `Retry-After: 1` (clients retry within their budget), unlike a throttled guesser's 429.
+fn busy() -> ApiError {
+    ApiError::Unavailable("this tracker node is busy checking passwords; try again in a second".into())
 }
 
-/// Checks a password against a stored hash on the blocking pool. A missing user costs the
-/// same as a wrong password, so response times do not reveal which user names exist.
-pub async fn verify_password(password: String, stored: Option<String>) -> ApiResult<()> {
-    let ok = tokio::task::spawn_blocking(move || {
-        let dummy;
-        let stored = match &stored {
-            Some(s) => s.as_str(),
-            None => {
-                dummy = Argon2::default()
-                    .hash_password(b"dummy", &SaltString::generate(&mut argon2::password_hash::rand_core::OsRng))
-                    .map(|h| h.to_string())
-                    .unwrap_or_default();
-                &dummy
-            }
-        };
-        let Ok(parsed) = PasswordHash::new(stored) else { return false };
-        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && !stored.is_empty()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if ok {
+/// argon2id hash (PHC string), computed on the bounded password pool.
+pub async fn hash_password(pool: &PasswordPool, password: String) -> ApiResult<String> {
+    pool.hash(password)
+        .await
+        .map_err(|_| busy())?
+        .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
+}
+
+/// Checks a password against a stored hash on the bounded password pool.
+pub async fn verify_password(pool: &PasswordPool, password: String, stored: Option<String>) -> ApiResult<()> {
+    if pool.verify(password, stored).await.map_err(|_| busy())? {
         Ok(())
     } else {
         Err(ApiError::Refused(Refusal::new(ErrorCode::BadCredentials, "wrong user name or password")))

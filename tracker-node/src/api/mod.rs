@@ -7,7 +7,9 @@ pub mod auth;
 pub mod body;
 pub mod files;
 pub mod groups;
+pub mod password_pool;
 pub mod status;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +30,8 @@ use crate::metrics::Metrics;
 /// Bound on waiting for a proposal to commit (or a read index to be confirmed). Without a
 /// quorum nothing commits; the client hears 503 and retries with the same request id.
 pub const COMMIT_TIMEOUT_MS: u64 = 5_000;
+/// Most rounds of leadership confirmation for one linearizable read.
+pub const LINEARIZABLE_ROUNDS: u32 = 10;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -38,6 +42,10 @@ pub struct AppState {
     pub config: Arc<ClusterConfig>,
     pub metrics: Arc<Metrics>,
     pub api_addr: String,
+    /// Argon2 runs here only: bounded workers, bounded queue.
+    pub passwords: Arc<password_pool::PasswordPool>,
+    /// Failed logins per user and per source address.
+    pub throttle: Arc<throttle::LoginThrottle>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -78,6 +86,8 @@ pub enum ApiError {
     Unavailable(String),
     BadRequest(String),
     Forbidden(String),
+    /// Too many attempts, or the password workers are busy: try again after `retry_after_s`.
+    RateLimited { retry_after_s: u64, message: String },
     Internal(String),
 }
 
@@ -129,6 +139,13 @@ impl IntoResponse for ApiError {
             }
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, Json(ErrorBody::new("invalid_request", m))).into_response(),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, Json(ErrorBody::new("forbidden", m))).into_response(),
+            ApiError::RateLimited { retry_after_s, message } => {
+                let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(ErrorBody::new("rate_limited", message))).into_response();
+                if let Ok(v) = HeaderValue::from_str(&retry_after_s.max(1).to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                resp
+            }
             ApiError::Internal(m) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(ErrorBody::new("internal", m))).into_response()
             }
@@ -225,16 +242,29 @@ impl AppState {
     /// (read index); a follower answers with the leader's address.
     pub async fn linearizable(&self) -> ApiResult<()> {
         self.quorum_contact()?;
-        let read = tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.raft.ensure_linearizable())
-            .await
-            .map_err(|_| ApiError::Unavailable("no quorum of tracker nodes confirmed this leader in time".into()))?;
-        match read {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(ApiError::forward(&f)),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                Err(ApiError::Unavailable(format!("no quorum of tracker nodes answers: {e}")))
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(COMMIT_TIMEOUT_MS);
+        let mut attempt = 0u32;
+        loop {
+            let read = tokio::time::timeout_at(deadline, self.raft.ensure_linearizable())
+                .await
+                .map_err(|_| ApiError::Unavailable("no quorum of tracker nodes confirmed this leader in time".into()))?;
+            match read {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => return Err(ApiError::forward(&f)),
+                // openraft gives each confirmation round one heartbeat interval; on a loaded
+                // machine a round can miss it while the quorum is fine. A read is safe to
+                // confirm again, within the bound, as long as the lease says a quorum is there.
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                    attempt += 1;
+                    let pause = Duration::from_millis((self.config.heartbeat_ms * attempt as u64).min(100));
+                    if attempt >= LINEARIZABLE_ROUNDS || tokio::time::Instant::now() + pause >= deadline {
+                        return Err(ApiError::Unavailable(format!("no quorum of tracker nodes answers: {e}")));
+                    }
+                    self.quorum_contact()?;
+                    tokio::time::sleep(pause).await;
+                }
+                Err(RaftError::Fatal(f)) => return Err(ApiError::Unavailable(format!("this node stopped: {f}"))),
             }
-            Err(RaftError::Fatal(f)) => Err(ApiError::Unavailable(format!("this node stopped: {f}"))),
         }
     }
 

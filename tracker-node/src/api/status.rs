@@ -68,6 +68,10 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         snapshot_file_bytes: s.sm.snapshot_file_bytes(),
         last_snapshot: s.sm.last_snapshot_build(),
     };
-    let body = s.metrics.render(&st, &storage);
+    let mut body = s.metrics.render(&st, &storage);
+    body.push_str(&format!(
+        "# HELP tracker_login_throttle_records users and addresses with recent failed logins\n# TYPE tracker_login_throttle_records gauge\ntracker_login_throttle_records {}\n",
+        s.throttle.len()
+    ));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -1,0 +1,137 @@
+//! Login throttling, per user and per source address: after a few free failures each further
+//! failure doubles the time before the next attempt is heard (1 s, 2 s, 4 s … capped at 60 s).
+//! Soft state in the node's memory, bounded in size; a success clears the user's record. The
+//! decisions are plain functions of the records and the time, tested without sockets.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Failures allowed before delays start, for one user name.
+pub const FREE_FAILURES_PER_USER: u32 = 3;
+/// Failures allowed before delays start, for one source address (several people may share
+/// one address behind a NAT).
+pub const FREE_FAILURES_PER_ADDR: u32 = 10;
+/// First delay once the free failures are spent.
+pub const FIRST_DELAY_MS: u64 = 1_000;
+/// Longest delay.
+pub const MAX_DELAY_MS: u64 = 60_000;
+/// A record idle for this long is forgotten.
+pub const FORGET_AFTER_MS: u64 = 15 * 60 * 1000;
+/// Most records kept; beyond it, records not currently blocking are dropped first.
+pub const MAX_RECORDS: usize = 100_000;
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    failures: u32,
+    blocked_until: Instant,
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+pub struct LoginThrottle {
+    records: Mutex<HashMap<String, Record>>,
+}
+
+fn delay_after(failures: u32, free: u32) -> Duration {
+    if failures < free {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - free).min(16);
+    Duration::from_millis((FIRST_DELAY_MS << doublings).min(MAX_DELAY_MS))
+}
+
+impl LoginThrottle {
+    /// `Err(wait)` when any of `keys` is blocked at `now`.
+    pub fn check(&self, keys: &[(String, u32)], now: Instant) -> Result<(), Duration> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = keys
+            .iter()
+            .filter_map(|(k, _)| records.get(k))
+            .map(|r| r.blocked_until.saturating_duration_since(now))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        if wait.is_zero() {
+            Ok(())
+        } else {
+            Err(wait)
+        }
+    }
+
+    /// Records a failed attempt for each key (with its number of free failures).
+    pub fn failed(&self, keys: &[(String, u32)], now: Instant) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if records.len() >= MAX_RECORDS {
+            records.retain(|_, r| r.blocked_until > now && now.duration_since(r.last_seen) < Duration::from_millis(FORGET_AFTER_MS));
+        }
+        for (key, free) in keys {
+            if records.len() >= MAX_RECORDS && !records.contains_key(key) {
+                continue;
+            }
+            let r = records.entry(key.clone()).or_insert(Record { failures: 0, blocked_until: now, last_seen: now });
+            if now.duration_since(r.last_seen) > Duration::from_millis(FORGET_AFTER_MS) {
+                r.failures = 0;
+            }
+            r.failures += 1;
+            r.last_seen = now;
+            r.blocked_until = now + delay_after(r.failures, *free);
+        }
+    }
+
+    /// A successful login clears the user's record (not the address's).
+    pub fn succeeded(&self, user_key: &str) {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).remove(user_key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// The throttle keys of a login attempt.
+pub fn keys(user: &str, addr: std::net::IpAddr) -> [(String, u32); 2] {
+    [(format!("user:{user}"), FREE_FAILURES_PER_USER), (format!("addr:{addr}"), FREE_FAILURES_PER_ADDR)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_start_after_the_free_failures_and_double_up_to_the_cap() {
+        let d: Vec<u64> = (1..=12).map(|f| delay_after(f, 3).as_millis() as u64).collect();
+        assert_eq!(d, vec![0, 0, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000, 60_000]);
+        assert_eq!(delay_after(u32::MAX, 3).as_millis() as u64, MAX_DELAY_MS);
+    }
+
+    #[test]
+    fn a_guesser_is_held_back_and_a_success_clears_the_user() {
+        let t = LoginThrottle::default();
+        let k = keys("alice", "10.0.0.1".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            assert!(t.check(&k, t0).is_ok());
+            t.failed(&k, t0);
+        }
+        assert!(t.check(&k, t0).is_ok(), "two failures are free");
+        t.failed(&k, t0);
+        let wait = t.check(&k, t0).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
+        assert!(t.check(&k, t0 + Duration::from_millis(1_001)).is_ok());
+        // Another address guessing the same user is held back by the user's record.
+        let other = keys("alice", "10.9.9.9".parse().unwrap());
+        assert!(t.check(&other, t0).is_err());
+        t.succeeded("user:alice");
+        assert!(t.check(&other, t0).is_ok());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let t = LoginThrottle::default();
+        let now = Instant::now();
+        for i in 0..(MAX_RECORDS + 50) {
+            t.failed(&[(format!("user:u{i}"), 3)], now);
+        }
+        assert!(t.len() <= MAX_RECORDS);
+    }
+}
