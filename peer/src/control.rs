@@ -10,14 +10,15 @@ use tokio::net::UnixStream;
 
 use proto::api::FileMetaBody;
 
-/// Longest control line, in bytes (an upload carries a 64 GiB file's piece hashes).
-pub const MAX_CONTROL_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Longest control line, in bytes: a request carries names, paths and digests (an upload's
+/// piece list stays in HOME/piece-lists/, stored there by the CLI).
+pub const MAX_CONTROL_LINE_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ControlRequest {
     Ping,
-    /// Share `path` (already hashed by the CLI into `meta`) in `group`.
+    /// Share `path` (already hashed by the CLI into `meta`, its piece list stored in HOME) in `group`.
     Upload { path: String, group: String, meta: FileMetaBody },
     Download { group: String, name: String, dest: String },
     ShowDownloads,

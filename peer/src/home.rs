@@ -2,8 +2,9 @@
 //!
 //! Layout: `session.json` (user and token, mode 0600), `daemon.sock` (control socket),
 //! `daemon.json` (the running daemon's pid and piece address), `shares.json` (what this peer
-//! serves), `downloads.json` (downloads and their state). Files are replaced atomically
-//! (write to a temporary file, fsync, rename).
+//! serves), `downloads.json` (downloads and their state), `piece-lists/` (the piece hashes of
+//! every file this peer shares or downloads, see `piece_lists.rs`). Files are replaced
+//! atomically (write to a temporary file, fsync, rename).
 
 use std::fs;
 use std::io::Write;

@@ -9,5 +9,6 @@ pub mod control;
 pub mod daemon;
 pub mod hashing;
 pub mod home;
+pub mod piece_lists;
 pub mod progress;
 pub mod shell;

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{CliError, Ctx, Out};
 use crate::control::{self, ControlRequest, ControlResponse, DownloadRow};
+use crate::piece_lists::PieceListStore;
 use crate::progress::Progress;
 
 /// Files at least this large get a hashing progress bar.
@@ -68,8 +69,10 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
         .to_string();
     proto::names::validate_file_name(&name).map_err(|m| CliError::refused("invalid_name", m))?;
 
-    let progress = Arc::new(AtomicU64::new(0));
     let size = meta.len();
+    crate::hashing::check_size(&file.display().to_string(), size).map_err(|m| CliError::refused("file_too_large", m))?;
+
+    let progress = Arc::new(AtomicU64::new(0));
     let task = {
         let (path, name, progress) = (path.clone(), name.clone(), progress.clone());
         tokio::task::spawn_blocking(move || crate::hashing::hash_file(&path, &name, &progress))
@@ -88,11 +91,25 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
         b.set(size);
         b.finish();
     }
-    let file_meta = hashed
+    let hashed = hashed
         .map_err(|e| CliError::refused("io_error", e.to_string()))?
-        .map_err(|e| CliError::refused("file_too_large_or_unreadable", e.to_string()))?;
-    let pieces = file_meta.piece_sha1.len();
-    let sha1 = file_meta.sha1.clone();
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => CliError::refused("file_too_large", e.to_string()),
+            _ => CliError::refused("no_such_file", format!("cannot read {}: {e}", file.display())),
+        })?;
+    let pieces = hashed.pieces.len();
+    let size = hashed.meta.size;
+    let sha1 = hashed.meta.sha1.clone();
+    // The tracker gets only the list's digest; the list stays in HOME, where the daemon serves it.
+    let store = PieceListStore::new(&ctx.home);
+    let file_meta = hashed.meta;
+    {
+        let (key, list) = (file_meta.piece_list_sha1.clone(), hashed.pieces);
+        tokio::task::spawn_blocking(move || store.save(&key, &list))
+            .await
+            .map_err(|e| CliError::refused("io_error", e.to_string()))?
+            .map_err(|e| CliError::refused("io_error", format!("cannot store the piece list in {}: {e}", ctx.home.dir.display())))?;
+    }
     let req = ControlRequest::Upload { path: path.to_string_lossy().into_owned(), group: group.into(), meta: file_meta };
     let r = daemon_call(ctx, &req, ctx.control_timeout()).await?;
     let mut fields = ok_fields(r);
@@ -138,7 +155,7 @@ pub async fn download(ctx: &mut Ctx, out: &mut Out, group: &str, name: &str, des
         let Some(row) = row else {
             return Err(CliError::refused("download_failed", "the daemon forgot the download (was it restarted?)"));
         };
-        let b = bar.get_or_insert_with(|| Progress::new(format!("{name}"), row.size));
+        let b = bar.get_or_insert_with(|| Progress::new(name.to_string(), row.size));
         b.set(row.bytes_done);
         match row.state.as_str() {
             "complete" => {
@@ -190,7 +207,11 @@ pub async fn show_downloads(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError
 
 pub async fn list(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
     proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))?;
-    let rows = ctx.session_client()?.list_files(group).await?;
+    let mut rows = ctx.session_client()?.list_files(group).await?;
+    // The number of pieces follows from the size (the tracker keeps no piece hashes).
+    for r in &mut rows {
+        r.pieces = crate::hashing::piece_count(r.size);
+    }
     let human = if rows.is_empty() {
         format!("no files in {group}")
     } else {

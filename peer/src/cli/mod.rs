@@ -59,6 +59,9 @@ pub enum Command {
         /// Fault injection for tests: pause this long before sending each piece
         #[arg(long, value_name = "MS", default_value_t = 0, hide = true)]
         serve_delay_ms: u64,
+        /// Fault injection for tests: serve wrong piece lists
+        #[arg(long, value_name = "HOW", value_enum, hide = true)]
+        serve_bad_piece_list: Option<crate::daemon::BadPieceList>,
     },
     /// Create an account
     #[command(alias = "create_user", alias = "create-user")]
@@ -189,7 +192,10 @@ impl From<ClientError> for CliError {
 /// Runs one command; the shell runs its lines through here too.
 pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Result<(), CliError> {
     match command {
-        Command::Daemon { listen, serve_delay_ms } => crate::daemon::run(ctx, &listen, serve_delay_ms).await.map_err(|e| CliError::refused("daemon_failed", format!("{e:#}"))),
+        Command::Daemon { listen, serve_delay_ms, serve_bad_piece_list } => {
+            let faults = crate::daemon::Faults { serve_delay_ms, bad_piece_list: serve_bad_piece_list };
+            crate::daemon::run(ctx, &listen, faults).await.map_err(|e| CliError::refused("daemon_failed", format!("{e:#}")))
+        }
         Command::Register { user, password_stdin } => account::register(ctx, out, &user, password_stdin).await,
         Command::Login { user, password_stdin } => account::login(ctx, out, &user, password_stdin).await,
         Command::Logout => account::logout(ctx, out).await,

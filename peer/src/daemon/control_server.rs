@@ -73,10 +73,19 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
             let Some(client) = d.session_client() else {
                 return error("unauthenticated", "not logged in (run: peer login USER)");
             };
-            let (name, size, sha1) = (meta.name.clone(), meta.size, meta.sha1.clone());
+            let (name, size, sha1, key) = (meta.name.clone(), meta.size, meta.sha1.clone(), meta.piece_list_sha1.clone());
+            if let Err(m) = crate::hashing::check_size(&name, size) {
+                return error("file_too_large", m);
+            }
+            // The CLI stored the piece list before asking: serve only what we can answer for.
+            let (store, k) = (d.piece_lists.clone(), key.clone());
+            let stored = tokio::task::spawn_blocking(move || store.load(&k, crate::hashing::piece_count(size))).await;
+            if !matches!(stored, Ok(Ok(Some(_)))) {
+                return error("invalid_request", format!("the piece list of {name} is not in this HOME; upload it again with: peer upload"));
+            }
             match client.upload(&group, meta, &d.peer_addr).await {
                 Ok(v) => {
-                    d.shares.add(Share { group, name, path, size, sha1 });
+                    d.shares.add(Share { group, name, path, size, sha1, piece_list_sha1: Some(key) });
                     ControlResponse::Ok { fields: v }
                 }
                 Err(e) => client_error(e),

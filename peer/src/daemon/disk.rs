@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sha1::{Digest, Sha1};
 
-use crate::hashing::piece_range;
+use crate::hashing::{piece_range, PieceHash};
 
 /// Opens (creating and sizing if needed) a download's `.part` file.
 pub fn open_part(path: &Path, size: u64) -> std::io::Result<File> {
@@ -32,16 +32,11 @@ pub fn read_piece(f: &File, size: u64, index: u64, buf: &mut Vec<u8>) -> std::io
     f.read_exact_at(buf, off)
 }
 
-/// Checks `data` against the expected SHA-1 (hex) and writes it at its offset if it matches.
+/// Checks `data` against the expected SHA-1 and writes it at its offset if it matches.
 /// Returns false (and writes nothing) on a mismatch.
-pub fn verify_and_write(f: &File, size: u64, index: u64, data: &[u8], want_sha1_hex: &str) -> std::io::Result<bool> {
+pub fn verify_and_write(f: &File, size: u64, index: u64, data: &[u8], want: &PieceHash) -> std::io::Result<bool> {
     let (off, len) = piece_range(size, index);
-    if data.len() != len {
-        return Ok(false);
-    }
-    let got = Sha1::digest(data);
-    let mut want = [0u8; 20];
-    if hex::decode_to_slice(want_sha1_hex, &mut want).is_err() || got.as_slice() != want {
+    if data.len() != len || Sha1::digest(data).as_slice() != want {
         return Ok(false);
     }
     f.write_all_at(data, off)?;
@@ -49,9 +44,9 @@ pub fn verify_and_write(f: &File, size: u64, index: u64, data: &[u8], want_sha1_
 }
 
 /// Whether piece `index` on disk already matches its hash (resume after a restart).
-pub fn piece_matches(f: &File, size: u64, index: u64, want_sha1_hex: &str, buf: &mut Vec<u8>) -> bool {
+pub fn piece_matches(f: &File, size: u64, index: u64, want: &PieceHash, buf: &mut Vec<u8>) -> bool {
     if read_piece(f, size, index, buf).is_err() {
         return false;
     }
-    hex::encode(Sha1::digest(&buf[..])) == want_sha1_hex
+    Sha1::digest(&buf[..]).as_slice() == want
 }

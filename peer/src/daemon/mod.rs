@@ -25,6 +25,7 @@ use tracker_client::TrackerClient;
 use crate::cli::Ctx;
 use crate::control::{self, ControlRequest};
 use crate::home::Home;
+use crate::piece_lists::PieceListStore;
 
 /// Everything the daemon's tasks share.
 pub struct Daemon {
@@ -35,8 +36,30 @@ pub struct Daemon {
     pub shares: shares::ShareTable,
     pub downloads: download::DownloadTable,
     pub shutdown: CancellationToken,
-    /// Test-only fault injection: a pause before each piece sent.
+    /// The piece lists this HOME keeps (what the piece server answers `piece_list_request` with).
+    pub piece_lists: PieceListStore,
+    /// One rebuild of a lost piece list at a time (each reads a whole shared file).
+    pub list_rebuild: tokio::sync::Mutex<()>,
+    /// Test-only fault injection.
+    pub faults: Faults,
+}
+
+/// Faults a test can make a daemon commit (hidden flags of `peer daemon`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Pause this long before sending each piece.
     pub serve_delay_ms: u64,
+    /// Serve piece lists that are wrong in this way.
+    pub bad_piece_list: Option<BadPieceList>,
+}
+
+/// How a faulty sharer's piece list is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BadPieceList {
+    /// The right length, one hash per frame altered.
+    Corrupt,
+    /// One hash short: the list claims one piece fewer than the file has.
+    Short,
 }
 
 impl Daemon {
@@ -58,7 +81,7 @@ impl Daemon {
     }
 }
 
-pub async fn run(ctx: &mut Ctx, listen: &str, serve_delay_ms: u64) -> anyhow::Result<()> {
+pub async fn run(ctx: &mut Ctx, listen: &str, faults: Faults) -> anyhow::Result<()> {
     let home = ctx.home.clone();
     home.ensure()?;
     let socket = home.socket();
@@ -88,7 +111,9 @@ pub async fn run(ctx: &mut Ctx, listen: &str, serve_delay_ms: u64) -> anyhow::Re
         tracker,
         peer_addr: local.to_string(),
         shutdown: shutdown.clone(),
-        serve_delay_ms,
+        piece_lists: PieceListStore::new(&home),
+        list_rebuild: tokio::sync::Mutex::new(()),
+        faults,
     });
     crate::home::write_json(&home.daemon_info_path(), &serde_json::json!({"pid": std::process::id(), "peer_addr": daemon.peer_addr}))?;
     tracing::info!(home = %home.dir.display(), peer_addr = %daemon.peer_addr, "peer daemon started");

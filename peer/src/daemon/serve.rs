@@ -1,6 +1,13 @@
 //! The piece server: other peers connect, name a file by its whole-file SHA-1 and group,
 //! get our bitfield (complete for shared files, partial for downloads in progress, followed
-//! by `have` as pieces verify), and request pieces, which are read with positional reads.
+//! by `have` as pieces verify), ask for the file's piece list (from HOME/piece-lists/, or the
+//! verified list of a download in progress), and request pieces, which are read with
+//! positional reads.
+//!
+//! A shared file whose stored list is missing (deleted, or shared by an older version) gets it
+//! rebuilt from the file on the blocking pool, one rebuild at a time per daemon; the requester
+//! waits for it (or times out and comes back). A list that no longer matches the file as shared
+//! is refused with error 4 rather than served.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -13,8 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::download::conn::{bools_to_bits, name_of, HANDSHAKE_TIMEOUT_MS, PROTOCOL_VERSION, WRITE_TIMEOUT_MS};
 use super::download::Live;
+use super::shares::Share;
 use super::wire::{self, FrameReader};
-use super::{disk, Daemon};
+use super::{disk, BadPieceList, Daemon};
+use crate::hashing::{piece_list_sha1, PieceHash};
+use proto::piece::MAX_PIECE_LIST_HASHES_PER_FRAME;
 
 /// Most peers served at once; more wait for a slot.
 pub const MAX_SERVE_CONNECTIONS: usize = 64;
@@ -57,11 +67,26 @@ pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken)
 
 /// What a connection serves: a complete file, or a download in progress.
 enum Source {
-    Complete { file: File, size: u64, pieces: usize },
+    Complete { file: File, size: u64, pieces: usize, share: Share },
     Partial { live: Arc<Live>, file: Arc<File>, size: u64 },
 }
 
+/// Error codes of the `error` frame (docs/PROTOCOL.md).
+const E_VERSION: u16 = 1;
+const E_UNEXPECTED: u16 = 2;
+const E_LOGGED_OUT: u16 = 3;
+const E_NOT_SHARED: u16 = 4;
+const E_LIST_NOT_YET: u16 = 5;
+const E_BAD_RANGE: u16 = 6;
+
 impl Source {
+    fn num_pieces(&self) -> u64 {
+        match self {
+            Source::Complete { pieces, .. } => *pieces as u64,
+            Source::Partial { size, .. } => crate::hashing::piece_count(*size),
+        }
+    }
+
     fn has(&self, i: u32) -> bool {
         match self {
             Source::Complete { pieces, .. } => (i as usize) < *pieces,
@@ -103,32 +128,32 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
     let (file_sha1, group) = match reader.next(HANDSHAKE_TIMEOUT_MS).await.map_err(|e| e.to_string())? {
         Message::Handshake { protocol_version, file_sha1, group, .. } => {
             if protocol_version != PROTOCOL_VERSION {
-                return refuse(&mut w, 1, format!("protocol version {protocol_version} is not supported")).await;
+                return refuse(&mut w, E_VERSION, format!("protocol version {protocol_version} is not supported")).await;
             }
             (file_sha1, group)
         }
-        other => return refuse(&mut w, 2, format!("expected a handshake, got {}", name_of(&other))).await,
+        other => return refuse(&mut w, E_UNEXPECTED, format!("expected a handshake, got {}", name_of(&other))).await,
     };
     if d.home.session().is_none() {
-        return refuse(&mut w, 3, "this peer is logged out; its shares are paused".into()).await;
+        return refuse(&mut w, E_LOGGED_OUT, "this peer is logged out; its shares are paused".into()).await;
     }
     let sha1_hex = hex::encode(file_sha1);
     served.file = format!("{group}/{sha1_hex}");
     let mut have_rx: Option<broadcast::Receiver<u32>> = None;
     let source = if let Some(share) = d.shares.find(&group, &sha1_hex) {
         let file = File::open(&share.path).map_err(|e| format!("cannot open {}: {e}", share.path))?;
-        Source::Complete { file, size: share.size, pieces: crate::hashing::piece_count(share.size) as usize }
+        Source::Complete { file, size: share.size, pieces: crate::hashing::piece_count(share.size) as usize, share }
     } else if let Some(live) = d.downloads.find_active(&group, &sha1_hex) {
         have_rx = Some(live.have_tx.subscribe());
         let file = live.part.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(file) = file else {
-            return refuse(&mut w, 4, "this file is not available here".into()).await;
+            return refuse(&mut w, E_NOT_SHARED, "this file is not available here".into()).await;
         };
         let size = live.meta().size;
         tracing::info!(file = %served.file, "serving the verified pieces of a download in progress");
         Source::Partial { live, file, size }
     } else {
-        return refuse(&mut w, 4, format!("this peer does not share {sha1_hex} in {group}")).await;
+        return refuse(&mut w, E_NOT_SHARED, format!("this peer does not share {sha1_hex} in {group}")).await;
     };
     let hello = Message::Handshake {
         protocol_version: PROTOCOL_VERSION,
@@ -173,8 +198,8 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
                 let read = tokio::task::spawn_blocking(move || disk::read_piece(&file, size, piece as u64, &mut b).map(|_| b))
                     .await
                     .map_err(|e| e.to_string())?;
-                if d.serve_delay_ms > 0 {
-                    tokio::time::sleep(Duration::from_millis(d.serve_delay_ms)).await;
+                if d.faults.serve_delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(d.faults.serve_delay_ms)).await;
                 }
                 match read {
                     Ok(b) => {
@@ -191,9 +216,111 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
                     }
                 }
             }
+            Message::PieceListRequest { start, count } => {
+                let n = source.num_pieces();
+                if start as u64 + count as u64 > n {
+                    let m = format!("the piece list has {n} hashes; asked for {count} from {start}");
+                    return refuse(&mut w, E_BAD_RANGE, m).await;
+                }
+                let hashes = match list_range(d, &source, start, count).await {
+                    Ok(h) => h,
+                    Err((code, m)) => return refuse(&mut w, code, m).await,
+                };
+                let answer = faulty_list(d.faults.bad_piece_list, n as u32, start, hashes);
+                wire::send(&mut w, &answer, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+            }
             Message::Cancel { .. } | Message::KeepAlive | Message::Have { .. } => {}
             Message::Error { message, .. } => return Err(format!("peer closed: {message}")),
-            other => return refuse(&mut w, 2, format!("unexpected {}", name_of(&other))).await,
+            other => return refuse(&mut w, E_UNEXPECTED, format!("unexpected {}", name_of(&other))).await,
+        }
+    }
+}
+
+/// Hashes `start..start + count` of the piece list of what `source` serves (the range is
+/// within the list, `count` at most `MAX_PIECE_LIST_HASHES_PER_FRAME`, checked by the codec).
+async fn list_range(d: &Arc<Daemon>, source: &Source, start: u32, count: u32) -> Result<Vec<PieceHash>, (u16, String)> {
+    debug_assert!(count as usize <= MAX_PIECE_LIST_HASHES_PER_FRAME);
+    let (start, end) = (start as usize, start as usize + count as usize);
+    match source {
+        Source::Partial { live, .. } => match live.piece_list.get() {
+            Some(list) => Ok(list[start..end].to_vec()),
+            None => Err((E_LIST_NOT_YET, "this peer has not verified the piece list yet".into())),
+        },
+        Source::Complete { share, pieces, .. } => {
+            let n = *pieces as u64;
+            if let Some(h) = stored_range(d, share, n, start as u64, count as u64).await {
+                return Ok(h);
+            }
+            // Missing: rebuild it, once, then read it like any other.
+            let _one_at_a_time = d.list_rebuild.lock().await;
+            if let Some(h) = stored_range(d, share, n, start as u64, count as u64).await {
+                return Ok(h);
+            }
+            let list = rebuild_list(d, share).await?;
+            Ok(list[start..end].to_vec())
+        }
+    }
+}
+
+/// The range from the stored list of `share`, if it is stored.
+async fn stored_range(d: &Arc<Daemon>, share: &Share, n: u64, start: u64, count: u64) -> Option<Vec<PieceHash>> {
+    // The share may have been recorded without a key (older version) and rebuilt since.
+    let key = share.piece_list_sha1.clone().or_else(|| d.shares.get(&share.group, &share.name)?.piece_list_sha1)?;
+    let store = d.piece_lists.clone();
+    match tokio::task::spawn_blocking(move || store.read_range(&key, n, start, count)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            tracing::warn!(name = %share.name, "cannot read the stored piece list: {e}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Hashes the shared file again and stores its list. The work runs to the end on the blocking
+/// pool even if the requester goes away, so its next attempt finds the list stored.
+async fn rebuild_list(d: &Arc<Daemon>, share: &Share) -> Result<Arc<Vec<PieceHash>>, (u16, String)> {
+    tracing::info!(name = %share.name, path = %share.path, "rebuilding a missing piece list from the shared file");
+    let (store, s) = (d.piece_lists.clone(), share.clone());
+    let rebuilt = tokio::task::spawn_blocking(move || -> Result<(String, Vec<PieceHash>), String> {
+        let list = crate::hashing::piece_hashes(std::path::Path::new(&s.path), s.size).map_err(|e| format!("cannot read {}: {e}", s.path))?;
+        let key = hex::encode(piece_list_sha1(&list));
+        if s.piece_list_sha1.as_ref().is_some_and(|k| !k.eq_ignore_ascii_case(&key)) {
+            return Err(format!("{} has changed since it was shared", s.path));
+        }
+        store.save(&key, &list).map_err(|e| format!("cannot store the piece list: {e}"))?;
+        Ok((key, list))
+    })
+    .await
+    .map_err(|e| (E_NOT_SHARED, e.to_string()))?;
+    match rebuilt {
+        Ok((key, list)) => {
+            if share.piece_list_sha1.is_none() {
+                d.shares.set_piece_list_sha1(&share.group, &share.name, &key);
+            }
+            Ok(Arc::new(list))
+        }
+        Err(m) => {
+            tracing::warn!(name = %share.name, "cannot serve the piece list: {m}");
+            Err((E_NOT_SHARED, format!("this peer cannot serve the piece list of {}: {m}", share.name)))
+        }
+    }
+}
+
+/// The `piece_list` answer, made wrong on purpose when a test asks this daemon to misbehave.
+fn faulty_list(fault: Option<BadPieceList>, num_pieces: u32, start: u32, mut hashes: Vec<PieceHash>) -> Message {
+    match fault {
+        None => Message::PieceList { num_pieces, start, hashes },
+        Some(BadPieceList::Corrupt) => {
+            if let Some(h) = hashes.first_mut() {
+                h[0] ^= 0xff;
+            }
+            Message::PieceList { num_pieces, start, hashes }
+        }
+        Some(BadPieceList::Short) => {
+            let short = num_pieces.saturating_sub(1);
+            hashes.truncate(short.saturating_sub(start) as usize);
+            Message::PieceList { num_pieces: short, start: start.min(short), hashes }
         }
     }
 }

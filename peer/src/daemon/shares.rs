@@ -16,6 +16,10 @@ pub struct Share {
     pub size: u64,
     /// Whole-file SHA-1 (hex): the file's identity in the piece protocol.
     pub sha1: String,
+    /// SHA-1 (hex) of the piece list, the key of its file in HOME/piece-lists/. Absent in a
+    /// share recorded by an older version: the list is then rebuilt from the file when asked for.
+    #[serde(default)]
+    pub piece_list_sha1: Option<String>,
 }
 
 pub struct ShareTable {
@@ -56,6 +60,15 @@ impl ShareTable {
     pub fn find(&self, group: &str, sha1: &str) -> Option<Share> {
         let s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
         s.iter().find(|x| x.group == group && x.sha1 == sha1).cloned()
+    }
+
+    /// Records the piece list's digest of a share that had none (an older version's record).
+    pub fn set_piece_list_sha1(&self, group: &str, name: &str, key: &str) {
+        let mut s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(x) = s.iter_mut().find(|x| x.group == group && x.name == name) {
+            x.piece_list_sha1 = Some(key.to_string());
+            self.save(&s);
+        }
     }
 
     pub fn get(&self, group: &str, name: &str) -> Option<Share> {

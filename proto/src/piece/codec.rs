@@ -4,6 +4,8 @@
 //! checked against `MAX_FRAME_LEN_BYTES` before anything is allocated; a body with bytes left
 //! over after its message is an error. `decode` is incremental: `Ok(None)` means "need more".
 
+use super::piece_list;
+
 /// Largest frame body (type byte included): a full piece plus its index.
 pub const MAX_FRAME_LEN_BYTES: usize = 512 * 1024 + 64;
 /// Longest group or user name carried in a handshake, in bytes.
@@ -22,6 +24,8 @@ const T_PIECE: u8 = 5;
 const T_REJECT: u8 = 6;
 const T_KEEPALIVE: u8 = 7;
 const T_ERROR: u8 = 8;
+const T_PIECE_LIST_REQUEST: u8 = 9;
+const T_PIECE_LIST: u8 = 10;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -37,6 +41,11 @@ pub enum Message {
     KeepAlive,
     /// The sender's last message before it closes.
     Error { code: u16, message: String },
+    /// Send me hashes `start..start + count` of the file's piece list (`count` is 1 to
+    /// `MAX_PIECE_LIST_HASHES_PER_FRAME`).
+    PieceListRequest { start: u32, count: u32 },
+    /// Hashes `start..start + hashes.len()` of a piece list of `num_pieces` hashes.
+    PieceList { num_pieces: u32, start: u32, hashes: Vec<[u8; 20]> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +68,12 @@ pub enum DecodeError {
     BitfieldLength { num_pieces: u32, want: usize, got: usize },
     #[error("bitfield has bits set past piece {num_pieces}")]
     BitfieldSpareBits { num_pieces: u32 },
+    #[error("piece-list request for {count} hashes; a request asks for 1 to {max}")]
+    PieceListCount { count: u32, max: usize },
+    #[error("piece list of {len} bytes is not a whole number of 20-byte hashes")]
+    PieceListLength { len: usize },
+    #[error("piece list of {num_pieces} hashes cannot hold {count} hashes from {start}")]
+    PieceListRange { num_pieces: u32, start: u32, count: usize },
 }
 
 fn put_u16(out: &mut Vec<u8>, v: u16) {
@@ -124,6 +139,14 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             }
             put_str(out, &m[..end]);
         }
+        Message::PieceListRequest { start, count } => {
+            out.push(T_PIECE_LIST_REQUEST);
+            piece_list::encode_request(*start, *count, out);
+        }
+        Message::PieceList { num_pieces, start, hashes } => {
+            out.push(T_PIECE_LIST);
+            piece_list::encode_list(*num_pieces, *start, hashes, out);
+        }
         Message::Piece { .. } => unreachable!("handled above"),
     }
     let len = (out.len() - start - 4) as u32;
@@ -139,9 +162,9 @@ pub fn encode_piece_header(piece: u32, data_len: usize, out: &mut Vec<u8>) {
 }
 
 /// A cursor over one frame body that reports what was cut short.
-struct Body<'a> {
-    b: &'a [u8],
-    what: &'static str,
+pub(super) struct Body<'a> {
+    pub(super) b: &'a [u8],
+    pub(super) what: &'static str,
 }
 
 impl<'a> Body<'a> {
@@ -156,7 +179,7 @@ impl<'a> Body<'a> {
     fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(super) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
     fn bytes(&mut self, what: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
@@ -170,7 +193,7 @@ impl<'a> Body<'a> {
         let b = self.bytes(what, max)?;
         String::from_utf8(b.to_vec()).map_err(|_| DecodeError::NotUtf8 { what })
     }
-    fn end(self) -> Result<(), DecodeError> {
+    pub(super) fn end(self) -> Result<(), DecodeError> {
         if self.b.is_empty() {
             Ok(())
         } else {
@@ -255,6 +278,8 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, DecodeError> {
             b.end()?;
             Message::Error { code, message }
         }
+        T_PIECE_LIST_REQUEST => piece_list::decode_request(body)?,
+        T_PIECE_LIST => piece_list::decode_list(body)?,
         other => return Err(DecodeError::UnknownType(other)),
     };
     Ok(Some((msg, 4 + len)))
@@ -263,6 +288,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::piece::MAX_PIECE_LIST_HASHES_PER_FRAME;
     use proptest::prelude::*;
 
     fn samples() -> Vec<Message> {
@@ -285,6 +311,11 @@ mod tests {
             Message::Reject { piece: 5 },
             Message::KeepAlive,
             Message::Error { code: 3, message: "logged out".into() },
+            Message::PieceListRequest { start: 0, count: 1 },
+            Message::PieceListRequest { start: 16_384, count: MAX_PIECE_LIST_HASHES_PER_FRAME as u32 },
+            Message::PieceList { num_pieces: 3, start: 0, hashes: vec![[1; 20], [2; 20], [3; 20]] },
+            Message::PieceList { num_pieces: 5, start: 4, hashes: vec![[0xab; 20]] },
+            Message::PieceList { num_pieces: 0, start: 0, hashes: vec![] },
         ]
     }
 
@@ -356,6 +387,48 @@ mod tests {
     }
 
     #[test]
+    fn bad_piece_list_frames_are_errors() {
+        let frame = |kind: u8, body: &[u8]| {
+            let mut v = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+            v.push(kind);
+            v.extend_from_slice(body);
+            v
+        };
+        let be = |xs: &[u32]| xs.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
+        // Requests: 1 to MAX hashes, nothing after the two fields.
+        assert_eq!(decode(&frame(T_PIECE_LIST_REQUEST, &be(&[0, 0]))), Err(DecodeError::PieceListCount { count: 0, max: MAX_PIECE_LIST_HASHES_PER_FRAME }));
+        let over = MAX_PIECE_LIST_HASHES_PER_FRAME as u32 + 1;
+        assert!(matches!(decode(&frame(T_PIECE_LIST_REQUEST, &be(&[0, over]))), Err(DecodeError::PieceListCount { .. })));
+        assert!(matches!(decode(&frame(T_PIECE_LIST_REQUEST, &be(&[0]))), Err(DecodeError::Truncated { .. })));
+        let mut long = be(&[0, 1]);
+        long.push(0);
+        assert!(matches!(decode(&frame(T_PIECE_LIST_REQUEST, &long)), Err(DecodeError::TrailingBytes { .. })));
+        // Answers: whole hashes only.
+        let mut partial = be(&[2, 0]);
+        partial.extend_from_slice(&[0; 21]);
+        assert_eq!(decode(&frame(T_PIECE_LIST, &partial)), Err(DecodeError::PieceListLength { len: 21 }));
+        assert!(matches!(decode(&frame(T_PIECE_LIST, &be(&[2]))), Err(DecodeError::Truncated { .. })));
+        // Hashes past the end of the list it claims.
+        let mut past = be(&[2, 1]);
+        past.extend_from_slice(&[0; 40]);
+        assert_eq!(decode(&frame(T_PIECE_LIST, &past)), Err(DecodeError::PieceListRange { num_pieces: 2, start: 1, count: 2 }));
+        let mut wrap = be(&[u32::MAX, u32::MAX]);
+        wrap.extend_from_slice(&[0; 20]);
+        assert!(matches!(decode(&frame(T_PIECE_LIST, &wrap)), Err(DecodeError::PieceListRange { .. })));
+        // More hashes than a frame may carry (the frame itself is under MAX_FRAME_LEN_BYTES).
+        let mut many = be(&[u32::MAX, 0]);
+        many.resize(many.len() + 20 * (MAX_PIECE_LIST_HASHES_PER_FRAME + 1), 0);
+        assert!(many.len() < MAX_FRAME_LEN_BYTES);
+        assert!(matches!(decode(&frame(T_PIECE_LIST, &many)), Err(DecodeError::FieldTooLong { what: "piece list", .. })));
+        // The largest allowed answer decodes.
+        let mut full = be(&[u32::MAX, 0]);
+        full.resize(full.len() + 20 * MAX_PIECE_LIST_HASHES_PER_FRAME, 7);
+        let (m, used) = decode(&frame(T_PIECE_LIST, &full)).unwrap().unwrap();
+        assert_eq!(used, full.len() + 5);
+        assert!(matches!(m, Message::PieceList { hashes, .. } if hashes.len() == MAX_PIECE_LIST_HASHES_PER_FRAME));
+    }
+
+    #[test]
     fn piece_header_matches_encode() {
         let data = vec![5u8; 77];
         let mut a = Vec::new();
@@ -396,6 +469,15 @@ mod tests {
             any::<u32>().prop_map(|piece| Message::Reject { piece }),
             Just(Message::KeepAlive),
             (any::<u16>(), ".{0,100}").prop_map(|(code, message)| Message::Error { code, message }),
+            (any::<u32>(), 1..=MAX_PIECE_LIST_HASHES_PER_FRAME as u32)
+                .prop_map(|(start, count)| Message::PieceListRequest { start, count }),
+            (proptest::collection::vec(any::<[u8; 20]>(), 0..300), any::<u32>(), any::<u32>()).prop_map(|(hashes, start, extra)| {
+                // Any range that fits: num_pieces at least start + count.
+                let count = hashes.len() as u32;
+                let start = start % (u32::MAX - count - 1000);
+                let num_pieces = start + count + extra % 1000;
+                Message::PieceList { num_pieces, start, hashes }
+            }),
         ]
     }
 
@@ -405,6 +487,28 @@ mod tests {
             let mut buf = Vec::new();
             encode(&m, &mut buf);
             prop_assert_eq!(decode(&buf).unwrap(), Some((m, buf.len())));
+        }
+
+        /// Any body under a piece-list type byte either fails to decode or decodes to a message
+        /// that encodes back to exactly that frame (one encoding per message).
+        #[test]
+        fn piece_list_frames_are_canonical(
+            kind in prop_oneof![Just(T_PIECE_LIST_REQUEST), Just(T_PIECE_LIST)],
+            head in proptest::collection::vec(any::<u8>(), 0..12),
+            hashes in 0usize..4,
+            fill in any::<u8>(),
+        ) {
+            let mut body = head;
+            body.resize(body.len() + 20 * hashes, fill);
+            let mut buf = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+            buf.push(kind);
+            buf.extend_from_slice(&body);
+            if let Ok(Some((m, used))) = decode(&buf) {
+                prop_assert_eq!(used, buf.len());
+                let mut again = Vec::new();
+                encode(&m, &mut again);
+                prop_assert_eq!(again, buf);
+            }
         }
 
         #[test]

@@ -1,6 +1,51 @@
 //! The peer-to-peer piece protocol: frames, messages and an incremental codec
-//! (docs/PROTOCOL.md describes the connection lifecycle and the byte layout).
+//! (docs/PROTOCOL.md describes the connection lifecycle and the byte layout), and the size
+//! bounds that peers and tracker share.
 
 mod codec;
+mod piece_list;
 
-pub use codec::{check_bitfield, decode, encode, encode_piece_header, DecodeError, Message, MAX_ERROR_MESSAGE_BYTES, MAX_FRAME_LEN_BYTES, MAX_NAME_BYTES, MAX_TICKET_BYTES};
+pub use codec::{
+    check_bitfield, decode, encode, encode_piece_header, DecodeError, Message, MAX_ERROR_MESSAGE_BYTES, MAX_FRAME_LEN_BYTES,
+    MAX_NAME_BYTES, MAX_TICKET_BYTES,
+};
+pub use piece_list::MAX_PIECE_LIST_HASHES_PER_FRAME;
+
+/// Every piece is this long except the last, which is the remainder.
+pub const PIECE_LEN_BYTES: u64 = 512 * 1024;
+
+/// Most pieces a shared file may have: 2^21. A downloader holds the whole piece list in memory
+/// (20 bytes a piece: 40 MiB at this bound) and sends its bitfield in one frame (256 KiB), and the
+/// uploader keeps the list in its HOME; the tracker applies the same bound (docs/PROTOCOL.md,
+/// "Largest file").
+pub const MAX_PIECES: u64 = 1 << 21;
+
+/// Largest shareable file: `MAX_PIECES` pieces of 512 KiB, 1 TiB.
+pub const MAX_FILE_SIZE_BYTES: u64 = MAX_PIECES * PIECE_LEN_BYTES;
+
+/// Number of pieces of a file of `size_bytes` bytes.
+pub fn piece_count(size_bytes: u64) -> u64 {
+    size_bytes.div_ceil(PIECE_LEN_BYTES)
+}
+
+// The bounds fit the frames, checked when the crate compiles: the largest file's bitfield is one
+// frame (type, num_pieces, bits), so is a full piece-list answer (type, num_pieces, start,
+// hashes), and piece indexes fit the protocol's u32 fields.
+const _: () = assert!(1 + 4 + (MAX_PIECES as usize).div_ceil(8) <= MAX_FRAME_LEN_BYTES);
+const _: () = assert!(1 + 8 + 20 * MAX_PIECE_LIST_HASHES_PER_FRAME <= MAX_FRAME_LEN_BYTES);
+const _: () = assert!(MAX_PIECES <= u32::MAX as u64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds() {
+        assert_eq!(MAX_FILE_SIZE_BYTES, 1 << 40);
+        assert_eq!(piece_count(MAX_FILE_SIZE_BYTES), MAX_PIECES);
+        assert_eq!(piece_count(0), 0);
+        assert_eq!(piece_count(1), 1);
+        assert_eq!(piece_count(PIECE_LEN_BYTES), 1);
+        assert_eq!(piece_count(PIECE_LEN_BYTES + 1), 2);
+    }
+}

@@ -1,6 +1,7 @@
-//! One connection from a downloader to a sharer: handshake, bitfield, then a pipeline of
-//! piece requests chosen by the picker; each piece is verified on the blocking pool and
-//! written at its offset before it counts.
+//! One connection from a downloader to a sharer: handshake, bitfield, the piece list (fetched
+//! and verified here if the download has none yet), then a pipeline of piece requests chosen by
+//! the picker; each piece is verified on the blocking pool and written at its offset before it
+//! counts.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,10 +11,12 @@ use proto::piece::Message;
 use rand::SeedableRng;
 use tokio::net::TcpStream;
 
+use super::piece_list::{BadList, ListFetch};
 use super::Live;
 use crate::daemon::disk;
 use crate::daemon::wire::{self, FrameReader};
 use crate::daemon::Daemon;
+use crate::hashing::{parse_sha1_hex, piece_count, PieceHash};
 
 /// Requests kept in flight per connection (8 MiB of 512 KiB pieces): enough to keep a
 /// loopback pipe full while a piece is being verified.
@@ -25,13 +28,20 @@ pub const PIECE_TIMEOUT_MS: u64 = 15_000;
 pub const WRITE_TIMEOUT_MS: u64 = 10_000;
 /// When the peer has nothing we need yet, how often to look again.
 const IDLE_POLL_MS: u64 = 200;
-pub const PROTOCOL_VERSION: u16 = 1;
+/// While another connection fetches the piece list, how often to tell our sharer we are still
+/// here (its idle timeout is 60 s).
+const LIST_WAIT_KEEPALIVE_MS: u64 = 20_000;
+/// 2: the piece list travels between peers (`piece_list_request` / `piece_list`); version 1
+/// peers got the piece hashes from the tracker and are refused with error 1.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 #[derive(Debug)]
 pub enum ConnEnd {
     Done,
     Stopped,
     BadPiece(u32),
+    /// The sharer's piece list was wrong (its digest, its length, or the ranges it sent).
+    BadPieceList(String),
     Failed(String),
 }
 
@@ -88,14 +98,18 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, addr: &str) -> Result<ConnEn
         Message::Error { message, .. } => return Err(format!("refused: {message}")),
         other => return Err(format!("unexpected {} instead of a handshake", name_of(&other))),
     }
-    let n = meta.piece_sha1.len();
+    let n = piece_count(meta.size) as usize;
     let mut peer_has = match reader.next(HANDSHAKE_TIMEOUT_MS).await.map_err(|e| format!("bitfield: {e}"))? {
         Message::Bitfield { num_pieces, bits } if num_pieces as usize == n => bits_to_bools(num_pieces, &bits),
         other => return Err(format!("unexpected {} instead of a bitfield", name_of(&other))),
     };
+    let list = match piece_list(d, live, &meta, addr, &mut reader, &mut w, &mut peer_has).await? {
+        Ok(list) => list,
+        Err(bad) => return Ok(ConnEnd::BadPieceList(bad.to_string())),
+    };
     live.picker.lock().unwrap_or_else(|p| p.into_inner()).add_peer(&peer_has);
     let mut outstanding: Vec<u32> = Vec::with_capacity(PIPELINE_DEPTH);
-    let result = pump(live, &meta, &mut reader, &mut w, &mut peer_has, &mut outstanding).await;
+    let result = pump(live, &meta, &list, &mut reader, &mut w, &mut peer_has, &mut outstanding).await;
     {
         let mut p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
         for i in outstanding.drain(..) {
@@ -106,9 +120,90 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, addr: &str) -> Result<ConnEn
     result
 }
 
+/// The download's verified piece list: known already, or fetched from this sharer and checked
+/// against the tracker's `piece_list_sha1`. One connection per download fetches at a time (the
+/// others wait for its outcome); `Ok(Err(_))` means this sharer sent a wrong list.
+#[allow(clippy::type_complexity)]
+async fn piece_list(
+    d: &Arc<Daemon>,
+    live: &Arc<Live>,
+    meta: &proto::api::FileMetaBody,
+    addr: &str,
+    reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    peer_has: &mut Vec<bool>,
+) -> Result<Result<Arc<Vec<PieceHash>>, BadList>, String> {
+    if let Some(list) = live.piece_list.get() {
+        return Ok(Ok(list.clone()));
+    }
+    // Wait for our turn in the queue without losing our place in it, keeping the sharer's
+    // connection alive meanwhile.
+    let turn = live.list_fetch.lock();
+    tokio::pin!(turn);
+    let _turn = loop {
+        tokio::select! {
+            t = &mut turn => break t,
+            _ = tokio::time::sleep(Duration::from_millis(LIST_WAIT_KEEPALIVE_MS)) => {
+                wire::send(w, &Message::KeepAlive, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+            }
+        }
+    };
+    if let Some(list) = live.piece_list.get() {
+        return Ok(Ok(list.clone()));
+    }
+    let want = parse_sha1_hex(&meta.piece_list_sha1).ok_or("the tracker's piece_list_sha1 is malformed")?;
+    let mut fetch = ListFetch::new(peer_has.len() as u32, want);
+    let mut batch = Vec::new();
+    while !fetch.is_done() {
+        batch.clear();
+        while let Some((start, count)) = fetch.next_request() {
+            proto::piece::encode(&Message::PieceListRequest { start, count }, &mut batch);
+        }
+        if !batch.is_empty() {
+            wire::write_all(w, &batch, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+        }
+        match reader.next(PIECE_TIMEOUT_MS).await.map_err(|e| format!("piece list: {e}"))? {
+            Message::PieceList { num_pieces, start, hashes } => {
+                if let Err(bad) = fetch.on_answer(num_pieces, start, hashes) {
+                    return Ok(Err(bad));
+                }
+            }
+            // A sharer that is itself downloading announces pieces meanwhile.
+            Message::Have { piece } => {
+                if let Some(h) = peer_has.get_mut(piece as usize) {
+                    *h = true;
+                }
+            }
+            Message::Bitfield { num_pieces, bits } if num_pieces as usize == peer_has.len() => {
+                *peer_has = bits_to_bools(num_pieces, &bits);
+            }
+            Message::KeepAlive => {}
+            Message::Error { message, .. } => return Err(format!("refused the piece list: {message}")),
+            other => return Err(format!("unexpected {} instead of the piece list", name_of(&other))),
+        }
+    }
+    let checked = tokio::task::spawn_blocking(move || fetch.finish()).await.map_err(|e| e.to_string())?;
+    let list = match checked {
+        Ok(list) => Arc::new(list),
+        Err(bad) => return Ok(Err(bad)),
+    };
+    // Stored before any piece is checked against it: a restarted daemon resumes its .part with
+    // this list, and the finished file is served with it.
+    let (store, key, copy) = (d.piece_lists.clone(), meta.piece_list_sha1.clone(), list.clone());
+    match tokio::task::spawn_blocking(move || store.save(&key, &copy)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(name = %meta.name, "cannot store the piece list ({e}); a restart will fetch it again"),
+        Err(e) => tracing::warn!(name = %meta.name, "cannot store the piece list ({e}); a restart will fetch it again"),
+    }
+    tracing::info!(peer = %addr, name = %meta.name, pieces = list.len(), "piece list verified");
+    let _ = live.piece_list.set(list.clone());
+    Ok(Ok(list))
+}
+
 async fn pump(
     live: &Arc<Live>,
     meta: &proto::api::FileMetaBody,
+    list: &Arc<Vec<PieceHash>>,
     reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
     w: &mut tokio::net::tcp::OwnedWriteHalf,
     peer_has: &mut Vec<bool>,
@@ -118,7 +213,7 @@ async fn pump(
     let part = live.part.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or("download is not active")?;
     let size = meta.size;
     let mut verifying: tokio::task::JoinSet<(u32, u64, std::io::Result<bool>)> = tokio::task::JoinSet::new();
-    let result = pump_inner(live, meta, reader, w, peer_has, outstanding, &mut rng, part, size, &mut verifying).await;
+    let result = pump_inner(live, list, reader, w, peer_has, outstanding, &mut rng, part, size, &mut verifying).await;
     // Pieces already received still count: finish their verification before leaving.
     let mut end = result;
     while let Some(done) = verifying.join_next().await {
@@ -156,7 +251,7 @@ fn settle(
 #[allow(clippy::too_many_arguments)]
 async fn pump_inner(
     live: &Arc<Live>,
-    meta: &proto::api::FileMetaBody,
+    list: &Arc<Vec<PieceHash>>,
     reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
     w: &mut tokio::net::tcp::OwnedWriteHalf,
     peer_has: &mut Vec<bool>,
@@ -219,7 +314,7 @@ async fn pump_inner(
                     continue;
                 }
                 // Verify and write on the blocking pool while this task reads the next piece.
-                let want = meta.piece_sha1[piece as usize].clone();
+                let want = list[piece as usize];
                 let f = part.clone();
                 let data: Vec<u8> = data;
                 verifying.spawn_blocking(move || {
@@ -281,5 +376,7 @@ pub fn name_of(m: &Message) -> &'static str {
         Message::Reject { .. } => "reject",
         Message::KeepAlive => "keep-alive",
         Message::Error { .. } => "error",
+        Message::PieceListRequest { .. } => "piece-list request",
+        Message::PieceList { .. } => "piece list",
     }
 }

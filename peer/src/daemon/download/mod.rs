@@ -1,15 +1,23 @@
 //! Downloads: the table of this peer's downloads (persisted in HOME/downloads.json), starting
 //! one, resuming them after a restart, and finishing (whole-file check, rename, share).
 //! See STATE.md beside this file for the states and the lock order.
+//!
+//! The tracker gives a download the file's `piece_list_sha1`, not its piece hashes: the first
+//! connection to get its turn fetches the list from its sharer (`piece_list.rs`), checks it, and
+//! stores it in HOME/piece-lists/ before any piece is requested. A restarted daemon resumes with
+//! the stored list (re-checked against the digest) and fetches it again only if it is missing.
 
 pub mod conn;
 pub mod picker;
+pub mod piece_list;
 pub mod swarm;
+#[cfg(test)]
+mod tests;
 
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use proto::api::FileMetaBody;
 use serde::{Deserialize, Serialize};
@@ -19,7 +27,7 @@ use tokio::sync::broadcast;
 use super::control_server::client_error;
 use super::{disk, Daemon};
 use crate::control::{ControlResponse, DownloadRow};
-use crate::hashing::{piece_count, PIECE_LEN_BYTES};
+use crate::hashing::{check_size, parse_sha1_hex, piece_count, piece_list_sha1, PieceHash, MAX_FILE_SIZE_BYTES, PIECE_LEN_BYTES};
 use crate::home::{read_json, write_json, Home};
 use picker::Picker;
 
@@ -52,6 +60,12 @@ pub struct Live {
     pub have_tx: broadcast::Sender<u32>,
     /// The `.part` file while downloading.
     pub part: Mutex<Option<Arc<File>>>,
+    /// The piece list, once verified against `meta.piece_list_sha1` (set once, never changed).
+    /// No piece is requested or trusted before it is set.
+    pub piece_list: OnceLock<Arc<Vec<PieceHash>>>,
+    /// Held by the one connection fetching the piece list, so a download holds at most one
+    /// unverified list in memory and asks one sharer at a time.
+    pub list_fetch: tokio::sync::Mutex<()>,
 }
 
 impl Live {
@@ -86,6 +100,8 @@ fn live_from(record: DownloadRecord, have: Vec<bool>) -> Arc<Live> {
         picker: Mutex::new(Picker::new(have)),
         have_tx,
         part: Mutex::new(None),
+        piece_list: OnceLock::new(),
+        list_fetch: tokio::sync::Mutex::new(()),
         record: Mutex::new(record),
     })
 }
@@ -93,11 +109,23 @@ fn live_from(record: DownloadRecord, have: Vec<bool>) -> Arc<Live> {
 impl DownloadTable {
     pub fn load(home: &Home) -> anyhow::Result<Self> {
         let path = home.downloads_path();
-        let records: Vec<DownloadRecord> = read_json(&path)?.unwrap_or_default();
+        let records: Vec<serde_json::Value> = read_json(&path)?.unwrap_or_default();
         let items = records
             .into_iter()
+            .filter_map(|v| match serde_json::from_value::<DownloadRecord>(v) {
+                Ok(r) if r.meta.size <= MAX_FILE_SIZE_BYTES => Some(r),
+                Ok(r) => {
+                    tracing::warn!(name = %r.name, size = r.meta.size, "dropping a download record over the size bound");
+                    None
+                }
+                // Records of an older version carried the piece hashes instead of their digest.
+                Err(e) => {
+                    tracing::warn!("dropping a download record this version cannot read: {e}");
+                    None
+                }
+            })
             .map(|r| {
-                let n = r.meta.piece_sha1.len();
+                let n = piece_count(r.meta.size) as usize;
                 let complete = r.state == "complete";
                 live_from(r, vec![complete; n])
             })
@@ -162,14 +190,27 @@ fn check_meta(meta: &FileMetaBody, name: &str) -> Result<(), String> {
     if meta.name != name {
         return Err(format!("the tracker described {:?} instead of {name:?}", meta.name));
     }
-    if meta.piece_len != PIECE_LEN_BYTES || meta.piece_sha1.len() as u64 != piece_count(meta.size) {
-        return Err("the tracker's metadata is inconsistent (piece length or count)".into());
+    check_size(name, meta.size)?;
+    if meta.piece_len != PIECE_LEN_BYTES {
+        return Err(format!("the tracker's metadata has pieces of {} bytes; this peer uses {PIECE_LEN_BYTES}", meta.piece_len));
     }
-    let hex40 = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hex40(&meta.sha1) || !meta.piece_sha1.iter().all(|h| hex40(h)) {
-        return Err("the tracker's metadata has malformed SHA-1s".into());
+    let Some(list_digest) = parse_sha1_hex(&meta.piece_list_sha1) else {
+        return Err("the tracker's metadata has a malformed piece_list_sha1".into());
+    };
+    if parse_sha1_hex(&meta.sha1).is_none() {
+        return Err("the tracker's metadata has a malformed sha1".into());
+    }
+    if meta.size == 0 && list_digest != piece_list_sha1(&[]) {
+        return Err("the tracker's metadata is inconsistent: an empty file's piece list is empty".into());
     }
     Ok(())
+}
+
+/// An empty file's piece list is known without asking anyone (and checked by `check_meta`).
+fn set_empty_list(live: &Live) {
+    if live.meta().size == 0 {
+        let _ = live.piece_list.set(Arc::new(Vec::new()));
+    }
 }
 
 /// Starts downloading `name` of `group` to `dest` (a final file path, resolved by the CLI).
@@ -200,8 +241,9 @@ pub async fn start(d: &Arc<Daemon>, group: String, name: String, dest: String) -
         state: "downloading".into(),
         error: None,
     };
-    let n = record.meta.piece_sha1.len();
+    let n = piece_count(record.meta.size) as usize;
     let live = live_from(record, vec![false; n]);
+    set_empty_list(&live);
     d.downloads.insert(live.clone());
     if others == 0 {
         let msg = format!("nobody shares {name} in {group} right now");
@@ -231,17 +273,39 @@ pub fn resume_all(d: &Arc<Daemon>) {
             let record = live.record.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let part_path = record.part_path();
             let meta = record.meta.clone();
-            let scanned = tokio::task::spawn_blocking(move || -> std::io::Result<(File, Vec<bool>)> {
+            let store = d.piece_lists.clone();
+            type Scanned = (File, Option<Vec<PieceHash>>, Vec<bool>);
+            let scanned = tokio::task::spawn_blocking(move || -> std::io::Result<Scanned> {
                 let f = disk::open_part(&part_path, meta.size)?;
+                let n = piece_count(meta.size);
+                // The list was stored before any piece was written against it; without it,
+                // nothing in the .part can be trusted, and the swarm fetches the list again.
+                let list = match store.load(&meta.piece_list_sha1, n) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(name = %meta.name, "cannot read the stored piece list: {e}");
+                        None
+                    }
+                };
                 let mut buf = Vec::new();
-                let have = (0..meta.piece_sha1.len() as u64)
-                    .map(|i| disk::piece_matches(&f, meta.size, i, &meta.piece_sha1[i as usize], &mut buf))
-                    .collect();
-                Ok((f, have))
+                let have = match &list {
+                    Some(l) => (0..n).map(|i| disk::piece_matches(&f, meta.size, i, &l[i as usize], &mut buf)).collect(),
+                    None => vec![false; n as usize],
+                };
+                Ok((f, list, have))
             })
             .await;
             match scanned {
-                Ok(Ok((f, have))) => {
+                Ok(Ok((f, list, have))) => {
+                    match list {
+                        Some(l) => {
+                            let _ = live.piece_list.set(Arc::new(l));
+                        }
+                        None if record.meta.size > 0 => {
+                            tracing::info!(name = %record.name, "the piece list is not stored: fetching it again from a sharer");
+                        }
+                        None => set_empty_list(&live),
+                    }
                     let done = have.iter().filter(|h| **h).count();
                     let bytes: u64 = have
                         .iter()

@@ -1,5 +1,6 @@
 //! One download's swarm: keeps connections to several sharers, refreshes the sharer list
-//! from the tracker, bans peers that send corrupt pieces, and finishes or fails the download.
+//! from the tracker, bans peers that send corrupt pieces or a wrong piece list, and finishes or
+//! fails the download.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ const RECONNECT_BACKOFF_MS: u64 = 250;
 pub async fn run(d: Arc<Daemon>, live: Arc<Live>) {
     let (tx, mut rx) = mpsc::channel::<(String, ConnEnd)>(64);
     let mut connected: HashSet<String> = HashSet::new();
-    let mut banned: HashMap<String, String> = HashMap::new();
+    let mut banned: HashMap<String, Ban> = HashMap::new();
     let mut failures: HashMap<String, (u32, Instant)> = HashMap::new();
     let mut empty_refreshes = 0u32;
     let mut last_progress = Instant::now();
@@ -69,8 +70,7 @@ pub async fn run(d: Arc<Daemon>, live: Arc<Live>) {
         if usable.is_empty() && connected.is_empty() {
             empty_refreshes += 1;
             if !banned.is_empty() && sharers.iter().all(|a| banned.contains_key(a)) {
-                let why: Vec<String> = banned.iter().map(|(a, e)| format!("{a}: {e}")).collect();
-                finish_failed(&d, &live, &format!("every sharer sent data that failed verification ({})", why.join("; ")));
+                finish_failed(&d, &live, &all_banned_message(&banned));
                 return;
             }
             if empty_refreshes >= EMPTY_REFRESHES_BEFORE_NO_PEERS {
@@ -116,7 +116,11 @@ pub async fn run(d: Arc<Daemon>, live: Arc<Live>) {
                     ConnEnd::Stopped => return,
                     ConnEnd::BadPiece(i) => {
                         tracing::warn!(peer = %addr, piece = i, "piece failed SHA-1: dropping this peer for this download");
-                        banned.insert(addr, format!("piece {i} failed SHA-1"));
+                        banned.insert(addr, Ban::Piece(i));
+                    }
+                    ConnEnd::BadPieceList(why) => {
+                        tracing::warn!(peer = %addr, "piece list did not match ({why}): dropping this peer for this download");
+                        banned.insert(addr, Ban::List(why));
                     }
                     ConnEnd::Failed(e) => {
                         tracing::info!(peer = %addr, "connection ended: {e}");
@@ -135,6 +139,32 @@ pub async fn run(d: Arc<Daemon>, live: Arc<Live>) {
     let pieces_ms = started.elapsed().as_millis();
     finish_complete(&d, &live).await;
     tracing::info!(%name, pieces_ms, total_ms = started.elapsed().as_millis() as u64, "download finished");
+}
+
+/// Why a sharer is dropped for the rest of a download.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ban {
+    /// This piece failed its SHA-1.
+    Piece(u32),
+    /// The piece list it sent was wrong, and how.
+    List(String),
+}
+
+/// The failure of a download whose every sharer was banned, naming each and why.
+fn all_banned_message(banned: &HashMap<String, Ban>) -> String {
+    let mut why: Vec<String> = banned
+        .iter()
+        .map(|(a, b)| match b {
+            Ban::Piece(i) => format!("{a}: piece {i} failed SHA-1"),
+            Ban::List(e) => format!("{a}: {e}"),
+        })
+        .collect();
+    why.sort();
+    if banned.values().all(|b| matches!(b, Ban::List(_))) {
+        format!("the piece list did not match the tracker's piece_list_sha1 at any sharer ({})", why.join("; "))
+    } else {
+        format!("every sharer sent data that failed verification ({})", why.join("; "))
+    }
 }
 
 /// Every piece is verified: check the whole file, move it into place, share it.
@@ -168,6 +198,7 @@ async fn finish_complete(d: &Arc<Daemon>, live: &Arc<Live>) {
         path: record.dest.clone(),
         size: record.meta.size,
         sha1: record.meta.sha1.clone(),
+        piece_list_sha1: Some(record.meta.piece_list_sha1.clone()),
     });
     {
         let mut r = live.record.lock().unwrap_or_else(|p| p.into_inner());
@@ -181,5 +212,24 @@ async fn finish_complete(d: &Arc<Daemon>, live: &Arc<Live>) {
         if let Err(e) = c.upload(&record.group, record.meta.clone(), &d.peer_addr).await {
             tracing::warn!("cannot register as a sharer of {}: {e}", record.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_names_every_sharer_and_the_cause() {
+        let mut banned = HashMap::new();
+        banned.insert("127.0.0.1:2".to_string(), Ban::List("it sent a piece list of 3 hashes for a file of 4 pieces".into()));
+        banned.insert("127.0.0.1:1".to_string(), Ban::List("its piece list hashes to aa, the tracker's piece_list_sha1 is bb".into()));
+        let m = all_banned_message(&banned);
+        assert!(m.starts_with("the piece list did not match"), "{m}");
+        assert!(m.find("127.0.0.1:1").unwrap() < m.find("127.0.0.1:2").unwrap(), "sorted: {m}");
+        banned.insert("127.0.0.1:3".to_string(), Ban::Piece(7));
+        let m = all_banned_message(&banned);
+        assert!(m.starts_with("every sharer sent data that failed verification"), "{m}");
+        assert!(m.contains("127.0.0.1:3: piece 7 failed SHA-1") && m.contains("piece list"), "{m}");
     }
 }

@@ -1,0 +1,232 @@
+//! The piece list between a real piece server and a real downloader's connection, in one
+//! process over loopback TCP and without a tracker: honest, corrupt and short lists, a sharer
+//! that lost its stored list, a partial sharer that has none yet, and out-of-range requests.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use proto::piece::Message;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracker_client::{RetryPolicy, TrackerClient};
+
+use super::conn::{self, ConnEnd};
+use super::*;
+use crate::daemon::shares::{Share, ShareTable};
+use crate::daemon::wire::{self, FrameReader};
+use crate::daemon::{serve, BadPieceList, Daemon, Faults};
+use crate::hashing::hash_file;
+use crate::home::Session;
+use crate::piece_lists::PieceListStore;
+
+fn daemon(dir: &Path, faults: Faults) -> Arc<Daemon> {
+    let home = Home { dir: dir.to_path_buf() };
+    home.save_session(&Session { user: "u".into(), token: "t".into(), expires_at_ms: u64::MAX }).unwrap();
+    Arc::new(Daemon {
+        shares: ShareTable::load(&home).unwrap(),
+        downloads: DownloadTable::load(&home).unwrap(),
+        // Never called here: nothing in these tests reaches the tracker.
+        tracker: TrackerClient::new(vec!["127.0.0.1:9".into()], RetryPolicy::default()),
+        peer_addr: "127.0.0.1:9".into(),
+        shutdown: CancellationToken::new(),
+        piece_lists: PieceListStore::new(&home),
+        list_rebuild: tokio::sync::Mutex::new(()),
+        faults,
+        home,
+    })
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0] ^ seed).collect()
+}
+
+async fn serve(d: &Arc<Daemon>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve::run(d.clone(), listener, d.shutdown.child_token()));
+    addr
+}
+
+/// A daemon sharing `bytes` in group "g" as `peer upload` leaves it: file hashed, list stored.
+async fn sharer(dir: &Path, bytes: &[u8], faults: Faults) -> (Arc<Daemon>, String, FileMetaBody) {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("file.bin");
+    std::fs::write(&path, bytes).unwrap();
+    let h = hash_file(&path, "file.bin", &AtomicU64::new(0)).unwrap();
+    let d = daemon(dir, faults);
+    d.piece_lists.save(&h.meta.piece_list_sha1, &h.pieces).unwrap();
+    d.shares.add(Share {
+        group: "g".into(),
+        name: "file.bin".into(),
+        path: path.to_string_lossy().into_owned(),
+        size: h.meta.size,
+        sha1: h.meta.sha1.clone(),
+        piece_list_sha1: Some(h.meta.piece_list_sha1.clone()),
+    });
+    let addr = serve(&d).await;
+    (d, addr, h.meta)
+}
+
+/// A download of `meta` into `dir` with its `.part` open, as `start` leaves it.
+fn downloader(dir: &Path, meta: &FileMetaBody) -> (Arc<Daemon>, Arc<Live>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let d = daemon(dir, Faults::default());
+    let record = DownloadRecord {
+        group: "g".into(),
+        name: meta.name.clone(),
+        dest: dir.join("out.bin").to_string_lossy().into_owned(),
+        meta: meta.clone(),
+        state: "downloading".into(),
+        error: None,
+    };
+    let part = disk::open_part(&record.part_path(), meta.size).unwrap();
+    let live = live_from(record, vec![false; piece_count(meta.size) as usize]);
+    set_empty_list(&live);
+    *live.part.lock().unwrap() = Some(Arc::new(part));
+    d.downloads.insert(live.clone());
+    (d, live)
+}
+
+fn part_bytes(live: &Live) -> Vec<u8> {
+    std::fs::read(live.record.lock().unwrap().part_path()).unwrap()
+}
+
+const LEN: usize = 3 * PIECE_LEN_BYTES as usize + 4321;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_list_is_verified_stored_and_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(LEN, 1);
+    let (_s, addr, meta) = sharer(&tmp.path().join("s"), &bytes, Faults::default()).await;
+    let (d, live) = downloader(&tmp.path().join("d"), &meta);
+    assert!(matches!(conn::run(&d, &live, &addr).await, ConnEnd::Done));
+    assert!(live.picker.lock().unwrap().is_complete());
+    assert_eq!(part_bytes(&live), bytes);
+    // Stored in the downloader's HOME, so a restart and the finished share need not ask again.
+    let stored = d.piece_lists.load(&meta.piece_list_sha1, 4).unwrap().expect("stored");
+    assert_eq!(&stored, live.piece_list.get().unwrap().as_ref());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_short_list_ends_the_connection_before_any_piece() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(LEN, 2);
+    for (i, (fault, says)) in [(BadPieceList::Corrupt, "piece_list_sha1"), (BadPieceList::Short, "3 hashes for a file of 4 pieces")].into_iter().enumerate() {
+        let faults = Faults { bad_piece_list: Some(fault), ..Faults::default() };
+        let (_s, addr, meta) = sharer(&tmp.path().join(format!("s{i}")), &bytes, faults).await;
+        let (d, live) = downloader(&tmp.path().join(format!("d{i}")), &meta);
+        match conn::run(&d, &live, &addr).await {
+            ConnEnd::BadPieceList(why) => assert!(why.contains(says), "{fault:?}: {why}"),
+            other => panic!("{fault:?}: expected a bad list, got {other:?}"),
+        }
+        assert!(live.piece_list.get().is_none(), "a wrong list is never kept");
+        assert_eq!(live.picker.lock().unwrap().done_count(), 0);
+        assert_eq!(d.piece_lists.load(&meta.piece_list_sha1, 4).unwrap(), None, "nor stored");
+        // The same download then finishes from an honest sharer.
+        let (_h, honest, _) = sharer(&tmp.path().join(format!("h{i}")), &bytes, Faults::default()).await;
+        assert!(matches!(conn::run(&d, &live, &honest).await, ConnEnd::Done));
+        assert_eq!(part_bytes(&live), bytes);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharer_that_lost_its_list_rebuilds_it_from_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(LEN, 3);
+    let (s, addr, meta) = sharer(&tmp.path().join("s"), &bytes, Faults::default()).await;
+    std::fs::remove_dir_all(tmp.path().join("s").join("piece-lists")).unwrap();
+    let (d, live) = downloader(&tmp.path().join("d"), &meta);
+    assert!(matches!(conn::run(&d, &live, &addr).await, ConnEnd::Done));
+    assert_eq!(part_bytes(&live), bytes);
+    assert!(s.piece_lists.load(&meta.piece_list_sha1, 4).unwrap().is_some(), "the sharer stored the rebuilt list");
+
+    // A share recorded by an older version (no digest): rebuilt too, and the digest recorded.
+    let mut old = s.shares.get("g", "file.bin").unwrap();
+    old.piece_list_sha1 = None;
+    s.shares.add(old);
+    std::fs::remove_dir_all(tmp.path().join("s").join("piece-lists")).unwrap();
+    let (d, live) = downloader(&tmp.path().join("d1"), &meta);
+    assert!(matches!(conn::run(&d, &live, &addr).await, ConnEnd::Done));
+    assert_eq!(part_bytes(&live), bytes);
+    assert_eq!(s.shares.get("g", "file.bin").unwrap().piece_list_sha1, Some(meta.piece_list_sha1.clone()));
+
+    // A file changed since it was shared (and its list lost) is refused, not served.
+    std::fs::remove_dir_all(tmp.path().join("s").join("piece-lists")).unwrap();
+    std::fs::write(tmp.path().join("s").join("file.bin"), data(LEN, 4)).unwrap();
+    let (d, live) = downloader(&tmp.path().join("d2"), &meta);
+    match conn::run(&d, &live, &addr).await {
+        ConnEnd::Failed(e) => assert!(e.contains("changed since it was shared"), "{e}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_sharer_serves_the_list_once_it_has_verified_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(LEN, 5);
+    let (_s, seed, meta) = sharer(&tmp.path().join("s"), &bytes, Faults::default()).await;
+    // Bob is downloading and has no list yet: he says so (error 5), and nobody is banned for it.
+    let (bob, bob_live) = downloader(&tmp.path().join("bob"), &meta);
+    let bob_addr = serve(&bob).await;
+    let (carol, carol_live) = downloader(&tmp.path().join("carol"), &meta);
+    match conn::run(&carol, &carol_live, &bob_addr).await {
+        ConnEnd::Failed(e) => assert!(e.contains("not verified the piece list yet"), "{e}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Once Bob has it (and all pieces), Carol gets the list and the pieces from him.
+    assert!(matches!(conn::run(&bob, &bob_live, &seed).await, ConnEnd::Done));
+    assert!(matches!(conn::run(&carol, &carol_live, &bob_addr).await, ConnEnd::Done));
+    assert_eq!(part_bytes(&carol_live), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_end_of_the_list_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_s, addr, meta) = sharer(&tmp.path().join("s"), &data(LEN, 6), Faults::default()).await;
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut reader = FrameReader::new(r);
+    let hello = Message::Handshake {
+        protocol_version: conn::PROTOCOL_VERSION,
+        file_sha1: conn::sha1_bytes(&meta.sha1),
+        group: "g".into(),
+        user: "x".into(),
+        peer_id: [0; 16],
+        ticket: vec![],
+    };
+    wire::send(&mut w, &hello, 1000).await.unwrap();
+    assert!(matches!(reader.next(1000).await.unwrap(), Message::Handshake { .. }));
+    assert!(matches!(reader.next(1000).await.unwrap(), Message::Bitfield { num_pieces: 4, .. }));
+    wire::send(&mut w, &Message::PieceListRequest { start: 2, count: 2 }, 1000).await.unwrap();
+    match reader.next(1000).await.unwrap() {
+        Message::PieceList { num_pieces: 4, start: 2, hashes } => assert_eq!(hashes.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    wire::send(&mut w, &Message::PieceListRequest { start: 3, count: 2 }, 1000).await.unwrap();
+    assert!(matches!(reader.next(1000).await.unwrap(), Message::Error { code: 6, .. }));
+}
+
+#[test]
+fn metadata_the_peer_cannot_handle_is_refused_before_anything_is_created() {
+    let ok = FileMetaBody {
+        name: "f".into(),
+        size: 10,
+        piece_len: PIECE_LEN_BYTES,
+        piece_list_sha1: "ab".repeat(20),
+        sha1: "cd".repeat(20),
+    };
+    assert_eq!(check_meta(&ok, "f"), Ok(()));
+    let at_bound = FileMetaBody { size: MAX_FILE_SIZE_BYTES, ..ok.clone() };
+    assert_eq!(check_meta(&at_bound, "f"), Ok(()));
+    let over = FileMetaBody { size: MAX_FILE_SIZE_BYTES + 1, ..ok.clone() };
+    let e = check_meta(&over, "f").unwrap_err();
+    assert!(e.contains("1 TiB"), "{e}");
+    assert!(check_meta(&ok, "g").is_err(), "another name");
+    assert!(check_meta(&FileMetaBody { piece_len: 1024, ..ok.clone() }, "f").is_err());
+    assert!(check_meta(&FileMetaBody { piece_list_sha1: "xy".repeat(20), ..ok.clone() }, "f").is_err());
+    assert!(check_meta(&FileMetaBody { sha1: "ab".into(), ..ok.clone() }, "f").is_err());
+    // An empty file's list is empty, so its digest is known.
+    assert!(check_meta(&FileMetaBody { size: 0, ..ok.clone() }, "f").is_err());
+    let empty = FileMetaBody { size: 0, piece_list_sha1: hex::encode(piece_list_sha1(&[])), ..ok };
+    assert_eq!(check_meta(&empty, "f"), Ok(()));
+}
