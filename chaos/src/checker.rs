@@ -473,6 +473,27 @@ mod tests {
     }
 
     #[test]
+    fn a_window_too_large_to_search_is_counted_not_hidden() {
+        // An acknowledged create whose 2 s window overlaps 200 reads by the same client, which
+        // saw the group from the 101st on: consistent, but more than MAX_SEARCH_OPS calls.
+        let mut h = vec![Entry { client: 0, op: Op::CreateGroup { group: "a".into() }, invoke_ms: 0, complete_ms: 2_000, outcome: Outcome::Ok }];
+        for i in 0..200u64 {
+            h.push(list(i * 10 + 1, i * 10 + 5, if i >= 100 { &["a"] } else { &[] }, &[]));
+        }
+        let fin = FinalState { groups: ["a".to_string()].into(), ..Default::default() };
+        let v = check(&h, &fin);
+        assert_eq!((v.keys_checked, v.search_skipped), (1, 1), "{v:?}");
+        assert!(v.ok(), "a skip is reported apart from violations: {v:?}");
+        // The order rules still run on a skipped window: a read that loses the flag again fails.
+        h.push(list(1_500, 1_501, &[], &[]));
+        let v = check(&h, &fin);
+        assert_eq!(v.not_linearizable.len(), 1, "{v:?}");
+        // At the limit, the window is searched.
+        let reads: Vec<FlagRead> = (0..MAX_SEARCH_OPS as u64 - 1).map(|i| r(i * 10 + 1, i * 10 + 5, i >= 60)).collect();
+        assert_eq!(check_flag(&w(0, 2_000, Outcome::Ok), &reads), FlagCheck::Ok);
+    }
+
+    #[test]
     fn reads_stored_as_differences_are_checked() {
         let create = |outcome| Entry { client: 0, op: Op::CreateGroup { group: "a".into() }, invoke_ms: 10, complete_ms: 20, outcome };
         let fin = FinalState { groups: ["a".to_string()].into(), ..Default::default() };

@@ -1,5 +1,6 @@
 //! The nemesis: faults injected on a seeded random schedule, one at a time, each healed before
-//! the next, so at most a minority is ever down or cut off.
+//! the next. Every fault but one leaves a majority up and connected; the exception, the
+//! kill-all, SIGKILLs every node and restarts them, so only what is on disk survives.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,13 +22,24 @@ pub enum FaultKind {
     PartitionLeader,
     PartitionMinority,
     Bridge,
+    /// SIGKILL every node at once, then restart them all: a whole-cluster crash.
+    KillAll,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] =
-        [FaultKind::KillLeader, FaultKind::KillAny, FaultKind::PauseLeader, FaultKind::PartitionLeader, FaultKind::PartitionMinority, FaultKind::Bridge];
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::KillLeader,
+        FaultKind::KillAny,
+        FaultKind::PauseLeader,
+        FaultKind::PartitionLeader,
+        FaultKind::PartitionMinority,
+        FaultKind::Bridge,
+        FaultKind::KillAll,
+    ];
 
-    /// Relative weights of the schedule: leader kills most, then partitions.
+    /// Relative weights of the schedule: leader kills most, then partitions. A kill-all costs
+    /// the whole cluster's restart (its duration plus the restart: a second or more of no
+    /// service), so it is rare.
     fn weight(self) -> u32 {
         match self {
             FaultKind::KillLeader => 35,
@@ -36,6 +48,7 @@ impl FaultKind {
             FaultKind::PartitionLeader => 15,
             FaultKind::PartitionMinority => 15,
             FaultKind::Bridge => 10,
+            FaultKind::KillAll => 2,
         }
     }
 
@@ -49,8 +62,10 @@ pub struct Fault {
     pub kind: FaultKind,
     /// Milliseconds since the start of the run.
     pub at_ms: u64,
+    /// When it was healed (for a kill-all: once the restarted nodes had a leader again).
     pub healed_ms: u64,
-    /// The nodes hit (killed, paused, or cut off from the rest; for a bridge, the bridge).
+    /// The nodes hit (killed, paused, or cut off from the rest; for a bridge, the bridge; for a
+    /// kill-all, every node).
     pub nodes: Vec<u64>,
 }
 
@@ -60,20 +75,38 @@ pub struct Schedule {
     pub duration_ms: u64,
 }
 
+/// A kill-all at least every this many faults: a run of 40 s or more (at the default interval)
+/// has one whatever its seed draws, and about one fault in 13 is one.
+pub const KILL_ALL_AT_LEAST_EVERY: usize = 15;
+
+/// Longest wait for a leader after a kill-all's restart, before the schedule goes on anyway
+/// (the convergence check at the end catches a cluster that never recovers).
+const KILL_ALL_RECOVERY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The next fault's kind: a weighted draw, except that the `KILL_ALL_AT_LEAST_EVERY`th fault
+/// since the last kill-all is one. `since_kill_all` counts the faults injected since then.
+pub fn next_kind(rng: &mut impl Rng, since_kill_all: usize) -> FaultKind {
+    if since_kill_all + 1 >= KILL_ALL_AT_LEAST_EVERY {
+        return FaultKind::KillAll;
+    }
+    *FaultKind::ALL.choose_weighted(rng, |k| k.weight()).expect("weights are positive")
+}
+
 /// Injects faults until `deadline`; returns what it did. Every fault is healed on return.
 pub fn run(cluster: &Arc<Mutex<Cluster>>, proxies: &Proxies, schedule: &Schedule, started: Instant, deadline: Instant) -> Vec<Fault> {
     let mut rng = StdRng::seed_from_u64(schedule.seed);
     let ids = cluster.lock().unwrap().ids();
     let minority = (ids.len() - 1) / 2;
     let now_ms = || started.elapsed().as_millis() as u64;
-    let mut faults = Vec::new();
+    let mut faults: Vec<Fault> = Vec::new();
     loop {
         let pause = Duration::from_millis(rng.gen_range(schedule.interval_ms / 2..=schedule.interval_ms));
         if crate::stop_requested() || Instant::now() + pause + Duration::from_millis(schedule.duration_ms) >= deadline {
             break;
         }
         std::thread::sleep(pause);
-        let kind = *FaultKind::ALL.choose_weighted(&mut rng, |k| k.weight()).expect("weights are positive");
+        let since_kill_all = faults.iter().rev().take_while(|f| f.kind != FaultKind::KillAll).count();
+        let kind = next_kind(&mut rng, since_kill_all);
         let leader = cluster.lock().unwrap().leader();
         let mut others: Vec<u64> = ids.clone();
         others.shuffle(&mut rng);
@@ -86,9 +119,21 @@ pub fn run(cluster: &Arc<Mutex<Cluster>>, proxies: &Proxies, schedule: &Schedule
             FaultKind::KillAny => vec![others[0]],
             FaultKind::PartitionMinority => others[..minority].to_vec(),
             FaultKind::Bridge => vec![others[0]],
+            FaultKind::KillAll => ids.clone(),
         };
         match kind {
             FaultKind::KillLeader | FaultKind::KillAny => cluster.lock().unwrap().kill(nodes[0]),
+            FaultKind::KillAll => {
+                // Every SIGKILL sent before any is reaped, so no node outlives another by more
+                // than the time it takes to send a signal.
+                let mut c = cluster.lock().unwrap();
+                for &id in &nodes {
+                    c.signal(id, libc::SIGKILL);
+                }
+                for &id in &nodes {
+                    c.kill(id);
+                }
+            }
             FaultKind::PauseLeader => cluster.lock().unwrap().signal(nodes[0], libc::SIGSTOP),
             FaultKind::PartitionLeader | FaultKind::PartitionMinority => {
                 for &a in &nodes {
@@ -111,6 +156,16 @@ pub fn run(cluster: &Arc<Mutex<Cluster>>, proxies: &Proxies, schedule: &Schedule
         std::thread::sleep(Duration::from_millis(schedule.duration_ms));
         match kind {
             FaultKind::KillLeader | FaultKind::KillAny => cluster.lock().unwrap().start_node(nodes[0]),
+            FaultKind::KillAll => {
+                let mut c = cluster.lock().unwrap();
+                for &id in &nodes {
+                    c.start_node(id);
+                }
+                drop(c);
+                // The next fault waits for the cluster to serve again, so that its gap measures
+                // itself and not the tail of this restart.
+                wait_for_leader(cluster, KILL_ALL_RECOVERY_TIMEOUT);
+            }
             FaultKind::PauseLeader => cluster.lock().unwrap().signal(nodes[0], libc::SIGCONT),
             _ => proxies.heal_all(),
         }
@@ -118,4 +173,41 @@ pub fn run(cluster: &Arc<Mutex<Cluster>>, proxies: &Proxies, schedule: &Schedule
     }
     proxies.heal_all();
     faults
+}
+
+/// Polls until the running nodes agree on a leader, or `timeout`; false on timeout.
+fn wait_for_leader(cluster: &Arc<Mutex<Cluster>>, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout && !crate::stop_requested() {
+        if cluster.lock().unwrap().leader().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_has_a_kill_all_now_and_then_but_not_often() {
+        for seed in 0..20 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let (mut since, mut kill_alls, mut longest) = (0usize, 0usize, 0usize);
+            for _ in 0..1_000 {
+                if next_kind(&mut rng, since) == FaultKind::KillAll {
+                    kill_alls += 1;
+                    since = 0;
+                } else {
+                    since += 1;
+                    longest = longest.max(since);
+                }
+            }
+            assert!(longest < KILL_ALL_AT_LEAST_EVERY, "seed {seed}: {longest} faults in a row without a kill-all");
+            // Weighted 2 in 102, plus the forced ones: about one fault in 13.
+            assert!((50..=110).contains(&kill_alls), "seed {seed}: {kill_alls} kill-alls in 1000 faults");
+        }
+    }
 }

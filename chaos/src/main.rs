@@ -1,5 +1,5 @@
 //! `chaos run`: a seeded chaos run against real tracker nodes; a markdown report (or JSON),
-//! exit code 1 on any violation. Build first: `cargo build --release --workspace`.
+//! exit code 1 on any violation or panicked client. Build first: `cargo build --release --workspace`.
 
 use clap::{Parser, Subcommand};
 

@@ -1,10 +1,18 @@
 //! The chaos suite in CI: a seeded 60 s run against a real 3-node cluster, with leader kills,
-//! pauses and partitions; the checker must find no lost write, no double application, no
-//! linearizability violation, no term with two leaders, and a converged cluster.
+//! pauses, partitions and at least one kill-all (every node SIGKILLed, then restarted); the
+//! checker must find no lost write, no double application, no linearizability violation, no
+//! term with two leaders, no panicked client and a converged cluster, and must have searched
+//! every write window (none skipped as too large).
 //!
-//! The deliberately broken build (acknowledging before commit) is shown failing the same
-//! checker by `broken_build_is_caught`, ignored by default because it compiles tracker-node a
-//! second time; run it with `cargo test --release -p chaos -- --ignored`.
+//! That the same checker fails the deliberately broken build is shown by `broken_build.rs`.
+
+use chaos::faults::FaultKind;
+
+/// Write windows the checker may leave unsearched in this run (over `MAX_SEARCH_OPS` calls).
+/// None: a window that large needs a write held for seconds under full read load, which this
+/// run's faults do not cause (a kill-all's writes wait, but so do the reads that would overlap
+/// them). A skip would mean the linearizability claim covers less than the report says.
+const MAX_SKIPPED_WINDOWS: usize = 0;
 
 #[test]
 fn a_seeded_minute_of_faults_loses_nothing_and_stays_linearizable() {
@@ -22,36 +30,9 @@ fn a_seeded_minute_of_faults_loses_nothing_and_stays_linearizable() {
     let md = report.markdown();
     println!("{md}");
     assert!(report.faults.values().sum::<u64>() >= 20, "enough faults were injected: {md}");
+    assert!(report.faults.get(&FaultKind::KillAll).copied().unwrap_or(0) >= 1, "a kill-all was injected: {md}");
     assert!(report.ops.values().map(|c| c[0]).sum::<u64>() > 1_000, "the workload made progress: {md}");
+    assert!(report.verdict.search_skipped <= MAX_SKIPPED_WINDOWS, "write windows left unsearched: {md}");
+    assert!(report.client_panics.is_empty(), "{md}");
     assert!(report.ok(), "{md}");
-}
-
-#[test]
-#[ignore = "builds tracker-node a second time with a deliberately broken feature"]
-fn broken_build_is_caught() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let target = root.join("target").join("broken");
-    let status = std::process::Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["build", "--release", "-p", "tracker-node", "--features", "unsafe-ack-before-commit", "--target-dir"])
-        .arg(&target)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::env::set_var("TRACKER_NODE_BIN", target.join("release").join("tracker-node"));
-    let report = chaos::run(chaos::Config {
-        seed: 1,
-        duration_s: 30,
-        nodes: 3,
-        clients: 8,
-        fault_interval_ms: 1_500,
-        fault_duration_ms: 800,
-        heartbeat_ms: 20,
-        election_timeout_ms: (60, 120),
-    })
-    .unwrap();
-    let md = report.markdown();
-    println!("{md}");
-    assert!(!report.ok(), "the checker must catch acknowledgements before commit: {md}");
-    assert!(!report.verdict.lost_writes.is_empty() || !report.verdict.not_linearizable.is_empty(), "{md}");
 }
