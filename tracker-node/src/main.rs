@@ -7,6 +7,7 @@ mod commands;
 mod metrics;
 mod node;
 mod raft_net;
+mod sched;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +95,7 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    sched::tune_malloc();
     let cli = Cli::parse();
     init_logging();
     // The API's threads yield the CPU to Raft's (node.rs runs Raft on a runtime of its own at
@@ -101,7 +103,7 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("api")
-        .on_thread_start(|| lower_thread_priority(API_THREAD_NICE))
+        .on_thread_start(|| sched::lower_thread_priority(sched::API_THREAD_NICE))
         .build()
     {
         Ok(rt) => rt,
@@ -163,18 +165,6 @@ async fn async_main(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// Niceness of the API runtime's threads (Raft's stay at 0, argon2's at 10).
-const API_THREAD_NICE: i32 = 5;
-
-/// Lowers the calling thread's scheduling priority (on Linux, nice applies per thread).
-fn lower_thread_priority(nice: i32) {
-    // SAFETY: setpriority on the calling thread's own id; no memory is touched.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
     }
 }
 

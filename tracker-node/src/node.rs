@@ -31,7 +31,9 @@ pub fn raft_config(cfg: &ClusterConfig) -> anyhow::Result<openraft::Config> {
         heartbeat_interval: cfg.heartbeat_ms,
         election_timeout_min: cfg.election_timeout_ms.0,
         election_timeout_max: cfg.election_timeout_ms.1,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs_threshold),
+        // Snapshots are triggered by `schedule_snapshots`, which scales the interval with the
+        // state's size.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT.min(cfg.snapshot_logs_threshold),
         // Entries are a few hundred bytes; the network layer also cuts every batch at
         // `MAX_APPEND_BATCH_BYTES` (raft_net::wire), so a lagging follower catches up in
@@ -49,6 +51,43 @@ pub fn raft_config(cfg: &ClusterConfig) -> anyhow::Result<openraft::Config> {
 
 pub fn tracker_node(n: &proto::cluster::NodeConfig) -> TrackerNode {
     TrackerNode { api: n.api.to_string(), raft: n.raft.to_string() }
+}
+
+/// How often the snapshot scheduler looks at the log.
+const SNAPSHOT_CHECK_MS: u64 = 250;
+
+/// Whether a snapshot is due: after `threshold` entries since the last one, and never before
+/// a quarter of the state's records, so that the work of snapshotting (proportional to the
+/// state) stays a bounded cost per entry however large the state grows.
+pub fn snapshot_due(entries_since: u64, state_records: u64, threshold: u64) -> bool {
+    entries_since >= threshold.max(state_records / 4)
+}
+
+/// Triggers snapshots by `snapshot_due`, and gives the memory of a built snapshot's copy of the
+/// state back to the system once it is done.
+async fn schedule_snapshots(raft: Raft, sm: raft_store::StateMachineStore, threshold: u64, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(SNAPSHOT_CHECK_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_snapshot = raft.metrics().borrow().snapshot;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let m = raft.metrics().borrow().clone();
+        if m.snapshot != last_snapshot {
+            last_snapshot = m.snapshot;
+            crate::sched::release_free_memory();
+        }
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        let since = applied.saturating_sub(m.snapshot.map(|l| l.index).unwrap_or(0));
+        let records = sm.read(|d| d.state.record_count());
+        if snapshot_due(since, records, threshold) {
+            if let Err(e) = raft.trigger().snapshot().await {
+                tracing::warn!("cannot trigger a snapshot: {e}");
+            }
+        }
+    }
 }
 
 /// Worker threads of the Raft runtime.
@@ -85,7 +124,9 @@ impl Drop for RaftRuntime {
 /// Runs node `id` until `shutdown` is cancelled.
 pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToken) -> anyhow::Result<()> {
     let me = cfg.require_node(id)?.clone();
-    let (log, sm) = open_store(&StoreOptions::new(&me.data_dir))
+    let mut store_options = StoreOptions::new(&me.data_dir);
+    store_options.snapshot_thread_init = Some(crate::sched::background_thread);
+    let (log, sm) = open_store(&store_options)
         .with_context(|| format!("cannot open the data of node {id} in {}", me.data_dir.display()))?;
     let config = Arc::new(raft_config(&cfg)?);
     let network = raft_net::client::NetworkFactory::new(
@@ -160,8 +201,11 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToke
         }
     }
 
+    let snapshots = tokio::spawn(schedule_snapshots(raft.clone(), sm.clone(), cfg.snapshot_logs_threshold, servers.clone()));
+
     shutdown.cancelled().await;
     tracing::info!(id, "shutting down");
+    snapshots.abort();
     // Raft first, so no RPC is half-applied when the servers stop answering.
     if let Err(e) = raft.shutdown().await {
         tracing::warn!("raft shutdown: {e}");
@@ -172,4 +216,18 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToke
     log.flush_blocking()?;
     tracing::info!(id, "stopped cleanly");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_due;
+
+    #[test]
+    fn snapshots_space_out_as_the_state_grows() {
+        assert!(!snapshot_due(4_999, 100, 5_000));
+        assert!(snapshot_due(5_000, 100, 5_000));
+        // 100k files: a snapshot every 25k entries, not every 5k.
+        assert!(!snapshot_due(20_000, 100_000, 5_000));
+        assert!(snapshot_due(25_000, 100_000, 5_000));
+    }
 }

@@ -173,6 +173,13 @@ impl TrackerState {
         (self.users.len() as u64, self.groups.len() as u64, files)
     }
 
+    /// How many records a snapshot of this state holds (users, sessions, groups, files and
+    /// remembered request ids): what a snapshot costs to build.
+    pub fn record_count(&self) -> u64 {
+        let (users, groups, files) = self.counts();
+        users + groups + files + self.sessions.len() as u64 + self.dedup.len() as u64
+    }
+
     pub fn groups(&self) -> &BTreeMap<String, Group> {
         &self.groups
     }

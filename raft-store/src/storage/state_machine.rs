@@ -32,6 +32,8 @@ struct SnapshotDir {
     receiving: std::sync::Mutex<Vec<PathBuf>>,
     /// How the last snapshot built here went, for metrics.
     last_build: std::sync::Mutex<Option<SnapshotStats>>,
+    /// Run first on each snapshot-writing thread.
+    thread_init: Option<fn()>,
 }
 
 /// Figures of the last snapshot this node built.
@@ -56,7 +58,7 @@ fn snap_err<E: std::error::Error + 'static>(verb: ErrorVerb, e: &E) -> StorageEr
 
 impl StateMachineStore {
     /// Opens the snapshot directory and rebuilds the state from its current snapshot.
-    pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open(dir: &Path, thread_init: Option<fn()>) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
         snapshot::remove_tmp_files(dir)?;
         let current_path = dir.join(snapshot::CURRENT);
@@ -79,6 +81,7 @@ impl StateMachineStore {
                 seq: AtomicU64::new(0),
                 receiving: std::sync::Mutex::new(Vec::new()),
                 last_build: std::sync::Mutex::new(None),
+                thread_init,
             }),
         })
     }
@@ -143,14 +146,27 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         }
         let dir = self.snapshots.dir.clone();
         let m = meta.clone();
-        run_blocking(
-            move || {
-                let tmp = snapshot::write_tmp(&dir, &m, &state)?;
-                snapshot::promote(&dir, &tmp)
-            },
-            ErrorVerb::Write,
-        )
-        .await?;
+        let init = self.snapshots.thread_init;
+        // A thread of its own rather than the blocking pool: its priority may be lowered for
+        // the build without touching a pool thread that other work reuses.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("snapshot-build".into())
+            .spawn(move || {
+                if let Some(init) = init {
+                    init();
+                }
+                let result = snapshot::write_tmp(&dir, &m, &state).and_then(|tmp| snapshot::promote(&dir, &tmp));
+                // The copy of the state is freed here, on this thread, not on a Raft worker.
+                drop(state);
+                let _ = tx.send(result);
+            })
+            .map_err(|e| snap_err(ErrorVerb::Write, &e))?;
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(snap_err(ErrorVerb::Write, &e)),
+            Err(e) => return Err(snap_err(ErrorVerb::Write, &std::io::Error::other(e.to_string()))),
+        }
         *current = Some(meta.clone());
         let stats = SnapshotStats {
             build_ms: started.elapsed().as_millis() as u64,

@@ -9,9 +9,6 @@ use std::sync::Mutex;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-/// Niceness of the worker threads: Raft's heartbeats and the API win the CPU over argon2.
-const WORKER_NICE: i32 = 10;
-
 type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed pool of argon2 threads with a bounded queue.
@@ -41,7 +38,8 @@ impl PasswordPool {
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
-                    lower_priority();
+                    // Raft's heartbeats and the API win the CPU over argon2.
+                    crate::sched::background_thread();
                     loop {
                         let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
                             Ok(job) => job,
@@ -55,17 +53,24 @@ impl PasswordPool {
         PasswordPool { queue: Mutex::new(tx), workers, queue_len }
     }
 
-    /// Runs `f` on a worker; `Busy` at once when the queue is full.
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+    /// Queues `f` for a worker; `Busy` at once when the queue is full.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<T>, Busy> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
         match self.queue.lock().unwrap_or_else(|p| p.into_inner()).try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => return Err(Busy),
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(Busy),
         }
-        rx.await.map_err(|_| Busy)
+    }
+
+    /// Runs `f` on a worker; `Busy` at once when the queue is full.
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+        self.submit(f)?.await.map_err(|_| Busy)
     }
 
     /// An argon2id PHC string of `password` with a fresh salt.
@@ -99,15 +104,6 @@ impl PasswordPool {
     }
 }
 
-/// Lowers the calling thread's scheduling priority (Linux: nice applies per thread).
-fn lower_priority() {
-    // SAFETY: setpriority on the calling thread's own id; no memory is touched.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICE);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,29 +113,19 @@ mod tests {
         let pool = PasswordPool::new(1, 1);
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        // One job holds the worker, one waits in the queue: the third is refused.
-        let hold = pool.run(move || {
-            started_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-        });
-        let pool = std::sync::Arc::new(pool);
-        let p2 = pool.clone();
-        let held = tokio::spawn(async move { hold.await });
-        started_rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
-        let queued = tokio::spawn(async move { p2.run(|| 7).await });
-        // Give the queued job time to enter the queue (bounded wait on a condition).
-        let mut refused = false;
-        for _ in 0..100 {
-            if pool.run(|| 0).await.is_err() {
-                refused = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(refused, "a third job must be refused while one runs and one waits");
+        // One job holds the worker, one waits in the queue: the third is refused at once.
+        let held = pool
+            .submit(move || {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+            .unwrap();
+        started_rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the worker took the first job");
+        let queued = pool.submit(|| 7).expect("one job fits in the queue");
+        assert!(pool.submit(|| 0).is_err(), "a third job is refused while one runs and one waits");
         release_tx.send(()).unwrap();
-        held.await.unwrap().unwrap();
-        assert_eq!(queued.await.unwrap().unwrap(), 7);
+        held.await.unwrap();
+        assert_eq!(queued.await.unwrap(), 7);
         assert_eq!(pool.run(|| 9).await.unwrap(), 9, "the pool takes work again");
     }
 
