@@ -228,10 +228,17 @@ impl Command {
         }
     }
 
-    /// The key under which the request-id table remembers a request: its id scoped to its
-    /// kind and principal.
-    pub fn dedup_key(&self, request_id: &str) -> String {
-        format!("{}:{}:{}", self.kind(), self.principal(), request_id)
+    /// The key under which the request-id table remembers a request: a digest of its id
+    /// scoped to its kind and principal (20 bytes whatever the id's length: the table holds up
+    /// to 100 000 of them on every node).
+    pub fn dedup_key(&self, request_id: &str) -> Sha1Digest {
+        use sha1::{Digest, Sha1};
+        let mut h = Sha1::new();
+        for part in [self.kind(), self.principal(), request_id] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        Sha1Digest(h.finalize().into())
     }
 
     /// A digest of what the client asked for, to tell a retry (same content) from a reused key

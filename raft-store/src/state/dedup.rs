@@ -22,18 +22,18 @@ pub const DEDUP_MAX_ENTRIES: usize = 100_000;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dedup {
     /// Keyed by `Command::dedup_key` (kind, principal and the client's id).
-    entries: BTreeMap<String, Remembered>,
+    entries: BTreeMap<Sha1Digest, Remembered>,
     /// Insertion order, for eviction.
-    order: VecDeque<String>,
+    order: VecDeque<Sha1Digest>,
 }
 
 impl Dedup {
-    pub fn get(&self, key: &str) -> Option<&Remembered> {
+    pub fn get(&self, key: &Sha1Digest) -> Option<&Remembered> {
         self.entries.get(key)
     }
 
-    pub fn insert(&mut self, id: String, remembered: Remembered) {
-        if self.entries.insert(id.clone(), remembered).is_none() {
+    pub fn insert(&mut self, id: Sha1Digest, remembered: Remembered) {
+        if self.entries.insert(id, remembered).is_none() {
             self.order.push_back(id);
         }
         while self.order.len() > DEDUP_MAX_ENTRIES {
@@ -64,7 +64,7 @@ impl Dedup {
     }
 
     /// Entries in insertion order, for snapshots.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Remembered)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Sha1Digest, &Remembered)> {
         self.order.iter().map(|id| (id, &self.entries[id]))
     }
 }

@@ -16,7 +16,7 @@ pub enum Record {
     /// A group without its files; each file follows as its own record.
     Group { name: String, group: Group },
     File { group: String, name: String, file: super::SharedFile },
-    Dedup { id: String, at_ms: u64, fingerprint: Sha1Digest, response: Response },
+    Dedup { id: Sha1Digest, at_ms: u64, fingerprint: Sha1Digest, response: Response },
 }
 
 impl TrackerState {
@@ -45,7 +45,7 @@ impl TrackerState {
             }))
         });
         let dedup = self.dedup.iter().map(|(id, r)| Record::Dedup {
-            id: id.clone(),
+            id: *id,
             at_ms: r.at_ms,
             fingerprint: r.fingerprint,
             response: r.response.clone(),

@@ -353,12 +353,13 @@ fn precheck_refuses_what_apply_would_before_it_reaches_the_log() {
 fn dedup_table_is_bounded_in_age_and_count() {
     let mut d = Dedup::default();
     let entry = || Remembered { at_ms: T0, fingerprint: Sha1Digest([0; 20]), response: Response::Ok(Reply::Internal) };
+    let key = |i: usize| Command::Logout { token_hash: "t".into() }.dedup_key(&format!("id{i}"));
     for i in 0..(DEDUP_MAX_ENTRIES + 10) {
-        d.insert(format!("id{i}"), entry());
+        d.insert(key(i), entry());
     }
     assert_eq!(d.len(), DEDUP_MAX_ENTRIES);
-    assert!(d.get("id0").is_none());
-    assert!(d.get(&format!("id{}", DEDUP_MAX_ENTRIES + 9)).is_some());
+    assert!(d.get(&key(0)).is_none());
+    assert!(d.get(&key(DEDUP_MAX_ENTRIES + 9)).is_some());
     d.expire(T0 + DEDUP_TTL_MS + 1);
     assert!(d.is_empty());
 }
