@@ -5,7 +5,6 @@
 //! Used by the integration tests of `tracker-node` and `peer`, and by `bench`.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,12 +12,124 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+/// A loopback TCP port for a process this harness starts, reserved for the rest of this test
+/// process (see [`ports`] for why and how).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    ports::reserve()
 }
 
-/// A binary of the workspace: `$TRACKER_NODE_BIN` / `$PEER_BIN` when set, else next to the
-/// running executable (a bench binary in target/<profile>/, or a test in target/<profile>/deps/).
+/// Run-time ports that nothing else on the machine takes between the moment a test picks
+/// them and the moment the node it starts binds them.
+///
+/// Binding port 0 and releasing it (the usual trick) hands out a port from the kernel's
+/// ephemeral range, which the kernel hands out again to the next outgoing connection of any
+/// process, or to the next test that binds port 0: on a busy machine the node then fails to
+/// bind ("address in use") and the test fails for nothing. So ports are drawn instead:
+///
+/// - from below the ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, usually
+///   32768-60999), from [`POOL_START`] up: outgoing connections never get those ports, only an
+///   explicit bind does;
+/// - at random, so that concurrent test processes rarely even try the same port;
+/// - only if they can be bound right now (nothing listens there);
+/// - and reserved across every test process of this user with an `flock` on
+///   `$TMPDIR/testkit-ports-<uid>/<port>`, held until this process exits (the kernel drops the
+///   lock when the process dies, however it dies, so a crashed test leaves nothing stale). A
+///   port is never handed out twice within one process either: the lock is per open file, so a
+///   second attempt in this process conflicts with the first.
+///
+/// Only processes that go through this function are kept apart; a program outside the tests
+/// that binds a fixed port in the pool can still collide, which the bind check makes unlikely.
+pub mod ports {
+    use std::collections::hash_map::RandomState;
+    use std::fs::File;
+    use std::hash::{BuildHasher, Hasher};
+    use std::net::TcpListener;
+    use std::os::fd::AsRawFd;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    /// The lowest port drawn (well above the ports services usually listen on).
+    pub const POOL_START: u16 = 20_000;
+    /// Fewest ports a pool must have to be used.
+    const MIN_POOL: u16 = 2_000;
+
+    /// The locks of the ports this process holds; closing a file would release its port.
+    static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
+
+    /// The kernel's ephemeral range, `(low, high)` inclusive.
+    pub fn ephemeral_range() -> (u16, u16) {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .unwrap_or((32768, 60999))
+    }
+
+    /// The ports drawn from, `[low, high)`: below the ephemeral range, or above it when there
+    /// is no room below. With an ephemeral range that covers nearly everything, the whole
+    /// range above 1024 (the reservation still keeps test processes apart).
+    pub fn pool() -> (u16, u16) {
+        let (lo, hi) = ephemeral_range();
+        if lo >= POOL_START.saturating_add(MIN_POOL) {
+            (POOL_START, lo)
+        } else if hi <= u16::MAX - MIN_POOL {
+            (hi + 1, u16::MAX)
+        } else {
+            (1024, u16::MAX)
+        }
+    }
+
+    fn random_u64() -> u64 {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        // RandomState is seeded randomly per process; the counter makes each draw different.
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        h.finish()
+    }
+
+    fn lock_dir() -> PathBuf {
+        // SAFETY: getuid(2) has no failure mode and no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let dir = std::env::temp_dir().join(format!("testkit-ports-{uid}"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        dir
+    }
+
+    /// Draws, checks and reserves one port (see the module docs).
+    pub fn reserve() -> u16 {
+        let (lo, hi) = pool();
+        let dir = lock_dir();
+        for _ in 0..10_000 {
+            let port = lo + (random_u64() % u64::from(hi - lo)) as u16;
+            let Ok(file) = File::options().create(true).truncate(false).write(true).open(dir.join(port.to_string())) else {
+                continue;
+            };
+            // SAFETY: flock(2) on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue; // another test process (or this one) holds it
+            }
+            if TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue; // something listens there; dropping `file` releases the lock
+            }
+            HELD.lock().unwrap_or_else(|p| p.into_inner()).push(file);
+            return port;
+        }
+        panic!("no free loopback port in {lo}..{hi} after 10000 draws");
+    }
+}
+
+/// A binary of the workspace: `$TRACKER_NODE_BIN` / `$PEER_BIN` when set (used as is: the
+/// caller chose it, e.g. a deliberately broken build), else next to the running executable (a
+/// bench binary in target/<profile>/, or a test in target/<profile>/deps/).
+///
+/// The binary next to the executable is checked to be current with the workspace's sources
+/// first, and rebuilt when it is not (see [`fresh_bin`]): `cargo test -p peer` builds only
+/// what `peer`'s tests link, not `tracker-node`, so without the check it would run whatever
+/// `tracker-node` an earlier build left in target/.
 pub fn workspace_bin(name: &str) -> PathBuf {
     if let Ok(p) = std::env::var(format!("{}_BIN", name.to_uppercase().replace('-', "_"))) {
         return PathBuf::from(p);
@@ -29,8 +140,193 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         dir = dir.parent().unwrap();
     }
     let p = dir.join(name);
+    fresh_bin::ensure(&p, name);
     assert!(p.exists(), "{} is not built (run: cargo build --release --workspace)", p.display());
     p
+}
+
+/// Keeps the workspace binaries the tests run current with their sources.
+///
+/// A binary is stale when a file it was built from is newer than it: the files listed in its
+/// dep-info (`target/<profile>/<name>.d`, which cargo writes beside it: every source file of
+/// every workspace crate it links), the `Cargo.toml` of each of those crates, the workspace's
+/// `Cargo.toml` and `Cargo.lock`. A stale or missing binary is rebuilt with
+/// `cargo build -p <name> --bin <name>` in the same profile and target directory, once per
+/// binary per test process (the first caller builds, concurrent callers wait for it). Only
+/// changes made before the test run began count (see [`fresh_bin::stale_reason`]).
+///
+/// This cannot deadlock with the `cargo test` that runs the test: cargo releases its build
+/// lock once the test binaries are built, before it runs them. Another cargo building at the
+/// same time makes the nested build wait for it, as any cargo command would.
+///
+/// cargo does not relink a binary whose inputs changed in a way that does not matter to it
+/// (a `Cargo.lock` change in another crate's dependencies): the binary keeps its old time, so
+/// a stamp file records when a build last found it current, and inputs are compared with the
+/// later of the two. Without the workspace's sources (a bench binary copied elsewhere), there is
+/// nothing to check and nothing is built.
+pub mod fresh_bin {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::Mutex;
+    use std::time::SystemTime;
+
+    /// Binaries already checked by this process.
+    static CHECKED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+    /// The workspace root this harness was compiled in.
+    pub fn workspace_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit lives in the workspace").to_path_buf()
+    }
+
+    fn mtime(p: &Path) -> Option<SystemTime> {
+        std::fs::metadata(p).and_then(|m| m.modified()).ok()
+    }
+
+    fn stamp_of(bin: &Path) -> PathBuf {
+        let name = bin.file_name().unwrap().to_string_lossy();
+        bin.with_file_name(format!(".testkit-fresh-{name}"))
+    }
+
+    /// The files a binary was built from, out of its dep-info (`<bin>.d`: `target: dep dep ...`,
+    /// spaces in paths escaped as `\ `). `None` when there is no dep-info to read.
+    pub fn inputs(bin: &Path, root: &Path) -> Option<Vec<PathBuf>> {
+        let text = std::fs::read_to_string(bin.with_extension("d")).ok()?;
+        let line = text.lines().next()?;
+        let (_, deps) = line.split_once(": ")?;
+        let mut files: Vec<PathBuf> = Vec::new();
+        let mut cur = String::new();
+        let mut chars = deps.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&' ') => {
+                    cur.push(' ');
+                    chars.next();
+                }
+                ' ' => {
+                    if !cur.is_empty() {
+                        files.push(PathBuf::from(std::mem::take(&mut cur)));
+                    }
+                }
+                c => cur.push(c),
+            }
+        }
+        if !cur.is_empty() {
+            files.push(PathBuf::from(cur));
+        }
+        // The manifest of every crate a source belongs to.
+        let mut manifests = BTreeSet::new();
+        for f in &files {
+            let mut dir = f.parent();
+            while let Some(d) = dir {
+                if !d.starts_with(root) {
+                    break;
+                }
+                if d.join("Cargo.toml").exists() {
+                    manifests.insert(d.join("Cargo.toml"));
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+        files.extend(manifests);
+        files.push(root.join("Cargo.toml"));
+        files.push(root.join("Cargo.lock"));
+        Some(files)
+    }
+
+    /// Why `bin` must be rebuilt, or `None` when it is current. Only changes made before
+    /// `run_began` count: an edit made while a test run is under way (another engineer saving a
+    /// file) is not this run's business, and rebuilding from a half-done edit would fail it.
+    pub fn stale_reason(bin: &Path, root: &Path, run_began: SystemTime) -> Option<String> {
+        let Some(built) = mtime(bin) else { return Some("it does not exist".into()) };
+        let checked = mtime(&stamp_of(bin)).map_or(built, |s| s.max(built));
+        let Some(inputs) = inputs(bin, root) else { return Some("it has no dep-info beside it".into()) };
+        inputs.into_iter().find_map(|f| match mtime(&f) {
+            None => Some(format!("{} was removed", f.display())),
+            Some(t) if t > checked && t <= run_began => Some(format!("{} changed after it was built", f.display())),
+            Some(_) => None,
+        })
+    }
+
+    /// When a process started, from `/proc/<pid>/stat` (clock ticks since boot) and the boot
+    /// time in `/proc/stat`; also its command name.
+    fn process_start(pid: u32) -> Option<(String, SystemTime)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_string();
+        // Fields after the command: state is field 3, starttime field 22.
+        let ticks: u64 = rest.split_whitespace().nth(22 - 3)?.parse().ok()?;
+        let btime: u64 = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+        // SAFETY: sysconf(3) has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let since_boot = std::time::Duration::from_millis(ticks * 1000 / hz);
+        Some((comm, SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(btime) + since_boot))
+    }
+
+    /// When this test run began: the `cargo` that runs this test (its parent), or else this
+    /// process. Rounded up by a second, the granularity of the boot time.
+    pub fn run_began() -> SystemTime {
+        let me = std::process::id();
+        let parent = std::fs::read_to_string(format!("/proc/{me}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()));
+        let began = match parent.and_then(process_start) {
+            Some((comm, t)) if comm == "cargo" => Some(t),
+            _ => process_start(me).map(|(_, t)| t),
+        };
+        began.map_or_else(SystemTime::now, |t| t + std::time::Duration::from_secs(1))
+    }
+
+    /// The cargo options that build into `profile_dir` (`<target>/<profile>`), or `None` when
+    /// it is not laid out like that (cross builds: `<target>/<triple>/<profile>`).
+    fn profile_args(profile_dir: &Path) -> Option<Vec<String>> {
+        let target = profile_dir.parent()?;
+        if !target.join("CACHEDIR.TAG").exists() {
+            return None;
+        }
+        let mut args = match profile_dir.file_name()?.to_str()? {
+            "release" => vec!["--release".to_string()],
+            "debug" => vec![],
+            other => vec!["--profile".to_string(), other.to_string()],
+        };
+        args.push("--target-dir".into());
+        args.push(target.to_string_lossy().into_owned());
+        Some(args)
+    }
+
+    /// Checks `bin` (package and binary `name`) once per process; rebuilds it when stale.
+    pub fn ensure(bin: &Path, name: &str) {
+        let root = workspace_root();
+        if !root.join(name).join("Cargo.toml").exists() || !root.join("Cargo.lock").exists() {
+            return; // no sources here to build from
+        }
+        let mut checked = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
+        if checked.contains(bin) {
+            return;
+        }
+        if let Some(why) = stale_reason(bin, &root, run_began()) {
+            let Some(profile) = bin.parent().and_then(profile_args) else {
+                panic!("{} is out of date ({why}); rebuild it: cargo build -p {name} --bin {name}", bin.display());
+            };
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(&root).args(["build", "-p", name, "--bin", name]).args(&profile);
+            eprintln!("testkit: {} is out of date ({why}); building it: {cmd:?}", bin.display());
+            let started = SystemTime::now();
+            let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
+            assert!(status.success(), "building {name} failed ({cmd:?}); the tests need a current {}", bin.display());
+            // cargo found it current as of `started`: edits made during the build still count.
+            let stamp = stamp_of(bin);
+            if let Ok(f) = std::fs::File::create(&stamp) {
+                let _ = f.set_modified(started);
+            }
+        }
+        checked.insert(bin.to_path_buf());
+    }
 }
 
 pub fn peer_bin() -> PathBuf {
@@ -74,10 +370,23 @@ impl HttpResponse {
 /// A plain HTTP/1.1 request (no redirects followed, 2 s timeouts). `None` when the node cannot be
 /// reached or the answer is not HTTP.
 pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Option<HttpResponse> {
+    http_with_timeout(addr, method, path, headers, body, Duration::from_secs(2))
+}
+
+/// [`http`] with `timeout` for reading the answer (for calls that wait, like a membership
+/// change).
+pub fn http_with_timeout(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> Option<HttpResponse> {
     use std::io::Read;
     let sock: std::net::SocketAddr = addr.parse().ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
     let body = body.unwrap_or("");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
@@ -139,6 +448,9 @@ pub struct Cluster {
     nodes: Vec<(u64, Option<Child>)>,
     env: Vec<(u64, String, String)>,
 }
+
+/// `(leader, term, status of each node)`: see [`Cluster::stable_view`].
+pub type StableView = (u64, u64, Vec<(u64, Value)>);
 
 /// How to lay out a test cluster.
 #[derive(Debug, Clone)]
@@ -359,6 +671,43 @@ impl Cluster {
         });
         found
     }
+
+    /// One consistent view of the running nodes: every one answers, all are in the same term
+    /// and name the same running leader, which says it leads. `None` while an election is under
+    /// way or a node has not heard who leads. The other nodes' roles are left for the caller to
+    /// check. Returns `(leader, term, status of each running node)`.
+    pub fn stable_view(&self) -> Option<StableView> {
+        self.stable_view_of(&self.running())
+    }
+
+    /// [`Cluster::stable_view`] of the nodes `ids` only (e.g. the voters, leaving out a node
+    /// that runs but has not joined yet).
+    pub fn stable_view_of(&self, ids: &[u64]) -> Option<StableView> {
+        let mut view = Vec::new();
+        for id in ids {
+            view.push((*id, self.status(*id)?));
+        }
+        let (_, first) = view.first()?;
+        let (leader, term) = (first["leader"].as_u64()?, first["term"].as_u64()?);
+        let agreed = ids.contains(&leader)
+            && view.iter().all(|(id, st)| {
+                st["term"].as_u64() == Some(term)
+                    && st["leader"].as_u64() == Some(leader)
+                    && (*id != leader || st["role"] == "leader")
+            });
+        agreed.then_some((leader, term, view))
+    }
+
+    /// Waits for [`Cluster::stable_view`] (up to 20 s) and returns `(leader, term)`. Elections
+    /// take 80-160 ms here, and one can start at any moment on a busy machine: a test that
+    /// checks roles should check them against this view, and retry when the term has moved.
+    pub fn wait_stable_leader(&self) -> (u64, u64) {
+        let mut found = (0, 0);
+        wait_until("every running node to agree on one leader in one term", Duration::from_secs(20), || {
+            self.stable_view().map(|(l, t, _)| found = (l, t)).is_some()
+        });
+        found
+    }
 }
 
 impl Drop for Cluster {
@@ -559,4 +908,105 @@ pub async fn group_names(client: &tracker_client::TrackerClient) -> Vec<String> 
     let mut g: Vec<String> = client.list_groups().await.expect("list groups").into_iter().map(|r| r.group).collect();
     g.sort();
     g
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn ports_are_outside_the_ephemeral_range_distinct_and_locked() {
+        let (lo, hi) = ports::ephemeral_range();
+        let taken: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut unique = taken.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), taken.len(), "a port is handed out once per process: {taken:?}");
+        let (pool_lo, pool_hi) = ports::pool();
+        for p in &taken {
+            assert!(*p >= pool_lo && *p < pool_hi, "{p} outside the pool {pool_lo}..{pool_hi}");
+            if pool_lo >= ports::POOL_START {
+                assert!(*p < lo || *p > hi, "{p} is in the ephemeral range {lo}-{hi}");
+            }
+            // Another process (or another open of the file) cannot take the reservation.
+            // SAFETY: getuid(2) has no failure mode.
+            let dir = std::env::temp_dir().join(format!("testkit-ports-{}", unsafe { libc::getuid() }));
+            let f = std::fs::File::open(dir.join(p.to_string())).unwrap();
+            // SAFETY: flock(2) on a descriptor this test owns.
+            let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            assert_ne!(r, 0, "port {p}'s lock is held");
+            // And it can be bound by the process it is for.
+            drop(std::net::TcpListener::bind(("127.0.0.1", *p)).unwrap());
+        }
+    }
+
+    /// A fake target dir: a binary, its dep-info naming two sources of a fake crate.
+    fn layout(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let root = dir.join("ws");
+        let src = root.join("krate/src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(root.join("Cargo.toml"), "").unwrap();
+        std::fs::write(root.join("Cargo.lock"), "").unwrap();
+        std::fs::write(root.join("krate/Cargo.toml"), "").unwrap();
+        let (a, b) = (src.join("main.rs"), src.join("with space.rs"));
+        std::fs::write(&a, "").unwrap();
+        std::fs::write(&b, "").unwrap();
+        let bin = dir.join("target/release/krate");
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        std::fs::write(&bin, "").unwrap();
+        let dep_info = format!("{}: {} {}\n", bin.display(), a.display(), b.display().to_string().replace(' ', "\\ "));
+        std::fs::write(bin.with_extension("d"), dep_info).unwrap();
+        (root, bin, b)
+    }
+
+    fn set_mtime(p: &Path, t: SystemTime) {
+        std::fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn a_binary_is_stale_when_a_source_changed_after_it_was_built_and_before_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, bin, spaced) = layout(dir.path());
+        let t0 = SystemTime::now() - Duration::from_secs(100);
+        let all = fresh_bin::inputs(&bin, &root).unwrap();
+        assert_eq!(all.len(), 2 + 1 + 2, "two sources, their crate's manifest, the workspace's and Cargo.lock: {all:?}");
+        assert!(all.contains(&spaced), "escaped spaces are read: {all:?}");
+        for f in &all {
+            set_mtime(f, t0);
+        }
+        set_mtime(&bin, t0 + Duration::from_secs(10));
+        let run = t0 + Duration::from_secs(50);
+        assert_eq!(fresh_bin::stale_reason(&bin, &root, run), None);
+
+        set_mtime(&spaced, t0 + Duration::from_secs(20));
+        let why = fresh_bin::stale_reason(&bin, &root, run).expect("a source changed before the run");
+        assert!(why.contains("with space.rs"), "{why}");
+        // The same change, made after the run began, is not this run's business.
+        assert_eq!(fresh_bin::stale_reason(&bin, &root, t0 + Duration::from_secs(15)), None);
+        // A build that found it current (the stamp) covers changes made before it.
+        let stamp = bin.with_file_name(".testkit-fresh-krate");
+        std::fs::write(&stamp, "").unwrap();
+        set_mtime(&stamp, t0 + Duration::from_secs(30));
+        assert_eq!(fresh_bin::stale_reason(&bin, &root, run), None);
+        // Cargo.lock counts too.
+        set_mtime(&root.join("Cargo.lock"), t0 + Duration::from_secs(40));
+        assert!(fresh_bin::stale_reason(&bin, &root, run).unwrap().contains("Cargo.lock"));
+
+        std::fs::remove_file(&spaced).unwrap();
+        assert!(fresh_bin::stale_reason(&bin, &root, run).unwrap().contains("was removed"));
+        std::fs::remove_file(bin.with_extension("d")).unwrap();
+        assert!(fresh_bin::stale_reason(&bin, &root, run).unwrap().contains("dep-info"));
+        std::fs::remove_file(&bin).unwrap();
+        assert!(fresh_bin::stale_reason(&bin, &root, run).unwrap().contains("does not exist"));
+    }
+
+    #[test]
+    fn the_run_began_before_now() {
+        let began = fresh_bin::run_began();
+        assert!(began <= SystemTime::now() + Duration::from_secs(1));
+        assert!(began > SystemTime::now() - Duration::from_secs(24 * 3600), "{began:?}");
+    }
 }

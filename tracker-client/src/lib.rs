@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::api::{
-    AcceptRequest, AnnounceRequest, CreateGroupRequest, ErrorBody, FileDetails, FileMetaBody, FileRow, GroupRow,
-    LoginRequest, LoginResponse, NodeStatus, NotLeaderBody, RegisterRequest, RequestRow, UploadRequest,
+    AcceptRequest, AnnounceRequest, CreateGroupRequest, FileDetails, FileMetaBody, FileRow, GroupRow, LoginRequest,
+    LoginResponse, NodeStatus, RegisterRequest, RequestRow, UploadRequest,
 };
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -27,7 +27,8 @@ pub enum ClientError {
     /// The cluster answered and said no: final, not retried.
     #[error("{message}")]
     Refused { code: String, message: String },
-    /// No leader answered within the budget: retryable later.
+    /// No leader answered within the budget (`budget_ms`: the call's budget, or the shorter
+    /// `all_refused_ms` when every node refused the connection): retryable later.
     #[error("no tracker leader reachable within {budget_ms} ms ({last})")]
     Unavailable { budget_ms: u64, last: String },
     /// The answer was not what the API promises.
@@ -59,13 +60,11 @@ pub struct TrackerClient {
 
 /// What one attempt at one node came to.
 enum Attempt {
-    Done(Vec<u8>),
-    Refused(ClientError),
-    Redirect(String),
-    /// The node answers but cannot serve now (no leader, no quorum).
-    Busy(String),
-    /// The node did not answer (refused, reset, timed out).
-    Down(String),
+    /// The node answered: what the answer means, and its body.
+    Answered(retry::Verdict, Vec<u8>),
+    /// The node did not answer: `refused` when nothing listens there (the connection was
+    /// refused), otherwise reset, timed out, or cut off mid-answer.
+    Down { message: String, refused: bool },
 }
 
 impl TrackerClient {
@@ -104,11 +103,16 @@ impl TrackerClient {
         *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = l;
     }
 
-    async fn attempt(&self, node: &str, method: &Method, path: &str, body: &Option<Vec<u8>>, request_id: &Option<String>) -> Attempt {
-        let mut b = self
-            .http
-            .request(method.clone(), format!("http://{node}{path}"))
-            .timeout(Duration::from_millis(self.policy.attempt_timeout_ms));
+    async fn attempt(
+        &self,
+        node: &str,
+        method: &Method,
+        path: &str,
+        body: &Option<Vec<u8>>,
+        request_id: &Option<String>,
+        timeout: Duration,
+    ) -> Attempt {
+        let mut b = self.http.request(method.clone(), format!("http://{node}{path}")).timeout(timeout);
         if let Some(t) = &self.token {
             b = b.bearer_auth(t);
         }
@@ -120,30 +124,12 @@ impl TrackerClient {
         }
         let resp = match b.send().await {
             Ok(r) => r,
-            Err(e) => return Attempt::Down(format!("{node}: {}", short(&e))),
+            Err(e) => return Attempt::Down { message: format!("{node}: {}", short(&e)), refused: is_refused(&e) },
         };
         let status = resp.status();
-        let bytes = match resp.bytes().await {
-            Ok(b) => b.to_vec(),
-            Err(e) => return Attempt::Down(format!("{node}: {}", short(&e))),
-        };
-        if status.is_success() {
-            return Attempt::Done(bytes);
-        }
-        if status == StatusCode::TEMPORARY_REDIRECT {
-            return match serde_json::from_slice::<NotLeaderBody>(&bytes) {
-                Ok(nl) => Attempt::Redirect(nl.leader.api),
-                Err(_) => Attempt::Busy(format!("{node}: redirect without a leader")),
-            };
-        }
-        let err: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
-        if status == StatusCode::SERVICE_UNAVAILABLE || status.is_server_error() {
-            let m = err.map(|e| e.error.message).unwrap_or_else(|| status.to_string());
-            return Attempt::Busy(format!("{node}: {m}"));
-        }
-        match err {
-            Some(e) => Attempt::Refused(ClientError::Refused { code: e.error.code, message: e.error.message }),
-            None => Attempt::Refused(ClientError::Protocol(format!("{node} answered {status}"))),
+        match resp.bytes().await {
+            Ok(bytes) => Attempt::Answered(retry::classify(node, status.as_u16(), &bytes), bytes.to_vec()),
+            Err(e) => Attempt::Down { message: format!("{node}: {}", short(&e)), refused: false },
         }
     }
 
@@ -163,62 +149,81 @@ impl TrackerClient {
         request_id: Option<String>,
     ) -> Result<T> {
         let started = Instant::now();
-        let budget = Duration::from_millis(self.policy.budget_ms);
+        let policy = &self.policy;
+        let unavailable = |last: String| ClientError::Unavailable { budget_ms: policy.budget_ms, last };
         let mut failed: Vec<String> = Vec::new();
         let mut last = String::from("no attempt made");
         let mut round = 0u32;
+        let mut refusals = retry::RefusalStreak::default();
         loop {
             let leader = self.cached_leader();
             let mut queue = retry::round_order(&self.nodes, leader.as_deref(), &failed);
             let mut redirects = 0usize;
             let mut i = 0usize;
             while i < queue.len() {
-                if started.elapsed() >= budget {
-                    return Err(ClientError::Unavailable { budget_ms: self.policy.budget_ms, last });
-                }
+                let Some(timeout) = policy.attempt_timeout(started.elapsed()) else {
+                    return Err(unavailable(last));
+                };
                 let node = queue[i].clone();
                 i += 1;
-                match self.attempt(&node, &method, path, &body, &request_id).await {
-                    Attempt::Done(bytes) => {
+                let (verdict, bytes) = match self.attempt(&node, &method, path, &body, &request_id, timeout).await {
+                    Attempt::Answered(verdict, bytes) => (verdict, bytes),
+                    Attempt::Down { message, refused } => {
+                        last = message;
+                        if self.cached_leader().as_deref() == Some(node.as_str()) {
+                            self.set_leader(None);
+                        }
+                        if !failed.contains(&node) {
+                            failed.push(node.clone());
+                        }
+                        if !refused {
+                            refusals.heard();
+                            continue;
+                        }
+                        refusals.refused(&node, started.elapsed());
+                        let window = Duration::from_millis(policy.all_refused_ms);
+                        if refusals.gave_up(&self.nodes, started.elapsed(), window) {
+                            // Nothing listens anywhere: the cluster is down, not electing.
+                            return Err(ClientError::Unavailable {
+                                budget_ms: policy.all_refused_ms,
+                                last: format!("every tracker node refused the connection: {}", self.nodes.join(", ")),
+                            });
+                        }
+                        continue;
+                    }
+                };
+                refusals.heard();
+                match verdict {
+                    retry::Verdict::Done => {
                         self.set_leader(Some(node));
                         let bytes = if bytes.is_empty() { b"null".to_vec() } else { bytes };
                         return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
                     }
-                    Attempt::Refused(e) => {
+                    retry::Verdict::Refused { code, message } => {
                         self.set_leader(Some(node));
-                        return Err(e);
+                        return Err(ClientError::Refused { code, message });
                     }
-                    Attempt::Redirect(to) => {
+                    retry::Verdict::Protocol(m) => return Err(ClientError::Protocol(m)),
+                    retry::Verdict::Redirect(to) => {
                         last = format!("{node}: redirected to {to}");
-                        // A redirect to a node that failed during this call (a dead leader that
-                        // followers still name) is a reason to try the others, not to loop.
-                        if !failed.contains(&to) && redirects < self.policy.max_redirects_per_round && to != node {
+                        if policy.follow_redirect(&node, &to, &failed, redirects) {
                             redirects += 1;
                             self.set_leader(Some(to.clone()));
                             queue.insert(i, to);
                         }
                     }
-                    Attempt::Busy(m) => last = m,
-                    Attempt::Down(m) => {
-                        last = m;
-                        if self.cached_leader().as_deref() == Some(node.as_str()) {
-                            self.set_leader(None);
-                        }
-                        if !failed.contains(&node) {
-                            failed.push(node);
-                        }
-                    }
+                    retry::Verdict::Busy(m) => last = m,
                 }
             }
             // Nodes that were down may be back after the pause; let them be tried again.
             if failed.len() >= self.nodes.len() {
                 failed.clear();
             }
-            let pause = self.policy.backoff(round, rand::random::<f64>());
+            let pause = policy.backoff(round, rand::random::<f64>());
             round += 1;
-            let left = budget.saturating_sub(started.elapsed());
+            let left = Duration::from_millis(policy.budget_ms).saturating_sub(started.elapsed());
             if left.is_zero() {
-                return Err(ClientError::Unavailable { budget_ms: self.policy.budget_ms, last });
+                return Err(unavailable(last));
             }
             tokio::time::sleep(pause.min(left)).await;
         }
@@ -297,20 +302,39 @@ impl TrackerClient {
 
     /// The status of one node, without failover (for operators and tests).
     pub async fn node_status(&self, node: &str) -> Result<NodeStatus> {
-        match self.attempt(node, &Method::GET, "/v1/status", &None, &None).await {
-            Attempt::Done(b) => serde_json::from_slice(&b).map_err(|e| ClientError::Protocol(e.to_string())),
-            Attempt::Refused(e) => Err(e),
-            Attempt::Redirect(_) | Attempt::Busy(_) | Attempt::Down(_) => {
+        let timeout = Duration::from_millis(self.policy.attempt_timeout_ms);
+        match self.attempt(node, &Method::GET, "/v1/status", &None, &None, timeout).await {
+            Attempt::Answered(retry::Verdict::Done, b) => {
+                serde_json::from_slice(&b).map_err(|e| ClientError::Protocol(e.to_string()))
+            }
+            Attempt::Answered(retry::Verdict::Refused { code, message }, _) => Err(ClientError::Refused { code, message }),
+            Attempt::Answered(retry::Verdict::Protocol(m), _) => Err(ClientError::Protocol(m)),
+            Attempt::Answered(..) | Attempt::Down { .. } => {
                 Err(ClientError::Unavailable { budget_ms: self.policy.attempt_timeout_ms, last: format!("{node} did not answer") })
             }
         }
     }
 }
 
+/// Whether the connection was refused (nothing listens at the address), as opposed to timed
+/// out or reset: the one failure that says the node is not there at all.
+fn is_refused(e: &reqwest::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        src = x.source();
+    }
+    false
+}
+
 fn short(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
-    } else if e.is_connect() {
+    } else if is_refused(e) {
         "connection refused".into()
     } else {
         let mut s = e.to_string();
@@ -342,4 +366,326 @@ pub fn seg(s: &str) -> String {
         }
     }
     out
+}
+
+/// The transport against stub nodes on loopback: a node that refuses the connection (a bound
+/// socket that does not listen), one that accepts and never answers, and ones that answer
+/// canned HTTP. The decisions themselves are tested without sockets in `retry`.
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpSocket};
+
+    use super::*;
+
+    /// What a stub node does with each request.
+    #[derive(Clone)]
+    enum Reply {
+        /// Answers this status and JSON body.
+        Http(u16, String),
+        /// Accepts, reads the request, never answers (a frozen process).
+        Silent,
+    }
+
+    /// One request a stub received: which stub, the request line, the idempotency key.
+    type Hits = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
+
+    struct Stub {
+        addr: String,
+        /// Held so the port stays this stub's.
+        _listener: Option<TcpSocket>,
+    }
+
+    /// A node that refuses connections: the port is bound (so nobody else gets it) but not
+    /// listening, so a connect gets a reset at once.
+    fn refusing() -> Stub {
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        Stub { addr: s.local_addr().unwrap().to_string(), _listener: Some(s) }
+    }
+
+    async fn listener() -> TcpListener {
+        TcpListener::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    async fn serving(name: &str, reply: Reply, hits: &Hits) -> Stub {
+        serving_on(listener().await, name, reply, hits)
+    }
+
+    /// A stub on a listener bound beforehand (for stubs that must name each other).
+    fn serving_on(l: TcpListener, name: &str, reply: Reply, hits: &Hits) -> Stub {
+        let addr = l.local_addr().unwrap().to_string();
+        let (name, hits) = (name.to_string(), hits.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else { return };
+                let (name, hits, reply) = (name.clone(), hits.clone(), reply.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // The head, then as much body as Content-Length says.
+                    let head_end = loop {
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let header = |k: &str| {
+                        head.lines()
+                            .filter_map(|l| l.split_once(':'))
+                            .find(|(h, _)| h.trim().eq_ignore_ascii_case(k))
+                            .map(|(_, v)| v.trim().to_string())
+                    };
+                    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    hits.lock().unwrap().push((name, line, header("idempotency-key")));
+                    match reply {
+                        Reply::Silent => tokio::time::sleep(Duration::from_secs(3600)).await,
+                        Reply::Http(status, body) => {
+                            let resp = format!(
+                                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = s.write_all(resp.as_bytes()).await;
+                            let _ = s.shutdown().await;
+                        }
+                    }
+                });
+            }
+        });
+        Stub { addr, _listener: None }
+    }
+
+    fn not_leader(api: &str) -> Reply {
+        Reply::Http(307, format!(r#"{{"error":{{"code":"not_leader","message":"m"}},"leader":{{"id":9,"api":"{api}"}}}}"#))
+    }
+
+    fn busy() -> Reply {
+        Reply::Http(503, r#"{"error":{"code":"unavailable","message":"no leader known"}}"#.into())
+    }
+
+    fn ok() -> Reply {
+        Reply::Http(200, r#"{"ok":true,"group":"g"}"#.into())
+    }
+
+    fn client(nodes: &[&Stub], policy: RetryPolicy) -> TrackerClient {
+        TrackerClient::new(nodes.iter().map(|s| s.addr.clone()).collect(), policy)
+    }
+
+    fn who(hits: &Hits) -> Vec<String> {
+        hits.lock().unwrap().iter().map(|(n, _, _)| n.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_node_is_passed_over_at_once() {
+        let hits = Hits::default();
+        let down = refusing();
+        let up = serving("up", ok(), &hits).await;
+        let c = client(&[&down, &up], RetryPolicy::default());
+        let t = Instant::now();
+        let v: serde_json::Value = c.create_group("g").await.unwrap();
+        assert_eq!(v["ok"], true);
+        assert!(t.elapsed() < Duration::from_millis(500), "no timeout was waited for: {:?}", t.elapsed());
+        assert_eq!(who(&hits), ["up"]);
+        assert_eq!(c.cached_leader().as_deref(), Some(up.addr.as_str()), "the node that answered is remembered");
+    }
+
+    #[tokio::test]
+    async fn a_node_that_accepts_and_never_answers_costs_one_attempt_timeout() {
+        let hits = Hits::default();
+        let frozen = serving("frozen", Reply::Silent, &hits).await;
+        let up = serving("up", ok(), &hits).await;
+        let c = client(&[&frozen, &up], RetryPolicy { attempt_timeout_ms: 300, ..Default::default() });
+        let t = Instant::now();
+        c.create_group("g").await.unwrap();
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(300), "the frozen node was given its attempt: {took:?}");
+        assert!(took < Duration::from_millis(1_500), "then the next node was asked: {took:?}");
+        assert_eq!(who(&hits), ["frozen", "up"]);
+    }
+
+    #[tokio::test]
+    async fn nodes_are_tried_in_list_order_then_the_one_that_answered_first() {
+        let hits = Hits::default();
+        let a = serving("a", busy(), &hits).await;
+        let b = serving("b", busy(), &hits).await;
+        let c_ = serving("c", ok(), &hits).await;
+        let c = client(&[&a, &b, &c_], RetryPolicy::default());
+        c.create_group("g").await.unwrap();
+        assert_eq!(who(&hits), ["a", "b", "c"]);
+        c.create_group("h").await.unwrap();
+        assert_eq!(who(&hits), ["a", "b", "c", "c"], "the cached leader is asked first");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_followed_and_its_target_becomes_the_leader() {
+        let hits = Hits::default();
+        let leader = serving("leader", ok(), &hits).await;
+        let follower = serving("follower", not_leader(&leader.addr), &hits).await;
+        // The client knows only the follower, as a peer configured with one address would.
+        let c = client(&[&follower], RetryPolicy::default());
+        c.create_group("g").await.unwrap();
+        assert_eq!(who(&hits), ["follower", "leader"]);
+        assert_eq!(c.cached_leader().as_deref(), Some(leader.addr.as_str()));
+        c.create_group("h").await.unwrap();
+        assert_eq!(who(&hits), ["follower", "leader", "leader"], "the next call goes straight to the leader");
+        // Both attempts of one write carry the same request id; the next write has its own.
+        let keys: Vec<Option<String>> = hits.lock().unwrap().iter().map(|(_, _, k)| k.clone()).collect();
+        assert!(keys[0].is_some() && keys[0] == keys[1] && keys[1] != keys[2], "{keys:?}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_a_dead_node_is_not_followed_again_and_the_others_are_tried() {
+        let hits = Hits::default();
+        let dead = refusing();
+        let up = serving("up", ok(), &hits).await;
+        let stale = serving("stale", not_leader(&dead.addr), &hits).await;
+        // The stale follower still names the dead leader.
+        let c = client(&[&dead, &stale, &up], RetryPolicy::default());
+        c.create_group("g").await.unwrap();
+        assert_eq!(who(&hits), ["stale", "up"], "after dead refused, its name in a redirect is not followed");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_a_refusing_node_is_followed_once_a_round_and_the_call_ends_in_its_budget() {
+        let hits = Hits::default();
+        let dead = refusing();
+        let b = serving("b", not_leader(&dead.addr), &hits).await;
+        let policy = RetryPolicy { budget_ms: 400, backoff_initial_ms: 100, backoff_max_ms: 100, ..Default::default() };
+        // Only b is listed; it keeps naming a leader that is gone.
+        let c = client(&[&b], policy);
+        let t = Instant::now();
+        let err = c.create_group("g").await.unwrap_err();
+        assert_eq!(err.code(), "unavailable", "{err}");
+        assert!(t.elapsed() >= Duration::from_millis(400) && t.elapsed() < Duration::from_millis(700), "{:?}", t.elapsed());
+        // b answers, so this is not "every node refused": the call keeps its budget, one round
+        // (b, then its hint) per pause of 50-100 ms (100 ms less up to half of it in jitter).
+        let n = who(&hits).len();
+        assert!((2..=9).contains(&n), "b asked {n} times in 400 ms of 50-100 ms pauses");
+    }
+
+    #[tokio::test]
+    async fn ping_pong_redirects_stop_at_the_cap() {
+        let hits = Hits::default();
+        // x redirects to y, y to x: both listen, neither leads.
+        let (xl, yl) = (listener().await, listener().await);
+        let (x_addr, y_addr) = (xl.local_addr().unwrap().to_string(), yl.local_addr().unwrap().to_string());
+        let x = serving_on(xl, "x", not_leader(&y_addr), &hits);
+        let y = serving_on(yl, "y", not_leader(&x_addr), &hits);
+        // The pause after the first round outlasts the budget: exactly one round is seen.
+        let policy = RetryPolicy {
+            budget_ms: 300,
+            max_redirects_per_round: 3,
+            backoff_initial_ms: 10_000,
+            backoff_max_ms: 10_000,
+            ..Default::default()
+        };
+        let c = client(&[&x, &y], policy);
+        let err = c.create_group("g").await.unwrap_err();
+        assert_eq!(err.code(), "unavailable");
+        assert!(err.to_string().contains("redirected to"), "{err}");
+        // x (hint y followed), y (hint x followed), x (hint y followed: the third and last),
+        // y (hint no longer trusted), then y again from the list.
+        assert_eq!(who(&hits), ["x", "y", "x", "y", "y"]);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_final_and_not_retried() {
+        let hits = Hits::default();
+        let a = serving("a", Reply::Http(409, r#"{"error":{"code":"group_exists","message":"taken"}}"#.into()), &hits).await;
+        let b = serving("b", ok(), &hits).await;
+        let c = client(&[&a, &b], RetryPolicy::default());
+        let err = c.create_group("g").await.unwrap_err();
+        assert_eq!((err.code(), err.to_string().as_str()), ("group_exists", "taken"));
+        assert_eq!(who(&hits), ["a"], "a refusal is the cluster's answer: nobody else is asked");
+    }
+
+    #[tokio::test]
+    async fn busy_nodes_are_retried_with_the_same_request_id_until_the_budget_is_spent() {
+        let hits = Hits::default();
+        let a = serving("a", busy(), &hits).await;
+        let b = serving("b", busy(), &hits).await;
+        let c = client(&[&a, &b], RetryPolicy { budget_ms: 600, ..Default::default() });
+        let t = Instant::now();
+        let err = c.create_group("g").await.unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(err.code(), "unavailable");
+        assert!(err.to_string().contains("no leader known"), "the last reason is kept: {err}");
+        assert!(took >= Duration::from_millis(600) && took < Duration::from_millis(1_000), "{took:?}");
+        let hits = hits.lock().unwrap();
+        assert!(hits.len() >= 6, "several rounds within the budget: {}", hits.len());
+        assert!(hits.iter().all(|(_, _, k)| k.is_some() && *k == hits[0].2), "one request id for every retry");
+    }
+
+    #[tokio::test]
+    async fn frozen_nodes_do_not_make_a_call_overrun_its_budget() {
+        let hits = Hits::default();
+        let a = serving("a", Reply::Silent, &hits).await;
+        let b = serving("b", Reply::Silent, &hits).await;
+        let c = client(&[&a, &b], RetryPolicy { budget_ms: 1_000, attempt_timeout_ms: 700, ..Default::default() });
+        let t = Instant::now();
+        let err = c.create_group("g").await.unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(err.code(), "unavailable");
+        assert!(err.to_string().contains("timed out"), "{err}");
+        // a gets 700 ms, b what is left (300 ms): 1 s, not 1.4 s.
+        assert!(took >= Duration::from_millis(1_000) && took < Duration::from_millis(1_300), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn when_every_node_refuses_the_call_gives_up_at_once_naming_them() {
+        let (a, b) = (refusing(), refusing());
+        let c = client(&[&a, &b], RetryPolicy::default());
+        let t = Instant::now();
+        let err = c.create_group("g").await.unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(err.code(), "unavailable");
+        let msg = err.to_string();
+        assert!(msg.contains(&a.addr) && msg.contains(&b.addr) && msg.contains("refused"), "{msg}");
+        // The 15 s budget is for elections; a cluster that is down is reported within ~1 s.
+        assert!(took >= Duration::from_millis(500) && took < Duration::from_millis(1_000), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn one_answering_node_keeps_the_call_going_past_the_refusal_window() {
+        let hits = Hits::default();
+        let down = refusing();
+        let electing = serving("electing", busy(), &hits).await;
+        let c = client(&[&down, &electing], RetryPolicy { budget_ms: 1_200, ..Default::default() });
+        let t = Instant::now();
+        let err = c.create_group("g").await.unwrap_err();
+        assert!(t.elapsed() >= Duration::from_millis(1_200), "an election gets the whole budget: {:?}", t.elapsed());
+        assert!(err.to_string().contains("no leader known"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn node_status_reads_one_node_without_failover() {
+        let hits = Hits::default();
+        let down = refusing();
+        let c = client(&[&down], RetryPolicy::default());
+        assert_eq!(c.node_status(&down.addr).await.unwrap_err().code(), "unavailable");
+        let garbage = serving("g", Reply::Http(200, "{}".into()), &hits).await;
+        assert!(matches!(c.node_status(&garbage.addr).await, Err(ClientError::Protocol(_))));
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        let cases = [("dev_team", "dev_team"), ("a b", "a%20b"), ("x/y", "x%2Fy"), ("50%", "50%25"), (".", "%2E"), ("..", "%2E%2E"), ("é", "%C3%A9"), ("a?b#c", "a%3Fb%23c")];
+        for (raw, want) in cases {
+            assert_eq!(seg(raw), want);
+        }
+    }
 }
