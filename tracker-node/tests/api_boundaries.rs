@@ -166,3 +166,30 @@ fn idempotency_keys_are_scoped_to_user_and_call_and_bound_to_content() {
     let who = http(&api, "GET", "/v1/session", &[("authorization", &auth)], None).unwrap();
     assert_eq!(who.status, 401, "the session is closed: {}", who.body);
 }
+
+#[test]
+fn health_and_readyz_follow_the_quorum() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(&[]);
+    wait_until("every node to report healthy and ready", Duration::from_secs(20), || {
+        cluster.ids().iter().all(|id| {
+            let h = http(cluster.api(*id), "GET", "/health", &[], None);
+            let r = http(cluster.api(*id), "GET", "/readyz", &[], None);
+            h.is_some_and(|h| h.status == 200 && h.json()["health"] == true) && r.is_some_and(|r| r.status == 200)
+        })
+    });
+    // Two of three down: the survivor has no quorum and says so.
+    let survivor = leader;
+    for id in cluster.ids() {
+        if id != survivor {
+            cluster.kill(id);
+        }
+    }
+    wait_until("the survivor to report unhealthy", Duration::from_secs(20), || {
+        http(cluster.api(survivor), "GET", "/health", &[], None).is_some_and(|h| {
+            h.status == 503 && h.json()["error"]["code"] == "unavailable" && h.json()["error"]["message"].is_string()
+        })
+    });
+    let r = http(cluster.api(survivor), "GET", "/readyz", &[], None).unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+}

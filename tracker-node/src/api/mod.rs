@@ -63,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups/:group/files/:name/sharers/me", delete(files::stop_share))
         .route("/v1/status", get(status::status))
         .route("/metrics", get(status::metrics))
+        .route("/health", get(status::health))
+        .route("/readyz", get(status::readyz))
         .route("/v1/admin/members", post(admin::members))
         .fallback(body::no_route)
         .method_not_allowed_fallback(body::wrong_method)

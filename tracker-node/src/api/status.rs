@@ -75,3 +75,52 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     ));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
+
+/// `GET /health`: 200 when this node is up and knows a leader that has a quorum; 503 with the
+/// reason otherwise (etcd's `/health`).
+pub async fn health(State(s): State<AppState>) -> Response {
+    let m = s.raft.metrics().borrow().clone();
+    let lease_ms = s.config.election_timeout_ms.1;
+    let verdict = match m.current_leader {
+        None => Err("no leader is known (an election is under way, or this node cannot reach a quorum)".to_string()),
+        Some(l) if l == s.id => match m.millis_since_quorum_ack {
+            Some(ms) if ms <= lease_ms => Ok(format!("leader, quorum heard {ms} ms ago")),
+            Some(ms) => Err(format!("leader without a quorum for {ms} ms")),
+            None => Err("leader that has not heard from a quorum yet".to_string()),
+        },
+        Some(l) => Ok(format!("follower of node {l}")),
+    };
+    probe_answer(verdict)
+}
+
+/// `GET /readyz`: 200 when this node can serve now: as leader, a read-index confirmation
+/// succeeds; as follower, it knows a leader and has applied its whole log.
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    let m = s.raft.metrics().borrow().clone();
+    let applied = m.last_applied.map(|l| l.index);
+    let verdict = match m.current_leader {
+        None => Err("no leader is known".to_string()),
+        Some(l) if l == s.id => match s.linearizable().await {
+            Ok(()) => Ok("leader, read index confirmed by a quorum".to_string()),
+            Err(e) => Err(format!("leader, but reads cannot be confirmed: {e:?}")),
+        },
+        Some(l) if applied >= m.last_log_index => Ok(format!("follower of node {l}, log applied")),
+        Some(l) => Err(format!(
+            "follower of node {l}, still applying: {} of {}",
+            applied.unwrap_or(0),
+            m.last_log_index.unwrap_or(0)
+        )),
+    };
+    probe_answer(verdict)
+}
+
+fn probe_answer(verdict: Result<String, String>) -> Response {
+    match verdict {
+        Ok(detail) => (StatusCode::OK, Json(serde_json::json!({ "health": true, "detail": detail }))).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "health": false, "error": { "code": "unavailable", "message": reason } })),
+        )
+            .into_response(),
+    }
+}
