@@ -5,11 +5,16 @@
 //! work are rejected, and every error names the file, the 1-based line and the problem,
 //! because the binaries print it verbatim and exit 2.
 //!
+//! Mutual TLS between the nodes is always on; [`TlsSettings`] says where the certificates come
+//! from: files the operator named (`[cluster.tls] ca`, per node `cert` and `key`), or, when the
+//! file names none, a CA and node certificates that `tracker-node` creates in `tls/` beside the
+//! file on first start.
+//!
 //! [`ClusterConfig::parse`] is pure (text in, typed value out). [`ClusterConfig::load`]
 //! is the one place in this crate that touches the file system: it reads the file and
 //! parses it, so that "cannot read" and "line 7 is wrong" come out of the same error type.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -22,6 +27,9 @@ use toml::Spanned;
 pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
 /// Randomised election timeout range when `[cluster] election_timeout_ms` is absent.
 pub const DEFAULT_ELECTION_TIMEOUT_MS: (u64, u64) = (150, 300);
+/// The folder, beside the cluster file, where certificates are created when the file names none.
+pub const GENERATED_TLS_DIR: &str = "tls";
+
 /// Log entries since the last snapshot that trigger a new one, when
 /// `[cluster] snapshot_logs_threshold` is absent.
 pub const DEFAULT_SNAPSHOT_LOGS_THRESHOLD: u64 = 5000;
@@ -46,6 +54,66 @@ pub struct ClusterConfig {
     pub snapshot_logs_threshold: u64,
     /// The address book, in file order.
     pub nodes: Vec<NodeConfig>,
+    /// Where each node's certificate and key and the cluster CA are (mutual TLS on the Raft
+    /// port, always on).
+    pub tls: TlsSettings,
+}
+
+/// Where the cluster's TLS files are. Paths are resolved against the cluster file's folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsSettings {
+    /// The file names no certificate: `tracker-node` creates the CA (`ca.pem`, `ca.key`) and
+    /// each node's pair (`node-<id>.pem`, `node-<id>.key`) in `dir` on a node's first start.
+    Generated { dir: PathBuf },
+    /// `[cluster.tls] ca = ...` names the CA certificate(s); each node's `cert` and `key`
+    /// default to `node-<id>.pem` and `node-<id>.key` in the CA file's folder.
+    Named {
+        ca: PathBuf,
+        /// The line of `ca =`.
+        ca_line: usize,
+        /// Nodes that name their own `cert` and `key`.
+        nodes: BTreeMap<u64, NamedPair>,
+    },
+}
+
+/// A node's `cert` and `key` as named in its `[[node]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedPair {
+    pub cert: PathBuf,
+    pub cert_line: usize,
+    pub key: PathBuf,
+    pub key_line: usize,
+}
+
+/// One TLS file of a node: where it is, and where the cluster file named it (`None` when it
+/// was not named: a generated file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFile {
+    pub path: PathBuf,
+    /// The cluster file's line that names it, or that it defaults from.
+    pub line: Option<usize>,
+    /// The key that names it: `ca`, `cert` or `key`.
+    pub key: &'static str,
+}
+
+/// The three files node `id` needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeTlsFiles {
+    pub ca: TlsFile,
+    pub cert: TlsFile,
+    pub key: TlsFile,
+    /// Whether the operator named them (never create named files).
+    pub named: bool,
+}
+
+/// The file name of node `id`'s certificate in a generated or `certs` folder.
+pub fn node_cert_file_name(id: u64) -> String {
+    format!("node-{id}.pem")
+}
+
+/// The file name of node `id`'s private key in a generated or `certs` folder.
+pub fn node_key_file_name(id: u64) -> String {
+    format!("node-{id}.key")
 }
 
 /// One `[[node]]` entry.
@@ -139,6 +207,18 @@ pub enum Problem {
     DuplicateId { id: u64, first_line: usize },
     #[error("{key} {value:?} is not an address like \"127.0.0.1:7001\"")]
     BadAddress { key: &'static str, value: String },
+    #[error("{key} must not be empty")]
+    EmptyTlsPath { key: &'static str },
+    #[error("node {id} names a cert but no key (name both, or neither to use node-{id}.pem and node-{id}.key beside the CA)")]
+    CertWithoutKey { id: u64 },
+    #[error("node {id} names a key but no cert (name both, or neither to use node-{id}.pem and node-{id}.key beside the CA)")]
+    KeyWithoutCert { id: u64 },
+    #[error("node {id} names a cert and key but the file has no [cluster.tls] ca = \"...\" to check them against")]
+    NodeTlsWithoutCa { id: u64 },
+    #[error("{key} {} cannot be read: {reason}", path.display())]
+    TlsFileUnreadable { key: &'static str, path: PathBuf, reason: String },
+    #[error("{key} {} is not usable: {reason}", path.display())]
+    TlsFileInvalid { key: &'static str, path: PathBuf, reason: String },
     #[error("{key} {addr} has port 0; list the port the node listens on")]
     ZeroPort { key: &'static str, addr: SocketAddr },
     #[error("duplicate address {addr} (also node {other_id}'s {other_key})")]
@@ -183,6 +263,7 @@ impl fmt::Debug for ClusterConfig {
             .field("initial_members", &self.initial_members)
             .field("snapshot_logs_threshold", &self.snapshot_logs_threshold)
             .field("nodes", &self.nodes)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -207,6 +288,13 @@ struct RawCluster {
     secret: Option<Spanned<String>>,
     initial_members: Option<Spanned<Vec<u64>>>,
     snapshot_logs_threshold: Option<Spanned<u64>>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +304,8 @@ struct RawNode {
     api: Spanned<String>,
     raft: Spanned<String>,
     data_dir: Spanned<String>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
 }
 
 /// Turns byte offsets into 1-based line numbers for one file's text.
@@ -299,6 +389,7 @@ impl ClusterConfig {
 
         let nodes = check_nodes(&lines, &raw.node)?;
         let listed: Vec<u64> = nodes.iter().map(|n| n.id).collect();
+        let tls = check_tls(&lines, raw.cluster.tls.as_ref(), &raw.node)?;
 
         let initial_members = match raw.cluster.initial_members {
             None => None,
@@ -332,7 +423,44 @@ impl ClusterConfig {
             initial_members,
             snapshot_logs_threshold,
             nodes,
+            tls,
         })
+    }
+
+    /// The CA, certificate and key node `id` uses (whether or not they exist yet).
+    pub fn tls_files(&self, id: u64) -> NodeTlsFiles {
+        match &self.tls {
+            TlsSettings::Generated { dir } => NodeTlsFiles {
+                ca: TlsFile { path: dir.join("ca.pem"), line: None, key: "ca" },
+                cert: TlsFile { path: dir.join(node_cert_file_name(id)), line: None, key: "cert" },
+                key: TlsFile { path: dir.join(node_key_file_name(id)), line: None, key: "key" },
+                named: false,
+            },
+            TlsSettings::Named { ca, ca_line, nodes } => {
+                let (cert, key) = match nodes.get(&id) {
+                    Some(p) => (
+                        TlsFile { path: p.cert.clone(), line: Some(p.cert_line), key: "cert" },
+                        TlsFile { path: p.key.clone(), line: Some(p.key_line), key: "key" },
+                    ),
+                    None => {
+                        // Beside the CA, as `tracker-node certs` lays them out; the error
+                        // for a missing one points at the `ca =` line they default from.
+                        let dir = ca.parent().unwrap_or_else(|| Path::new(""));
+                        (
+                            TlsFile { path: dir.join(node_cert_file_name(id)), line: Some(*ca_line), key: "cert" },
+                            TlsFile { path: dir.join(node_key_file_name(id)), line: Some(*ca_line), key: "key" },
+                        )
+                    }
+                };
+                NodeTlsFiles { ca: TlsFile { path: ca.clone(), line: Some(*ca_line), key: "ca" }, cert, key, named: true }
+            }
+        }
+    }
+
+    /// An error about one of the TLS files (missing, unreadable, not a certificate), in the
+    /// same shape as the file's other errors: file, line, problem.
+    pub fn tls_error(&self, file: &TlsFile, problem: Problem) -> ConfigError {
+        ConfigError::Invalid { path: self.path.clone(), line: file.line, problem }
     }
 
     /// The node with this id, if the file lists it.
@@ -401,6 +529,42 @@ fn check_timings(
         ));
     }
     Ok((heartbeat_ms, election_timeout_ms))
+}
+
+/// Resolves `[cluster.tls]` and the nodes' `cert`/`key` against the file's folder.
+fn check_tls(lines: &Lines<'_>, tls: Option<&RawTls>, nodes: &[RawNode]) -> Result<TlsSettings, ConfigError> {
+    let base = lines.path.parent().unwrap_or_else(|| Path::new(""));
+    let path_of = |key: &'static str, v: &Spanned<String>| -> Result<PathBuf, ConfigError> {
+        if v.get_ref().is_empty() {
+            return Err(lines.invalid_at(v, Problem::EmptyTlsPath { key }));
+        }
+        Ok(base.join(v.get_ref()))
+    };
+    let mut named = BTreeMap::new();
+    for n in nodes {
+        let id = *n.id.get_ref();
+        match (&n.cert, &n.key) {
+            (None, None) => continue,
+            (Some(c), None) => return Err(lines.invalid_at(c, Problem::CertWithoutKey { id })),
+            (None, Some(k)) => return Err(lines.invalid_at(k, Problem::KeyWithoutCert { id })),
+            (Some(c), Some(k)) => {
+                if tls.is_none() {
+                    return Err(lines.invalid_at(c, Problem::NodeTlsWithoutCa { id }));
+                }
+                let pair = NamedPair {
+                    cert: path_of("cert", c)?,
+                    cert_line: lines.line_of_span(c.span()),
+                    key: path_of("key", k)?,
+                    key_line: lines.line_of_span(k.span()),
+                };
+                named.insert(id, pair);
+            }
+        }
+    }
+    Ok(match tls {
+        None => TlsSettings::Generated { dir: base.join(GENERATED_TLS_DIR) },
+        Some(t) => TlsSettings::Named { ca: path_of("ca", &t.ca)?, ca_line: lines.line_of_span(t.ca.span()), nodes: named },
+    })
 }
 
 /// Validates the `[[node]]` entries in file order and resolves their data dirs.
@@ -815,6 +979,48 @@ data_dir = "data/node-3"
                 "snapshot_logs_threshold must be at least 1",
             ),
             (
+                "tls: cert without key",
+                format!("[cluster.tls]\nca = \"ca.pem\"\n{N1}[[node]]\nid = 2\napi = \"127.0.0.1:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"d2\"\ncert = \"n2.pem\"\n"),
+                Some(13),
+                "node 2 names a cert but no key",
+            ),
+            (
+                "tls: key without cert",
+                format!("[cluster.tls]\nca = \"ca.pem\"\n{N1}[[node]]\nid = 2\napi = \"127.0.0.1:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"d2\"\nkey = \"n2.key\"\n"),
+                Some(13),
+                "node 2 names a key but no cert",
+            ),
+            (
+                "tls: node files without a CA",
+                format!("{N1}[[node]]\nid = 2\napi = \"127.0.0.1:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"d2\"\ncert = \"n2.pem\"\nkey = \"n2.key\"\n"),
+                Some(11),
+                "node 2 names a cert and key but the file has no [cluster.tls] ca",
+            ),
+            (
+                "tls: empty ca",
+                format!("[cluster.tls]\nca = \"\"\n{N1}"),
+                Some(2),
+                "ca must not be empty",
+            ),
+            (
+                "tls: empty key",
+                format!("[cluster.tls]\nca = \"ca.pem\"\n{N1}cert = \"a\"\nkey = \"\"\n"),
+                Some(9),
+                "key must not be empty",
+            ),
+            (
+                "tls: unknown key",
+                format!("[cluster.tls]\nca = \"ca.pem\"\nca_cert = \"x\"\n{N1}"),
+                Some(3),
+                "unknown field `ca_cert`",
+            ),
+            (
+                "tls: table without ca",
+                format!("[cluster.tls]\n{N1}"),
+                Some(1),
+                "missing field `ca`",
+            ),
+            (
                 "inline-table nodes still get lines",
                 "node = [\n  { id = 1, api = \"127.0.0.1:1\", raft = \"127.0.0.1:2\", data_dir = \"a\" },\n  { id = 1, api = \"127.0.0.1:3\", raft = \"127.0.0.1:4\", data_dir = \"b\" },\n]\n".to_string(),
                 Some(3),
@@ -848,6 +1054,42 @@ data_dir = "data/node-3"
             }
         }
         assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn cluster_tls_generated_when_nothing_is_named() {
+        let c = parse(CONTRACT_EXAMPLE).unwrap();
+        assert_eq!(c.tls, TlsSettings::Generated { dir: PathBuf::from("/etc/p2p/tls") });
+        let f = c.tls_files(2);
+        assert!(!f.named);
+        assert_eq!(f.ca.path, PathBuf::from("/etc/p2p/tls/ca.pem"));
+        assert_eq!(f.cert.path, PathBuf::from("/etc/p2p/tls/node-2.pem"));
+        assert_eq!(f.key.path, PathBuf::from("/etc/p2p/tls/node-2.key"));
+        assert_eq!(f.key.line, None);
+    }
+
+    #[test]
+    fn cluster_tls_named_files_resolve_and_default_beside_the_ca() {
+        let text = CONTRACT_EXAMPLE.replace(
+            "# secret = \"...\"                  # optional; when set, node-to-node and admin calls must present it\n",
+            "\n[cluster.tls]\nca = \"pki/ca.pem\"\n",
+        );
+        let text = text.replace(
+            "data_dir = \"data/node-1\"          # relative paths are relative to this file's folder\n",
+            "data_dir = \"data/node-1\"\ncert = \"/srv/n1.pem\"\nkey = \"keys/n1.key\"\n",
+        );
+        let c = parse(&text).unwrap();
+        let f1 = c.tls_files(1);
+        assert!(f1.named);
+        assert_eq!(f1.ca, TlsFile { path: PathBuf::from("/etc/p2p/pki/ca.pem"), line: Some(6), key: "ca" });
+        assert_eq!(f1.cert, TlsFile { path: PathBuf::from("/srv/n1.pem"), line: Some(13), key: "cert" });
+        assert_eq!(f1.key, TlsFile { path: PathBuf::from("/etc/p2p/keys/n1.key"), line: Some(14), key: "key" });
+        // Node 2 names nothing: its pair is beside the CA, and errors point at `ca =`.
+        let f2 = c.tls_files(2);
+        assert_eq!(f2.cert.path, PathBuf::from("/etc/p2p/pki/node-2.pem"));
+        assert_eq!(f2.key, TlsFile { path: PathBuf::from("/etc/p2p/pki/node-2.key"), line: Some(6), key: "key" });
+        let err = c.tls_error(&f2.key, Problem::TlsFileUnreadable { key: "key", path: f2.key.path.clone(), reason: "gone".into() });
+        assert_eq!(err.to_string(), "/etc/p2p/cluster.toml:6: key /etc/p2p/pki/node-2.key cannot be read: gone");
     }
 
     #[test]

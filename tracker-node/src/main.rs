@@ -8,6 +8,7 @@ mod metrics;
 mod node;
 mod raft_net;
 mod sched;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,15 @@ enum Cmd {
         /// Print a JSON array instead of a table
         #[arg(long)]
         json: bool,
+    },
+    /// Create the cluster CA and every listed node's certificate and key (mutual TLS between
+    /// nodes), for clusters on several machines; see docs/OPERATIONS.md
+    Certs {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where to write them (default: the folder of `[cluster.tls] ca`, else tls/ beside the file)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Change the voters (through the leader)
     Members {
@@ -130,12 +140,31 @@ async fn async_main(cli: Cli) -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
+            // Before anything listens: the files named in the cluster file are the operator's
+            // to fix (exit 2); the ones made here on a first start are created now.
+            // Off the runtime's threads: it may wait (bounded) for another node creating the CA.
+            let tls_cfg = cfg.clone();
+            let node_tls = match tokio::task::spawn_blocking(move || tls::for_node(&tls_cfg, id)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(if matches!(e, tls::SetupError::Config(_)) { 2 } else { 1 });
+                }
+                Err(e) => {
+                    eprintln!("error: setting up TLS failed: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
-            node::run(cfg, id, shutdown).await.map(|_| 0)
+            node::run(cfg, id, node_tls, shutdown).await.map(|_| 0)
         }
         Cmd::Up { config } => match load(&config) {
             Ok(cfg) => commands::up::run(&cfg, &config.config).await,
+            Err(code) => return code,
+        },
+        Cmd::Certs { config, out } => match load(&config) {
+            Ok(cfg) => commands::certs::run(&cfg, out.as_deref()),
             Err(code) => return code,
         },
         Cmd::Status { config, json } => match load(&config) {

@@ -121,8 +121,9 @@ impl Drop for RaftRuntime {
     }
 }
 
-/// Runs node `id` until `shutdown` is cancelled.
-pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs node `id` until `shutdown` is cancelled. `tls` is its mutual-TLS identity
+/// (crate::tls::for_node): the Raft port accepts and dials only nodes of the cluster CA.
+pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, tls: crate::tls::NodeTls, shutdown: CancellationToken) -> anyhow::Result<()> {
     let me = cfg.require_node(id)?.clone();
     let mut store_options = StoreOptions::new(&me.data_dir);
     store_options.snapshot_thread_init = Some(crate::sched::background_thread);
@@ -130,6 +131,7 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToke
         .with_context(|| format!("cannot open the data of node {id} in {}", me.data_dir.display()))?;
     let config = Arc::new(raft_config(&cfg)?);
     let network = raft_net::client::NetworkFactory::new(
+        &tls.client,
         cfg.secret.clone(),
         raft_net::client::BackoffMs::for_timings(cfg.heartbeat_ms, cfg.election_timeout_ms.0),
     )?;
@@ -150,6 +152,7 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToke
         .with_context(|| format!("node {id} cannot listen on its api address {}", me.api))?;
 
     let raft_router = raft_net::server::router(raft.clone(), cfg.secret.clone());
+    let raft_peers = raft_net::listener::PeerPolicy::new(cfg.nodes.iter().map(|n| n.id), raft.clone());
     let state = AppState {
         id,
         raft: raft.clone(),
@@ -173,7 +176,8 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, shutdown: CancellationToke
         let stop = servers.clone();
         async move {
             let listener = TcpListener::from_std(raft_listener)?;
-            axum::serve(listener, raft_router).with_graceful_shutdown(stop.cancelled_owned()).await
+            raft_net::listener::serve(listener, raft_router, tls.server, raft_peers, stop).await;
+            Ok::<(), std::io::Error>(())
         }
     });
     let api_server = tokio::spawn({

@@ -1,6 +1,8 @@
 //! The operator commands other than `run`: `up` (a local cluster as child processes),
-//! `status` (one row per node), `members` (voter changes through the leader).
+//! `status` (one row per node), `members` (voter changes through the leader), `certs` (the
+//! cluster CA and node certificates).
 
+pub mod certs;
 pub mod members;
 pub mod status;
 pub mod up;

@@ -1,6 +1,14 @@
-//! The Raft network client: one HTTP connection pool shared by all targets, a timeout on
+//! The Raft network client: one HTTPS connection pool shared by all targets, a timeout on
 //! every RPC, and connection failures reported as `Unreachable` so openraft backs off.
+//!
+//! Mutual TLS (crate::tls): the client presents this node's certificate, and dials node N as
+//! `https://node-N.tracker.invalid/...`, so rustls checks that the server's certificate was
+//! signed by the cluster CA *and* names node N. [`NodeResolver`] turns those names into the
+//! nodes' addresses (from the membership, or a test route).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -25,12 +33,48 @@ const CONNECT_TIMEOUT_MS: u64 = 250;
 /// warn level.
 pub const RAFT_ROUTES_ENV: &str = "TRACKER_RAFT_ROUTES";
 
+/// How long a pooled connection may idle before the client closes it; shorter than the
+/// server's idle limit (`listener::IDLE_TIMEOUT_MS`), so the client always closes first.
+const POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Idle connections kept per node (openraft keeps one replication stream per target, plus votes).
+const POOL_MAX_IDLE_PER_NODE: usize = 4;
+
 #[derive(Clone)]
 pub struct NetworkFactory {
     http: reqwest::Client,
     secret: Option<String>,
-    routes: std::collections::HashMap<NodeId, String>,
+    routes: HashMap<NodeId, String>,
+    resolver: NodeResolver,
     backoff: BackoffMs,
+}
+
+/// Resolves `node-N.tracker.invalid` to node N's Raft address. The names never reach DNS.
+#[derive(Clone, Default)]
+pub struct NodeResolver {
+    addrs: Arc<RwLock<HashMap<NodeId, String>>>,
+}
+
+impl NodeResolver {
+    fn set(&self, id: NodeId, addr: &str) {
+        let mut m = self.addrs.write().unwrap_or_else(|p| p.into_inner());
+        if m.get(&id).map(String::as_str) != Some(addr) {
+            m.insert(id, addr.to_string());
+        }
+    }
+}
+
+impl reqwest::dns::Resolve for NodeResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let addr = crate::tls::node_id_of_name(name.as_str())
+            .and_then(|id| self.addrs.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned());
+        let name = name.as_str().to_string();
+        Box::pin(async move {
+            let addr = addr.ok_or_else(|| format!("{name} is not a node this one knows the address of"))?;
+            // The cluster file's addresses are ip:port; a host name still resolves.
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr.as_str()).await?.collect();
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// How often the leader retries a node it cannot reach: from `first_ms`, doubling, capped at
@@ -62,8 +106,8 @@ impl BackoffMs {
 
 /// Parses `id=ip:port` pairs separated by commas. A malformed pair, a repeated id or an
 /// address that is not a loopback socket address is an error.
-fn parse_routes(s: &str) -> anyhow::Result<std::collections::HashMap<NodeId, String>> {
-    let mut routes = std::collections::HashMap::new();
+fn parse_routes(s: &str) -> anyhow::Result<HashMap<NodeId, String>> {
+    let mut routes = HashMap::new();
     for p in s.split(',').filter(|p| !p.trim().is_empty()) {
         let (id, addr) =
             p.split_once('=').ok_or_else(|| anyhow::anyhow!("{RAFT_ROUTES_ENV}: expected id=ip:port, got {p:?}"))?;
@@ -81,10 +125,16 @@ fn parse_routes(s: &str) -> anyhow::Result<std::collections::HashMap<NodeId, Str
 }
 
 impl NetworkFactory {
-    pub fn new(secret: Option<String>, backoff: BackoffMs) -> anyhow::Result<Self> {
+    /// `tls` is this node's client config (crate::tls::NodeTls::client).
+    pub fn new(tls: &rustls::ClientConfig, secret: Option<String>, backoff: BackoffMs) -> anyhow::Result<Self> {
+        let resolver = NodeResolver::default();
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.clone())
+            .https_only(true)
+            .dns_resolver(Arc::new(resolver.clone()))
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_NODE)
             .tcp_nodelay(true)
             .no_proxy()
             .build()?;
@@ -96,7 +146,7 @@ impl NetworkFactory {
             }
             Err(_) => Default::default(),
         };
-        Ok(NetworkFactory { http, secret, routes, backoff })
+        Ok(NetworkFactory { http, secret, routes, resolver, backoff })
     }
 }
 
@@ -112,11 +162,14 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &TrackerNode) -> Self::Network {
+        self.resolver.set(target, self.routes.get(&target).unwrap_or(&node.raft));
         Connection {
             http: self.http.clone(),
             secret: self.secret.clone(),
             target,
-            base: format!("http://{}", self.routes.get(&target).unwrap_or(&node.raft)),
+            // The host is the name the target's certificate must carry; the resolver maps it
+            // to the address.
+            base: format!("https://{}", crate::tls::node_name(target)),
             backoff: self.backoff,
         }
     }

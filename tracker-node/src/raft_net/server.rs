@@ -1,10 +1,13 @@
 //! The Raft RPC server: `/raft/append`, `/raft/vote`, `/raft/snapshot` on the node's raft
-//! address, MessagePack in and out (see `wire`). A body over `MAX_RAFT_BODY_BYTES` is refused
-//! before it is read whole; a malformed one gets 400 and never reaches openraft. When the
-//! cluster has a secret, calls without it are refused with 403.
+//! address, MessagePack in and out (see `wire`), served on mutually authenticated TLS
+//! connections only (`listener`). A body over `MAX_RAFT_BODY_BYTES` is refused before it is
+//! read whole; a malformed one gets 400 and never reaches openraft; a message in the name of
+//! another node than the one the connection's certificate names gets 403 (a node speaks for
+//! itself only). When the cluster has a secret, calls without it are refused with 403 too.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -12,6 +15,7 @@ use axum::Router;
 use raft_store::{NodeId, Raft};
 use serde::Serialize;
 
+use super::listener::PeerNode;
 use super::wire::{self, MAX_RAFT_BODY_BYTES};
 
 #[derive(Clone)]
@@ -33,6 +37,17 @@ fn check_secret(state: &RaftState, headers: &HeaderMap) -> Result<(), Response> 
     crate::api::auth::check_cluster_secret(state.secret.as_deref(), headers).map_err(|e| e.into_response())
 }
 
+/// The node a message speaks for (the leader of an append or snapshot, the candidate of a
+/// vote) must be the node whose certificate the connection presented.
+fn check_sender(peer: PeerNode, vote: &openraft::Vote<NodeId>, rpc: &str) -> Result<(), Response> {
+    let claimed = vote.leader_id().voted_for();
+    if claimed == Some(peer.0) {
+        return Ok(());
+    }
+    tracing::warn!(peer = peer.0, ?claimed, "refused a Raft {rpc} sent by node {} in the name of another node", peer.0);
+    Err((StatusCode::FORBIDDEN, format!("node {} may not send a {rpc} in the name of node {claimed:?}", peer.0)).into_response())
+}
+
 fn reply<T: Serialize>(value: &T) -> Response {
     match wire::encode(value) {
         Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, wire::CONTENT_TYPE)], bytes).into_response(),
@@ -44,32 +59,47 @@ fn malformed(e: wire::WireError) -> Response {
     (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
-async fn append(State(s): State<RaftState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn append(State(s): State<RaftState>, Extension(peer): Extension<PeerNode>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = check_secret(&s, &headers) {
         return r;
     }
     match wire::decode_append(&body) {
-        Ok(req) => reply(&s.raft.append_entries(req).await),
+        Ok(req) => {
+            if let Err(r) = check_sender(peer, &req.vote, "append") {
+                return r;
+            }
+            reply(&s.raft.append_entries(req).await)
+        }
         Err(e) => malformed(e),
     }
 }
 
-async fn vote(State(s): State<RaftState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn vote(State(s): State<RaftState>, Extension(peer): Extension<PeerNode>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = check_secret(&s, &headers) {
         return r;
     }
     match wire::decode::<openraft::raft::VoteRequest<NodeId>>(&body) {
-        Ok(req) => reply(&s.raft.vote(req).await),
+        Ok(req) => {
+            if let Err(r) = check_sender(peer, &req.vote, "vote") {
+                return r;
+            }
+            reply(&s.raft.vote(req).await)
+        }
         Err(e) => malformed(e),
     }
 }
 
-async fn snapshot(State(s): State<RaftState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn snapshot(State(s): State<RaftState>, Extension(peer): Extension<PeerNode>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = check_secret(&s, &headers) {
         return r;
     }
     match wire::decode_snapshot(&body) {
-        Ok(req) => reply(&s.raft.install_snapshot(req).await),
+        Ok(req) => {
+            if let Err(r) = check_sender(peer, &req.vote, "snapshot chunk") {
+                return r;
+            }
+            reply(&s.raft.install_snapshot(req).await)
+        }
         Err(e) => malformed(e),
     }
 }

@@ -1,0 +1,206 @@
+//! The Raft port's accept loop: mutual TLS 1.3 on every connection, then the node's identity,
+//! then HTTP. A connection is served only when its client certificate chains to the cluster
+//! CA (checked by rustls during the handshake) and names exactly one node of the cluster
+//! (`tls::peer_identity`, checked here before any request is read); each request then carries
+//! that node id to the handlers ([`PeerNode`]), which refuse messages sent in another node's
+//! name. Everything is bounded: handshakes in progress, connections served, the handshake's
+//! time, a connection's idle time. Refusals are logged at warn level, at most
+//! [`MAX_WARNINGS_PER_WINDOW`] lines per [`WARN_WINDOW_MS`].
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use raft_store::{NodeId, Raft};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower_service::Service;
+
+use crate::tls;
+
+/// TLS handshakes in progress at once. Unauthenticated clients can hold these only, never
+/// the connection slots below.
+pub const MAX_RAFT_HANDSHAKES: usize = 16;
+/// Authenticated connections served at once (a node keeps 2-3 open to each other node).
+pub const MAX_RAFT_CONNECTIONS: usize = 64;
+/// A client gets this long to send its first byte and finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
+/// An idle connection (no request started) is closed after this long. Longer than the client
+/// pool's idle timeout (raft_net::client), so the client closes first and never sends on a
+/// connection the server is closing.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// How long shutdown waits for connections to finish their request.
+const SHUTDOWN_GRACE_MS: u64 = 2_000;
+/// Refusal warnings: at most this many lines per window, then one line with the count.
+pub const MAX_WARNINGS_PER_WINDOW: u64 = 20;
+pub const WARN_WINDOW_MS: u64 = 10_000;
+
+/// The node id a Raft request's connection authenticated as (a request extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerNode(pub NodeId);
+
+/// Who may speak Raft: a node listed in the cluster file this node started with, or a member
+/// of the cluster now (a node added later, through `members add`, which the operator ran with
+/// a file that lists it).
+#[derive(Clone)]
+pub struct PeerPolicy {
+    listed: BTreeSet<NodeId>,
+    raft: Raft,
+}
+
+impl PeerPolicy {
+    pub fn new(listed: impl IntoIterator<Item = NodeId>, raft: Raft) -> Self {
+        PeerPolicy { listed: listed.into_iter().collect(), raft }
+    }
+
+    fn nodes(&self) -> BTreeSet<NodeId> {
+        let mut ids = self.listed.clone();
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        ids.extend(m.membership().nodes().map(|(id, _)| *id));
+        ids
+    }
+}
+
+/// Rate-limited warnings, so a flood of refused connections cannot flood the log.
+struct Warnings {
+    state: Mutex<(Instant, u64, u64)>, // (window start, lines in window, suppressed)
+}
+
+impl Warnings {
+    fn new() -> Self {
+        Warnings { state: Mutex::new((Instant::now(), 0, 0)) }
+    }
+
+    fn refused(&self, from: SocketAddr, reason: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.0.elapsed() >= Duration::from_millis(WARN_WINDOW_MS) {
+            if s.2 > 0 {
+                tracing::warn!(suppressed = s.2, "more Raft connections were refused than logged");
+            }
+            *s = (Instant::now(), 0, 0);
+        }
+        if s.1 < MAX_WARNINGS_PER_WINDOW {
+            s.1 += 1;
+            tracing::warn!(%from, "refused a Raft connection: {reason}");
+        } else {
+            s.2 += 1;
+        }
+    }
+}
+
+/// What a plain-HTTP client gets: a readable refusal instead of a reset.
+fn plain_http_refusal() -> String {
+    let body = "this is a tracker node's Raft port: it speaks mutual TLS only, with a certificate of the cluster CA\n";
+    format!("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+}
+
+/// Serves `router` on `listener` with mutual TLS until `stop` is cancelled, then waits (bounded)
+/// for the connections' requests to finish.
+pub async fn serve(listener: TcpListener, router: Router, tls_config: Arc<rustls::ServerConfig>, policy: PeerPolicy, stop: CancellationToken) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+    let handshakes = Arc::new(Semaphore::new(MAX_RAFT_HANDSHAKES));
+    let connections = Arc::new(Semaphore::new(MAX_RAFT_CONNECTIONS));
+    let warnings = Arc::new(Warnings::new());
+    let mut tasks = JoinSet::new();
+    loop {
+        let (tcp, from) = tokio::select! {
+            _ = stop.cancelled() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors and the like: wait rather than spin.
+                    tracing::warn!("raft listener: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            warnings.refused(from, "too many TLS handshakes in progress");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, connections, warnings, policy, router, stop) =
+            (acceptor.clone(), connections.clone(), warnings.clone(), policy.clone(), router.clone(), stop.clone());
+        tasks.spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+            let stream = match tokio::time::timeout_at(deadline, handshake_and_identify(tcp, &acceptor, &policy)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(reason)) => return warnings.refused(from, &reason),
+                Err(_) => return warnings.refused(from, "no TLS handshake within the time limit"),
+            };
+            drop(handshake);
+            let (tls_stream, peer) = stream;
+            let Ok(_slot) = connections.try_acquire_owned() else {
+                return warnings.refused(from, &format!("node {} authenticated but {MAX_RAFT_CONNECTIONS} Raft connections are open", peer.0));
+            };
+            serve_connection(tls_stream, peer, router, stop).await;
+        });
+    }
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), drain).await.is_err() {
+        tasks.abort_all();
+    }
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// The TLS handshake, then the node the client's certificate names. `Err` is the reason to log.
+async fn handshake_and_identify(
+    mut tcp: TcpStream,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    policy: &PeerPolicy,
+) -> Result<(TlsStream, PeerNode), String> {
+    // A TLS connection starts with a handshake record (0x16); a person or script sending plain
+    // HTTP gets a sentence saying why it is refused instead of a reset.
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(0) | Err(_) => return Err("closed before a TLS handshake".into()),
+        Ok(_) if first[0] != 0x16 => {
+            if first[0].is_ascii_uppercase() {
+                let _ = tcp.write_all(plain_http_refusal().as_bytes()).await;
+                let _ = tcp.shutdown().await;
+                return Err("plain HTTP; this port speaks mutual TLS only".into());
+            }
+            return Err("not TLS".into());
+        }
+        Ok(_) => {}
+    }
+    let stream = acceptor.accept(tcp).await.map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let (_, conn) = stream.get_ref();
+    let id = tls::peer_identity(conn.peer_certificates(), &policy.nodes()).map_err(|e| e.to_string())?;
+    Ok((stream, PeerNode(id)))
+}
+
+/// HTTP/1.1 on an authenticated connection until the client closes it, it idles past
+/// `IDLE_TIMEOUT_MS`, or the node stops.
+async fn serve_connection(stream: TlsStream, peer: PeerNode, router: Router, stop: CancellationToken) {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(peer);
+        let mut router = router.clone();
+        async move { router.call(req).await }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(IDLE_TIMEOUT_MS)).keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = peer.0, "raft connection ended: {e}");
+            }
+        }
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
