@@ -1,6 +1,11 @@
 //! `peer shell`: one command a line, in the original system's words (create_user, login,
 //! create_group, ..., show_downloads, quit). Each line runs like the matching subcommand; an
 //! error prints and the shell goes on.
+//!
+//! Exit status: on a terminal (a person typing), 0 when they quit. Otherwise (a script on
+//! stdin) 0 only if every line succeeded, else the exit code (1 refused, 2 usage, 3
+//! unavailable) of the last line that failed, so that a script can tell that a command was
+//! refused.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -152,6 +157,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = Out { json: ctx.global.json };
     let mut stdout = tokio::io::stdout();
+    // The exit code of the last line that failed (0: none did).
+    let mut last_failure: u8 = 0;
     loop {
         if tty {
             let _ = stdout.write_all(b"peer> ").await;
@@ -162,6 +169,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
             Ok(w) => w,
             Err(e) => {
                 out.error(&CliError::usage(e));
+                last_failure = 2;
                 continue;
             }
         };
@@ -169,6 +177,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
             Ok(p) => p,
             Err(e) => {
                 out.error(&CliError::usage(e));
+                last_failure = 2;
                 continue;
             }
         };
@@ -192,7 +201,16 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
         };
         if let Err(e) = result {
             out.error(&e);
+            last_failure = e.exit_code;
         }
+    }
+    let _ = stdout.flush().await;
+    if !tty && last_failure != 0 {
+        // Every error has been printed already, line by line: exit with the code alone.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        std::process::exit(i32::from(last_failure));
     }
     Ok(())
 }

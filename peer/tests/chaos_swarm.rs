@@ -21,11 +21,11 @@ fn joined(cluster: &Cluster, name: &str, owner: &Peer, delay_ms: u64) -> Peer {
 fn downloads_finish_byte_for_byte_while_leaders_die_and_sharers_come_and_go() {
     let mut cluster = Cluster::start(3);
     let mut alice = Peer::new(&cluster, "alice");
-    alice.daemon_args = vec!["--serve-delay-ms".into(), "150".into()];
+    alice.daemon_args = vec!["--serve-delay-ms".into(), "300".into()];
     alice.start_daemon();
     alice.register_and_login("alice");
     alice.ok(&["create-group", "team"]);
-    let mut sharers = vec![joined(&cluster, "s1", &alice, 150), joined(&cluster, "s2", &alice, 150)];
+    let mut sharers = vec![joined(&cluster, "s1", &alice, 300), joined(&cluster, "s2", &alice, 300)];
     let downloaders = vec![joined(&cluster, "d1", &alice, 0), joined(&cluster, "d2", &alice, 0)];
 
     let files: Vec<_> = (0..3).map(|i| random_file(cluster.dir.path(), &format!("f{i}.bin"), 24 * MIB + i * 1000, 60 + i as u64).0).collect();
@@ -49,7 +49,7 @@ fn downloads_finish_byte_for_byte_while_leaders_die_and_sharers_come_and_go() {
     // sharer's daemon killed and restarted, in turn.
     let all_ended = |ds: &[Peer]| ds.iter().all(|d| d.downloads().iter().all(|r| r["state"] != "downloading"));
     let start = Instant::now();
-    let (mut leader_kills, mut sharer_kills) = (0, 0);
+    let (mut leader_kills, mut sharer_kills) = (0usize, 0usize);
     let mut round = 0usize;
     while !all_ended(&downloaders) {
         assert!(start.elapsed() < Duration::from_secs(180), "downloads did not end: {:?}", downloaders[0].downloads());
@@ -57,15 +57,21 @@ fn downloads_finish_byte_for_byte_while_leaders_die_and_sharers_come_and_go() {
         if round % 2 == 1 {
             let leader = cluster.wait_leader(&[]);
             cluster.kill(leader);
-            leader_kills += 1;
+            // Counted only when a download was still running after the kill (so during it).
+            leader_kills += usize::from(!all_ended(&downloaders));
             cluster.wait_leader(&[leader]);
             cluster.start_node(leader);
         } else {
             let s = &mut sharers[round / 2 % 2];
+            // The sharer stays down until a downloader has seen one of its connections end (or
+            // every download has ended): the fault is felt before the sharer comes back.
+            let ended = |ds: &[Peer]| ds.iter().map(|d| d.daemon_log().matches("connection ended").count()).sum::<usize>();
+            let ended_before = ended(&downloaders);
             s.kill_daemon();
-            sharer_kills += 1;
-            let t = Instant::now();
-            wait_until("a moment with the sharer gone", Duration::from_secs(2), || t.elapsed() > Duration::from_millis(300));
+            sharer_kills += usize::from(!all_ended(&downloaders));
+            wait_until("a downloader to lose its connection to the killed sharer", Duration::from_secs(30), || {
+                ended(&downloaders) > ended_before || all_ended(&downloaders)
+            });
             s.start_daemon();
         }
     }

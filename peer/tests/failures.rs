@@ -47,6 +47,24 @@ fn start_download(p: &Peer, group: &str, name: &str, dest: &std::path::Path) {
     p.ok(&["download", group, name, dest.to_str().unwrap(), "--detach"]);
 }
 
+/// The download's row in `show-downloads`.
+fn row_of(p: &Peer, name: &str) -> serde_json::Value {
+    p.downloads().into_iter().find(|r| r["name"] == name).expect("download listed")
+}
+
+/// Runs `fault` while the download of `name` is under way, and proves it was: the download is
+/// still running, with bytes left, both right before and right after the fault (states only
+/// move forward, so it was running when the fault landed). Returns the rows (before, after).
+fn fault_during_download(p: &Peer, name: &str, fault: impl FnOnce()) -> (serde_json::Value, serde_json::Value) {
+    let before = row_of(p, name);
+    assert_eq!(before["state"], "downloading", "the download ended before the fault: {before}");
+    fault();
+    let after = row_of(p, name);
+    assert_eq!(after["state"], "downloading", "the download ended before the fault landed: {after}");
+    assert!(after["bytes_done"].as_u64().unwrap() < after["size"].as_u64().unwrap(), "no bytes left at the fault: {after}");
+    (before, after)
+}
+
 /// Waits until the download has at least `fraction` of its bytes, and is still running.
 fn wait_progress(p: &Peer, name: &str, fraction: f64) {
     wait_until(&format!("{name} to pass {:.0}%", fraction * 100.0), DOWNLOAD_TIMEOUT, || {
@@ -60,9 +78,10 @@ fn wait_progress(p: &Peer, name: &str, fraction: f64) {
 #[test]
 fn three_sharers_one_killed_mid_download() {
     let cluster = Cluster::start(3);
-    let (alice, bob) = slow_team(&cluster, "team", 40);
-    let carol = member(&cluster, "carol", "team", &alice, 40);
-    let mut dave = member(&cluster, "dave", "team", &alice, 40);
+    // Three sharers at 100 ms a piece: 128 pieces take over 4 s, so the kill lands with seconds to spare.
+    let (alice, bob) = slow_team(&cluster, "team", 100);
+    let carol = member(&cluster, "carol", "team", &alice, 100);
+    let mut dave = member(&cluster, "dave", "team", &alice, 100);
     let (path, sha1) = random_file(cluster.dir.path(), "big.bin", 64 * MIB, 7);
     alice.ok(&["upload", path.to_str().unwrap(), "team"]);
     share_copy(&carol, &path, "team");
@@ -72,7 +91,7 @@ fn three_sharers_one_killed_mid_download() {
     let dest = cluster.dir.path().join("bob-dl");
     start_download(&bob, "team", "big.bin", &dest);
     wait_progress(&bob, "big.bin", 0.25);
-    dave.kill_daemon();
+    fault_during_download(&bob, "big.bin", || dave.kill_daemon());
 
     let row = bob.wait_download("big.bin", DOWNLOAD_TIMEOUT);
     assert_eq!(row["state"], "complete", "{row}");
@@ -121,7 +140,8 @@ fn corrupt_sharer_is_dropped_and_the_honest_one_finishes() {
 #[test]
 fn tracker_leader_killed_during_a_download_and_during_uploads() {
     let mut cluster = Cluster::start(3);
-    let (alice, bob) = slow_team(&cluster, "team", 25);
+    // 64 pieces at 120 ms from one sharer: about 8 s of download, the kill lands after 20%.
+    let (alice, bob) = slow_team(&cluster, "team", 120);
     let (path, sha1) = random_file(cluster.dir.path(), "movie.bin", 32 * MIB, 21);
     alice.ok(&["upload", path.to_str().unwrap(), "team"]);
 
@@ -130,43 +150,69 @@ fn tracker_leader_killed_during_a_download_and_during_uploads() {
     start_download(&bob, "team", "movie.bin", &dest);
     wait_progress(&bob, "movie.bin", 0.2);
     let leader = cluster.wait_leader(&[]);
-    cluster.kill(leader);
+    fault_during_download(&bob, "movie.bin", || cluster.kill(leader));
     let row = bob.wait_download("movie.bin", DOWNLOAD_TIMEOUT);
     assert_eq!(row["state"], "complete", "{row}");
     assert_eq!(file_sha1(&dest.join("movie.bin")), sha1);
     cluster.start_node(leader);
 
-    // During uploads: a stream of uploads, the leader killed once some have gone through.
-    let files: Vec<_> = (0..12).map(|i| random_file(cluster.dir.path(), &format!("doc{i}.txt"), 100_000 + i, 100 + i as u64).0).collect();
-    std::thread::scope(|s| {
+    // During uploads: a stream of uploads, the leader killed once some have gone through. The
+    // uploader keeps going until it is told the kill happened and then uploads four more, so the
+    // kill lands while the stream is running, never after it.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let files: Vec<_> = (0..60).map(|i| random_file(cluster.dir.path(), &format!("doc{i}.txt"), 100_000 + i, 100 + i as u64).0).collect();
+    let (done, killed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let (done_at_kill, after_kill) = std::thread::scope(|s| {
         let uploader = s.spawn(|| {
+            let mut after_kill = 0;
             for f in &files {
+                if killed.load(Ordering::SeqCst) {
+                    if after_kill == 4 {
+                        break;
+                    }
+                    after_kill += 1;
+                }
                 let r = alice.run(&["upload", f.to_str().unwrap(), "team"]);
                 assert_eq!(r.code, 0, "upload of {} during failover: {} {}", f.display(), r.stdout, r.stderr);
+                done.fetch_add(1, Ordering::SeqCst);
             }
+            after_kill
         });
-        wait_until("four uploads to be acknowledged", Duration::from_secs(60), || {
-            bob.ok(&["list-files", "team"]).as_array().unwrap().len() >= 5
-        });
+        wait_until("four uploads to be acknowledged", Duration::from_secs(60), || done.load(Ordering::SeqCst) >= 4);
         let leader = cluster.wait_leader(&[]);
         cluster.kill(leader);
-        uploader.join().unwrap();
+        let done_at_kill = done.load(Ordering::SeqCst);
+        killed.store(true, Ordering::SeqCst);
+        assert!(!uploader.is_finished(), "the uploads had all returned before the kill");
+        (done_at_kill, uploader.join().unwrap())
     });
+    assert!(done_at_kill < files.len(), "uploads were still to go when the leader died ({done_at_kill} done)");
+    assert_eq!(after_kill, 4, "four uploads started after the leader was killed");
+    let total = done_at_kill + 4;
     let listed = bob.ok(&["list-files", "team"]);
-    assert_eq!(listed.as_array().unwrap().len(), 1 + files.len(), "{listed}");
+    assert!(listed.as_array().unwrap().len() >= 1 + total, "every acknowledged upload is listed: {listed}");
+    for f in &files[..total] {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(listed.as_array().unwrap().iter().any(|r| r["name"] == name), "{name} acknowledged but not listed: {listed}");
+    }
 }
 
 #[test]
 fn daemon_killed_mid_download_resumes_from_its_verified_pieces() {
     let cluster = Cluster::start(3);
-    let (alice, mut bob) = slow_team(&cluster, "team", 30);
+    // 64 pieces at 120 ms: about 8 s of download, the kill lands after 30%.
+    let (alice, mut bob) = slow_team(&cluster, "team", 120);
     let (path, sha1) = random_file(cluster.dir.path(), "image.iso", 32 * MIB, 31);
     alice.ok(&["upload", path.to_str().unwrap(), "team"]);
 
     let dest = cluster.dir.path().join("bob-dl");
     start_download(&bob, "team", "image.iso", &dest);
     wait_progress(&bob, "image.iso", 0.3);
+    let before = row_of(&bob, "image.iso");
+    assert_eq!(before["state"], "downloading", "{before}");
     bob.kill_daemon();
+    // The file gets its final name only when complete: it had not, so the kill landed mid-download.
+    assert!(!dest.join("image.iso").exists(), "the download finished before the kill");
     assert!(dest.join("image.iso.part").exists(), "the partial file stays");
 
     bob.start_daemon();

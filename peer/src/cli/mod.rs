@@ -121,6 +121,10 @@ pub enum Command {
     #[command(alias = "stop_share")]
     StopShare { group: String, name: String },
     /// Interactive: one command a line, in the original system's words
+    ///
+    /// Exit status: on a terminal, 0 when you quit. With a script on stdin, 0 only if every
+    /// line succeeded, else the exit code (1 refused, 2 usage, 3 unavailable) of the last line
+    /// that failed; each failure also prints its own `error: ` line.
     Shell,
 }
 

@@ -1,0 +1,254 @@
+//! Parts of the peer's contract (the shared CONTRACT.md and docs/PROTOCOL.md) checked with real
+//! processes: where options may go, `--home` / `PEER_HOME` / `PEER_TRACKERS`, the password
+//! prompt, DEST as a file path, exit 2 on bad flags for every command, and the piece server's
+//! error codes and connection cap, spoken to by a raw TCP client.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use proto::piece::{decode, encode, Message};
+use testkit::*;
+
+/// `peer ARGS` with exactly the environment given (PEER_* cleared first), in `cwd`.
+fn peer_in(cwd: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+    let mut cmd = Command::new(peer_bin());
+    cmd.args(args).current_dir(cwd).env_remove("PEER_HOME").env_remove("PEER_CLUSTER").env_remove("PEER_TRACKERS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn options_after_the_subcommand_home_and_the_tracker_environment() {
+    let cluster = Cluster::start(3);
+    let alice = Peer::new(&cluster, "alice");
+    alice.register_and_login("alice");
+    alice.ok(&["create-group", "dev_team"]);
+    let empty = tempfile::tempdir().unwrap(); // a working directory with no cluster.toml
+    let cwd = empty.path();
+    let home = alice.home.to_str().unwrap();
+    let other_home = cwd.join("other-home");
+    let other = other_home.to_str().unwrap();
+    let config = cluster.config.to_str().unwrap();
+    let groups = |r: &Run| -> Vec<String> {
+        assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+        r.json().as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap().to_string()).collect()
+    };
+
+    // Global options after the subcommand.
+    let r = peer_in(cwd, &["list-groups", "--home", home, "--json", "--cluster", config], &[], "");
+    assert_eq!(groups(&r), ["dev_team"]);
+    // PEER_HOME alone, and --home over PEER_HOME.
+    let r = peer_in(cwd, &["--json", "list-groups"], &[("PEER_HOME", home), ("PEER_CLUSTER", config)], "");
+    assert_eq!(groups(&r), ["dev_team"]);
+    let r = peer_in(cwd, &["--json", "list-groups", "--home", home], &[("PEER_HOME", other), ("PEER_CLUSTER", config)], "");
+    assert_eq!(groups(&r), ["dev_team"], "--home wins over PEER_HOME");
+    let r = peer_in(cwd, &["--json", "list-groups"], &[("PEER_HOME", other), ("PEER_CLUSTER", config)], "");
+    assert_eq!((r.code, r.error_code().as_str()), (1, "unauthenticated"), "PEER_HOME names another identity: {}", r.stderr);
+    let r = peer_in(cwd, &["--json", "list-groups", "--home", other], &[("PEER_HOME", home), ("PEER_CLUSTER", config)], "");
+    assert_eq!((r.code, r.error_code().as_str()), (1, "unauthenticated"), "--home names another identity: {}", r.stderr);
+
+    // PEER_TRACKERS: the api addresses, no cluster file anywhere.
+    let trackers = cluster.apis.join(",");
+    let r = peer_in(cwd, &["--json", "list-groups"], &[("PEER_HOME", home), ("PEER_TRACKERS", &trackers)], "");
+    assert_eq!(groups(&r), ["dev_team"], "PEER_TRACKERS is enough");
+    // Without it, ./cluster.toml is missing: a usage error.
+    let r = peer_in(cwd, &["--json", "list-groups"], &[("PEER_HOME", home)], "");
+    assert_eq!(r.code, 2, "no cluster file and no trackers: {} {}", r.stdout, r.stderr);
+    // --tracker wins over PEER_TRACKERS (a dead address there would fail).
+    let dead = format!("127.0.0.1:{}", free_port());
+    let r = peer_in(cwd, &["--json", "list-groups", "--tracker", &trackers], &[("PEER_HOME", home), ("PEER_TRACKERS", &dead)], "");
+    assert_eq!(groups(&r), ["dev_team"]);
+}
+
+#[test]
+fn no_password_source_is_a_usage_error() {
+    let cluster = Cluster::start(3);
+    let p = Peer::new(&cluster, "nopw");
+    std::fs::create_dir_all(&p.home).unwrap();
+    for args in [["register", "carol"], ["login", "carol"]] {
+        // stdin is neither a terminal nor chosen with --password-stdin: exit 2, nothing registered.
+        let out = Command::new(peer_bin())
+            .arg("--json")
+            .args(args)
+            .env("PEER_HOME", &p.home)
+            .env("PEER_CLUSTER", &p.config)
+            .env_remove("PEER_TRACKERS")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "peer {args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
+    // carol was not registered by the refused command.
+    let r = p.run_with_stdin(&["register", "carol", "--password-stdin"], "carol-password\n");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn bad_flags_are_exit_2_for_every_command() {
+    let home = tempfile::tempdir().unwrap();
+    let commands: &[&[&str]] = &[
+        &["daemon"],
+        &["register", "u"],
+        &["login", "u"],
+        &["logout"],
+        &["create-group", "g"],
+        &["join-group", "g"],
+        &["leave-group", "g"],
+        &["list-groups"],
+        &["list-requests", "g"],
+        &["accept-request", "g", "u"],
+        &["upload", "/tmp/x", "g"],
+        &["download", "g", "n", "/tmp"],
+        &["list-files", "g"],
+        &["show-downloads"],
+        &["stop-share", "g", "n"],
+        &["shell"],
+        &["create_group", "g"],
+        &["download_file", "g", "n", "/tmp"],
+    ];
+    for cmd in commands {
+        let mut args: Vec<&str> = cmd.to_vec();
+        args.push("--no-such-flag");
+        let r = peer_in(home.path(), &args, &[("PEER_HOME", home.path().to_str().unwrap())], "");
+        assert_eq!(r.code, 2, "peer {args:?}: {} {}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("--no-such-flag"), "peer {args:?} names the bad flag: {}", r.stderr);
+        // A missing or extra argument too.
+        let mut extra: Vec<&str> = cmd.to_vec();
+        extra.extend(["x1", "x2", "x3", "x4"]);
+        let r = peer_in(home.path(), &extra, &[("PEER_HOME", home.path().to_str().unwrap())], "");
+        assert_eq!(r.code, 2, "peer {extra:?}: {} {}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("x1"), "peer {extra:?} names the extra argument: {}", r.stderr);
+    }
+    let r = peer_in(home.path(), &["no-such-command"], &[], "");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = peer_in(home.path(), &["download", "g"], &[], "");
+    assert_eq!(r.code, 2, "missing arguments: {}", r.stderr);
+}
+
+#[test]
+fn dest_given_as_a_file_path_is_where_the_file_lands() {
+    let cluster = Cluster::start(3);
+    let (alice, bob) = team(&cluster, "dev_team");
+    let (path, sha1) = random_file(cluster.dir.path(), "report.pdf", 1024 * 1024 + 7, 5);
+    alice.ok(&["upload", path.to_str().unwrap(), "dev_team"]);
+    let dir = cluster.dir.path().join("bob-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("other-name.pdf");
+    let d = bob.ok(&["download", "dev_team", "report.pdf", target.to_str().unwrap()]);
+    assert_eq!(d["ok"], true);
+    assert_eq!(file_sha1(&target), sha1);
+    assert!(!dir.join("report.pdf").exists(), "nothing under NAME when DEST is a file path");
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["other-name.pdf"], "only the file itself, no .part left");
+    assert_eq!(bob.downloads()[0]["dest"], target.to_str().unwrap());
+}
+
+// ---- The piece server, spoken to by a raw client. ----
+
+fn send(s: &mut TcpStream, m: &Message) {
+    let mut buf = Vec::new();
+    encode(m, &mut buf);
+    s.write_all(&buf).unwrap();
+}
+
+/// The next message, or `None` when the connection closes or `timeout` passes first.
+fn recv(s: &mut TcpStream, pending: &mut Vec<u8>, timeout: Duration) -> Option<Message> {
+    s.set_read_timeout(Some(timeout)).unwrap();
+    loop {
+        if let Some((m, used)) = decode(pending).expect("a well-formed frame") {
+            pending.drain(..used);
+            return Some(m);
+        }
+        let mut chunk = [0u8; 65536];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn handshake(version: u16, file_sha1: [u8; 20], group: &str) -> Message {
+    Message::Handshake { protocol_version: version, file_sha1, group: group.into(), user: "raw".into(), peer_id: [7; 16], ticket: vec![] }
+}
+
+/// Sends `first` on a new connection; the server's error code, after which it must close.
+fn error_code_for(addr: &str, first: &Message) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    send(&mut s, first);
+    let mut pending = Vec::new();
+    let code = match recv(&mut s, &mut pending, Duration::from_secs(10)) {
+        Some(Message::Error { code, message }) => {
+            assert!(!message.is_empty());
+            code
+        }
+        other => panic!("expected an error for {first:?}, got {other:?}"),
+    };
+    assert_eq!(recv(&mut s, &mut pending, Duration::from_secs(10)), None, "the server closes after an error");
+    code
+}
+
+#[test]
+fn the_piece_server_answers_errors_1_to_4_and_serves_at_most_64_connections() {
+    let cluster = Cluster::start(3);
+    let mut alice = Peer::new(&cluster, "alice");
+    alice.start_daemon();
+    alice.register_and_login("alice");
+    alice.ok(&["create-group", "g"]);
+    let (path, sha1) = random_file(cluster.dir.path(), "f.bin", 3 * 512 * 1024, 9);
+    alice.ok(&["upload", path.to_str().unwrap(), "g"]);
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(alice.home.join("daemon.json")).unwrap()).unwrap();
+    let addr = info["peer_addr"].as_str().unwrap().to_string();
+    let sha: [u8; 20] = hex::decode(&sha1).unwrap().try_into().unwrap();
+
+    // A good handshake is answered with a handshake and a full bitfield.
+    let good = || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        send(&mut s, &handshake(2, sha, "g"));
+        let mut pending = Vec::new();
+        assert!(matches!(recv(&mut s, &mut pending, Duration::from_secs(10)), Some(Message::Handshake { protocol_version: 2, .. })));
+        assert_eq!(recv(&mut s, &mut pending, Duration::from_secs(10)), Some(Message::Bitfield { num_pieces: 3, bits: vec![0b1110_0000] }));
+        s
+    };
+    drop(good());
+
+    assert_eq!(error_code_for(&addr, &handshake(1, sha, "g")), 1, "another protocol version");
+    assert_eq!(error_code_for(&addr, &handshake(3, sha, "g")), 1, "another protocol version");
+    assert_eq!(error_code_for(&addr, &Message::Request { piece: 0 }), 2, "a request before the handshake");
+    assert_eq!(error_code_for(&addr, &handshake(2, [0; 20], "g")), 4, "a file it does not share");
+    assert_eq!(error_code_for(&addr, &handshake(2, sha, "other-group")), 4, "a file it shares in another group only");
+
+    // 64 connections are served at once; the 65th waits for a slot (it is not answered) and is
+    // served as soon as one closes.
+    let mut held: Vec<TcpStream> = (0..64).map(|_| good()).collect();
+    let mut waiting = TcpStream::connect(&addr).unwrap();
+    send(&mut waiting, &handshake(2, sha, "g"));
+    let mut pending = Vec::new();
+    assert_eq!(recv(&mut waiting, &mut pending, Duration::from_secs(2)), None, "a 65th connection is not served while 64 are");
+    assert!(pending.is_empty());
+    drop(held.pop());
+    assert!(
+        matches!(recv(&mut waiting, &mut pending, Duration::from_secs(10)), Some(Message::Handshake { .. })),
+        "the waiting connection is served once a slot frees"
+    );
+    assert!(matches!(recv(&mut waiting, &mut pending, Duration::from_secs(10)), Some(Message::Bitfield { .. })));
+    drop(held);
+    drop(waiting);
+
+    // Logged out: its shares are paused, error 3.
+    alice.ok(&["logout"]);
+    assert_eq!(error_code_for(&addr, &handshake(2, sha, "g")), 3, "a logged-out peer");
+}
