@@ -89,7 +89,14 @@ fn start(bin: &Path, wait: Duration) -> anyhow::Result<Members> {
             .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
             .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-cluster", &initial, "--initial-cluster-state", "new", "--initial-cluster-token", "bench-scale"])
+            .args([
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "bench-scale",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -119,7 +126,14 @@ fn value(i: u64, len: usize) -> String {
     v
 }
 
-pub fn run(keys: u64, value_bytes: usize, clients: usize, groups: u64, wait: Duration, load_timeout: Duration) -> anyhow::Result<EtcdRun> {
+pub fn run(
+    keys: u64,
+    value_bytes: usize,
+    clients: usize,
+    groups: u64,
+    wait: Duration,
+    load_timeout: Duration,
+) -> anyhow::Result<EtcdRun> {
     let bin = find_etcd()?;
     let out = Command::new(&bin).arg("--version").output()?;
     let version = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("etcd ?").trim().to_string();
@@ -134,7 +148,10 @@ pub fn run(keys: u64, value_bytes: usize, clients: usize, groups: u64, wait: Dur
     let progress = {
         let pids = pids.clone();
         Progress::start(live.clone(), move || {
-            let rss: Vec<String> = pids.iter().map(|(n, p)| format!("{n} {}", mem(*p).map(|m| mib(m.rss)).unwrap_or("-".into()))).collect();
+            let rss: Vec<String> = pids
+                .iter()
+                .map(|(n, p)| format!("{n} {}", mem(*p).map(|m| mib(m.rss)).unwrap_or("-".into())))
+                .collect();
             format!("RSS {}", rss.join(", "))
         })
     };
@@ -143,7 +160,8 @@ pub fn run(keys: u64, value_bytes: usize, clients: usize, groups: u64, wait: Dur
         let (http, addrs) = (http.clone(), addrs.clone());
         move |w, i| {
             let url = format!("http://{}/v3/kv/put", addrs[w % addrs.len()]);
-            let body = json!({"key": base64(key(i, groups).as_bytes()), "value": base64(value(i, value_bytes).as_bytes())});
+            let body =
+                json!({"key": base64(key(i, groups).as_bytes()), "value": base64(value(i, value_bytes).as_bytes())});
             let http = http.clone();
             async move {
                 let mut last = String::new();
@@ -162,7 +180,13 @@ pub fn run(keys: u64, value_bytes: usize, clients: usize, groups: u64, wait: Dur
         }
     }));
     drop(progress);
-    eprintln!("etcd: {} puts in {:.1} s ({:.0}/s), {} failed", load.acked, load.wall.as_secs_f64(), load.rate(), load.failed);
+    eprintln!(
+        "etcd: {} puts in {:.1} s ({:.0}/s), {} failed",
+        load.acked,
+        load.wall.as_secs_f64(),
+        load.rate(),
+        load.failed
+    );
 
     // Every member holds every acknowledged key (a serializable count, answered locally).
     let count = |addr: &str| -> Option<u64> {
@@ -177,14 +201,29 @@ pub fn run(keys: u64, value_bytes: usize, clients: usize, groups: u64, wait: Dur
         }
     };
     let want = load.acked;
-    let _ = poll("every etcd member to hold every key", wait, || addrs.iter().all(|a| count(a).is_some_and(|c| c >= want)).then_some(()));
+    let _ = poll("every etcd member to hold every key", wait, || {
+        addrs.iter().all(|a| count(a).is_some_and(|c| c >= want)).then_some(())
+    });
     let out = members
         .children
         .iter()
-        .map(|(name, child, data, addr)| Member { name: name.clone(), pid: child.id(), mem: mem(child.id()), disk: disk_use(data), keys: count(addr) })
+        .map(|(name, child, data, addr)| Member {
+            name: name.clone(),
+            pid: child.id(),
+            mem: mem(child.id()),
+            disk: disk_use(data),
+            keys: count(addr),
+        })
         .collect();
     drop(members);
-    Ok(EtcdRun { version, binary: bin.display().to_string(), snapshot_count: ETCD_34_SNAPSHOT_COUNT, value_bytes, load, members: out })
+    Ok(EtcdRun {
+        version,
+        binary: bin.display().to_string(),
+        snapshot_count: ETCD_34_SNAPSHOT_COUNT,
+        value_bytes,
+        load,
+        members: out,
+    })
 }
 
 #[cfg(test)]

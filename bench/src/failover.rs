@@ -119,7 +119,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let total_writes = acks.lock().unwrap().len();
 
     let (lo, hi) = args.election_timeout_ms;
-    println!("## Failover window: {} nodes, heartbeat {} ms, election timeout {lo}–{hi} ms", args.nodes, args.heartbeat_ms);
+    println!(
+        "## Failover window: {} nodes, heartbeat {} ms, election timeout {lo}–{hi} ms",
+        args.nodes, args.heartbeat_ms
+    );
     println!();
     println!("Time from SIGKILL of the leader to the next acknowledged write invoked after the kill,");
     println!("measured by a client doing one write after another through `tracker-client`.");
@@ -147,8 +150,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         leader0, leader1, term0, term1,
         if term0 == term1 { "no election without a fault" } else { "AN ELECTION HAPPENED WITHOUT A FAULT" });
     println!();
-    println!("Writes acknowledged in the whole run: {total_writes}; failed: {}{}; every node ends at state digest {}.", failures.len(),
-        if failures.is_empty() { String::new() } else { format!(" ({})", failures.join("; ")) }, &digest[..12]);
+    println!(
+        "Writes acknowledged in the whole run: {total_writes}; failed: {}{}; every node ends at state digest {}.",
+        failures.len(),
+        if failures.is_empty() { String::new() } else { format!(" ({})", failures.join("; ")) },
+        &digest[..12]
+    );
     if term0 != term1 || !failures.is_empty() {
         anyhow::bail!("the run saw a spurious election or failed writes");
     }

@@ -167,8 +167,11 @@ impl Progress {
                     }
                 }
                 let label = live.label.lock().unwrap().clone();
-                let (done, total, failed) =
-                    (live.done.load(Ordering::Relaxed), live.total.load(Ordering::Relaxed), live.failed.load(Ordering::Relaxed));
+                let (done, total, failed) = (
+                    live.done.load(Ordering::Relaxed),
+                    live.total.load(Ordering::Relaxed),
+                    live.failed.load(Ordering::Relaxed),
+                );
                 if label != last.0 {
                     last = (label.clone(), 0, live.started.lock().unwrap().unwrap_or_else(Instant::now));
                 }

@@ -230,7 +230,10 @@ struct Restart {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    anyhow::ensure!(args.users >= 1 && args.groups >= 1 && args.load_clients >= 1, "--users, --groups and --load-clients must be at least 1");
+    anyhow::ensure!(
+        args.users >= 1 && args.groups >= 1 && args.load_clients >= 1,
+        "--users, --groups and --load-clients must be at least 1"
+    );
     anyhow::ensure!(args.clients_levels.iter().all(|&c| c >= 1), "every --clients-levels entry must be at least 1");
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let date = today_utc();
@@ -241,14 +244,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None
     } else {
         let keys = args.etcd_keys.unwrap_or(args.files);
-        Some(etcd::run(keys, args.etcd_value_bytes, args.load_clients, args.groups, Duration::from_secs(args.wait_s), Duration::from_secs(args.load_timeout_s)))
+        Some(etcd::run(
+            keys,
+            args.etcd_value_bytes,
+            args.load_clients,
+            args.groups,
+            Duration::from_secs(args.wait_s),
+            Duration::from_secs(args.load_timeout_s),
+        ))
     };
 
     let md = markdown(&args, &command, &date, &machine, &tracker, etcd.as_ref());
     println!("{md}");
     if let Some(path) = &args.json {
         let v = json_report(&args, &command, &date, &machine, &tracker, etcd.as_ref());
-        std::fs::write(path, serde_json::to_string_pretty(&v)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&v)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("JSON written to {}", path.display());
     }
     Ok(())
@@ -276,10 +287,17 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
     let pids: Vec<(u64, u32)> = cluster.ids().into_iter().filter_map(|id| Some((id, cluster.pid(id)?))).collect();
     let apis = cluster.apis.clone();
     let progress = Progress::start(live.clone(), move || {
-        let rss: Vec<String> = pids.iter().map(|(id, p)| format!("n{id} {}", mem(*p).map(|m| mib(m.rss)).unwrap_or("-".into()))).collect();
+        let rss: Vec<String> =
+            pids.iter().map(|(id, p)| format!("n{id} {}", mem(*p).map(|m| mib(m.rss)).unwrap_or("-".into()))).collect();
         let st = apis.iter().find_map(|a| http_get_json(a, "/v1/status"));
         let (term, leader, applied) = st
-            .map(|s| (s["term"].as_u64().unwrap_or(0), s["leader"].as_u64().unwrap_or(0), s["applied_index"].as_u64().unwrap_or(0)))
+            .map(|s| {
+                (
+                    s["term"].as_u64().unwrap_or(0),
+                    s["leader"].as_u64().unwrap_or(0),
+                    s["applied_index"].as_u64().unwrap_or(0),
+                )
+            })
             .unwrap_or_default();
         format!("term {term}, leader {leader}, applied {applied}; RSS {}", rss.join(", "))
     });
@@ -318,7 +336,11 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
     let ok_users = reg.acked == args.users && login.acked == args.users;
     phases.push(reg);
     phases.push(login);
-    anyhow::ensure!(ok_users, "registration or login failed: {:?}", phases.iter().map(|p| p.error_samples.clone()).collect::<Vec<_>>());
+    anyhow::ensure!(
+        ok_users,
+        "registration or login failed: {:?}",
+        phases.iter().map(|p| p.error_samples.clone()).collect::<Vec<_>>()
+    );
     let tokens = tokens.lock().unwrap().clone();
     let token0 = tokens[0].clone();
     let clients: Arc<Vec<TrackerClient>> = Arc::new(tokens.into_iter().map(|t| base.with_token(Some(t))).collect());
@@ -334,7 +356,13 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
         }
     }));
     terms.push(("groups".to_string(), t0, term_and_leader(&cluster)));
-    eprintln!("groups: {} in {:.1} s ({:.0}/s), {} failed", groups.acked, groups.wall.as_secs_f64(), groups.rate(), groups.failed);
+    eprintln!(
+        "groups: {} in {:.1} s ({:.0}/s), {} failed",
+        groups.acked,
+        groups.wall.as_secs_f64(),
+        groups.rate(),
+        groups.failed
+    );
     phases.push(groups);
 
     // Files: file i goes to group i mod groups, uploaded by that group's owner.
@@ -356,13 +384,29 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
         }
     };
     let t0 = term_and_leader(&cluster);
-    let files = rt.block_on(drive(&live, "upload files", args.files, args.load_clients, deadline, upload("f", clients.clone(), args.groups, args.file_size_bytes)));
+    let files = rt.block_on(drive(
+        &live,
+        "upload files",
+        args.files,
+        args.load_clients,
+        deadline,
+        upload("f", clients.clone(), args.groups, args.file_size_bytes),
+    ));
     terms.push(("files".to_string(), t0, term_and_leader(&cluster)));
-    eprintln!("files: {} in {:.1} s ({:.0}/s), {} failed", files.acked, files.wall.as_secs_f64(), files.rate(), files.failed);
+    eprintln!(
+        "files: {} in {:.1} s ({:.0}/s), {} failed",
+        files.acked,
+        files.wall.as_secs_f64(),
+        files.rate(),
+        files.failed
+    );
     let cut = files.cut_short || phases.iter().any(|p| p.cut_short);
     phases.push(files);
     if cut {
-        eprintln!("the bulk load did not finish within --load-timeout-s {}; reporting what was measured", args.load_timeout_s);
+        eprintln!(
+            "the bulk load did not finish within --load-timeout-s {}; reporting what was measured",
+            args.load_timeout_s
+        );
     }
 
     // After the load: every node applied everything; a snapshot exists at this size.
@@ -370,12 +414,19 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
     let want = after_load_applied.saturating_sub(args.snapshot_logs_threshold);
     let snapshot_note = if after_load_applied >= args.snapshot_logs_threshold {
         poll("every node to hold a snapshot near the end of the load", wait, || {
-            cluster.ids().into_iter().all(|id| node_figures(&cluster, id).snapshot_index.is_some_and(|s| s >= want)).then_some(())
+            cluster
+                .ids()
+                .into_iter()
+                .all(|id| node_figures(&cluster, id).snapshot_index.is_some_and(|s| s >= want))
+                .then_some(())
         })
         .err()
         .map(|e| e.to_string())
     } else {
-        Some(format!("the log ({after_load_applied} entries) never reached the snapshot threshold ({})", args.snapshot_logs_threshold))
+        Some(format!(
+            "the log ({after_load_applied} entries) never reached the snapshot threshold ({})",
+            args.snapshot_logs_threshold
+        ))
     };
     let after_load = all_figures(&cluster);
 
@@ -386,9 +437,22 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
         let prefix = PREFIXES[k % PREFIXES.len()];
         let deadline = Instant::now() + Duration::from_secs(args.load_timeout_s);
         let t0 = term_and_leader(&cluster);
-        let p = rt.block_on(drive(&live, &format!("uploads, {c} clients"), args.uploads_per_level, c, deadline, upload(prefix, clients.clone(), args.groups, args.file_size_bytes)));
+        let p = rt.block_on(drive(
+            &live,
+            &format!("uploads, {c} clients"),
+            args.uploads_per_level,
+            c,
+            deadline,
+            upload(prefix, clients.clone(), args.groups, args.file_size_bytes),
+        ));
         terms.push((format!("{c} clients"), t0, term_and_leader(&cluster)));
-        eprintln!("{c} clients: {:.0} uploads/s, p50 {:.1} ms, p99 {:.1} ms, {} failed", p.rate(), p.p(0.5), p.p(0.99), p.failed);
+        eprintln!(
+            "{c} clients: {:.0} uploads/s, p50 {:.1} ms, p99 {:.1} ms, {} failed",
+            p.rate(),
+            p.p(0.5),
+            p.p(0.99),
+            p.failed
+        );
         levels.push(p);
     }
     drop(progress);
@@ -454,7 +518,11 @@ fn log_summary(id: u64, log: &str) -> String {
         .or_else(|| log.lines().find(|l| l.contains(" WARN ")))
         .map(|l| l.chars().take(300).collect::<String>());
     match first {
-        Some(f) => format!("node {id}: {warn} WARN, {err} ERROR lines; first {}: `{}`", if err > 0 { "ERROR" } else { "WARN" }, f.replace('`', "'")),
+        Some(f) => format!(
+            "node {id}: {warn} WARN, {err} ERROR lines; first {}: `{}`",
+            if err > 0 { "ERROR" } else { "WARN" },
+            f.replace('`', "'")
+        ),
         None => format!("node {id}: no WARN or ERROR lines"),
     }
 }
@@ -519,12 +587,25 @@ fn opt_mib(v: Option<u64>) -> String {
     v.map(mib).unwrap_or_else(|| "-".into())
 }
 
-fn markdown(args: &Args, command: &str, date: &str, machine: &str, t: &TrackerRun, etcd: Option<&anyhow::Result<etcd::EtcdRun>>) -> String {
+fn markdown(
+    args: &Args,
+    command: &str,
+    date: &str,
+    machine: &str,
+    t: &TrackerRun,
+    etcd: Option<&anyhow::Result<etcd::EtcdRun>>,
+) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     let gib = args.file_size_bytes as f64 / (1u64 << 30) as f64;
-    let _ = writeln!(o, "## Scale: {} files of {} in {} groups, {} users, 3 tracker nodes", args.files,
-        if gib >= 1.0 { format!("{gib} GiB") } else { format!("{} bytes", args.file_size_bytes) }, args.groups, args.users);
+    let _ = writeln!(
+        o,
+        "## Scale: {} files of {} in {} groups, {} users, 3 tracker nodes",
+        args.files,
+        if gib >= 1.0 { format!("{gib} GiB") } else { format!("{} bytes", args.file_size_bytes) },
+        args.groups,
+        args.users
+    );
     let _ = writeln!(o);
     let _ = writeln!(o, "`{command}` — {date}, {machine}, shared; every process on 127.0.0.1. Cluster: heartbeat {} ms, election timeout {}–{} ms, snapshot every {} entries; clients: `tracker-client` (keep-alive, one login per user, an Idempotency-Key on every write, attempt timeout 6 s).",
         args.heartbeat_ms, args.election_timeout_ms.0, args.election_timeout_ms.1, args.snapshot_logs_threshold);
@@ -534,11 +615,24 @@ fn markdown(args: &Args, command: &str, date: &str, machine: &str, t: &TrackerRu
     let _ = writeln!(o, "| phase | clients | acknowledged | wall | per second | latency p50 | p99 | max | failed |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
     for p in &t.phases {
-        let _ = writeln!(o, "| {} | {} | {}/{} | {:.1} s | {:.0} | {:.1} ms | {:.1} ms | {:.0} ms | {} |", p.label, p.workers, p.acked, p.total,
-            p.wall.as_secs_f64(), p.rate(), p.p(0.5), p.p(0.99), p.max(), p.errors_text());
+        let _ = writeln!(
+            o,
+            "| {} | {} | {}/{} | {:.1} s | {:.0} | {:.1} ms | {:.1} ms | {:.0} ms | {} |",
+            p.label,
+            p.workers,
+            p.acked,
+            p.total,
+            p.wall.as_secs_f64(),
+            p.rate(),
+            p.p(0.5),
+            p.p(0.99),
+            p.max(),
+            p.errors_text()
+        );
     }
     let _ = writeln!(o);
-    let elections: Vec<String> = t.terms.iter().map(|(n, a, b)| format!("{n}: term {} → {}, leader {} → {}", a.0, b.0, a.1, b.1)).collect();
+    let elections: Vec<String> =
+        t.terms.iter().map(|(n, a, b)| format!("{n}: term {} → {}, leader {} → {}", a.0, b.0, a.1, b.1)).collect();
     let _ = writeln!(o, "Terms and leaders across each phase: {}.", elections.join("; "));
     let _ = writeln!(o);
     let _ = writeln!(o, "### Per node after the load (every node applied index {})", t.after_load_applied);
@@ -553,19 +647,48 @@ fn markdown(args: &Args, command: &str, date: &str, machine: &str, t: &TrackerRu
     let _ = writeln!(o, "| clients | uploads | wall | uploads/s | latency p50 | p99 | max | failed |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     for p in &t.levels {
-        let _ = writeln!(o, "| {} | {}/{} | {:.2} s | **{:.0}** | {:.1} ms | {:.1} ms | {:.0} ms | {} |", p.workers, p.acked, p.total,
-            p.wall.as_secs_f64(), p.rate(), p.p(0.5), p.p(0.99), p.max(), p.errors_text());
+        let _ = writeln!(
+            o,
+            "| {} | {}/{} | {:.2} s | **{:.0}** | {:.1} ms | {:.1} ms | {:.0} ms | {} |",
+            p.workers,
+            p.acked,
+            p.total,
+            p.wall.as_secs_f64(),
+            p.rate(),
+            p.p(0.5),
+            p.p(0.99),
+            p.max(),
+            p.errors_text()
+        );
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "After the levels: RSS {}.", t.after_levels.iter().map(|f| format!("node {} {}", f.id, opt_mib(f.mem.map(|m| m.rss)))).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        o,
+        "After the levels: RSS {}.",
+        t.after_levels
+            .iter()
+            .map(|f| format!("node {} {}", f.id, opt_mib(f.mem.map(|m| m.rss))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let _ = writeln!(o);
     let _ = writeln!(o, "### Cold restart (SIGKILL all three nodes, start all three)");
     let _ = writeln!(o);
     let _ = writeln!(o, "| node | last log index | snapshot index | purged index | log entries kept | sled (metric) | data_dir on disk |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|");
     for f in &t.at_kill {
-        let _ = writeln!(o, "| {} | {} | {} | {} | {} | {} | {} ({} allocated) |", f.id, f.last_log, f.snapshot_index.map(|v| v.to_string()).unwrap_or("-".into()),
-            f.purged.map(|v| v.to_string()).unwrap_or("-".into()), f.log_entries(), opt_mib(f.sled_bytes), mib(f.disk.apparent), mib(f.disk.allocated));
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} ({} allocated) |",
+            f.id,
+            f.last_log,
+            f.snapshot_index.map(|v| v.to_string()).unwrap_or("-".into()),
+            f.purged.map(|v| v.to_string()).unwrap_or("-".into()),
+            f.log_entries(),
+            opt_mib(f.sled_bytes),
+            mib(f.disk.apparent),
+            mib(f.disk.allocated)
+        );
     }
     let r = &t.restart;
     let _ = writeln!(o);
@@ -577,7 +700,15 @@ fn markdown(args: &Args, command: &str, date: &str, machine: &str, t: &TrackerRu
         let _ = writeln!(o, "\nRestart: {n}");
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "After the restart: {}.", t.after_restart.iter().map(|f| format!("node {} RSS {}", f.id, opt_mib(f.mem.map(|m| m.rss)))).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        o,
+        "After the restart: {}.",
+        t.after_restart
+            .iter()
+            .map(|f| format!("node {} RSS {}", f.id, opt_mib(f.mem.map(|m| m.rss))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let _ = writeln!(o);
     let _ = writeln!(o, "Node logs: {}.", t.log_notes.join("; "));
     let _ = writeln!(o);
@@ -597,13 +728,31 @@ fn markdown(args: &Args, command: &str, date: &str, machine: &str, t: &TrackerRu
                 e.version, e.binary, e.snapshot_count, e.load.total, e.value_bytes, e.load.workers);
             let _ = writeln!(o);
             let p = &e.load;
-            let _ = writeln!(o, "Load: {}/{} puts in {:.1} s, **{:.0} puts/s**, p50 {:.1} ms, p99 {:.1} ms, failed {}.", p.acked, p.total, p.wall.as_secs_f64(), p.rate(), p.p(0.5), p.p(0.99), p.errors_text());
+            let _ = writeln!(
+                o,
+                "Load: {}/{} puts in {:.1} s, **{:.0} puts/s**, p50 {:.1} ms, p99 {:.1} ms, failed {}.",
+                p.acked,
+                p.total,
+                p.wall.as_secs_f64(),
+                p.rate(),
+                p.p(0.5),
+                p.p(0.99),
+                p.errors_text()
+            );
             let _ = writeln!(o);
             let _ = writeln!(o, "| member | RSS | peak RSS | data dir on disk | keys (serializable count) |");
             let _ = writeln!(o, "|---|---|---|---|---|");
             for m in &e.members {
-                let _ = writeln!(o, "| {} | {} | {} | {} ({} allocated) | {} |", m.name, opt_mib(m.mem.map(|x| x.rss)), opt_mib(m.mem.map(|x| x.hwm)),
-                    mib(m.disk.apparent), mib(m.disk.allocated), m.keys.map(|k| k.to_string()).unwrap_or("-".into()));
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} ({} allocated) | {} |",
+                    m.name,
+                    opt_mib(m.mem.map(|x| x.rss)),
+                    opt_mib(m.mem.map(|x| x.hwm)),
+                    mib(m.disk.apparent),
+                    mib(m.disk.allocated),
+                    m.keys.map(|k| k.to_string()).unwrap_or("-".into())
+                );
             }
         }
     }
@@ -629,16 +778,32 @@ fn markdown(args: &Args, command: &str, date: &str, machine: &str, t: &TrackerRu
                 (Some(a), Some(b)) => yes(a < b),
                 _ => "-",
             };
-            let _ = writeln!(o, "| … and below etcd's at {} keys | tracker largest {} vs etcd smallest {} | {} |", e.load.total, opt_mib(max_rss), opt_mib(etcd_min), met);
+            let _ = writeln!(
+                o,
+                "| … and below etcd's at {} keys | tracker largest {} vs etcd smallest {} | {} |",
+                e.load.total,
+                opt_mib(max_rss),
+                opt_mib(etcd_min),
+                met
+            );
         }
         None => {
             let _ = writeln!(o, "| … and below etcd's | etcd not run | - |");
         }
     }
-    let _ = writeln!(o, "| cold restart to the first read < 5 s | {} | {} |", opt_ms(r.first_read_ms), r.first_read_ms.map(|v| yes(v < 5000.0)).unwrap_or("-"));
+    let _ = writeln!(
+        o,
+        "| cold restart to the first read < 5 s | {} | {} |",
+        opt_ms(r.first_read_ms),
+        r.first_read_ms.map(|v| yes(v < 5000.0)).unwrap_or("-")
+    );
     let at32 = t.levels.iter().find(|p| p.workers == 32);
-    let _ = writeln!(o, "| ≥ 1000 uploads/s at 32 clients | {} | {} |", at32.map(|p| format!("{:.0} uploads/s", p.rate())).unwrap_or("not measured".into()),
-        at32.map(|p| yes(p.rate() >= 1000.0)).unwrap_or("-"));
+    let _ = writeln!(
+        o,
+        "| ≥ 1000 uploads/s at 32 clients | {} | {} |",
+        at32.map(|p| format!("{:.0} uploads/s", p.rate())).unwrap_or("not measured".into()),
+        at32.map(|p| yes(p.rate() >= 1000.0)).unwrap_or("-")
+    );
     o
 }
 
@@ -647,19 +812,37 @@ fn node_table(o: &mut String, figs: &[NodeFigures]) {
     let _ = writeln!(o, "| node | role | RSS | peak RSS (VmHWM) | data_dir on disk (allocated) | sled (metric) | snapshot file | snapshot index | last snapshot build | log entries kept | files |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
     for f in figs {
-        let _ = writeln!(o, "| {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |", f.id, f.role, opt_mib(f.mem.map(|m| m.rss)), opt_mib(f.mem.map(|m| m.hwm)),
-            mib(f.disk.apparent), mib(f.disk.allocated), opt_mib(f.sled_bytes), opt_mib(f.snapshot_file_bytes),
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |",
+            f.id,
+            f.role,
+            opt_mib(f.mem.map(|m| m.rss)),
+            opt_mib(f.mem.map(|m| m.hwm)),
+            mib(f.disk.apparent),
+            mib(f.disk.allocated),
+            opt_mib(f.sled_bytes),
+            opt_mib(f.snapshot_file_bytes),
             f.snapshot_index.map(|v| v.to_string()).unwrap_or("-".into()),
             match (f.snapshot_build_ms, f.snapshot_built_bytes) {
                 (Some(t), Some(b)) => format!("{t:.0} ms, {}", mib(b)),
                 (Some(t), None) => format!("{t:.0} ms"),
                 _ => "- (none built by this node)".into(),
             },
-            f.log_entries(), f.files);
+            f.log_entries(),
+            f.files
+        );
     }
 }
 
-fn json_report(args: &Args, command: &str, date: &str, machine: &str, t: &TrackerRun, etcd: Option<&anyhow::Result<etcd::EtcdRun>>) -> Value {
+fn json_report(
+    args: &Args,
+    command: &str,
+    date: &str,
+    machine: &str,
+    t: &TrackerRun,
+    etcd: Option<&anyhow::Result<etcd::EtcdRun>>,
+) -> Value {
     let figs = |v: &[NodeFigures]| v.iter().map(|f| f.json()).collect::<Vec<_>>();
     json!({
         "command": command, "date": date, "machine": machine,

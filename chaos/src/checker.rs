@@ -40,7 +40,10 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn ok(&self) -> bool {
-        self.lost_writes.is_empty() && self.refused_but_applied.is_empty() && self.applied_twice.is_empty() && self.not_linearizable.is_empty()
+        self.lost_writes.is_empty()
+            && self.refused_but_applied.is_empty()
+            && self.applied_twice.is_empty()
+            && self.not_linearizable.is_empty()
     }
 }
 
@@ -76,13 +79,17 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
         match &e.op {
             Op::CreateGroup { group } => {
                 if e.outcome == Outcome::Fail("group_exists".into()) {
-                    v.applied_twice.push(format!("create_group {group}: answered group_exists for a name created once"));
+                    v.applied_twice
+                        .push(format!("create_group {group}: answered group_exists for a name created once"));
                 }
                 writes.insert(Key::Group(group.clone()), w);
             }
             Op::Accept { group, user } => {
-                if e.outcome == Outcome::Fail("no_such_request".into()) && joined_ok.contains(&(group.clone(), user.clone())) {
-                    v.applied_twice.push(format!("accept {user} into {group}: answered no_such_request for a request filed once"));
+                if e.outcome == Outcome::Fail("no_such_request".into())
+                    && joined_ok.contains(&(group.clone(), user.clone()))
+                {
+                    v.applied_twice
+                        .push(format!("accept {user} into {group}: answered no_such_request for a request filed once"));
                 }
                 writes.insert(Key::Member(group.clone(), user.clone()), w);
             }
@@ -106,8 +113,12 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
             Key::File(g, f) => fin.files.contains(&(g.clone(), f.clone())),
         };
         match (&w.outcome, present) {
-            (Outcome::Ok, false) => v.lost_writes.push(format!("{key:?} acknowledged at {} ms, missing at the end", w.complete_ms)),
-            (Outcome::Fail(code), true) => v.refused_but_applied.push(format!("{key:?} refused ({code}) but present at the end")),
+            (Outcome::Ok, false) => {
+                v.lost_writes.push(format!("{key:?} acknowledged at {} ms, missing at the end", w.complete_ms))
+            }
+            (Outcome::Fail(code), true) => {
+                v.refused_but_applied.push(format!("{key:?} refused ({code}) but present at the end"))
+            }
             _ => {}
         }
     }
@@ -143,7 +154,11 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
                     .get(g.as_str())
                     .map(|list| {
                         list.iter()
-                            .map(|(e, seen)| FlagRead { invoke_ms: e.invoke_ms, complete_ms: e.complete_ms, value: seen.contains(f) })
+                            .map(|(e, seen)| FlagRead {
+                                invoke_ms: e.invoke_ms,
+                                complete_ms: e.complete_ms,
+                                value: seen.contains(f),
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -259,7 +274,9 @@ impl<'a> ReadIndex<'a> {
         if w.outcome == Outcome::Ok {
             let from = w.invoke_ms.saturating_sub(self.longest_ms);
             let start = pool.partition_point(|r| r.0 < from);
-            picked.extend(pool[start..].iter().take_while(|r| r.0 <= w.complete_ms).filter(|r| r.1 >= w.invoke_ms).map(|r| r.2));
+            picked.extend(
+                pool[start..].iter().take_while(|r| r.0 <= w.complete_ms).filter(|r| r.1 >= w.invoke_ms).map(|r| r.2),
+            );
         } else if let Some(first_true) = extra.iter().map(|&i| self.reads[i].1).min() {
             let later = pool.len() - pool.partition_point(|r| r.0 <= first_true);
             let later_seen = extra.iter().filter(|&&i| self.reads[i].0 > first_true).count();
@@ -269,7 +286,13 @@ impl<'a> ReadIndex<'a> {
         }
         picked.sort_unstable();
         picked.dedup();
-        (picked.into_iter().map(|i| FlagRead { invoke_ms: self.reads[i].0, complete_ms: self.reads[i].1, value: value(i) }).collect(), None)
+        (
+            picked
+                .into_iter()
+                .map(|i| FlagRead { invoke_ms: self.reads[i].0, complete_ms: self.reads[i].1, value: value(i) })
+                .collect(),
+            None,
+        )
     }
 }
 
@@ -290,13 +313,19 @@ pub fn check_flag(w: &FlagWrite, reads: &[FlagRead]) -> FlagCheck {
     // A refused write never happened: nobody may see it.
     if let Outcome::Fail(code) = &w.outcome {
         if let Some(r) = reads.iter().find(|r| r.value) {
-            return FlagCheck::Violation(format!("a read at {}–{} ms saw a write that was refused ({code})", r.invoke_ms, r.complete_ms));
+            return FlagCheck::Violation(format!(
+                "a read at {}–{} ms saw a write that was refused ({code})",
+                r.invoke_ms, r.complete_ms
+            ));
         }
         return FlagCheck::Ok;
     }
     // Nothing can be seen before the write was invoked.
     if let Some(r) = reads.iter().find(|r| r.value && r.complete_ms < w.invoke_ms) {
-        return FlagCheck::Violation(format!("a read at {}–{} ms saw the write invoked at {} ms", r.invoke_ms, r.complete_ms, w.invoke_ms));
+        return FlagCheck::Violation(format!(
+            "a read at {}–{} ms saw the write invoked at {} ms",
+            r.invoke_ms, r.complete_ms, w.invoke_ms
+        ));
     }
     // Once some read has seen it, every read that starts later sees it.
     if let Some(first_true) = reads.iter().filter(|r| r.value).map(|r| r.complete_ms).min() {
@@ -321,12 +350,11 @@ pub fn check_flag(w: &FlagWrite, reads: &[FlagRead]) -> FlagCheck {
     }
     // The write's window: search for a linearization of the write and the reads overlapping it.
     let window: Vec<Call> = std::iter::once(Call { invoke_ms: w.invoke_ms, complete_ms: w.complete_ms, read: None })
-        .chain(
-            reads
-                .iter()
-                .filter(|r| r.complete_ms >= w.invoke_ms && r.invoke_ms <= w.complete_ms)
-                .map(|r| Call { invoke_ms: r.invoke_ms, complete_ms: r.complete_ms, read: Some(r.value) }),
-        )
+        .chain(reads.iter().filter(|r| r.complete_ms >= w.invoke_ms && r.invoke_ms <= w.complete_ms).map(|r| Call {
+            invoke_ms: r.invoke_ms,
+            complete_ms: r.complete_ms,
+            read: Some(r.value),
+        }))
         .collect();
     if window.len() > MAX_SEARCH_OPS {
         return FlagCheck::SearchSkipped;
@@ -334,7 +362,12 @@ pub fn check_flag(w: &FlagWrite, reads: &[FlagRead]) -> FlagCheck {
     if linearizable(&window) {
         FlagCheck::Ok
     } else {
-        FlagCheck::Violation(format!("no order of the write ({}–{} ms) and the {} reads overlapping it explains what they saw", w.invoke_ms, w.complete_ms, window.len() - 1))
+        FlagCheck::Violation(format!(
+            "no order of the write ({}–{} ms) and the {} reads overlapping it explains what they saw",
+            w.invoke_ms,
+            w.complete_ms,
+            window.len() - 1
+        ))
     }
 }
 
@@ -415,7 +448,10 @@ mod tests {
 
     #[test]
     fn seeing_a_refused_or_future_write_fails() {
-        assert!(matches!(check_flag(&w(10, 20, Outcome::Fail("x".into())), &[r(30, 31, true)]), FlagCheck::Violation(_)));
+        assert!(matches!(
+            check_flag(&w(10, 20, Outcome::Fail("x".into())), &[r(30, 31, true)]),
+            FlagCheck::Violation(_)
+        ));
         assert!(matches!(check_flag(&w(10, 20, Outcome::Ok), &[r(1, 2, true)]), FlagCheck::Violation(_)));
     }
 
@@ -441,11 +477,29 @@ mod tests {
     #[test]
     fn lost_and_duplicate_writes_are_reported() {
         let history = vec![
-            Entry { client: 0, op: Op::CreateGroup { group: "a".into() }, invoke_ms: 0, complete_ms: 5, outcome: Outcome::Ok },
-            Entry { client: 0, op: Op::CreateGroup { group: "b".into() }, invoke_ms: 6, complete_ms: 9, outcome: Outcome::Fail("group_exists".into()) },
+            Entry {
+                client: 0,
+                op: Op::CreateGroup { group: "a".into() },
+                invoke_ms: 0,
+                complete_ms: 5,
+                outcome: Outcome::Ok,
+            },
+            Entry {
+                client: 0,
+                op: Op::CreateGroup { group: "b".into() },
+                invoke_ms: 6,
+                complete_ms: 9,
+                outcome: Outcome::Fail("group_exists".into()),
+            },
             Entry {
                 client: 1,
-                op: Op::ListGroups { user: "u".into(), extra: vec![], missing: vec![], member_extra: vec![], member_missing: vec![] },
+                op: Op::ListGroups {
+                    user: "u".into(),
+                    extra: vec![],
+                    missing: vec![],
+                    member_extra: vec![],
+                    member_missing: vec![],
+                },
                 invoke_ms: 10,
                 complete_ms: 11,
                 outcome: Outcome::Ok,
@@ -465,7 +519,13 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
         Entry {
             client: 1,
-            op: Op::ListGroups { user: "u1".into(), extra: s(extra), missing: s(missing), member_extra: vec![], member_missing: vec![] },
+            op: Op::ListGroups {
+                user: "u1".into(),
+                extra: s(extra),
+                missing: s(missing),
+                member_extra: vec![],
+                member_missing: vec![],
+            },
             invoke_ms,
             complete_ms,
             outcome: Outcome::Ok,
@@ -476,7 +536,13 @@ mod tests {
     fn a_window_too_large_to_search_is_counted_not_hidden() {
         // An acknowledged create whose 2 s window overlaps 200 reads by the same client, which
         // saw the group from the 101st on: consistent, but more than MAX_SEARCH_OPS calls.
-        let mut h = vec![Entry { client: 0, op: Op::CreateGroup { group: "a".into() }, invoke_ms: 0, complete_ms: 2_000, outcome: Outcome::Ok }];
+        let mut h = vec![Entry {
+            client: 0,
+            op: Op::CreateGroup { group: "a".into() },
+            invoke_ms: 0,
+            complete_ms: 2_000,
+            outcome: Outcome::Ok,
+        }];
         for i in 0..200u64 {
             h.push(list(i * 10 + 1, i * 10 + 5, if i >= 100 { &["a"] } else { &[] }, &[]));
         }
@@ -495,7 +561,13 @@ mod tests {
 
     #[test]
     fn reads_stored_as_differences_are_checked() {
-        let create = |outcome| Entry { client: 0, op: Op::CreateGroup { group: "a".into() }, invoke_ms: 10, complete_ms: 20, outcome };
+        let create = |outcome| Entry {
+            client: 0,
+            op: Op::CreateGroup { group: "a".into() },
+            invoke_ms: 10,
+            complete_ms: 20,
+            outcome,
+        };
         let fin = FinalState { groups: ["a".to_string()].into(), ..Default::default() };
         // Seen during its window and after: fine.
         let h = vec![create(Outcome::Ok), list(0, 5, &[], &[]), list(15, 16, &["a"], &[]), list(30, 31, &[], &[])];

@@ -93,7 +93,13 @@ pub fn next_kind(rng: &mut impl Rng, since_kill_all: usize) -> FaultKind {
 }
 
 /// Injects faults until `deadline`; returns what it did. Every fault is healed on return.
-pub fn run(cluster: &Arc<Mutex<Cluster>>, proxies: &Proxies, schedule: &Schedule, started: Instant, deadline: Instant) -> Vec<Fault> {
+pub fn run(
+    cluster: &Arc<Mutex<Cluster>>,
+    proxies: &Proxies,
+    schedule: &Schedule,
+    started: Instant,
+    deadline: Instant,
+) -> Vec<Fault> {
     let mut rng = StdRng::seed_from_u64(schedule.seed);
     let ids = cluster.lock().unwrap().ids();
     let minority = (ids.len() - 1) / 2;

@@ -6,18 +6,41 @@ use serde::Serialize;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    CreateGroup { group: String },
-    Join { group: String, user: String },
-    Accept { group: String, user: String },
-    Upload { group: String, file: String },
-    StopShare { group: String, file: String },
+    CreateGroup {
+        group: String,
+    },
+    Join {
+        group: String,
+        user: String,
+    },
+    Accept {
+        group: String,
+        user: String,
+    },
+    Upload {
+        group: String,
+        file: String,
+    },
+    StopShare {
+        group: String,
+        file: String,
+    },
     /// What the reading user saw, stored as the difference from what the acknowledged writes
     /// predict (a list of every group per read would grow with the square of the run's length):
     /// `extra` groups seen whose creation was not acknowledged before the read began, `missing`
     /// groups acknowledged before it began but not seen; likewise for the reader's memberships
     /// granted by an accept (`member_extra`, `member_missing`). Everything else was as expected.
-    ListGroups { user: String, extra: Vec<String>, missing: Vec<String>, member_extra: Vec<String>, member_missing: Vec<String> },
-    ListFiles { group: String, seen: Vec<String> },
+    ListGroups {
+        user: String,
+        extra: Vec<String>,
+        missing: Vec<String>,
+        member_extra: Vec<String>,
+        member_missing: Vec<String>,
+    },
+    ListFiles {
+        group: String,
+        seen: Vec<String>,
+    },
 }
 
 impl Op {

@@ -72,7 +72,10 @@ pub struct Report {
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.verdict.ok() && self.terms_with_two_leaders.is_empty() && self.converged.is_ok() && self.client_panics.is_empty()
+        self.verdict.ok()
+            && self.terms_with_two_leaders.is_empty()
+            && self.converged.is_ok()
+            && self.client_panics.is_empty()
     }
 }
 
@@ -85,7 +88,8 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
         election_timeout_ms: cfg.election_timeout_ms,
         extra: "snapshot_logs_threshold = 500".into(),
     });
-    let rafts: HashMap<u64, String> = cluster.ids().into_iter().map(|id| (id, cluster.rafts[(id - 1) as usize].clone())).collect();
+    let rafts: HashMap<u64, String> =
+        cluster.ids().into_iter().map(|id| (id, cluster.rafts[(id - 1) as usize].clone())).collect();
     let proxies = rt.block_on(proxy::Proxies::start(&rafts))?;
     for id in cluster.ids() {
         cluster.set_node_env(id, "TRACKER_RAFT_ROUTES", &proxies.routes_for(id));
@@ -130,7 +134,12 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(cfg.duration_s);
-    let shared = Arc::new(Shared { started, history: Mutex::new(Vec::new()), registry: Mutex::new(Default::default()), acked: Mutex::new(Default::default()) });
+    let shared = Arc::new(Shared {
+        started,
+        history: Mutex::new(Vec::new()),
+        registry: Mutex::new(Default::default()),
+        acked: Mutex::new(Default::default()),
+    });
     let tasks: Vec<_> = clients
         .iter()
         .cloned()
@@ -159,7 +168,11 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
             m
         }),
         gaps_ms: gaps(&history, &faults),
-        terms_with_two_leaders: claims.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(t, ids)| (t, ids.into_iter().collect())).collect(),
+        terms_with_two_leaders: claims
+            .into_iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(t, ids)| (t, ids.into_iter().collect()))
+            .collect(),
         leader_observations,
         converged,
         client_panics,
@@ -202,7 +215,9 @@ async fn account(base: &TrackerClient, user: &str) -> anyhow::Result<TrackerClie
     loop {
         match base.login(user, &pw).await {
             Ok(s) => return Ok(base.with_token(Some(s.token))),
-            Err(e) if start.elapsed() >= LOGIN_TIMEOUT => anyhow::bail!("login {user}: {e} (for {} s)", LOGIN_TIMEOUT.as_secs()),
+            Err(e) if start.elapsed() >= LOGIN_TIMEOUT => {
+                anyhow::bail!("login {user}: {e} (for {} s)", LOGIN_TIMEOUT.as_secs())
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -259,8 +274,11 @@ fn count_ops(history: &[Entry]) -> BTreeMap<String, [u64; 3]> {
 
 /// For each fault: time from its injection to the first acknowledged write invoked after it.
 fn gaps(history: &[Entry], faults: &[Fault]) -> BTreeMap<FaultKind, Vec<u64>> {
-    let mut acked: Vec<(u64, u64)> =
-        history.iter().filter(|e| e.op.is_write() && e.outcome == Outcome::Ok).map(|e| (e.invoke_ms, e.complete_ms)).collect();
+    let mut acked: Vec<(u64, u64)> = history
+        .iter()
+        .filter(|e| e.op.is_write() && e.outcome == Outcome::Ok)
+        .map(|e| (e.invoke_ms, e.complete_ms))
+        .collect();
     acked.sort();
     let mut out: BTreeMap<FaultKind, Vec<u64>> = BTreeMap::new();
     for f in faults {
@@ -284,7 +302,11 @@ impl Report {
         use std::fmt::Write;
         let c = &self.config;
         let mut s = String::new();
-        let _ = writeln!(s, "## Chaos run: seed {}, {} s, {} nodes, {} clients\n", c.seed, c.duration_s, c.nodes, c.clients);
+        let _ = writeln!(
+            s,
+            "## Chaos run: seed {}, {} s, {} nodes, {} clients\n",
+            c.seed, c.duration_s, c.nodes, c.clients
+        );
         let _ = writeln!(s, "| operation | ok | failed | unknown |\n|---|---|---|---|");
         let mut total = [0u64; 3];
         for (k, v) in &self.ops {
@@ -294,33 +316,57 @@ impl Report {
             }
         }
         let _ = writeln!(s, "| **all** | {} | {} | {} |\n", total[0], total[1], total[2]);
-        let _ = writeln!(s, "| fault | injected | gap to next acknowledged write: median | p99 | max |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| fault | injected | gap to next acknowledged write: median | p99 | max |\n|---|---|---|---|---|"
+        );
         for (k, n) in &self.faults {
             let mut g = self.gaps_ms.get(k).cloned().unwrap_or_default();
             g.sort();
-            let _ = writeln!(s, "| {k:?} | {n} | {} ms | {} ms | {} ms |", pct(&g, 0.5), pct(&g, 0.99), g.last().copied().unwrap_or(0));
+            let _ = writeln!(
+                s,
+                "| {k:?} | {n} | {} ms | {} ms | {} ms |",
+                pct(&g, 0.5),
+                pct(&g, 0.99),
+                g.last().copied().unwrap_or(0)
+            );
         }
         let v = &self.verdict;
         let _ = writeln!(s, "\n- acknowledged writes lost: **{}**", v.lost_writes.len());
         let _ = writeln!(s, "- refused writes that took effect: {}", v.refused_but_applied.len());
         let _ = writeln!(s, "- writes applied twice: {}", v.applied_twice.len());
-        let _ = writeln!(s, "- linearizability: {} keys checked, {} violations", v.keys_checked, v.not_linearizable.len());
+        let _ =
+            writeln!(s, "- linearizability: {} keys checked, {} violations", v.keys_checked, v.not_linearizable.len());
         let _ = writeln!(
             s,
             "- write windows not searched (over {} operations; their order rules were checked): {}",
             checker::MAX_SEARCH_OPS,
             v.search_skipped
         );
-        let _ = writeln!(s, "- terms with two leaders: {} ({} leader observations)", self.terms_with_two_leaders.len(), self.leader_observations);
-        let _ = writeln!(s, "- convergence: {}", match &self.converged {
-            Ok(d) => format!("every node at state digest {}", &d[..12.min(d.len())]),
-            Err(e) => e.clone(),
-        });
+        let _ = writeln!(
+            s,
+            "- terms with two leaders: {} ({} leader observations)",
+            self.terms_with_two_leaders.len(),
+            self.leader_observations
+        );
+        let _ = writeln!(
+            s,
+            "- convergence: {}",
+            match &self.converged {
+                Ok(d) => format!("every node at state digest {}", &d[..12.min(d.len())]),
+                Err(e) => e.clone(),
+            }
+        );
         let _ = writeln!(s, "- client tasks panicked: {}", self.client_panics.len());
         for p in &self.client_panics {
             let _ = writeln!(s, "  - panicked: {p}");
         }
-        for (what, list) in [("lost", &v.lost_writes), ("refused but applied", &v.refused_but_applied), ("applied twice", &v.applied_twice), ("not linearizable", &v.not_linearizable)] {
+        for (what, list) in [
+            ("lost", &v.lost_writes),
+            ("refused but applied", &v.refused_but_applied),
+            ("applied twice", &v.applied_twice),
+            ("not linearizable", &v.not_linearizable),
+        ] {
             for line in list.iter().take(10) {
                 let _ = writeln!(s, "  - {what}: {line}");
             }

@@ -50,8 +50,17 @@ fn main() -> anyhow::Result<()> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let Cmd::Run { seed, duration_s, nodes, clients, fault_interval_ms, fault_duration_ms, heartbeat_ms, election_timeout_ms, json } =
-        Cli::parse().command;
+    let Cmd::Run {
+        seed,
+        duration_s,
+        nodes,
+        clients,
+        fault_interval_ms,
+        fault_duration_ms,
+        heartbeat_ms,
+        election_timeout_ms,
+        json,
+    } = Cli::parse().command;
     let (lo, hi) = election_timeout_ms
         .split_once(',')
         .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))

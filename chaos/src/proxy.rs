@@ -56,7 +56,8 @@ impl Proxies {
 
     /// The `TRACKER_RAFT_ROUTES` value for node `i`.
     pub fn routes_for(&self, i: u64) -> String {
-        let mut r: Vec<String> = self.addrs.iter().filter(|((a, _), _)| *a == i).map(|((_, b), addr)| format!("{b}={addr}")).collect();
+        let mut r: Vec<String> =
+            self.addrs.iter().filter(|((a, _), _)| *a == i).map(|((_, b), addr)| format!("{b}={addr}")).collect();
         r.sort();
         r.join(",")
     }
@@ -98,7 +99,12 @@ async fn serve(listener: TcpListener, link: Arc<Link>, target: String) {
         tokio::spawn(async move {
             let _permit = permit;
             let mut cuts = link.cuts.subscribe();
-            let outbound = match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), TcpStream::connect(&target)).await {
+            let outbound = match tokio::time::timeout(
+                Duration::from_millis(CONNECT_TIMEOUT_MS),
+                TcpStream::connect(&target),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 _ => return,
             };

@@ -78,7 +78,12 @@ impl Acked {
         let mut missing = Vec::new();
         if seen_expected < self.create_times.partition_point(|&t| t < invoke_ms) {
             let seen: HashSet<&str> = rows.iter().map(|r| r.group.as_str()).collect();
-            missing = self.creates.iter().filter(|(g, &t)| t < invoke_ms && !seen.contains(g.as_str())).map(|(g, _)| g.clone()).collect();
+            missing = self
+                .creates
+                .iter()
+                .filter(|(g, &t)| t < invoke_ms && !seen.contains(g.as_str()))
+                .map(|(g, _)| g.clone())
+                .collect();
         }
         let mut member_missing = Vec::new();
         let expected = self.accept_times.get(user).map(|v| v.partition_point(|&t| t < invoke_ms)).unwrap_or(0);
@@ -150,7 +155,11 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
                 let open: Vec<&(String, usize)> = reg
                     .groups
                     .iter()
-                    .filter(|(g, owner)| *owner != id && !reg.member_of.contains(&(id, g.clone())) && !reg.filed.iter().any(|(fg, u)| fg == g && *u == id))
+                    .filter(|(g, owner)| {
+                        *owner != id
+                            && !reg.member_of.contains(&(id, g.clone()))
+                            && !reg.filed.iter().any(|(fg, u)| fg == g && *u == id)
+                    })
                     .collect();
                 open.choose(&mut rng).map(|(g, _)| g.clone())
             };
@@ -180,7 +189,8 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
         } else if roll < 65 {
             let pick = {
                 let reg = shared.registry.lock().unwrap();
-                let mine: Vec<String> = reg.member_of.iter().filter(|(c, _)| *c == id).map(|(_, g)| g.clone()).collect();
+                let mine: Vec<String> =
+                    reg.member_of.iter().filter(|(c, _)| *c == id).map(|(_, g)| g.clone()).collect();
                 mine.choose(&mut rng).cloned()
             };
             let Some(group) = pick else { continue };
@@ -206,13 +216,20 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
             done = shared.now_ms();
             let op = match &r {
                 Ok(rows) => shared.acked.lock().unwrap().diff(&me, invoke_ms, rows),
-                Err(_) => Op::ListGroups { user: me.clone(), extra: vec![], missing: vec![], member_extra: vec![], member_missing: vec![] },
+                Err(_) => Op::ListGroups {
+                    user: me.clone(),
+                    extra: vec![],
+                    missing: vec![],
+                    member_extra: vec![],
+                    member_missing: vec![],
+                },
             };
             (op, outcome(&r))
         } else {
             let pick = {
                 let reg = shared.registry.lock().unwrap();
-                let mine: Vec<String> = reg.member_of.iter().filter(|(c, _)| *c == id).map(|(_, g)| g.clone()).collect();
+                let mine: Vec<String> =
+                    reg.member_of.iter().filter(|(c, _)| *c == id).map(|(_, g)| g.clone()).collect();
                 mine.choose(&mut rng).cloned()
             };
             let Some(group) = pick else { continue };

@@ -43,7 +43,12 @@ fn build_broken() -> PathBuf {
         .current_dir(&root)
         .args(["build", "--release", "-p", "tracker-node", "--features", "unsafe-ack-before-commit"])
         .args(["--config", "profile.release.debug=0", "--config", "profile.release.opt-level=0"])
-        .args(["--config", "profile.release.package.argon2.opt-level=3", "--config", "profile.release.package.blake2.opt-level=3"])
+        .args([
+            "--config",
+            "profile.release.package.argon2.opt-level=3",
+            "--config",
+            "profile.release.package.blake2.opt-level=3",
+        ])
         .arg("--target-dir")
         .arg(&target)
         .status()

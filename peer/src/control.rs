@@ -19,10 +19,21 @@ pub const MAX_CONTROL_LINE_BYTES: usize = 64 * 1024;
 pub enum ControlRequest {
     Ping,
     /// Share `path` (already hashed by the CLI into `meta`, its piece list stored in HOME) in `group`.
-    Upload { path: String, group: String, meta: FileMetaBody },
-    Download { group: String, name: String, dest: String },
+    Upload {
+        path: String,
+        group: String,
+        meta: FileMetaBody,
+    },
+    Download {
+        group: String,
+        name: String,
+        dest: String,
+    },
     ShowDownloads,
-    StopShare { group: String, name: String },
+    StopShare {
+        group: String,
+        name: String,
+    },
     /// The CLI logged in or out: re-read the session, announce or pause.
     SessionChanged,
 }

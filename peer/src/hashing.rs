@@ -99,7 +99,8 @@ fn hash_pieces_into(file: &File, size: u64, out: &mut [PieceHash], threads: usiz
 pub fn hash_file(path: &Path, name: &str, progress: &AtomicU64) -> std::io::Result<Hashed> {
     let file = File::open(path)?;
     let size = file.metadata()?.len();
-    check_size(&path.display().to_string(), size).map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidInput, m))?;
+    check_size(&path.display().to_string(), size)
+        .map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidInput, m))?;
     let n = piece_count(size);
     let mut pieces = vec![[0u8; 20]; n as usize];
     let whole = std::thread::scope(|s| -> std::io::Result<String> {
@@ -131,10 +132,14 @@ pub fn hash_file(path: &Path, name: &str, progress: &AtomicU64) -> std::io::Resu
 
 /// The piece hashes of the first `size` bytes of `path` (to rebuild a lost piece list).
 pub fn piece_hashes(path: &Path, size: u64) -> std::io::Result<Vec<PieceHash>> {
-    check_size(&path.display().to_string(), size).map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidInput, m))?;
+    check_size(&path.display().to_string(), size)
+        .map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidInput, m))?;
     let file = File::open(path)?;
     if file.metadata()?.len() < size {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{} is shorter than {size} bytes", path.display())));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{} is shorter than {size} bytes", path.display()),
+        ));
     }
     let mut pieces = vec![[0u8; 20]; piece_count(size) as usize];
     hash_pieces_into(&file, size, &mut pieces, threads())?;

@@ -83,9 +83,18 @@ impl PieceListStore {
 
     /// Hashes `start..start + count` of the list stored under `key`, if a list of `num_pieces`
     /// hashes is stored there. Not re-hashed: the downloader checks the whole list it receives.
-    pub fn read_range(&self, key: &str, num_pieces: u64, start: u64, count: u64) -> std::io::Result<Option<Vec<PieceHash>>> {
+    pub fn read_range(
+        &self,
+        key: &str,
+        num_pieces: u64,
+        start: u64,
+        count: u64,
+    ) -> std::io::Result<Option<Vec<PieceHash>>> {
         if start + count > num_pieces {
-            return Err(invalid(format!("hashes {start}..{} are past the end of a list of {num_pieces}", start + count)));
+            return Err(invalid(format!(
+                "hashes {start}..{} are past the end of a list of {num_pieces}",
+                start + count
+            )));
         }
         let Some(f) = self.open(key, num_pieces)? else { return Ok(None) };
         let mut bytes = vec![0u8; 20 * count as usize];

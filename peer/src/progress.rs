@@ -13,7 +13,13 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: impl Into<String>, total: u64) -> Self {
-        Progress { label: label.into(), total, started: Instant::now(), enabled: std::io::stderr().is_terminal(), last_draw: None }
+        Progress {
+            label: label.into(),
+            total,
+            started: Instant::now(),
+            enabled: std::io::stderr().is_terminal(),
+            last_draw: None,
+        }
     }
 
     pub fn set(&mut self, done: u64) {

@@ -255,7 +255,10 @@ mod tests {
     fn original_words_parse() {
         let w = |s: &str| split_words(s).unwrap();
         assert!(matches!(parse(&w("create_group dev_team")).unwrap(), Line::Run(Command::CreateGroup { .. })));
-        assert!(matches!(parse(&w("download_file g doc.pdf /tmp/")).unwrap(), Line::Run(Command::Download { detach: true, .. })));
+        assert!(matches!(
+            parse(&w("download_file g doc.pdf /tmp/")).unwrap(),
+            Line::Run(Command::Download { detach: true, .. })
+        ));
         assert!(matches!(parse(&w("login alice")).unwrap(), Line::Login(_, None)));
         assert!(parse(&w("accept_request g")).is_err());
         assert!(parse(&w("frobnicate")).is_err());

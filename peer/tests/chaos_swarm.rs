@@ -28,7 +28,9 @@ fn downloads_finish_byte_for_byte_while_leaders_die_and_sharers_come_and_go() {
     let mut sharers = vec![joined(&cluster, "s1", &alice, 300), joined(&cluster, "s2", &alice, 300)];
     let downloaders = vec![joined(&cluster, "d1", &alice, 0), joined(&cluster, "d2", &alice, 0)];
 
-    let files: Vec<_> = (0..3).map(|i| random_file(cluster.dir.path(), &format!("f{i}.bin"), 24 * MIB + i * 1000, 60 + i as u64).0).collect();
+    let files: Vec<_> = (0..3)
+        .map(|i| random_file(cluster.dir.path(), &format!("f{i}.bin"), 24 * MIB + i * 1000, 60 + i as u64).0)
+        .collect();
     for f in &files {
         alice.ok(&["upload", f.to_str().unwrap(), "team"]);
         for s in &sharers {
@@ -65,7 +67,8 @@ fn downloads_finish_byte_for_byte_while_leaders_die_and_sharers_come_and_go() {
             let s = &mut sharers[round / 2 % 2];
             // The sharer stays down until a downloader has seen one of its connections end (or
             // every download has ended): the fault is felt before the sharer comes back.
-            let ended = |ds: &[Peer]| ds.iter().map(|d| d.daemon_log().matches("connection ended").count()).sum::<usize>();
+            let ended =
+                |ds: &[Peer]| ds.iter().map(|d| d.daemon_log().matches("connection ended").count()).sum::<usize>();
             let ended_before = ended(&downloaders);
             s.kill_daemon();
             sharer_kills += usize::from(!all_ended(&downloaders));
@@ -76,7 +79,10 @@ fn downloads_finish_byte_for_byte_while_leaders_die_and_sharers_come_and_go() {
         }
     }
     eprintln!("{leader_kills} tracker leader kills, {sharer_kills} sharer kills in {:?}", start.elapsed());
-    assert!(leader_kills >= 1 && sharer_kills >= 1, "faults landed during the downloads ({leader_kills} leader kills, {sharer_kills} sharer kills)");
+    assert!(
+        leader_kills >= 1 && sharer_kills >= 1,
+        "faults landed during the downloads ({leader_kills} leader kills, {sharer_kills} sharer kills)"
+    );
 
     for (k, d) in downloaders.iter().enumerate() {
         for row in d.downloads() {

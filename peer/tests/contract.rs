@@ -52,12 +52,24 @@ fn options_after_the_subcommand_home_and_the_tracker_environment() {
     // PEER_HOME alone, and --home over PEER_HOME.
     let r = peer_in(cwd, &["--json", "list-groups"], &[("PEER_HOME", home), ("PEER_CLUSTER", config)], "");
     assert_eq!(groups(&r), ["dev_team"]);
-    let r = peer_in(cwd, &["--json", "list-groups", "--home", home], &[("PEER_HOME", other), ("PEER_CLUSTER", config)], "");
+    let r =
+        peer_in(cwd, &["--json", "list-groups", "--home", home], &[("PEER_HOME", other), ("PEER_CLUSTER", config)], "");
     assert_eq!(groups(&r), ["dev_team"], "--home wins over PEER_HOME");
     let r = peer_in(cwd, &["--json", "list-groups"], &[("PEER_HOME", other), ("PEER_CLUSTER", config)], "");
-    assert_eq!((r.code, r.error_code().as_str()), (1, "unauthenticated"), "PEER_HOME names another identity: {}", r.stderr);
-    let r = peer_in(cwd, &["--json", "list-groups", "--home", other], &[("PEER_HOME", home), ("PEER_CLUSTER", config)], "");
-    assert_eq!((r.code, r.error_code().as_str()), (1, "unauthenticated"), "--home names another identity: {}", r.stderr);
+    assert_eq!(
+        (r.code, r.error_code().as_str()),
+        (1, "unauthenticated"),
+        "PEER_HOME names another identity: {}",
+        r.stderr
+    );
+    let r =
+        peer_in(cwd, &["--json", "list-groups", "--home", other], &[("PEER_HOME", home), ("PEER_CLUSTER", config)], "");
+    assert_eq!(
+        (r.code, r.error_code().as_str()),
+        (1, "unauthenticated"),
+        "--home names another identity: {}",
+        r.stderr
+    );
 
     // PEER_TRACKERS: the api addresses, no cluster file anywhere.
     let trackers = cluster.apis.join(",");
@@ -68,7 +80,12 @@ fn options_after_the_subcommand_home_and_the_tracker_environment() {
     assert_eq!(r.code, 2, "no cluster file and no trackers: {} {}", r.stdout, r.stderr);
     // --tracker wins over PEER_TRACKERS (a dead address there would fail).
     let dead = format!("127.0.0.1:{}", free_port());
-    let r = peer_in(cwd, &["--json", "list-groups", "--tracker", &trackers], &[("PEER_HOME", home), ("PEER_TRACKERS", &dead)], "");
+    let r = peer_in(
+        cwd,
+        &["--json", "list-groups", "--tracker", &trackers],
+        &[("PEER_HOME", home), ("PEER_TRACKERS", &dead)],
+        "",
+    );
     assert_eq!(groups(&r), ["dev_team"]);
 }
 
@@ -182,7 +199,14 @@ fn recv(s: &mut TcpStream, pending: &mut Vec<u8>, timeout: Duration) -> Option<M
 }
 
 fn handshake(version: u16, file_sha1: [u8; 20], group: &str) -> Message {
-    Message::Handshake { protocol_version: version, file_sha1, group: group.into(), user: "raw".into(), peer_id: [7; 16], ticket: vec![] }
+    Message::Handshake {
+        protocol_version: version,
+        file_sha1,
+        group: group.into(),
+        user: "raw".into(),
+        peer_id: [7; 16],
+        ticket: vec![],
+    }
 }
 
 /// Sends `first` on a new connection; the server's error code, after which it must close.
@@ -210,7 +234,8 @@ fn the_piece_server_answers_errors_1_to_4_and_serves_at_most_64_connections() {
     alice.ok(&["create-group", "g"]);
     let (path, sha1) = random_file(cluster.dir.path(), "f.bin", 3 * 512 * 1024, 9);
     alice.ok(&["upload", path.to_str().unwrap(), "g"]);
-    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(alice.home.join("daemon.json")).unwrap()).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(alice.home.join("daemon.json")).unwrap()).unwrap();
     let addr = info["peer_addr"].as_str().unwrap().to_string();
     let sha: [u8; 20] = hex::decode(&sha1).unwrap().try_into().unwrap();
 
@@ -219,8 +244,14 @@ fn the_piece_server_answers_errors_1_to_4_and_serves_at_most_64_connections() {
         let mut s = TcpStream::connect(&addr).unwrap();
         send(&mut s, &handshake(2, sha, "g"));
         let mut pending = Vec::new();
-        assert!(matches!(recv(&mut s, &mut pending, Duration::from_secs(10)), Some(Message::Handshake { protocol_version: 2, .. })));
-        assert_eq!(recv(&mut s, &mut pending, Duration::from_secs(10)), Some(Message::Bitfield { num_pieces: 3, bits: vec![0b1110_0000] }));
+        assert!(matches!(
+            recv(&mut s, &mut pending, Duration::from_secs(10)),
+            Some(Message::Handshake { protocol_version: 2, .. })
+        ));
+        assert_eq!(
+            recv(&mut s, &mut pending, Duration::from_secs(10)),
+            Some(Message::Bitfield { num_pieces: 3, bits: vec![0b1110_0000] })
+        );
         s
     };
     drop(good());
@@ -237,7 +268,11 @@ fn the_piece_server_answers_errors_1_to_4_and_serves_at_most_64_connections() {
     let mut waiting = TcpStream::connect(&addr).unwrap();
     send(&mut waiting, &handshake(2, sha, "g"));
     let mut pending = Vec::new();
-    assert_eq!(recv(&mut waiting, &mut pending, Duration::from_secs(2)), None, "a 65th connection is not served while 64 are");
+    assert_eq!(
+        recv(&mut waiting, &mut pending, Duration::from_secs(2)),
+        None,
+        "a 65th connection is not served while 64 are"
+    );
     assert!(pending.is_empty());
     drop(held.pop());
     assert!(

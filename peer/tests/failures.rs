@@ -61,7 +61,10 @@ fn fault_during_download(p: &Peer, name: &str, fault: impl FnOnce()) -> (serde_j
     fault();
     let after = row_of(p, name);
     assert_eq!(after["state"], "downloading", "the download ended before the fault landed: {after}");
-    assert!(after["bytes_done"].as_u64().unwrap() < after["size"].as_u64().unwrap(), "no bytes left at the fault: {after}");
+    assert!(
+        after["bytes_done"].as_u64().unwrap() < after["size"].as_u64().unwrap(),
+        "no bytes left at the fault: {after}"
+    );
     (before, after)
 }
 
@@ -160,7 +163,9 @@ fn tracker_leader_killed_during_a_download_and_during_uploads() {
     // uploader keeps going until it is told the kill happened and then uploads four more, so the
     // kill lands while the stream is running, never after it.
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let files: Vec<_> = (0..60).map(|i| random_file(cluster.dir.path(), &format!("doc{i}.txt"), 100_000 + i, 100 + i as u64).0).collect();
+    let files: Vec<_> = (0..60)
+        .map(|i| random_file(cluster.dir.path(), &format!("doc{i}.txt"), 100_000 + i, 100 + i as u64).0)
+        .collect();
     let (done, killed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let (done_at_kill, after_kill) = std::thread::scope(|s| {
         let uploader = s.spawn(|| {
@@ -193,7 +198,10 @@ fn tracker_leader_killed_during_a_download_and_during_uploads() {
     assert!(listed.as_array().unwrap().len() >= 1 + total, "every acknowledged upload is listed: {listed}");
     for f in &files[..total] {
         let name = f.file_name().unwrap().to_str().unwrap();
-        assert!(listed.as_array().unwrap().iter().any(|r| r["name"] == name), "{name} acknowledged but not listed: {listed}");
+        assert!(
+            listed.as_array().unwrap().iter().any(|r| r["name"] == name),
+            "{name} acknowledged but not listed: {listed}"
+        );
     }
 }
 

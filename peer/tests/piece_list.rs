@@ -82,7 +82,13 @@ fn sharers_with_a_wrong_piece_list_are_dropped_and_an_honest_one_finishes() {
     let dest = cluster.dir.path().join("bob-dl");
     std::fs::create_dir_all(&dest).unwrap();
     bob.ok(&["download", "team", "data.bin", dest.to_str().unwrap(), "--detach"]);
-    let bans = || bob.daemon_log().lines().filter(|l| l.contains("piece list did not match")).map(String::from).collect::<Vec<_>>();
+    let bans = || {
+        bob.daemon_log()
+            .lines()
+            .filter(|l| l.contains("piece list did not match"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
     wait_until("bob to drop carol and dave for their piece lists", Duration::from_secs(30), || bans().len() >= 2);
     signal_daemon(&alice, libc::SIGCONT);
     let bans = bans();

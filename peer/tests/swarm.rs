@@ -56,7 +56,11 @@ fn several_downloads_at_once_and_downloaders_serve_each_other() {
         assert_eq!(r["state"], "downloading", "bob finished before carol could start: {r}");
         r["bytes_done"].as_u64().unwrap() * 4 >= r["size"].as_u64().unwrap()
     });
-    assert_eq!(carol.ok(&["list-files", "team"]).as_array().unwrap().iter().find(|f| f["name"] == "big.bin").unwrap()["sharers"], 2);
+    assert_eq!(
+        carol.ok(&["list-files", "team"]).as_array().unwrap().iter().find(|f| f["name"] == "big.bin").unwrap()
+            ["sharers"],
+        2
+    );
     let carol_dl = cluster.dir.path().join("carol-dl");
     std::fs::create_dir_all(&carol_dl).unwrap();
     carol.ok(&["download", "team", "big.bin", carol_dl.to_str().unwrap(), "--detach"]);
@@ -80,7 +84,13 @@ fn several_downloads_at_once_and_downloaders_serve_each_other() {
     assert!(finished.is_some_and(|f| serving_line <= f), "served before finishing: {log}");
     // "served a peer" is logged when a served connection closes, which may be just after
     // Carol's download ended.
-    wait_until("bob to log the pieces he served carol", Duration::from_secs(30), || bob.daemon_log().contains("served a peer"));
+    wait_until("bob to log the pieces he served carol", Duration::from_secs(30), || {
+        bob.daemon_log().contains("served a peer")
+    });
     // Everyone who finished shares now.
-    assert_eq!(carol.ok(&["list-files", "team"]).as_array().unwrap().iter().find(|f| f["name"] == "big.bin").unwrap()["sharers"], 3);
+    assert_eq!(
+        carol.ok(&["list-files", "team"]).as_array().unwrap().iter().find(|f| f["name"] == "big.bin").unwrap()
+            ["sharers"],
+        3
+    );
 }

@@ -5,7 +5,6 @@ use testkit::*;
 
 use std::time::Duration;
 
-
 #[test]
 fn example_workflow_through_the_cli() {
     let cluster = Cluster::start(3);
@@ -18,7 +17,10 @@ fn example_workflow_through_the_cli() {
     assert_eq!(up["sha1"], sha1.as_str());
 
     let files = bob.ok(&["list-files", "dev_team"]);
-    assert_eq!(files, serde_json::json!([{"name": "document.pdf", "size": 3 * 512 * 1024 + 1234, "pieces": 4, "sha1": sha1, "sharers": 1}]));
+    assert_eq!(
+        files,
+        serde_json::json!([{"name": "document.pdf", "size": 3 * 512 * 1024 + 1234, "pieces": 4, "sha1": sha1, "sharers": 1}])
+    );
 
     let dest = cluster.dir.path().join("bob-downloads");
     std::fs::create_dir_all(&dest).unwrap();
@@ -38,7 +40,10 @@ fn example_workflow_through_the_cli() {
 
     // The groups as each sees them.
     let groups = bob.ok(&["list-groups"]);
-    assert_eq!(groups, serde_json::json!([{"group": "dev_team", "owner": "alice", "members": 2, "member": true, "pending": false}]));
+    assert_eq!(
+        groups,
+        serde_json::json!([{"group": "dev_team", "owner": "alice", "members": 2, "member": true, "pending": false}])
+    );
 
     // Leaving hands the group over; stop-share keeps the file listed.
     bob.ok(&["stop-share", "dev_team", "document.pdf"]);
@@ -58,7 +63,10 @@ fn example_workflow_through_the_cli() {
 
 /// One JSON value a line: what a `peer --json shell` printed for each command.
 fn json_lines(r: &Run) -> Vec<serde_json::Value> {
-    r.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?} in {:?}", r.stdout))).collect()
+    r.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?} in {:?}", r.stdout)))
+        .collect()
 }
 
 /// `peer shell` without --json (the human words), fed `script`: (exit code, stdout, stderr).
@@ -78,7 +86,11 @@ fn shell_human(p: &Peer, script: &str) -> (i32, String, String) {
             c.wait_with_output()
         })
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -107,7 +119,10 @@ fn example_workflow_through_the_shell() {
         assert_eq!(v["ok"], true, "command {i}: {v}");
     }
     assert_eq!(out[3]["sha1"], sha1.as_str(), "{}", out[3]);
-    assert_eq!(out[4], serde_json::json!([{"name": "notes.bin", "size": 8 * 1024 * 1024, "pieces": 16, "sha1": sha1, "sharers": 1}]));
+    assert_eq!(
+        out[4],
+        serde_json::json!([{"name": "notes.bin", "size": 8 * 1024 * 1024, "pieces": 16, "sha1": sha1, "sharers": 1}])
+    );
 
     let r = bob.run_with_stdin(&["shell"], "create_user bob password456\nlogin bob password456\njoin_group dev_team\n");
     assert_eq!(r.code, 0, "{}", r.stderr);

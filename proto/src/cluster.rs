@@ -142,25 +142,13 @@ pub enum ConfigError {
     /// Not valid TOML, an unknown key, a missing key or a value of the wrong type.
     /// `message` is toml's own one-line description.
     #[error("{}: {message}", at(path, *line))]
-    Syntax {
-        path: PathBuf,
-        line: Option<usize>,
-        message: String,
-    },
+    Syntax { path: PathBuf, line: Option<usize>, message: String },
     /// Well-formed TOML whose contents break a rule of the cluster file.
     #[error("{}: {problem}", at(path, *line))]
-    Invalid {
-        path: PathBuf,
-        line: Option<usize>,
-        problem: Problem,
-    },
+    Invalid { path: PathBuf, line: Option<usize>, problem: Problem },
     /// `--id N` names a node that the file does not list.
     #[error("{}: node {id} is not listed (listed ids: {})", path.display(), join_ids(listed))]
-    NodeNotListed {
-        path: PathBuf,
-        id: u64,
-        listed: Vec<u64>,
-    },
+    NodeNotListed { path: PathBuf, id: u64, listed: Vec<u64> },
 }
 
 impl ConfigError {
@@ -193,10 +181,7 @@ pub enum Problem {
     #[error("election_timeout_ms must be [min, max] with 0 < min < max")]
     ElectionTimeout,
     #[error("heartbeat_ms ({heartbeat_ms}) must be less than election_timeout_ms min ({election_min_ms})")]
-    HeartbeatNotBelowElection {
-        heartbeat_ms: u64,
-        election_min_ms: u64,
-    },
+    HeartbeatNotBelowElection { heartbeat_ms: u64, election_min_ms: u64 },
     #[error("snapshot_logs_threshold must be at least 1")]
     ZeroSnapshotThreshold,
     #[error("secret must not be empty (remove the key to run without one)")]
@@ -222,21 +207,14 @@ pub enum Problem {
     #[error("{key} {addr} has port 0; list the port the node listens on")]
     ZeroPort { key: &'static str, addr: SocketAddr },
     #[error("duplicate address {addr} (also node {other_id}'s {other_key})")]
-    DuplicateAddress {
-        addr: SocketAddr,
-        other_id: u64,
-        other_key: &'static str,
-    },
+    DuplicateAddress { addr: SocketAddr, other_id: u64, other_key: &'static str },
     #[error("data_dir must not be empty")]
     EmptyDataDir,
     #[error("initial_members must name at least one node")]
     EmptyInitialMembers,
     #[error("initial_members names node {id} more than once")]
     DuplicateInitialMember { id: u64 },
-    #[error(
-        "initial_members names node {id}, which has no [[node]] entry (listed ids: {})",
-        join_ids(listed)
-    )]
+    #[error("initial_members names node {id}, which has no [[node]] entry (listed ids: {})", join_ids(listed))]
     UnknownInitialMember { id: u64, listed: Vec<u64> },
 }
 
@@ -317,11 +295,7 @@ struct Lines<'a> {
 impl Lines<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
     }
 
     fn line_of_span(&self, span: Range<usize>) -> usize {
@@ -329,11 +303,7 @@ impl Lines<'_> {
     }
 
     fn invalid(&self, line: Option<usize>, problem: Problem) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.to_path_buf(),
-            line,
-            problem,
-        }
+        ConfigError::Invalid { path: self.path.to_path_buf(), line, problem }
     }
 
     fn invalid_at<T>(&self, value: &Spanned<T>, problem: Problem) -> ConfigError {
@@ -344,10 +314,8 @@ impl Lines<'_> {
 impl ClusterConfig {
     /// Reads and parses the cluster file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text, path)
     }
 
@@ -360,13 +328,7 @@ impl ClusterConfig {
             line: err.span().map(|span| lines.line_of_span(span)),
             // toml's messages can span lines ("invalid table header\nexpected ..."); the
             // binaries print one line.
-            message: err
-                .message()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join("; "),
+            message: err.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
         })?;
 
         let (heartbeat_ms, election_timeout_ms) = check_timings(&lines, &raw.cluster)?;
@@ -402,13 +364,10 @@ impl ClusterConfig {
                 for &id in ids {
                     if !listed.contains(&id) {
                         let listed = listed.clone();
-                        return Err(lines
-                            .invalid_at(&members, Problem::UnknownInitialMember { id, listed }));
+                        return Err(lines.invalid_at(&members, Problem::UnknownInitialMember { id, listed }));
                     }
                     if !seen.insert(id) {
-                        return Err(
-                            lines.invalid_at(&members, Problem::DuplicateInitialMember { id })
-                        );
+                        return Err(lines.invalid_at(&members, Problem::DuplicateInitialMember { id }));
                     }
                 }
                 Some(members.into_inner())
@@ -452,7 +411,12 @@ impl ClusterConfig {
                         )
                     }
                 };
-                NodeTlsFiles { ca: TlsFile { path: ca.clone(), line: Some(*ca_line), key: "ca" }, cert, key, named: true }
+                NodeTlsFiles {
+                    ca: TlsFile { path: ca.clone(), line: Some(*ca_line), key: "ca" },
+                    cert,
+                    key,
+                    named: true,
+                }
             }
         }
     }
@@ -495,10 +459,7 @@ impl ClusterConfig {
 }
 
 /// Returns `(heartbeat_ms, election_timeout_ms)`, defaults applied, or the first rule broken.
-fn check_timings(
-    lines: &Lines<'_>,
-    cluster: &RawCluster,
-) -> Result<(u64, (u64, u64)), ConfigError> {
+fn check_timings(lines: &Lines<'_>, cluster: &RawCluster) -> Result<(u64, (u64, u64)), ConfigError> {
     let heartbeat_ms = match &cluster.heartbeat_ms {
         Some(h) if *h.get_ref() == 0 => return Err(lines.invalid_at(h, Problem::ZeroHeartbeat)),
         Some(h) => *h.get_ref(),
@@ -522,10 +483,7 @@ fn check_timings(
             .map(|span| lines.line_of_span(span));
         return Err(lines.invalid(
             line,
-            Problem::HeartbeatNotBelowElection {
-                heartbeat_ms,
-                election_min_ms: election_timeout_ms.0,
-            },
+            Problem::HeartbeatNotBelowElection { heartbeat_ms, election_min_ms: election_timeout_ms.0 },
         ));
     }
     Ok((heartbeat_ms, election_timeout_ms))
@@ -563,7 +521,9 @@ fn check_tls(lines: &Lines<'_>, tls: Option<&RawTls>, nodes: &[RawNode]) -> Resu
     }
     Ok(match tls {
         None => TlsSettings::Generated { dir: base.join(GENERATED_TLS_DIR) },
-        Some(t) => TlsSettings::Named { ca: path_of("ca", &t.ca)?, ca_line: lines.line_of_span(t.ca.span()), nodes: named },
+        Some(t) => {
+            TlsSettings::Named { ca: path_of("ca", &t.ca)?, ca_line: lines.line_of_span(t.ca.span()), nodes: named }
+        }
     })
 }
 
@@ -593,14 +553,7 @@ fn check_nodes(lines: &Lines<'_>, raw: &[RawNode]) -> Result<Vec<NodeConfig>, Co
         let raft = parse_addr(lines, "raft", &node.raft)?;
         for (key, addr, spanned) in [("api", api, &node.api), ("raft", raft, &node.raft)] {
             if let Some(&(other_id, other_key)) = addrs.get(&addr) {
-                return Err(lines.invalid_at(
-                    spanned,
-                    Problem::DuplicateAddress {
-                        addr,
-                        other_id,
-                        other_key,
-                    },
-                ));
+                return Err(lines.invalid_at(spanned, Problem::DuplicateAddress { addr, other_id, other_key }));
             }
             addrs.insert(addr, (id, key));
         }
@@ -611,30 +564,16 @@ fn check_nodes(lines: &Lines<'_>, raw: &[RawNode]) -> Result<Vec<NodeConfig>, Co
         // `join` keeps an absolute data_dir as it is.
         let data_dir = base.join(node.data_dir.get_ref());
 
-        nodes.push(NodeConfig {
-            id,
-            api,
-            raft,
-            data_dir,
-        });
+        nodes.push(NodeConfig { id, api, raft, data_dir });
     }
     Ok(nodes)
 }
 
-fn parse_addr(
-    lines: &Lines<'_>,
-    key: &'static str,
-    value: &Spanned<String>,
-) -> Result<SocketAddr, ConfigError> {
-    let addr: SocketAddr = value.get_ref().parse().map_err(|_| {
-        lines.invalid_at(
-            value,
-            Problem::BadAddress {
-                key,
-                value: value.get_ref().clone(),
-            },
-        )
-    })?;
+fn parse_addr(lines: &Lines<'_>, key: &'static str, value: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    let addr: SocketAddr = value
+        .get_ref()
+        .parse()
+        .map_err(|_| lines.invalid_at(value, Problem::BadAddress { key, value: value.get_ref().clone() }))?;
     // The file is an address book other processes dial; port 0 cannot be dialled.
     if addr.port() == 0 {
         return Err(lines.invalid_at(value, Problem::ZeroPort { key, addr }));
@@ -730,14 +669,7 @@ data_dir = "data/node-3"
                 },
             ]
         );
-        assert_eq!(
-            c.api_addrs(),
-            vec![
-                addr("127.0.0.1:7001"),
-                addr("127.0.0.1:7002"),
-                addr("127.0.0.1:7003")
-            ]
-        );
+        assert_eq!(c.api_addrs(), vec![addr("127.0.0.1:7001"), addr("127.0.0.1:7002"), addr("127.0.0.1:7003")]);
         assert_eq!(c.voters_on_first_start(), vec![1, 2, 3]);
         assert_eq!(c.node(2).unwrap().raft, addr("127.0.0.1:7102"));
         assert!(c.node(4).is_none());
@@ -746,8 +678,7 @@ data_dir = "data/node-3"
 
     #[test]
     fn cluster_defaults_and_optional_keys() {
-        let node =
-            "[[node]]\nid = 7\napi = \"127.0.0.1:1\"\nraft = \"[::1]:2\"\ndata_dir = \"d\"\n";
+        let node = "[[node]]\nid = 7\napi = \"127.0.0.1:1\"\nraft = \"[::1]:2\"\ndata_dir = \"d\"\n";
         // No [cluster] table at all.
         let c = parse(node).unwrap();
         assert_eq!(c.heartbeat_ms, DEFAULT_HEARTBEAT_MS);
@@ -755,8 +686,7 @@ data_dir = "data/node-3"
         assert_eq!(c.snapshot_logs_threshold, DEFAULT_SNAPSHOT_LOGS_THRESHOLD);
         assert_eq!(c.nodes[0].raft, addr("[::1]:2"));
 
-        let text =
-            "[cluster]\nsecret = \"s3cret\"\nsnapshot_logs_threshold = 10\ninitial_members = [3, 1]\n\
+        let text = "[cluster]\nsecret = \"s3cret\"\nsnapshot_logs_threshold = 10\ninitial_members = [3, 1]\n\
              [[node]]\nid = 1\napi = \"127.0.0.1:1\"\nraft = \"127.0.0.1:2\"\ndata_dir = \"a\"\n\
              [[node]]\nid = 2\napi = \"127.0.0.1:3\"\nraft = \"127.0.0.1:4\"\ndata_dir = \"b\"\n\
              [[node]]\nid = 3\napi = \"127.0.0.1:5\"\nraft = \"127.0.0.1:6\"\ndata_dir = \"c\"\n";
@@ -765,10 +695,7 @@ data_dir = "data/node-3"
         assert_eq!(c.snapshot_logs_threshold, 10);
         assert_eq!(c.initial_members, Some(vec![3, 1]));
         assert_eq!(c.voters_on_first_start(), vec![1, 3]);
-        assert!(
-            !format!("{c:?}").contains("s3cret"),
-            "Debug must not print the secret"
-        );
+        assert!(!format!("{c:?}").contains("s3cret"), "Debug must not print the secret");
     }
 
     #[test]
@@ -778,16 +705,8 @@ data_dir = "data/node-3"
         };
         let cases: &[(&str, &str, &str)] = &[
             // (cluster file path, data_dir as written, resolved)
-            (
-                "/etc/p2p/cluster.toml",
-                "data/node-1",
-                "/etc/p2p/data/node-1",
-            ),
-            (
-                "/etc/p2p/cluster.toml",
-                "../shared/n1",
-                "/etc/p2p/../shared/n1",
-            ),
+            ("/etc/p2p/cluster.toml", "data/node-1", "/etc/p2p/data/node-1"),
+            ("/etc/p2p/cluster.toml", "../shared/n1", "/etc/p2p/../shared/n1"),
             ("/etc/p2p/cluster.toml", "/var/lib/n1", "/var/lib/n1"),
             ("conf/cluster.toml", "data/n1", "conf/data/n1"),
             ("cluster.toml", "data/n1", "data/n1"),
@@ -1088,7 +1007,10 @@ data_dir = "data/node-3"
         let f2 = c.tls_files(2);
         assert_eq!(f2.cert.path, PathBuf::from("/etc/p2p/pki/node-2.pem"));
         assert_eq!(f2.key, TlsFile { path: PathBuf::from("/etc/p2p/pki/node-2.key"), line: Some(6), key: "key" });
-        let err = c.tls_error(&f2.key, Problem::TlsFileUnreadable { key: "key", path: f2.key.path.clone(), reason: "gone".into() });
+        let err = c.tls_error(
+            &f2.key,
+            Problem::TlsFileUnreadable { key: "key", path: f2.key.path.clone(), reason: "gone".into() },
+        );
         assert_eq!(err.to_string(), "/etc/p2p/cluster.toml:6: key /etc/p2p/pki/node-2.key cannot be read: gone");
     }
 
@@ -1096,10 +1018,7 @@ data_dir = "data/node-3"
     fn cluster_require_node_names_listed_ids() {
         let c = parse(CONTRACT_EXAMPLE).unwrap();
         let err = c.require_node(9).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "/etc/p2p/cluster.toml: node 9 is not listed (listed ids: 1, 2, 3)"
-        );
+        assert_eq!(err.to_string(), "/etc/p2p/cluster.toml: node 9 is not listed (listed ids: 1, 2, 3)");
         assert!(matches!(err, ConfigError::NodeNotListed { id: 9, .. }));
     }
 
@@ -1115,10 +1034,7 @@ data_dir = "data/node-3"
         let missing = dir.path().join("nope.toml");
         let err = ClusterConfig::load(&missing).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.starts_with(&format!("cannot read {}: ", missing.display())),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("cannot read {}: ", missing.display())), "{msg}");
         assert!(matches!(err, ConfigError::Read { .. }));
         assert_eq!(err.path(), missing);
     }
@@ -1129,10 +1045,7 @@ data_dir = "data/node-3"
         let c = parse(&text).unwrap();
         assert_eq!(c.heartbeat_ms, DEFAULT_HEARTBEAT_MS);
         assert_eq!(c.election_timeout_ms, DEFAULT_ELECTION_TIMEOUT_MS);
-        assert_eq!(
-            c.api_addrs(),
-            vec![addr("127.0.0.1:40001"), addr("127.0.0.1:40002")]
-        );
+        assert_eq!(c.api_addrs(), vec![addr("127.0.0.1:40001"), addr("127.0.0.1:40002")]);
         assert_eq!(c.nodes[1].raft, addr("127.0.0.1:40102"));
         assert_eq!(c.nodes[1].data_dir, PathBuf::from("/tmp/x \"y\"/node-2"));
         assert_eq!(c.voters_on_first_start(), vec![1, 2]);

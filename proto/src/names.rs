@@ -14,18 +14,10 @@ pub fn validate_id(kind: &str, name: &str) -> Result<(), String> {
         return Err(format!("{kind} name must not be empty"));
     }
     if name.len() > MAX_ID_LEN {
-        return Err(format!(
-            "{kind} name is {} characters long; the limit is {MAX_ID_LEN}",
-            name.chars().count()
-        ));
+        return Err(format!("{kind} name is {} characters long; the limit is {MAX_ID_LEN}", name.chars().count()));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-    {
-        return Err(format!(
-            "{kind} name {name:?} contains {bad:?}; use only letters, digits, '_', '.' and '-'"
-        ));
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+        return Err(format!("{kind} name {name:?} contains {bad:?}; use only letters, digits, '_', '.' and '-'"));
     }
     // `.` and `..` pass the character rule but name no entity a path could hold.
     if name == "." || name == ".." {
@@ -40,10 +32,7 @@ pub fn validate_file_name(name: &str) -> Result<(), String> {
         return Err("file name must not be empty".to_string());
     }
     if name.len() > MAX_FILE_NAME_BYTES {
-        return Err(format!(
-            "file name is {} bytes long; the limit is {MAX_FILE_NAME_BYTES}",
-            name.len()
-        ));
+        return Err(format!("file name is {} bytes long; the limit is {MAX_FILE_NAME_BYTES}", name.len()));
     }
     if name == "." || name == ".." {
         return Err(format!("file name {name:?} is not allowed"));

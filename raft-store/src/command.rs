@@ -45,9 +45,7 @@ impl Sha1Digest {
     }
     pub fn from_hex(s: &str) -> Result<Self, String> {
         let bytes = hex::decode(s).map_err(|e| format!("bad SHA-1 hex {s:?}: {e}"))?;
-        let arr: [u8; 20] = bytes
-            .try_into()
-            .map_err(|_| format!("a SHA-1 is 40 hex characters, got {}", s.len()))?;
+        let arr: [u8; 20] = bytes.try_into().map_err(|_| format!("a SHA-1 is 40 hex characters, got {}", s.len()))?;
         Ok(Sha1Digest(arr))
     }
 }
@@ -126,18 +124,52 @@ impl FileMeta {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
     /// `password_hash` is an argon2id PHC string computed by the receiving node.
-    Register { user: String, password_hash: String },
+    Register {
+        user: String,
+        password_hash: String,
+    },
     /// The password was verified by the receiving node; this opens the session.
-    Login { user: String, token_hash: String, expires_at_ms: u64 },
-    Logout { token_hash: String },
-    CreateGroup { token_hash: String, group: String },
-    JoinGroup { token_hash: String, group: String },
-    LeaveGroup { token_hash: String, group: String },
-    AcceptRequest { token_hash: String, group: String, user: String },
-    UploadFile { token_hash: String, group: String, file: FileMeta, peer_addr: String },
-    StopShare { token_hash: String, group: String, name: String },
+    Login {
+        user: String,
+        token_hash: String,
+        expires_at_ms: u64,
+    },
+    Logout {
+        token_hash: String,
+    },
+    CreateGroup {
+        token_hash: String,
+        group: String,
+    },
+    JoinGroup {
+        token_hash: String,
+        group: String,
+    },
+    LeaveGroup {
+        token_hash: String,
+        group: String,
+    },
+    AcceptRequest {
+        token_hash: String,
+        group: String,
+        user: String,
+    },
+    UploadFile {
+        token_hash: String,
+        group: String,
+        file: FileMeta,
+        peer_addr: String,
+    },
+    StopShare {
+        token_hash: String,
+        group: String,
+        name: String,
+    },
     /// The user's peer daemon serves pieces at `peer_addr` from now on.
-    Announce { token_hash: String, peer_addr: String },
+    Announce {
+        token_hash: String,
+        peer_addr: String,
+    },
 }
 
 impl Command {
@@ -318,10 +350,7 @@ impl Refusal {
         Refusal::new(ErrorCode::InvalidName, message)
     }
     pub fn unauthenticated() -> Self {
-        Refusal::new(
-            ErrorCode::Unauthenticated,
-            "not logged in, or the session expired; log in again",
-        )
+        Refusal::new(ErrorCode::Unauthenticated, "not logged in, or the session expired; log in again")
     }
     pub fn no_such_group(group: &str) -> Self {
         Refusal::new(ErrorCode::NoSuchGroup, format!("there is no group {group:?}"))
@@ -349,16 +378,47 @@ impl fmt::Display for Refusal {
 pub enum Reply {
     /// Blank and membership entries.
     Internal,
-    Registered { user: String },
-    LoggedIn { user: String, resumed_shares: u64 },
-    LoggedOut { user: String, paused_shares: u64 },
-    GroupCreated { group: String },
-    RequestFiled { group: String, already_pending: bool },
-    LeftGroup { group: String, new_owner: Option<String>, group_deleted: bool },
-    Accepted { group: String, user: String },
-    FileShared { group: String, name: String, new_file: bool },
-    ShareStopped { group: String, name: String, was_sharing: bool },
-    Announced { user: String, shares: u64 },
+    Registered {
+        user: String,
+    },
+    LoggedIn {
+        user: String,
+        resumed_shares: u64,
+    },
+    LoggedOut {
+        user: String,
+        paused_shares: u64,
+    },
+    GroupCreated {
+        group: String,
+    },
+    RequestFiled {
+        group: String,
+        already_pending: bool,
+    },
+    LeftGroup {
+        group: String,
+        new_owner: Option<String>,
+        group_deleted: bool,
+    },
+    Accepted {
+        group: String,
+        user: String,
+    },
+    FileShared {
+        group: String,
+        name: String,
+        new_file: bool,
+    },
+    ShareStopped {
+        group: String,
+        name: String,
+        was_sharing: bool,
+    },
+    Announced {
+        user: String,
+        shares: u64,
+    },
 }
 
 /// The outcome of applying one log entry.

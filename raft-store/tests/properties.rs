@@ -67,7 +67,11 @@ fn requests(ops: &[Op]) -> Vec<Request> {
             Op::Register(u) => Command::Register { user: USERS[*u].into(), password_hash: "$argon2id$h".into() },
             Op::Login(u) => {
                 session[*u] += 1;
-                Command::Login { user: USERS[*u].into(), token_hash: tok(&session, *u), expires_at_ms: now_ms + 3_600_000 }
+                Command::Login {
+                    user: USERS[*u].into(),
+                    token_hash: tok(&session, *u),
+                    expires_at_ms: now_ms + 3_600_000,
+                }
             }
             Op::Logout(u) => Command::Logout { token_hash: tok(&session, *u) },
             Op::Create(u, g) => Command::CreateGroup { token_hash: tok(&session, *u), group: GROUPS[*g].into() },
@@ -84,11 +88,9 @@ fn requests(ops: &[Op]) -> Vec<Request> {
                 file: meta(FILES[*f], *c),
                 peer_addr: format!("127.0.0.1:{}", 6000 + u),
             },
-            Op::StopShare(u, g, f) => Command::StopShare {
-                token_hash: tok(&session, *u),
-                group: GROUPS[*g].into(),
-                name: FILES[*f].into(),
-            },
+            Op::StopShare(u, g, f) => {
+                Command::StopShare { token_hash: tok(&session, *u), group: GROUPS[*g].into(), name: FILES[*f].into() }
+            }
             Op::Tick(ms) => {
                 now_ms += ms;
                 continue;

@@ -105,7 +105,8 @@ pub mod ports {
         let dir = lock_dir();
         for _ in 0..10_000 {
             let port = lo + (random_u64() % u64::from(hi - lo)) as u16;
-            let Ok(file) = File::options().create(true).truncate(false).write(true).open(dir.join(port.to_string())) else {
+            let Ok(file) = File::options().create(true).truncate(false).write(true).open(dir.join(port.to_string()))
+            else {
                 continue;
             };
             // SAFETY: flock(2) on a descriptor this function owns.
@@ -369,7 +370,13 @@ impl HttpResponse {
 
 /// A plain HTTP/1.1 request (no redirects followed, 2 s timeouts). `None` when the node cannot be
 /// reached or the answer is not HTTP.
-pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Option<HttpResponse> {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<HttpResponse> {
     http_with_timeout(addr, method, path, headers, body, Duration::from_secs(2))
 }
 
@@ -389,7 +396,8 @@ pub fn http_with_timeout(
     s.set_read_timeout(Some(timeout)).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
     let body = body.unwrap_or("");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {
         req.push_str("Content-Type: application/json\r\n");
     }
@@ -744,7 +752,8 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {:?} / {:?}", self.stdout, self.stderr))
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?} / {:?}", self.stdout, self.stderr))
     }
     pub fn error_code(&self) -> String {
         self.json()["error"]["code"].as_str().unwrap_or("").to_string()
@@ -972,7 +981,11 @@ mod tests {
         let (root, bin, spaced) = layout(dir.path());
         let t0 = SystemTime::now() - Duration::from_secs(100);
         let all = fresh_bin::inputs(&bin, &root).unwrap();
-        assert_eq!(all.len(), 2 + 1 + 2, "two sources, their crate's manifest, the workspace's and Cargo.lock: {all:?}");
+        assert_eq!(
+            all.len(),
+            2 + 1 + 2,
+            "two sources, their crate's manifest, the workspace's and Cargo.lock: {all:?}"
+        );
         assert!(all.contains(&spaced), "escaped spaces are read: {all:?}");
         for f in &all {
             set_mtime(f, t0);

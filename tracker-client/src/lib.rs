@@ -134,7 +134,13 @@ impl TrackerClient {
     }
 
     /// One API call with failover. `write` calls carry a request id, the same on every retry.
-    pub async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&impl Serialize>, write: bool) -> Result<T> {
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        write: bool,
+    ) -> Result<T> {
         let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
         let request_id = write.then(|| uuid::Uuid::new_v4().to_string());
         self.call_with_id(method, path, body, request_id).await
@@ -307,11 +313,14 @@ impl TrackerClient {
             Attempt::Answered(retry::Verdict::Done, b) => {
                 serde_json::from_slice(&b).map_err(|e| ClientError::Protocol(e.to_string()))
             }
-            Attempt::Answered(retry::Verdict::Refused { code, message }, _) => Err(ClientError::Refused { code, message }),
-            Attempt::Answered(retry::Verdict::Protocol(m), _) => Err(ClientError::Protocol(m)),
-            Attempt::Answered(..) | Attempt::Down { .. } => {
-                Err(ClientError::Unavailable { budget_ms: self.policy.attempt_timeout_ms, last: format!("{node} did not answer") })
+            Attempt::Answered(retry::Verdict::Refused { code, message }, _) => {
+                Err(ClientError::Refused { code, message })
             }
+            Attempt::Answered(retry::Verdict::Protocol(m), _) => Err(ClientError::Protocol(m)),
+            Attempt::Answered(..) | Attempt::Down { .. } => Err(ClientError::Unavailable {
+                budget_ms: self.policy.attempt_timeout_ms,
+                last: format!("{node} did not answer"),
+            }),
         }
     }
 }
@@ -470,7 +479,10 @@ mod tests {
     }
 
     fn not_leader(api: &str) -> Reply {
-        Reply::Http(307, format!(r#"{{"error":{{"code":"not_leader","message":"m"}},"leader":{{"id":9,"api":"{api}"}}}}"#))
+        Reply::Http(
+            307,
+            format!(r#"{{"error":{{"code":"not_leader","message":"m"}},"leader":{{"id":9,"api":"{api}"}}}}"#),
+        )
     }
 
     fn busy() -> Reply {
@@ -570,7 +582,11 @@ mod tests {
         let t = Instant::now();
         let err = c.create_group("g").await.unwrap_err();
         assert_eq!(err.code(), "unavailable", "{err}");
-        assert!(t.elapsed() >= Duration::from_millis(400) && t.elapsed() < Duration::from_millis(700), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(400) && t.elapsed() < Duration::from_millis(700),
+            "{:?}",
+            t.elapsed()
+        );
         // b answers, so this is not "every node refused": the call keeps its budget, one round
         // (b, then its hint) per pause of 50-100 ms (100 ms less up to half of it in jitter).
         let n = who(&hits).len();
@@ -605,7 +621,8 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_is_final_and_not_retried() {
         let hits = Hits::default();
-        let a = serving("a", Reply::Http(409, r#"{"error":{"code":"group_exists","message":"taken"}}"#.into()), &hits).await;
+        let a = serving("a", Reply::Http(409, r#"{"error":{"code":"group_exists","message":"taken"}}"#.into()), &hits)
+            .await;
         let b = serving("b", ok(), &hits).await;
         let c = client(&[&a, &b], RetryPolicy::default());
         let err = c.create_group("g").await.unwrap_err();
@@ -683,7 +700,16 @@ mod tests {
 
     #[test]
     fn path_segments_are_percent_encoded() {
-        let cases = [("dev_team", "dev_team"), ("a b", "a%20b"), ("x/y", "x%2Fy"), ("50%", "50%25"), (".", "%2E"), ("..", "%2E%2E"), ("é", "%C3%A9"), ("a?b#c", "a%3Fb%23c")];
+        let cases = [
+            ("dev_team", "dev_team"),
+            ("a b", "a%20b"),
+            ("x/y", "x%2Fy"),
+            ("50%", "50%25"),
+            (".", "%2E"),
+            ("..", "%2E%2E"),
+            ("é", "%C3%A9"),
+            ("a?b#c", "a%3Fb%23c"),
+        ];
         for (raw, want) in cases {
             assert_eq!(seg(raw), want);
         }

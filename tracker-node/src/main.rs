@@ -19,7 +19,11 @@ use proto::cluster::ClusterConfig;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "tracker-node", version, about = "A tracker node of the P2P file sharing cluster (Raft on openraft + sled)")]
+#[command(
+    name = "tracker-node",
+    version,
+    about = "A tracker node of the P2P file sharing cluster (Raft on openraft + sled)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

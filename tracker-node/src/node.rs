@@ -123,7 +123,12 @@ impl Drop for RaftRuntime {
 
 /// Runs node `id` until `shutdown` is cancelled. `tls` is its mutual-TLS identity
 /// (crate::tls::for_node): the Raft port accepts and dials only nodes of the cluster CA.
-pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, tls: crate::tls::NodeTls, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Arc<ClusterConfig>,
+    id: NodeId,
+    tls: crate::tls::NodeTls,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let me = cfg.require_node(id)?.clone();
     let mut store_options = StoreOptions::new(&me.data_dir);
     store_options.snapshot_thread_init = Some(crate::sched::background_thread);
@@ -192,10 +197,8 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, tls: crate::tls::NodeTls, 
         if voters.contains(&id) {
             // Every initial voter initialises with the same membership: safe, and no node has
             // to wait for a particular other one to come up first.
-            let members: BTreeMap<NodeId, TrackerNode> = voters
-                .iter()
-                .filter_map(|v| cfg.node(*v).map(|n| (*v, tracker_node(n))))
-                .collect();
+            let members: BTreeMap<NodeId, TrackerNode> =
+                voters.iter().filter_map(|v| cfg.node(*v).map(|n| (*v, tracker_node(n)))).collect();
             match raft.initialize(members).await {
                 Ok(()) => tracing::info!(?voters, "initialised a new cluster"),
                 Err(e) => tracing::info!("not initialising: {e}"),
@@ -205,7 +208,8 @@ pub async fn run(cfg: Arc<ClusterConfig>, id: NodeId, tls: crate::tls::NodeTls, 
         }
     }
 
-    let snapshots = tokio::spawn(schedule_snapshots(raft.clone(), sm.clone(), cfg.snapshot_logs_threshold, servers.clone()));
+    let snapshots =
+        tokio::spawn(schedule_snapshots(raft.clone(), sm.clone(), cfg.snapshot_logs_threshold, servers.clone()));
 
     shutdown.cancelled().await;
     tracing::info!(id, "shutting down");

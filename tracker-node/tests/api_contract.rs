@@ -11,7 +11,14 @@ use testkit::*;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A raw request with an optional session token and idempotency key; the node must answer.
-fn call(addr: &str, method: &str, path: &str, token: Option<&str>, key: Option<&str>, body: Option<&str>) -> HttpResponse {
+fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> HttpResponse {
     let auth = token.map(|t| format!("Bearer {t}"));
     let mut headers: Vec<(&str, &str)> = Vec::new();
     if let Some(a) = &auth {
@@ -55,7 +62,14 @@ fn register(addr: &str, user: &str, password: &str) {
 }
 
 fn login(addr: &str, user: &str, password: &str) -> String {
-    let v = ok(call(addr, "POST", "/v1/sessions", None, None, Some(&json!({"user": user, "password": password}).to_string())));
+    let v = ok(call(
+        addr,
+        "POST",
+        "/v1/sessions",
+        None,
+        None,
+        Some(&json!({"user": user, "password": password}).to_string()),
+    ));
     v["token"].as_str().unwrap().to_string()
 }
 
@@ -70,7 +84,12 @@ fn upload_body(name: &str, size: u64, sha1: &str) -> String {
 #[test]
 fn every_refusal_code_of_the_api_has_its_documented_status() {
     const SECRET: &str = "refusal-table-secret";
-    let cluster = Cluster::start_with(ClusterOptions { nodes: 1, start: 1, extra: format!("secret = \"{SECRET}\""), ..Default::default() });
+    let cluster = Cluster::start_with(ClusterOptions {
+        nodes: 1,
+        start: 1,
+        extra: format!("secret = \"{SECRET}\""),
+        ..Default::default()
+    });
     cluster.wait_leader(&[]);
     let api = cluster.api(1);
 
@@ -84,7 +103,14 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
     ok(call(api, "POST", "/v1/groups", Some(&alice), None, Some(r#"{"group":"team"}"#)));
     ok(call(api, "POST", "/v1/groups/team/requests", Some(&bob), None, None));
     ok(call(api, "POST", "/v1/groups/team/members", Some(&alice), None, Some(r#"{"user":"bob"}"#)));
-    ok(call(api, "POST", "/v1/groups/team/files", Some(&alice), None, Some(&upload_body("doc.txt", 1000, &"a".repeat(40)))));
+    ok(call(
+        api,
+        "POST",
+        "/v1/groups/team/files",
+        Some(&alice),
+        None,
+        Some(&upload_body("doc.txt", 1000, &"a".repeat(40))),
+    ));
     ok(call(api, "POST", "/v1/groups", Some(&alice), Some("key-1"), Some(r#"{"group":"keyed"}"#)));
 
     let forged = "ab".repeat(32);
@@ -110,13 +136,34 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
         ("already_member", 409, "POST", "/v1/groups/team/requests", Some(&bob), None, None),
         ("file_conflict", 409, "POST", "/v1/groups/team/files", Some(&alice), None, Some(&conflict)),
         ("file_too_large", 413, "POST", "/v1/groups/team/files", Some(&alice), None, Some(&big)),
-        ("idempotency_key_reused", 422, "POST", "/v1/groups", Some(&alice), Some("key-1"), Some(r#"{"group":"other"}"#)),
+        (
+            "idempotency_key_reused",
+            422,
+            "POST",
+            "/v1/groups",
+            Some(&alice),
+            Some("key-1"),
+            Some(r#"{"group":"other"}"#),
+        ),
     ];
     // Every code docs/API.md lists under "Refusals" is in the table.
     let documented = [
-        "invalid_name", "invalid_request", "bad_credentials", "unauthenticated", "not_member", "not_owner", "forbidden",
-        "no_such_group", "no_such_file", "no_such_request", "user_exists", "group_exists", "already_member",
-        "file_conflict", "file_too_large", "idempotency_key_reused",
+        "invalid_name",
+        "invalid_request",
+        "bad_credentials",
+        "unauthenticated",
+        "not_member",
+        "not_owner",
+        "forbidden",
+        "no_such_group",
+        "no_such_file",
+        "no_such_request",
+        "user_exists",
+        "group_exists",
+        "already_member",
+        "file_conflict",
+        "file_too_large",
+        "idempotency_key_reused",
     ];
     for code in documented {
         assert!(cases.iter().any(|c| c.0 == code), "{code} has no case");
@@ -136,14 +183,19 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
     // rate_limited: logins are throttled per user after 3 free failures; a throttled attempt
     // is 429 with Retry-After, even with the right password (it gets no password check).
     register(api, "eve", "eve-password");
-    let as_eve = |pw: &str| call(api, "POST", "/v1/sessions", None, None, Some(&json!({"user": "eve", "password": pw}).to_string()));
+    let as_eve = |pw: &str| {
+        call(api, "POST", "/v1/sessions", None, None, Some(&json!({"user": "eve", "password": pw}).to_string()))
+    };
     let mut statuses = Vec::new();
     while statuses.len() < 6 && statuses.last() != Some(&429) {
         statuses.push(as_eve("wrong").status);
     }
     // [401, 401, 401, 429]; one more 401 if this machine stalled past the first 1 s wait.
     let n = statuses.len();
-    assert!(statuses[n - 1] == 429 && n >= 4 && statuses[..n - 1].iter().all(|s| *s == 401), "3 free failures, then throttled: {statuses:?}");
+    assert!(
+        statuses[n - 1] == 429 && n >= 4 && statuses[..n - 1].iter().all(|s| *s == 401),
+        "3 free failures, then throttled: {statuses:?}"
+    );
     let throttled_at = std::time::Instant::now();
     let r = as_eve("eve-password");
     if throttled_at.elapsed() < Duration::from_secs(1) {
@@ -154,7 +206,11 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
 
     // Refusals changed nothing: the state is what the setup made.
     let st = cluster.status(1).unwrap();
-    assert_eq!((st["users"].as_u64(), st["groups"].as_u64(), st["files"].as_u64()), (Some(4), Some(2), Some(1)), "{st}");
+    assert_eq!(
+        (st["users"].as_u64(), st["groups"].as_u64(), st["files"].as_u64()),
+        (Some(4), Some(2), Some(1)),
+        "{st}"
+    );
 }
 
 #[test]
@@ -191,7 +247,11 @@ fn whoami_names_the_session_user_through_the_leader_until_logout() {
     assert_eq!(ok(r)["user"], "alice");
     for id in cluster.ids() {
         let r = whoami(id, Some(&alice));
-        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (401, Some("unauthenticated")), "from node {id}: {r:?}");
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "from node {id}: {r:?}"
+        );
         let c = client_of(cluster.api(id)).with_token(Some(alice.clone()));
         assert_eq!(rt.block_on(c.whoami()).unwrap_err().code(), "unauthenticated", "through node {id}");
     }
@@ -234,7 +294,11 @@ fn a_password_never_reaches_a_log_a_data_file_or_argv() {
     const PASSWORD: &str = "Zq7-unmistakable-Password-4491";
     const WRONG: &str = "Xk2-another-unmistakable-9917";
     const CLIENT_PASSWORD: &str = "Mv5-third-unmistakable-2286";
-    let mut cluster = Cluster::start_with(ClusterOptions { start: 0, extra: "snapshot_logs_threshold = 10".into(), ..Default::default() });
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        start: 0,
+        extra: "snapshot_logs_threshold = 10".into(),
+        ..Default::default()
+    });
     for id in cluster.ids() {
         cluster.set_node_env(id, "RUST_LOG", "debug");
         cluster.start_node(id);
@@ -260,7 +324,10 @@ fn a_password_never_reaches_a_log_a_data_file_or_argv() {
     }
     cluster.wait_converged(WAIT);
     wait_until("every node to snapshot past the accounts", WAIT, || {
-        cluster.ids().iter().all(|id| cluster.status(*id).is_some_and(|st| st["snapshot_index"].as_u64().unwrap_or(0) >= 10))
+        cluster
+            .ids()
+            .iter()
+            .all(|id| cluster.status(*id).is_some_and(|st| st["snapshot_index"].as_u64().unwrap_or(0) >= 10))
     });
 
     // argv of every node.
@@ -292,7 +359,10 @@ fn a_password_never_reaches_a_log_a_data_file_or_argv() {
     assert!(leaks.is_empty(), "passwords on disk:\n{}", leaks.join("\n"));
     // The search can see what is there: each node's data directory holds the argon2 hashes.
     for id in cluster.ids() {
-        assert!(hashes_found_in.iter().any(|f| f.starts_with(&format!("node-{id}/"))), "no argon2 hash under node-{id}: {hashes_found_in:?}");
+        assert!(
+            hashes_found_in.iter().any(|f| f.starts_with(&format!("node-{id}/"))),
+            "no argon2 hash under node-{id}: {hashes_found_in:?}"
+        );
     }
     let logs: Vec<String> = cluster.ids().iter().map(|id| cluster.log(*id)).collect();
     assert!(logs.iter().all(|l| l.contains("DEBUG")), "the nodes logged at debug level");

@@ -48,7 +48,8 @@ fn a_login_flood_is_throttled_and_takes_nothing_down() {
         std::thread::spawn(move || {
             let rt = runtime();
             rt.block_on(async move {
-                let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(FLOOD_CONNECTIONS).build().unwrap();
+                let http =
+                    reqwest::Client::builder().no_proxy().pool_max_idle_per_host(FLOOD_CONNECTIONS).build().unwrap();
                 let mut tasks = Vec::new();
                 for c in 0..FLOOD_CONNECTIONS {
                     let (http, url, stop, answered, limited, other) =

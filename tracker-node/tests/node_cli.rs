@@ -78,7 +78,11 @@ fn a_bad_cluster_file_is_exit_2_with_the_file_the_line_and_the_problem() {
             assert_eq!(out.status.code(), Some(2), "case {i} {args:?}: {err}");
             let at = format!("error: {file}:{line}: ");
             match problem {
-                Some(p) => assert_eq!(err, format!("{at}{p}\n"), "case {i} {args:?}: one line naming the file, the line and the problem"),
+                Some(p) => assert_eq!(
+                    err,
+                    format!("{at}{p}\n"),
+                    "case {i} {args:?}: one line naming the file, the line and the problem"
+                ),
                 None => {
                     assert!(err.starts_with(&at) && err.len() > at.len() + 5, "case {i} {args:?}: {err}");
                     assert_eq!(err.lines().count(), 1, "case {i} {args:?}: one line: {err}");
@@ -94,7 +98,11 @@ fn a_bad_cluster_file_is_exit_2_with_the_file_the_line_and_the_problem() {
     assert!(err.starts_with(&format!("error: cannot read {}: ", missing.display())), "{err}");
     // A node id the file does not list.
     let path = dir.path().join("one-node.toml");
-    std::fs::write(&path, "[cluster]\n\n[[node]]\nid = 1\napi = \"127.0.0.1:7001\"\nraft = \"127.0.0.1:7101\"\ndata_dir = \"a\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[cluster]\n\n[[node]]\nid = 1\napi = \"127.0.0.1:7001\"\nraft = \"127.0.0.1:7101\"\ndata_dir = \"a\"\n",
+    )
+    .unwrap();
     let file = path.to_str().unwrap();
     for args in [
         vec!["run", "--config", file, "--id", "9"],
@@ -103,7 +111,11 @@ fn a_bad_cluster_file_is_exit_2_with_the_file_the_line_and_the_problem() {
     ] {
         let out = tracker_node(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stderr), format!("error: {file}: node 9 is not listed (listed ids: 1)\n"), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("error: {file}: node 9 is not listed (listed ids: 1)\n"),
+            "{args:?}"
+        );
     }
 }
 
@@ -113,7 +125,8 @@ fn bad_flags_are_exit_2_for_every_subcommand() {
     // A valid file, so that only the flags are wrong (no node listens at these ports: nothing
     // here may get as far as calling one).
     let path = dir.path().join("cluster.toml");
-    std::fs::write(&path, "[[node]]\nid = 1\napi = \"127.0.0.1:1\"\nraft = \"127.0.0.1:2\"\ndata_dir = \"a\"\n").unwrap();
+    std::fs::write(&path, "[[node]]\nid = 1\napi = \"127.0.0.1:1\"\nraft = \"127.0.0.1:2\"\ndata_dir = \"a\"\n")
+        .unwrap();
     let f = path.to_str().unwrap();
     let cases: &[&[&str]] = &[
         &[],
@@ -150,16 +163,25 @@ fn bad_flags_are_exit_2_for_every_subcommand() {
         let incomplete = args.is_empty() || *args == ["members"];
         let explained = if incomplete { err.contains("Usage: tracker-node") } else { err.starts_with("error: ") };
         if out.status.code() != Some(2) || !explained || !out.stdout.is_empty() {
-            wrong.push(format!("{args:?}: exit {:?}, stderr {err:?}, stdout {:?}", out.status.code(), String::from_utf8_lossy(&out.stdout)));
+            wrong.push(format!(
+                "{args:?}: exit {:?}, stderr {err:?}, stdout {:?}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout)
+            ));
         }
         assert!(started.elapsed() < Duration::from_secs(5), "{args:?} did not stop at the flags");
     }
-    assert!(wrong.is_empty(), "every bad invocation is exit 2 with `error: ...` (or the usage) on stderr:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "every bad invocation is exit 2 with `error: ...` (or the usage) on stderr:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
 fn with_a_secret_raft_and_admin_calls_without_it_are_refused() {
-    let cluster = Cluster::start_with(ClusterOptions { extra: "secret = \"s3cret-for-tests\"".into(), ..Default::default() });
+    let cluster =
+        Cluster::start_with(ClusterOptions { extra: "secret = \"s3cret-for-tests\"".into(), ..Default::default() });
     let leader = cluster.wait_leader(&[]);
     let raft = &cluster.rafts[(leader - 1) as usize];
     let vote = r#"{"vote":{"leader_id":{"term":999,"node_id":2},"committed":false},"last_log_id":null}"#;
@@ -193,7 +215,12 @@ fn sigterm_stops_a_node_cleanly_and_it_restarts_from_disk() {
     let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
     rt.block_on(admin.create_group("kept")).unwrap();
     let leader = cluster.wait_leader(&[]);
-    assert_eq!(cluster.terminate(leader, Duration::from_secs(10)), Some(0), "exit 0 on SIGTERM:\n{}", cluster.log(leader));
+    assert_eq!(
+        cluster.terminate(leader, Duration::from_secs(10)),
+        Some(0),
+        "exit 0 on SIGTERM:\n{}",
+        cluster.log(leader)
+    );
     rt.block_on(admin.create_group("while_down")).unwrap();
     cluster.start_node(leader);
     cluster.wait_converged(Duration::from_secs(20));
@@ -256,14 +283,24 @@ fn status_prints_one_row_per_listed_node_and_json_per_contract() {
         assert_eq!(lines.len(), 4, "a header and one row per node:\n{text}");
         assert!(lines[0].starts_with("id"), "{text}");
         let row = |id: u64| lines.iter().find(|l| l.split_whitespace().next() == Some(&id.to_string())).copied();
-        let cols = |id: u64| row(id).unwrap_or_else(|| panic!("no row for {id}:\n{text}")).split_whitespace().collect::<Vec<_>>();
+        let cols = |id: u64| {
+            row(id).unwrap_or_else(|| panic!("no row for {id}:\n{text}")).split_whitespace().collect::<Vec<_>>()
+        };
         // id, api, role, term, leader, ...
         let follower = cluster.ids().into_iter().find(|i| *i != leader && *i != down).unwrap();
         if cols(leader)[3] != term.to_string() || cols(follower)[3] != term.to_string() {
             return Err(format!("term {term} ->\n{text}"));
         }
-        assert_eq!(cols(leader)[..5], [&*leader.to_string(), cluster.api(leader), "leader", &*term.to_string(), &*leader.to_string()], "{text}");
-        assert_eq!(cols(follower)[..5], [&*follower.to_string(), cluster.api(follower), "follower", &*term.to_string(), &*leader.to_string()], "{text}");
+        assert_eq!(
+            cols(leader)[..5],
+            [&*leader.to_string(), cluster.api(leader), "leader", &*term.to_string(), &*leader.to_string()],
+            "{text}"
+        );
+        assert_eq!(
+            cols(follower)[..5],
+            [&*follower.to_string(), cluster.api(follower), "follower", &*term.to_string(), &*leader.to_string()],
+            "{text}"
+        );
         assert_eq!(cols(down), [&*down.to_string(), cluster.api(down), "unreachable"], "{text}");
         Ok(())
     });
@@ -342,7 +379,11 @@ fn status_json_shows_a_learner() {
     assert_eq!(r4["learners"], json!([4]), "{r4}");
     assert_eq!(r4["leader"], leader, "a learner knows the leader it replicates from: {r4}");
     let rl = row(&rows, leader);
-    assert_eq!((&rl["role"], &rl["voters"], &rl["learners"]), (&json!("leader"), &json!([1, 2, 3]), &json!([4])), "{rl}");
+    assert_eq!(
+        (&rl["role"], &rl["voters"], &rl["learners"]),
+        (&json!("leader"), &json!([1, 2, 3]), &json!([4])),
+        "{rl}"
+    );
     for f in &stopped {
         assert_unreachable_row(row(&rows, *f));
     }
@@ -445,17 +486,23 @@ fn up_runs_every_listed_node_prints_their_ids_and_apis_and_ctrl_c_stops_them_all
         .unwrap();
     let mut up = UpGuard(child);
     let lines = lines_of(up.0.stdout.take().unwrap());
-    let next_line = |what: &str| {
-        lines.recv_timeout(WAIT).unwrap_or_else(|e| panic!("waiting for {what} from `up`: {e}"))
-    };
+    let next_line =
+        |what: &str| lines.recv_timeout(WAIT).unwrap_or_else(|e| panic!("waiting for {what} from `up`: {e}"));
 
     // One line per node with its id and api address (and the pid of its process).
     let mut pids = Vec::new();
     for id in cluster.ids() {
         let line = next_line(&format!("node {id}'s line"));
         let words: Vec<&str> = line.split_whitespace().collect();
-        assert!(words.len() >= 4 && words[..4] == ["node", &id.to_string(), "api", cluster.api(id)], "node {id}: {line:?}");
-        let pid: i32 = line.split("(pid ").nth(1).and_then(|p| p.trim_end_matches(')').parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+        assert!(
+            words.len() >= 4 && words[..4] == ["node", &id.to_string(), "api", cluster.api(id)],
+            "node {id}: {line:?}"
+        );
+        let pid: i32 = line
+            .split("(pid ")
+            .nth(1)
+            .and_then(|p| p.trim_end_matches(')').parse().ok())
+            .unwrap_or_else(|| panic!("{line:?}"));
         assert!(pid_alive(pid), "node {id}'s process {pid} runs");
         pids.push(pid);
     }
@@ -463,7 +510,8 @@ fn up_runs_every_listed_node_prints_their_ids_and_apis_and_ctrl_c_stops_them_all
     // A working cluster: a leader, and a write through it.
     let apis = cluster.apis.clone();
     wait_until("the nodes started by `up` to elect a leader", WAIT, || {
-        let leaders: Vec<Option<u64>> = apis.iter().map(|a| http_get_json(a, "/v1/status").and_then(|s| s["leader"].as_u64())).collect();
+        let leaders: Vec<Option<u64>> =
+            apis.iter().map(|a| http_get_json(a, "/v1/status").and_then(|s| s["leader"].as_u64())).collect();
         leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0])
     });
     let rt = runtime();
@@ -501,7 +549,10 @@ fn up_runs_every_listed_node_prints_their_ids_and_apis_and_ctrl_c_stops_them_all
     }
     for addr in cluster.apis.iter().chain(&cluster.rafts) {
         let r = std::net::TcpStream::connect(addr);
-        assert!(r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused), "{addr} still listens: {r:?}");
+        assert!(
+            r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
+            "{addr} still listens: {r:?}"
+        );
     }
     // Each node stopped cleanly on the SIGTERM `up` sent it, not killed after the grace period.
     let log = std::fs::read_to_string(cluster.dir.path().join("up.log")).unwrap();

@@ -24,7 +24,8 @@ fn writes_through_any_node_and_followers_redirect() {
     // Every node accepts writes from a client that knows only that node.
     for id in cluster.ids() {
         let c = client_of(cluster.api(id)).with_token(Some(token.clone()));
-        rt.block_on(c.create_group(&format!("via_node_{id}"))).unwrap_or_else(|e| panic!("write through node {id}: {e}"));
+        rt.block_on(c.create_group(&format!("via_node_{id}")))
+            .unwrap_or_else(|e| panic!("write through node {id}: {e}"));
     }
     let names = rt.block_on(group_names(&admin));
     assert_eq!(names, vec!["via_node_1", "via_node_2", "via_node_3"]);
@@ -37,8 +38,9 @@ fn writes_through_any_node_and_followers_redirect() {
     for _ in 0..5 {
         let (leader, term) = cluster.wait_stable_leader();
         let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
-        let r = http(cluster.api(follower), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"raw"}"#))
-            .expect("follower answers");
+        let r =
+            http(cluster.api(follower), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"raw"}"#))
+                .expect("follower answers");
         if cluster.stable_view().map(|(l, t, _)| (l, t)) != Some((leader, term)) {
             continue; // leadership moved while we asked
         }
@@ -58,7 +60,9 @@ fn writes_through_any_node_and_followers_redirect() {
     // The leader answers the same request itself (a raw client that followed the redirect).
     let r = loop {
         let (leader, _) = cluster.wait_stable_leader();
-        let r = http(cluster.api(leader), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"raw"}"#)).unwrap();
+        let r =
+            http(cluster.api(leader), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"raw"}"#))
+                .unwrap();
         if r.status != 307 {
             break r;
         }
@@ -97,7 +101,10 @@ fn assert_gone(cluster: &Cluster, id: u64, pid: u32) {
     assert!(unsafe { libc::kill(pid as i32, 0) } != 0, "node {id} (pid {pid}) still runs");
     for addr in [cluster.api(id), cluster.rafts[(id - 1) as usize].as_str()] {
         let r = std::net::TcpStream::connect(addr);
-        assert!(r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused), "node {id}'s {addr} answers: {r:?}");
+        assert!(
+            r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
+            "node {id}'s {addr} answers: {r:?}"
+        );
     }
 }
 
@@ -204,23 +211,31 @@ fn five_nodes_survive_two_down_and_refuse_writes_clearly_with_three_down() {
     // A leader that lost its quorum says so (503); a follower that still hears it redirects
     // there. Either way the write ends in a clear 503, never a hang.
     let refuses = |api: &str| {
-        http(api, "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"nope"}"#))
-            .is_some_and(|r| r.status == 503 && r.header("retry-after").is_some() && r.json()["error"]["code"] == "unavailable")
+        http(api, "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"nope"}"#)).is_some_and(|r| {
+            r.status == 503 && r.header("retry-after").is_some() && r.json()["error"]["code"] == "unavailable"
+        })
     };
     wait_until("every running node to refuse writes with 503, directly or via its leader", WAIT, || {
         up.iter().all(|id| {
-            let Some(r) = http(cluster.api(*id), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"nope"}"#)) else {
+            let Some(r) =
+                http(cluster.api(*id), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"nope"}"#))
+            else {
                 return false;
             };
             match r.status {
                 503 => refuses(cluster.api(*id)),
-                307 => r.json()["leader"]["api"].as_str().is_some_and(|l| up.iter().any(|u| cluster.api(*u) == l) && refuses(l)),
+                307 => r.json()["leader"]["api"]
+                    .as_str()
+                    .is_some_and(|l| up.iter().any(|u| cluster.api(*u) == l) && refuses(l)),
                 _ => false,
             }
         })
     });
-    let short = TrackerClient::new(cluster.apis.clone(), tracker_client::RetryPolicy { budget_ms: 2_000, ..Default::default() })
-        .with_token(admin.token().map(String::from));
+    let short = TrackerClient::new(
+        cluster.apis.clone(),
+        tracker_client::RetryPolicy { budget_ms: 2_000, ..Default::default() },
+    )
+    .with_token(admin.token().map(String::from));
     let err = rt.block_on(short.create_group("no_quorum")).expect_err("no quorum, no write");
     assert_eq!(err.code(), "unavailable", "{err}");
 

@@ -88,7 +88,8 @@ fn members_add_and_remove_under_write_load_lose_nothing() {
 
 #[test]
 fn a_follower_down_past_a_snapshot_catches_up_by_installing_it() {
-    let mut cluster = Cluster::start_with(ClusterOptions { extra: "snapshot_logs_threshold = 50".into(), ..Default::default() });
+    let mut cluster =
+        Cluster::start_with(ClusterOptions { extra: "snapshot_logs_threshold = 50".into(), ..Default::default() });
     let leader = cluster.wait_leader(&[]);
     let rt = runtime();
     let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
@@ -112,7 +113,11 @@ fn a_follower_down_past_a_snapshot_catches_up_by_installing_it() {
     let digest = cluster.wait_converged(WAIT);
     assert_eq!(cluster.digest(follower).unwrap().0, digest);
     assert_eq!(cluster.status(follower).unwrap()["groups"], 310);
-    assert!(cluster.log(follower).contains("snapshot installed"), "the follower caught up by snapshot:\n{}", cluster.log(follower));
+    assert!(
+        cluster.log(follower).contains("snapshot installed"),
+        "the follower caught up by snapshot:\n{}",
+        cluster.log(follower)
+    );
     // Disk stays bounded: the leader keeps a bounded tail of the log, not all 300+ entries.
     let st = cluster.status(leader).unwrap();
     assert!(st["snapshot_index"].as_u64().unwrap() > behind, "{st}");

@@ -157,10 +157,8 @@ fn a_follower_down_for_20k_entries_catches_up_under_load_then_a_full_kill9_resta
 
 #[test]
 fn a_follower_behind_a_large_snapshot_installs_it_in_bounded_chunks() {
-    let mut cluster = Cluster::start_with(ClusterOptions {
-        extra: "snapshot_logs_threshold = 2000".into(),
-        ..Default::default()
-    });
+    let mut cluster =
+        Cluster::start_with(ClusterOptions { extra: "snapshot_logs_threshold = 2000".into(), ..Default::default() });
     let leader = cluster.wait_leader(&[]);
     let rt = runtime();
     let admin = rt.block_on(logged_in(&cluster.client(), "alice"));

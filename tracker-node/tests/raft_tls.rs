@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
 use raft_store::{Command as TrackerCommand, NodeId, Request, TypeConfig};
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use testkit::*;
@@ -254,7 +257,8 @@ fn forged_raft_messages_from_outside_the_cluster_are_refused() {
     cluster.wait_converged(WAIT);
     // Every refusal is logged, with its reason.
     let logs: String = cluster.ids().into_iter().map(|id| cluster.log(id)).collect();
-    for reason in ["plain HTTP", "TLS handshake failed", "names no node of this cluster", "in the name of another node"] {
+    for reason in ["plain HTTP", "TLS handshake failed", "names no node of this cluster", "in the name of another node"]
+    {
         assert!(logs.contains(reason), "no warning says {reason:?}");
     }
 }
@@ -297,7 +301,8 @@ impl Drop for Guard {
 
 #[test]
 fn a_node_listed_later_gets_a_certificate_of_the_same_ca_and_joins() {
-    let mut cluster = Cluster::start_with(ClusterOptions { extra: "initial_members = [1, 2, 3]".into(), ..Default::default() });
+    let mut cluster =
+        Cluster::start_with(ClusterOptions { extra: "initial_members = [1, 2, 3]".into(), ..Default::default() });
     cluster.wait_stable_leader();
     // The operator lists node 4 in the file the running nodes started with.
     let (api, raft) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
@@ -315,11 +320,16 @@ fn a_node_listed_later_gets_a_certificate_of_the_same_ca_and_joins() {
     );
     wait_until("node 4 to serve its api", WAIT, || http_get_json(&api, "/v1/status").is_some());
     let log4 = cluster.log(4);
-    assert!(log4.contains("node-4.pem") && !log4.contains("ca.pem"), "node 4 made its certificate with the existing CA: {log4}");
+    assert!(
+        log4.contains("node-4.pem") && !log4.contains("ca.pem"),
+        "node 4 made its certificate with the existing CA: {log4}"
+    );
 
     let (leader, _) = cluster.wait_stable_leader();
     let add = format!(r#"{{"action":"add","id":4,"api":"{api}","raft":"{raft}"}}"#);
-    let r = http_with_timeout(cluster.api(leader), "POST", "/v1/admin/members", &[], Some(&add), Duration::from_secs(60)).unwrap();
+    let r =
+        http_with_timeout(cluster.api(leader), "POST", "/v1/admin/members", &[], Some(&add), Duration::from_secs(60))
+            .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     wait_until("node 4 to be a voter", WAIT, || {
         http_get_json(&api, "/v1/status").is_some_and(|st| st["voters"] == serde_json::json!([1, 2, 3, 4]))
@@ -364,7 +374,8 @@ fn certs_command_output_works_when_named_in_the_file() {
     std::fs::rename(pki.join("node-1.key"), keys.join("one.key")).unwrap();
     let text = std::fs::read_to_string(&cluster.config).unwrap();
     let text = text.replacen("\n[[node]]", "\n[cluster.tls]\nca = \"pki/ca.pem\"\n\n[[node]]", 1);
-    let text = text.replace("data_dir = \"node-1\"\n", "data_dir = \"node-1\"\ncert = \"keys/one.pem\"\nkey = \"keys/one.key\"\n");
+    let text = text
+        .replace("data_dir = \"node-1\"\n", "data_dir = \"node-1\"\ncert = \"keys/one.pem\"\nkey = \"keys/one.key\"\n");
     std::fs::write(&cluster.config, &text).unwrap();
     let ca_line = text.lines().position(|l| l.starts_with("ca = ")).unwrap() + 1;
 
@@ -375,7 +386,10 @@ fn certs_command_output_works_when_named_in_the_file() {
     let out = tracker_node(&["run", "--config", &config, "--id", "3"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.starts_with(&format!("error: {config}:{ca_line}: key {} cannot be read", node3_key.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("error: {config}:{ca_line}: key {} cannot be read", node3_key.display())),
+        "{err}"
+    );
     assert!(!node3_key.exists(), "a named file is never generated");
     std::fs::rename(dir.join("away.key"), &node3_key).unwrap();
     std::fs::set_permissions(&node3_key, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -385,7 +399,10 @@ fn certs_command_output_works_when_named_in_the_file() {
     assert!(err.contains("chmod 600"), "{err}");
     std::fs::set_permissions(&node3_key, std::fs::Permissions::from_mode(0o600)).unwrap();
     // Node 2 given node 3's pair: refused before it listens.
-    let swapped = text.replace("data_dir = \"node-2\"\n", "data_dir = \"node-2\"\ncert = \"pki/node-3.pem\"\nkey = \"pki/node-3.key\"\n");
+    let swapped = text.replace(
+        "data_dir = \"node-2\"\n",
+        "data_dir = \"node-2\"\ncert = \"pki/node-3.pem\"\nkey = \"pki/node-3.key\"\n",
+    );
     let swapped_path = dir.join("swapped.toml");
     std::fs::write(&swapped_path, swapped).unwrap();
     let out = tracker_node(&["run", "--config", swapped_path.to_str().unwrap(), "--id", "2"]);
@@ -404,4 +421,3 @@ fn certs_command_output_works_when_named_in_the_file() {
 fn rt_register(cluster: &Cluster) {
     runtime().block_on(logged_in(&cluster.client(), "bob"));
 }
-

@@ -32,7 +32,10 @@ fn a_single_node_cluster_takes_writes_after_idling() {
     let after = cluster.status(1).unwrap();
     assert_eq!(after["role"], "leader", "{after}");
     assert_eq!(after["term"], before["term"], "no election happened while idle: {before} -> {after}");
-    assert_eq!(after["applied_index"], before["applied_index"], "nothing was written while idle (no new leader's blank entry either)");
+    assert_eq!(
+        after["applied_index"], before["applied_index"],
+        "nothing was written while idle (no new leader's blank entry either)"
+    );
     assert_eq!(after["leader"], 1);
 
     // The first write after idling is accepted by the node at the first attempt (a raw request:

@@ -19,7 +19,8 @@ pub fn read_password(password_stdin: bool) -> Result<String, CliError> {
             .map_err(|e| CliError::usage(format!("cannot read the password from stdin: {e}")))?;
         line.trim_end_matches(['\n', '\r']).to_string()
     } else if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("Password: ").map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?
     } else {
         return Err(CliError::usage("no password: pass --password-stdin, or run on a terminal to be prompted"));
     };
@@ -84,7 +85,10 @@ pub async fn logout(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
             Ok(())
         }
         Err(tracker_client::ClientError::Refused { code, .. }) if code == "unauthenticated" => {
-            out.ok(format!("logged out {} (the session had already expired)", session.user), json!({"user": session.user}));
+            out.ok(
+                format!("logged out {} (the session had already expired)", session.user),
+                json!({"user": session.user}),
+            );
             Ok(())
         }
         Err(e) => Err(e.into()),

@@ -57,8 +57,10 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
     if ctx.home.session().is_none() {
         return Err(CliError::refused("unauthenticated", "not logged in (run: peer login USER)"));
     }
-    let path = std::path::absolute(file).map_err(|e| CliError::refused("no_such_file", format!("{}: {e}", file.display())))?;
-    let meta = std::fs::metadata(&path).map_err(|e| CliError::refused("no_such_file", format!("cannot read {}: {e}", file.display())))?;
+    let path =
+        std::path::absolute(file).map_err(|e| CliError::refused("no_such_file", format!("{}: {e}", file.display())))?;
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| CliError::refused("no_such_file", format!("cannot read {}: {e}", file.display())))?;
     if !meta.is_file() {
         return Err(CliError::refused("no_such_file", format!("{} is not a regular file", file.display())));
     }
@@ -70,7 +72,8 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
     proto::names::validate_file_name(&name).map_err(|m| CliError::refused("invalid_name", m))?;
 
     let size = meta.len();
-    crate::hashing::check_size(&file.display().to_string(), size).map_err(|m| CliError::refused("file_too_large", m))?;
+    crate::hashing::check_size(&file.display().to_string(), size)
+        .map_err(|m| CliError::refused("file_too_large", m))?;
 
     let progress = Arc::new(AtomicU64::new(0));
     let task = {
@@ -91,12 +94,10 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
         b.set(size);
         b.finish();
     }
-    let hashed = hashed
-        .map_err(|e| CliError::refused("io_error", e.to_string()))?
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidInput => CliError::refused("file_too_large", e.to_string()),
-            _ => CliError::refused("no_such_file", format!("cannot read {}: {e}", file.display())),
-        })?;
+    let hashed = hashed.map_err(|e| CliError::refused("io_error", e.to_string()))?.map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => CliError::refused("file_too_large", e.to_string()),
+        _ => CliError::refused("no_such_file", format!("cannot read {}: {e}", file.display())),
+    })?;
     let pieces = hashed.pieces.len();
     let size = hashed.meta.size;
     let sha1 = hashed.meta.sha1.clone();
@@ -108,9 +109,12 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
         tokio::task::spawn_blocking(move || store.save(&key, &list))
             .await
             .map_err(|e| CliError::refused("io_error", e.to_string()))?
-            .map_err(|e| CliError::refused("io_error", format!("cannot store the piece list in {}: {e}", ctx.home.dir.display())))?;
+            .map_err(|e| {
+                CliError::refused("io_error", format!("cannot store the piece list in {}: {e}", ctx.home.dir.display()))
+            })?;
     }
-    let req = ControlRequest::Upload { path: path.to_string_lossy().into_owned(), group: group.into(), meta: file_meta };
+    let req =
+        ControlRequest::Upload { path: path.to_string_lossy().into_owned(), group: group.into(), meta: file_meta };
     let r = daemon_call(ctx, &req, ctx.control_timeout()).await?;
     let mut fields = ok_fields(r);
     fields["size"] = json!(size);
@@ -122,7 +126,8 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
 
 /// DEST is a directory (the file lands as DEST/NAME) or a file path.
 pub fn resolve_dest(dest: &Path, name: &str) -> Result<PathBuf, CliError> {
-    let abs = std::path::absolute(dest).map_err(|e| CliError::usage(format!("bad destination {}: {e}", dest.display())))?;
+    let abs =
+        std::path::absolute(dest).map_err(|e| CliError::usage(format!("bad destination {}: {e}", dest.display())))?;
     let as_dir = abs.is_dir() || dest.as_os_str().to_string_lossy().ends_with('/');
     let target = if as_dir { abs.join(name) } else { abs };
     let parent = target.parent().ok_or_else(|| CliError::usage(format!("bad destination {}", dest.display())))?;
@@ -135,7 +140,14 @@ pub fn resolve_dest(dest: &Path, name: &str) -> Result<PathBuf, CliError> {
     Ok(target)
 }
 
-pub async fn download(ctx: &mut Ctx, out: &mut Out, group: &str, name: &str, dest: &Path, detach: bool) -> Result<(), CliError> {
+pub async fn download(
+    ctx: &mut Ctx,
+    out: &mut Out,
+    group: &str,
+    name: &str,
+    dest: &Path,
+    detach: bool,
+) -> Result<(), CliError> {
     proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))?;
     proto::names::validate_file_name(name).map_err(|m| CliError::refused("invalid_name", m))?;
     let target = resolve_dest(dest, name)?;
@@ -216,7 +228,9 @@ pub async fn list(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliEr
         format!("no files in {group}")
     } else {
         rows.iter()
-            .map(|f| format!("{}  {} bytes  {} pieces  {} sharer(s)  sha1 {}", f.name, f.size, f.pieces, f.sharers, f.sha1))
+            .map(|f| {
+                format!("{}  {} bytes  {} pieces  {} sharer(s)  sha1 {}", f.name, f.size, f.pieces, f.sharers, f.sha1)
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -227,7 +241,9 @@ pub async fn list(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliEr
 pub async fn stop_share(ctx: &mut Ctx, out: &mut Out, group: &str, name: &str) -> Result<(), CliError> {
     proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))?;
     proto::names::validate_file_name(name).map_err(|m| CliError::refused("invalid_name", m))?;
-    let r = daemon_call(ctx, &ControlRequest::StopShare { group: group.into(), name: name.into() }, ctx.control_timeout()).await?;
+    let r =
+        daemon_call(ctx, &ControlRequest::StopShare { group: group.into(), name: name.into() }, ctx.control_timeout())
+            .await?;
     out.ok(format!("stopped sharing {name} in {group}; your copy stays"), ok_fields(r));
     Ok(())
 }

@@ -43,7 +43,13 @@ pub async fn list(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
         human.push_str("no groups");
     }
     for r in &rows {
-        let tag = if r.member { " (member)" } else if r.pending { " (request pending)" } else { "" };
+        let tag = if r.member {
+            " (member)"
+        } else if r.pending {
+            " (request pending)"
+        } else {
+            ""
+        };
         human.push_str(&format!("{}  owner {}  {} member(s){tag}\n", r.group, r.owner, r.members));
     }
     out.done(human.trim_end(), serde_json::to_value(&rows).unwrap_or_default());

@@ -147,11 +147,12 @@ impl Ctx {
             return Ok(t.clone());
         }
         let addrs = match &self.global.tracker {
-            Some(list) if !list.is_empty() => list.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            Some(list) if !list.is_empty() => {
+                list.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+            }
             _ => {
-                let cfg = proto::cluster::ClusterConfig::load(&self.global.cluster).map_err(|e| {
-                    CliError::usage(format!("{e} (pass --cluster FILE or --tracker ADDR)"))
-                })?;
+                let cfg = proto::cluster::ClusterConfig::load(&self.global.cluster)
+                    .map_err(|e| CliError::usage(format!("{e} (pass --cluster FILE or --tracker ADDR)")))?;
                 cfg.api_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>()
             }
         };
@@ -198,7 +199,9 @@ pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Resu
     match command {
         Command::Daemon { listen, serve_delay_ms, serve_bad_piece_list } => {
             let faults = crate::daemon::Faults { serve_delay_ms, bad_piece_list: serve_bad_piece_list };
-            crate::daemon::run(ctx, &listen, faults).await.map_err(|e| CliError::refused("daemon_failed", format!("{e:#}")))
+            crate::daemon::run(ctx, &listen, faults)
+                .await
+                .map_err(|e| CliError::refused("daemon_failed", format!("{e:#}")))
         }
         Command::Register { user, password_stdin } => account::register(ctx, out, &user, password_stdin).await,
         Command::Login { user, password_stdin } => account::login(ctx, out, &user, password_stdin).await,
@@ -210,7 +213,9 @@ pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Resu
         Command::ListRequests { group } => groups::list_requests(ctx, out, &group).await,
         Command::AcceptRequest { group, user } => groups::accept(ctx, out, &group, &user).await,
         Command::Upload { file, group } => files::upload(ctx, out, &file, &group).await,
-        Command::Download { group, name, dest, detach } => files::download(ctx, out, &group, &name, &dest, detach).await,
+        Command::Download { group, name, dest, detach } => {
+            files::download(ctx, out, &group, &name, &dest, detach).await
+        }
         Command::ListFiles { group } => files::list(ctx, out, &group).await,
         Command::ShowDownloads => files::show_downloads(ctx, out).await,
         Command::StopShare { group, name } => files::stop_share(ctx, out, &group, &name).await,

@@ -38,7 +38,8 @@ pub async fn run(d: Arc<Daemon>, listener: UnixListener, stop: CancellationToken
             let (r, mut w) = stream.into_split();
             let mut reader = BufReader::new(r.take(MAX_CONTROL_LINE_BYTES as u64 + 1));
             let mut line = String::new();
-            let read = tokio::time::timeout(Duration::from_millis(CONTROL_READ_TIMEOUT_MS), reader.read_line(&mut line)).await;
+            let read =
+                tokio::time::timeout(Duration::from_millis(CONTROL_READ_TIMEOUT_MS), reader.read_line(&mut line)).await;
             let resp = match read {
                 Ok(Ok(n)) if n > 0 && line.ends_with('\n') => match serde_json::from_str::<ControlRequest>(&line) {
                     Ok(req) => handle(&d, req).await,
@@ -73,7 +74,8 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
             let Some(client) = d.session_client() else {
                 return error("unauthenticated", "not logged in (run: peer login USER)");
             };
-            let (name, size, sha1, key) = (meta.name.clone(), meta.size, meta.sha1.clone(), meta.piece_list_sha1.clone());
+            let (name, size, sha1, key) =
+                (meta.name.clone(), meta.size, meta.sha1.clone(), meta.piece_list_sha1.clone());
             if let Err(m) = crate::hashing::check_size(&name, size) {
                 return error("file_too_large", m);
             }
@@ -81,7 +83,10 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
             let (store, k) = (d.piece_lists.clone(), key.clone());
             let stored = tokio::task::spawn_blocking(move || store.load(&k, crate::hashing::piece_count(size))).await;
             if !matches!(stored, Ok(Ok(Some(_)))) {
-                return error("invalid_request", format!("the piece list of {name} is not in this HOME; upload it again with: peer upload"));
+                return error(
+                    "invalid_request",
+                    format!("the piece list of {name} is not in this HOME; upload it again with: peer upload"),
+                );
             }
             match client.upload(&group, meta, &d.peer_addr).await {
                 Ok(v) => {

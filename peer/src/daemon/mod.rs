@@ -95,7 +95,9 @@ pub async fn run(ctx: &mut Ctx, listen: &str, faults: Faults) -> anyhow::Result<
     let mut local = listener.local_addr()?;
     if local.ip().is_unspecified() {
         // 0.0.0.0 cannot be dialled; announce loopback and say so.
-        tracing::warn!("listening on {local}; announcing 127.0.0.1 — pass --listen with this machine's address for other machines");
+        tracing::warn!(
+            "listening on {local}; announcing 127.0.0.1 — pass --listen with this machine's address for other machines"
+        );
         local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let control_listener = tokio::net::UnixListener::bind(&socket)
@@ -115,7 +117,10 @@ pub async fn run(ctx: &mut Ctx, listen: &str, faults: Faults) -> anyhow::Result<
         list_rebuild: tokio::sync::Mutex::new(()),
         faults,
     });
-    crate::home::write_json(&home.daemon_info_path(), &serde_json::json!({"pid": std::process::id(), "peer_addr": daemon.peer_addr}))?;
+    crate::home::write_json(
+        &home.daemon_info_path(),
+        &serde_json::json!({"pid": std::process::id(), "peer_addr": daemon.peer_addr}),
+    )?;
     tracing::info!(home = %home.dir.display(), peer_addr = %daemon.peer_addr, "peer daemon started");
     println!("peer daemon for {} serving pieces on {}", home.dir.display(), daemon.peer_addr);
 

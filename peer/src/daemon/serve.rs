@@ -128,7 +128,8 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
     let (file_sha1, group) = match reader.next(HANDSHAKE_TIMEOUT_MS).await.map_err(|e| e.to_string())? {
         Message::Handshake { protocol_version, file_sha1, group, .. } => {
             if protocol_version != PROTOCOL_VERSION {
-                return refuse(&mut w, E_VERSION, format!("protocol version {protocol_version} is not supported")).await;
+                return refuse(&mut w, E_VERSION, format!("protocol version {protocol_version} is not supported"))
+                    .await;
             }
             (file_sha1, group)
         }
@@ -187,7 +188,9 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
         match msg {
             Message::Request { piece } => {
                 if !source.has(piece) {
-                    wire::send(&mut w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                    wire::send(&mut w, &Message::Reject { piece }, WRITE_TIMEOUT_MS)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     continue;
                 }
                 let (file, size) = match &source {
@@ -195,9 +198,10 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
                     Source::Partial { file, size, .. } => (file.try_clone().map_err(|e| e.to_string())?, *size),
                 };
                 let mut b = std::mem::take(&mut buf);
-                let read = tokio::task::spawn_blocking(move || disk::read_piece(&file, size, piece as u64, &mut b).map(|_| b))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let read =
+                    tokio::task::spawn_blocking(move || disk::read_piece(&file, size, piece as u64, &mut b).map(|_| b))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 if d.faults.serve_delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(d.faults.serve_delay_ms)).await;
                 }
@@ -212,7 +216,9 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
                     }
                     Err(e) => {
                         tracing::warn!(piece, "cannot read piece: {e}");
-                        wire::send(&mut w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                        wire::send(&mut w, &Message::Reject { piece }, WRITE_TIMEOUT_MS)
+                            .await
+                            .map_err(|e| e.to_string())?;
                     }
                 }
             }
@@ -283,7 +289,8 @@ async fn rebuild_list(d: &Arc<Daemon>, share: &Share) -> Result<Arc<Vec<PieceHas
     tracing::info!(name = %share.name, path = %share.path, "rebuilding a missing piece list from the shared file");
     let (store, s) = (d.piece_lists.clone(), share.clone());
     let rebuilt = tokio::task::spawn_blocking(move || -> Result<(String, Vec<PieceHash>), String> {
-        let list = crate::hashing::piece_hashes(std::path::Path::new(&s.path), s.size).map_err(|e| format!("cannot read {}: {e}", s.path))?;
+        let list = crate::hashing::piece_hashes(std::path::Path::new(&s.path), s.size)
+            .map_err(|e| format!("cannot read {}: {e}", s.path))?;
         let key = hex::encode(piece_list_sha1(&list));
         if s.piece_list_sha1.as_ref().is_some_and(|k| !k.eq_ignore_ascii_case(&key)) {
             return Err(format!("{} has changed since it was shared", s.path));

@@ -30,22 +30,53 @@ const T_PIECE_LIST: u8 = 10;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// First message each way: which file (by whole-file SHA-1) in which group, and who asks.
-    Handshake { protocol_version: u16, file_sha1: [u8; 20], group: String, user: String, peer_id: [u8; 16], ticket: Vec<u8> },
+    Handshake {
+        protocol_version: u16,
+        file_sha1: [u8; 20],
+        group: String,
+        user: String,
+        peer_id: [u8; 16],
+        ticket: Vec<u8>,
+    },
     /// Which pieces the sender has, MSB first; may be re-sent to replace the last one.
-    Bitfield { num_pieces: u32, bits: Vec<u8> },
-    Have { piece: u32 },
-    Request { piece: u32 },
-    Cancel { piece: u32 },
-    Piece { piece: u32, data: Vec<u8> },
-    Reject { piece: u32 },
+    Bitfield {
+        num_pieces: u32,
+        bits: Vec<u8>,
+    },
+    Have {
+        piece: u32,
+    },
+    Request {
+        piece: u32,
+    },
+    Cancel {
+        piece: u32,
+    },
+    Piece {
+        piece: u32,
+        data: Vec<u8>,
+    },
+    Reject {
+        piece: u32,
+    },
     KeepAlive,
     /// The sender's last message before it closes.
-    Error { code: u16, message: String },
+    Error {
+        code: u16,
+        message: String,
+    },
     /// Send me hashes `start..start + count` of the file's piece list (`count` is 1 to
     /// `MAX_PIECE_LIST_HASHES_PER_FRAME`).
-    PieceListRequest { start: u32, count: u32 },
+    PieceListRequest {
+        start: u32,
+        count: u32,
+    },
     /// Hashes `start..start + hashes.len()` of a piece list of `num_pieces` hashes.
-    PieceList { num_pieces: u32, start: u32, hashes: Vec<[u8; 20]> },
+    PieceList {
+        num_pieces: u32,
+        start: u32,
+        hashes: Vec<[u8; 20]>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -367,7 +398,10 @@ mod tests {
         assert!(matches!(decode(&frame(T_KEEPALIVE, &[1])), Err(DecodeError::TrailingBytes { .. })));
         // Bitfield: 10 pieces need 2 bytes; bits past piece 10 must be zero.
         assert!(matches!(decode(&frame(T_BITFIELD, &[0, 0, 0, 10, 0xff])), Err(DecodeError::BitfieldLength { .. })));
-        assert!(matches!(decode(&frame(T_BITFIELD, &[0, 0, 0, 10, 0xff, 0xe0])), Err(DecodeError::BitfieldSpareBits { .. })));
+        assert!(matches!(
+            decode(&frame(T_BITFIELD, &[0, 0, 0, 10, 0xff, 0xe0])),
+            Err(DecodeError::BitfieldSpareBits { .. })
+        ));
         // Handshake with a 65-byte group name.
         let mut hs = vec![0, 1];
         hs.extend_from_slice(&[0; 20]);
@@ -396,9 +430,15 @@ mod tests {
         };
         let be = |xs: &[u32]| xs.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
         // Requests: 1 to MAX hashes, nothing after the two fields.
-        assert_eq!(decode(&frame(T_PIECE_LIST_REQUEST, &be(&[0, 0]))), Err(DecodeError::PieceListCount { count: 0, max: MAX_PIECE_LIST_HASHES_PER_FRAME }));
+        assert_eq!(
+            decode(&frame(T_PIECE_LIST_REQUEST, &be(&[0, 0]))),
+            Err(DecodeError::PieceListCount { count: 0, max: MAX_PIECE_LIST_HASHES_PER_FRAME })
+        );
         let over = MAX_PIECE_LIST_HASHES_PER_FRAME as u32 + 1;
-        assert!(matches!(decode(&frame(T_PIECE_LIST_REQUEST, &be(&[0, over]))), Err(DecodeError::PieceListCount { .. })));
+        assert!(matches!(
+            decode(&frame(T_PIECE_LIST_REQUEST, &be(&[0, over]))),
+            Err(DecodeError::PieceListCount { .. })
+        ));
         assert!(matches!(decode(&frame(T_PIECE_LIST_REQUEST, &be(&[0]))), Err(DecodeError::Truncated { .. })));
         let mut long = be(&[0, 1]);
         long.push(0);
@@ -411,7 +451,10 @@ mod tests {
         // Hashes past the end of the list it claims.
         let mut past = be(&[2, 1]);
         past.extend_from_slice(&[0; 40]);
-        assert_eq!(decode(&frame(T_PIECE_LIST, &past)), Err(DecodeError::PieceListRange { num_pieces: 2, start: 1, count: 2 }));
+        assert_eq!(
+            decode(&frame(T_PIECE_LIST, &past)),
+            Err(DecodeError::PieceListRange { num_pieces: 2, start: 1, count: 2 })
+        );
         let mut wrap = be(&[u32::MAX, u32::MAX]);
         wrap.extend_from_slice(&[0; 20]);
         assert!(matches!(decode(&frame(T_PIECE_LIST, &wrap)), Err(DecodeError::PieceListRange { .. })));
@@ -419,7 +462,10 @@ mod tests {
         let mut many = be(&[u32::MAX, 0]);
         many.resize(many.len() + 20 * (MAX_PIECE_LIST_HASHES_PER_FRAME + 1), 0);
         assert!(many.len() < MAX_FRAME_LEN_BYTES);
-        assert!(matches!(decode(&frame(T_PIECE_LIST, &many)), Err(DecodeError::FieldTooLong { what: "piece list", .. })));
+        assert!(matches!(
+            decode(&frame(T_PIECE_LIST, &many)),
+            Err(DecodeError::FieldTooLong { what: "piece list", .. })
+        ));
         // The largest allowed answer decodes.
         let mut full = be(&[u32::MAX, 0]);
         full.resize(full.len() + 20 * MAX_PIECE_LIST_HASHES_PER_FRAME, 7);
@@ -442,14 +488,16 @@ mod tests {
     fn arb_message() -> impl Strategy<Value = Message> {
         let name = "[a-z0-9_.-]{0,64}";
         prop_oneof![
-            (any::<u16>(), any::<[u8; 20]>(), name, name, any::<[u8; 16]>(), proptest::collection::vec(any::<u8>(), 0..64))
-                .prop_map(|(protocol_version, file_sha1, group, user, peer_id, ticket)| Message::Handshake {
-                    protocol_version,
-                    file_sha1,
-                    group,
-                    user,
-                    peer_id,
-                    ticket
+            (
+                any::<u16>(),
+                any::<[u8; 20]>(),
+                name,
+                name,
+                any::<[u8; 16]>(),
+                proptest::collection::vec(any::<u8>(), 0..64)
+            )
+                .prop_map(|(protocol_version, file_sha1, group, user, peer_id, ticket)| {
+                    Message::Handshake { protocol_version, file_sha1, group, user, peer_id, ticket }
                 }),
             (0u32..200).prop_flat_map(|n| {
                 proptest::collection::vec(any::<bool>(), n as usize).prop_map(move |have| {
@@ -465,19 +513,22 @@ mod tests {
             any::<u32>().prop_map(|piece| Message::Have { piece }),
             any::<u32>().prop_map(|piece| Message::Request { piece }),
             any::<u32>().prop_map(|piece| Message::Cancel { piece }),
-            (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..2048)).prop_map(|(piece, data)| Message::Piece { piece, data }),
+            (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..2048))
+                .prop_map(|(piece, data)| Message::Piece { piece, data }),
             any::<u32>().prop_map(|piece| Message::Reject { piece }),
             Just(Message::KeepAlive),
             (any::<u16>(), ".{0,100}").prop_map(|(code, message)| Message::Error { code, message }),
             (any::<u32>(), 1..=MAX_PIECE_LIST_HASHES_PER_FRAME as u32)
                 .prop_map(|(start, count)| Message::PieceListRequest { start, count }),
-            (proptest::collection::vec(any::<[u8; 20]>(), 0..300), any::<u32>(), any::<u32>()).prop_map(|(hashes, start, extra)| {
-                // Any range that fits: num_pieces at least start + count.
-                let count = hashes.len() as u32;
-                let start = start % (u32::MAX - count - 1000);
-                let num_pieces = start + count + extra % 1000;
-                Message::PieceList { num_pieces, start, hashes }
-            }),
+            (proptest::collection::vec(any::<[u8; 20]>(), 0..300), any::<u32>(), any::<u32>()).prop_map(
+                |(hashes, start, extra)| {
+                    // Any range that fits: num_pieces at least start + count.
+                    let count = hashes.len() as u32;
+                    let start = start % (u32::MAX - count - 1000);
+                    let num_pieces = start + count + extra % 1000;
+                    Message::PieceList { num_pieces, start, hashes }
+                }
+            ),
         ]
     }
 

@@ -31,10 +31,7 @@ impl TrackerState {
         validate_id("group", group).map_err(Refusal::invalid_name)?;
         let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
         if g.members.iter().any(|m| m == user) {
-            return Err(Refusal::new(
-                ErrorCode::AlreadyMember,
-                format!("you are already a member of group {group:?}"),
-            ));
+            return Err(Refusal::new(ErrorCode::AlreadyMember, format!("you are already a member of group {group:?}")));
         }
         let already_pending = g.pending.iter().any(|p| p == user);
         if !already_pending {

@@ -124,9 +124,7 @@ impl TrackerState {
     fn apply_command(&mut self, command: &Command, now_ms: u64) -> Result<Reply, Refusal> {
         match command {
             Command::Register { user, password_hash } => self.register(user, password_hash),
-            Command::Login { user, token_hash, expires_at_ms } => {
-                self.login(user, token_hash, *expires_at_ms, now_ms)
-            }
+            Command::Login { user, token_hash, expires_at_ms } => self.login(user, token_hash, *expires_at_ms, now_ms),
             Command::Logout { token_hash } => self.logout(token_hash),
             Command::CreateGroup { token_hash, group } => {
                 let user = self.authenticate(token_hash, now_ms)?;

@@ -4,19 +4,37 @@
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
-use super::{Group, Session, TrackerState, User};
 use super::dedup::Remembered;
+use super::{Group, Session, TrackerState, User};
 use crate::command::{Response, Sha1Digest};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
-    User { name: String, user: User },
-    Session { token_hash: String, session: Session },
+    User {
+        name: String,
+        user: User,
+    },
+    Session {
+        token_hash: String,
+        session: Session,
+    },
     /// A group without its files; each file follows as its own record.
-    Group { name: String, group: Group },
-    File { group: String, name: String, file: super::SharedFile },
-    Dedup { id: Sha1Digest, at_ms: u64, fingerprint: Sha1Digest, response: Response },
+    Group {
+        name: String,
+        group: Group,
+    },
+    File {
+        group: String,
+        name: String,
+        file: super::SharedFile,
+    },
+    Dedup {
+        id: Sha1Digest,
+        at_ms: u64,
+        fingerprint: Sha1Digest,
+        response: Response,
+    },
 }
 
 impl TrackerState {
@@ -24,10 +42,10 @@ impl TrackerState {
     /// a group before its files).
     pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let users = self.users.iter().map(|(name, user)| Record::User { name: name.clone(), user: user.clone() });
-        let sessions = self.sessions.iter().map(|(token_hash, session)| Record::Session {
-            token_hash: token_hash.clone(),
-            session: session.clone(),
-        });
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|(token_hash, session)| Record::Session { token_hash: token_hash.clone(), session: session.clone() });
         let groups = self.groups.iter().flat_map(|(name, g)| {
             let head = Record::Group {
                 name: name.clone(),

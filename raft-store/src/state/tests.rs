@@ -46,7 +46,11 @@ impl Harness {
     fn login(&mut self, user: &str) -> String {
         self.seq += 1;
         let token_hash = format!("tok-{user}-{}", self.seq);
-        self.ok(Command::Login { user: user.into(), token_hash: token_hash.clone(), expires_at_ms: self.now_ms + HOUR_MS });
+        self.ok(Command::Login {
+            user: user.into(),
+            token_hash: token_hash.clone(),
+            expires_at_ms: self.now_ms + HOUR_MS,
+        });
         token_hash
     }
 }
@@ -94,7 +98,10 @@ fn register_is_unique_and_validated() {
     h.user("alice");
     assert_eq!(h.refused(Command::Register { user: "alice".into(), password_hash: "x".into() }), ErrorCode::UserExists);
     for bad in ["", "a/b", "../x", &"x".repeat(65)] {
-        assert_eq!(h.refused(Command::Register { user: bad.into(), password_hash: "x".into() }), ErrorCode::InvalidName);
+        assert_eq!(
+            h.refused(Command::Register { user: bad.into(), password_hash: "x".into() }),
+            ErrorCode::InvalidName
+        );
     }
     assert_eq!(h.s.counts().0, 1);
 }
@@ -228,7 +235,12 @@ fn bad_file_metadata_is_refused() {
     let mut m = meta("odd-pieces", 2 * PIECE_LEN_BYTES, 1);
     m.piece_len = 1024;
     assert_eq!(h.refused(upload(&a, "dev_team", m)), ErrorCode::InvalidRequest);
-    let c = Command::UploadFile { token_hash: a, group: "dev_team".into(), file: meta("y", 1, 1), peer_addr: "nonsense".into() };
+    let c = Command::UploadFile {
+        token_hash: a,
+        group: "dev_team".into(),
+        file: meta("y", 1, 1),
+        peer_addr: "nonsense".into(),
+    };
     assert_eq!(h.refused(c), ErrorCode::InvalidRequest);
     assert_eq!(h.s.counts().2, 0);
 }
@@ -345,7 +357,8 @@ fn precheck_refuses_what_apply_would_before_it_reaches_the_log() {
     assert_eq!(e.code, ErrorCode::InvalidName);
     let mut m = meta("big", 1, 1);
     m.size = crate::command::MAX_FILE_SIZE_BYTES + 1;
-    let up = Command::UploadFile { token_hash: forged.clone(), group: "dev_team".into(), file: m, peer_addr: "h:1".into() };
+    let up =
+        Command::UploadFile { token_hash: forged.clone(), group: "dev_team".into(), file: m, peer_addr: "h:1".into() };
     assert_eq!(h.s.precheck(&req(up)).unwrap_err().code, ErrorCode::FileTooLarge);
 }
 

@@ -46,10 +46,7 @@ impl TrackerState {
         }
         account.sessions += 1;
         account.shares_paused = false;
-        self.sessions.insert(
-            token_hash.to_string(),
-            Session { user: user.to_string(), expires_at_ms },
-        );
+        self.sessions.insert(token_hash.to_string(), Session { user: user.to_string(), expires_at_ms });
         self.session_expiry.insert((expires_at_ms, token_hash.to_string()));
         let resumed_shares = self.shares_of(user);
         Ok(Reply::LoggedIn { user: user.to_string(), resumed_shares })
@@ -100,20 +97,16 @@ impl TrackerState {
 
     /// Number of files (across groups) that `user` is a sharer of.
     pub(super) fn shares_of(&self, user: &str) -> u64 {
-        self.groups
-            .values()
-            .flat_map(|g| g.files.values())
-            .filter(|f| f.sharers.contains(user))
-            .count() as u64
+        self.groups.values().flat_map(|g| g.files.values()).filter(|f| f.sharers.contains(user)).count() as u64
     }
 }
 
 /// A peer address is `host:port`, bounded in length; the tracker does not resolve it.
 pub(crate) fn validate_peer_addr(addr: &str) -> Result<(), Refusal> {
     let ok = addr.len() <= 255
-        && addr.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-        });
+        && addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
     if ok {
         Ok(())
     } else {

@@ -43,20 +43,28 @@ fn write_logs_err<E: std::error::Error + 'static>(e: &E) -> StorageError {
 impl LogStore {
     pub(crate) fn new(db: sled::Db, path: &Path) -> Result<Self, StoreError> {
         let open = |name: &str| {
-            db.open_tree(name)
-                .map_err(|source| StoreError::Sled { path: path.display().to_string(), source })
+            db.open_tree(name).map_err(|source| StoreError::Sled { path: path.display().to_string(), source })
         };
         Ok(LogStore { logs: open("logs")?, meta: open("meta")?, db })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8], subject: ErrorSubject<NodeId>) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<Option<T>, StorageError> {
         let Some(bytes) = self.meta.get(key).map_err(|e| sto_err(subject.clone(), ErrorVerb::Read, &e))? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| sto_err(subject, ErrorVerb::Read, &e))
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, subject: ErrorSubject<NodeId>) -> Result<(), StorageError> {
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value).map_err(|e| sto_err(subject.clone(), ErrorVerb::Write, &e))?;
         self.meta.insert(key, bytes).map_err(|e| sto_err(subject, ErrorVerb::Write, &e))?;
         Ok(())

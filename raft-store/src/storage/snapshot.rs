@@ -77,8 +77,8 @@ pub(crate) fn read_file(path: &Path) -> Result<(SnapshotMeta, TrackerState), Sto
             }
             break;
         }
-        let record: Record = serde_json::from_str(&l)
-            .map_err(|e| StoreError::corrupt(&what, format!("bad record {count}: {e}")))?;
+        let record: Record =
+            serde_json::from_str(&l).map_err(|e| StoreError::corrupt(&what, format!("bad record {count}: {e}")))?;
         state.load_record(record).map_err(|e| StoreError::corrupt(&what, e))?;
         count += 1;
     }
@@ -90,9 +90,7 @@ pub(crate) fn read_meta(path: &Path) -> Result<SnapshotMeta, StoreError> {
     let what = format!("snapshot {}", path.display());
     let file = File::open(path).map_err(|e| StoreError::io(format!("cannot open {what}"), e))?;
     let mut first = String::new();
-    BufReader::new(file)
-        .read_line(&mut first)
-        .map_err(|e| StoreError::io(format!("cannot read {what}"), e))?;
+    BufReader::new(file).read_line(&mut first).map_err(|e| StoreError::io(format!("cannot read {what}"), e))?;
     let header: Header =
         serde_json::from_str(&first).map_err(|e| StoreError::corrupt(&what, format!("bad header: {e}")))?;
     Ok(header.meta)
@@ -101,7 +99,8 @@ pub(crate) fn read_meta(path: &Path) -> Result<SnapshotMeta, StoreError> {
 /// Moves a finished temporary file into place as the current snapshot, durably.
 pub(crate) fn promote(dir: &Path, tmp: &Path) -> Result<(), StoreError> {
     let dst = dir.join(CURRENT);
-    fs::rename(tmp, &dst).map_err(|e| StoreError::io(format!("cannot rename {} to {}", tmp.display(), dst.display()), e))?;
+    fs::rename(tmp, &dst)
+        .map_err(|e| StoreError::io(format!("cannot rename {} to {}", tmp.display(), dst.display()), e))?;
     sync_dir(dir)
 }
 

@@ -64,11 +64,7 @@ impl StateMachineStore {
         let current_path = dir.join(snapshot::CURRENT);
         let (data, current) = if current_path.exists() {
             let (meta, state) = snapshot::read_file(&current_path)?;
-            let data = SmData {
-                last_applied: meta.last_log_id,
-                last_membership: meta.last_membership.clone(),
-                state,
-            };
+            let data = SmData { last_applied: meta.last_log_id, last_membership: meta.last_membership.clone(), state };
             (data, Some(meta))
         } else {
             (SmData::default(), None)
@@ -102,7 +98,10 @@ impl StateMachineStore {
         f(&data)
     }
 
-    fn open_current(&self, meta: &SnapshotMeta) -> impl std::future::Future<Output = Result<Snapshot<TypeConfig>, StorageError>> + '_ {
+    fn open_current(
+        &self,
+        meta: &SnapshotMeta,
+    ) -> impl std::future::Future<Output = Result<Snapshot<TypeConfig>, StorageError>> + '_ {
         let path = self.snapshots.dir.join(snapshot::CURRENT);
         let meta = meta.clone();
         async move {
@@ -129,7 +128,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let started = std::time::Instant::now();
         // A copy taken under a short read lock: applying goes on while the file is written.
-        let (state, last_applied, last_membership) = self.read(|d| (d.state.clone(), d.last_applied, d.last_membership.clone()));
+        let (state, last_applied, last_membership) =
+            self.read(|d| (d.state.clone(), d.last_applied, d.last_membership.clone()));
         let seq = self.snapshots.seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{}-{seq}", l.leader_id.term, l.leader_id.node_id, l.index),
@@ -227,7 +227,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, mut snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         let mut current = self.snapshots.current.lock().await;
         // Copy the received stream into our own file: the handle may be any file, positioned
         // anywhere, and the copy is what we fsync and keep.

@@ -55,10 +55,8 @@ async fn reopen_finds_vote_log_applied_state_and_snapshot() {
     {
         let (mut log, mut sm) = open_store(&opts).unwrap();
         log.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
-        let membership = Entry {
-            log_id: lid(3, 1),
-            payload: EntryPayload::Membership(Membership::new(vec![[1u64].into()], None)),
-        };
+        let membership =
+            Entry { log_id: lid(3, 1), payload: EntryPayload::Membership(Membership::new(vec![[1u64].into()], None)) };
         let mut entries = vec![membership];
         entries.extend((2..=20).map(|i| app_entry(3, i, &format!("u{i}"))));
         append(&mut log, entries.clone()).await;
@@ -115,9 +113,8 @@ async fn disk_size_stays_bounded_with_snapshots_and_purge() {
     let mut index = 1;
     for round in 0..ROUNDS {
         for chunk in 0..(PER_ROUND / 100) {
-            let entries: Vec<Entry> = (0..100)
-                .map(|k| app_entry(1, index + k, &format!("user{round}_{chunk}_{k}")))
-                .collect();
+            let entries: Vec<Entry> =
+                (0..100).map(|k| app_entry(1, index + k, &format!("user{round}_{chunk}_{k}"))).collect();
             index += 100;
             append(&mut log, entries.clone()).await;
             sm.apply(entries).await.unwrap();
@@ -136,8 +133,5 @@ async fn disk_size_stays_bounded_with_snapshots_and_purge() {
     // last rounds must not keep growing the files by a round's worth each.
     let first_half_max = *sizes[..(ROUNDS as usize / 2)].iter().max().unwrap();
     let last = *sizes.last().unwrap();
-    assert!(
-        last <= first_half_max * 2,
-        "sled keeps growing despite purging: {sizes:?}"
-    );
+    assert!(last <= first_half_max * 2, "sled keeps growing despite purging: {sizes:?}");
 }

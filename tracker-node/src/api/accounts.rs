@@ -13,10 +13,10 @@ use raft_store::names::validate_id;
 use raft_store::{Command, Refusal, Reply};
 use serde_json::json;
 
-use super::body::Body;
 use super::auth::{self, bearer};
+use super::body::Body;
 use super::throttle;
-use super::{ok_json, now_ms, ApiError, ApiResult, AppState};
+use super::{now_ms, ok_json, ApiError, ApiResult, AppState};
 
 /// Sessions last a day; a peer logs in again after that.
 pub const SESSION_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -58,7 +58,12 @@ pub async fn login(
         }
         let token = match req.token {
             Some(t) if auth::valid_token(&t) => t,
-            Some(_) => return Err(ApiError::BadRequest(format!("a session token is {} lowercase hex characters", auth::TOKEN_HEX_LEN))),
+            Some(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "a session token is {} lowercase hex characters",
+                    auth::TOKEN_HEX_LEN
+                )))
+            }
             None => auth::new_token(),
         };
         // The hash to check against must be the committed one: read it through the leader.
@@ -89,7 +94,9 @@ pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let r: ApiResult<Response> = async {
         let token_hash = bearer(&headers)?;
         match s.write(&headers, Command::Logout { token_hash }).await? {
-            Reply::LoggedOut { user, paused_shares } => Ok(ok_json(json!({ "user": user, "paused_shares": paused_shares }))),
+            Reply::LoggedOut { user, paused_shares } => {
+                Ok(ok_json(json!({ "user": user, "paused_shares": paused_shares })))
+            }
             other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
         }
     }

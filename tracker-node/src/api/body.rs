@@ -36,7 +36,9 @@ pub fn refusal(rejection: &JsonRejection) -> Response {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ("unsupported_media_type", "the request body must be JSON (content-type: application/json)".to_string())
         }
-        StatusCode::UNPROCESSABLE_ENTITY => ("invalid_request", format!("the body has wrong fields: {}", rejection.body_text())),
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            ("invalid_request", format!("the body has wrong fields: {}", rejection.body_text()))
+        }
         _ => ("invalid_request", format!("the body is not valid JSON: {}", rejection.body_text())),
     };
     (status, Json(ErrorBody::new(code, message))).into_response()

@@ -8,8 +8,8 @@ use proto::api::{FileDetails, FileMetaBody, FileRow, SharerRow, UploadRequest};
 use raft_store::{Command, ErrorCode, FileMeta, Refusal, Reply, Sha1Digest};
 use serde_json::json;
 
-use super::body::Body;
 use super::auth::bearer;
+use super::body::Body;
 use super::groups::reader;
 use super::{ok_json, ApiError, ApiResult, AppState};
 
@@ -50,7 +50,11 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap, Path(group): Pa
     r.unwrap_or_else(|e| e.into_response())
 }
 
-pub async fn details(State(s): State<AppState>, headers: HeaderMap, Path((group, name)): Path<(String, String)>) -> Response {
+pub async fn details(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((group, name)): Path<(String, String)>,
+) -> Response {
     let r: ApiResult<Response> = async {
         raft_store::names::validate_file_name(&name).map_err(Refusal::invalid_name)?;
         let user = reader(&s, &headers).await?;
@@ -87,7 +91,11 @@ pub async fn upload(
     r.unwrap_or_else(|e| e.into_response())
 }
 
-pub async fn stop_share(State(s): State<AppState>, headers: HeaderMap, Path((group, name)): Path<(String, String)>) -> Response {
+pub async fn stop_share(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((group, name)): Path<(String, String)>,
+) -> Response {
     let r: ApiResult<Response> = async {
         let token_hash = bearer(&headers)?;
         match s.write(&headers, Command::StopShare { token_hash, group, name }).await? {

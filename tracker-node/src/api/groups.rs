@@ -8,8 +8,8 @@ use proto::api::{AcceptRequest, CreateGroupRequest, GroupRow, RequestRow};
 use raft_store::{Command, Reply};
 use serde_json::json;
 
-use super::body::Body;
 use super::auth::bearer;
+use super::body::Body;
 use super::{now_ms, ok_json, ApiError, ApiResult, AppState};
 
 /// Resolves the caller after a linearizable barrier: reads see every acknowledged write.
@@ -30,7 +30,13 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
             d.state
                 .list_groups(&user)
                 .into_iter()
-                .map(|g| GroupRow { group: g.group, owner: g.owner, members: g.members, member: g.member, pending: g.pending })
+                .map(|g| GroupRow {
+                    group: g.group,
+                    owner: g.owner,
+                    members: g.members,
+                    member: g.member,
+                    pending: g.pending,
+                })
                 .collect()
         });
         Ok(Json(rows).into_response())

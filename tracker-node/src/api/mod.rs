@@ -22,7 +22,9 @@ use axum::{Json, Router};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use proto::api::{ErrorBody, LeaderRef, NotLeaderBody, MAX_BODY_BYTES};
 use proto::cluster::ClusterConfig;
-use raft_store::{Command, ErrorCode, NodeId, Raft, Refusal, Reply, Request, Response as Outcome, StateMachineStore, TrackerNode};
+use raft_store::{
+    Command, ErrorCode, NodeId, Raft, Refusal, Reply, Request, Response as Outcome, StateMachineStore, TrackerNode,
+};
 
 use crate::metrics::Metrics;
 
@@ -83,13 +85,19 @@ pub enum ApiError {
     /// The state machine (or the node, for credentials and names) refused it.
     Refused(Refusal),
     /// This node is not the leader; the leader is known.
-    NotLeader { id: NodeId, api: String },
+    NotLeader {
+        id: NodeId,
+        api: String,
+    },
     /// No leader known, or no quorum: retry later.
     Unavailable(String),
     BadRequest(String),
     Forbidden(String),
     /// Too many attempts, or the password workers are busy: try again after `retry_after_s`.
-    RateLimited { retry_after_s: u64, message: String },
+    RateLimited {
+        retry_after_s: u64,
+        message: String,
+    },
     Internal(String),
 }
 
@@ -119,7 +127,9 @@ pub fn refusal_status(code: ErrorCode) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Refused(r) => (refusal_status(r.code), Json(ErrorBody::new(r.code.as_str(), r.message))).into_response(),
+            ApiError::Refused(r) => {
+                (refusal_status(r.code), Json(ErrorBody::new(r.code.as_str(), r.message))).into_response()
+            }
             ApiError::NotLeader { id, api } => {
                 let body = NotLeaderBody {
                     error: proto::api::ErrorDetail {
@@ -135,14 +145,18 @@ impl IntoResponse for ApiError {
                 resp
             }
             ApiError::Unavailable(m) => {
-                let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody::new("unavailable", m))).into_response();
+                let mut resp =
+                    (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody::new("unavailable", m))).into_response();
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 resp
             }
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, Json(ErrorBody::new("invalid_request", m))).into_response(),
+            ApiError::BadRequest(m) => {
+                (StatusCode::BAD_REQUEST, Json(ErrorBody::new("invalid_request", m))).into_response()
+            }
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, Json(ErrorBody::new("forbidden", m))).into_response(),
             ApiError::RateLimited { retry_after_s, message } => {
-                let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(ErrorBody::new("rate_limited", message))).into_response();
+                let mut resp =
+                    (StatusCode::TOO_MANY_REQUESTS, Json(ErrorBody::new("rate_limited", message))).into_response();
                 if let Ok(v) = HeaderValue::from_str(&retry_after_s.max(1).to_string()) {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
@@ -181,10 +195,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl AppState {
     /// Proposes a command and waits until it is committed and applied; answers the outcome.
     pub async fn write(&self, headers: &HeaderMap, command: Command) -> ApiResult<Reply> {
-        let request_id = headers
-            .get(proto::api::IDEMPOTENCY_KEY)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.to_string());
+        let request_id = headers.get(proto::api::IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
         if let Some(id) = &request_id {
             if id.is_empty() || id.len() > 128 {
                 return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 128 characters".into()));
@@ -235,7 +246,9 @@ impl AppState {
                 Outcome::Refused(r) => Err(ApiError::Refused(r)),
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ApiError::forward(&f)),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(ApiError::Internal(e.to_string())),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ApiError::Internal(e.to_string()))
+            }
             Err(RaftError::Fatal(f)) => Err(ApiError::Unavailable(format!("this node stopped: {f}"))),
         }
     }
@@ -247,9 +260,9 @@ impl AppState {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(COMMIT_TIMEOUT_MS);
         let mut attempt = 0u32;
         loop {
-            let read = tokio::time::timeout_at(deadline, self.raft.ensure_linearizable())
-                .await
-                .map_err(|_| ApiError::Unavailable("no quorum of tracker nodes confirmed this leader in time".into()))?;
+            let read = tokio::time::timeout_at(deadline, self.raft.ensure_linearizable()).await.map_err(|_| {
+                ApiError::Unavailable("no quorum of tracker nodes confirmed this leader in time".into())
+            })?;
             match read {
                 Ok(_) => return Ok(()),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => return Err(ApiError::forward(&f)),

@@ -62,7 +62,9 @@ impl LoginThrottle {
     pub fn failed(&self, keys: &[(String, u32)], now: Instant) {
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if records.len() >= MAX_RECORDS {
-            records.retain(|_, r| r.blocked_until > now && now.duration_since(r.last_seen) < Duration::from_millis(FORGET_AFTER_MS));
+            records.retain(|_, r| {
+                r.blocked_until > now && now.duration_since(r.last_seen) < Duration::from_millis(FORGET_AFTER_MS)
+            });
         }
         for (key, free) in keys {
             if records.len() >= MAX_RECORDS && !records.contains_key(key) {

@@ -41,9 +41,18 @@ pub fn run(cfg: &ClusterConfig, out: Option<&Path>) -> anyhow::Result<i32> {
     }
     let ca = as_named(cfg, &out.join(pki::CA_CERT_FILE));
     println!();
-    println!("Copy to each node's machine {} and that node's node-<id>.pem and node-<id>.key", out.join(pki::CA_CERT_FILE).display());
-    println!("(keys stay mode 0600). {} stays with the operator: it signs certificates for new nodes.", out.join(pki::CA_KEY_FILE).display());
-    println!("Name them in {} (a node's cert and key default to node-<id>.pem and node-<id>.key beside the CA):", cfg.path.display());
+    println!(
+        "Copy to each node's machine {} and that node's node-<id>.pem and node-<id>.key",
+        out.join(pki::CA_CERT_FILE).display()
+    );
+    println!(
+        "(keys stay mode 0600). {} stays with the operator: it signs certificates for new nodes.",
+        out.join(pki::CA_KEY_FILE).display()
+    );
+    println!(
+        "Name them in {} (a node's cert and key default to node-<id>.pem and node-<id>.key beside the CA):",
+        cfg.path.display()
+    );
     println!();
     println!("[cluster.tls]");
     println!("ca = {}", toml::Value::String(ca));

@@ -22,7 +22,10 @@ pub struct StatusRow {
     pub learners: Option<Vec<u64>>,
 }
 
-pub async fn fetch_all(cfg: &ClusterConfig, timeout: Duration) -> anyhow::Result<Vec<(u64, String, Option<NodeStatus>)>> {
+pub async fn fetch_all(
+    cfg: &ClusterConfig,
+    timeout: Duration,
+) -> anyhow::Result<Vec<(u64, String, Option<NodeStatus>)>> {
     let http = super::http_client(timeout)?;
     let calls = cfg.nodes.iter().map(|n| {
         let http = http.clone();
@@ -87,7 +90,10 @@ pub async fn run(cfg: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
             .collect();
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        println!("{:<4} {:<22} {:<10} {:>6} {:>7} {:>10} {:>10}  voters", "id", "api", "role", "term", "leader", "last_log", "applied");
+        println!(
+            "{:<4} {:<22} {:<10} {:>6} {:>7} {:>10} {:>10}  voters",
+            "id", "api", "role", "term", "leader", "last_log", "applied"
+        );
         for (id, api, st) in rows {
             match st {
                 Some(s) => println!(

@@ -112,10 +112,14 @@ fn parse_routes(s: &str) -> anyhow::Result<HashMap<NodeId, String>> {
         let (id, addr) =
             p.split_once('=').ok_or_else(|| anyhow::anyhow!("{RAFT_ROUTES_ENV}: expected id=ip:port, got {p:?}"))?;
         let id: NodeId = id.trim().parse().map_err(|_| anyhow::anyhow!("{RAFT_ROUTES_ENV}: bad node id in {p:?}"))?;
-        let sock: std::net::SocketAddr =
-            addr.trim().parse().map_err(|_| anyhow::anyhow!("{RAFT_ROUTES_ENV}: {addr:?} is not an ip:port address"))?;
+        let sock: std::net::SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{RAFT_ROUTES_ENV}: {addr:?} is not an ip:port address"))?;
         if !sock.ip().is_loopback() {
-            anyhow::bail!("{RAFT_ROUTES_ENV}: {sock} is not a loopback address; this test hook only reroutes to a local proxy");
+            anyhow::bail!(
+                "{RAFT_ROUTES_ENV}: {sock} is not a loopback address; this test hook only reroutes to a local proxy"
+            );
         }
         if routes.insert(id, sock.to_string()).is_some() {
             anyhow::bail!("{RAFT_ROUTES_ENV}: node {id} is routed twice");
@@ -141,7 +145,10 @@ impl NetworkFactory {
         let routes = match std::env::var(RAFT_ROUTES_ENV) {
             Ok(s) => {
                 let routes = parse_routes(&s)?;
-                tracing::warn!(?routes, "{RAFT_ROUTES_ENV} is set: Raft traffic is rerouted for fault injection (a test hook)");
+                tracing::warn!(
+                    ?routes,
+                    "{RAFT_ROUTES_ENV} is set: Raft traffic is rerouted for fault injection (a test hook)"
+                );
                 routes
             }
             Err(_) => Default::default(),
@@ -243,7 +250,12 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, TrackerNode, RaftError<NodeId>>> {
         let enc = wire::encode_append(&req, wire::MAX_APPEND_BATCH_BYTES).map_err(encode_err)?;
         if enc.cut_at.is_some() {
-            tracing::debug!(target = self.target, sent = enc.entries_sent, of = req.entries.len(), "append batch cut at the byte bound");
+            tracing::debug!(
+                target = self.target,
+                sent = enc.entries_sent,
+                of = req.entries.len(),
+                "append batch cut at the byte bound"
+            );
         }
         let resp: AppendEntriesResponse<NodeId> = self.call("/raft/append", enc.body, option.hard_ttl()).await?;
         Ok(match (resp, enc.cut_at) {
@@ -284,7 +296,15 @@ mod tests {
         assert_eq!(r.get(&2).map(String::as_str), Some("127.0.0.1:9102"));
         assert_eq!(r.get(&3).map(String::as_str), Some("127.0.0.5:9103"));
         assert!(parse_routes("").unwrap().is_empty());
-        for bad in ["2", "x=127.0.0.1:1", "2=localhost:1", "2=10.0.0.1:9102", "2=127.0.0.1", "2=127.0.0.1:1,2=127.0.0.1:2", "2=[::1]:x"] {
+        for bad in [
+            "2",
+            "x=127.0.0.1:1",
+            "2=localhost:1",
+            "2=10.0.0.1:9102",
+            "2=127.0.0.1",
+            "2=127.0.0.1:1,2=127.0.0.1:2",
+            "2=[::1]:x",
+        ] {
             assert!(parse_routes(bad).is_err(), "{bad:?} must be refused");
         }
         assert!(parse_routes("4=[::1]:9104").is_ok());

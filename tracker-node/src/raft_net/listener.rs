@@ -98,12 +98,21 @@ impl Warnings {
 /// What a plain-HTTP client gets: a readable refusal instead of a reset.
 fn plain_http_refusal() -> String {
     let body = "this is a tracker node's Raft port: it speaks mutual TLS only, with a certificate of the cluster CA\n";
-    format!("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Serves `router` on `listener` with mutual TLS until `stop` is cancelled, then waits (bounded)
 /// for the connections' requests to finish.
-pub async fn serve(listener: TcpListener, router: Router, tls_config: Arc<rustls::ServerConfig>, policy: PeerPolicy, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls_config: Arc<rustls::ServerConfig>,
+    policy: PeerPolicy,
+    stop: CancellationToken,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     let handshakes = Arc::new(Semaphore::new(MAX_RAFT_HANDSHAKES));
     let connections = Arc::new(Semaphore::new(MAX_RAFT_CONNECTIONS));
@@ -132,7 +141,8 @@ pub async fn serve(listener: TcpListener, router: Router, tls_config: Arc<rustls
             (acceptor.clone(), connections.clone(), warnings.clone(), policy.clone(), router.clone(), stop.clone());
         tasks.spawn(async move {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
-            let stream = match tokio::time::timeout_at(deadline, handshake_and_identify(tcp, &acceptor, &policy)).await {
+            let stream = match tokio::time::timeout_at(deadline, handshake_and_identify(tcp, &acceptor, &policy)).await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(reason)) => return warnings.refused(from, &reason),
                 Err(_) => return warnings.refused(from, "no TLS handshake within the time limit"),
@@ -140,7 +150,10 @@ pub async fn serve(listener: TcpListener, router: Router, tls_config: Arc<rustls
             drop(handshake);
             let (tls_stream, peer) = stream;
             let Ok(_slot) = connections.try_acquire_owned() else {
-                return warnings.refused(from, &format!("node {} authenticated but {MAX_RAFT_CONNECTIONS} Raft connections are open", peer.0));
+                return warnings.refused(
+                    from,
+                    &format!("node {} authenticated but {MAX_RAFT_CONNECTIONS} Raft connections are open", peer.0),
+                );
             };
             serve_connection(tls_stream, peer, router, stop).await;
         });

@@ -7,10 +7,10 @@
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use raft_store::{NodeId, Raft};
 use serde::Serialize;
@@ -45,7 +45,8 @@ fn check_sender(peer: PeerNode, vote: &openraft::Vote<NodeId>, rpc: &str) -> Res
         return Ok(());
     }
     tracing::warn!(peer = peer.0, ?claimed, "refused a Raft {rpc} sent by node {} in the name of another node", peer.0);
-    Err((StatusCode::FORBIDDEN, format!("node {} may not send a {rpc} in the name of node {claimed:?}", peer.0)).into_response())
+    Err((StatusCode::FORBIDDEN, format!("node {} may not send a {rpc} in the name of node {claimed:?}", peer.0))
+        .into_response())
 }
 
 fn reply<T: Serialize>(value: &T) -> Response {
@@ -59,7 +60,12 @@ fn malformed(e: wire::WireError) -> Response {
     (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
-async fn append(State(s): State<RaftState>, Extension(peer): Extension<PeerNode>, headers: HeaderMap, body: Bytes) -> Response {
+async fn append(
+    State(s): State<RaftState>,
+    Extension(peer): Extension<PeerNode>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(r) = check_secret(&s, &headers) {
         return r;
     }
@@ -74,7 +80,12 @@ async fn append(State(s): State<RaftState>, Extension(peer): Extension<PeerNode>
     }
 }
 
-async fn vote(State(s): State<RaftState>, Extension(peer): Extension<PeerNode>, headers: HeaderMap, body: Bytes) -> Response {
+async fn vote(
+    State(s): State<RaftState>,
+    Extension(peer): Extension<PeerNode>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(r) = check_secret(&s, &headers) {
         return r;
     }
@@ -89,7 +100,12 @@ async fn vote(State(s): State<RaftState>, Extension(peer): Extension<PeerNode>, 
     }
 }
 
-async fn snapshot(State(s): State<RaftState>, Extension(peer): Extension<PeerNode>, headers: HeaderMap, body: Bytes) -> Response {
+async fn snapshot(
+    State(s): State<RaftState>,
+    Extension(peer): Extension<PeerNode>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(r) = check_secret(&s, &headers) {
         return r;
     }

@@ -76,19 +76,19 @@ pub fn encode_append(req: &AppendEntriesRequest<TypeConfig>, max_bytes: usize) -
     }
     let entries_sent = entries.len();
     let cut_at = (entries_sent < req.entries.len()).then(|| req.entries[entries_sent - 1].log_id);
-    let wire = AppendWire {
-        vote: req.vote,
-        prev_log_id: req.prev_log_id,
-        leader_commit: req.leader_commit,
-        entries,
-    };
+    let wire = AppendWire { vote: req.vote, prev_log_id: req.prev_log_id, leader_commit: req.leader_commit, entries };
     Ok(EncodedAppend { body: encode(&wire)?, entries_sent, cut_at })
 }
 
 pub fn decode_append(bytes: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, WireError> {
     let wire: AppendWire = decode(bytes)?;
     let entries = wire.entries.iter().map(|b| decode::<Entry>(b)).collect::<Result<Vec<_>, _>>()?;
-    Ok(AppendEntriesRequest { vote: wire.vote, prev_log_id: wire.prev_log_id, leader_commit: wire.leader_commit, entries })
+    Ok(AppendEntriesRequest {
+        vote: wire.vote,
+        prev_log_id: wire.prev_log_id,
+        leader_commit: wire.leader_commit,
+        entries,
+    })
 }
 
 /// One snapshot chunk on the wire, its bytes as one binary blob.

@@ -82,11 +82,15 @@ pub fn for_node(cfg: &ClusterConfig, id: u64) -> Result<NodeTls, SetupError> {
 }
 
 fn invalid(cfg: &ClusterConfig, f: &TlsFile, reason: impl std::fmt::Display) -> SetupError {
-    SetupError::Config(cfg.tls_error(f, Problem::TlsFileInvalid { key: f.key, path: f.path.clone(), reason: reason.to_string() }))
+    SetupError::Config(
+        cfg.tls_error(f, Problem::TlsFileInvalid { key: f.key, path: f.path.clone(), reason: reason.to_string() }),
+    )
 }
 
 fn unreadable(cfg: &ClusterConfig, f: &TlsFile, e: impl std::fmt::Display) -> SetupError {
-    SetupError::Config(cfg.tls_error(f, Problem::TlsFileUnreadable { key: f.key, path: f.path.clone(), reason: e.to_string() }))
+    SetupError::Config(
+        cfg.tls_error(f, Problem::TlsFileUnreadable { key: f.key, path: f.path.clone(), reason: e.to_string() }),
+    )
 }
 
 /// Reads a PEM file; a missing or unreadable file is the operator's to fix.
@@ -96,8 +100,9 @@ fn read(cfg: &ClusterConfig, f: &TlsFile) -> Result<Vec<u8>, SetupError> {
 
 /// The CA certificates of a PEM file (one or more: a second CA can be trusted during a rotation).
 pub fn ca_roots(pem: &[u8]) -> Result<RootCertStore, String> {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| format!("not PEM certificates: {e}"))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("not PEM certificates: {e}"))?;
     if certs.is_empty() {
         return Err("holds no certificate".into());
     }
@@ -117,7 +122,10 @@ fn check_key_private(cfg: &ClusterConfig, f: &TlsFile) -> Result<(), SetupError>
         return Err(invalid(
             cfg,
             f,
-            format!("other users can read or change it (mode {mode:04o}); make it private with: chmod 600 {}", f.path.display()),
+            format!(
+                "other users can read or change it (mode {mode:04o}); make it private with: chmod 600 {}",
+                f.path.display()
+            ),
         ));
     }
     Ok(())
@@ -134,7 +142,8 @@ fn load(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> Result<NodeTls, S
     }
     check_key_private(cfg, &files.key)?;
     let key_pem = read(cfg, &files.key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| invalid(cfg, &files.key, format!("not a PEM private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| invalid(cfg, &files.key, format!("not a PEM private key: {e}")))?;
 
     // The node's own certificate must be one the other nodes accept: better refused here, with
     // the file named, than as handshake failures later.
@@ -142,15 +151,19 @@ fn load(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> Result<NodeTls, S
         .build()
         .map_err(|e| invalid(cfg, &files.ca, e))?;
     let name = ServerName::try_from(node_name(id)).map_err(|e| anyhow::anyhow!("bad node name: {e}"))?;
-    server_verifier
-        .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
-        .map_err(|e| invalid(cfg, &files.cert, format!("it is not a certificate of the CA in {} for node {id} ({e})", files.ca.path.display())))?;
+    server_verifier.verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now()).map_err(|e| {
+        invalid(
+            cfg,
+            &files.cert,
+            format!("it is not a certificate of the CA in {} for node {id} ({e})", files.ca.path.display()),
+        )
+    })?;
     let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
         .map_err(|e| invalid(cfg, &files.ca, e))?;
-    client_verifier
-        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
-        .map_err(|e| invalid(cfg, &files.cert, format!("the other nodes would refuse it as a client certificate ({e})")))?;
+    client_verifier.verify_client_cert(&chain[0], &chain[1..], UnixTime::now()).map_err(|e| {
+        invalid(cfg, &files.cert, format!("the other nodes would refuse it as a client certificate ({e})"))
+    })?;
 
     let server = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -229,7 +242,14 @@ mod tests {
     fn node_names_round_trip_and_nothing_else_parses() {
         assert_eq!(node_name(7), "node-7.tracker.invalid");
         assert_eq!(node_id_of_name(&node_name(7)), Some(7));
-        for bad in ["node-.tracker.invalid", "node-01.tracker.invalid", "node-x.tracker.invalid", "node-1.tracker.example", "7", "node-+1.tracker.invalid"] {
+        for bad in [
+            "node-.tracker.invalid",
+            "node-01.tracker.invalid",
+            "node-x.tracker.invalid",
+            "node-1.tracker.example",
+            "7",
+            "node-+1.tracker.invalid",
+        ] {
             assert_eq!(node_id_of_name(bad), None, "{bad}");
         }
     }
@@ -250,6 +270,9 @@ mod tests {
         assert_eq!(peer_identity(Some(&extra), &nodes), Ok(1));
         assert_eq!(peer_identity(None, &nodes), Err(IdentityError::NoCertificate));
         assert_eq!(peer_identity(Some(&[]), &nodes), Err(IdentityError::NoCertificate));
-        assert!(matches!(peer_identity(Some(&[CertificateDer::from(vec![1, 2, 3])]), &nodes), Err(IdentityError::Unreadable(_))));
+        assert!(matches!(
+            peer_identity(Some(&[CertificateDer::from(vec![1, 2, 3])]), &nodes),
+            Err(IdentityError::Unreadable(_))
+        ));
     }
 }

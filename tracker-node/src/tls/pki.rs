@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use proto::cluster::{node_cert_file_name, node_key_file_name, ClusterConfig, NodeTlsFiles};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 
 use super::node_name;
@@ -80,7 +81,8 @@ impl Ca {
         let roots = super::ca_roots(ca_pem.as_bytes()).map_err(|e| anyhow::anyhow!("the CA certificate {e}"))?;
         let (probe, _) = ca.node_cert(0)?;
         let probe = rustls::pki_types::CertificateDer::from(probe.der().to_vec());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), super::provider()).build()?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), super::provider()).build()?;
         verifier.verify_client_cert(&probe, &[], rustls::pki_types::UnixTime::now()).map_err(|_| {
             anyhow::anyhow!("the CA key does not belong to the CA certificate (or the CA was not made by tracker-node)")
         })?;
@@ -123,11 +125,19 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     // SAFETY: geteuid(2) has no failure mode and no preconditions.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
-        bail!("the certificate folder {} belongs to another user (uid {}); it must be this user's (uid {me})", dir.display(), meta.uid());
+        bail!(
+            "the certificate folder {} belongs to another user (uid {}); it must be this user's (uid {me})",
+            dir.display(),
+            meta.uid()
+        );
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o022 != 0 {
-        bail!("other users can write to the certificate folder {} (mode {mode:04o}); fix with: chmod 700 {}", dir.display(), dir.display());
+        bail!(
+            "other users can write to the certificate folder {} (mode {mode:04o}); fix with: chmod 700 {}",
+            dir.display(),
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -158,7 +168,11 @@ impl DirLock {
                 return Err(err).with_context(|| format!("cannot lock {}", path.display()));
             }
             if Instant::now() >= deadline {
-                bail!("another process has held {} for {} s; is a `tracker-node certs` or a node stuck?", path.display(), LOCK_WAIT_MS / 1000);
+                bail!(
+                    "another process has held {} for {} s; is a `tracker-node certs` or a node stuck?",
+                    path.display(),
+                    LOCK_WAIT_MS / 1000
+                );
             }
             std::thread::sleep(Duration::from_millis(LOCK_POLL_MS));
         }
@@ -178,7 +192,9 @@ pub fn write_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> 
         .mode(mode)
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(contents.as_bytes()).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     drop(f);
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     if let Ok(d) = File::open(dir) {
@@ -203,8 +219,10 @@ fn ca_in(dir: &Path, created: &mut Vec<PathBuf>) -> anyhow::Result<Option<Ca>> {
             Ok(Some(ca))
         }
         (false, true) => {
-            let key_pem = std::fs::read_to_string(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
-            let key = KeyPair::from_pem(&key_pem).with_context(|| format!("{} is not a PEM private key", key_path.display()))?;
+            let key_pem =
+                std::fs::read_to_string(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
+            let key = KeyPair::from_pem(&key_pem)
+                .with_context(|| format!("{} is not a PEM private key", key_path.display()))?;
             let pem = ca_params()?.self_signed(&key)?.pem();
             write_file(&cert_path, &pem, 0o644)?;
             created.push(cert_path);
@@ -212,8 +230,10 @@ fn ca_in(dir: &Path, created: &mut Vec<PathBuf>) -> anyhow::Result<Option<Ca>> {
         }
         (true, false) => Ok(None),
         (true, true) => {
-            let pem = std::fs::read_to_string(&cert_path).with_context(|| format!("cannot read {}", cert_path.display()))?;
-            let key_pem = std::fs::read_to_string(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
+            let pem =
+                std::fs::read_to_string(&cert_path).with_context(|| format!("cannot read {}", cert_path.display()))?;
+            let key_pem =
+                std::fs::read_to_string(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
             Ca::load(&pem, &key_pem).with_context(|| format!("the CA in {}", dir.display())).map(Some)
         }
     }
@@ -254,7 +274,8 @@ pub fn ensure_generated(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> a
     ensure_private_dir(&dir)?;
     let _lock = DirLock::acquire(&dir)?;
     let mut created = Vec::new();
-    let ca = ca_in(&dir, &mut created).with_context(|| format!("cannot set up the cluster CA of {}", cfg.path.display()))?;
+    let ca =
+        ca_in(&dir, &mut created).with_context(|| format!("cannot set up the cluster CA of {}", cfg.path.display()))?;
     node_pair_in(&dir, ca.as_ref(), id, &mut created)?;
     Ok(created)
 }
@@ -289,9 +310,10 @@ mod tests {
         let again = Ca::load(&ca.pem, &key_pem).unwrap();
         let (cert_pem, _) = again.node_pem(4).unwrap();
         let roots = crate::tls::ca_roots(ca.pem.as_bytes()).unwrap();
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), crate::tls::provider())
-            .build()
-            .unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), crate::tls::provider())
+                .build()
+                .unwrap();
         use rustls::pki_types::pem::PemObject;
         let der = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
         verifier.verify_client_cert(&der, &[], rustls::pki_types::UnixTime::now()).unwrap();

@@ -192,7 +192,9 @@ async fn piece_list(
     let (store, key, copy) = (d.piece_lists.clone(), meta.piece_list_sha1.clone(), list.clone());
     match tokio::task::spawn_blocking(move || store.save(&key, &copy)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(name = %meta.name, "cannot store the piece list ({e}); a restart will fetch it again"),
+        Ok(Err(e)) => {
+            tracing::warn!(name = %meta.name, "cannot store the piece list ({e}); a restart will fetch it again")
+        }
         Err(e) => tracing::warn!(name = %meta.name, "cannot store the piece list ({e}); a restart will fetch it again"),
     }
     tracing::info!(peer = %addr, name = %meta.name, pieces = list.len(), "piece list verified");

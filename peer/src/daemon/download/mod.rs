@@ -27,7 +27,9 @@ use tokio::sync::broadcast;
 use super::control_server::client_error;
 use super::{disk, Daemon};
 use crate::control::{ControlResponse, DownloadRow};
-use crate::hashing::{check_size, parse_sha1_hex, piece_count, piece_list_sha1, PieceHash, MAX_FILE_SIZE_BYTES, PIECE_LEN_BYTES};
+use crate::hashing::{
+    check_size, parse_sha1_hex, piece_count, piece_list_sha1, PieceHash, MAX_FILE_SIZE_BYTES, PIECE_LEN_BYTES,
+};
 use crate::home::{read_json, write_json, Home};
 use picker::Picker;
 
@@ -192,7 +194,10 @@ fn check_meta(meta: &FileMetaBody, name: &str) -> Result<(), String> {
     }
     check_size(name, meta.size)?;
     if meta.piece_len != PIECE_LEN_BYTES {
-        return Err(format!("the tracker's metadata has pieces of {} bytes; this peer uses {PIECE_LEN_BYTES}", meta.piece_len));
+        return Err(format!(
+            "the tracker's metadata has pieces of {} bytes; this peer uses {PIECE_LEN_BYTES}",
+            meta.piece_len
+        ));
     }
     let Some(list_digest) = parse_sha1_hex(&meta.piece_list_sha1) else {
         return Err("the tracker's metadata has a malformed piece_list_sha1".into());
@@ -214,7 +219,12 @@ fn set_empty_list(live: &Live) {
 }
 
 /// Starts downloading `name` of `group` to `dest` (a final file path, resolved by the CLI).
-pub async fn start(d: &Arc<Daemon>, group: String, name: String, dest: String) -> Result<serde_json::Value, ControlResponse> {
+pub async fn start(
+    d: &Arc<Daemon>,
+    group: String,
+    name: String,
+    dest: String,
+) -> Result<serde_json::Value, ControlResponse> {
     proto::names::validate_file_name(&name).map_err(|m| err("invalid_name", m))?;
     let dest_path = PathBuf::from(&dest);
     if !dest_path.is_absolute() || dest_path.file_name().is_none() {
@@ -228,7 +238,9 @@ pub async fn start(d: &Arc<Daemon>, group: String, name: String, dest: String) -
         r.dest == dest && r.state == "downloading"
     }) {
         let r = existing.record.lock().unwrap_or_else(|p| p.into_inner());
-        return Ok(json!({"group": r.group, "name": r.name, "dest": r.dest, "size": r.meta.size, "already_running": true}));
+        return Ok(
+            json!({"group": r.group, "name": r.name, "dest": r.dest, "size": r.meta.size, "already_running": true}),
+        );
     }
     let details = client.file_details(&group, &name).await.map_err(client_error)?;
     check_meta(&details.file, &name).map_err(|m| err("download_failed", m))?;
@@ -289,7 +301,9 @@ pub fn resume_all(d: &Arc<Daemon>) {
                 };
                 let mut buf = Vec::new();
                 let have = match &list {
-                    Some(l) => (0..n).map(|i| disk::piece_matches(&f, meta.size, i, &l[i as usize], &mut buf)).collect(),
+                    Some(l) => {
+                        (0..n).map(|i| disk::piece_matches(&f, meta.size, i, &l[i as usize], &mut buf)).collect()
+                    }
                     None => vec![false; n as usize],
                 };
                 Ok((f, list, have))

@@ -104,11 +104,13 @@ mod tests {
     use super::*;
 
     fn list(n: u32) -> Vec<PieceHash> {
-        (0..n).map(|i| {
-            let mut h = [0u8; 20];
-            h[..4].copy_from_slice(&i.to_be_bytes());
-            h
-        }).collect()
+        (0..n)
+            .map(|i| {
+                let mut h = [0u8; 20];
+                h[..4].copy_from_slice(&i.to_be_bytes());
+                h
+            })
+            .collect()
     }
 
     /// Serves `fetch` from `list` the way an honest sharer does; returns the requests seen.
@@ -185,6 +187,12 @@ mod tests {
         assert_eq!(f.next_request(), None);
         let hashes = vec![[0; 20]; MAX_PIECE_LIST_HASHES_PER_FRAME];
         f.on_answer(n, 0, hashes).unwrap();
-        assert_eq!(f.next_request(), Some((LIST_PIPELINE_DEPTH as u32 * MAX_PIECE_LIST_HASHES_PER_FRAME as u32, MAX_PIECE_LIST_HASHES_PER_FRAME as u32)));
+        assert_eq!(
+            f.next_request(),
+            Some((
+                LIST_PIPELINE_DEPTH as u32 * MAX_PIECE_LIST_HASHES_PER_FRAME as u32,
+                MAX_PIECE_LIST_HASHES_PER_FRAME as u32
+            ))
+        );
     }
 }

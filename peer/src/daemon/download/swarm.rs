@@ -102,7 +102,11 @@ pub async fn run(d: Arc<Daemon>, live: Arc<Live>) {
             });
         }
         if connected.is_empty() && last_progress.elapsed() > Duration::from_millis(NO_PROGRESS_TIMEOUT_MS) {
-            finish_failed(&d, &live, &format!("no sharer answered for {} s ({last_error})", NO_PROGRESS_TIMEOUT_MS / 1000));
+            finish_failed(
+                &d,
+                &live,
+                &format!("no sharer answered for {} s ({last_error})", NO_PROGRESS_TIMEOUT_MS / 1000),
+            );
             return;
         }
         // Wait for a connection to end, or for the next refresh.
@@ -179,7 +183,8 @@ async fn finish_complete(d: &Arc<Daemon>, live: &Arc<Live>) {
         // crash before it is caught by the whole-file check of a resumed download, since the
         // `.part` file is re-verified piece by piece at the next start.
         drop(part);
-        let got = crate::hashing::file_sha1(&part_path).map_err(|e| format!("cannot read {}: {e}", part_path.display()))?;
+        let got =
+            crate::hashing::file_sha1(&part_path).map_err(|e| format!("cannot read {}: {e}", part_path.display()))?;
         if got != want {
             return Err(format!("whole-file SHA-1 is {got}, expected {want}"));
         }
@@ -222,8 +227,14 @@ mod tests {
     #[test]
     fn the_failure_names_every_sharer_and_the_cause() {
         let mut banned = HashMap::new();
-        banned.insert("127.0.0.1:2".to_string(), Ban::List("it sent a piece list of 3 hashes for a file of 4 pieces".into()));
-        banned.insert("127.0.0.1:1".to_string(), Ban::List("its piece list hashes to aa, the tracker's piece_list_sha1 is bb".into()));
+        banned.insert(
+            "127.0.0.1:2".to_string(),
+            Ban::List("it sent a piece list of 3 hashes for a file of 4 pieces".into()),
+        );
+        banned.insert(
+            "127.0.0.1:1".to_string(),
+            Ban::List("its piece list hashes to aa, the tracker's piece_list_sha1 is bb".into()),
+        );
         let m = all_banned_message(&banned);
         assert!(m.starts_with("the piece list did not match"), "{m}");
         assert!(m.find("127.0.0.1:1").unwrap() < m.find("127.0.0.1:2").unwrap(), "sorted: {m}");

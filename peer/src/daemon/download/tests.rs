@@ -111,7 +111,11 @@ async fn an_honest_list_is_verified_stored_and_used() {
 async fn a_wrong_or_short_list_ends_the_connection_before_any_piece() {
     let tmp = tempfile::tempdir().unwrap();
     let bytes = data(LEN, 2);
-    for (i, (fault, says)) in [(BadPieceList::Corrupt, "piece_list_sha1"), (BadPieceList::Short, "3 hashes for a file of 4 pieces")].into_iter().enumerate() {
+    for (i, (fault, says)) in
+        [(BadPieceList::Corrupt, "piece_list_sha1"), (BadPieceList::Short, "3 hashes for a file of 4 pieces")]
+            .into_iter()
+            .enumerate()
+    {
         let faults = Faults { bad_piece_list: Some(fault), ..Faults::default() };
         let (_s, addr, meta) = sharer(&tmp.path().join(format!("s{i}")), &bytes, faults).await;
         let (d, live) = downloader(&tmp.path().join(format!("d{i}")), &meta);
