@@ -368,6 +368,26 @@ impl HttpResponse {
     }
 }
 
+/// A raw request with an optional session token and idempotency key; the node must answer.
+pub fn http_as(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> HttpResponse {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    if let Some(k) = key {
+        headers.push(("idempotency-key", k));
+    }
+    http(addr, method, path, &headers, body).unwrap_or_else(|| panic!("{addr} did not answer {method} {path}"))
+}
+
 /// A plain HTTP/1.1 request (no redirects followed, 2 s timeouts). `None` when the node cannot be
 /// reached or the answer is not HTTP.
 pub fn http(

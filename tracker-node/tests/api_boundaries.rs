@@ -12,20 +12,11 @@ fn last_log_index(cluster: &Cluster, id: u64) -> u64 {
 }
 
 fn post(addr: &str, path: &str, token: Option<&str>, key: Option<&str>, body: &str) -> HttpResponse {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("authorization", a));
-    }
-    if let Some(k) = key {
-        headers.push(("idempotency-key", k));
-    }
-    http(addr, "POST", path, &headers, Some(body)).expect("the node answers")
+    http_as(addr, "POST", path, token, key, Some(body))
 }
 
 fn delete(addr: &str, path: &str, token: &str, key: &str) -> HttpResponse {
-    let auth = format!("Bearer {token}");
-    http(addr, "DELETE", path, &[("authorization", &auth), ("idempotency-key", key)], None).expect("the node answers")
+    http_as(addr, "DELETE", path, Some(token), Some(key), None)
 }
 
 /// Sends a raw request and returns the status and the parsed JSON body.

@@ -10,26 +10,6 @@ use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A raw request with an optional session token and idempotency key; the node must answer.
-fn call(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    key: Option<&str>,
-    body: Option<&str>,
-) -> HttpResponse {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("authorization", a));
-    }
-    if let Some(k) = key {
-        headers.push(("idempotency-key", k));
-    }
-    http(addr, method, path, &headers, body).unwrap_or_else(|| panic!("{addr} did not answer {method} {path}"))
-}
-
 /// Sends a request to `addr` and follows 307s to the leader (a raw client doing what the API
 /// says), waiting out the 503s of an election. Returns the first other answer and the statuses
 /// seen before it.
@@ -37,7 +17,7 @@ fn follow(addr: &str, method: &str, path: &str, token: Option<&str>, body: Optio
     let mut addr = addr.to_string();
     let mut seen = Vec::new();
     for _ in 0..100 {
-        let r = call(&addr, method, path, token, None, body);
+        let r = http_as(&addr, method, path, token, None, body);
         match r.status {
             307 => {
                 let location = r.header("location").expect("a 307 has a Location").to_string();
@@ -58,11 +38,11 @@ fn ok(r: HttpResponse) -> Value {
 }
 
 fn register(addr: &str, user: &str, password: &str) {
-    ok(call(addr, "POST", "/v1/users", None, None, Some(&json!({"user": user, "password": password}).to_string())));
+    ok(http_as(addr, "POST", "/v1/users", None, None, Some(&json!({"user": user, "password": password}).to_string())));
 }
 
 fn login(addr: &str, user: &str, password: &str) -> String {
-    let v = ok(call(
+    let v = ok(http_as(
         addr,
         "POST",
         "/v1/sessions",
@@ -100,10 +80,10 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
     let alice = login(api, "alice", "alice-password");
     let bob = login(api, "bob", "bob-password");
     let carol = login(api, "carol", "carol-password");
-    ok(call(api, "POST", "/v1/groups", Some(&alice), None, Some(r#"{"group":"team"}"#)));
-    ok(call(api, "POST", "/v1/groups/team/requests", Some(&bob), None, None));
-    ok(call(api, "POST", "/v1/groups/team/members", Some(&alice), None, Some(r#"{"user":"bob"}"#)));
-    ok(call(
+    ok(http_as(api, "POST", "/v1/groups", Some(&alice), None, Some(r#"{"group":"team"}"#)));
+    ok(http_as(api, "POST", "/v1/groups/team/requests", Some(&bob), None, None));
+    ok(http_as(api, "POST", "/v1/groups/team/members", Some(&alice), None, Some(r#"{"user":"bob"}"#)));
+    ok(http_as(
         api,
         "POST",
         "/v1/groups/team/files",
@@ -111,7 +91,7 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
         None,
         Some(&upload_body("doc.txt", 1000, &"a".repeat(40))),
     ));
-    ok(call(api, "POST", "/v1/groups", Some(&alice), Some("key-1"), Some(r#"{"group":"keyed"}"#)));
+    ok(http_as(api, "POST", "/v1/groups", Some(&alice), Some("key-1"), Some(r#"{"group":"keyed"}"#)));
 
     let forged = "ab".repeat(32);
     let admin = r#"{"action":"remove","id":1,"api":"127.0.0.1:1","raft":"127.0.0.1:2"}"#;
@@ -170,7 +150,7 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
     }
     let mut wrong = Vec::new();
     for (code, status, method, path, token, key, body) in &cases {
-        let r = call(api, method, path, *token, *key, *body);
+        let r = http_as(api, method, path, *token, *key, *body);
         let v = r.json();
         let shaped = v["error"]["code"] == *code && v["error"]["message"].as_str().is_some_and(|m| !m.is_empty());
         let json_type = r.header("content-type").is_some_and(|t| t.starts_with("application/json"));
@@ -184,7 +164,7 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
     // is 429 with Retry-After, even with the right password (it gets no password check).
     register(api, "eve", "eve-password");
     let as_eve = |pw: &str| {
-        call(api, "POST", "/v1/sessions", None, None, Some(&json!({"user": "eve", "password": pw}).to_string()))
+        http_as(api, "POST", "/v1/sessions", None, None, Some(&json!({"user": "eve", "password": pw}).to_string()))
     };
     let mut statuses = Vec::new();
     while statuses.len() < 6 && statuses.last() != Some(&429) {
@@ -228,7 +208,7 @@ fn whoami_names_the_session_user_through_the_leader_until_logout() {
     // A follower sends the read to the leader (reads see every acknowledged write).
     let (leader, term) = cluster.wait_stable_leader();
     let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
-    let r = call(cluster.api(follower), "GET", "/v1/session", Some(&alice), None, None);
+    let r = http_as(cluster.api(follower), "GET", "/v1/session", Some(&alice), None, None);
     if cluster.stable_view().is_some_and(|(l, t, _)| (l, t) == (leader, term)) {
         assert_eq!(r.status, 307, "{r:?}");
         assert_eq!(r.header("location"), Some(format!("http://{}/v1/session", cluster.api(leader)).as_str()));

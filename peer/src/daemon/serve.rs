@@ -72,12 +72,10 @@ enum Source {
 }
 
 /// Error codes of the `error` frame (docs/PROTOCOL.md).
-const E_VERSION: u16 = 1;
-const E_UNEXPECTED: u16 = 2;
-const E_LOGGED_OUT: u16 = 3;
-const E_NOT_SHARED: u16 = 4;
-const E_LIST_NOT_YET: u16 = 5;
-const E_BAD_RANGE: u16 = 6;
+use proto::piece::error_code::{
+    BAD_RANGE as E_BAD_RANGE, LIST_NOT_YET as E_LIST_NOT_YET, LOGGED_OUT as E_LOGGED_OUT, NOT_SHARED as E_NOT_SHARED,
+    UNEXPECTED as E_UNEXPECTED, VERSION as E_VERSION,
+};
 
 impl Source {
     fn num_pieces(&self) -> u64 {

@@ -49,3 +49,20 @@ mod tests {
         assert_eq!(piece_count(PIECE_LEN_BYTES + 1), 2);
     }
 }
+
+/// Codes of the `error` frame (docs/PROTOCOL.md, "Messages"), shared by the sharer that sends
+/// them and anything that reads them.
+pub mod error_code {
+    /// The handshake names a protocol version this peer does not speak.
+    pub const VERSION: u16 = 1;
+    /// A message that is not allowed at this point of the connection.
+    pub const UNEXPECTED: u16 = 2;
+    /// This peer is logged out: its shares are paused.
+    pub const LOGGED_OUT: u16 = 3;
+    /// This peer does not share that file (in that group).
+    pub const NOT_SHARED: u16 = 4;
+    /// This peer has not verified the file's piece list yet (it is downloading it).
+    pub const LIST_NOT_YET: u16 = 5;
+    /// A `piece_list_request` past the end of the list.
+    pub const BAD_RANGE: u16 = 6;
+}

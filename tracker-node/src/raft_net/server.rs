@@ -60,24 +60,51 @@ fn malformed(e: wire::WireError) -> Response {
     (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
+/// One Raft RPC: the secret (when set), the body's decoding, the sender check, then openraft.
+async fn serve_rpc<Req, Resp, Fut>(
+    s: RaftState,
+    peer: PeerNode,
+    headers: HeaderMap,
+    body: Bytes,
+    rpc: &str,
+    decode: impl FnOnce(&[u8]) -> Result<Req, wire::WireError>,
+    sender_of: impl FnOnce(&Req) -> &openraft::Vote<NodeId>,
+    handle: impl FnOnce(Raft, Req) -> Fut,
+) -> Response
+where
+    Resp: Serialize,
+    Fut: std::future::Future<Output = Resp>,
+{
+    if let Err(r) = check_secret(&s, &headers) {
+        return r;
+    }
+    let req = match decode(&body) {
+        Ok(req) => req,
+        Err(e) => return malformed(e),
+    };
+    if let Err(r) = check_sender(peer, sender_of(&req), rpc) {
+        return r;
+    }
+    reply(&handle(s.raft, req).await)
+}
+
 async fn append(
     State(s): State<RaftState>,
     Extension(peer): Extension<PeerNode>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_secret(&s, &headers) {
-        return r;
-    }
-    match wire::decode_append(&body) {
-        Ok(req) => {
-            if let Err(r) = check_sender(peer, &req.vote, "append") {
-                return r;
-            }
-            reply(&s.raft.append_entries(req).await)
-        }
-        Err(e) => malformed(e),
-    }
+    serve_rpc(
+        s,
+        peer,
+        headers,
+        body,
+        "append",
+        wire::decode_append,
+        |r| &r.vote,
+        |raft, req| async move { raft.append_entries(req).await },
+    )
+    .await
 }
 
 async fn vote(
@@ -86,18 +113,17 @@ async fn vote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_secret(&s, &headers) {
-        return r;
-    }
-    match wire::decode::<openraft::raft::VoteRequest<NodeId>>(&body) {
-        Ok(req) => {
-            if let Err(r) = check_sender(peer, &req.vote, "vote") {
-                return r;
-            }
-            reply(&s.raft.vote(req).await)
-        }
-        Err(e) => malformed(e),
-    }
+    serve_rpc(
+        s,
+        peer,
+        headers,
+        body,
+        "vote",
+        wire::decode::<openraft::raft::VoteRequest<NodeId>>,
+        |r| &r.vote,
+        |raft, req| async move { raft.vote(req).await },
+    )
+    .await
 }
 
 async fn snapshot(
@@ -106,16 +132,15 @@ async fn snapshot(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_secret(&s, &headers) {
-        return r;
-    }
-    match wire::decode_snapshot(&body) {
-        Ok(req) => {
-            if let Err(r) = check_sender(peer, &req.vote, "snapshot chunk") {
-                return r;
-            }
-            reply(&s.raft.install_snapshot(req).await)
-        }
-        Err(e) => malformed(e),
-    }
+    serve_rpc(
+        s,
+        peer,
+        headers,
+        body,
+        "snapshot chunk",
+        wire::decode_snapshot,
+        |r| &r.vote,
+        |raft, req| async move { raft.install_snapshot(req).await },
+    )
+    .await
 }
