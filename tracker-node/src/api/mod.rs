@@ -207,7 +207,11 @@ impl AppState {
         // Nothing unchecked reaches the log: a forged session, a bad name or a reused key is
         // refused here, by the leader, against its applied state. A follower skips the check
         // (raft answers it with the leader's address); apply checks everything again.
-        if self.is_leader() {
+        if self.is_leader() && self.sm.read(|d| d.state.precheck(&req)).is_err() {
+            // A new leader may not have applied everything committed before its term yet: a
+            // refusal is only answered once the read index confirms the state it is based on
+            // (a pass needs no confirmation: apply checks again).
+            self.linearizable().await?;
             if let Err(refusal) = self.sm.read(|d| d.state.precheck(&req)) {
                 self.metrics.observe_precheck_refusal(kind);
                 return Err(ApiError::Refused(refusal));
