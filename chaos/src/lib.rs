@@ -161,6 +161,13 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
     let fin = rt.block_on(final_state(&clients));
     let history = shared.history.lock().unwrap().clone();
     let verdict = checker::check(&history, &fin);
+    if let Some(path) = std::env::var_os("CHAOS_HISTORY_OUT") {
+        // The whole history and the faults with their times, for reading a failed run by hand.
+        let dump = serde_json::json!({"history": history, "faults": faults});
+        if let Err(e) = std::fs::write(&path, serde_json::to_vec(&dump).unwrap_or_default()) {
+            eprintln!("cannot write the history to {}: {e}", std::path::Path::new(&path).display());
+        }
+    }
     Ok(Report {
         ops: count_ops(&history),
         faults: faults.iter().fold(BTreeMap::new(), |mut m, f| {

@@ -255,3 +255,47 @@ fn five_nodes_survive_two_down_and_refuse_writes_clearly_with_three_down() {
     assert_eq!(names, vec!["before", "recovered", "two_down"]);
     cluster.wait_converged(WAIT);
 }
+
+/// Every node SIGKILLed right after a burst of writes and restarted at once: the old leader may
+/// resume leading in its term without an election (openraft 0.9), and its first reads must
+/// still see every write acknowledged before the crash (AppState::linearizable's read index;
+/// docs/RELIABILITY.md, "What the runs taught us").
+#[test]
+fn reads_right_after_a_whole_cluster_restart_see_every_acknowledged_write() {
+    let mut cluster = Cluster::start(3);
+    let rt = runtime();
+    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..4 {
+        cluster.wait_stable_leader();
+        // Writes in flight up to the kill: the ones acknowledged are the ones to look for.
+        let names: Vec<String> = (0..40).map(|i| format!("r{round}_g{i}")).collect();
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writes = {
+            let (admin, acked) = (admin.clone(), acked.clone());
+            rt.spawn(async move {
+                for n in names {
+                    if admin.create_group(&n).await.is_ok() {
+                        acked.lock().unwrap().push(n);
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(150));
+        for id in cluster.ids() {
+            cluster.kill(id);
+        }
+        // A write cut off by the kill has an unknown outcome: only the acknowledged ones count.
+        writes.abort();
+        let _ = rt.block_on(writes);
+        acknowledged.extend(acked.lock().unwrap().drain(..));
+        for id in cluster.ids() {
+            cluster.start_node(id);
+        }
+        // The first read that succeeds after the restart.
+        let seen = rt.block_on(group_names(&admin));
+        let missing: Vec<&String> = acknowledged.iter().filter(|g| !seen.contains(g)).collect();
+        assert!(missing.is_empty(), "round {round}: a read right after the restart missed {missing:?}");
+    }
+    assert!(acknowledged.len() >= 4, "writes were acknowledged before the kills: {}", acknowledged.len());
+}

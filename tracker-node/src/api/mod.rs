@@ -259,16 +259,44 @@ impl AppState {
 
     /// Waits until this node, as leader, has applied everything committed before the call
     /// (read index); a follower answers with the leader's address.
+    ///
+    /// The read index is the larger of openraft's and this leader's last log index as it was
+    /// before leadership is confirmed. openraft 0.9 alone is not enough after a restart: a
+    /// leader that restarts without losing its term (every node killed and restarted at once)
+    /// resumes leading with its `committed` reset and takes the *first* entry of its term as
+    /// the read index, so writes of that term acknowledged before the crash can be missing
+    /// from a read until the leader commits again (the chaos checker caught it as a stale read
+    /// right after `kill_all`). Every acknowledged write is in the leader's log, so waiting for
+    /// the last index sampled before the confirmation covers them; it costs a read at most the
+    /// commit of writes already in flight.
     pub async fn linearizable(&self) -> ApiResult<()> {
         self.quorum_contact()?;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(COMMIT_TIMEOUT_MS);
+        let floor = {
+            let m = self.raft.metrics().borrow().clone();
+            if m.current_leader == Some(self.id) {
+                m.last_log_index
+            } else {
+                None
+            }
+        };
         let mut attempt = 0u32;
         loop {
             let read = tokio::time::timeout_at(deadline, self.raft.ensure_linearizable()).await.map_err(|_| {
                 ApiError::Unavailable("no quorum of tracker nodes confirmed this leader in time".into())
             })?;
             match read {
-                Ok(_) => return Ok(()),
+                Ok(read_log_id) => {
+                    if floor > read_log_id.map(|l| l.index) {
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        self.raft.wait(Some(left)).applied_index_at_least(floor, "read index").await.map_err(|_| {
+                            ApiError::Unavailable(
+                                "this leader did not apply its log in time (no quorum of tracker nodes?)".into(),
+                            )
+                        })?;
+                    }
+                    return Ok(());
+                }
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => return Err(ApiError::forward(&f)),
                 // openraft gives each confirmation round one heartbeat interval; on a loaded
                 // machine a round can miss it while the quorum is fine. A read is safe to
