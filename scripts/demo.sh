@@ -82,11 +82,11 @@ kill -9 "${NODE_PID[$L]}"
 wait "${NODE_PID[$L]}" 2>/dev/null || true
 echo "   killed node $L (SIGKILL)"
 for _ in $(seq 1 600); do
-  state=$(peer_bob show_downloads)
+  state=$(peer_bob show_downloads --all)
   case "$state" in *"[C]"*|*"[F]"*) break ;; esac
   sleep 0.1
 done
-peer_bob show_downloads
+peer_bob show_downloads --all
 NEW=$(wait_leader)
 echo "   new leader: node $NEW"
 "$BIN/tracker-node" status --config "$WORK/cluster.toml"

@@ -380,7 +380,8 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
                 sha1: hex40(seed << 1 | 1),
             };
             let peer = format!("127.0.0.1:{}", 20_000 + u);
-            async move { c.upload(&group_name(j), file, &peer).await.map(|_| ()).map_err(failure) }
+            let key = format!("{:064x}", u + 1);
+            async move { c.upload(&group_name(j), file, &peer, &key).await.map(|_| ()).map_err(failure) }
         }
     };
     let t0 = term_and_leader(&cluster);

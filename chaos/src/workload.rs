@@ -195,7 +195,8 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
             };
             let Some(group) = pick else { continue };
             let file = format!("f{id}x{n}");
-            let r = client.upload(&group, fake_meta(&file, (id as u64) << 32 | n), "127.0.0.1:9").await;
+            let r =
+                client.upload(&group, fake_meta(&file, (id as u64) << 32 | n), "127.0.0.1:9", &"c".repeat(64)).await;
             done = shared.now_ms();
             if r.is_ok() {
                 shared.registry.lock().unwrap().uploads.push((id, group.clone(), file.clone()));

@@ -1,5 +1,7 @@
 //! The control protocol between the CLI and its HOME's daemon: one JSON request per line on
-//! the Unix socket `HOME/daemon.sock`, one JSON response line back.
+//! the Unix socket `HOME/daemon.sock`, one JSON response line back. The socket is 0600 and the
+//! daemon answers only callers of its own uid (SO_PEERCRED); anyone else gets one `Error` line
+//! with code `not_allowed`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,12 +26,44 @@ pub enum ControlRequest {
         group: String,
         meta: FileMetaBody,
     },
+    /// Download `name` of `group` to `dest`, an absolute file path (DEST/NAME resolved by the CLI).
     Download {
         group: String,
         name: String,
         dest: String,
+        /// Replace whatever is at `dest` (a file or a symlink itself, never a symlink's target).
+        /// Without it, an existing `dest` is `dest_exists` unless it already holds this file.
+        #[serde(default)]
+        force: bool,
     },
     ShowDownloads,
+    /// The download to `dest` (absolute file path), for a CLI that waits for it to end: the
+    /// answer is its row, or none (then whether it was cancelled).
+    Watch {
+        dest: String,
+    },
+    /// Stop the active (downloading or paused) download(s) of `name` in `group` and delete the `.part`.
+    Cancel {
+        group: String,
+        name: String,
+    },
+    /// Stop fetching, keep the `.part` and its verified pieces: state `paused`, across restarts.
+    Pause {
+        group: String,
+        name: String,
+    },
+    /// Continue a paused download from its verified pieces.
+    Resume {
+        group: String,
+        name: String,
+    },
+    /// Drop the complete or failed download(s) of `name` in `group` from the table.
+    Forget {
+        group: String,
+        name: String,
+    },
+    /// What this daemon shares.
+    ListShares,
     StopShare {
         group: String,
         name: String,
@@ -47,6 +81,23 @@ pub struct DownloadRow {
     pub bytes_done: u64,
     pub size: u64,
     pub error: Option<String>,
+    /// Bytes per second over the last few seconds (0 unless downloading).
+    #[serde(default)]
+    pub rate_bytes_per_s: u64,
+    /// Sharers this download is connected to now.
+    #[serde(default)]
+    pub peers: usize,
+}
+
+/// One file this daemon shares (`list-shares`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShareRow {
+    pub group: String,
+    pub name: String,
+    pub size: u64,
+    pub sha1: String,
+    /// Absolute path of the local copy.
+    pub path: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +106,8 @@ pub enum ControlResponse {
     Pong { pid: u32, peer_addr: String },
     Ok { fields: serde_json::Value },
     Downloads { rows: Vec<DownloadRow> },
+    Watch { row: Option<DownloadRow>, cancelled: bool },
+    Shares { rows: Vec<ShareRow> },
     Error { code: String, message: String },
 }
 

@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod hashing;
 pub mod home;
+pub mod identity;
 pub mod piece_lists;
 pub mod progress;
 pub mod shell;

@@ -42,7 +42,7 @@ impl PieceListStore {
         if parse_sha1_hex(key) != Some(piece_list_sha1(hashes)) {
             return Err(invalid(format!("the piece list does not hash to {key}")));
         }
-        fs::create_dir_all(&self.dir)?;
+        crate::home::create_private_dir(&self.dir)?;
         // The CLI and the daemon may store the same list at once: each writes its own temporary.
         let tmp = self.dir.join(format!(".{}.{}.tmp", std::process::id(), uuid::Uuid::new_v4().simple()));
         let result = (|| {

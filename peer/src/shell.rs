@@ -24,10 +24,16 @@ const HELP: &str = "commands:
   list_groups
   list_requests GROUP
   accept_request GROUP USER
+  remove_member GROUP USER
   upload_file PATH GROUP
   download_file GROUP NAME DEST
   list_files GROUP
-  show_downloads
+  show_downloads                   [D] downloading, [P] paused, [C] complete, [F] failed
+  pause GROUP NAME                 stop fetching; the .part and its verified pieces stay
+  resume GROUP NAME                continue a paused download
+  cancel GROUP NAME                stop a download and delete its .part
+  forget GROUP NAME                drop a complete or failed download from show_downloads
+  list_shares                      what this peer shares, per group
   stop_share GROUP NAME
   quit
 A password left out is asked for (without echo on a terminal).";
@@ -126,13 +132,23 @@ fn parse(words: &[String]) -> Result<Line, String> {
             want(2, "accept_request GROUP USER")?;
             Line::Run(Command::AcceptRequest { group: a(0), user: a(1) })
         }
+        "remove_member" => {
+            want(2, "remove_member GROUP USER")?;
+            Line::Run(Command::RemoveMember { group: a(0), user: a(1) })
+        }
         "upload_file" => {
             want(2, "upload_file PATH GROUP")?;
             Line::Run(Command::Upload { file: PathBuf::from(a(0)), group: a(1) })
         }
         "download_file" => {
             want(3, "download_file GROUP NAME DEST")?;
-            Line::Run(Command::Download { group: a(0), name: a(1), dest: PathBuf::from(a(2)), detach: true })
+            Line::Run(Command::Download {
+                group: a(0),
+                name: a(1),
+                dest: PathBuf::from(a(2)),
+                detach: true,
+                force: false,
+            })
         }
         "list_files" => {
             want(1, "list_files GROUP")?;
@@ -140,7 +156,27 @@ fn parse(words: &[String]) -> Result<Line, String> {
         }
         "show_downloads" => {
             want(0, "show_downloads")?;
-            Line::Run(Command::ShowDownloads)
+            Line::Run(Command::ShowDownloads { all: true })
+        }
+        "pause" => {
+            want(2, "pause GROUP NAME")?;
+            Line::Run(Command::Pause { group: a(0), name: a(1) })
+        }
+        "resume" => {
+            want(2, "resume GROUP NAME")?;
+            Line::Run(Command::Resume { group: a(0), name: a(1) })
+        }
+        "cancel" => {
+            want(2, "cancel GROUP NAME")?;
+            Line::Run(Command::Cancel { group: a(0), name: a(1) })
+        }
+        "forget" => {
+            want(2, "forget GROUP NAME")?;
+            Line::Run(Command::Forget { group: a(0), name: a(1) })
+        }
+        "list_shares" => {
+            want(0, "list_shares")?;
+            Line::Run(Command::ListShares)
         }
         "stop_share" => {
             want(2, "stop_share GROUP NAME")?;
@@ -261,6 +297,23 @@ mod tests {
         ));
         assert!(matches!(parse(&w("login alice")).unwrap(), Line::Login(_, None)));
         assert!(parse(&w("accept_request g")).is_err());
+        assert!(matches!(parse(&w("remove_member g bob")).unwrap(), Line::Run(Command::RemoveMember { .. })));
+        assert!(parse(&w("remove_member g")).is_err());
         assert!(parse(&w("frobnicate")).is_err());
+        // show_downloads lists every download, as the original did.
+        assert!(matches!(parse(&w("show_downloads")).unwrap(), Line::Run(Command::ShowDownloads { all: true })));
+    }
+
+    #[test]
+    fn download_management_words_parse() {
+        let w = |s: &str| split_words(s).unwrap();
+        assert!(matches!(parse(&w("pause g f.bin")).unwrap(), Line::Run(Command::Pause { .. })));
+        assert!(matches!(parse(&w("resume g f.bin")).unwrap(), Line::Run(Command::Resume { .. })));
+        assert!(matches!(parse(&w("cancel g f.bin")).unwrap(), Line::Run(Command::Cancel { .. })));
+        assert!(matches!(parse(&w("forget g f.bin")).unwrap(), Line::Run(Command::Forget { .. })));
+        assert!(matches!(parse(&w("list_shares")).unwrap(), Line::Run(Command::ListShares)));
+        for bad in ["pause g", "resume", "cancel g f x", "forget", "list_shares g"] {
+            assert!(matches!(parse(&w(bad)), Err(e) if e.starts_with("usage: ")), "{bad}");
+        }
     }
 }

@@ -1,15 +1,12 @@
 //! Parts of the peer's contract (the shared CONTRACT.md and docs/PROTOCOL.md) checked with real
 //! processes: where options may go, `--home` / `PEER_HOME` / `PEER_TRACKERS`, the password
-//! prompt, DEST as a file path, exit 2 on bad flags for every command, and the piece server's
-//! error codes and connection cap, spoken to by a raw TCP client.
+//! prompt, DEST as a file path, exit 2 on bad flags for every command. The piece server's error
+//! codes and connection bounds are piece_server.rs.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use proto::piece::{decode, encode, Message};
 use testkit::*;
 
 /// `peer ARGS` with exactly the environment given (PEER_* cleared first), in `cwd`.
@@ -172,118 +169,4 @@ fn dest_given_as_a_file_path_is_where_the_file_lands() {
     let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["other-name.pdf"], "only the file itself, no .part left");
     assert_eq!(bob.downloads()[0]["dest"], target.to_str().unwrap());
-}
-
-// ---- The piece server, spoken to by a raw client. ----
-
-fn send(s: &mut TcpStream, m: &Message) {
-    let mut buf = Vec::new();
-    encode(m, &mut buf);
-    s.write_all(&buf).unwrap();
-}
-
-/// The next message, or `None` when the connection closes or `timeout` passes first.
-fn recv(s: &mut TcpStream, pending: &mut Vec<u8>, timeout: Duration) -> Option<Message> {
-    s.set_read_timeout(Some(timeout)).unwrap();
-    loop {
-        if let Some((m, used)) = decode(pending).expect("a well-formed frame") {
-            pending.drain(..used);
-            return Some(m);
-        }
-        let mut chunk = [0u8; 65536];
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => pending.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-fn handshake(version: u16, file_sha1: [u8; 20], group: &str) -> Message {
-    Message::Handshake {
-        protocol_version: version,
-        file_sha1,
-        group: group.into(),
-        user: "raw".into(),
-        peer_id: [7; 16],
-        ticket: vec![],
-    }
-}
-
-/// Sends `first` on a new connection; the server's error code, after which it must close.
-fn error_code_for(addr: &str, first: &Message) -> u16 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    send(&mut s, first);
-    let mut pending = Vec::new();
-    let code = match recv(&mut s, &mut pending, Duration::from_secs(10)) {
-        Some(Message::Error { code, message }) => {
-            assert!(!message.is_empty());
-            code
-        }
-        other => panic!("expected an error for {first:?}, got {other:?}"),
-    };
-    assert_eq!(recv(&mut s, &mut pending, Duration::from_secs(10)), None, "the server closes after an error");
-    code
-}
-
-#[test]
-fn the_piece_server_answers_errors_1_to_4_and_serves_at_most_64_connections() {
-    let cluster = Cluster::start(3);
-    let mut alice = Peer::new(&cluster, "alice");
-    alice.start_daemon();
-    alice.register_and_login("alice");
-    alice.ok(&["create-group", "g"]);
-    let (path, sha1) = random_file(cluster.dir.path(), "f.bin", 3 * 512 * 1024, 9);
-    alice.ok(&["upload", path.to_str().unwrap(), "g"]);
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(alice.home.join("daemon.json")).unwrap()).unwrap();
-    let addr = info["peer_addr"].as_str().unwrap().to_string();
-    let sha: [u8; 20] = hex::decode(&sha1).unwrap().try_into().unwrap();
-
-    // A good handshake is answered with a handshake and a full bitfield.
-    let good = || {
-        let mut s = TcpStream::connect(&addr).unwrap();
-        send(&mut s, &handshake(2, sha, "g"));
-        let mut pending = Vec::new();
-        assert!(matches!(
-            recv(&mut s, &mut pending, Duration::from_secs(10)),
-            Some(Message::Handshake { protocol_version: 2, .. })
-        ));
-        assert_eq!(
-            recv(&mut s, &mut pending, Duration::from_secs(10)),
-            Some(Message::Bitfield { num_pieces: 3, bits: vec![0b1110_0000] })
-        );
-        s
-    };
-    drop(good());
-
-    assert_eq!(error_code_for(&addr, &handshake(1, sha, "g")), 1, "another protocol version");
-    assert_eq!(error_code_for(&addr, &handshake(3, sha, "g")), 1, "another protocol version");
-    assert_eq!(error_code_for(&addr, &Message::Request { piece: 0 }), 2, "a request before the handshake");
-    assert_eq!(error_code_for(&addr, &handshake(2, [0; 20], "g")), 4, "a file it does not share");
-    assert_eq!(error_code_for(&addr, &handshake(2, sha, "other-group")), 4, "a file it shares in another group only");
-
-    // 64 connections are served at once; the 65th waits for a slot (it is not answered) and is
-    // served as soon as one closes.
-    let mut held: Vec<TcpStream> = (0..64).map(|_| good()).collect();
-    let mut waiting = TcpStream::connect(&addr).unwrap();
-    send(&mut waiting, &handshake(2, sha, "g"));
-    let mut pending = Vec::new();
-    assert_eq!(
-        recv(&mut waiting, &mut pending, Duration::from_secs(2)),
-        None,
-        "a 65th connection is not served while 64 are"
-    );
-    assert!(pending.is_empty());
-    drop(held.pop());
-    assert!(
-        matches!(recv(&mut waiting, &mut pending, Duration::from_secs(10)), Some(Message::Handshake { .. })),
-        "the waiting connection is served once a slot frees"
-    );
-    assert!(matches!(recv(&mut waiting, &mut pending, Duration::from_secs(10)), Some(Message::Bitfield { .. })));
-    drop(held);
-    drop(waiting);
-
-    // Logged out: its shares are paused, error 3.
-    alice.ok(&["logout"]);
-    assert_eq!(error_code_for(&addr, &handshake(2, sha, "g")), 3, "a logged-out peer");
 }

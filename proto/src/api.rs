@@ -118,13 +118,19 @@ pub struct FileMetaBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRequest {
     pub file: FileMetaBody,
-    /// Where this peer's daemon serves pieces (`host:port`).
+    /// Where this peer's daemon serves pieces (`host:port`). The tracker keeps only the port:
+    /// the host it records is the address the request came from.
     pub peer_addr: String,
+    /// This peer's channel key: an Ed25519 public key as 64 hex characters.
+    pub peer_key: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnounceRequest {
+    /// `host:port`; as for an upload, only the port is kept, the host is the request's source.
     pub peer_addr: String,
+    /// This peer's channel key: an Ed25519 public key as 64 hex characters.
+    pub peer_key: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +146,34 @@ pub struct FileRow {
 pub struct SharerRow {
     pub user: String,
     pub peer_addr: String,
+    /// The sharer's channel key (64 lowercase hex): a downloader checks that the peer at
+    /// `peer_addr` holds it.
+    pub peer_key: String,
+}
+
+/// `POST /v1/groups/{group}/files/{name}/ticket`: a ticket for this peer's channel key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRequest {
+    /// The asking peer's channel key: an Ed25519 public key as 64 hex characters.
+    pub peer_key: String,
+}
+
+/// A ticket signed with the cluster's key (`crate::ticket`), for the piece protocol's handshake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketResponse {
+    /// The ticket's bytes as lowercase hex.
+    pub ticket: String,
+    /// When it runs out (unix ms).
+    pub expires_at_ms: u64,
+    /// The whole-file SHA-1 it is for (40 lowercase hex).
+    pub file_sha1: String,
+}
+
+/// `GET /v1/ticket-key`: the public key that tickets are signed with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketKeyResponse {
+    /// Ed25519 public key, 64 lowercase hex characters.
+    pub key: String,
 }
 
 /// A file with everything a download needs.

@@ -29,6 +29,8 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
 pub const DEFAULT_ELECTION_TIMEOUT_MS: (u64, u64) = (150, 300);
 /// The folder, beside the cluster file, where certificates are created when the file names none.
 pub const GENERATED_TLS_DIR: &str = "tls";
+/// The cluster's ticket signing key (Ed25519, PKCS#8 PEM) in a generated or `certs` folder.
+pub const TICKET_KEY_FILE: &str = "ticket.key";
 
 /// Log entries since the last snapshot that trigger a new one, when
 /// `[cluster] snapshot_logs_threshold` is absent.
@@ -62,8 +64,9 @@ pub struct ClusterConfig {
 /// Where the cluster's TLS files are. Paths are resolved against the cluster file's folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TlsSettings {
-    /// The file names no certificate: `tracker-node` creates the CA (`ca.pem`, `ca.key`) and
-    /// each node's pair (`node-<id>.pem`, `node-<id>.key`) in `dir` on a node's first start.
+    /// The file names no certificate: `tracker-node` creates the CA (`ca.pem`, `ca.key`), the
+    /// cluster's ticket key (`ticket.key`) and each node's pair (`node-<id>.pem`,
+    /// `node-<id>.key`) in `dir` on a node's first start.
     Generated { dir: PathBuf },
     /// `[cluster.tls] ca = ...` names the CA certificate(s); each node's `cert` and `key`
     /// default to `node-<id>.pem` and `node-<id>.key` in the CA file's folder.
@@ -73,6 +76,10 @@ pub enum TlsSettings {
         ca_line: usize,
         /// Nodes that name their own `cert` and `key`.
         nodes: BTreeMap<u64, NamedPair>,
+        /// `ticket_key = ...`: the cluster's ticket signing key and the line that names it.
+        /// Required to run a node (see [`ClusterConfig::ticket_key_file`]); optional here so
+        /// that `tracker-node certs` can make it for a file that does not name it yet.
+        ticket_key: Option<(PathBuf, usize)>,
     },
 }
 
@@ -92,7 +99,7 @@ pub struct TlsFile {
     pub path: PathBuf,
     /// The cluster file's line that names it, or that it defaults from.
     pub line: Option<usize>,
-    /// The key that names it: `ca`, `cert` or `key`.
+    /// The key that names it: `ca`, `cert`, `key` or `ticket_key`.
     pub key: &'static str,
 }
 
@@ -204,6 +211,13 @@ pub enum Problem {
     TlsFileUnreadable { key: &'static str, path: PathBuf, reason: String },
     #[error("{key} {} is not usable: {reason}", path.display())]
     TlsFileInvalid { key: &'static str, path: PathBuf, reason: String },
+    #[error(
+        "[cluster.tls] names the cluster's TLS files but no ticket_key; add ticket_key = \"{}\" under [cluster.tls] \
+         (make the key with: tracker-node certs --config FILE, which writes {TICKET_KEY_FILE} beside the CA; copy it, \
+         mode 0600, to every node)",
+        suggested.display()
+    )]
+    NoTicketKey { suggested: PathBuf },
     #[error("{key} {addr} has port 0; list the port the node listens on")]
     ZeroPort { key: &'static str, addr: SocketAddr },
     #[error("duplicate address {addr} (also node {other_id}'s {other_key})")]
@@ -273,6 +287,7 @@ struct RawCluster {
 #[serde(deny_unknown_fields)]
 struct RawTls {
     ca: Spanned<String>,
+    ticket_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -395,7 +410,7 @@ impl ClusterConfig {
                 key: TlsFile { path: dir.join(node_key_file_name(id)), line: None, key: "key" },
                 named: false,
             },
-            TlsSettings::Named { ca, ca_line, nodes } => {
+            TlsSettings::Named { ca, ca_line, nodes, .. } => {
                 let (cert, key) = match nodes.get(&id) {
                     Some(p) => (
                         TlsFile { path: p.cert.clone(), line: Some(p.cert_line), key: "cert" },
@@ -417,6 +432,31 @@ impl ClusterConfig {
                     key,
                     named: true,
                 }
+            }
+        }
+    }
+
+    /// The cluster's ticket signing key (shared by every node): `ticket.key` in the generated
+    /// folder, or `[cluster.tls] ticket_key`. A file that names its TLS files must name the
+    /// ticket key too: nothing named is ever generated.
+    pub fn ticket_key_file(&self) -> Result<TlsFile, ConfigError> {
+        match &self.tls {
+            TlsSettings::Generated { dir } => {
+                Ok(TlsFile { path: dir.join(TICKET_KEY_FILE), line: None, key: "ticket_key" })
+            }
+            TlsSettings::Named { ticket_key: Some((path, line)), .. } => {
+                Ok(TlsFile { path: path.clone(), line: Some(*line), key: "ticket_key" })
+            }
+            TlsSettings::Named { ca, ca_line, ticket_key: None, .. } => {
+                // As the file would name it: beside the CA, relative to the file's folder.
+                let base = self.path.parent().unwrap_or_else(|| Path::new(""));
+                let beside = ca.parent().unwrap_or_else(|| Path::new("")).join(TICKET_KEY_FILE);
+                let suggested = beside.strip_prefix(base).map(Path::to_path_buf).unwrap_or(beside);
+                Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    line: Some(*ca_line),
+                    problem: Problem::NoTicketKey { suggested },
+                })
             }
         }
     }
@@ -522,7 +562,16 @@ fn check_tls(lines: &Lines<'_>, tls: Option<&RawTls>, nodes: &[RawNode]) -> Resu
     Ok(match tls {
         None => TlsSettings::Generated { dir: base.join(GENERATED_TLS_DIR) },
         Some(t) => {
-            TlsSettings::Named { ca: path_of("ca", &t.ca)?, ca_line: lines.line_of_span(t.ca.span()), nodes: named }
+            let ticket_key = match &t.ticket_key {
+                Some(k) => Some((path_of("ticket_key", k)?, lines.line_of_span(k.span()))),
+                None => None,
+            };
+            TlsSettings::Named {
+                ca: path_of("ca", &t.ca)?,
+                ca_line: lines.line_of_span(t.ca.span()),
+                nodes: named,
+                ticket_key,
+            }
         }
     })
 }
@@ -928,6 +977,12 @@ data_dir = "data/node-3"
                 "key must not be empty",
             ),
             (
+                "tls: empty ticket_key",
+                format!("[cluster.tls]\nca = \"ca.pem\"\nticket_key = \"\"\n{N1}"),
+                Some(3),
+                "ticket_key must not be empty",
+            ),
+            (
                 "tls: unknown key",
                 format!("[cluster.tls]\nca = \"ca.pem\"\nca_cert = \"x\"\n{N1}"),
                 Some(3),
@@ -985,6 +1040,34 @@ data_dir = "data/node-3"
         assert_eq!(f.cert.path, PathBuf::from("/etc/p2p/tls/node-2.pem"));
         assert_eq!(f.key.path, PathBuf::from("/etc/p2p/tls/node-2.key"));
         assert_eq!(f.key.line, None);
+        assert_eq!(
+            c.ticket_key_file().unwrap(),
+            TlsFile { path: PathBuf::from("/etc/p2p/tls/ticket.key"), line: None, key: "ticket_key" }
+        );
+    }
+
+    #[test]
+    fn cluster_ticket_key_is_named_beside_the_tls_files_or_the_file_says_how_to_add_it() {
+        let named = CONTRACT_EXAMPLE.replace(
+            "# secret = \"...\"                  # optional; when set, node-to-node and admin calls must present it\n",
+            "\n[cluster.tls]\nca = \"pki/ca.pem\"\nticket_key = \"pki/ticket.key\"\n",
+        );
+        let c = parse(&named).unwrap();
+        assert_eq!(
+            c.ticket_key_file().unwrap(),
+            TlsFile { path: PathBuf::from("/etc/p2p/pki/ticket.key"), line: Some(7), key: "ticket_key" }
+        );
+        // Named TLS files without a ticket key: the file parses (so `tracker-node certs` can
+        // make the key), and running a node is refused with the line to add.
+        let without = named.replace("ticket_key = \"pki/ticket.key\"\n", "");
+        let c = parse(&without).unwrap();
+        let err = c.ticket_key_file().unwrap_err();
+        assert_eq!(err.line(), Some(6));
+        let msg = err.to_string();
+        assert!(msg.starts_with("/etc/p2p/cluster.toml:6: [cluster.tls] names"), "{msg}");
+        assert!(msg.contains("add ticket_key = \"pki/ticket.key\" under [cluster.tls]"), "{msg}");
+        assert!(msg.contains("tracker-node certs"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
     }
 
     #[test]

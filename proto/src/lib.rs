@@ -9,3 +9,4 @@ pub mod api;
 pub mod cluster;
 pub mod names;
 pub mod piece;
+pub mod ticket;

@@ -159,16 +159,32 @@ pub enum Command {
         group: String,
         file: FileMeta,
         peer_addr: String,
+        /// The uploader's peer channel key (see `Announce`).
+        #[serde(default)]
+        peer_key: String,
     },
     StopShare {
         token_hash: String,
         group: String,
         name: String,
     },
-    /// The user's peer daemon serves pieces at `peer_addr` from now on.
+    /// The user's peer daemon serves pieces at `peer_addr` from now on, and speaks on its
+    /// channels with the key `peer_key` (an Ed25519 public key, 64 lowercase hex).
+    ///
+    /// `peer_key` is empty only in entries written before peers had keys (the field defaults
+    /// when an old log is read): such an entry is applied as it was then, and leaves the user
+    /// without a key. The API never proposes an empty key.
     Announce {
         token_hash: String,
         peer_addr: String,
+        #[serde(default)]
+        peer_key: String,
+    },
+    /// The group's owner removes a member: `user` stops being a member and stops sharing there.
+    RemoveMember {
+        token_hash: String,
+        group: String,
+        user: String,
     },
 }
 
@@ -186,6 +202,7 @@ impl Command {
             Command::UploadFile { .. } => "upload_file",
             Command::StopShare { .. } => "stop_share",
             Command::Announce { .. } => "announce",
+            Command::RemoveMember { .. } => "remove_member",
         }
     }
 
@@ -220,25 +237,27 @@ impl Command {
                 token(token_hash)?;
                 id("group", group)
             }
-            Command::AcceptRequest { token_hash, group, user } => {
+            Command::AcceptRequest { token_hash, group, user } | Command::RemoveMember { token_hash, group, user } => {
                 token(token_hash)?;
                 id("group", group)?;
                 id("user", user)
             }
-            Command::UploadFile { token_hash, group, file, peer_addr } => {
+            Command::UploadFile { token_hash, group, file, peer_addr, peer_key } => {
                 token(token_hash)?;
                 id("group", group)?;
                 file.validate()?;
-                crate::state::validate_peer_addr(peer_addr)
+                crate::state::validate_peer_addr(peer_addr)?;
+                crate::state::validate_logged_peer_key(peer_key)
             }
             Command::StopShare { token_hash, group, name } => {
                 token(token_hash)?;
                 id("group", group)?;
                 validate_file_name(name).map_err(Refusal::invalid_name)
             }
-            Command::Announce { token_hash, peer_addr } => {
+            Command::Announce { token_hash, peer_addr, peer_key } => {
                 token(token_hash)?;
-                crate::state::validate_peer_addr(peer_addr)
+                crate::state::validate_peer_addr(peer_addr)?;
+                crate::state::validate_logged_peer_key(peer_key)
             }
         }
     }
@@ -256,7 +275,8 @@ impl Command {
             | Command::AcceptRequest { token_hash, .. }
             | Command::UploadFile { token_hash, .. }
             | Command::StopShare { token_hash, .. }
-            | Command::Announce { token_hash, .. } => token_hash,
+            | Command::Announce { token_hash, .. }
+            | Command::RemoveMember { token_hash, .. } => token_hash,
         }
     }
 
@@ -311,6 +331,8 @@ pub enum ErrorCode {
     InvalidRequest,
     /// An Idempotency-Key already used, in the same scope, for a request with other content.
     IdempotencyKeyReused,
+    /// A request the caller may not make whatever the state (an owner removing themself).
+    NotAllowed,
 }
 
 impl ErrorCode {
@@ -331,6 +353,7 @@ impl ErrorCode {
             ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::NotAllowed => "not_allowed",
         }
     }
 }
@@ -418,6 +441,12 @@ pub enum Reply {
     Announced {
         user: String,
         shares: u64,
+    },
+    MemberRemoved {
+        group: String,
+        user: String,
+        /// Files of the group the removed user no longer shares.
+        shares_ended: u64,
     },
 }
 

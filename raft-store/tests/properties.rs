@@ -20,6 +20,8 @@ enum Op {
     Accept(usize, usize, usize),
     Upload(usize, usize, usize, u8),
     StopShare(usize, usize, usize),
+    /// (owner?, group, member): the caller removes a member.
+    Remove(usize, usize, usize),
     Tick(u64),
     /// Replays the request id of an earlier op.
     Retry(usize),
@@ -39,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
         (u.clone(), g.clone(), u.clone()).prop_map(|(a, b, c)| Op::Accept(a, b, c)),
         (u.clone(), g.clone(), f.clone(), 0u8..2).prop_map(|(a, b, c, d)| Op::Upload(a, b, c, d)),
         (u.clone(), g.clone(), f.clone()).prop_map(|(a, b, c)| Op::StopShare(a, b, c)),
+        (u.clone(), g.clone(), u.clone()).prop_map(|(a, b, c)| Op::Remove(a, b, c)),
         (0u64..3_000_000).prop_map(Op::Tick),
         (0usize..200).prop_map(Op::Retry),
     ]
@@ -87,6 +90,12 @@ fn requests(ops: &[Op]) -> Vec<Request> {
                 group: GROUPS[*g].into(),
                 file: meta(FILES[*f], *c),
                 peer_addr: format!("127.0.0.1:{}", 6000 + u),
+                peer_key: format!("{:064x}", u + 1),
+            },
+            Op::Remove(u, g, m) => Command::RemoveMember {
+                token_hash: tok(&session, *u),
+                group: GROUPS[*g].into(),
+                user: USERS[*m].into(),
             },
             Op::StopShare(u, g, f) => {
                 Command::StopShare { token_hash: tok(&session, *u), group: GROUPS[*g].into(), name: FILES[*f].into() }

@@ -813,6 +813,29 @@ impl Peer {
         }
     }
 
+    /// Sends `signal` to the daemon and waits up to `timeout` for it to exit (then SIGKILL).
+    /// Returns how it exited, or `None` when it had to be killed or was not running.
+    pub fn signal_daemon(&mut self, signal: i32, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.daemon.take()?;
+        kill_pid(&mut c, signal);
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill_pid(&mut c, libc::SIGKILL);
+        let _ = c.wait();
+        None
+    }
+
+    /// This HOME's session token, if logged in.
+    pub fn token(&self) -> Option<String> {
+        let s: Value = serde_json::from_slice(&std::fs::read(self.home.join("session.json")).ok()?).ok()?;
+        s["token"].as_str().map(str::to_string)
+    }
+
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
     }

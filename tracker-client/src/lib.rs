@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use proto::api::{
     AcceptRequest, AnnounceRequest, CreateGroupRequest, FileDetails, FileMetaBody, FileRow, GroupRow, LoginRequest,
-    LoginResponse, NodeStatus, RegisterRequest, RequestRow, UploadRequest,
+    LoginResponse, NodeStatus, RegisterRequest, RequestRow, TicketKeyResponse, TicketRequest, TicketResponse,
+    UploadRequest,
 };
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -257,9 +258,26 @@ impl TrackerClient {
         self.call(Method::GET, "/v1/session", None::<&()>, false).await
     }
 
-    pub async fn announce(&self, peer_addr: &str) -> Result<serde_json::Value> {
-        let body = AnnounceRequest { peer_addr: peer_addr.into() };
+    /// This peer's daemon serves pieces on `peer_addr`'s port (the tracker records the host the
+    /// call comes from) and speaks with the channel key `peer_key` (64 hex).
+    pub async fn announce(&self, peer_addr: &str, peer_key: &str) -> Result<serde_json::Value> {
+        let body = AnnounceRequest { peer_addr: peer_addr.into(), peer_key: peer_key.into() };
         self.call(Method::PUT, "/v1/peer", Some(&body), true).await
+    }
+
+    /// This peer's daemon (at `peer_addr`'s port, with key `peer_key`) is alive: the leader
+    /// keeps it in memory, not in the log. Answers `{"ok", "user", "peer_addr", "listed"}`;
+    /// `listed` is false when the tracker lists another address or key for this user (the
+    /// call then counts for nothing: announce again).
+    pub async fn alive(&self, peer_addr: &str, peer_key: &str) -> Result<serde_json::Value> {
+        let body = AnnounceRequest { peer_addr: peer_addr.into(), peer_key: peer_key.into() };
+        self.call(Method::POST, "/v1/peer/alive", Some(&body), false).await
+    }
+
+    /// This peer's daemon is stopping: its shares stop being listed at once.
+    pub async fn going_away(&self, peer_addr: &str, peer_key: &str) -> Result<serde_json::Value> {
+        let body = AnnounceRequest { peer_addr: peer_addr.into(), peer_key: peer_key.into() };
+        self.call(Method::DELETE, "/v1/peer/alive", Some(&body), false).await
     }
 
     pub async fn list_groups(&self) -> Result<Vec<GroupRow>> {
@@ -288,6 +306,14 @@ impl TrackerClient {
         self.call(Method::POST, &format!("/v1/groups/{}/members", seg(group)), Some(&body), true).await
     }
 
+    /// The owner removes `user` from `group`; their shares there end.
+    pub async fn remove_member(&self, group: &str, user: &str) -> Result<serde_json::Value> {
+        // `members/me` is the caller leaving: a user named "me" goes percent-encoded, which the
+        // router does not take for the literal segment.
+        let user = if user == "me" { "%6De".to_string() } else { seg(user) };
+        self.call(Method::DELETE, &format!("/v1/groups/{}/members/{user}", seg(group)), None::<&()>, true).await
+    }
+
     pub async fn list_files(&self, group: &str) -> Result<Vec<FileRow>> {
         self.call(Method::GET, &format!("/v1/groups/{}/files", seg(group)), None::<&()>, false).await
     }
@@ -296,14 +322,35 @@ impl TrackerClient {
         self.call(Method::GET, &format!("/v1/groups/{}/files/{}", seg(group), seg(name)), None::<&()>, false).await
     }
 
-    pub async fn upload(&self, group: &str, file: FileMetaBody, peer_addr: &str) -> Result<serde_json::Value> {
-        let body = UploadRequest { file, peer_addr: peer_addr.into() };
+    pub async fn upload(
+        &self,
+        group: &str,
+        file: FileMetaBody,
+        peer_addr: &str,
+        peer_key: &str,
+    ) -> Result<serde_json::Value> {
+        let body = UploadRequest { file, peer_addr: peer_addr.into(), peer_key: peer_key.into() };
         self.call(Method::POST, &format!("/v1/groups/{}/files", seg(group)), Some(&body), true).await
     }
 
     pub async fn stop_share(&self, group: &str, name: &str) -> Result<serde_json::Value> {
         let path = format!("/v1/groups/{}/files/{}/sharers/me", seg(group), seg(name));
         self.call(Method::DELETE, &path, None::<&()>, true).await
+    }
+
+    /// A ticket, signed by the cluster, for this session's user to fetch `name` of `group` from
+    /// its sharers over a channel keyed `peer_key_hex`. Issuing one changes nothing: no request
+    /// id, and a retry just gets a fresh ticket.
+    pub async fn ticket(&self, group: &str, name: &str, peer_key_hex: &str) -> Result<TicketResponse> {
+        let body = TicketRequest { peer_key: peer_key_hex.into() };
+        let path = format!("/v1/groups/{}/files/{}/ticket", seg(group), seg(name));
+        self.call(Method::POST, &path, Some(&body), false).await
+    }
+
+    /// The cluster's ticket public key (64 hex), as any node serves it.
+    pub async fn ticket_key(&self) -> Result<String> {
+        let r: TicketKeyResponse = self.call(Method::GET, "/v1/ticket-key", None::<&()>, false).await?;
+        Ok(r.key)
     }
 
     /// The status of one node, without failover (for operators and tests).

@@ -121,6 +121,23 @@ impl Drop for RaftRuntime {
     }
 }
 
+/// Keeps the peer liveness table in step with this node's role: the grace period of a new
+/// leader starts when it becomes leader, not at its first liveness call.
+async fn follow_leadership(raft: Raft, id: NodeId, liveness: Arc<api::liveness::Liveness>, stop: CancellationToken) {
+    let mut rx = raft.metrics();
+    loop {
+        let leader_term = {
+            let m = rx.borrow_and_update();
+            (m.current_leader == Some(id)).then_some(m.current_term)
+        };
+        liveness.sync(leader_term, liveness.now_ms());
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 /// Runs node `id` until `shutdown` is cancelled. `tls` is its mutual-TLS identity
 /// (crate::tls::for_node): the Raft port accepts and dials only nodes of the cluster CA.
 pub async fn run(
@@ -168,7 +185,10 @@ pub async fn run(
         api_addr: me.api.to_string(),
         passwords: Arc::new(api::password_pool::PasswordPool::for_this_machine()),
         throttle: Arc::new(api::throttle::LoginThrottle::default()),
+        tickets: tls.ticket.clone(),
+        liveness: Arc::new(api::liveness::Liveness::default()),
     };
+    let liveness = state.liveness.clone();
     tracing::info!(
         workers = state.passwords.workers,
         queue = state.passwords.queue_len,
@@ -210,6 +230,7 @@ pub async fn run(
 
     let snapshots =
         tokio::spawn(schedule_snapshots(raft.clone(), sm.clone(), cfg.snapshot_logs_threshold, servers.clone()));
+    tokio::spawn(follow_leadership(raft.clone(), id, liveness, servers.clone()));
 
     shutdown.cancelled().await;
     tracing::info!(id, "shutting down");

@@ -101,7 +101,7 @@ fn writes_with_a_made_up_session_or_an_oversize_body_never_reach_the_log() {
     let r = post(api, "/v1/groups", Some(&t), Some("long"), &format!(r#"{{"group":"{}"}}"#, "g".repeat(65)));
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "invalid_name");
-    let upload = r#"{"file":{"name":"big.iso","size":1099511627777,"piece_len":524288,"piece_list_sha1":"0000000000000000000000000000000000000000","sha1":"0000000000000000000000000000000000000000"},"peer_addr":"127.0.0.1:9"}"#;
+    let upload = r#"{"file":{"name":"big.iso","size":1099511627777,"piece_len":524288,"piece_list_sha1":"0000000000000000000000000000000000000000","sha1":"0000000000000000000000000000000000000000"},"peer_addr":"127.0.0.1:9","peer_key":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
     rt.block_on(cluster.client().with_token(Some(t.clone())).create_group("team")).unwrap();
     let after_group = last_log_index(&cluster, leader);
     let r = post(api, "/v1/groups/team/files", Some(&t), Some("big"), upload);

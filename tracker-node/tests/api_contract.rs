@@ -56,7 +56,8 @@ fn login(addr: &str, user: &str, password: &str) -> String {
 fn upload_body(name: &str, size: u64, sha1: &str) -> String {
     json!({
         "file": {"name": name, "size": size, "piece_len": 524288, "piece_list_sha1": "1".repeat(40), "sha1": sha1},
-        "peer_addr": "127.0.0.1:9"
+        "peer_addr": "127.0.0.1:9",
+        "peer_key": "ab".repeat(32)
     })
     .to_string()
 }
@@ -107,6 +108,7 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
         ("unauthenticated", 401, "GET", "/v1/groups", Some(&forged), None, None),
         ("not_member", 403, "GET", "/v1/groups/team/files", Some(&carol), None, None),
         ("not_owner", 403, "GET", "/v1/groups/team/requests", Some(&bob), None, None),
+        ("not_allowed", 403, "DELETE", "/v1/groups/team/members/alice", Some(&alice), None, None),
         ("forbidden", 403, "POST", "/v1/admin/members", None, None, Some(admin)),
         ("no_such_group", 404, "GET", "/v1/groups/nope/files", Some(&alice), None, None),
         ("no_such_file", 404, "GET", "/v1/groups/team/files/nope.txt", Some(&alice), None, None),
@@ -134,6 +136,7 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
         "unauthenticated",
         "not_member",
         "not_owner",
+        "not_allowed",
         "forbidden",
         "no_such_group",
         "no_such_file",

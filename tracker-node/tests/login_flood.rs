@@ -109,6 +109,7 @@ fn a_login_flood_is_throttled_and_takes_nothing_down() {
                 sha1: format!("{i:040x}"),
             },
             "127.0.0.1:7000",
+            &"ab".repeat(32),
         ))
         .expect("a member's write during the flood");
         latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);

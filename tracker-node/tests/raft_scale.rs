@@ -57,7 +57,10 @@ fn load(rt: &tokio::runtime::Runtime, admin: &TrackerClient, groups: &[String], 
                         return;
                     }
                     let g = &groups[(n % groups.len() as u64) as usize];
-                    admin.upload(g, meta(n), "127.0.0.1:7000").await.unwrap_or_else(|e| panic!("upload {n}: {e}"));
+                    admin
+                        .upload(g, meta(n), "127.0.0.1:7000", &"ab".repeat(32))
+                        .await
+                        .unwrap_or_else(|e| panic!("upload {n}: {e}"));
                 }
             }));
         }
@@ -107,7 +110,8 @@ fn a_follower_down_for_20k_entries_catches_up_under_load_then_a_full_kill9_resta
             let rt = runtime();
             let mut n = 1_000_000u64;
             while !stop.load(Ordering::Relaxed) {
-                rt.block_on(admin.upload(&groups[(n % 20) as usize], meta(n), "127.0.0.1:7000")).expect("steady write");
+                rt.block_on(admin.upload(&groups[(n % 20) as usize], meta(n), "127.0.0.1:7000", &"ab".repeat(32)))
+                    .expect("steady write");
                 acked.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }

@@ -287,6 +287,10 @@ fn nodes_started_at_once_on_a_fresh_file_create_one_ca_and_elect_a_leader() {
     }
     let ca_makers: Vec<u64> = cluster.ids().into_iter().filter(|id| created(&cluster, *id, "ca.pem")).collect();
     assert_eq!(ca_makers.len(), 1, "exactly one node creates the CA: {ca_makers:?}");
+    // And one ticket key for the cluster, private like the other keys.
+    assert_eq!(mode(&tls.join("ticket.key")), 0o600);
+    let key_makers: Vec<u64> = cluster.ids().into_iter().filter(|id| created(&cluster, *id, "ticket.key")).collect();
+    assert_eq!(key_makers.len(), 1, "exactly one node creates the ticket key: {key_makers:?}");
 }
 
 /// Kills a process this test started, by PID, when dropped.
@@ -357,12 +361,14 @@ fn certs_command_output_works_when_named_in_the_file() {
     let out = tracker_node(&["certs", "--config", &config, "--out", pki.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    for f in ["ca.pem", "ca.key", "node-1.pem", "node-1.key", "node-3.key"] {
+    for f in ["ca.pem", "ca.key", "node-1.pem", "node-1.key", "node-3.key", "ticket.key"] {
         assert!(stdout.contains(&format!("created {}", pki.join(f).display())), "{f}: {stdout}");
     }
     assert!(stdout.contains("ca = \"pki/ca.pem\""), "{stdout}");
+    assert!(stdout.contains("ticket_key = \"pki/ticket.key\""), "{stdout}");
     assert_eq!(mode(&pki), 0o700);
     assert_eq!(mode(&pki.join("node-2.key")), 0o600);
+    assert_eq!(mode(&pki.join("ticket.key")), 0o600);
     // Again: the CA and the pairs are kept.
     let again = tracker_node(&["certs", "--config", &config, "--out", pki.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to create"));
@@ -409,6 +415,22 @@ fn certs_command_output_works_when_named_in_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("not a certificate of the CA") && err.contains("for node 2"), "{err}");
+
+    // The file names its TLS files but not the ticket key: exit 2, saying what to add.
+    let out = tracker_node(&["run", "--config", &config, "--id", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with(&format!("error: {config}:{ca_line}: [cluster.tls] names")), "{err}");
+    assert!(err.contains("add ticket_key = \"pki/ticket.key\"") && err.contains("tracker-node certs"), "{err}");
+    let text = text.replace("ca = \"pki/ca.pem\"\n", "ca = \"pki/ca.pem\"\nticket_key = \"pki/ticket.key\"\n");
+    std::fs::write(&cluster.config, &text).unwrap();
+    // A ticket key others can read: refused like a node key.
+    std::fs::set_permissions(pki.join("ticket.key"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = tracker_node(&["run", "--config", &config, "--id", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ticket_key") && err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(pki.join("ticket.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
 
     for id in cluster.ids() {
         cluster.start_node(id);

@@ -1,6 +1,7 @@
 //! upload, download, list-files, show-downloads, stop-share. Uploads are hashed here (every
 //! core, progress on a terminal) and handed to the daemon, which registers and serves them;
-//! downloads run in the daemon, and the CLI follows their progress.
+//! downloads run in the daemon, and the CLI follows their progress (Ctrl-C stops following,
+//! not the download: exit 130). Managing downloads (cancel, pause, ...) is `manage.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,20 +13,29 @@ use serde_json::json;
 use super::{CliError, Ctx, Out};
 use crate::control::{self, ControlRequest, ControlResponse, DownloadRow};
 use crate::piece_lists::PieceListStore;
-use crate::progress::Progress;
+use crate::progress::{human_bytes, percent, Phase, Progress};
 
 /// Files at least this large get a hashing progress bar.
 const PROGRESS_MIN_BYTES: u64 = 64 * 1024 * 1024;
 /// How often a blocking download polls the daemon, in ms.
 const POLL_MS: u64 = 50;
 
-async fn daemon_call(ctx: &Ctx, req: &ControlRequest, timeout: Duration) -> Result<ControlResponse, CliError> {
+pub(super) async fn daemon_call(
+    ctx: &Ctx,
+    req: &ControlRequest,
+    timeout: Duration,
+) -> Result<ControlResponse, CliError> {
     match control::call(&ctx.home.socket(), req, timeout).await {
         Ok(ControlResponse::Error { code, message }) => Err(CliError::refused(&code, message).with_exit_for(&code)),
         Ok(r) => Ok(r),
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
             Err(CliError::no_daemon(&ctx.home.dir))
         }
+        // HOME and its socket are private to their user.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(CliError::refused(
+            "not_allowed",
+            format!("cannot reach the daemon of {}: {e} (a daemon serves its own user only)", ctx.home.dir.display()),
+        )),
         Err(e) => Err(CliError::unavailable(format!("the daemon of {} did not answer: {e}", ctx.home.dir.display()))),
     }
 }
@@ -44,7 +54,7 @@ async fn require_daemon(ctx: &Ctx) -> Result<(), CliError> {
     daemon_call(ctx, &ControlRequest::Ping, Duration::from_secs(5)).await.map(|_| ())
 }
 
-fn ok_fields(r: ControlResponse) -> serde_json::Value {
+pub(super) fn ok_fields(r: ControlResponse) -> serde_json::Value {
     match r {
         ControlResponse::Ok { fields } => fields,
         _ => json!({}),
@@ -124,7 +134,8 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
     Ok(())
 }
 
-/// DEST is a directory (the file lands as DEST/NAME) or a file path.
+/// DEST is a directory (the file lands as DEST/NAME) or a file path. A symlink at the resolved
+/// file path is not followed: it is what is at the destination (see `check_dest`).
 pub fn resolve_dest(dest: &Path, name: &str) -> Result<PathBuf, CliError> {
     let abs =
         std::path::absolute(dest).map_err(|e| CliError::usage(format!("bad destination {}: {e}", dest.display())))?;
@@ -134,10 +145,24 @@ pub fn resolve_dest(dest: &Path, name: &str) -> Result<PathBuf, CliError> {
     if !parent.is_dir() {
         return Err(CliError::usage(format!("destination folder {} does not exist", parent.display())));
     }
-    if target.is_dir() {
+    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
         return Err(CliError::usage(format!("{} is a directory", target.display())));
     }
     Ok(target)
+}
+
+/// The quick half of `dest_exists`, before asking the daemon: without `--force`, anything at the
+/// destination that is not a regular file (a symlink above all) is refused at once. Whether a
+/// regular file there already holds this file takes its SHA-1 against the tracker's metadata,
+/// which the daemon, the authority on this, checks before writing anything.
+pub fn check_dest(target: &Path, force: bool) -> Result<(), CliError> {
+    use crate::daemon::disk::{dest_exists_message, Found};
+    match Found::at(target) {
+        Ok(Found::Nothing) | Ok(Found::Regular { .. }) => Ok(()),
+        Ok(Found::Dir) => Err(CliError::usage(format!("{} is a directory", target.display()))),
+        Ok(_) if !force => Err(CliError::refused("dest_exists", dest_exists_message(target))),
+        _ => Ok(()),
+    }
 }
 
 pub async fn download(
@@ -147,45 +172,110 @@ pub async fn download(
     name: &str,
     dest: &Path,
     detach: bool,
+    force: bool,
 ) -> Result<(), CliError> {
     proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))?;
     proto::names::validate_file_name(name).map_err(|m| CliError::refused("invalid_name", m))?;
     let target = resolve_dest(dest, name)?;
+    check_dest(&target, force)?;
     require_daemon(ctx).await?;
     let dest_s = target.to_string_lossy().into_owned();
-    let req = ControlRequest::Download { group: group.into(), name: name.into(), dest: dest_s.clone() };
+    let req = ControlRequest::Download { group: group.into(), name: name.into(), dest: dest_s.clone(), force };
     let r = daemon_call(ctx, &req, ctx.control_timeout()).await?;
     let fields = ok_fields(r);
+    if fields["already_present"] == true {
+        out.ok(format!("{dest_s} already holds {name} (same SHA-1); sharing it in {group}"), fields);
+        return Ok(());
+    }
+    if fields["resumed"] == true && detach {
+        out.ok(format!("resumed the paused download of {name} from {group} to {dest_s}"), fields);
+        return Ok(());
+    }
     if detach {
         out.ok(format!("downloading {name} from {group} to {dest_s} (see: peer show-downloads)"), fields);
         return Ok(());
     }
+    follow(ctx, out, group, name, &dest_s).await
+}
+
+/// Waits for the download to `dest` to end, drawing its progress; Ctrl-C stops waiting (exit
+/// 130) and leaves the download to the daemon.
+async fn follow(ctx: &Ctx, out: &mut Out, group: &str, name: &str, dest: &str) -> Result<(), CliError> {
     let mut bar: Option<Progress> = None;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let end = |bar: &mut Option<Progress>| {
+        if let Some(b) = bar.as_mut() {
+            b.finish();
+        }
+    };
     loop {
-        let rows = downloads(ctx).await?;
-        let row = rows.into_iter().find(|r| r.group == group && r.name == name && r.dest == dest_s);
+        let (row, cancelled) =
+            match daemon_call(ctx, &ControlRequest::Watch { dest: dest.into() }, ctx.control_timeout()).await? {
+                ControlResponse::Watch { row, cancelled } => (row, cancelled),
+                _ => return Err(CliError::unavailable("unexpected answer from the daemon")),
+            };
         let Some(row) = row else {
+            end(&mut bar);
+            if cancelled {
+                return Err(CliError::refused(
+                    "download_failed",
+                    format!("the download of {name} from {group} was cancelled (peer cancel); {dest}.part is deleted"),
+                ));
+            }
             return Err(CliError::refused("download_failed", "the daemon forgot the download (was it restarted?)"));
         };
         let b = bar.get_or_insert_with(|| Progress::new(name.to_string(), row.size));
-        b.set(row.bytes_done);
+        let phase = match row.state.as_str() {
+            "paused" => Phase::Paused,
+            "downloading" if row.bytes_done >= row.size => Phase::Verifying,
+            _ => Phase::Running,
+        };
+        b.update(row.bytes_done, row.rate_bytes_per_s, Some(row.peers), phase);
         match row.state.as_str() {
             "complete" => {
-                b.finish();
+                end(&mut bar);
                 out.ok(
-                    format!("downloaded {name} to {dest_s} ({} bytes, every piece verified)", row.size),
-                    json!({"group": group, "name": name, "dest": dest_s, "size": row.size}),
+                    format!("downloaded {name} to {dest} ({} bytes, every piece verified)", row.size),
+                    json!({"group": group, "name": name, "dest": dest, "size": row.size}),
                 );
                 return Ok(());
             }
             "failed" => {
-                b.finish();
+                end(&mut bar);
                 let msg = row.error.unwrap_or_else(|| "the download failed".into());
-                let code = if msg.starts_with("no_peers") { "no_peers" } else { "download_failed" };
-                return Err(CliError::refused(code, msg.trim_start_matches("no_peers: ").to_string()));
+                // A failure whose cause has its own code says so in a `code: ` prefix.
+                let (code, msg) = match ["no_peers", "dest_exists"]
+                    .into_iter()
+                    .find_map(|c| msg.strip_prefix(c).and_then(|m| m.strip_prefix(": ")).map(|m| (c, m)))
+                {
+                    Some((c, m)) => (c, m.to_string()),
+                    None => ("download_failed", msg),
+                };
+                return Err(CliError::refused(code, msg));
             }
-            _ => tokio::time::sleep(Duration::from_millis(POLL_MS)).await,
+            _ => {
+                tokio::select! {
+                    _ = &mut interrupted => {
+                        end(&mut bar);
+                        return Err(interrupted_error(group, name));
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(POLL_MS)) => {}
+                }
+            }
         }
+    }
+}
+
+/// Ctrl-C on a blocking download: exit 130, one line saying that the daemon goes on.
+pub fn interrupted_error(group: &str, name: &str) -> CliError {
+    CliError {
+        exit_code: 130,
+        code: "interrupted".into(),
+        message: format!(
+            "interrupted; the daemon continues downloading {name} in the background \
+             (watch it: peer show-downloads; stop it: peer cancel {group} {name})"
+        ),
     }
 }
 
@@ -196,24 +286,60 @@ async fn downloads(ctx: &Ctx) -> Result<Vec<DownloadRow>, CliError> {
     }
 }
 
-pub async fn show_downloads(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
+/// Whether a download is active (shown by `show-downloads` without `--all`).
+pub fn is_active(state: &str) -> bool {
+    matches!(state, "downloading" | "paused")
+}
+
+/// One download in the human view: `[D]` downloading, `[P]` paused, `[C]` complete, `[F]`
+/// failed, then `[group] name`, how far, and where to.
+pub fn download_line(r: &DownloadRow) -> String {
+    let head = |tag: &str| format!("[{tag}] [{}] {}", r.group, r.name);
+    let pct = percent(r.bytes_done, r.size);
+    match r.state.as_str() {
+        "complete" => format!("{}  {}  -> {}", head("C"), human_bytes(r.size), r.dest),
+        "failed" => format!(
+            "{}  {pct:.1}% of {}  -> {}  ({})",
+            head("F"),
+            human_bytes(r.size),
+            r.dest,
+            r.error.as_deref().unwrap_or("failed")
+        ),
+        "paused" => format!("{}  {pct:.1}% of {}  paused  -> {}", head("P"), human_bytes(r.size), r.dest),
+        _ if r.bytes_done >= r.size => {
+            format!("{}  {pct:.1}% of {}  verifying  -> {}", head("D"), human_bytes(r.size), r.dest)
+        }
+        _ => format!(
+            "{}  {pct:.1}% of {}  {}/s  {} sharer{}  -> {}",
+            head("D"),
+            human_bytes(r.size),
+            human_bytes(r.rate_bytes_per_s),
+            r.peers,
+            if r.peers == 1 { "" } else { "s" },
+            r.dest
+        ),
+    }
+}
+
+/// The human view of `rows`: the active ones, or all of them with `all`.
+pub fn downloads_text(rows: &[DownloadRow], all: bool) -> String {
+    let shown: Vec<&DownloadRow> = rows.iter().filter(|r| all || is_active(&r.state)).collect();
+    if shown.is_empty() {
+        let hidden = rows.len() - shown.len();
+        return if hidden == 0 {
+            "no downloads".to_string()
+        } else {
+            format!("no active downloads ({hidden} complete or failed: peer show-downloads --all)")
+        };
+    }
+    shown.iter().map(|r| download_line(r)).collect::<Vec<_>>().join("\n")
+}
+
+/// `show-downloads`: the human view hides complete and failed downloads unless `all`; --json
+/// always lists every download.
+pub async fn show_downloads(ctx: &mut Ctx, out: &mut Out, all: bool) -> Result<(), CliError> {
     let rows = downloads(ctx).await?;
-    let human = if rows.is_empty() {
-        "no downloads".to_string()
-    } else {
-        rows.iter()
-            .map(|r| {
-                let tag = match r.state.as_str() {
-                    "complete" => "C",
-                    "failed" => "F",
-                    _ => "D",
-                };
-                format!("[{tag}] [{}] {}", r.group, r.name)
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    out.done(human, serde_json::to_value(&rows).unwrap_or_default());
+    out.done(downloads_text(&rows, all), serde_json::to_value(&rows).unwrap_or_default());
     Ok(())
 }
 
@@ -246,4 +372,53 @@ pub async fn stop_share(ctx: &mut Ctx, out: &mut Out, group: &str, name: &str) -
             .await?;
     out.ok(format!("stopped sharing {name} in {group}; your copy stays"), ok_fields(r));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str, bytes_done: u64) -> DownloadRow {
+        DownloadRow {
+            group: "g".into(),
+            name: "f.bin".into(),
+            dest: "/d/f.bin".into(),
+            state: state.into(),
+            bytes_done,
+            size: 4 * 1024 * 1024,
+            error: (state == "failed").then(|| "no_peers: nobody shares f.bin".into()),
+            rate_bytes_per_s: if state == "downloading" { 1024 * 1024 } else { 0 },
+            peers: if state == "downloading" { 2 } else { 0 },
+        }
+    }
+
+    #[test]
+    fn each_state_has_its_tag_and_what_a_person_needs() {
+        let l = download_line(&row("downloading", 1024 * 1024));
+        assert!(l.starts_with("[D] [g] f.bin"), "{l}");
+        assert!(
+            l.contains("25.0%") && l.contains("1.0 MiB/s") && l.contains("2 sharers") && l.contains("/d/f.bin"),
+            "{l}"
+        );
+        let l = download_line(&row("downloading", 4 * 1024 * 1024));
+        assert!(l.contains("verifying"), "not an idle 100%: {l}");
+        let l = download_line(&row("paused", 1024 * 1024));
+        assert!(l.starts_with("[P] [g] f.bin") && l.contains("paused") && l.contains("25.0%"), "{l}");
+        assert!(download_line(&row("complete", 4 * 1024 * 1024)).starts_with("[C] [g] f.bin"));
+        let l = download_line(&row("failed", 0));
+        assert!(l.starts_with("[F] [g] f.bin") && l.contains("nobody shares"), "{l}");
+    }
+
+    #[test]
+    fn the_default_view_shows_the_active_downloads() {
+        let rows = vec![row("complete", 4 * 1024 * 1024), row("failed", 0)];
+        let t = downloads_text(&rows, false);
+        assert!(t.starts_with("no active downloads (2 complete or failed"), "{t}");
+        let t = downloads_text(&rows, true);
+        assert!(t.contains("[C]") && t.contains("[F]"), "{t}");
+        let rows = vec![row("complete", 4 * 1024 * 1024), row("paused", 0), row("downloading", 0)];
+        let t = downloads_text(&rows, false);
+        assert!(t.contains("[P]") && t.contains("[D]") && !t.contains("[C]"), "{t}");
+        assert_eq!(downloads_text(&[], false), "no downloads");
+    }
 }

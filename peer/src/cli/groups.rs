@@ -1,4 +1,5 @@
-//! create-group, join-group, leave-group, list-groups, list-requests, accept-request.
+//! create-group, join-group, leave-group, list-groups, list-requests, accept-request,
+//! remove-member.
 
 use serde_json::json;
 
@@ -73,5 +74,14 @@ pub async fn accept(ctx: &mut Ctx, out: &mut Out, group: &str, user: &str) -> Re
     proto::names::validate_id("user", user).map_err(|m| CliError::refused("invalid_name", m))?;
     let v = ctx.session_client()?.accept_request(group, user).await?;
     out.ok(format!("{user} is now a member of {group}"), v);
+    Ok(())
+}
+
+pub async fn remove_member(ctx: &mut Ctx, out: &mut Out, group: &str, user: &str) -> Result<(), CliError> {
+    check_group(group)?;
+    proto::names::validate_id("user", user).map_err(|m| CliError::refused("invalid_name", m))?;
+    let v = ctx.session_client()?.remove_member(group, user).await?;
+    let ended = v["shares_ended"].as_u64().unwrap_or(0);
+    out.ok(format!("removed {user} from {group}; {ended} of their shares there ended"), v);
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod files;
 pub mod groups;
+pub mod manage;
 pub mod output;
 
 use std::path::PathBuf;
@@ -21,7 +22,8 @@ pub use output::{CliError, Out};
     name = "peer",
     version,
     about = "Share files inside groups: the peer daemon, its CLI and an interactive shell",
-    after_help = "Exit codes: 0 done, 1 refused, 2 usage, 3 unavailable (no tracker leader, or no daemon for HOME)."
+    after_help = "Exit codes: 0 done, 1 refused, 2 usage, 3 unavailable (no tracker leader, or no daemon for HOME), \
+                  130 interrupted (Ctrl-C on a blocking download: the daemon goes on with it)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -53,15 +55,24 @@ pub struct Global {
 pub enum Command {
     /// Run this peer: serve pieces and run downloads (foreground)
     Daemon {
-        /// Address to serve pieces on; other peers must be able to reach it
+        /// Address to serve pieces on (IP:PORT; 0.0.0.0:PORT for all interfaces). The tracker
+        /// lists this daemon at the address its calls come from, with this port
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
         listen: String,
+        /// The address other peers are told to use (e.g. behind a port forward): the tracker
+        /// takes its PORT; HOST is informational, since the tracker always lists the address
+        /// this daemon's calls come from (the daemon warns when they differ)
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_advertise)]
+        advertise: Option<String>,
         /// Fault injection for tests: pause this long before sending each piece
         #[arg(long, value_name = "MS", default_value_t = 0, hide = true)]
         serve_delay_ms: u64,
         /// Fault injection for tests: serve wrong piece lists
         #[arg(long, value_name = "HOW", value_enum, hide = true)]
         serve_bad_piece_list: Option<crate::daemon::BadPieceList>,
+        /// Test only: close served connections that ask for nothing after this many ms.
+        #[arg(long, value_name = "MS", hide = true)]
+        no_request_timeout_ms: Option<u64>,
     },
     /// Create an account
     #[command(alias = "create_user", alias = "create-user")]
@@ -98,25 +109,86 @@ pub enum Command {
     /// Accept USER's request to join GROUP (owner only)
     #[command(alias = "accept_request")]
     AcceptRequest { group: String, user: String },
+    /// Remove USER from GROUP (owner only): they stop being a member and stop sharing there
+    #[command(alias = "remove_member")]
+    RemoveMember { group: String, user: String },
     /// Share FILE in GROUP (needs the daemon)
     #[command(alias = "upload_file")]
     Upload { file: PathBuf, group: String },
     /// Download NAME from GROUP into DEST, a directory or a file path (needs the daemon)
+    ///
+    /// Blocks until the file is complete and verified, with a progress bar on a terminal.
+    /// Ctrl-C stops waiting, not the download: the daemon goes on with it, and the command exits
+    /// 130 (stop the download with: peer cancel GROUP NAME).
     #[command(alias = "download_file")]
     Download {
+        /// The group the file is shared in
         group: String,
+        /// The file's name in the group (see: peer list-files GROUP)
         name: String,
+        /// A directory (the file lands as DEST/NAME) or a file path
         dest: PathBuf,
         /// Return once the download is under way
         #[arg(long)]
         detach: bool,
+        /// Replace an existing file at the destination (a symlink there is replaced, not followed)
+        #[arg(long)]
+        force: bool,
     },
     /// List a group's files (members only)
     #[command(alias = "list_files")]
     ListFiles { group: String },
     /// Show this peer's downloads (needs the daemon)
+    ///
+    /// By default the active ones (downloading, paused): destination, percent, rate and sharers
+    /// connected. --all adds the complete and failed ones. With --json, every download, each
+    /// {"group", "name", "dest", "state": "downloading"|"paused"|"complete"|"failed", "bytes_done",
+    /// "size", "error", "rate_bytes_per_s", "peers"}.
     #[command(alias = "show_downloads")]
-    ShowDownloads,
+    ShowDownloads {
+        /// Also show complete and failed downloads
+        #[arg(long)]
+        all: bool,
+    },
+    /// Stop a download (downloading or paused) and delete its .part (needs the daemon)
+    ///
+    /// A `peer download` waiting for it ends with exit 1. Refused (exit 1, no_such_file) when
+    /// there is no active download of NAME in GROUP.
+    Cancel {
+        /// The group of the download
+        group: String,
+        /// The name of the file being downloaded
+        name: String,
+    },
+    /// Pause a download: stop fetching, keep the .part and its verified pieces (needs the daemon)
+    ///
+    /// The download shows as "paused" and stays paused across daemon restarts.
+    Pause {
+        /// The group of the download
+        group: String,
+        /// The name of the file being downloaded
+        name: String,
+    },
+    /// Resume a paused download from its verified pieces (needs the daemon)
+    Resume {
+        /// The group of the download
+        group: String,
+        /// The name of the file being downloaded
+        name: String,
+    },
+    /// Drop a finished or failed download from show-downloads (needs the daemon)
+    ///
+    /// The file itself stays (and stays shared). An active or paused download is refused: use
+    /// `peer cancel` for it.
+    Forget {
+        /// The group of the download
+        group: String,
+        /// The name of the downloaded file
+        name: String,
+    },
+    /// List what this peer shares, per group: name, size, path (needs the daemon)
+    #[command(alias = "list_shares")]
+    ListShares,
     /// Stop sharing NAME in GROUP; the local copy stays (needs the daemon)
     #[command(alias = "stop_share")]
     StopShare { group: String, name: String },
@@ -185,6 +257,19 @@ impl Ctx {
     }
 }
 
+/// `--advertise HOST:PORT`: a non-empty host (a name, an IPv4 address or `[IPv6]`) and a port
+/// from 1 to 65535.
+fn parse_advertise(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?} is not HOST:PORT with a port from 1 to 65535");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if port == 0 || bare.is_empty() || bare.contains(char::is_whitespace) || (bare != host) != bare.contains(':') {
+        return Err(bad());
+    }
+    Ok(s.to_string())
+}
+
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         match e {
@@ -197,9 +282,10 @@ impl From<ClientError> for CliError {
 /// Runs one command; the shell runs its lines through here too.
 pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Result<(), CliError> {
     match command {
-        Command::Daemon { listen, serve_delay_ms, serve_bad_piece_list } => {
-            let faults = crate::daemon::Faults { serve_delay_ms, bad_piece_list: serve_bad_piece_list };
-            crate::daemon::run(ctx, &listen, faults)
+        Command::Daemon { listen, advertise, serve_delay_ms, serve_bad_piece_list, no_request_timeout_ms } => {
+            let faults =
+                crate::daemon::Faults { serve_delay_ms, bad_piece_list: serve_bad_piece_list, no_request_timeout_ms };
+            crate::daemon::run(ctx, &listen, advertise.as_deref(), faults)
                 .await
                 .map_err(|e| CliError::refused("daemon_failed", format!("{e:#}")))
         }
@@ -212,12 +298,18 @@ pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Resu
         Command::ListGroups => groups::list(ctx, out).await,
         Command::ListRequests { group } => groups::list_requests(ctx, out, &group).await,
         Command::AcceptRequest { group, user } => groups::accept(ctx, out, &group, &user).await,
+        Command::RemoveMember { group, user } => groups::remove_member(ctx, out, &group, &user).await,
         Command::Upload { file, group } => files::upload(ctx, out, &file, &group).await,
-        Command::Download { group, name, dest, detach } => {
-            files::download(ctx, out, &group, &name, &dest, detach).await
+        Command::Download { group, name, dest, detach, force } => {
+            files::download(ctx, out, &group, &name, &dest, detach, force).await
         }
         Command::ListFiles { group } => files::list(ctx, out, &group).await,
-        Command::ShowDownloads => files::show_downloads(ctx, out).await,
+        Command::ShowDownloads { all } => files::show_downloads(ctx, out, all).await,
+        Command::Cancel { group, name } => manage::cancel(ctx, out, &group, &name).await,
+        Command::Pause { group, name } => manage::pause(ctx, out, &group, &name).await,
+        Command::Resume { group, name } => manage::resume(ctx, out, &group, &name).await,
+        Command::Forget { group, name } => manage::forget(ctx, out, &group, &name).await,
+        Command::ListShares => manage::list_shares(ctx, out).await,
         Command::StopShare { group, name } => files::stop_share(ctx, out, &group, &name).await,
         Command::Shell => Box::pin(crate::shell::run(ctx)).await,
     }

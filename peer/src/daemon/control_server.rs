@@ -1,6 +1,12 @@
 //! The control socket: one JSON request line from the CLI, one JSON response line back.
 //! Bounded: one line of at most MAX_CONTROL_LINE_BYTES, a read timeout, a cap on clients.
+//!
+//! Private: the socket file is 0600 from the moment it has its name (bound inside a fresh 0700
+//! directory, chmod-ed there, then renamed into HOME), and every connection's peer uid
+//! (SO_PEERCRED) must be the daemon's own; root is no exception. Anyone else gets one
+//! `not_allowed` error line, and the daemon logs the refusal.
 
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +17,45 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracker_client::ClientError;
 
+use super::download::manage;
 use super::shares::Share;
 use super::Daemon;
 use crate::control::{ControlRequest, ControlResponse, MAX_CONTROL_LINE_BYTES};
+use crate::home::Home;
 
 const MAX_CONTROL_CLIENTS: usize = 32;
 const CONTROL_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// Binds HOME's control socket with mode 0600 whatever the umask: bound in a fresh 0700
+/// directory of HOME where nobody else can reach it, chmod-ed and checked there, then renamed
+/// onto `HOME/daemon.sock` (replacing a stale socket atomically).
+pub fn bind(home: &Home) -> anyhow::Result<UnixListener> {
+    let socket = home.socket();
+    let private = home.dir.join(format!(".ctl-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", private.display()))?;
+    let tmp = private.join("s");
+    let result = (|| -> anyhow::Result<UnixListener> {
+        let listener = UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        let meta = std::fs::symlink_metadata(&tmp)?;
+        if !meta.file_type().is_socket() || meta.mode() & 0o777 != 0o600 {
+            anyhow::bail!("the socket's mode is {:o}, not 600", meta.mode() & 0o777);
+        }
+        std::fs::rename(&tmp, &socket)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_dir(&private);
+    result.map_err(|e| anyhow::anyhow!("cannot create the control socket {}: {e:#}", socket.display()))
+}
+
+/// Whether a caller of `peer_uid` may use this daemon, running as `own_uid`: only its own user.
+pub fn caller_allowed(peer_uid: Option<u32>, own_uid: u32) -> bool {
+    peer_uid == Some(own_uid)
+}
 
 pub async fn run(d: Arc<Daemon>, listener: UnixListener, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONTROL_CLIENTS));
@@ -33,6 +72,18 @@ pub async fn run(d: Arc<Daemon>, listener: UnixListener, stop: CancellationToken
         };
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
         let d = d.clone();
+        let own_uid = super::disk::my_uid();
+        let cred = stream.peer_cred().ok();
+        let peer_uid = cred.map(|c| c.uid());
+        let allowed = caller_allowed(peer_uid, own_uid);
+        if !allowed {
+            let who = |x: Option<String>| x.unwrap_or_else(|| "unknown".into());
+            tracing::warn!(
+                "refused a control connection from uid {} (pid {}): this daemon serves uid {own_uid} only",
+                who(peer_uid.map(|u| u.to_string())),
+                who(cred.and_then(|c| c.pid()).map(|p| p.to_string()))
+            );
+        }
         tokio::spawn(async move {
             let _permit = permit;
             let (r, mut w) = stream.into_split();
@@ -40,7 +91,16 @@ pub async fn run(d: Arc<Daemon>, listener: UnixListener, stop: CancellationToken
             let mut line = String::new();
             let read =
                 tokio::time::timeout(Duration::from_millis(CONTROL_READ_TIMEOUT_MS), reader.read_line(&mut line)).await;
+            // A caller of another uid gets its answer after its request line is read (so that
+            // its write does not fail first), and nothing of the request is looked at.
             let resp = match read {
+                _ if !allowed => error(
+                    "not_allowed",
+                    format!(
+                        "this peer daemon serves uid {own_uid} only (you are uid {}); run your own with a HOME of yours",
+                        peer_uid.map(|u| u.to_string()).unwrap_or_else(|| "unknown".into())
+                    ),
+                ),
                 Ok(Ok(n)) if n > 0 && line.ends_with('\n') => match serde_json::from_str::<ControlRequest>(&line) {
                     Ok(req) => handle(&d, req).await,
                     Err(e) => error("invalid_request", format!("bad control request: {e}")),
@@ -88,7 +148,7 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
                     format!("the piece list of {name} is not in this HOME; upload it again with: peer upload"),
                 );
             }
-            match client.upload(&group, meta, &d.peer_addr).await {
+            match client.upload(&group, meta, &d.peer_addr, &d.identity.public_hex()).await {
                 Ok(v) => {
                     d.shares.add(Share { group, name, path, size, sha1, piece_list_sha1: Some(key) });
                     ControlResponse::Ok { fields: v }
@@ -96,11 +156,22 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
                 Err(e) => client_error(e),
             }
         }
-        ControlRequest::Download { group, name, dest } => match super::download::start(d, group, name, dest).await {
-            Ok(fields) => ControlResponse::Ok { fields },
-            Err(r) => r,
-        },
+        ControlRequest::Download { group, name, dest, force } => {
+            match super::download::start(d, group, name, dest, force).await {
+                Ok(fields) => ControlResponse::Ok { fields },
+                Err(r) => r,
+            }
+        }
         ControlRequest::ShowDownloads => ControlResponse::Downloads { rows: d.downloads.rows() },
+        ControlRequest::Watch { dest } => {
+            let (row, cancelled) = d.downloads.watch(&dest);
+            ControlResponse::Watch { row, cancelled }
+        }
+        ControlRequest::Cancel { group, name } => manage::run(d, manage::Op::Cancel, group, name).await,
+        ControlRequest::Pause { group, name } => manage::run(d, manage::Op::Pause, group, name).await,
+        ControlRequest::Resume { group, name } => manage::run(d, manage::Op::Resume, group, name).await,
+        ControlRequest::Forget { group, name } => manage::run(d, manage::Op::Forget, group, name).await,
+        ControlRequest::ListShares => ControlResponse::Shares { rows: d.shares.rows() },
         ControlRequest::StopShare { group, name } => {
             let Some(client) = d.session_client() else {
                 return error("unauthenticated", "not logged in (run: peer login USER)");
@@ -117,5 +188,19 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
             d.announce().await;
             ControlResponse::Ok { fields: json!({ "logged_in": d.home.session().is_some() }) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_daemons_own_uid_is_served() {
+        assert!(caller_allowed(Some(1000), 1000));
+        assert!(!caller_allowed(Some(0), 1000), "root is refused too");
+        assert!(!caller_allowed(Some(1001), 1000));
+        assert!(!caller_allowed(Some(65534), 0));
+        assert!(!caller_allowed(None, 1000), "no credentials, no service");
     }
 }

@@ -6,11 +6,14 @@
 //! atomically on every change, so a SIGKILL loses at most in-flight pieces, which the
 //! restarted daemon re-verifies and fetches again.
 
+pub mod channel;
 pub mod control_server;
 pub mod disk;
 pub mod download;
 pub mod serve;
 pub mod shares;
+pub mod slots;
+pub mod tickets;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -31,8 +34,17 @@ use crate::piece_lists::PieceListStore;
 pub struct Daemon {
     pub home: Home,
     pub tracker: TrackerClient,
-    /// Where other peers reach our piece server (announced to the tracker).
+    /// What this daemon announces (`--advertise`, else the address it listens on). The tracker
+    /// keeps only its port: the host it lists is the one its connection came from.
     pub peer_addr: String,
+    /// Where it listens, what the tracker lists, whether the announce went through.
+    pub announce: AnnounceState,
+    /// This HOME's key pair: proved on every piece connection, announced with `peer_addr`.
+    pub identity: crate::identity::PeerIdentity,
+    /// TLS with that key, both ways.
+    pub channel: channel::Channel,
+    /// The cluster's ticket key, pinned in HOME.
+    pub cluster_key: tickets::ClusterKey,
     pub shares: shares::ShareTable,
     pub downloads: download::DownloadTable,
     pub shutdown: CancellationToken,
@@ -44,6 +56,39 @@ pub struct Daemon {
     pub faults: Faults,
 }
 
+/// The daemon's standing with the tracker.
+pub struct AnnounceState {
+    /// `--advertise` as given, if it was.
+    pub advertise: Option<String>,
+    /// The address the piece server is bound to.
+    pub listen_addr: SocketAddr,
+    /// The address the tracker lists for this daemon, from its last announce reply.
+    pub tracker_addr: std::sync::Mutex<Option<String>>,
+    /// The current session's announce went through; until it has, the keepalive loop retries it.
+    pub announced: std::sync::atomic::AtomicBool,
+    /// Held around each liveness call, so the "going away" call at shutdown comes after any
+    /// "alive" still in flight.
+    pub alive_calls: tokio::sync::Mutex<()>,
+}
+
+impl AnnounceState {
+    pub fn new(listen_addr: SocketAddr, advertise: Option<String>) -> Self {
+        AnnounceState {
+            advertise,
+            listen_addr,
+            tracker_addr: std::sync::Mutex::new(None),
+            announced: std::sync::atomic::AtomicBool::new(false),
+            alive_calls: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl Default for AnnounceState {
+    fn default() -> Self {
+        AnnounceState::new(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+    }
+}
+
 /// Faults a test can make a daemon commit (hidden flags of `peer daemon`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
@@ -51,6 +96,9 @@ pub struct Faults {
     pub serve_delay_ms: u64,
     /// Serve piece lists that are wrong in this way.
     pub bad_piece_list: Option<BadPieceList>,
+    /// Close served connections that ask for nothing after this long instead of
+    /// `serve::NO_REQUEST_TIMEOUT_MS`.
+    pub no_request_timeout_ms: Option<u64>,
 }
 
 /// How a faulty sharer's piece list is wrong.
@@ -68,20 +116,142 @@ impl Daemon {
         self.home.session().map(|s| self.tracker.with_token(Some(s.token)))
     }
 
-    /// Tells the tracker where we serve; called at start and after every login.
+    /// Tells the tracker where we serve; called at start, after every login, and by the
+    /// keepalive loop until it succeeds.
     pub async fn announce(&self) {
+        let _ = self.try_announce().await;
+    }
+
+    async fn try_announce(&self) -> Result<(), tracker_client::ClientError> {
+        use std::sync::atomic::Ordering;
         let Some(client) = self.session_client() else {
+            self.announce.announced.store(false, Ordering::SeqCst);
             tracing::info!("not logged in: shares stay paused until `peer login`");
-            return;
+            return Ok(());
         };
-        match client.announce(&self.peer_addr).await {
-            Ok(v) => tracing::info!(peer_addr = %self.peer_addr, shares = %v["shares"], "announced to the tracker"),
-            Err(e) => tracing::warn!("cannot announce to the tracker: {e}"),
+        match client.announce(&self.peer_addr, &self.identity.public_hex()).await {
+            Ok(v) => {
+                self.announce.announced.store(true, Ordering::SeqCst);
+                tracing::info!(peer_addr = %self.peer_addr, listed_as = %v["peer_addr"], shares = %v["shares"], "announced to the tracker");
+                if let Some(listed) = v["peer_addr"].as_str() {
+                    self.tracker_listed(listed);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.announce.announced.store(false, Ordering::SeqCst);
+                tracing::warn!(
+                    "cannot announce to the tracker (retrying every {} s): {e}",
+                    ANNOUNCE_INTERVAL_MS / 1000
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// The tracker lists this daemon at `listed`: say so when it is news, and warn when peers
+    /// could not reach us there.
+    fn tracker_listed(&self, listed: &str) {
+        let mut last = self.announce.tracker_addr.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_deref() == Some(listed) {
+            return;
+        }
+        *last = Some(listed.to_string());
+        drop(last);
+        println!("other peers reach this daemon at {listed} (the address the tracker lists)");
+        let Ok(listed_addr) = listed.parse::<SocketAddr>() else { return };
+        let listen_ip = self.announce.listen_addr.ip();
+        if !listen_ip.is_unspecified() && listen_ip.to_canonical() != listed_addr.ip().to_canonical() {
+            tracing::warn!(
+                "the tracker lists this daemon at {listed}, but it listens on {} only: other peers cannot connect; \
+                 listen on 0.0.0.0 (or on {}) instead",
+                self.announce.listen_addr,
+                listed_addr.ip()
+            );
+        }
+        if let Some(adv) = &self.announce.advertise {
+            let host = adv.rsplit_once(':').map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'));
+            let same = host
+                .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|ip| ip.to_canonical() == listed_addr.ip().to_canonical());
+            if !same {
+                tracing::warn!(
+                    "--advertise {adv}: the tracker lists {listed} — it takes only the port from --advertise; the host \
+                     is always the address this daemon's calls come from"
+                );
+            }
         }
     }
 }
 
-pub async fn run(ctx: &mut Ctx, listen: &str, faults: Faults) -> anyhow::Result<()> {
+/// How often the daemon tells the tracker it is alive; the tracker lists a sharer only while
+/// its daemon was heard from within its liveness period (30 s, docs/API.md). The same call
+/// checks the session.
+pub const ANNOUNCE_INTERVAL_MS: u64 = 10_000;
+
+/// The tracker no longer knows session `s` (logged out through the API from elsewhere, or
+/// expired): shares pause as with `peer logout` — the piece server answers error 3 from then
+/// on, until the next `peer login`.
+fn session_ended(d: &Daemon, s: &crate::home::Session) {
+    // A login meanwhile wrote a new token: that one stands.
+    if d.home.session().is_some_and(|now| now.token == s.token) {
+        d.home.clear_session();
+        d.announce.announced.store(false, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!(
+            user = %s.user,
+            "the tracker no longer knows this peer's session (logged out elsewhere, or expired): shares are paused \
+             until `peer login`"
+        );
+    }
+}
+
+/// Every `ANNOUNCE_INTERVAL_MS`: announce if the last attempt failed, else tell the tracker
+/// this daemon is alive (`POST /v1/peer/alive`, answered by the leader from memory, no log
+/// entry). A refusal as `unauthenticated` ends the session here too.
+async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
+    use std::sync::atomic::Ordering;
+    let mut not_listed_warned = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(ANNOUNCE_INTERVAL_MS)) => {}
+        }
+        let Some(s) = d.home.session() else { continue };
+        let _call = d.announce.alive_calls.lock().await;
+        if stop.is_cancelled() {
+            return;
+        }
+        let result = if d.announce.announced.load(Ordering::SeqCst) {
+            let client = d.tracker.with_token(Some(s.token.clone()));
+            client.alive(&d.peer_addr, &d.identity.public_hex()).await.map(|v| {
+                if v["listed"] == false {
+                    if !not_listed_warned {
+                        tracing::warn!(
+                            tracker_sees = %v["peer_addr"],
+                            "the tracker lists another address or daemon for this user (announced later from \
+                             another HOME?): this daemon's shares are not offered until it announces again \
+                             (`peer login`)"
+                        );
+                    }
+                    not_listed_warned = true;
+                } else {
+                    not_listed_warned = false;
+                }
+            })
+        } else {
+            d.try_announce().await
+        };
+        match result {
+            Err(tracker_client::ClientError::Refused { code, .. }) if code == "unauthenticated" => {
+                session_ended(&d, &s)
+            }
+            Err(e) => tracing::debug!("liveness call failed: {e}"),
+            Ok(()) => {}
+        }
+    }
+}
+
+pub async fn run(ctx: &mut Ctx, listen: &str, advertise: Option<&str>, faults: Faults) -> anyhow::Result<()> {
     let home = ctx.home.clone();
     home.ensure()?;
     let socket = home.socket();
@@ -92,26 +262,26 @@ pub async fn run(ctx: &mut Ctx, listen: &str, faults: Faults) -> anyhow::Result<
 
     let listen_addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not IP:PORT"))?;
     let listener = TcpListener::bind(listen_addr).await.with_context(|| format!("cannot listen on {listen_addr}"))?;
-    let mut local = listener.local_addr()?;
-    if local.ip().is_unspecified() {
-        // 0.0.0.0 cannot be dialled; announce loopback and say so.
-        tracing::warn!(
-            "listening on {local}; announcing 127.0.0.1 — pass --listen with this machine's address for other machines"
-        );
-        local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let control_listener = tokio::net::UnixListener::bind(&socket)
-        .with_context(|| format!("cannot create the control socket {}", socket.display()))?;
+    let local = listener.local_addr()?;
+    // Only the port of what we announce is used: the tracker lists the host our calls come from.
+    let peer_addr = advertise.map(str::to_string).unwrap_or_else(|| local.to_string());
+    let control_listener = control_server::bind(&home)?;
 
     let addrs = ctx.tracker_addrs().map_err(|e| anyhow::anyhow!(e.message))?;
     let tracker = TrackerClient::new(addrs, ctx.policy());
     let shutdown = CancellationToken::new();
+    let identity = crate::identity::PeerIdentity::load_or_create(&home.dir)?;
+    let channel = channel::Channel::new(&identity)?;
     let daemon = Arc::new(Daemon {
+        identity,
+        channel,
+        cluster_key: tickets::ClusterKey::load(&home.dir),
         shares: shares::ShareTable::load(&home)?,
         downloads: download::DownloadTable::load(&home)?,
         home: home.clone(),
         tracker,
-        peer_addr: local.to_string(),
+        peer_addr,
+        announce: AnnounceState::new(local, advertise.map(str::to_string)),
         shutdown: shutdown.clone(),
         piece_lists: PieceListStore::new(&home),
         list_rebuild: tokio::sync::Mutex::new(()),
@@ -119,17 +289,21 @@ pub async fn run(ctx: &mut Ctx, listen: &str, faults: Faults) -> anyhow::Result<
     });
     crate::home::write_json(
         &home.daemon_info_path(),
-        &serde_json::json!({"pid": std::process::id(), "peer_addr": daemon.peer_addr}),
+        &serde_json::json!({"pid": std::process::id(), "peer_addr": daemon.peer_addr, "listen": local.to_string()}),
     )?;
-    tracing::info!(home = %home.dir.display(), peer_addr = %daemon.peer_addr, "peer daemon started");
-    println!("peer daemon for {} serving pieces on {}", home.dir.display(), daemon.peer_addr);
+    tracing::info!(home = %home.dir.display(), listen = %local, peer_addr = %daemon.peer_addr, peer_key = %daemon.identity.public_hex(), "peer daemon started");
+    println!("{}", startup_line(&home.dir.display().to_string(), local, advertise));
 
     let serve_task = tokio::spawn(serve::run(daemon.clone(), listener, shutdown.child_token()));
     let control_task = tokio::spawn(control_server::run(daemon.clone(), control_listener, shutdown.child_token()));
     {
         let d = daemon.clone();
-        tokio::spawn(async move { d.announce().await });
+        tokio::spawn(async move {
+            d.announce().await;
+            d.cluster_key.check_against(&d.tracker).await;
+        });
     }
+    tokio::spawn(keepalive(daemon.clone(), shutdown.child_token()));
     download::resume_all(&daemon);
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -139,6 +313,18 @@ pub async fn run(ctx: &mut Ctx, listen: &str, faults: Faults) -> anyhow::Result<
     }
     tracing::info!("stopping");
     shutdown.cancel();
+    // Tell the tracker we are going: our shares stop being listed now, not in 30 s.
+    if let Some(client) = daemon.session_client() {
+        let going = async {
+            let _after_any_alive = daemon.announce.alive_calls.lock().await;
+            client.going_away(&daemon.peer_addr, &daemon.identity.public_hex()).await
+        };
+        match tokio::time::timeout(Duration::from_secs(3), going).await {
+            Ok(Ok(_)) => tracing::info!("told the tracker this daemon is going away"),
+            Ok(Err(e)) => tracing::warn!("cannot tell the tracker this daemon is going away: {e}"),
+            Err(_) => tracing::warn!("cannot tell the tracker this daemon is going away: no answer within 3 s"),
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = serve_task.await;
         let _ = control_task.await;
@@ -147,4 +333,18 @@ pub async fn run(ctx: &mut Ctx, listen: &str, faults: Faults) -> anyhow::Result<
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(home.daemon_info_path());
     Ok(())
+}
+
+/// The daemon's first line on stdout: where it listens and what other peers are told. The
+/// address they actually see is printed once the tracker has answered the announce.
+fn startup_line(home: &str, local: SocketAddr, advertise: Option<&str>) -> String {
+    let port = match advertise {
+        Some(adv) => format!("port {} (--advertise {adv})", adv.rsplit_once(':').map_or("?", |(_, p)| p)),
+        None => format!("port {}", local.port()),
+    };
+    let all = if local.ip().is_unspecified() { "all interfaces; " } else { "" };
+    format!(
+        "peer daemon for {home} serving pieces on {local} ({all}other peers are told {port} at the address the \
+         tracker sees this daemon's calls come from)"
+    )
 }

@@ -1,5 +1,6 @@
-//! The piece server: other peers connect, name a file by its whole-file SHA-1 and group,
-//! get our bitfield (complete for shared files, partial for downloads in progress, followed
+//! The piece server: other peers connect over the TLS channel (`channel`), name a file by its
+//! whole-file SHA-1 and group with a ticket from the tracker bound to the key they proved
+//! (`tickets`), take a serving slot (`slots`), get our bitfield (complete for shared files, partial for downloads in progress, followed
 //! by `have` as pieces verify), ask for the file's piece list (from HOME/piece-lists/, or the
 //! verified list of a download in progress), and request pieces, which are read with
 //! positional reads.
@@ -10,48 +11,66 @@
 //! is refused with error 4 rather than served.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto::piece::Message;
+use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::channel::ServerStream;
 use super::download::conn::{bools_to_bits, name_of, HANDSHAKE_TIMEOUT_MS, PROTOCOL_VERSION, WRITE_TIMEOUT_MS};
 use super::download::Live;
 use super::shares::Share;
-use super::wire::{self, FrameReader};
+use super::slots::{HandshakeSlot, SlotLimits, Slots};
+use super::tickets::{self, Expect};
+use super::wire::{self, FrameReader, WireError};
 use super::{disk, BadPieceList, Daemon};
 use crate::hashing::{piece_list_sha1, PieceHash};
 use proto::piece::MAX_PIECE_LIST_HASHES_PER_FRAME;
 
-/// Most peers served at once; more wait for a slot.
+/// Most peers served at once (after their ticket is checked); see `slots` for the other bounds.
 pub const MAX_SERVE_CONNECTIONS: usize = 64;
-/// A connection with no request for this long is closed.
-const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// A served connection that sends no `request` and no `piece_list_request` for this long is
+/// closed with `error` 9, whatever keepalives it sends.
+pub const NO_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_SERVE_CONNECTIONS));
+    let slots = Slots::new(SlotLimits { serving: MAX_SERVE_CONNECTIONS, ..SlotLimits::default() });
+    let mut turned_away: u64 = 0;
+    let mut last_report = Instant::now();
     loop {
         let (stream, from) = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
+                    // Out of file descriptors, most likely: wait a moment rather than spin.
                     tracing::warn!("accept: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let (d, stop) = (d.clone(), stop.clone());
+        // Never wait here: a connection over its address's (or the total) bound is closed now.
+        let Some(slot) = slots.handshake(from.ip()) else {
+            turned_away += 1;
+            if last_report.elapsed() > Duration::from_secs(10) {
+                tracing::warn!(turned_away, last = %from, "closing connections over the handshake bounds");
+                last_report = Instant::now();
+                turned_away = 0;
+            }
+            drop(stream);
+            continue;
+        };
+        let (d, stop, slots) = (d.clone(), stop.clone(), slots.clone());
         tokio::spawn(async move {
-            let _permit = permit;
             let mut served = Served::default();
             tokio::select! {
-                r = serve_one(&d, stream, &mut served) => {
+                r = serve_one(&d, stream, from, slot, &slots, &mut served) => {
                     if let Err(e) = r {
                         tracing::debug!(peer = %from, "serving ended: {e}");
                     }
@@ -59,7 +78,7 @@ pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken)
                 _ = stop.cancelled() => {}
             }
             if served.pieces > 0 {
-                tracing::info!(peer = %from, file = %served.file, pieces_served = served.pieces, "served a peer");
+                tracing::info!(peer = %from, user = %served.user, file = %served.file, pieces_served = served.pieces, "served a peer");
             }
         });
     }
@@ -73,7 +92,8 @@ enum Source {
 
 /// Error codes of the `error` frame (docs/PROTOCOL.md).
 use proto::piece::error_code::{
-    BAD_RANGE as E_BAD_RANGE, LIST_NOT_YET as E_LIST_NOT_YET, LOGGED_OUT as E_LOGGED_OUT, NOT_SHARED as E_NOT_SHARED,
+    BAD_RANGE as E_BAD_RANGE, BUSY as E_BUSY, IDLE as E_IDLE, LIST_NOT_YET as E_LIST_NOT_YET,
+    LOGGED_OUT as E_LOGGED_OUT, MALFORMED as E_MALFORMED, NOT_SHARED as E_NOT_SHARED, TICKET as E_TICKET,
     UNEXPECTED as E_UNEXPECTED, VERSION as E_VERSION,
 };
 
@@ -107,29 +127,79 @@ impl Source {
     }
 }
 
-async fn refuse(w: &mut tokio::net::tcp::OwnedWriteHalf, code: u16, message: String) -> Result<(), String> {
+/// Sends `error(code, message)`, closes our side, and ends the connection with `message`.
+async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, code: u16, message: String) -> Result<(), String> {
     let _ = wire::send(w, &Message::Error { code, message: message.clone() }, WRITE_TIMEOUT_MS).await;
+    let _ = tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), w.shutdown()).await;
     Err(message)
+}
+
+/// The `error` frame for a read that failed: a frame that does not decode is answered with
+/// error 10 before closing; a closed or silent connection just ends.
+async fn read_failed<W: AsyncWrite + Unpin>(w: &mut W, e: WireError) -> Result<(), String> {
+    match e {
+        WireError::Decode(m) => refuse(w, E_MALFORMED, m).await,
+        other => Err(other.to_string()),
+    }
 }
 
 /// What one connection was served, for the log.
 #[derive(Default)]
 struct Served {
+    user: String,
     file: String,
     pieces: u64,
 }
 
-async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> Result<(), String> {
+/// Answers a client that speaks the protocol without TLS (version 2 or older, or a probe) with
+/// a plain `error` 1 frame, so that it learns why rather than seeing a TLS alert.
+async fn refuse_plaintext(mut stream: TcpStream) -> Result<(), String> {
+    let m = format!(
+        "this peer speaks protocol version {PROTOCOL_VERSION}: TLS 1.3 first, then the handshake with a ticket \
+         (docs/PROTOCOL.md)"
+    );
+    let mut out = Vec::new();
+    proto::piece::encode(&Message::Error { code: E_VERSION, message: m.clone() }, &mut out);
+    let _ = tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), stream.write_all(&out)).await;
+    let _ = stream.shutdown().await;
+    Err(m)
+}
+
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+async fn serve_one(
+    d: &Arc<Daemon>,
+    stream: TcpStream,
+    from: SocketAddr,
+    slot: HandshakeSlot,
+    slots: &Slots,
+    served: &mut Served,
+) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
+    let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), stream.peek(&mut first)).await {
+        Err(_) => return Err("sent nothing".into()),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(0)) => return Err("closed before the handshake".into()),
+        Ok(Ok(_)) if first[0] != TLS_HANDSHAKE_RECORD => return refuse_plaintext(stream).await,
+        Ok(Ok(_)) => {}
+    }
+    let (tls, channel_key) = d.channel.accept(stream, left_ms(deadline)).await.map_err(|e| e.to_string())?;
+    let (r, mut w) = tokio::io::split(tls);
     let mut reader = FrameReader::new(r);
-    let (file_sha1, group) = match reader.next(HANDSHAKE_TIMEOUT_MS).await.map_err(|e| e.to_string())? {
-        Message::Handshake { protocol_version, file_sha1, group, .. } => {
+    let hello = match reader.next(left_ms(deadline)).await {
+        Ok(m) => m,
+        Err(e) => return read_failed(&mut w, e).await,
+    };
+    let (file_sha1, group, user, ticket) = match hello {
+        Message::Handshake { protocol_version, file_sha1, group, user, ticket, .. } => {
             if protocol_version != PROTOCOL_VERSION {
                 return refuse(&mut w, E_VERSION, format!("protocol version {protocol_version} is not supported"))
                     .await;
             }
-            (file_sha1, group)
+            (file_sha1, group, user, ticket)
         }
         other => return refuse(&mut w, E_UNEXPECTED, format!("expected a handshake, got {}", name_of(&other))).await,
     };
@@ -138,6 +208,22 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
     }
     let sha1_hex = hex::encode(file_sha1);
     served.file = format!("{group}/{sha1_hex}");
+    served.user = user.clone();
+    // The ticket: signed by the cluster, for this file, this user, and the key this connection
+    // proved. Nothing about the file is said before it checks out.
+    let Some(cluster_key) = d.cluster_key.get(&d.tracker).await else {
+        return refuse(&mut w, E_TICKET, "this peer cannot check tickets yet (it has not reached the tracker)".into())
+            .await;
+    };
+    let want = Expect { group: &group, file_sha1: &file_sha1, user: &user, channel_key: &channel_key };
+    if let Err(why) = tickets::check(&ticket, &cluster_key, tickets::now_ms(), &want) {
+        tracing::warn!(peer = %from, %user, file = %served.file, "refused a download: {why}");
+        return refuse(&mut w, E_TICKET, why).await;
+    }
+    let _serving = match slots.serve(slot, &user) {
+        Ok(s) => s,
+        Err(full) => return refuse(&mut w, E_BUSY, full.to_string()).await,
+    };
     let mut have_rx: Option<broadcast::Receiver<u32>> = None;
     let source = if let Some(share) = d.shares.find(&group, &sha1_hex) {
         let file = File::open(&share.path).map_err(|e| format!("cannot open {}: {e}", share.path))?;
@@ -164,34 +250,63 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
     };
     wire::send(&mut w, &hello, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
     wire::send(&mut w, &source.bitfield(), WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+    serve_requests(d, &source, &mut reader, &mut w, have_rx, served).await
+}
 
+/// Milliseconds left until `deadline` (at least 1).
+fn left_ms(deadline: Instant) -> u64 {
+    deadline.saturating_duration_since(Instant::now()).as_millis().max(1) as u64
+}
+
+type ServerWriter = WriteHalf<ServerStream>;
+type ServerReader = FrameReader<tokio::io::ReadHalf<ServerStream>>;
+
+async fn serve_requests(
+    d: &Arc<Daemon>,
+    source: &Source,
+    reader: &mut ServerReader,
+    w: &mut ServerWriter,
+    mut have_rx: Option<broadcast::Receiver<u32>>,
+    served: &mut Served,
+) -> Result<(), String> {
     let mut buf: Vec<u8> = Vec::new();
     let mut header: Vec<u8> = Vec::with_capacity(16);
+    let mut asked_at = Instant::now();
+    let quiet_ms = d.faults.no_request_timeout_ms.unwrap_or(NO_REQUEST_TIMEOUT_MS);
     loop {
-        let msg = match have_rx.as_mut() {
+        // Keepalives and `have`s do not extend this: only asking for something does.
+        let quiet_deadline = asked_at + Duration::from_millis(quiet_ms);
+        let next = match have_rx.as_mut() {
             Some(rx) => tokio::select! {
-                m = reader.next(IDLE_TIMEOUT_MS) => m.map_err(|e| e.to_string())?,
+                m = reader.next(left_ms(quiet_deadline)) => m,
                 h = rx.recv() => {
                     let out = match h {
                         Ok(piece) => Message::Have { piece },
                         Err(broadcast::error::RecvError::Lagged(_)) => source.bitfield(),
                         Err(broadcast::error::RecvError::Closed) => { have_rx = None; continue; }
                     };
-                    wire::send(&mut w, &out, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                    wire::send(w, &out, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     continue;
                 }
             },
-            None => reader.next(IDLE_TIMEOUT_MS).await.map_err(|e| e.to_string())?,
+            None => reader.next(left_ms(quiet_deadline)).await,
+        };
+        let msg = match next {
+            Ok(m) => m,
+            Err(WireError::Timeout(_)) => {
+                let m = format!("no request for {quiet_ms} ms");
+                return refuse(w, E_IDLE, m).await;
+            }
+            Err(e) => return read_failed(w, e).await,
         };
         match msg {
             Message::Request { piece } => {
+                asked_at = Instant::now();
                 if !source.has(piece) {
-                    wire::send(&mut w, &Message::Reject { piece }, WRITE_TIMEOUT_MS)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     continue;
                 }
-                let (file, size) = match &source {
+                let (file, size) = match source {
                     Source::Complete { file, size, .. } => (file.try_clone().map_err(|e| e.to_string())?, *size),
                     Source::Partial { file, size, .. } => (file.try_clone().map_err(|e| e.to_string())?, *size),
                 };
@@ -207,35 +322,33 @@ async fn serve_one(d: &Arc<Daemon>, stream: TcpStream, served: &mut Served) -> R
                     Ok(b) => {
                         header.clear();
                         proto::piece::encode_piece_header(piece, b.len(), &mut header);
-                        wire::write_all(&mut w, &header, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
-                        wire::write_all(&mut w, &b, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                        wire::write_parts(w, &[&header, &b], WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                         served.pieces += 1;
                         buf = b;
                     }
                     Err(e) => {
                         tracing::warn!(piece, "cannot read piece: {e}");
-                        wire::send(&mut w, &Message::Reject { piece }, WRITE_TIMEOUT_MS)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     }
                 }
             }
             Message::PieceListRequest { start, count } => {
+                asked_at = Instant::now();
                 let n = source.num_pieces();
                 if start as u64 + count as u64 > n {
                     let m = format!("the piece list has {n} hashes; asked for {count} from {start}");
-                    return refuse(&mut w, E_BAD_RANGE, m).await;
+                    return refuse(w, E_BAD_RANGE, m).await;
                 }
-                let hashes = match list_range(d, &source, start, count).await {
+                let hashes = match list_range(d, source, start, count).await {
                     Ok(h) => h,
-                    Err((code, m)) => return refuse(&mut w, code, m).await,
+                    Err((code, m)) => return refuse(w, code, m).await,
                 };
                 let answer = faulty_list(d.faults.bad_piece_list, n as u32, start, hashes);
-                wire::send(&mut w, &answer, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                wire::send(w, &answer, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
             }
             Message::Cancel { .. } | Message::KeepAlive | Message::Have { .. } => {}
             Message::Error { message, .. } => return Err(format!("peer closed: {message}")),
-            other => return refuse(&mut w, E_UNEXPECTED, format!("unexpected {}", name_of(&other))).await,
+            other => return refuse(w, E_UNEXPECTED, format!("unexpected {}", name_of(&other))).await,
         }
     }
 }

@@ -71,6 +71,23 @@ impl ShareTable {
         }
     }
 
+    /// Every share, as `list-shares` shows them: by group, then name.
+    pub fn rows(&self) -> Vec<crate::control::ShareRow> {
+        let s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows: Vec<crate::control::ShareRow> = s
+            .iter()
+            .map(|x| crate::control::ShareRow {
+                group: x.group.clone(),
+                name: x.name.clone(),
+                size: x.size,
+                sha1: x.sha1.clone(),
+                path: x.path.clone(),
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+        rows
+    }
+
     pub fn get(&self, group: &str, name: &str) -> Option<Share> {
         let s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
         s.iter().find(|x| x.group == group && x.name == name).cloned()

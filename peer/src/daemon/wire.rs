@@ -81,9 +81,21 @@ pub async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message, timeout_ms: u
     write_all(w, &out, timeout_ms).await
 }
 
+/// Writes `bytes` and flushes them within `timeout_ms`. The flush matters on the TLS channel:
+/// a record left in the session's buffer would not leave until the next write.
 pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8], timeout_ms: u64) -> Result<(), WireError> {
-    tokio::time::timeout(Duration::from_millis(timeout_ms), w.write_all(bytes))
-        .await
-        .map_err(|_| WireError::Timeout(timeout_ms))??;
+    write_parts(w, &[bytes], timeout_ms).await
+}
+
+/// Writes each of `parts` in order (a piece's header, then its data from the caller's buffer,
+/// uncopied), then flushes, all within `timeout_ms`.
+pub async fn write_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[&[u8]], timeout_ms: u64) -> Result<(), WireError> {
+    let io = async {
+        for p in parts {
+            w.write_all(p).await?;
+        }
+        w.flush().await
+    };
+    tokio::time::timeout(Duration::from_millis(timeout_ms), io).await.map_err(|_| WireError::Timeout(timeout_ms))??;
     Ok(())
 }

@@ -65,4 +65,13 @@ pub mod error_code {
     pub const LIST_NOT_YET: u16 = 5;
     /// A `piece_list_request` past the end of the list.
     pub const BAD_RANGE: u16 = 6;
+    /// No valid ticket for this file, this user and this connection's key (the message says
+    /// which check failed).
+    pub const TICKET: u16 = 7;
+    /// No free serving slot (for the sender's address, its user, or at all): try again later.
+    pub const BUSY: u16 = 8;
+    /// The connection asked for nothing (no `request`, no `piece_list_request`) for too long.
+    pub const IDLE: u16 = 9;
+    /// A frame that does not decode (too long, unknown type, malformed body).
+    pub const MALFORMED: u16 = 10;
 }

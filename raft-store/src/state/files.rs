@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::users::validate_peer_addr;
+use super::users::{validate_logged_peer_key, validate_peer_addr};
 use super::{SharedFile, TrackerState};
 use crate::command::{ErrorCode, FileMeta, Refusal, Reply};
 use crate::names::{validate_file_name, validate_id};
@@ -14,10 +14,12 @@ impl TrackerState {
         group: &str,
         meta: &FileMeta,
         peer_addr: &str,
+        peer_key: &str,
     ) -> Result<Reply, Refusal> {
         validate_id("group", group).map_err(Refusal::invalid_name)?;
         meta.validate()?;
         validate_peer_addr(peer_addr)?;
+        validate_logged_peer_key(peer_key)?;
         let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
         if !g.members.iter().any(|m| m == user) {
             return Err(Refusal::not_member(group));
@@ -52,9 +54,7 @@ impl TrackerState {
                 true
             }
         };
-        if let Some(account) = self.users.get_mut(user) {
-            account.peer_addr = Some(peer_addr.to_string());
-        }
+        self.set_peer(user, peer_addr, peer_key);
         Ok(Reply::FileShared { group: group.to_string(), name: meta.name.clone(), new_file })
     }
 

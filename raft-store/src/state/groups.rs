@@ -67,6 +67,40 @@ impl TrackerState {
         Ok(Reply::Accepted { group: group.to_string(), user: joiner.to_string() })
     }
 
+    /// The owner removes a member: the member's shares in the group end (the files stay listed),
+    /// and they stop being a member. The owner cannot remove themself (leaving hands the group on).
+    pub(super) fn remove_member(&mut self, owner: &str, group: &str, member: &str) -> Result<Reply, Refusal> {
+        validate_id("group", group).map_err(Refusal::invalid_name)?;
+        validate_id("user", member).map_err(Refusal::invalid_name)?;
+        let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
+        if g.owner != owner {
+            return Err(Refusal::new(
+                ErrorCode::NotOwner,
+                format!("only the owner of group {group:?} ({}) can remove members", g.owner),
+            ));
+        }
+        if member == owner {
+            return Err(Refusal::new(
+                ErrorCode::NotAllowed,
+                format!(
+                    "you own group {group:?} and cannot remove yourself; leave it instead (it passes to the member \
+                     who joined next)"
+                ),
+            ));
+        }
+        let Some(pos) = g.members.iter().position(|m| m == member) else {
+            return Err(Refusal::new(ErrorCode::NotMember, format!("{member} is not a member of group {group:?}")));
+        };
+        g.members.remove(pos);
+        let mut shares_ended = 0;
+        for file in g.files.values_mut() {
+            if file.sharers.remove(member) {
+                shares_ended += 1;
+            }
+        }
+        Ok(Reply::MemberRemoved { group: group.to_string(), user: member.to_string(), shares_ended })
+    }
+
     /// A member leaves: their shares in the group stop; an owner hands the group to the member
     /// who joined next; the last member leaving deletes the group. A user with only a pending
     /// request withdraws it.

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use dedup::{Dedup, Remembered, DEDUP_MAX_ENTRIES, DEDUP_TTL_MS};
 pub use records::Record;
-pub(crate) use users::validate_peer_addr;
+pub use users::validate_peer_key;
+pub(crate) use users::{validate_logged_peer_key, validate_peer_addr};
 
 use crate::command::{Command, FileMeta, Refusal, Reply, Request, Response};
 
@@ -28,6 +29,11 @@ pub struct User {
     pub shares_paused: bool,
     /// Where this user's peer daemon serves pieces, once it has announced itself.
     pub peer_addr: Option<String>,
+    /// The Ed25519 public key (64 lowercase hex) its daemon speaks with on peer channels.
+    /// Accounts stored before peers had keys have none (and are not listed as sharers until
+    /// their daemon announces itself again).
+    #[serde(default)]
+    pub peer_key: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +123,8 @@ impl TrackerState {
             | Command::AcceptRequest { token_hash, .. }
             | Command::UploadFile { token_hash, .. }
             | Command::StopShare { token_hash, .. }
-            | Command::Announce { token_hash, .. } => self.authenticate(token_hash, req.now_ms).map(|_| ()),
+            | Command::Announce { token_hash, .. }
+            | Command::RemoveMember { token_hash, .. } => self.authenticate(token_hash, req.now_ms).map(|_| ()),
         }
     }
 
@@ -142,17 +149,21 @@ impl TrackerState {
                 let user = self.authenticate(token_hash, now_ms)?;
                 self.accept_request(&user, group, joiner)
             }
-            Command::UploadFile { token_hash, group, file, peer_addr } => {
+            Command::UploadFile { token_hash, group, file, peer_addr, peer_key } => {
                 let user = self.authenticate(token_hash, now_ms)?;
-                self.upload_file(&user, group, file, peer_addr)
+                self.upload_file(&user, group, file, peer_addr, peer_key)
             }
             Command::StopShare { token_hash, group, name } => {
                 let user = self.authenticate(token_hash, now_ms)?;
                 self.stop_share(&user, group, name)
             }
-            Command::Announce { token_hash, peer_addr } => {
+            Command::Announce { token_hash, peer_addr, peer_key } => {
                 let user = self.authenticate(token_hash, now_ms)?;
-                self.announce(&user, peer_addr)
+                self.announce(&user, peer_addr, peer_key)
+            }
+            Command::RemoveMember { token_hash, group, user: member } => {
+                let user = self.authenticate(token_hash, now_ms)?;
+                self.remove_member(&user, group, member)
             }
         }
     }

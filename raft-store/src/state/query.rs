@@ -16,7 +16,7 @@ pub struct GroupView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileView {
     pub meta: FileMeta,
-    /// Sharers that serve right now: not paused, with a known peer address.
+    /// Sharers that serve right now: not paused, with a known peer address and key.
     pub active_sharers: Vec<SharerView>,
 }
 
@@ -24,6 +24,8 @@ pub struct FileView {
 pub struct SharerView {
     pub user: String,
     pub peer_addr: String,
+    /// The key the sharer's daemon speaks with (64 lowercase hex).
+    pub peer_key: String,
 }
 
 impl TrackerState {
@@ -77,7 +79,11 @@ impl TrackerState {
                 if account.shares_paused {
                     return None;
                 }
-                Some(SharerView { user: u.clone(), peer_addr: account.peer_addr.clone()? })
+                Some(SharerView {
+                    user: u.clone(),
+                    peer_addr: account.peer_addr.clone()?,
+                    peer_key: account.peer_key.clone()?,
+                })
             })
             .collect();
         FileView { meta: f.meta.clone(), active_sharers }

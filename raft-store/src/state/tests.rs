@@ -77,8 +77,21 @@ fn accept(t: &str, g: &str, u: &str) -> Command {
 fn leave(t: &str, g: &str) -> Command {
     Command::LeaveGroup { token_hash: t.into(), group: g.into() }
 }
+/// A valid peer key (Ed25519 public keys are 32 bytes, written as 64 lowercase hex).
+fn key(fill: char) -> String {
+    fill.to_string().repeat(64)
+}
 fn upload(t: &str, g: &str, m: FileMeta) -> Command {
-    Command::UploadFile { token_hash: t.into(), group: g.into(), file: m, peer_addr: "127.0.0.1:6000".into() }
+    Command::UploadFile {
+        token_hash: t.into(),
+        group: g.into(),
+        file: m,
+        peer_addr: "127.0.0.1:6000".into(),
+        peer_key: key('a'),
+    }
+}
+fn remove(t: &str, g: &str, u: &str) -> Command {
+    Command::RemoveMember { token_hash: t.into(), group: g.into(), user: u.into() }
 }
 
 /// alice owns dev_team; bob is a member.
@@ -240,6 +253,7 @@ fn bad_file_metadata_is_refused() {
         group: "dev_team".into(),
         file: meta("y", 1, 1),
         peer_addr: "nonsense".into(),
+        peer_key: key('a'),
     };
     assert_eq!(h.refused(c), ErrorCode::InvalidRequest);
     assert_eq!(h.s.counts().2, 0);
@@ -268,10 +282,124 @@ fn logout_pauses_shares_and_login_resumes_them() {
     assert!(h.s.file("bob", "dev_team", "doc.pdf").unwrap().active_sharers.is_empty());
     let a = h.login("alice");
     let f = h.s.file("bob", "dev_team", "doc.pdf").unwrap();
-    assert_eq!(f.active_sharers, vec![query::SharerView { user: "alice".into(), peer_addr: "127.0.0.1:6000".into() }]);
-    let r = h.ok(Command::Announce { token_hash: a, peer_addr: "127.0.0.1:7777".into() });
+    assert_eq!(
+        f.active_sharers,
+        vec![query::SharerView { user: "alice".into(), peer_addr: "127.0.0.1:6000".into(), peer_key: key('a') }]
+    );
+    let r = h.ok(Command::Announce { token_hash: a, peer_addr: "127.0.0.1:7777".into(), peer_key: key('b') });
     assert_eq!(r, Reply::Announced { user: "alice".into(), shares: 1 });
-    assert_eq!(h.s.file("bob", "dev_team", "doc.pdf").unwrap().active_sharers[0].peer_addr, "127.0.0.1:7777");
+    let sharer = &h.s.file("bob", "dev_team", "doc.pdf").unwrap().active_sharers[0];
+    assert_eq!((sharer.peer_addr.as_str(), sharer.peer_key.as_str()), ("127.0.0.1:7777", key('b').as_str()));
+}
+
+#[test]
+fn peer_keys_are_validated_and_a_sharer_without_one_is_not_listed() {
+    let (mut h, a, b) = team();
+    let bad_keys = [String::new() + "x", key('a')[..63].to_string(), key('A'), key('g'), format!("{}0", key('a'))];
+    for bad in &bad_keys {
+        let c = Command::Announce { token_hash: a.clone(), peer_addr: "127.0.0.1:1".into(), peer_key: bad.clone() };
+        assert_eq!(h.refused(c), ErrorCode::InvalidRequest, "{bad:?}");
+        let mut up = upload(&a, "dev_team", meta("doc.pdf", 100, 1));
+        if let Command::UploadFile { peer_key, .. } = &mut up {
+            *peer_key = bad.clone();
+        }
+        assert_eq!(h.refused(up), ErrorCode::InvalidRequest, "{bad:?}");
+    }
+    assert_eq!(h.s.counts().2, 0, "no refused upload added a file");
+    assert_eq!(h.s.users["alice"].peer_key, None);
+    // A key made of every hex digit passes.
+    let every = "0123456789abcdef".repeat(4);
+    h.ok(Command::Announce { token_hash: a.clone(), peer_addr: "127.0.0.1:1".into(), peer_key: every.clone() });
+    assert_eq!(h.s.users["alice"].peer_key.as_deref(), Some(every.as_str()));
+    // An entry from before peer keys (empty key) applies as it did then: the address is kept,
+    // and the user has no key, so they are not listed as a sharer.
+    h.ok(upload(&b, "dev_team", meta("doc.pdf", 100, 1)));
+    assert_eq!(h.s.file("alice", "dev_team", "doc.pdf").unwrap().active_sharers.len(), 1);
+    h.ok(Command::Announce { token_hash: b, peer_addr: "127.0.0.1:2".into(), peer_key: String::new() });
+    assert_eq!(h.s.users["bob"].peer_addr.as_deref(), Some("127.0.0.1:2"));
+    assert_eq!(h.s.users["bob"].peer_key, None);
+    assert!(h.s.file("alice", "dev_team", "doc.pdf").unwrap().active_sharers.is_empty());
+    // The file stays listed; bob counts again once he announces a key.
+    assert_eq!(h.s.list_files("alice", "dev_team").unwrap().len(), 1);
+}
+
+#[test]
+fn old_format_accounts_and_log_entries_still_load() {
+    // A user record and log commands as written before peer keys existed.
+    let old_user = r#"{"password_hash":"$argon2id$x","sessions":1,"shares_paused":false,"peer_addr":"127.0.0.1:6000"}"#;
+    let user: User = serde_json::from_str(old_user).unwrap();
+    assert_eq!(user.peer_addr.as_deref(), Some("127.0.0.1:6000"));
+    assert_eq!(user.peer_key, None);
+    let record = format!(r#"{{"t":"user","name":"alice","user":{old_user}}}"#);
+    let mut s = TrackerState::default();
+    s.load_record(serde_json::from_str(&record).unwrap()).unwrap();
+    assert_eq!(s.users["alice"].peer_key, None);
+    let old_announce = r#"{"op":"announce","token_hash":"t","peer_addr":"127.0.0.1:1"}"#;
+    let c: Command = serde_json::from_str(old_announce).unwrap();
+    assert_eq!(
+        c,
+        Command::Announce { token_hash: "t".into(), peer_addr: "127.0.0.1:1".into(), peer_key: String::new() }
+    );
+    let old_upload = r#"{"op":"upload_file","token_hash":"t","group":"g","file":{"name":"a","size":1,"piece_len":524288,
+        "piece_list_sha1":"0000000000000000000000000000000000000000","sha1":"0000000000000000000000000000000000000000"},
+        "peer_addr":"127.0.0.1:1"}"#;
+    let c: Command = serde_json::from_str(old_upload).unwrap();
+    assert!(matches!(c, Command::UploadFile { peer_key, .. } if peer_key.is_empty()));
+}
+
+#[test]
+fn the_owner_removes_a_member_whose_shares_in_the_group_end() {
+    let (mut h, a, b) = team();
+    let c = h.user("carol");
+    h.ok(join(&c, "dev_team"));
+    h.ok(accept(&a, "dev_team", "carol"));
+    h.ok(create(&b, "other"));
+    h.ok(upload(&a, "dev_team", meta("a.txt", 10, 1)));
+    h.ok(upload(&b, "dev_team", meta("a.txt", 10, 1)));
+    h.ok(upload(&b, "dev_team", meta("b.txt", 10, 2)));
+    h.ok(upload(&b, "other", meta("c.txt", 10, 3)));
+
+    // Only the owner; not themself; only members.
+    assert_eq!(h.refused(remove(&b, "dev_team", "carol")), ErrorCode::NotOwner);
+    assert_eq!(h.refused(remove(&c, "dev_team", "bob")), ErrorCode::NotOwner);
+    assert_eq!(h.refused(remove(&a, "dev_team", "alice")), ErrorCode::NotAllowed);
+    let dave = h.user("dave");
+    h.ok(join(&dave, "dev_team"));
+    assert_eq!(h.refused(remove(&a, "dev_team", "dave")), ErrorCode::NotMember, "a pending request is no membership");
+    assert_eq!(h.refused(remove(&a, "dev_team", "nobody")), ErrorCode::NotMember);
+    assert_eq!(h.refused(remove(&a, "nope", "bob")), ErrorCode::NoSuchGroup);
+    assert_eq!(h.refused(remove(&a, "dev_team", "a b")), ErrorCode::InvalidName);
+    assert_eq!(h.refused(remove("tok-nobody", "dev_team", "bob")), ErrorCode::Unauthenticated);
+    let untouched = h.s.groups["dev_team"].clone();
+
+    let r = h.ok(remove(&a, "dev_team", "bob"));
+    assert_eq!(r, Reply::MemberRemoved { group: "dev_team".into(), user: "bob".into(), shares_ended: 2 });
+    let g = &h.s.groups["dev_team"];
+    assert_eq!(g.members, vec!["alice".to_string(), "carol".to_string()]);
+    assert_eq!(g.owner, "alice");
+    assert_eq!(g.pending, untouched.pending);
+    // Both files stay listed; bob shares neither, alice still shares a.txt.
+    let files = h.s.list_files("alice", "dev_team").unwrap();
+    assert_eq!(files.len(), 2);
+    let sharers = |f: &query::FileView| f.active_sharers.iter().map(|s| s.user.clone()).collect::<Vec<_>>();
+    assert_eq!(sharers(&files[0]), vec!["alice".to_string()]);
+    assert!(sharers(&files[1]).is_empty());
+    // bob no longer reads the group's files nor shares there, and elsewhere nothing changed.
+    assert_eq!(h.s.list_files("bob", "dev_team").unwrap_err().code, ErrorCode::NotMember);
+    assert_eq!(h.s.file("bob", "dev_team", "a.txt").unwrap_err().code, ErrorCode::NotMember);
+    assert_eq!(h.refused(upload(&b, "dev_team", meta("d.txt", 10, 4))), ErrorCode::NotMember);
+    assert_eq!(h.s.file("bob", "other", "c.txt").unwrap().active_sharers.len(), 1);
+    // Removing him again: not a member. He may ask to join again.
+    assert_eq!(h.refused(remove(&a, "dev_team", "bob")), ErrorCode::NotMember);
+    h.ok(join(&b, "dev_team"));
+    // A retry of the removal (same request id) answers the first outcome.
+    let req = Request { request_id: Some("rm".into()), now_ms: h.now_ms, command: remove(&a, "dev_team", "carol") };
+    let first = h.s.apply(&req);
+    assert_eq!(
+        first,
+        Response::Ok(Reply::MemberRemoved { group: "dev_team".into(), user: "carol".into(), shares_ended: 0 })
+    );
+    assert_eq!(h.s.apply(&req), first);
 }
 
 #[test]
@@ -357,9 +485,18 @@ fn precheck_refuses_what_apply_would_before_it_reaches_the_log() {
     assert_eq!(e.code, ErrorCode::InvalidName);
     let mut m = meta("big", 1, 1);
     m.size = crate::command::MAX_FILE_SIZE_BYTES + 1;
-    let up =
-        Command::UploadFile { token_hash: forged.clone(), group: "dev_team".into(), file: m, peer_addr: "h:1".into() };
+    let up = Command::UploadFile {
+        token_hash: forged.clone(),
+        group: "dev_team".into(),
+        file: m,
+        peer_addr: "h:1".into(),
+        peer_key: key('a'),
+    };
     assert_eq!(h.s.precheck(&req(up)).unwrap_err().code, ErrorCode::FileTooLarge);
+    let bad_key = Command::Announce { token_hash: forged.clone(), peer_addr: "h:1".into(), peer_key: "x".into() };
+    assert_eq!(h.s.precheck(&req(bad_key)).unwrap_err().code, ErrorCode::InvalidRequest);
+    let rm = remove(&forged, "dev_team", &"u".repeat(65));
+    assert_eq!(h.s.precheck(&req(rm)).unwrap_err().code, ErrorCode::InvalidName);
 }
 
 #[test]

@@ -21,6 +21,7 @@ impl TrackerState {
                 // A new user shares nothing yet; paused until the first login.
                 shares_paused: true,
                 peer_addr: None,
+                peer_key: None,
             },
         );
         Ok(Reply::Registered { user: user.to_string() })
@@ -64,12 +65,20 @@ impl TrackerState {
         Ok(Reply::LoggedOut { user: session.user, paused_shares })
     }
 
-    pub(super) fn announce(&mut self, user: &str, peer_addr: &str) -> Result<Reply, Refusal> {
+    pub(super) fn announce(&mut self, user: &str, peer_addr: &str, peer_key: &str) -> Result<Reply, Refusal> {
         validate_peer_addr(peer_addr)?;
+        validate_logged_peer_key(peer_key)?;
+        self.set_peer(user, peer_addr, peer_key);
+        Ok(Reply::Announced { user: user.to_string(), shares: self.shares_of(user) })
+    }
+
+    /// Records where `user`'s daemon serves and the key it speaks with (an empty key, from an
+    /// entry older than peer keys, leaves the user without one).
+    pub(super) fn set_peer(&mut self, user: &str, peer_addr: &str, peer_key: &str) {
         if let Some(account) = self.users.get_mut(user) {
             account.peer_addr = Some(peer_addr.to_string());
+            account.peer_key = (!peer_key.is_empty()).then(|| peer_key.to_string());
         }
-        Ok(Reply::Announced { user: user.to_string(), shares: self.shares_of(user) })
     }
 
     /// Removes a session; pauses the user's shares when it was their last one.
@@ -98,6 +107,31 @@ impl TrackerState {
     /// Number of files (across groups) that `user` is a sharer of.
     pub(super) fn shares_of(&self, user: &str) -> u64 {
         self.groups.values().flat_map(|g| g.files.values()).filter(|f| f.sharers.contains(user)).count() as u64
+    }
+}
+
+/// Length of a peer key in hex: an Ed25519 public key is 32 bytes.
+pub const PEER_KEY_HEX_LEN: usize = 64;
+
+/// A peer key is an Ed25519 public key written as 64 lowercase hex characters.
+pub fn validate_peer_key(key: &str) -> Result<(), Refusal> {
+    if key.len() == PEER_KEY_HEX_LEN && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            ErrorCode::InvalidRequest,
+            format!("peer key {key:?} is not an Ed25519 public key as {PEER_KEY_HEX_LEN} lowercase hex characters"),
+        ))
+    }
+}
+
+/// A peer key as the log carries it: a valid key, or empty in entries written before peers
+/// had keys (see `Command::Announce`).
+pub(crate) fn validate_logged_peer_key(key: &str) -> Result<(), Refusal> {
+    if key.is_empty() {
+        Ok(())
+    } else {
+        validate_peer_key(key)
     }
 }
 

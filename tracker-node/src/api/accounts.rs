@@ -1,5 +1,6 @@
-//! Accounts and sessions: register, login, logout, whoami, and the peer's announcement of
-//! where it serves pieces.
+//! Accounts and sessions: register, login, logout, whoami, the peer's announcement of where it
+//! serves pieces (the host is the request's source, the port the peer's) and the key it speaks
+//! with, and its liveness calls (soft state on the leader, `liveness.rs`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use proto::api::{AnnounceRequest, LoginRequest, LoginResponse, RegisterRequest};
 use raft_store::names::validate_id;
-use raft_store::{Command, Refusal, Reply};
+use raft_store::{Command, ErrorCode, Refusal, Reply};
 use serde_json::json;
 
 use super::auth::{self, bearer};
@@ -115,13 +116,127 @@ pub async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> Response {
     r.unwrap_or_else(|e| e.into_response())
 }
 
-pub async fn announce(State(s): State<AppState>, headers: HeaderMap, Body(req): Body<AnnounceRequest>) -> Response {
+/// Where a peer serves, as the tracker records it: the host the request came from (never one
+/// the client names: a member could otherwise send downloaders to any address) and the port the
+/// client gives in `claimed` (`host:port`; its host is ignored).
+pub fn peer_addr_from(from: SocketAddr, claimed: &str) -> ApiResult<String> {
+    let port = (claimed.len() <= 255)
+        .then(|| claimed.rsplit_once(':'))
+        .flatten()
+        .filter(|(host, _)| !host.is_empty())
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            ApiError::Refused(Refusal::new(
+                ErrorCode::InvalidRequest,
+                format!("peer address {claimed:?} is not host:port with a port from 1 to 65535"),
+            ))
+        })?;
+    // IPv4-mapped IPv6 (a dual-stack listener) is recorded as the IPv4 address it is.
+    Ok(SocketAddr::new(from.ip().to_canonical(), port).to_string())
+}
+
+/// A peer key as the API takes it (64 hex characters, either case), in the log's form:
+/// lowercase, checked.
+pub fn peer_key_from(given: &str) -> ApiResult<String> {
+    let key = given.to_ascii_lowercase();
+    raft_store::state::validate_peer_key(&key)?;
+    Ok(key)
+}
+
+pub async fn announce(
+    State(s): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Body(req): Body<AnnounceRequest>,
+) -> Response {
     let r: ApiResult<Response> = async {
         let token_hash = bearer(&headers)?;
-        match s.write(&headers, Command::Announce { token_hash, peer_addr: req.peer_addr }).await? {
-            Reply::Announced { user, shares } => Ok(ok_json(json!({ "user": user, "shares": shares }))),
+        let peer_addr = peer_addr_from(from, &req.peer_addr)?;
+        let peer_key = peer_key_from(&req.peer_key)?;
+        let cmd = Command::Announce { token_hash, peer_addr: peer_addr.clone(), peer_key };
+        match s.write(&headers, cmd).await? {
+            Reply::Announced { user, shares } => {
+                // Committed by this node as leader: the announcing daemon is alive.
+                let now = s.liveness_now();
+                s.liveness.seen(&user, now);
+                Ok(ok_json(json!({ "user": user, "shares": shares, "peer_addr": peer_addr })))
+            }
             other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
         }
+    }
+    .await;
+    r.unwrap_or_else(|e| e.into_response())
+}
+
+/// The session's user, read from this leader's applied state without a read index: enough for
+/// soft state. A refusal is confirmed through the read index first (a new leader may not have
+/// applied a login of the previous term yet), so a live session is never told it has ended.
+async fn session_user_local(s: &AppState, token_hash: &str) -> ApiResult<String> {
+    s.leader_or_redirect()?;
+    if let Ok(user) = s.sm.read(|d| d.state.authenticate(token_hash, now_ms())) {
+        return Ok(user);
+    }
+    s.linearizable().await?;
+    Ok(s.sm.read(|d| d.state.authenticate(token_hash, now_ms()))?)
+}
+
+/// Checks an alive / going-away call: the caller's user, the address it would be recorded at,
+/// and whether that address and `peer_key` are what the tracker lists for the user (only then
+/// does the call speak for the listed daemon).
+async fn liveness_call(
+    s: &AppState,
+    from: SocketAddr,
+    headers: &HeaderMap,
+    req: &AnnounceRequest,
+) -> ApiResult<(String, String, bool)> {
+    let token_hash = bearer(headers)?;
+    let peer_addr = peer_addr_from(from, &req.peer_addr)?;
+    let peer_key = peer_key_from(&req.peer_key)?;
+    let user = session_user_local(s, &token_hash).await?;
+    let listed = s.sm.read(|d| {
+        d.state.users().get(&user).is_some_and(|u| {
+            u.peer_addr.as_deref() == Some(peer_addr.as_str()) && u.peer_key.as_deref() == Some(peer_key.as_str())
+        })
+    });
+    Ok((user, peer_addr, listed))
+}
+
+/// `POST /v1/peer/alive`: the caller's daemon is alive. Handled by the leader in memory (no
+/// log entry); recorded only when the daemon is the one the tracker lists for the user.
+pub async fn alive(
+    State(s): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Body(req): Body<AnnounceRequest>,
+) -> Response {
+    let r: ApiResult<Response> = async {
+        let (user, peer_addr, listed) = liveness_call(&s, from, &headers, &req).await?;
+        if listed {
+            let now = s.liveness_now();
+            s.liveness.seen(&user, now);
+        }
+        Ok(ok_json(json!({ "user": user, "peer_addr": peer_addr, "listed": listed })))
+    }
+    .await;
+    r.unwrap_or_else(|e| e.into_response())
+}
+
+/// `DELETE /v1/peer/alive`: the caller's daemon is stopping; its shares stop being listed at
+/// once (until it says alive or announces again).
+pub async fn going_away(
+    State(s): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Body(req): Body<AnnounceRequest>,
+) -> Response {
+    let r: ApiResult<Response> = async {
+        let (user, peer_addr, listed) = liveness_call(&s, from, &headers, &req).await?;
+        if listed {
+            let now = s.liveness_now();
+            s.liveness.gone(&user, now);
+        }
+        Ok(ok_json(json!({ "user": user, "peer_addr": peer_addr, "listed": listed })))
     }
     .await;
     r.unwrap_or_else(|e| e.into_response())

@@ -1,6 +1,9 @@
-//! Shared files: list, details with sharers (for a download), upload, stop-share.
+//! Shared files: list, details with sharers (for a download), upload, stop-share. Sharers
+//! are listed and counted only while their daemon is alive (`liveness.rs`).
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -8,10 +11,11 @@ use proto::api::{FileDetails, FileMetaBody, FileRow, SharerRow, UploadRequest};
 use raft_store::{Command, ErrorCode, FileMeta, Refusal, Reply, Sha1Digest};
 use serde_json::json;
 
+use super::accounts::{peer_addr_from, peer_key_from};
 use super::auth::bearer;
 use super::body::Body;
 use super::groups::reader;
-use super::{ok_json, ApiError, ApiResult, AppState};
+use super::{now_ms, ok_json, ApiError, ApiResult, AppState};
 
 pub fn meta_to_body(m: &FileMeta) -> FileMetaBody {
     FileMetaBody {
@@ -33,7 +37,11 @@ fn body_to_meta(b: FileMetaBody) -> ApiResult<FileMeta> {
 pub async fn list(State(s): State<AppState>, headers: HeaderMap, Path(group): Path<String>) -> Response {
     let r: ApiResult<Response> = async {
         let user = reader(&s, &headers).await?;
-        let files = s.sm.read(|d| d.state.list_files(&user, &group))?;
+        let mut files = s.sm.read(|d| d.state.list_files(&user, &group))?;
+        let now = s.liveness_now();
+        for f in &mut files {
+            s.liveness.retain_alive(&mut f.active_sharers, now, |x| &x.user);
+        }
         let rows: Vec<FileRow> = files
             .into_iter()
             .map(|f| FileRow {
@@ -58,11 +66,16 @@ pub async fn details(
     let r: ApiResult<Response> = async {
         raft_store::names::validate_file_name(&name).map_err(Refusal::invalid_name)?;
         let user = reader(&s, &headers).await?;
-        let f = s.sm.read(|d| d.state.file(&user, &group, &name))?;
+        let mut f = s.sm.read(|d| d.state.file(&user, &group, &name))?;
+        s.liveness.retain_alive(&mut f.active_sharers, s.liveness_now(), |x| &x.user);
         let body = FileDetails {
             group,
             file: meta_to_body(&f.meta),
-            sharers: f.active_sharers.into_iter().map(|x| SharerRow { user: x.user, peer_addr: x.peer_addr }).collect(),
+            sharers: f
+                .active_sharers
+                .into_iter()
+                .map(|x| SharerRow { user: x.user, peer_addr: x.peer_addr, peer_key: x.peer_key })
+                .collect(),
         };
         Ok(Json(body).into_response())
     }
@@ -72,6 +85,7 @@ pub async fn details(
 
 pub async fn upload(
     State(s): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(group): Path<String>,
     Body(req): Body<UploadRequest>,
@@ -79,9 +93,16 @@ pub async fn upload(
     let r: ApiResult<Response> = async {
         let token_hash = bearer(&headers)?;
         let file = body_to_meta(req.file)?;
-        let cmd = Command::UploadFile { token_hash, group, file, peer_addr: req.peer_addr };
+        let peer_addr = peer_addr_from(from, &req.peer_addr)?;
+        let peer_key = peer_key_from(&req.peer_key)?;
+        let cmd = Command::UploadFile { token_hash: token_hash.clone(), group, file, peer_addr, peer_key };
         match s.write(&headers, cmd).await? {
             Reply::FileShared { group, name, new_file } => {
+                // Committed by this node as leader: the uploading daemon is alive.
+                if let Ok(user) = s.sm.read(|d| d.state.authenticate(&token_hash, now_ms())) {
+                    let now = s.liveness_now();
+                    s.liveness.seen(&user, now);
+                }
                 Ok(ok_json(json!({ "group": group, "name": name, "new_file": new_file })))
             }
             other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),

@@ -1,4 +1,4 @@
-//! Groups: list, create, join requests, accept, leave.
+//! Groups: list, create, join requests, accept, leave, remove a member.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -105,6 +105,24 @@ pub async fn leave(State(s): State<AppState>, headers: HeaderMap, Path(group): P
         match s.write(&headers, Command::LeaveGroup { token_hash, group }).await? {
             Reply::LeftGroup { group, new_owner, group_deleted } => {
                 Ok(ok_json(json!({ "group": group, "new_owner": new_owner, "group_deleted": group_deleted })))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+    .await;
+    r.unwrap_or_else(|e| e.into_response())
+}
+
+pub async fn remove_member(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((group, user)): Path<(String, String)>,
+) -> Response {
+    let r: ApiResult<Response> = async {
+        let token_hash = bearer(&headers)?;
+        match s.write(&headers, Command::RemoveMember { token_hash, group, user }).await? {
+            Reply::MemberRemoved { group, user, shares_ended } => {
+                Ok(ok_json(json!({ "group": group, "user": user, "shares_ended": shares_ended })))
             }
             other => Err(unexpected(other)),
         }

@@ -7,9 +7,11 @@ pub mod auth;
 pub mod body;
 pub mod files;
 pub mod groups;
+pub mod liveness;
 pub mod password_pool;
 pub mod status;
 pub mod throttle;
+pub mod tickets;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -48,6 +50,10 @@ pub struct AppState {
     pub passwords: Arc<password_pool::PasswordPool>,
     /// Failed logins per user and per source address.
     pub throttle: Arc<throttle::LoginThrottle>,
+    /// The cluster's ticket key (the same on every node): signs access tickets.
+    pub tickets: Arc<proto::ticket::TicketSigner>,
+    /// Which peer daemons said "alive" lately: the leader's soft state, never in the log.
+    pub liveness: Arc<liveness::Liveness>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,13 +62,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", post(accounts::login).delete(accounts::logout))
         .route("/v1/session", get(accounts::whoami))
         .route("/v1/peer", put(accounts::announce))
+        .route("/v1/peer/alive", post(accounts::alive).delete(accounts::going_away))
         .route("/v1/groups", get(groups::list).post(groups::create))
         .route("/v1/groups/:group/requests", get(groups::list_requests).post(groups::join))
         .route("/v1/groups/:group/members", post(groups::accept))
         .route("/v1/groups/:group/members/me", delete(groups::leave))
+        .route("/v1/groups/:group/members/:user", delete(groups::remove_member))
         .route("/v1/groups/:group/files", get(files::list).post(files::upload))
         .route("/v1/groups/:group/files/:name", get(files::details))
         .route("/v1/groups/:group/files/:name/sharers/me", delete(files::stop_share))
+        .route("/v1/groups/:group/files/:name/ticket", post(tickets::issue))
+        .route("/v1/ticket-key", get(tickets::key))
         .route("/v1/status", get(status::status))
         .route("/metrics", get(status::metrics))
         .route("/health", get(status::health))
@@ -113,7 +123,7 @@ impl ApiError {
 pub fn refusal_status(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::BadCredentials | ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorCode::NotMember | ErrorCode::NotOwner => StatusCode::FORBIDDEN,
+        ErrorCode::NotMember | ErrorCode::NotOwner | ErrorCode::NotAllowed => StatusCode::FORBIDDEN,
         ErrorCode::NoSuchGroup | ErrorCode::NoSuchFile | ErrorCode::NoSuchRequest => StatusCode::NOT_FOUND,
         ErrorCode::UserExists | ErrorCode::GroupExists | ErrorCode::AlreadyMember | ErrorCode::FileConflict => {
             StatusCode::CONFLICT
@@ -335,6 +345,21 @@ impl AppState {
 
     fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// The term this node leads in, if it leads.
+    pub fn leader_term(&self) -> Option<u64> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        (m.current_leader == Some(self.id)).then_some(m.current_term)
+    }
+
+    /// The liveness table's clock, after bringing the table up to date with this node's role
+    /// (a new term of leadership starts an empty table and a grace period).
+    pub fn liveness_now(&self) -> u64 {
+        let now = self.liveness.now_ms();
+        self.liveness.sync(self.leader_term(), now);
+        now
     }
 
     pub fn leader_or_redirect(&self) -> ApiResult<()> {

@@ -1,11 +1,11 @@
-//! `tracker-node certs --config FILE [--out DIR]`: the cluster CA and a certificate and key for
-//! every listed node, for a cluster on several machines. A CA already in DIR is kept (so a node
-//! listed later gets a certificate of the same CA); pairs already there are kept. Prints what
-//! it created and what goes where.
+//! `tracker-node certs --config FILE [--out DIR]`: the cluster CA, a certificate and key for
+//! every listed node, and the cluster's ticket signing key, for a cluster on several machines. A
+//! CA already in DIR is kept (so a node listed later gets a certificate of the same CA); pairs
+//! and the ticket key already there are kept. Prints what it created and what goes where.
 
 use std::path::{Path, PathBuf};
 
-use proto::cluster::{ClusterConfig, TlsSettings, GENERATED_TLS_DIR};
+use proto::cluster::{ClusterConfig, TlsSettings, GENERATED_TLS_DIR, TICKET_KEY_FILE};
 
 use crate::tls::pki;
 
@@ -37,13 +37,19 @@ pub fn run(cfg: &ClusterConfig, out: Option<&Path>) -> anyhow::Result<i32> {
         println!("created {}", f.display());
     }
     if created.is_empty() {
-        println!("nothing to create: {} already has the CA and every listed node's certificate and key", out.display());
+        println!(
+            "nothing to create: {} already has the CA, every listed node's certificate and key, and the ticket key",
+            out.display()
+        );
     }
     let ca = as_named(cfg, &out.join(pki::CA_CERT_FILE));
+    let ticket_key = as_named(cfg, &out.join(TICKET_KEY_FILE));
     println!();
     println!(
-        "Copy to each node's machine {} and that node's node-<id>.pem and node-<id>.key",
-        out.join(pki::CA_CERT_FILE).display()
+        "Copy to each node's machine {}, {} (the same for every node: it signs access tickets) and that node's \
+         node-<id>.pem and node-<id>.key",
+        out.join(pki::CA_CERT_FILE).display(),
+        out.join(TICKET_KEY_FILE).display()
     );
     println!(
         "(keys stay mode 0600). {} stays with the operator: it signs certificates for new nodes.",
@@ -56,6 +62,7 @@ pub fn run(cfg: &ClusterConfig, out: Option<&Path>) -> anyhow::Result<i32> {
     println!();
     println!("[cluster.tls]");
     println!("ca = {}", toml::Value::String(ca));
+    println!("ticket_key = {}", toml::Value::String(ticket_key));
     if out == cfg.path.parent().unwrap_or_else(|| Path::new("")).join(GENERATED_TLS_DIR) {
         println!();
         println!("(This is also where a node looks when the file names no certificate.)");

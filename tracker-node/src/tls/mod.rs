@@ -12,7 +12,9 @@
 //! or bundled roots are ever trusted.
 //!
 //! Where the files come from is `ClusterConfig::tls` (proto): named in the cluster file, or
-//! created by [`pki`] beside it on a node's first start.
+//! created by [`pki`] beside it on a node's first start. The cluster's ticket signing key
+//! (`ClusterConfig::ticket_key_file`) lives and is checked beside them: every node loads the
+//! same key, private to its user, and signs access tickets with it (proto::ticket).
 
 pub mod pki;
 
@@ -21,6 +23,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use proto::cluster::{ClusterConfig, ConfigError, NodeTlsFiles, Problem, TlsFile};
+use proto::ticket::TicketSigner;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -51,11 +54,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// What node `id` needs to speak Raft: its server and client TLS configs.
+/// What node `id` needs to speak Raft (its server and client TLS configs) and to sign access
+/// tickets (the cluster's ticket key).
 #[derive(Clone)]
 pub struct NodeTls {
     pub server: Arc<ServerConfig>,
     pub client: Arc<ClientConfig>,
+    pub ticket: Arc<TicketSigner>,
 }
 
 /// Why a node's TLS could not be set up. `Config` is the operator's to fix in the cluster file or
@@ -70,7 +75,8 @@ pub enum SetupError {
 
 /// Creates node `id`'s files first when the cluster file names none (see [`pki::ensure_generated`]),
 /// then loads and checks them: the CA parses, the key is private to this user, the certificate
-/// chains to the CA, names node `id`, and matches the key.
+/// chains to the CA, names node `id`, and matches the key; the ticket key is private to this
+/// user and an Ed25519 key. A file that names its TLS files but no ticket key is refused.
 pub fn for_node(cfg: &ClusterConfig, id: u64) -> Result<NodeTls, SetupError> {
     let files = cfg.tls_files(id);
     if !files.named {
@@ -78,7 +84,31 @@ pub fn for_node(cfg: &ClusterConfig, id: u64) -> Result<NodeTls, SetupError> {
             tracing::info!(file = %created.display(), "created TLS file");
         }
     }
-    load(cfg, &files, id)
+    let (server, client) = load(cfg, &files, id)?;
+    let ticket_file = cfg.ticket_key_file()?;
+    let ticket = load_ticket_signer(cfg, &ticket_file)?;
+    tracing::info!(
+        file = %ticket_file.path.display(),
+        public_key = %proto::ticket::hex_lower(&ticket.public_key()),
+        "loaded the cluster's ticket key"
+    );
+    Ok(NodeTls { server, client, ticket: Arc::new(ticket) })
+}
+
+/// The cluster's ticket signer from its key file: PKCS#8 (PEM, or DER), Ed25519, readable by
+/// this user only (whoever reads it can grant anyone access to any group's files).
+pub fn load_ticket_signer(cfg: &ClusterConfig, f: &TlsFile) -> Result<TicketSigner, SetupError> {
+    check_key_private(cfg, f)?;
+    let bytes = read(cfg, f)?;
+    let der = if bytes.starts_with(b"-----BEGIN") {
+        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(&bytes)
+            .map_err(|e| invalid(cfg, f, format!("not a PEM PKCS#8 private key: {e}")))?
+            .secret_pkcs8_der()
+            .to_vec()
+    } else {
+        bytes
+    };
+    TicketSigner::from_pkcs8(&der).map_err(|e| invalid(cfg, f, e))
 }
 
 fn invalid(cfg: &ClusterConfig, f: &TlsFile, reason: impl std::fmt::Display) -> SetupError {
@@ -131,7 +161,12 @@ fn check_key_private(cfg: &ClusterConfig, f: &TlsFile) -> Result<(), SetupError>
     Ok(())
 }
 
-fn load(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> Result<NodeTls, SetupError> {
+/// Node `id`'s server and client TLS configs, from its checked files.
+fn load(
+    cfg: &ClusterConfig,
+    files: &NodeTlsFiles,
+    id: u64,
+) -> Result<(Arc<ServerConfig>, Arc<ClientConfig>), SetupError> {
     let provider = provider();
     let roots = Arc::new(ca_roots(&read(cfg, &files.ca)?).map_err(|e| invalid(cfg, &files.ca, e))?);
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cfg, &files.cert)?)
@@ -188,7 +223,7 @@ fn load(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> Result<NodeTls, S
     client.resumption = rustls::client::Resumption::disabled();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
 
-    Ok(NodeTls { server: Arc::new(server), client: Arc::new(client) })
+    Ok((Arc::new(server), Arc::new(client)))
 }
 
 /// Why a peer that completed the handshake (so its certificate chains to the cluster CA) may

@@ -2,7 +2,9 @@
 //! folder of this user only (0700, keys 0600), written atomically under an exclusive lock on the
 //! folder, so that nodes started at the same moment from one cluster file create one CA and all
 //! use it. Used on a node's first start when the cluster file names no certificate
-//! ([`ensure_generated`]), and by `tracker-node certs` ([`make_certs`]).
+//! ([`ensure_generated`]), and by `tracker-node certs` ([`make_certs`]). The same folder holds
+//! the cluster's ticket signing key (`ticket.key`, Ed25519 PKCS#8 PEM, 0600), made the same
+//! way: one per cluster, shared by every node.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use proto::cluster::{node_cert_file_name, node_key_file_name, ClusterConfig, NodeTlsFiles};
+use proto::cluster::{node_cert_file_name, node_key_file_name, ClusterConfig, NodeTlsFiles, TICKET_KEY_FILE};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -239,6 +241,25 @@ fn ca_in(dir: &Path, created: &mut Vec<PathBuf>) -> anyhow::Result<Option<Ca>> {
     }
 }
 
+/// The PEM label of a PKCS#8 private key.
+const PKCS8_PEM_LABEL: &str = "PRIVATE KEY";
+
+/// A new ticket signing key as PKCS#8 PEM.
+pub fn ticket_key_pem() -> String {
+    pem::encode(&pem::Pem::new(PKCS8_PEM_LABEL, proto::ticket::TicketSigner::generate_pkcs8()))
+}
+
+/// Writes the cluster's ticket key into `dir` unless it is there. Call with the folder locked.
+fn ticket_key_in(dir: &Path, created: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let path = dir.join(TICKET_KEY_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    write_file(&path, &ticket_key_pem(), 0o600)?;
+    created.push(path);
+    Ok(())
+}
+
 /// Writes node `id`'s pair into `dir` unless both files are there.
 fn node_pair_in(dir: &Path, ca: Option<&Ca>, id: u64, created: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let (cert_path, key_path) = (dir.join(node_cert_file_name(id)), dir.join(node_key_file_name(id)));
@@ -266,8 +287,9 @@ fn node_pair_in(dir: &Path, ca: Option<&Ca>, id: u64, created: &mut Vec<PathBuf>
 /// creates the CA; the others wait for it and use it. Returns the files it created.
 pub fn ensure_generated(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> anyhow::Result<Vec<PathBuf>> {
     let dir = files.ca.path.parent().unwrap_or_else(|| Path::new(".")).to_path_buf();
+    let ticket_key = dir.join(TICKET_KEY_FILE);
     // Fast path, no lock: everything is there (every start after the first).
-    if files.ca.path.exists() && files.cert.path.exists() && files.key.path.exists() {
+    if files.ca.path.exists() && files.cert.path.exists() && files.key.path.exists() && ticket_key.exists() {
         ensure_private_dir(&dir)?;
         return Ok(Vec::new());
     }
@@ -277,11 +299,14 @@ pub fn ensure_generated(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> a
     let ca =
         ca_in(&dir, &mut created).with_context(|| format!("cannot set up the cluster CA of {}", cfg.path.display()))?;
     node_pair_in(&dir, ca.as_ref(), id, &mut created)?;
+    // Also for a folder made before tickets existed: the first node started after the upgrade
+    // makes the key, under the lock, and the others use it.
+    ticket_key_in(&dir, &mut created)?;
     Ok(created)
 }
 
-/// `tracker-node certs`: the CA (kept if `out` has one) and a pair for every listed node that
-/// has none in `out`. Returns the files it created, in order.
+/// `tracker-node certs`: the CA (kept if `out` has one), a pair for every listed node that
+/// has none in `out`, and the ticket key (kept if there). Returns the files it created, in order.
 pub fn make_certs(cfg: &ClusterConfig, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     ensure_private_dir(out)?;
     let _lock = DirLock::acquire(out)?;
@@ -297,6 +322,7 @@ pub fn make_certs(cfg: &ClusterConfig, out: &Path) -> anyhow::Result<Vec<PathBuf
     for n in &cfg.nodes {
         node_pair_in(out, ca.as_ref(), n.id, &mut created)?;
     }
+    ticket_key_in(out, &mut created)?;
     Ok(created)
 }
 
@@ -335,6 +361,7 @@ mod tests {
                     let mut created = Vec::new();
                     let ca = ca_in(&tls, &mut created).unwrap();
                     node_pair_in(&tls, ca.as_ref(), id, &mut created).unwrap();
+                    ticket_key_in(&tls, &mut created).unwrap();
                     created
                 })
             })
@@ -342,11 +369,22 @@ mod tests {
         let created: Vec<Vec<PathBuf>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         let ca_creators = created.iter().filter(|c| c.contains(&tls.join(CA_CERT_FILE))).count();
         assert_eq!(ca_creators, 1, "{created:?}");
+        let key_creators = created.iter().filter(|c| c.contains(&tls.join(TICKET_KEY_FILE))).count();
+        assert_eq!(key_creators, 1, "one ticket key for the cluster: {created:?}");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&tls.join(TICKET_KEY_FILE)), 0o600);
         assert_eq!(mode(&tls), 0o700);
         assert_eq!(mode(&tls.join(CA_KEY_FILE)), 0o600);
         assert_eq!(mode(&tls.join("node-3.key")), 0o600);
         assert!(tls.join("node-4.pem").exists());
+        // The key file loads as the nodes load it.
+        let files = proto::cluster::TlsFile { path: tls.join(TICKET_KEY_FILE), line: None, key: "ticket_key" };
+        let cfg = proto::cluster::ClusterConfig::parse(
+            "[[node]]\nid = 1\napi = \"127.0.0.1:1\"\nraft = \"127.0.0.1:2\"\ndata_dir = \"d\"\n",
+            &dir.path().join("cluster.toml"),
+        )
+        .unwrap();
+        super::super::load_ticket_signer(&cfg, &files).unwrap();
     }
 
     #[test]

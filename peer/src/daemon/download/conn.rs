@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use proto::piece::Message;
 use rand::SeedableRng;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use super::piece_list::{BadList, ListFetch};
 use super::Live;
+use crate::daemon::channel::{ChannelError, ClientStream};
 use crate::daemon::disk;
 use crate::daemon::wire::{self, FrameReader};
 use crate::daemon::Daemon;
@@ -31,9 +33,21 @@ const IDLE_POLL_MS: u64 = 200;
 /// While another connection fetches the piece list, how often to tell our sharer we are still
 /// here (its idle timeout is 60 s).
 const LIST_WAIT_KEEPALIVE_MS: u64 = 20_000;
-/// 2: the piece list travels between peers (`piece_list_request` / `piece_list`); version 1
-/// peers got the piece hashes from the tracker and are refused with error 1.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: the connection is TLS 1.3 between two proven peer keys and the handshake carries a
+/// ticket from the tracker (docs/PROTOCOL.md, "The channel", "Tickets"). 2 added the piece list
+/// (`piece_list_request` / `piece_list`); 1 got the piece hashes from the tracker. Other
+/// versions are refused with error 1.
+pub const PROTOCOL_VERSION: u16 = 3;
+
+type Reader = FrameReader<ReadHalf<ClientStream>>;
+type Writer = WriteHalf<ClientStream>;
+
+/// A sharer as the tracker lists it: where it serves and the key it must prove there.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Sharer {
+    pub addr: String,
+    pub key: [u8; 32],
+}
 
 #[derive(Debug)]
 pub enum ConnEnd {
@@ -42,6 +56,11 @@ pub enum ConnEnd {
     BadPiece(u32),
     /// The sharer's piece list was wrong (its digest, its length, or the ranges it sent).
     BadPieceList(String),
+    /// The sharer proved another key than the tracker lists for it (or none).
+    WrongKey(String),
+    /// The sharer turned us away for now (no free slot, or we asked for nothing for too long):
+    /// not a fault, try again later.
+    Busy(String),
     Failed(String),
 }
 
@@ -65,14 +84,17 @@ pub fn sha1_bytes(hex_s: &str) -> [u8; 20] {
     out
 }
 
-pub async fn run(d: &Arc<Daemon>, live: &Arc<Live>, addr: &str) -> ConnEnd {
-    match session(d, live, addr).await {
+/// One connection to `sharer`, presenting `ticket` (the tracker's, for this download and this
+/// HOME's key).
+pub async fn run(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u8]) -> ConnEnd {
+    match session(d, live, sharer, ticket).await {
         Ok(end) => end,
         Err(e) => ConnEnd::Failed(e),
     }
 }
 
-async fn session(d: &Arc<Daemon>, live: &Arc<Live>, addr: &str) -> Result<ConnEnd, String> {
+async fn session(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u8]) -> Result<ConnEnd, String> {
+    let addr = sharer.addr.as_str();
     let meta = live.meta();
     let group = live.record.lock().unwrap_or_else(|p| p.into_inner()).group.clone();
     let user = d.home.session().map(|s| s.user).unwrap_or_default();
@@ -81,7 +103,12 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, addr: &str) -> Result<ConnEn
         .map_err(|_| format!("connect timed out after {CONNECT_TIMEOUT_MS} ms"))?
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
+    let tls = match d.channel.connect(stream, &sharer.key, HANDSHAKE_TIMEOUT_MS).await {
+        Ok(tls) => tls,
+        Err(e @ (ChannelError::WrongKey { .. } | ChannelError::NoKey)) => return Ok(ConnEnd::WrongKey(e.to_string())),
+        Err(e) => return Err(e.to_string()),
+    };
+    let (r, mut w) = tokio::io::split(tls);
     let mut reader = FrameReader::new(r);
     let file_sha1 = sha1_bytes(&meta.sha1);
     let hello = Message::Handshake {
@@ -90,11 +117,12 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, addr: &str) -> Result<ConnEn
         group: group.clone(),
         user,
         peer_id: *uuid::Uuid::new_v4().as_bytes(),
-        ticket: Vec::new(),
+        ticket: ticket.to_vec(),
     };
     wire::send(&mut w, &hello, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
     match reader.next(HANDSHAKE_TIMEOUT_MS).await.map_err(|e| format!("handshake: {e}"))? {
         Message::Handshake { file_sha1: f, .. } if f == file_sha1 => {}
+        Message::Error { code, message } if is_busy(code) => return Ok(ConnEnd::Busy(message)),
         Message::Error { message, .. } => return Err(format!("refused: {message}")),
         other => return Err(format!("unexpected {} instead of a handshake", name_of(&other))),
     }
@@ -109,7 +137,10 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, addr: &str) -> Result<ConnEn
     };
     live.picker.lock().unwrap_or_else(|p| p.into_inner()).add_peer(&peer_has);
     let mut outstanding: Vec<u32> = Vec::with_capacity(PIPELINE_DEPTH);
-    let result = pump(live, &meta, &list, &mut reader, &mut w, &mut peer_has, &mut outstanding).await;
+    let result = match pump(live, &meta, &list, &mut reader, &mut w, &mut peer_has, &mut outstanding).await {
+        Err(e) if e.starts_with(BUSY_PREFIX) => Ok(ConnEnd::Busy(e)),
+        other => other,
+    };
     {
         let mut p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
         for i in outstanding.drain(..) {
@@ -129,8 +160,8 @@ async fn piece_list(
     live: &Arc<Live>,
     meta: &proto::api::FileMetaBody,
     addr: &str,
-    reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    reader: &mut Reader,
+    w: &mut Writer,
     peer_has: &mut Vec<bool>,
 ) -> Result<Result<Arc<Vec<PieceHash>>, BadList>, String> {
     if let Some(list) = live.piece_list.get() {
@@ -206,8 +237,8 @@ async fn pump(
     live: &Arc<Live>,
     meta: &proto::api::FileMetaBody,
     list: &Arc<Vec<PieceHash>>,
-    reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    reader: &mut Reader,
+    w: &mut Writer,
     peer_has: &mut Vec<bool>,
     outstanding: &mut Vec<u32>,
 ) -> Result<ConnEnd, String> {
@@ -254,8 +285,8 @@ fn settle(
 async fn pump_inner(
     live: &Arc<Live>,
     list: &Arc<Vec<PieceHash>>,
-    reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    reader: &mut Reader,
+    w: &mut Writer,
     peer_has: &mut Vec<bool>,
     outstanding: &mut Vec<u32>,
     rng: &mut rand::rngs::StdRng,
@@ -361,10 +392,20 @@ async fn pump_inner(
                 }
             }
             Message::KeepAlive => {}
+            Message::Error { code, message } if is_busy(code) => return Err(format!("{BUSY_PREFIX}{message}")),
             Message::Error { message, .. } => return Err(format!("peer closed: {message}")),
             other => return Err(format!("unexpected {}", name_of(&other))),
         }
     }
+}
+
+/// How `pump`'s error string marks a sharer that closed for now rather than failed.
+const BUSY_PREFIX: &str = "busy: ";
+
+/// An `error` code that means "not now", not "never" (docs/PROTOCOL.md, error codes).
+fn is_busy(code: u16) -> bool {
+    use proto::piece::error_code::{BUSY, IDLE};
+    code == BUSY || code == IDLE
 }
 
 pub fn name_of(m: &Message) -> &'static str {

@@ -10,24 +10,39 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracker_client::{RetryPolicy, TrackerClient};
 
-use super::conn::{self, ConnEnd};
+use super::conn::{self, ConnEnd, Sharer};
 use super::*;
+use crate::daemon::channel::Channel;
 use crate::daemon::shares::{Share, ShareTable};
 use crate::daemon::wire::{self, FrameReader};
-use crate::daemon::{serve, BadPieceList, Daemon, Faults};
+use crate::daemon::{serve, tickets, BadPieceList, Daemon, Faults};
 use crate::hashing::hash_file;
 use crate::home::Session;
+use crate::identity::PeerIdentity;
 use crate::piece_lists::PieceListStore;
+use proto::ticket::{Ticket, TicketSigner};
+
+/// The cluster's ticket key in these tests: every daemon here pins its public half.
+fn signer() -> &'static TicketSigner {
+    static S: std::sync::OnceLock<TicketSigner> = std::sync::OnceLock::new();
+    S.get_or_init(|| TicketSigner::from_pkcs8(&TicketSigner::generate_pkcs8()).unwrap())
+}
 
 fn daemon(dir: &Path, faults: Faults) -> Arc<Daemon> {
     let home = Home { dir: dir.to_path_buf() };
     home.save_session(&Session { user: "u".into(), token: "t".into(), expires_at_ms: u64::MAX }).unwrap();
+    std::fs::write(dir.join(tickets::PIN_FILE), hex::encode(signer().public_key())).unwrap();
+    let identity = PeerIdentity::ephemeral();
     Arc::new(Daemon {
+        channel: Channel::new(&identity).unwrap(),
+        identity,
+        cluster_key: tickets::ClusterKey::load(dir),
         shares: ShareTable::load(&home).unwrap(),
         downloads: DownloadTable::load(&home).unwrap(),
         // Never called here: nothing in these tests reaches the tracker.
         tracker: TrackerClient::new(vec!["127.0.0.1:9".into()], RetryPolicy::default()),
         peer_addr: "127.0.0.1:9".into(),
+        announce: Default::default(),
         shutdown: CancellationToken::new(),
         piece_lists: PieceListStore::new(&home),
         list_rebuild: tokio::sync::Mutex::new(()),
@@ -40,15 +55,32 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0] ^ seed).collect()
 }
 
-async fn serve(d: &Arc<Daemon>) -> String {
+async fn serve(d: &Arc<Daemon>) -> Sharer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(serve::run(d.clone(), listener, d.shutdown.child_token()));
-    addr
+    Sharer { addr, key: d.identity.public() }
+}
+
+/// A ticket for `d`'s download of `live`, as the tracker would sign it.
+fn ticket(d: &Daemon, live: &Live) -> Vec<u8> {
+    let (group, sha1) = live.group_and_sha1();
+    signer().sign(&Ticket {
+        group,
+        file_sha1: conn::sha1_bytes(&sha1),
+        user: "u".into(),
+        peer_key: d.identity.public(),
+        expires_at_ms: tickets::now_ms() + 60_000,
+    })
+}
+
+/// One connection of `d`'s download `live` to `sharer`, with a valid ticket.
+async fn go(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer) -> ConnEnd {
+    conn::run(d, live, sharer, &ticket(d, live)).await
 }
 
 /// A daemon sharing `bytes` in group "g" as `peer upload` leaves it: file hashed, list stored.
-async fn sharer(dir: &Path, bytes: &[u8], faults: Faults) -> (Arc<Daemon>, String, FileMetaBody) {
+async fn sharer(dir: &Path, bytes: &[u8], faults: Faults) -> (Arc<Daemon>, Sharer, FileMetaBody) {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("file.bin");
     std::fs::write(&path, bytes).unwrap();
@@ -78,6 +110,8 @@ fn downloader(dir: &Path, meta: &FileMetaBody) -> (Arc<Daemon>, Arc<Live>) {
         meta: meta.clone(),
         state: "downloading".into(),
         error: None,
+        force: false,
+        bytes_done: 0,
     };
     let part = disk::open_part(&record.part_path(), meta.size).unwrap();
     let live = live_from(record, vec![false; piece_count(meta.size) as usize]);
@@ -99,7 +133,7 @@ async fn an_honest_list_is_verified_stored_and_used() {
     let bytes = data(LEN, 1);
     let (_s, addr, meta) = sharer(&tmp.path().join("s"), &bytes, Faults::default()).await;
     let (d, live) = downloader(&tmp.path().join("d"), &meta);
-    assert!(matches!(conn::run(&d, &live, &addr).await, ConnEnd::Done));
+    assert!(matches!(go(&d, &live, &addr).await, ConnEnd::Done));
     assert!(live.picker.lock().unwrap().is_complete());
     assert_eq!(part_bytes(&live), bytes);
     // Stored in the downloader's HOME, so a restart and the finished share need not ask again.
@@ -119,7 +153,7 @@ async fn a_wrong_or_short_list_ends_the_connection_before_any_piece() {
         let faults = Faults { bad_piece_list: Some(fault), ..Faults::default() };
         let (_s, addr, meta) = sharer(&tmp.path().join(format!("s{i}")), &bytes, faults).await;
         let (d, live) = downloader(&tmp.path().join(format!("d{i}")), &meta);
-        match conn::run(&d, &live, &addr).await {
+        match go(&d, &live, &addr).await {
             ConnEnd::BadPieceList(why) => assert!(why.contains(says), "{fault:?}: {why}"),
             other => panic!("{fault:?}: expected a bad list, got {other:?}"),
         }
@@ -128,7 +162,7 @@ async fn a_wrong_or_short_list_ends_the_connection_before_any_piece() {
         assert_eq!(d.piece_lists.load(&meta.piece_list_sha1, 4).unwrap(), None, "nor stored");
         // The same download then finishes from an honest sharer.
         let (_h, honest, _) = sharer(&tmp.path().join(format!("h{i}")), &bytes, Faults::default()).await;
-        assert!(matches!(conn::run(&d, &live, &honest).await, ConnEnd::Done));
+        assert!(matches!(go(&d, &live, &honest).await, ConnEnd::Done));
         assert_eq!(part_bytes(&live), bytes);
     }
 }
@@ -140,7 +174,7 @@ async fn a_sharer_that_lost_its_list_rebuilds_it_from_the_file() {
     let (s, addr, meta) = sharer(&tmp.path().join("s"), &bytes, Faults::default()).await;
     std::fs::remove_dir_all(tmp.path().join("s").join("piece-lists")).unwrap();
     let (d, live) = downloader(&tmp.path().join("d"), &meta);
-    assert!(matches!(conn::run(&d, &live, &addr).await, ConnEnd::Done));
+    assert!(matches!(go(&d, &live, &addr).await, ConnEnd::Done));
     assert_eq!(part_bytes(&live), bytes);
     assert!(s.piece_lists.load(&meta.piece_list_sha1, 4).unwrap().is_some(), "the sharer stored the rebuilt list");
 
@@ -150,7 +184,7 @@ async fn a_sharer_that_lost_its_list_rebuilds_it_from_the_file() {
     s.shares.add(old);
     std::fs::remove_dir_all(tmp.path().join("s").join("piece-lists")).unwrap();
     let (d, live) = downloader(&tmp.path().join("d1"), &meta);
-    assert!(matches!(conn::run(&d, &live, &addr).await, ConnEnd::Done));
+    assert!(matches!(go(&d, &live, &addr).await, ConnEnd::Done));
     assert_eq!(part_bytes(&live), bytes);
     assert_eq!(s.shares.get("g", "file.bin").unwrap().piece_list_sha1, Some(meta.piece_list_sha1.clone()));
 
@@ -158,7 +192,7 @@ async fn a_sharer_that_lost_its_list_rebuilds_it_from_the_file() {
     std::fs::remove_dir_all(tmp.path().join("s").join("piece-lists")).unwrap();
     std::fs::write(tmp.path().join("s").join("file.bin"), data(LEN, 4)).unwrap();
     let (d, live) = downloader(&tmp.path().join("d2"), &meta);
-    match conn::run(&d, &live, &addr).await {
+    match go(&d, &live, &addr).await {
         ConnEnd::Failed(e) => assert!(e.contains("changed since it was shared"), "{e}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -173,13 +207,13 @@ async fn a_partial_sharer_serves_the_list_once_it_has_verified_it() {
     let (bob, bob_live) = downloader(&tmp.path().join("bob"), &meta);
     let bob_addr = serve(&bob).await;
     let (carol, carol_live) = downloader(&tmp.path().join("carol"), &meta);
-    match conn::run(&carol, &carol_live, &bob_addr).await {
+    match go(&carol, &carol_live, &bob_addr).await {
         ConnEnd::Failed(e) => assert!(e.contains("not verified the piece list yet"), "{e}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     // Once Bob has it (and all pieces), Carol gets the list and the pieces from him.
-    assert!(matches!(conn::run(&bob, &bob_live, &seed).await, ConnEnd::Done));
-    assert!(matches!(conn::run(&carol, &carol_live, &bob_addr).await, ConnEnd::Done));
+    assert!(matches!(go(&bob, &bob_live, &seed).await, ConnEnd::Done));
+    assert!(matches!(go(&carol, &carol_live, &bob_addr).await, ConnEnd::Done));
     assert_eq!(part_bytes(&carol_live), bytes);
 }
 
@@ -187,16 +221,18 @@ async fn a_partial_sharer_serves_the_list_once_it_has_verified_it() {
 async fn requests_past_the_end_of_the_list_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (_s, addr, meta) = sharer(&tmp.path().join("s"), &data(LEN, 6), Faults::default()).await;
-    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (r, mut w) = stream.into_split();
+    let (d, live) = downloader(&tmp.path().join("d"), &meta);
+    let stream = tokio::net::TcpStream::connect(&addr.addr).await.unwrap();
+    let tls = d.channel.connect(stream, &addr.key, 1000).await.unwrap();
+    let (r, mut w) = tokio::io::split(tls);
     let mut reader = FrameReader::new(r);
     let hello = Message::Handshake {
         protocol_version: conn::PROTOCOL_VERSION,
         file_sha1: conn::sha1_bytes(&meta.sha1),
         group: "g".into(),
-        user: "x".into(),
+        user: "u".into(),
         peer_id: [0; 16],
-        ticket: vec![],
+        ticket: ticket(&d, &live),
     };
     wire::send(&mut w, &hello, 1000).await.unwrap();
     assert!(matches!(reader.next(1000).await.unwrap(), Message::Handshake { .. }));

@@ -1,0 +1,389 @@
+//! A person's hands on downloads: pause, resume, cancel, forget (see STATE.md for the states).
+//!
+//! Each acts on the downloads of one NAME in one GROUP (to whatever destination) that are in a
+//! state it applies to (`verdict`). Stopping a download cancels its stop token and waits for
+//! its swarm task to end, so that when `pause` or `cancel` answers, its connections are closed;
+//! the state is changed only after that, and only if the swarm did not complete or fail
+//! meanwhile. One operation per download at a time (`Live::manage`).
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{spawn_swarm, Live};
+use crate::control::ControlResponse;
+use crate::daemon::disk::{self, Found};
+use crate::daemon::Daemon;
+
+/// Longest wait for a stopping swarm (its connections get `swarm::DRAIN_MS` of it).
+const STOP_WAIT_MS: u64 = 15_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Cancel,
+    Pause,
+    Resume,
+    Forget,
+}
+
+impl Op {
+    fn word(self) -> &'static str {
+        match self {
+            Op::Cancel => "cancel",
+            Op::Pause => "pause",
+            Op::Resume => "resume",
+            Op::Forget => "forget",
+        }
+    }
+}
+
+/// What an operation does to a download in a given state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It applies: the download changes.
+    Act,
+    /// The download is already where the operation would take it (pause a paused one).
+    Already,
+    /// It does not apply to this state.
+    Skip,
+}
+
+/// The state transitions a person may ask for (STATE.md): cancel an active (downloading or
+/// paused) download, pause a downloading one, resume a paused one, forget a finished one.
+pub fn verdict(op: Op, state: &str) -> Verdict {
+    match (op, state) {
+        (Op::Cancel, "downloading" | "paused") => Verdict::Act,
+        (Op::Pause, "downloading") => Verdict::Act,
+        (Op::Pause, "paused") => Verdict::Already,
+        (Op::Resume, "paused") => Verdict::Act,
+        (Op::Resume, "downloading") => Verdict::Already,
+        (Op::Forget, "complete" | "failed") => Verdict::Act,
+        _ => Verdict::Skip,
+    }
+}
+
+/// Why `op` found nothing to act on, given the states of the downloads of NAME in GROUP
+/// (`finishing`: one has every piece and is being verified).
+pub fn refusal(op: Op, group: &str, name: &str, states: &[String], finishing: bool) -> String {
+    let what = format!("{name} in {group}");
+    if finishing {
+        return format!(
+            "the download of {what} has every piece and is being verified; it completes in a moment, too late to {}",
+            op.word()
+        );
+    }
+    let has = |s: &str| states.iter().any(|x| x == s);
+    match op {
+        _ if states.is_empty() => format!("no download of {what} (see: peer show-downloads --all)"),
+        Op::Forget if has("downloading") || has("paused") => format!(
+            "the download of {what} is still {}; stop it with: peer cancel {group} {name}",
+            if has("downloading") { "downloading" } else { "paused" }
+        ),
+        Op::Resume if has("failed") => format!(
+            "the download of {what} failed; start it again with: peer download {group} {name} DEST \
+             (peer forget {group} {name} drops the failed row)"
+        ),
+        _ if has("complete") => format!(
+            "the download of {what} is already complete; nothing to {} (peer forget {group} {name} drops it from \
+             show-downloads)",
+            op.word()
+        ),
+        _ => format!(
+            "the download of {what} has failed; nothing to {} (peer forget {group} {name} drops it from \
+             show-downloads)",
+            op.word()
+        ),
+    }
+}
+
+/// What to do about the path of a cancelled download's `.part`, as lstat(2) sees it: unlink a
+/// regular file of ours or a symlink (the link itself; unlink(2) never follows one), leave
+/// anything else (another user's file, a directory, a FIFO) and say why.
+pub fn part_removal(found: Found, uid: u32) -> Result<bool, String> {
+    match found {
+        Found::Nothing => Ok(false),
+        Found::Regular { uid: owner, .. } if owner == uid => Ok(true),
+        Found::Symlink => Ok(true),
+        Found::Regular { uid: owner, .. } => Err(format!("it belongs to another user (uid {owner})")),
+        Found::Dir => Err("it is a directory".into()),
+        Found::Other => Err("it is not a regular file".into()),
+    }
+}
+
+/// Unlinks a cancelled download's `.part` (never opened, never followed). `Ok(false)` when
+/// nothing was there; `Err` says what was left and why.
+fn remove_part(path: &Path) -> Result<bool, String> {
+    let left = |why: String| format!("{} was left in place: {why}", path.display());
+    let found = Found::at(path).map_err(|e| left(e.to_string()))?;
+    if !part_removal(found, disk::my_uid()).map_err(left)? {
+        return Ok(false);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(left(e.to_string())),
+    }
+}
+
+/// Stops the swarm of `live` and waits for it (and its connections) to end.
+async fn stop_swarm(live: &Live) {
+    live.stop.lock().unwrap_or_else(|p| p.into_inner()).cancel();
+    let task = live.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(task) = task {
+        if tokio::time::timeout(Duration::from_millis(STOP_WAIT_MS), task).await.is_err() {
+            tracing::warn!("a download's swarm did not stop within {STOP_WAIT_MS} ms");
+        }
+    }
+}
+
+/// This peer stops being listed as a sharer of (group, name) at the tracker when it neither
+/// shares a copy nor has another active download of it.
+async fn unlist(d: &Arc<Daemon>, group: &str, name: &str) {
+    if d.shares.get(group, name).is_some() {
+        return;
+    }
+    let active = d.downloads.matching(group, name).iter().any(|l| matches!(l.state().as_str(), "downloading"));
+    if active {
+        return;
+    }
+    if let Some(c) = d.session_client() {
+        if let Err(e) = c.stop_share(group, name).await {
+            tracing::warn!("cannot unlist this peer as a sharer of {name} in {group}: {e}");
+        }
+    }
+}
+
+/// The result of one operation on one download.
+enum One {
+    Acted,
+    Already,
+    /// It was (or became meanwhile) in a state the operation does not apply to.
+    Skipped(String),
+    /// It is finishing: too late.
+    Finishing,
+}
+
+async fn pause_one(d: &Arc<Daemon>, live: &Arc<Live>) -> One {
+    match verdict(Op::Pause, &live.state()) {
+        Verdict::Act => {}
+        Verdict::Already => return One::Already,
+        Verdict::Skip => return One::Skipped(live.state()),
+    }
+    if live.finishing.load(Ordering::SeqCst) {
+        return One::Finishing;
+    }
+    stop_swarm(live).await;
+    {
+        let mut r = live.record.lock().unwrap_or_else(|p| p.into_inner());
+        if r.state != "downloading" {
+            return One::Skipped(r.state.clone());
+        }
+        if live.finishing.load(Ordering::SeqCst) {
+            return One::Finishing;
+        }
+        r.state = "paused".into();
+        r.error = None;
+        r.bytes_done = live.bytes_done.load(Ordering::Relaxed);
+        tracing::info!(name = %r.name, group = %r.group, dest = %r.dest, bytes_done = r.bytes_done, "download paused");
+    }
+    *live.part.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    d.downloads.save();
+    One::Acted
+}
+
+/// Resumes a paused download: `downloading` again, the `.part` re-verified, the swarm started.
+pub async fn resume_one(d: &Arc<Daemon>, live: &Arc<Live>) -> Result<(), String> {
+    let Some(client) = d.session_client() else {
+        return Err("not logged in (run: peer login USER)".into());
+    };
+    let (group, meta) = {
+        let mut r = live.record.lock().unwrap_or_else(|p| p.into_inner());
+        if r.state != "paused" {
+            return Ok(());
+        }
+        r.state = "downloading".into();
+        r.error = None;
+        tracing::info!(name = %r.name, group = %r.group, dest = %r.dest, "download resumed");
+        (r.group.clone(), r.meta.clone())
+    };
+    d.downloads.save();
+    spawn_swarm(d, live, true);
+    // Listed as a sharer again, as when it started: other downloaders fetch what we verify.
+    if let Err(e) = client.upload(&group, meta.clone(), &d.peer_addr, &d.identity.public_hex()).await {
+        tracing::warn!("cannot register as a sharer of {} while downloading: {e}", meta.name);
+    }
+    Ok(())
+}
+
+async fn cancel_one(d: &Arc<Daemon>, live: &Arc<Live>, warnings: &mut Vec<String>) -> One {
+    let state = live.state();
+    if verdict(Op::Cancel, &state) != Verdict::Act {
+        return One::Skipped(state);
+    }
+    if state == "downloading" {
+        if live.finishing.load(Ordering::SeqCst) {
+            return One::Finishing;
+        }
+        stop_swarm(live).await;
+        let now = live.state();
+        if verdict(Op::Cancel, &now) != Verdict::Act {
+            return One::Skipped(now);
+        }
+        if live.finishing.load(Ordering::SeqCst) {
+            return One::Finishing;
+        }
+    }
+    let record = live.record.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    d.downloads.remove(live, true);
+    *live.part.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let part = record.part_path();
+    match tokio::task::spawn_blocking(move || remove_part(&part)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(why)) => warnings.push(why),
+        Err(e) => warnings.push(e.to_string()),
+    }
+    tracing::info!(name = %record.name, group = %record.group, dest = %record.dest, "download cancelled");
+    One::Acted
+}
+
+/// Runs `op` on the downloads of `name` in `group`.
+pub async fn run(d: &Arc<Daemon>, op: Op, group: String, name: String) -> ControlResponse {
+    if op == Op::Resume && d.home.session().is_none() {
+        return ControlResponse::Error {
+            code: "unauthenticated".into(),
+            message: "not logged in (run: peer login USER)".into(),
+        };
+    }
+    let mut acted: Vec<String> = Vec::new();
+    let mut already: Vec<String> = Vec::new();
+    let mut states: Vec<String> = Vec::new();
+    let mut finishing = false;
+    let mut warnings: Vec<String> = Vec::new();
+    for live in d.downloads.matching(&group, &name) {
+        let _one_at_a_time = live.manage.lock().await;
+        let dest = live.record.lock().unwrap_or_else(|p| p.into_inner()).dest.clone();
+        let result = match op {
+            Op::Pause => pause_one(d, &live).await,
+            Op::Cancel => cancel_one(d, &live, &mut warnings).await,
+            Op::Resume => match verdict(op, &live.state()) {
+                Verdict::Act => match resume_one(d, &live).await {
+                    Ok(()) => One::Acted,
+                    Err(e) => {
+                        warnings.push(e);
+                        One::Skipped(live.state())
+                    }
+                },
+                Verdict::Already => One::Already,
+                Verdict::Skip => One::Skipped(live.state()),
+            },
+            Op::Forget => match verdict(op, &live.state()) {
+                Verdict::Act => {
+                    d.downloads.remove(&live, false);
+                    One::Acted
+                }
+                _ => One::Skipped(live.state()),
+            },
+        };
+        match result {
+            One::Acted => acted.push(dest),
+            One::Already => already.push(dest),
+            One::Skipped(s) => states.push(s),
+            One::Finishing => finishing = true,
+        }
+    }
+    if matches!(op, Op::Pause | Op::Cancel) && !acted.is_empty() {
+        unlist(d, &group, &name).await;
+    }
+    if acted.is_empty() && already.is_empty() {
+        let mut message = refusal(op, &group, &name, &states, finishing);
+        if !warnings.is_empty() {
+            message = format!("{message} ({})", warnings.join("; "));
+        }
+        return ControlResponse::Error { code: "no_such_file".into(), message };
+    }
+    let mut fields = json!({"group": group, "name": name, "dests": acted});
+    if !already.is_empty() {
+        fields[match op {
+            Op::Pause => "already_paused",
+            _ => "already_running",
+        }] = json!(already);
+    }
+    if !warnings.is_empty() {
+        fields["warnings"] = json!(warnings);
+    }
+    ControlResponse::Ok { fields }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_state_each_operation_applies_to() {
+        use Verdict::*;
+        let table: [(Op, [Verdict; 4]); 4] = [
+            //                 downloading paused   complete failed
+            (Op::Cancel, [Act, Act, Skip, Skip]),
+            (Op::Pause, [Act, Already, Skip, Skip]),
+            (Op::Resume, [Already, Act, Skip, Skip]),
+            (Op::Forget, [Skip, Skip, Act, Act]),
+        ];
+        for (op, want) in table {
+            for (state, v) in ["downloading", "paused", "complete", "failed"].into_iter().zip(want) {
+                assert_eq!(verdict(op, state), v, "{op:?} on {state}");
+            }
+        }
+        assert_eq!(verdict(Op::Cancel, "cancelled"), Skip, "unknown states are left alone");
+    }
+
+    #[test]
+    fn a_refusal_says_what_to_do_instead() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let m = refusal(Op::Cancel, "g", "f.bin", &[], false);
+        assert!(m.contains("no download of f.bin in g"), "{m}");
+        let m = refusal(Op::Forget, "g", "f.bin", &s(&["downloading"]), false);
+        assert!(m.contains("still downloading") && m.contains("peer cancel g f.bin"), "{m}");
+        let m = refusal(Op::Forget, "g", "f.bin", &s(&["paused"]), false);
+        assert!(m.contains("still paused") && m.contains("peer cancel g f.bin"), "{m}");
+        let m = refusal(Op::Cancel, "g", "f.bin", &s(&["complete"]), false);
+        assert!(m.contains("already complete") && m.contains("peer forget g f.bin"), "{m}");
+        let m = refusal(Op::Resume, "g", "f.bin", &s(&["failed"]), false);
+        assert!(m.contains("failed") && m.contains("peer download g f.bin"), "{m}");
+        let m = refusal(Op::Pause, "g", "f.bin", &s(&["failed"]), false);
+        assert!(m.contains("has failed") && m.contains("nothing to pause"), "{m}");
+        let m = refusal(Op::Pause, "g", "f.bin", &s(&["downloading"]), true);
+        assert!(m.contains("being verified") && m.contains("too late to pause"), "{m}");
+    }
+
+    #[test]
+    fn a_cancelled_part_is_unlinked_only_when_it_is_ours_or_a_link() {
+        let me = 1000;
+        assert_eq!(part_removal(Found::Nothing, me), Ok(false));
+        assert_eq!(part_removal(Found::Regular { size: 1, uid: me, links: 1 }, me), Ok(true));
+        assert_eq!(part_removal(Found::Regular { size: 1, uid: me, links: 2 }, me), Ok(true), "unlinking one name");
+        assert_eq!(part_removal(Found::Symlink, me), Ok(true), "the link goes, its target is not touched");
+        assert!(part_removal(Found::Regular { size: 1, uid: 0, links: 1 }, me).is_err());
+        assert!(part_removal(Found::Dir, me).is_err());
+        assert!(part_removal(Found::Other, me).is_err());
+    }
+
+    #[test]
+    fn removing_a_symlinked_part_leaves_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, b"keep me").unwrap();
+        let part = dir.path().join("f.bin.part");
+        std::os::unix::fs::symlink(&target, &part).unwrap();
+        assert_eq!(remove_part(&part), Ok(true));
+        assert!(std::fs::symlink_metadata(&part).is_err(), "the link is gone");
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me", "its target is untouched");
+        let own = dir.path().join("g.bin.part");
+        std::fs::write(&own, b"partial").unwrap();
+        assert_eq!(remove_part(&own), Ok(true));
+        assert!(!own.exists());
+        assert_eq!(remove_part(&own), Ok(false), "nothing there any more");
+    }
+}
