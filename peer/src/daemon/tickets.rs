@@ -100,9 +100,7 @@ fn write_pin(path: &std::path::Path, hex_key: &str) -> anyhow::Result<()> {
 }
 
 fn parse_key(s: &str) -> Option<[u8; 32]> {
-    let mut k = [0u8; 32];
-    hex::decode_to_slice(s, &mut k).ok()?;
-    Some(k)
+    proto::ticket::peer_key_from_hex(s).ok()
 }
 
 /// What a connection must match for its ticket to count.

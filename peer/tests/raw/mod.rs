@@ -68,17 +68,7 @@ pub async fn attempt(addr: &str, sharer_key: &[u8; 32], me: &PeerIdentity, first
 }
 
 pub fn handshake(group: &str, sha1: [u8; 20], user: &str, ticket: Vec<u8>) -> Vec<u8> {
-    let mut out = Vec::new();
-    let m = Message::Handshake {
-        protocol_version: VERSION,
-        file_sha1: sha1,
-        group: group.into(),
-        user: user.into(),
-        peer_id: [0; 16],
-        ticket,
-    };
-    encode(&m, &mut out);
-    out
+    handshake_v(VERSION, group, sha1, user, ticket)
 }
 
 pub fn error_of(msgs: &[Message]) -> (u16, String) {

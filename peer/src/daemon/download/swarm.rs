@@ -308,9 +308,7 @@ pub enum Ban {
 
 /// A sharer's key as the tracker lists it (64 hex characters); a malformed one is skipped.
 fn parse_key(s: &str) -> Option<[u8; 32]> {
-    let mut k = [0u8; 32];
-    hex::decode_to_slice(s, &mut k).ok()?;
-    Some(k)
+    proto::ticket::peer_key_from_hex(s).ok()
 }
 
 /// The failure of a download whose every sharer was banned, naming each and why.
