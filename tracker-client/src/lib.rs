@@ -47,6 +47,9 @@ impl ClientError {
     }
 }
 
+/// A node that refused the connection is tried again this long after, within the same call.
+const REFUSED_RETRY_MS: u64 = 200;
+
 pub type Result<T> = std::result::Result<T, ClientError>;
 
 /// A client of the tracker cluster; cheap to clone (clones share the leader cache).
@@ -162,7 +165,15 @@ impl TrackerClient {
         let mut last = String::from("no attempt made");
         let mut round = 0u32;
         let mut refusals = retry::RefusalStreak::default();
+        // When each node in `failed` last refused the connection: a refusing node is restarting
+        // or down, and is worth another try a moment later (a restarted leader that the other
+        // nodes redirect to must not stay skipped for the rest of the call).
+        let mut refused_at: Vec<(String, Instant)> = Vec::new();
         loop {
+            failed.retain(|n| {
+                !refused_at.iter().any(|(r, at)| r == n && at.elapsed() >= Duration::from_millis(REFUSED_RETRY_MS))
+            });
+            refused_at.retain(|(n, _)| failed.contains(n));
             let leader = self.cached_leader();
             let mut queue = retry::round_order(&self.nodes, leader.as_deref(), &failed);
             let mut redirects = 0usize;
@@ -187,6 +198,8 @@ impl TrackerClient {
                             refusals.heard();
                             continue;
                         }
+                        refused_at.retain(|(n, _)| *n != node);
+                        refused_at.push((node.clone(), Instant::now()));
                         refusals.refused(&node, started.elapsed());
                         let window = Duration::from_millis(policy.all_refused_ms);
                         if refusals.gave_up(&self.nodes, started.elapsed(), window) {
@@ -616,6 +629,31 @@ mod tests {
         let c = client(&[&dead, &stale, &up], RetryPolicy::default());
         c.create_group("g").await.unwrap();
         assert_eq!(who(&hits), ["stale", "up"], "after dead refused, its name in a redirect is not followed");
+    }
+
+    #[tokio::test]
+    async fn a_node_that_refused_while_restarting_is_asked_again_once_it_listens() {
+        let hits = Hits::default();
+        let restarting = refusing();
+        let addr = restarting.addr.clone();
+        // The other node names it as the leader all along (as after a whole-cluster restart).
+        let follower = serving("follower", not_leader(&addr), &hits).await;
+        let c = client(&[&restarting, &follower], RetryPolicy::default());
+        let h = hits.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(restarting);
+            let l = TcpListener::bind(&addr).await.unwrap();
+            let _leader = serving_on(l, "leader", ok(), &h);
+        });
+        let started = Instant::now();
+        c.create_group("g").await.unwrap();
+        assert!(who(&hits).contains(&"leader".to_string()), "{:?}", who(&hits));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "asked again soon after it listens: {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
