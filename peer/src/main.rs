@@ -5,7 +5,37 @@ use std::process::ExitCode;
 use clap::Parser;
 use peer::cli::{self, Cli, Command, Ctx, Out};
 
+/// `peer completions SHELL` and `peer man`: hidden helpers for packagers, outside the
+/// contract's commands (so they are taken before the CLI proper parses argv).
+fn generated_docs() -> Option<ExitCode> {
+    use clap::{CommandFactory, ValueEnum};
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["completions", shell] => match clap_complete::Shell::from_str(shell, true) {
+            Ok(shell) => {
+                clap_complete::generate(shell, &mut Cli::command(), "peer", &mut std::io::stdout());
+                Some(ExitCode::SUCCESS)
+            }
+            Err(_) => {
+                eprintln!("error: unknown shell {shell:?} (bash, zsh, fish, elvish, powershell)");
+                Some(ExitCode::from(2))
+            }
+        },
+        ["man"] => Some(match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write the man page: {e}");
+                ExitCode::from(1)
+            }
+        }),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
+    if let Some(code) = generated_docs() {
+        return code;
+    }
     let parsed = Cli::parse();
     let default_level = if matches!(parsed.command, Command::Daemon { .. }) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

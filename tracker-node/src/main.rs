@@ -4,6 +4,8 @@
 
 mod api;
 mod commands;
+mod datadir;
+mod logging;
 mod metrics;
 mod node;
 mod raft_net;
@@ -73,6 +75,39 @@ enum Cmd {
         #[command(subcommand)]
         action: MembersCmd,
     },
+    /// Save the cluster's state to a file (through the leader)
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotCmd,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout
+    #[command(hide = true)]
+    Man,
+    /// Create new data_dirs for the listed nodes, seeded with a saved snapshot
+    Restore {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The file written by `tracker-node snapshot save`
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Ask the leader for a snapshot consistent as of now and write it to FILE (mode 0600)
+    Save {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +118,9 @@ enum MembersCmd {
         config: ConfigArg,
         #[arg(long, value_name = "N")]
         id: u64,
+        /// Print the leader's JSON answer instead of a sentence
+        #[arg(long)]
+        json: bool,
     },
     /// Remove node N from the voters
     Remove {
@@ -90,6 +128,9 @@ enum MembersCmd {
         config: ConfigArg,
         #[arg(long, value_name = "N")]
         id: u64,
+        /// Print the leader's JSON answer instead of a sentence
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -100,18 +141,10 @@ fn load(c: &ConfigArg) -> Result<Arc<ClusterConfig>, ExitCode> {
     })
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
-}
-
 fn main() -> ExitCode {
     sched::tune_malloc();
     let cli = Cli::parse();
-    init_logging();
+    logging::init();
     // The API's threads yield the CPU to Raft's (node.rs runs Raft on a runtime of its own at
     // normal priority): under a flood of calls, heartbeats still go out on time.
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -144,6 +177,16 @@ async fn async_main(cli: Cli) -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
+            // Before the store opens: another node on this data_dir, or one that is a file or
+            // read-only, is one line naming it.
+            let data_dir = cfg.require_node(id).map(|n| n.data_dir.clone()).unwrap_or_default();
+            let _data_dir_lock = match datadir::lock(&data_dir) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             // Before anything listens: the files named in the cluster file are the operator's
             // to fix (exit 2); the ones made here on a first start are created now.
             // Off the runtime's threads: it may wait (bounded) for another node creating the CA.
@@ -175,10 +218,27 @@ async fn async_main(cli: Cli) -> ExitCode {
             Ok(cfg) => commands::status::run(&cfg, json).await,
             Err(code) => return code,
         },
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "tracker-node", &mut std::io::stdout());
+            Ok(0)
+        }
+        Cmd::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map(|_| 0).map_err(Into::into)
+        }
+        Cmd::Snapshot { action: SnapshotCmd::Save { config, file } } => match load(&config) {
+            Ok(cfg) => commands::snapshot::save(&cfg, &file).await,
+            Err(code) => return code,
+        },
+        Cmd::Restore { config, from } => match load(&config) {
+            Ok(cfg) => commands::snapshot::restore(&cfg, &from),
+            Err(code) => return code,
+        },
         Cmd::Members { action } => {
-            let (config, verb, id) = match action {
-                MembersCmd::Add { config, id } => (config, "add", id),
-                MembersCmd::Remove { config, id } => (config, "remove", id),
+            let (config, verb, id, json) = match action {
+                MembersCmd::Add { config, id, json } => (config, "add", id, json),
+                MembersCmd::Remove { config, id, json } => (config, "remove", id, json),
             };
             match load(&config) {
                 Ok(cfg) => {
@@ -186,7 +246,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                         eprintln!("error: {e}");
                         return ExitCode::from(2);
                     }
-                    commands::members::run(&cfg, verb, id).await
+                    commands::members::run(&cfg, verb, id, json).await
                 }
                 Err(code) => return code,
             }

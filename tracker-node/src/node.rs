@@ -138,6 +138,96 @@ async fn follow_leadership(raft: Raft, id: NodeId, liveness: Arc<api::liveness::
     }
 }
 
+/// Logs this node's state changes at info: its role, the leader it follows, elections, and
+/// the voters and learners (the default filter holds openraft's own lines at warn).
+async fn log_state_changes(raft: Raft, id: NodeId, stop: CancellationToken) {
+    let mut rx = raft.metrics();
+    let mut last: Option<(openraft::ServerState, Option<NodeId>, u64)> = None;
+    let mut last_members: Option<(Vec<NodeId>, Vec<NodeId>)> = None;
+    // (first election, elections, last summary) while no leader is elected.
+    let mut campaign: Option<(std::time::Instant, u64, std::time::Instant)> = None;
+    loop {
+        {
+            // Copied out, so the watch is not held while a line is written (openraft's core
+            // waits for it to publish the next metrics).
+            let (now, members): (_, (Vec<NodeId>, Vec<NodeId>)) = {
+                let m = rx.borrow_and_update();
+                let membership = m.membership_config.membership();
+                (
+                    (m.state, m.current_leader, m.current_term),
+                    (membership.voter_ids().collect(), membership.learner_ids().collect()),
+                )
+            };
+            if last != Some(now) {
+                let (state, leader, term) = now;
+                let was = last.map(|l| l.0);
+                if state != openraft::ServerState::Candidate && leader.is_some() {
+                    campaign = None;
+                }
+                match state {
+                    openraft::ServerState::Leader => tracing::info!(id, term, "became leader"),
+                    openraft::ServerState::Candidate => match &mut campaign {
+                        None => {
+                            tracing::info!(id, term, "candidate: started an election");
+                            let now = std::time::Instant::now();
+                            campaign = Some((now, 1u64, now));
+                        }
+                        // Without a quorum a node campaigns every election timeout: one
+                        // line, then a summary at most every 10 s.
+                        Some((since, count, last_report)) => {
+                            *count += 1;
+                            if last_report.elapsed() >= crate::logging::UNREACHABLE_SUMMARY_EVERY {
+                                *last_report = std::time::Instant::now();
+                                tracing::info!(
+                                    id,
+                                    term,
+                                    "still no leader after {} s ({count} elections)",
+                                    since.elapsed().as_secs()
+                                );
+                            }
+                        }
+                    },
+                    openraft::ServerState::Follower | openraft::ServerState::Learner => match leader {
+                        Some(l) if last.map(|x| x.1) != Some(Some(l)) || was != Some(state) => {
+                            let role = if state == openraft::ServerState::Learner { "learner" } else { "follower" };
+                            tracing::info!(id, term, leader = l, "{role} of node {l}")
+                        }
+                        None if was == Some(openraft::ServerState::Leader) => {
+                            tracing::info!(id, term, "stepped down: no longer leader")
+                        }
+                        _ => {}
+                    },
+                    openraft::ServerState::Shutdown => {}
+                }
+                last = Some(now);
+            }
+            if last_members.as_ref() != Some(&members) {
+                if !members.0.is_empty() || last_members.is_some() {
+                    tracing::info!(voters = ?members.0, learners = ?members.1, "membership");
+                }
+                last_members = Some(members);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// `node N cannot listen on its api address A: it is in use by another process`.
+fn bind_error(what: &str, addr: std::net::SocketAddr, e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            anyhow::anyhow!("{what} address {addr} is in use by another process (is another tracker-node running?)")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            anyhow::anyhow!("{what} address {addr} is not an address of this machine")
+        }
+        _ => anyhow::anyhow!("cannot listen on the {what} address {addr}: {e}"),
+    }
+}
+
 /// Runs node `id` until `shutdown` is cancelled. `tls` is its mutual-TLS identity
 /// (crate::tls::for_node): the Raft port accepts and dials only nodes of the cluster CA.
 pub async fn run(
@@ -166,12 +256,10 @@ pub async fn run(
         raft_rt.handle().spawn(async move { Raft::new(id, config, network, log, sm).await }).await??
     };
 
-    let raft_listener = std::net::TcpListener::bind(me.raft)
-        .with_context(|| format!("node {id} cannot listen on its raft address {}", me.raft))?;
+    // A port in use is one line naming it (main.rs prints it as `error: ...`).
+    let raft_listener = std::net::TcpListener::bind(me.raft).map_err(|e| bind_error("raft", me.raft, e))?;
     raft_listener.set_nonblocking(true)?;
-    let api_listener = TcpListener::bind(me.api)
-        .await
-        .with_context(|| format!("node {id} cannot listen on its api address {}", me.api))?;
+    let api_listener = TcpListener::bind(me.api).await.map_err(|e| bind_error("api", me.api, e))?;
 
     let raft_router = raft_net::server::router(raft.clone(), cfg.secret.clone());
     let raft_peers = raft_net::listener::PeerPolicy::new(cfg.nodes.iter().map(|n| n.id), raft.clone());
@@ -231,6 +319,7 @@ pub async fn run(
     let snapshots =
         tokio::spawn(schedule_snapshots(raft.clone(), sm.clone(), cfg.snapshot_logs_threshold, servers.clone()));
     tokio::spawn(follow_leadership(raft.clone(), id, liveness, servers.clone()));
+    tokio::spawn(log_state_changes(raft.clone(), id, servers.clone()));
 
     shutdown.cancelled().await;
     tracing::info!(id, "shutting down");

@@ -149,7 +149,7 @@ fn bad_flags_are_exit_2_for_every_subcommand() {
         &["members", "promote", "--config", f, "--id", "1"],
         &["members", "add", "--config", f],
         &["members", "add", "--config", f, "--id", "x"],
-        &["members", "add", "--config", f, "--id", "1", "--json"],
+        &["members", "add", "--config", f, "--id", "1", "--json=yes"],
         &["members", "remove", "--config", f],
         &["members", "remove", "--config", f, "--id", ""],
     ];
@@ -557,4 +557,102 @@ fn up_runs_every_listed_node_prints_their_ids_and_apis_and_ctrl_c_stops_them_all
     // Each node stopped cleanly on the SIGTERM `up` sent it, not killed after the grace period.
     let log = std::fs::read_to_string(cluster.dir.path().join("up.log")).unwrap();
     assert_eq!(log.matches("stopped cleanly").count(), 3, "{log}");
+}
+
+/// A second `run` on a data_dir in use, a data_dir that is a file, and a port in use: exit 1
+/// with one line naming the folder or the address, before anything starts.
+#[test]
+fn a_data_dir_in_use_a_file_as_data_dir_and_a_port_in_use_are_one_line_each() {
+    let mut cluster = Cluster::start_with(ClusterOptions { nodes: 3, start: 1, ..Default::default() });
+    wait_until("node 1 to serve its api", WAIT, || cluster.status(1).is_some());
+    let config = cluster.config.to_str().unwrap().to_string();
+    let data_dir = cluster.dir.path().join("node-1");
+    let one_line = |out: &std::process::Output, want: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert_eq!(err.trim_end(), want);
+    };
+
+    // The same node again: its data_dir is locked by the first, whose pid is named.
+    let out = tracker_node(&["run", "--config", &config, "--id", "1"]);
+    let pid = cluster.pid(1).unwrap();
+    one_line(&out, &format!("error: data_dir {} is in use by another tracker-node (pid {pid})", data_dir.display()));
+    assert!(cluster.status(1).is_some(), "the first node still runs");
+
+    // Node 2's data_dir is a file.
+    let file = cluster.dir.path().join("node-2");
+    std::fs::write(&file, "not a folder").unwrap();
+    let out = tracker_node(&["run", "--config", &config, "--id", "2"]);
+    one_line(&out, &format!("error: data_dir {} is not a directory", file.display()));
+    std::fs::remove_file(&file).unwrap();
+
+    // Node 3's api address is taken by another process.
+    let api = cluster.api(3).to_string();
+    let _taken = std::net::TcpListener::bind(&api).unwrap();
+    let out = tracker_node(&["run", "--config", &config, "--id", "3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(
+        errors,
+        [format!("error: api address {api} is in use by another process (is another tracker-node running?)")],
+        "{err}"
+    );
+    cluster.terminate(1, WAIT);
+}
+
+/// `members add` of a voter and `members remove` of a non-voter say so; a change prints one
+/// sentence, or the leader's JSON with `--json`.
+#[test]
+fn members_add_of_a_voter_says_so_and_changes_are_one_sentence() {
+    let cluster = Cluster::start(3);
+    cluster.wait_stable_leader();
+    let config = cluster.config.to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let out = tracker_node(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(
+        run(&["members", "add", "--config", &config, "--id", "2"]),
+        "node 2 is already a voter (voters: 1, 2, 3)\n"
+    );
+    let json: Value =
+        serde_json::from_str(&run(&["members", "add", "--config", &config, "--id", "2", "--json"])).unwrap();
+    assert_eq!(json, json!({"ok": true, "id": 2, "voters": [1, 2, 3], "unchanged": true}));
+
+    assert_eq!(
+        run(&["members", "remove", "--config", &config, "--id", "3"]),
+        "node 3 is no longer a voter (voters: 1, 2)\n"
+    );
+    wait_until("a leader among the voters 1 and 2", WAIT, || {
+        cluster.stable_view_of(&[1, 2]).is_some_and(|(_, _, v)| v.iter().all(|(_, st)| st["voters"] == json!([1, 2])))
+    });
+    assert_eq!(run(&["members", "remove", "--config", &config, "--id", "3"]), "node 3 is not a voter (voters: 1, 2)\n");
+    let json: Value =
+        serde_json::from_str(&run(&["members", "add", "--config", &config, "--id", "3", "--json"])).unwrap();
+    assert_eq!(json["ok"], true, "{json}");
+    assert_eq!(json["voters"], json!([1, 2, 3]), "{json}");
+}
+
+/// The hidden helpers for packagers: a completion script per shell and a man page, for
+/// `tracker-node` and `peer`, generated from their clap definitions; neither shows in `--help`.
+#[test]
+fn completions_and_man_pages_are_generated_for_both_binaries() {
+    for (bin, name) in [(workspace_bin("tracker-node"), "tracker-node"), (peer_bin(), "peer")] {
+        let run = |args: &[&str]| Command::new(&bin).args(args).output().unwrap();
+        for shell in ["bash", "zsh", "fish"] {
+            let out = run(&["completions", shell]);
+            assert_eq!(out.status.code(), Some(0), "{name} completions {shell}");
+            let script = String::from_utf8_lossy(&out.stdout);
+            assert!(script.contains(name) && script.len() > 500, "{name} completions {shell}: {script}");
+        }
+        let out = run(&["man"]);
+        assert_eq!(out.status.code(), Some(0), "{name} man");
+        let page = String::from_utf8_lossy(&out.stdout);
+        assert!(page.contains(&format!(".TH {name} 1")) && page.contains(".SH NAME"), "{name} man: {page}");
+        let help = String::from_utf8_lossy(&run(&["--help"]).stdout).to_string();
+        assert!(!help.contains("completions") && !help.contains("\n  man "), "{name} --help hides them: {help}");
+    }
 }

@@ -13,7 +13,7 @@ fn members_cmd(cluster: &Cluster, action: &str, id: u64) -> std::process::Output
     std::process::Command::new(workspace_bin("tracker-node"))
         .args(["members", action, "--config"])
         .arg(&cluster.config)
-        .args(["--id", &id.to_string()])
+        .args(["--id", &id.to_string(), "--json"])
         .output()
         .unwrap()
 }

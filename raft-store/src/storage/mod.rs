@@ -19,7 +19,7 @@ mod state_machine;
 use std::path::{Path, PathBuf};
 
 pub use log_store::LogStore;
-pub use state_machine::{snapshot_meta_of, SmData, SnapshotStats, StateMachineStore};
+pub use state_machine::{seed_snapshot, snapshot_meta_of, SmData, SnapshotStats, StateMachineStore};
 
 use crate::error::StoreError;
 

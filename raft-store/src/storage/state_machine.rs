@@ -285,6 +285,51 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
+impl StateMachineStore {
+    /// The applied state as a snapshot file's bytes (the format of `current.snap`), with its
+    /// meta: for `tracker-node snapshot save`. The state is copied under a short read lock and
+    /// written to a temporary file in the snapshot folder, read back and deleted.
+    pub fn export_snapshot(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
+        let (state, last_applied, last_membership) =
+            self.read(|d| (d.state.clone(), d.last_applied, d.last_membership.clone()));
+        let seq = self.snapshots.seq.fetch_add(1, Ordering::Relaxed);
+        let index = last_applied.map(|l| l.index).unwrap_or(0);
+        let meta =
+            SnapshotMeta { last_log_id: last_applied, last_membership, snapshot_id: format!("export-{index}-{seq}") };
+        let tmp = snapshot::write_tmp(&self.snapshots.dir, &meta, &state)?;
+        let bytes = std::fs::read(&tmp).map_err(|e| StoreError::io(format!("cannot read {}", tmp.display()), e));
+        let _ = std::fs::remove_file(&tmp);
+        Ok((meta, bytes?))
+    }
+}
+
+/// Seeds a new node's `data_dir` with the state of the snapshot file `from`, for
+/// `tracker-node restore`: `data_dir/snapshots/current.snap` holds that state at the same index,
+/// with the log id's term set to 0 (a new cluster's terms start at 1) and `voters` as the
+/// membership. A node started on it recovers that state and, its membership being set, elects a
+/// leader among `voters` without initialising. Returns the new snapshot's meta.
+pub fn seed_snapshot(
+    data_dir: &Path,
+    from: &Path,
+    voters: std::collections::BTreeMap<crate::NodeId, crate::TrackerNode>,
+) -> Result<SnapshotMeta, StoreError> {
+    let (meta, state) = snapshot::read_file(from)?;
+    let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+    let log_id = LogId::new(openraft::CommittedLeaderId::new(0, 0), index);
+    let ids: std::collections::BTreeSet<crate::NodeId> = voters.keys().copied().collect();
+    let membership = openraft::Membership::new(vec![ids], voters);
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id),
+        last_membership: StoredMembership::new(Some(log_id), membership),
+        snapshot_id: format!("restore-{index}"),
+    };
+    let dir = data_dir.join("snapshots");
+    std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
+    let tmp = snapshot::write_tmp(&dir, &meta, &state)?;
+    snapshot::promote(&dir, &tmp)?;
+    Ok(meta)
+}
+
 /// Reads a snapshot file's header (for tests and tools).
 pub fn snapshot_meta_of(path: &Path) -> Result<SnapshotMeta, StoreError> {
     snapshot::read_meta(path)

@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(status::health))
         .route("/readyz", get(status::readyz))
         .route("/v1/admin/members", post(admin::members))
+        .route("/v1/admin/snapshot", get(admin::snapshot))
         .fallback(body::no_route)
         .method_not_allowed_fallback(body::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod members;
+pub mod snapshot;
 pub mod status;
 pub mod up;
 

@@ -46,6 +46,7 @@ pub struct NetworkFactory {
     routes: HashMap<NodeId, String>,
     resolver: NodeResolver,
     backoff: BackoffMs,
+    failures: crate::logging::PeerFailures,
 }
 
 /// Resolves `node-N.tracker.invalid` to node N's Raft address. The names never reach DNS.
@@ -153,7 +154,7 @@ impl NetworkFactory {
             }
             Err(_) => Default::default(),
         };
-        Ok(NetworkFactory { http, secret, routes, resolver, backoff })
+        Ok(NetworkFactory { http, secret, routes, resolver, backoff, failures: Default::default() })
     }
 }
 
@@ -163,6 +164,7 @@ pub struct Connection {
     target: NodeId,
     base: String,
     backoff: BackoffMs,
+    failures: crate::logging::PeerFailures,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -178,6 +180,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             // to the address.
             base: format!("https://{}", crate::tls::node_name(target)),
             backoff: self.backoff,
+            failures: self.failures.clone(),
         }
     }
 }
@@ -206,11 +209,15 @@ impl Connection {
         }
         let resp = builder.send().await.map_err(|e| {
             if e.is_connect() || e.is_timeout() {
+                // Logged here, rate-limited per node; openraft's own line per retry is held
+                // back by the default log filter (crate::logging).
+                self.failures.failed(self.target, &error_chain(&e));
                 RPCError::Unreachable(Unreachable::new(&e))
             } else {
                 RPCError::Network(NetworkError::new(&e))
             }
         })?;
+        self.failures.succeeded(self.target);
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
@@ -228,6 +235,21 @@ impl Connection {
             wire::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
+}
+
+/// An error and its sources, innermost last: `connect error: Connection refused (os error 111)`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
 }
 
 fn encode_err<E: std::error::Error>(e: wire::WireError) -> RPCError<NodeId, TrackerNode, RaftError<NodeId, E>> {
