@@ -281,7 +281,8 @@ fn reads_right_after_a_whole_cluster_restart_see_every_acknowledged_write() {
                 }
             })
         };
-        std::thread::sleep(Duration::from_millis(150));
+        // Kill while writes are in flight: once this round has had an acknowledgement.
+        wait_until("a write of this round acknowledged", WAIT, || !acked.lock().unwrap().is_empty());
         for id in cluster.ids() {
             cluster.kill(id);
         }
@@ -297,5 +298,4 @@ fn reads_right_after_a_whole_cluster_restart_see_every_acknowledged_write() {
         let missing: Vec<&String> = acknowledged.iter().filter(|g| !seen.contains(g)).collect();
         assert!(missing.is_empty(), "round {round}: a read right after the restart missed {missing:?}");
     }
-    assert!(acknowledged.len() >= 4, "writes were acknowledged before the kills: {}", acknowledged.len());
 }

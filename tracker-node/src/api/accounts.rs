@@ -210,16 +210,7 @@ pub async fn alive(
     headers: HeaderMap,
     Body(req): Body<AnnounceRequest>,
 ) -> Response {
-    let r: ApiResult<Response> = async {
-        let (user, peer_addr, listed) = liveness_call(&s, from, &headers, &req).await?;
-        if listed {
-            let now = s.liveness_now();
-            s.liveness.seen(&user, now);
-        }
-        Ok(ok_json(json!({ "user": user, "peer_addr": peer_addr, "listed": listed })))
-    }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
+    liveness_answer(&s, from, &headers, &req, |s, user, now| s.liveness.seen(user, now)).await
 }
 
 /// `DELETE /v1/peer/alive`: the caller's daemon is stopping; its shares stop being listed at
@@ -230,11 +221,21 @@ pub async fn going_away(
     headers: HeaderMap,
     Body(req): Body<AnnounceRequest>,
 ) -> Response {
+    liveness_answer(&s, from, &headers, &req, |s, user, now| s.liveness.gone(user, now)).await
+}
+
+/// The answer of both liveness calls; `record` runs only for the daemon the tracker lists.
+async fn liveness_answer(
+    s: &AppState,
+    from: SocketAddr,
+    headers: &HeaderMap,
+    req: &AnnounceRequest,
+    record: impl FnOnce(&AppState, &str, u64),
+) -> Response {
     let r: ApiResult<Response> = async {
-        let (user, peer_addr, listed) = liveness_call(&s, from, &headers, &req).await?;
+        let (user, peer_addr, listed) = liveness_call(s, from, headers, req).await?;
         if listed {
-            let now = s.liveness_now();
-            s.liveness.gone(&user, now);
+            record(s, &user, s.liveness_now());
         }
         Ok(ok_json(json!({ "user": user, "peer_addr": peer_addr, "listed": listed })))
     }

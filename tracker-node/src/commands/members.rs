@@ -1,16 +1,13 @@
 //! `tracker-node members add|remove --id N`: sends the change to the leader (following
 //! redirects, trying every listed node) with the cluster secret when one is set.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::bail;
-use proto::api::{MembersRequest, NotLeaderBody};
+use proto::api::MembersRequest;
 use proto::cluster::ClusterConfig;
 
 /// Adding waits for the learner to catch up; bound the whole command.
 const MEMBERS_BUDGET_MS: u64 = 120_000;
-/// Leader hops (redirects) followed within one attempt.
-const MAX_REDIRECTS: usize = 5;
 
 /// The voters as a leader sees them, if a leader answers within a short timeout.
 async fn leader_voters(cfg: &ClusterConfig) -> Option<Vec<u64>> {
@@ -43,57 +40,32 @@ pub async fn run(cfg: &ClusterConfig, action: &str, id: u64, json: bool) -> anyh
         }
     }
     let req = MembersRequest { action: action.into(), id, api: node.api.to_string(), raft: node.raft.to_string() };
-    let http = super::http_client(Duration::from_millis(MEMBERS_BUDGET_MS))?;
-    let deadline = Instant::now() + Duration::from_millis(MEMBERS_BUDGET_MS);
-    let mut last_err = String::from("no node answered");
-    while Instant::now() < deadline {
-        for n in &cfg.nodes {
-            let mut target = n.api.to_string();
-            for _ in 0..MAX_REDIRECTS {
-                let mut b = http.post(format!("http://{target}/v1/admin/members")).json(&req);
-                if let Some(s) = &cfg.secret {
-                    b = b.header(proto::api::CLUSTER_SECRET, s);
-                }
-                let resp = match b.send().await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        last_err = format!("{target}: {e}");
-                        break;
-                    }
-                };
-                let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
-                if status.is_success() {
-                    if json {
-                        println!("{text}");
-                    } else {
-                        let voters: Vec<u64> = serde_json::from_str::<serde_json::Value>(&text)
-                            .ok()
-                            .and_then(|v| serde_json::from_value(v["voters"].clone()).ok())
-                            .unwrap_or_default();
-                        if action == "add" {
-                            println!("node {id} is now a voter (voters: {})", list(&voters));
-                        } else {
-                            println!("node {id} is no longer a voter (voters: {})", list(&voters));
-                        }
-                    }
-                    return Ok(0);
-                }
-                if status.as_u16() == 307 {
-                    if let Ok(nl) = serde_json::from_str::<NotLeaderBody>(&text) {
-                        target = nl.leader.api;
-                        continue;
-                    }
-                }
-                if status.is_client_error() {
-                    bail!("node {target} refused: {text}");
-                }
-                last_err = format!("{target}: {status} {text}");
-                break;
-            }
+    let body = serde_json::to_value(&req)?;
+    let Some(bytes) = super::admin_call(
+        cfg,
+        reqwest::Method::POST,
+        "/v1/admin/members",
+        Some(&body),
+        MEMBERS_BUDGET_MS,
+        "accepted the change",
+    )
+    .await?
+    else {
+        return Ok(3);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    if json {
+        println!("{text}");
+    } else {
+        let voters: Vec<u64> = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["voters"].clone()).ok())
+            .unwrap_or_default();
+        if action == "add" {
+            println!("node {id} is now a voter (voters: {})", list(&voters));
+        } else {
+            println!("node {id} is no longer a voter (voters: {})", list(&voters));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("error: no tracker leader accepted the change within {} s ({last_err})", MEMBERS_BUDGET_MS / 1000);
-    Ok(3)
+    Ok(0)
 }

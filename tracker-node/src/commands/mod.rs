@@ -8,7 +8,14 @@ pub mod snapshot;
 pub mod status;
 pub mod up;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use proto::api::NotLeaderBody;
+use proto::cluster::ClusterConfig;
+
+/// Leader hops (redirects) an admin call follows from one listed node.
+const MAX_REDIRECTS: usize = 5;
 
 /// An HTTP client for operator commands: short connect timeout, no proxies, no automatic
 /// redirects (the commands follow the leader themselves).
@@ -19,4 +26,69 @@ pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()?)
+}
+
+/// One call to the leader's admin API: tries every listed node in turn, follows its redirects
+/// (at most `MAX_REDIRECTS` from each), sends the cluster secret when one is set, and keeps
+/// going for `budget_ms`, pausing 200 ms between rounds. `Ok(Some(body))` on success;
+/// `Ok(None)` when no leader answered in time (said on stderr: "no tracker leader `did` ...");
+/// an error for a refusal (4xx), which is final.
+pub async fn admin_call(
+    cfg: &ClusterConfig,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    budget_ms: u64,
+    did: &str,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let http = http_client(Duration::from_millis(budget_ms))?;
+    let deadline = Instant::now() + Duration::from_millis(budget_ms);
+    let mut last_err = String::from("no node answered");
+    while Instant::now() < deadline {
+        for n in &cfg.nodes {
+            let mut target = n.api.to_string();
+            for _ in 0..MAX_REDIRECTS {
+                let mut b = http.request(method.clone(), format!("http://{target}{path}"));
+                if let Some(body) = body {
+                    b = b.json(body);
+                }
+                if let Some(s) = &cfg.secret {
+                    b = b.header(proto::api::CLUSTER_SECRET, s);
+                }
+                let resp = match b.send().await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        last_err = format!("{target}: {e}");
+                        break;
+                    }
+                };
+                let status = resp.status();
+                let bytes = match resp.bytes().await {
+                    Ok(b) => b.to_vec(),
+                    Err(e) => {
+                        last_err = format!("{target}: reading the answer: {e}");
+                        break;
+                    }
+                };
+                if status.is_success() {
+                    return Ok(Some(bytes));
+                }
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                if status.as_u16() == 307 {
+                    if let Ok(nl) = serde_json::from_str::<NotLeaderBody>(&text) {
+                        target = nl.leader.api;
+                        continue;
+                    }
+                }
+                if status.is_client_error() {
+                    bail!("node {target} refused: {text}");
+                }
+                last_err = format!("{target}: {status} {text}");
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("error: no tracker leader {did} within {} s ({last_err})", budget_ms / 1000);
+    Ok(None)
 }

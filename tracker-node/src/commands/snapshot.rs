@@ -5,62 +5,17 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use proto::api::NotLeaderBody;
+use anyhow::bail;
 use proto::cluster::ClusterConfig;
 use sha2::{Digest, Sha256};
 
 /// Bound on the whole `save` (a large state takes seconds to write and send).
 const SAVE_BUDGET_MS: u64 = 60_000;
-/// Leader hops followed within one attempt.
-const MAX_REDIRECTS: usize = 5;
 
 /// Asks the leader (following redirects, trying every listed node) for its snapshot.
 async fn fetch(cfg: &ClusterConfig) -> anyhow::Result<Option<Vec<u8>>> {
-    let http = super::http_client(Duration::from_millis(SAVE_BUDGET_MS))?;
-    let deadline = Instant::now() + Duration::from_millis(SAVE_BUDGET_MS);
-    let mut last_err = String::from("no node answered");
-    while Instant::now() < deadline {
-        for n in &cfg.nodes {
-            let mut target = n.api.to_string();
-            for _ in 0..MAX_REDIRECTS {
-                let mut b = http.get(format!("http://{target}/v1/admin/snapshot"));
-                if let Some(s) = &cfg.secret {
-                    b = b.header(proto::api::CLUSTER_SECRET, s);
-                }
-                let resp = match b.send().await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        last_err = format!("{target}: {e}");
-                        break;
-                    }
-                };
-                let status = resp.status();
-                if status.is_success() {
-                    return Ok(Some(
-                        resp.bytes().await.with_context(|| format!("reading the snapshot from {target}"))?.to_vec(),
-                    ));
-                }
-                let text = resp.text().await.unwrap_or_default();
-                if status.as_u16() == 307 {
-                    if let Ok(nl) = serde_json::from_str::<NotLeaderBody>(&text) {
-                        target = nl.leader.api;
-                        continue;
-                    }
-                }
-                if status.is_client_error() {
-                    bail!("node {target} refused: {text}");
-                }
-                last_err = format!("{target}: {status} {text}");
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    eprintln!("error: no tracker leader gave a snapshot within {} s ({last_err})", SAVE_BUDGET_MS / 1000);
-    Ok(None)
+    super::admin_call(cfg, reqwest::Method::GET, "/v1/admin/snapshot", None, SAVE_BUDGET_MS, "gave a snapshot").await
 }
 
 pub async fn save(cfg: &ClusterConfig, file: &Path) -> anyhow::Result<i32> {
