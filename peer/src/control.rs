@@ -72,12 +72,48 @@ pub enum ControlRequest {
     SessionChanged,
 }
 
+/// Where a download stands (peer/src/daemon/download/STATE.md). In JSON, its lowercase name:
+/// "downloading", "paused", "complete", "failed".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadState {
+    Downloading,
+    Paused,
+    Complete,
+    Failed,
+}
+
+impl DownloadState {
+    pub const ALL: [DownloadState; 4] =
+        [DownloadState::Downloading, DownloadState::Paused, DownloadState::Complete, DownloadState::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownloadState::Downloading => "downloading",
+            DownloadState::Paused => "paused",
+            DownloadState::Complete => "complete",
+            DownloadState::Failed => "failed",
+        }
+    }
+
+    /// Downloading or paused: what `show-downloads` lists without `--all`.
+    pub fn is_active(self) -> bool {
+        matches!(self, DownloadState::Downloading | DownloadState::Paused)
+    }
+}
+
+impl std::fmt::Display for DownloadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DownloadRow {
     pub group: String,
     pub name: String,
     pub dest: String,
-    pub state: String,
+    pub state: DownloadState,
     pub bytes_done: u64,
     pub size: u64,
     pub error: Option<String>,

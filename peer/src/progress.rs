@@ -2,8 +2,8 @@
 //! rate meter behind it (also the daemon's `rate_bytes_per_s`).
 //!
 //! A download's bar shows bytes done / total, the rate over the last few seconds, the time
-//! left and the sharers connected; once every piece is verified it says `verifying` (the
-//! whole-file SHA-1) instead of sitting at 100%, and `paused` while paused.
+//! left and the sharers connected; once every piece is verified it says `verifying` (the file
+//! being moved into place) instead of sitting at 100%, and `paused` while paused.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
@@ -57,7 +57,7 @@ impl RateMeter {
 pub enum Phase {
     /// Fetching pieces (or hashing, for an upload).
     Running,
-    /// Every piece verified: the whole-file SHA-1 is being checked.
+    /// Every piece verified: the file is being moved into place.
     Verifying,
     Paused,
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{CliError, Ctx, Out};
-use crate::control::{self, ControlRequest, ControlResponse, DownloadRow};
+use crate::control::{self, ControlRequest, ControlResponse, DownloadRow, DownloadState};
 use crate::piece_lists::PieceListStore;
 use crate::progress::{human_bytes, percent, Phase, Progress};
 
@@ -226,14 +226,14 @@ async fn follow(ctx: &Ctx, out: &mut Out, group: &str, name: &str, dest: &str) -
             return Err(CliError::refused("download_failed", "the daemon forgot the download (was it restarted?)"));
         };
         let b = bar.get_or_insert_with(|| Progress::new(name.to_string(), row.size));
-        let phase = match row.state.as_str() {
-            "paused" => Phase::Paused,
-            "downloading" if row.bytes_done >= row.size => Phase::Verifying,
+        let phase = match row.state {
+            DownloadState::Paused => Phase::Paused,
+            DownloadState::Downloading if row.bytes_done >= row.size => Phase::Verifying,
             _ => Phase::Running,
         };
         b.update(row.bytes_done, row.rate_bytes_per_s, Some(row.peers), phase);
-        match row.state.as_str() {
-            "complete" => {
+        match row.state {
+            DownloadState::Complete => {
                 end(&mut bar);
                 out.ok(
                     format!("downloaded {name} to {dest} ({} bytes, every piece verified)", row.size),
@@ -241,7 +241,7 @@ async fn follow(ctx: &Ctx, out: &mut Out, group: &str, name: &str, dest: &str) -
                 );
                 return Ok(());
             }
-            "failed" => {
+            DownloadState::Failed => {
                 end(&mut bar);
                 let msg = row.error.unwrap_or_else(|| "the download failed".into());
                 // A failure whose cause has its own code says so in a `code: ` prefix.
@@ -286,26 +286,21 @@ async fn downloads(ctx: &Ctx) -> Result<Vec<DownloadRow>, CliError> {
     }
 }
 
-/// Whether a download is active (shown by `show-downloads` without `--all`).
-pub fn is_active(state: &str) -> bool {
-    matches!(state, "downloading" | "paused")
-}
-
 /// One download in the human view: `[D]` downloading, `[P]` paused, `[C]` complete, `[F]`
 /// failed, then `[group] name`, how far, and where to.
 pub fn download_line(r: &DownloadRow) -> String {
     let head = |tag: &str| format!("[{tag}] [{}] {}", r.group, r.name);
     let pct = percent(r.bytes_done, r.size);
-    match r.state.as_str() {
-        "complete" => format!("{}  {}  -> {}", head("C"), human_bytes(r.size), r.dest),
-        "failed" => format!(
+    match r.state {
+        DownloadState::Complete => format!("{}  {}  -> {}", head("C"), human_bytes(r.size), r.dest),
+        DownloadState::Failed => format!(
             "{}  {pct:.1}% of {}  -> {}  ({})",
             head("F"),
             human_bytes(r.size),
             r.dest,
             r.error.as_deref().unwrap_or("failed")
         ),
-        "paused" => format!("{}  {pct:.1}% of {}  paused  -> {}", head("P"), human_bytes(r.size), r.dest),
+        DownloadState::Paused => format!("{}  {pct:.1}% of {}  paused  -> {}", head("P"), human_bytes(r.size), r.dest),
         _ if r.bytes_done >= r.size => {
             format!("{}  {pct:.1}% of {}  verifying  -> {}", head("D"), human_bytes(r.size), r.dest)
         }
@@ -323,7 +318,7 @@ pub fn download_line(r: &DownloadRow) -> String {
 
 /// The human view of `rows`: the active ones, or all of them with `all`.
 pub fn downloads_text(rows: &[DownloadRow], all: bool) -> String {
-    let shown: Vec<&DownloadRow> = rows.iter().filter(|r| all || is_active(&r.state)).collect();
+    let shown: Vec<&DownloadRow> = rows.iter().filter(|r| all || r.state.is_active()).collect();
     if shown.is_empty() {
         let hidden = rows.len() - shown.len();
         return if hidden == 0 {
@@ -379,16 +374,18 @@ mod tests {
     use super::*;
 
     fn row(state: &str, bytes_done: u64) -> DownloadRow {
+        let state: DownloadState = serde_json::from_value(serde_json::json!(state)).unwrap();
+        let state_name = state.as_str();
         DownloadRow {
             group: "g".into(),
             name: "f.bin".into(),
             dest: "/d/f.bin".into(),
-            state: state.into(),
+            state,
             bytes_done,
             size: 4 * 1024 * 1024,
-            error: (state == "failed").then(|| "no_peers: nobody shares f.bin".into()),
-            rate_bytes_per_s: if state == "downloading" { 1024 * 1024 } else { 0 },
-            peers: if state == "downloading" { 2 } else { 0 },
+            error: (state_name == "failed").then(|| "no_peers: nobody shares f.bin".into()),
+            rate_bytes_per_s: if state_name == "downloading" { 1024 * 1024 } else { 0 },
+            peers: if state_name == "downloading" { 2 } else { 0 },
         }
     }
 

@@ -280,14 +280,42 @@ impl From<ClientError> for CliError {
 }
 
 /// Runs one command; the shell runs its lines through here too.
+/// `peer daemon`: binds its sockets, runs it, and stops it on SIGINT or SIGTERM.
+async fn run_daemon(
+    ctx: &mut Ctx,
+    listen: &str,
+    advertise: Option<String>,
+    faults: crate::daemon::Faults,
+) -> Result<(), CliError> {
+    let failed = |e: anyhow::Error| CliError::refused("daemon_failed", format!("{e:#}"));
+    let config = crate::daemon::Config {
+        home: ctx.home.clone(),
+        tracker_addrs: ctx.tracker_addrs()?,
+        policy: ctx.policy(),
+        advertise,
+        faults,
+    };
+    let listeners = crate::daemon::Listeners::bind(&config.home, listen).await.map_err(failed)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| failed(e.into()))?;
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        on_signal.cancel();
+    });
+    crate::daemon::run(config, listeners, shutdown).await.map_err(failed)
+}
+
 pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Result<(), CliError> {
     match command {
         Command::Daemon { listen, advertise, serve_delay_ms, serve_bad_piece_list, no_request_timeout_ms } => {
             let faults =
                 crate::daemon::Faults { serve_delay_ms, bad_piece_list: serve_bad_piece_list, no_request_timeout_ms };
-            crate::daemon::run(ctx, &listen, advertise.as_deref(), faults)
-                .await
-                .map_err(|e| CliError::refused("daemon_failed", format!("{e:#}")))
+            run_daemon(ctx, &listen, advertise, faults).await
         }
         Command::Register { user, password_stdin } => account::register(ctx, out, &user, password_stdin).await,
         Command::Login { user, password_stdin } => account::login(ctx, out, &user, password_stdin).await,

@@ -237,6 +237,7 @@ pub fn hash_open(f: &File, size: u64) -> std::io::Result<(String, Vec<PieceHash>
 }
 
 /// The whole-file SHA-1 (hex) of an open file, one sequential pass.
+#[cfg(test)]
 pub fn sha1_open(f: &File) -> std::io::Result<String> {
     let size = f.metadata()?.len();
     let mut h = Sha1::new();

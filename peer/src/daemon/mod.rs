@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracker_client::TrackerClient;
 
-use crate::cli::Ctx;
 use crate::control::{self, ControlRequest};
 use crate::home::Home;
 use crate::piece_lists::PieceListStore;
@@ -251,25 +250,53 @@ async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
     }
 }
 
-pub async fn run(ctx: &mut Ctx, listen: &str, advertise: Option<&str>, faults: Faults) -> anyhow::Result<()> {
-    let home = ctx.home.clone();
-    home.ensure()?;
-    let socket = home.socket();
-    if control::call(&socket, &ControlRequest::Ping, Duration::from_secs(2)).await.is_ok() {
-        anyhow::bail!("a peer daemon is already running for {}", home.dir.display());
+/// What the daemon needs from its caller: the CLI builds it from flags, the environment and
+/// the cluster file.
+pub struct Config {
+    pub home: Home,
+    /// The tracker nodes' API addresses.
+    pub tracker_addrs: Vec<String>,
+    pub policy: tracker_client::RetryPolicy,
+    /// `--advertise HOST:PORT`, as given.
+    pub advertise: Option<String>,
+    pub faults: Faults,
+}
+
+/// The daemon's two listening sockets, bound by the caller before `run`, so that a bind error
+/// is the caller's to report and a test can hand in sockets of its own.
+pub struct Listeners {
+    /// Where the piece server accepts other peers.
+    pub pieces: TcpListener,
+    /// HOME/daemon.sock, mode 0600, for this user's CLI.
+    pub control: tokio::net::UnixListener,
+}
+
+impl Listeners {
+    /// Refuses when a daemon already runs for `home`; otherwise binds `listen` (IP:PORT) and
+    /// the control socket.
+    pub async fn bind(home: &Home, listen: &str) -> anyhow::Result<Listeners> {
+        home.ensure()?;
+        let socket = home.socket();
+        if control::call(&socket, &ControlRequest::Ping, Duration::from_secs(2)).await.is_ok() {
+            anyhow::bail!("a peer daemon is already running for {}", home.dir.display());
+        }
+        let _ = std::fs::remove_file(&socket);
+        let listen_addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not IP:PORT"))?;
+        let pieces = TcpListener::bind(listen_addr).await.with_context(|| format!("cannot listen on {listen_addr}"))?;
+        let control = control_server::bind(home)?;
+        Ok(Listeners { pieces, control })
     }
-    let _ = std::fs::remove_file(&socket);
+}
 
-    let listen_addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not IP:PORT"))?;
-    let listener = TcpListener::bind(listen_addr).await.with_context(|| format!("cannot listen on {listen_addr}"))?;
-    let local = listener.local_addr()?;
+/// Runs the daemon on `listeners` until `shutdown` is cancelled (the CLI cancels it on SIGINT
+/// and SIGTERM), then tells the tracker it is going and waits for its servers to end.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Config { home, tracker_addrs, policy, advertise, faults } = config;
+    let socket = home.socket();
+    let local = listeners.pieces.local_addr()?;
     // Only the port of what we announce is used: the tracker lists the host our calls come from.
-    let peer_addr = advertise.map(str::to_string).unwrap_or_else(|| local.to_string());
-    let control_listener = control_server::bind(&home)?;
-
-    let addrs = ctx.tracker_addrs().map_err(|e| anyhow::anyhow!(e.message))?;
-    let tracker = TrackerClient::new(addrs, ctx.policy());
-    let shutdown = CancellationToken::new();
+    let peer_addr = advertise.clone().unwrap_or_else(|| local.to_string());
+    let tracker = TrackerClient::new(tracker_addrs, policy);
     let identity = crate::identity::PeerIdentity::load_or_create(&home.dir)?;
     let channel = channel::Channel::new(&identity)?;
     let daemon = Arc::new(Daemon {
@@ -281,7 +308,7 @@ pub async fn run(ctx: &mut Ctx, listen: &str, advertise: Option<&str>, faults: F
         home: home.clone(),
         tracker,
         peer_addr,
-        announce: AnnounceState::new(local, advertise.map(str::to_string)),
+        announce: AnnounceState::new(local, advertise.clone()),
         shutdown: shutdown.clone(),
         piece_lists: PieceListStore::new(&home),
         list_rebuild: tokio::sync::Mutex::new(()),
@@ -292,10 +319,10 @@ pub async fn run(ctx: &mut Ctx, listen: &str, advertise: Option<&str>, faults: F
         &serde_json::json!({"pid": std::process::id(), "peer_addr": daemon.peer_addr, "listen": local.to_string()}),
     )?;
     tracing::info!(home = %home.dir.display(), listen = %local, peer_addr = %daemon.peer_addr, peer_key = %daemon.identity.public_hex(), "peer daemon started");
-    println!("{}", startup_line(&home.dir.display().to_string(), local, advertise));
+    println!("{}", startup_line(&home.dir.display().to_string(), local, advertise.as_deref()));
 
-    let serve_task = tokio::spawn(serve::run(daemon.clone(), listener, shutdown.child_token()));
-    let control_task = tokio::spawn(control_server::run(daemon.clone(), control_listener, shutdown.child_token()));
+    let serve_task = tokio::spawn(serve::run(daemon.clone(), listeners.pieces, shutdown.child_token()));
+    let control_task = tokio::spawn(control_server::run(daemon.clone(), listeners.control, shutdown.child_token()));
     {
         let d = daemon.clone();
         tokio::spawn(async move {
@@ -306,13 +333,8 @@ pub async fn run(ctx: &mut Ctx, listen: &str, advertise: Option<&str>, faults: F
     tokio::spawn(keepalive(daemon.clone(), shutdown.child_token()));
     download::resume_all(&daemon);
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    shutdown.cancelled().await;
     tracing::info!("stopping");
-    shutdown.cancel();
     // Tell the tracker we are going: our shares stop being listed now, not in 30 s.
     if let Some(client) = daemon.session_client() {
         let going = async {

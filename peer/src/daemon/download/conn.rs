@@ -12,6 +12,8 @@ use rand::SeedableRng;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
+use super::engine::{ConnEnd, Sharer};
+use super::picker::PeerKind;
 use super::piece_list::{BadList, ListFetch};
 use super::Live;
 use crate::daemon::channel::{ChannelError, ClientStream};
@@ -41,28 +43,6 @@ pub const PROTOCOL_VERSION: u16 = 3;
 
 type Reader = FrameReader<ReadHalf<ClientStream>>;
 type Writer = WriteHalf<ClientStream>;
-
-/// A sharer as the tracker lists it: where it serves and the key it must prove there.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Sharer {
-    pub addr: String,
-    pub key: [u8; 32],
-}
-
-#[derive(Debug)]
-pub enum ConnEnd {
-    Done,
-    Stopped,
-    BadPiece(u32),
-    /// The sharer's piece list was wrong (its digest, its length, or the ranges it sent).
-    BadPieceList(String),
-    /// The sharer proved another key than the tracker lists for it (or none).
-    WrongKey(String),
-    /// The sharer turned us away for now (no free slot, or we asked for nothing for too long):
-    /// not a fault, try again later.
-    Busy(String),
-    Failed(String),
-}
 
 pub fn bits_to_bools(num_pieces: u32, bits: &[u8]) -> Vec<bool> {
     (0..num_pieces as usize).map(|i| bits.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0)).collect()
@@ -135,9 +115,10 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u
         Ok(list) => list,
         Err(bad) => return Ok(ConnEnd::BadPieceList(bad.to_string())),
     };
-    live.picker.lock().unwrap_or_else(|p| p.into_inner()).add_peer(&peer_has);
+    let kind = live.picker.lock().unwrap_or_else(|p| p.into_inner()).add_peer(&peer_has);
     let mut outstanding: Vec<u32> = Vec::with_capacity(PIPELINE_DEPTH);
-    let result = match pump(live, &meta, &list, &mut reader, &mut w, &mut peer_has, &mut outstanding).await {
+    let mut peer = Peer { has: peer_has, kind };
+    let result = match pump(live, &meta, &list, &mut reader, &mut w, &mut peer, &mut outstanding).await {
         Err(e) if e.starts_with(BUSY_PREFIX) => Ok(ConnEnd::Busy(e)),
         other => other,
     };
@@ -146,7 +127,7 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u
         for i in outstanding.drain(..) {
             p.release(i);
         }
-        p.remove_peer(&peer_has);
+        p.remove_peer(&peer.has, peer.kind);
     }
     result
 }
@@ -233,20 +214,27 @@ async fn piece_list(
     Ok(Ok(list))
 }
 
+/// The sharer at the other end, as the picker counts it.
+struct Peer {
+    /// The pieces it has (its bitfield, then its `have`s).
+    has: Vec<bool>,
+    kind: PeerKind,
+}
+
 async fn pump(
     live: &Arc<Live>,
     meta: &proto::api::FileMetaBody,
     list: &Arc<Vec<PieceHash>>,
     reader: &mut Reader,
     w: &mut Writer,
-    peer_has: &mut Vec<bool>,
+    peer: &mut Peer,
     outstanding: &mut Vec<u32>,
 ) -> Result<ConnEnd, String> {
     let mut rng = rand::rngs::StdRng::from_entropy();
     let part = live.part.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or("download is not active")?;
     let size = meta.size;
     let mut verifying: tokio::task::JoinSet<(u32, u64, std::io::Result<bool>)> = tokio::task::JoinSet::new();
-    let result = pump_inner(live, list, reader, w, peer_has, outstanding, &mut rng, part, size, &mut verifying).await;
+    let result = pump_inner(live, list, reader, w, peer, outstanding, &mut rng, part, size, &mut verifying).await;
     // Pieces already received still count: finish their verification before leaving.
     let mut end = result;
     while let Some(done) = verifying.join_next().await {
@@ -287,7 +275,7 @@ async fn pump_inner(
     list: &Arc<Vec<PieceHash>>,
     reader: &mut Reader,
     w: &mut Writer,
-    peer_has: &mut Vec<bool>,
+    peer: &mut Peer,
     outstanding: &mut Vec<u32>,
     rng: &mut rand::rngs::StdRng,
     part: Arc<std::fs::File>,
@@ -303,7 +291,7 @@ async fn pump_inner(
                 return Ok(ConnEnd::Done);
             }
             while outstanding.len() < PIPELINE_DEPTH {
-                match p.pick(peer_has, outstanding, rng) {
+                match p.pick(&peer.has, peer.kind, outstanding, rng) {
                     Some(i) => {
                         outstanding.push(i);
                         proto::piece::encode(&Message::Request { piece: i }, &mut batch);
@@ -368,26 +356,26 @@ async fn pump_inner(
                 }
             }
             Message::Have { piece } => {
-                if let Some(h) = peer_has.get_mut(piece as usize) {
+                if let Some(h) = peer.has.get_mut(piece as usize) {
                     if !*h {
                         *h = true;
-                        live.picker.lock().unwrap_or_else(|p| p.into_inner()).peer_got(piece);
+                        live.picker.lock().unwrap_or_else(|p| p.into_inner()).peer_got(piece, peer.kind);
                     }
                 }
             }
-            Message::Bitfield { num_pieces, bits } if num_pieces as usize == peer_has.len() => {
+            Message::Bitfield { num_pieces, bits } if num_pieces as usize == peer.has.len() => {
                 let new = bits_to_bools(num_pieces, &bits);
                 let mut p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
-                p.remove_peer(peer_has);
-                p.add_peer(&new);
-                *peer_has = new;
+                p.remove_peer(&peer.has, peer.kind);
+                peer.kind = p.add_peer(&new);
+                peer.has = new;
             }
             Message::Reject { piece } => {
                 if let Some(pos) = outstanding.iter().position(|&x| x == piece) {
                     outstanding.swap_remove(pos);
                     live.picker.lock().unwrap_or_else(|p| p.into_inner()).release(piece);
                 }
-                if let Some(h) = peer_has.get_mut(piece as usize) {
+                if let Some(h) = peer.has.get_mut(piece as usize) {
                     *h = false;
                 }
             }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{spawn_swarm, Live};
-use crate::control::ControlResponse;
+use crate::control::{ControlResponse, DownloadState};
 use crate::daemon::disk::{self, Found};
 use crate::daemon::Daemon;
 
@@ -53,21 +53,22 @@ pub enum Verdict {
 
 /// The state transitions a person may ask for (STATE.md): cancel an active (downloading or
 /// paused) download, pause a downloading one, resume a paused one, forget a finished one.
-pub fn verdict(op: Op, state: &str) -> Verdict {
+pub fn verdict(op: Op, state: DownloadState) -> Verdict {
+    use DownloadState::*;
     match (op, state) {
-        (Op::Cancel, "downloading" | "paused") => Verdict::Act,
-        (Op::Pause, "downloading") => Verdict::Act,
-        (Op::Pause, "paused") => Verdict::Already,
-        (Op::Resume, "paused") => Verdict::Act,
-        (Op::Resume, "downloading") => Verdict::Already,
-        (Op::Forget, "complete" | "failed") => Verdict::Act,
+        (Op::Cancel, Downloading | Paused) => Verdict::Act,
+        (Op::Pause, Downloading) => Verdict::Act,
+        (Op::Pause, Paused) => Verdict::Already,
+        (Op::Resume, Paused) => Verdict::Act,
+        (Op::Resume, Downloading) => Verdict::Already,
+        (Op::Forget, Complete | Failed) => Verdict::Act,
         _ => Verdict::Skip,
     }
 }
 
 /// Why `op` found nothing to act on, given the states of the downloads of NAME in GROUP
 /// (`finishing`: one has every piece and is being verified).
-pub fn refusal(op: Op, group: &str, name: &str, states: &[String], finishing: bool) -> String {
+pub fn refusal(op: Op, group: &str, name: &str, states: &[DownloadState], finishing: bool) -> String {
     let what = format!("{name} in {group}");
     if finishing {
         return format!(
@@ -75,18 +76,18 @@ pub fn refusal(op: Op, group: &str, name: &str, states: &[String], finishing: bo
             op.word()
         );
     }
-    let has = |s: &str| states.iter().any(|x| x == s);
+    let has = |s: DownloadState| states.contains(&s);
     match op {
         _ if states.is_empty() => format!("no download of {what} (see: peer show-downloads --all)"),
-        Op::Forget if has("downloading") || has("paused") => format!(
+        Op::Forget if has(DownloadState::Downloading) || has(DownloadState::Paused) => format!(
             "the download of {what} is still {}; stop it with: peer cancel {group} {name}",
-            if has("downloading") { "downloading" } else { "paused" }
+            if has(DownloadState::Downloading) { "downloading" } else { "paused" }
         ),
-        Op::Resume if has("failed") => format!(
+        Op::Resume if has(DownloadState::Failed) => format!(
             "the download of {what} failed; start it again with: peer download {group} {name} DEST \
              (peer forget {group} {name} drops the failed row)"
         ),
-        _ if has("complete") => format!(
+        _ if has(DownloadState::Complete) => format!(
             "the download of {what} is already complete; nothing to {} (peer forget {group} {name} drops it from \
              show-downloads)",
             op.word()
@@ -145,7 +146,7 @@ async fn unlist(d: &Arc<Daemon>, group: &str, name: &str) {
     if d.shares.get(group, name).is_some() {
         return;
     }
-    let active = d.downloads.matching(group, name).iter().any(|l| matches!(l.state().as_str(), "downloading"));
+    let active = d.downloads.matching(group, name).iter().any(|l| l.state() == DownloadState::Downloading);
     if active {
         return;
     }
@@ -161,13 +162,13 @@ enum One {
     Acted,
     Already,
     /// It was (or became meanwhile) in a state the operation does not apply to.
-    Skipped(String),
+    Skipped(DownloadState),
     /// It is finishing: too late.
     Finishing,
 }
 
 async fn pause_one(d: &Arc<Daemon>, live: &Arc<Live>) -> One {
-    match verdict(Op::Pause, &live.state()) {
+    match verdict(Op::Pause, live.state()) {
         Verdict::Act => {}
         Verdict::Already => return One::Already,
         Verdict::Skip => return One::Skipped(live.state()),
@@ -178,13 +179,13 @@ async fn pause_one(d: &Arc<Daemon>, live: &Arc<Live>) -> One {
     stop_swarm(live).await;
     {
         let mut r = live.record.lock().unwrap_or_else(|p| p.into_inner());
-        if r.state != "downloading" {
-            return One::Skipped(r.state.clone());
+        if r.state != DownloadState::Downloading {
+            return One::Skipped(r.state);
         }
         if live.finishing.load(Ordering::SeqCst) {
             return One::Finishing;
         }
-        r.state = "paused".into();
+        r.state = DownloadState::Paused;
         r.error = None;
         r.bytes_done = live.bytes_done.load(Ordering::Relaxed);
         tracing::info!(name = %r.name, group = %r.group, dest = %r.dest, bytes_done = r.bytes_done, "download paused");
@@ -201,10 +202,10 @@ pub async fn resume_one(d: &Arc<Daemon>, live: &Arc<Live>) -> Result<(), String>
     };
     let (group, meta) = {
         let mut r = live.record.lock().unwrap_or_else(|p| p.into_inner());
-        if r.state != "paused" {
+        if r.state != DownloadState::Paused {
             return Ok(());
         }
-        r.state = "downloading".into();
+        r.state = DownloadState::Downloading;
         r.error = None;
         tracing::info!(name = %r.name, group = %r.group, dest = %r.dest, "download resumed");
         (r.group.clone(), r.meta.clone())
@@ -220,16 +221,16 @@ pub async fn resume_one(d: &Arc<Daemon>, live: &Arc<Live>) -> Result<(), String>
 
 async fn cancel_one(d: &Arc<Daemon>, live: &Arc<Live>, warnings: &mut Vec<String>) -> One {
     let state = live.state();
-    if verdict(Op::Cancel, &state) != Verdict::Act {
+    if verdict(Op::Cancel, state) != Verdict::Act {
         return One::Skipped(state);
     }
-    if state == "downloading" {
+    if state == DownloadState::Downloading {
         if live.finishing.load(Ordering::SeqCst) {
             return One::Finishing;
         }
         stop_swarm(live).await;
         let now = live.state();
-        if verdict(Op::Cancel, &now) != Verdict::Act {
+        if verdict(Op::Cancel, now) != Verdict::Act {
             return One::Skipped(now);
         }
         if live.finishing.load(Ordering::SeqCst) {
@@ -259,7 +260,7 @@ pub async fn run(d: &Arc<Daemon>, op: Op, group: String, name: String) -> Contro
     }
     let mut acted: Vec<String> = Vec::new();
     let mut already: Vec<String> = Vec::new();
-    let mut states: Vec<String> = Vec::new();
+    let mut states: Vec<DownloadState> = Vec::new();
     let mut finishing = false;
     let mut warnings: Vec<String> = Vec::new();
     for live in d.downloads.matching(&group, &name) {
@@ -268,7 +269,7 @@ pub async fn run(d: &Arc<Daemon>, op: Op, group: String, name: String) -> Contro
         let result = match op {
             Op::Pause => pause_one(d, &live).await,
             Op::Cancel => cancel_one(d, &live, &mut warnings).await,
-            Op::Resume => match verdict(op, &live.state()) {
+            Op::Resume => match verdict(op, live.state()) {
                 Verdict::Act => match resume_one(d, &live).await {
                     Ok(()) => One::Acted,
                     Err(e) => {
@@ -279,7 +280,7 @@ pub async fn run(d: &Arc<Daemon>, op: Op, group: String, name: String) -> Contro
                 Verdict::Already => One::Already,
                 Verdict::Skip => One::Skipped(live.state()),
             },
-            Op::Forget => match verdict(op, &live.state()) {
+            Op::Forget => match verdict(op, live.state()) {
                 Verdict::Act => {
                     d.downloads.remove(&live, false);
                     One::Acted
@@ -332,29 +333,28 @@ mod tests {
             (Op::Forget, [Skip, Skip, Act, Act]),
         ];
         for (op, want) in table {
-            for (state, v) in ["downloading", "paused", "complete", "failed"].into_iter().zip(want) {
+            for (state, v) in DownloadState::ALL.into_iter().zip(want) {
                 assert_eq!(verdict(op, state), v, "{op:?} on {state}");
             }
         }
-        assert_eq!(verdict(Op::Cancel, "cancelled"), Skip, "unknown states are left alone");
     }
 
     #[test]
     fn a_refusal_says_what_to_do_instead() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        use DownloadState::*;
         let m = refusal(Op::Cancel, "g", "f.bin", &[], false);
         assert!(m.contains("no download of f.bin in g"), "{m}");
-        let m = refusal(Op::Forget, "g", "f.bin", &s(&["downloading"]), false);
+        let m = refusal(Op::Forget, "g", "f.bin", &[Downloading], false);
         assert!(m.contains("still downloading") && m.contains("peer cancel g f.bin"), "{m}");
-        let m = refusal(Op::Forget, "g", "f.bin", &s(&["paused"]), false);
+        let m = refusal(Op::Forget, "g", "f.bin", &[Paused], false);
         assert!(m.contains("still paused") && m.contains("peer cancel g f.bin"), "{m}");
-        let m = refusal(Op::Cancel, "g", "f.bin", &s(&["complete"]), false);
+        let m = refusal(Op::Cancel, "g", "f.bin", &[Complete], false);
         assert!(m.contains("already complete") && m.contains("peer forget g f.bin"), "{m}");
-        let m = refusal(Op::Resume, "g", "f.bin", &s(&["failed"]), false);
+        let m = refusal(Op::Resume, "g", "f.bin", &[Failed], false);
         assert!(m.contains("failed") && m.contains("peer download g f.bin"), "{m}");
-        let m = refusal(Op::Pause, "g", "f.bin", &s(&["failed"]), false);
+        let m = refusal(Op::Pause, "g", "f.bin", &[Failed], false);
         assert!(m.contains("has failed") && m.contains("nothing to pause"), "{m}");
-        let m = refusal(Op::Pause, "g", "f.bin", &s(&["downloading"]), true);
+        let m = refusal(Op::Pause, "g", "f.bin", &[Downloading], true);
         assert!(m.contains("being verified") && m.contains("too late to pause"), "{m}");
     }
 

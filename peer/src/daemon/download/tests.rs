@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracker_client::{RetryPolicy, TrackerClient};
 
-use super::conn::{self, ConnEnd, Sharer};
+use super::conn;
+use super::engine::{ConnEnd, Sharer};
 use super::*;
 use crate::daemon::channel::Channel;
 use crate::daemon::shares::{Share, ShareTable};
@@ -108,7 +109,7 @@ fn downloader(dir: &Path, meta: &FileMetaBody) -> (Arc<Daemon>, Arc<Live>) {
         name: meta.name.clone(),
         dest: dir.join("out.bin").to_string_lossy().into_owned(),
         meta: meta.clone(),
-        state: "downloading".into(),
+        state: crate::control::DownloadState::Downloading,
         error: None,
         force: false,
         bytes_done: 0,
