@@ -140,6 +140,44 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> 
 }
 
 /// Replaces `path` atomically with `value` as JSON.
+/// One table's JSON file in HOME, written from snapshots outside the table's lock, so that a
+/// reader of the table (a piece connection's handshake) never waits on a write and its fsync.
+/// Each snapshot takes a number under the table's lock (`next`); a snapshot older than one
+/// already written is dropped, so the file always ends with the newest state.
+pub struct TableFile {
+    path: std::path::PathBuf,
+    taken: std::sync::atomic::AtomicU64,
+    /// The number of the snapshot last written; held while writing.
+    written: std::sync::Mutex<u64>,
+}
+
+impl TableFile {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        TableFile { path, taken: std::sync::atomic::AtomicU64::new(0), written: std::sync::Mutex::new(0) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The number of a snapshot about to be taken: call it under the table's lock.
+    pub fn next(&self) -> u64 {
+        self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    /// Writes snapshot number `n` unless a newer one is already written. Errors are logged.
+    pub fn write<T: Serialize>(&self, n: u64, value: &T) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if n <= *written {
+            return;
+        }
+        match write_json(&self.path, value) {
+            Ok(()) => *written = n,
+            Err(e) => tracing::error!("cannot save {}: {e}", self.path.display()),
+        }
+    }
+}
+
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     write_atomic(path, &serde_json::to_vec_pretty(value)?, 0o644)
 }

@@ -60,7 +60,12 @@ fn main() -> ExitCode {
                 return e.exit_code;
             }
         };
-        match cli::run_command(&mut ctx, parsed.command, &mut out).await {
+        // The shell sits above the commands it runs: `cli` never calls back up into it.
+        let result = match parsed.command {
+            Command::Shell => peer::shell::run(&mut ctx).await,
+            command => cli::run_command(&mut ctx, command, &mut out).await,
+        };
+        match result {
             Ok(()) => 0,
             Err(e) => {
                 out.error(&e);

@@ -279,7 +279,8 @@ impl From<ClientError> for CliError {
     }
 }
 
-/// Runs one command; the shell runs its lines through here too.
+/// Runs one command (all but `shell`, which main.rs starts); the shell runs its lines through
+/// here too.
 /// `peer daemon`: binds its sockets, runs it, and stops it on SIGINT or SIGTERM.
 async fn run_daemon(
     ctx: &mut Ctx,
@@ -339,6 +340,8 @@ pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Resu
         Command::Forget { group, name } => manage::forget(ctx, out, &group, &name).await,
         Command::ListShares => manage::list_shares(ctx, out).await,
         Command::StopShare { group, name } => files::stop_share(ctx, out, &group, &name).await,
-        Command::Shell => Box::pin(crate::shell::run(ctx)).await,
+        // `peer shell` is started by main.rs, above this module; a shell line naming it is
+        // refused by the shell itself.
+        Command::Shell => Err(CliError::usage("already in the shell")),
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::home::{read_json, write_json, Home};
+use crate::home::{read_json, Home, TableFile};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Share {
@@ -22,8 +22,10 @@ pub struct Share {
     pub piece_list_sha1: Option<String>,
 }
 
+/// The shares, in memory and in HOME/shares.json. The file is written outside the lock
+/// (`TableFile`): the piece server's handshakes look shares up and never wait on a write.
 pub struct ShareTable {
-    path: std::path::PathBuf,
+    file: TableFile,
     shares: Mutex<Vec<Share>>,
 }
 
@@ -31,29 +33,34 @@ impl ShareTable {
     pub fn load(home: &Home) -> anyhow::Result<Self> {
         let path = home.shares_path();
         let shares: Vec<Share> = read_json(&path)?.unwrap_or_default();
-        Ok(ShareTable { path, shares: Mutex::new(shares) })
+        Ok(ShareTable { file: TableFile::new(path), shares: Mutex::new(shares) })
     }
 
-    fn save(&self, shares: &[Share]) {
-        if let Err(e) = write_json(&self.path, &shares) {
-            tracing::error!("cannot save {}: {e}", self.path.display());
-        }
+    /// Changes the table with `f` under its lock, then writes the result outside it.
+    fn change<R>(&self, f: impl FnOnce(&mut Vec<Share>) -> Option<R>) -> Option<R> {
+        let (n, snapshot, r) = {
+            let mut s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+            let r = f(&mut s)?;
+            (self.file.next(), s.clone(), r)
+        };
+        self.file.write(n, &snapshot);
+        Some(r)
     }
 
     /// Adds or replaces the share of (group, name).
     pub fn add(&self, share: Share) {
-        let mut s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
-        s.retain(|x| !(x.group == share.group && x.name == share.name));
-        s.push(share);
-        self.save(&s);
+        self.change(|s| {
+            s.retain(|x| !(x.group == share.group && x.name == share.name));
+            s.push(share);
+            Some(())
+        });
     }
 
     pub fn remove(&self, group: &str, name: &str) -> Option<Share> {
-        let mut s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
-        let pos = s.iter().position(|x| x.group == group && x.name == name)?;
-        let removed = s.remove(pos);
-        self.save(&s);
-        Some(removed)
+        self.change(|s| {
+            let pos = s.iter().position(|x| x.group == group && x.name == name)?;
+            Some(s.remove(pos))
+        })
     }
 
     /// The share that serves content `sha1` in `group`.
@@ -64,11 +71,11 @@ impl ShareTable {
 
     /// Records the piece list's digest of a share that had none (an older version's record).
     pub fn set_piece_list_sha1(&self, group: &str, name: &str, key: &str) {
-        let mut s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(x) = s.iter_mut().find(|x| x.group == group && x.name == name) {
+        self.change(|s| {
+            let x = s.iter_mut().find(|x| x.group == group && x.name == name)?;
             x.piece_list_sha1 = Some(key.to_string());
-            self.save(&s);
-        }
+            Some(())
+        });
     }
 
     /// Every share, as `list-shares` shows them: by group, then name.

@@ -48,7 +48,7 @@ use crate::control::{ControlResponse, DownloadRow, DownloadState};
 use crate::hashing::{
     check_size, parse_sha1_hex, piece_count, piece_list_sha1, PieceHash, MAX_FILE_SIZE_BYTES, PIECE_LEN_BYTES,
 };
-use crate::home::{read_json, write_json, Home};
+use crate::home::{read_json, Home, TableFile};
 use crate::progress::{RateMeter, RATE_WINDOW};
 use picker::Picker;
 
@@ -124,7 +124,11 @@ impl Live {
 }
 
 pub struct DownloadTable {
-    path: PathBuf,
+    /// HOME/downloads.json, written outside the locks (`TableFile`).
+    file: TableFile,
+    /// One permit per swarm running: at most `MAX_RUNNING_SWARMS` downloads fetch at once; the
+    /// others stay `downloading` with no sharer connected until one ends.
+    swarm_slots: Arc<tokio::sync::Semaphore>,
     items: Mutex<Vec<Arc<Live>>>,
     /// Destinations of recently cancelled downloads (in memory only), newest last.
     cancelled: Mutex<VecDeque<(String, Instant)>>,
@@ -161,6 +165,10 @@ fn live_from(record: DownloadRecord, have: Vec<bool>) -> Arc<Live> {
     })
 }
 
+/// Most downloads whose swarms run at once (each with up to `engine::MAX_PEERS_PER_DOWNLOAD`
+/// connections); the others wait for a slot.
+pub const MAX_RUNNING_SWARMS: usize = 8;
+
 /// How long a cancelled download's destination is remembered as cancelled, for the CLI that
 /// was waiting for it.
 const CANCELLED_MEMORY: Duration = Duration::from_secs(600);
@@ -191,17 +199,24 @@ impl DownloadTable {
                 live_from(r, vec![complete; n])
             })
             .collect();
-        Ok(DownloadTable { path, items: Mutex::new(items), cancelled: Mutex::new(VecDeque::new()) })
+        Ok(DownloadTable {
+            file: TableFile::new(path),
+            swarm_slots: Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING_SWARMS)),
+            items: Mutex::new(items),
+            cancelled: Mutex::new(VecDeque::new()),
+        })
     }
 
+    /// Writes every record to downloads.json; the snapshot is taken under the table's lock, the
+    /// file written outside it, and an older snapshot never replaces a newer one.
     pub fn save(&self) {
-        let records: Vec<DownloadRecord> = {
+        let (n, records) = {
             let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-            items.iter().map(|l| l.record.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+            let records: Vec<DownloadRecord> =
+                items.iter().map(|l| l.record.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect();
+            (self.file.next(), records)
         };
-        if let Err(e) = write_json(&self.path, &records) {
-            tracing::error!("cannot save {}: {e}", self.path.display());
-        }
+        self.file.write(n, &records);
     }
 
     pub fn all(&self) -> Vec<Arc<Live>> {
@@ -531,13 +546,29 @@ pub fn resume_all(d: &Arc<Daemon>) {
 /// Starts the swarm of `live` in a task of its own, with a fresh stop token (see `Live::stop`);
 /// with `reverify`, the `.part` is reopened and re-verified first (a restart, a resume).
 pub fn spawn_swarm(d: &Arc<Daemon>, live: &Arc<Live>, reverify: bool) {
-    *live.stop.lock().unwrap_or_else(|p| p.into_inner()) = d.shutdown.child_token();
+    let stop = d.shutdown.child_token();
+    *live.stop.lock().unwrap_or_else(|p| p.into_inner()) = stop.clone();
     live.rate.lock().unwrap_or_else(|p| p.into_inner()).clear();
     live.finishing.store(false, Ordering::SeqCst);
     let (d2, l2) = (d.clone(), live.clone());
+    let slots = d.downloads.swarm_slots.clone();
     // The task lock is held while spawning, so that a stop finds the handle.
     let mut task = live.task.lock().unwrap_or_else(|p| p.into_inner());
     *task = Some(tokio::spawn(async move {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::info!(
+                    running = MAX_RUNNING_SWARMS,
+                    "waiting for a running download to end before this one starts"
+                );
+                tokio::select! {
+                    p = slots.acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                    _ = stop.cancelled() => return,
+                }
+            }
+        };
+        let _running = permit;
         if reverify && !reopen_part(&d2, &l2).await {
             return;
         }
