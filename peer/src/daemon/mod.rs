@@ -13,6 +13,7 @@ pub mod download;
 pub mod serve;
 pub mod shares;
 pub mod slots;
+pub mod spread;
 pub mod tickets;
 pub mod wire;
 

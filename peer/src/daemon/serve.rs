@@ -26,6 +26,7 @@ use super::download::conn::{bools_to_bits, name_of, HANDSHAKE_TIMEOUT_MS, PROTOC
 use super::download::Live;
 use super::shares::Share;
 use super::slots::{HandshakeSlot, SlotLimits, Slots};
+use super::spread::{Spread, Verdict};
 use super::tickets::{self, Expect};
 use super::wire::{self, FrameReader, WireError};
 use super::{disk, BadPieceList, Daemon};
@@ -40,6 +41,8 @@ pub const NO_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken) {
     let slots = Slots::new(SlotLimits { serving: MAX_SERVE_CONNECTIONS, ..SlotLimits::default() });
+    let spread = Arc::new(Spread::default());
+    let mut conn_id: u64 = 0;
     let mut turned_away: u64 = 0;
     let mut last_report = Instant::now();
     loop {
@@ -66,11 +69,13 @@ pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken)
             drop(stream);
             continue;
         };
-        let (d, stop, slots) = (d.clone(), stop.clone(), slots.clone());
+        let (d, stop, slots, spread) = (d.clone(), stop.clone(), slots.clone(), spread.clone());
+        conn_id += 1;
+        let conn = conn_id;
         tokio::spawn(async move {
             let mut served = Served::default();
             tokio::select! {
-                r = serve_one(&d, stream, from, slot, &slots, &mut served) => {
+                r = serve_one(&d, stream, from, slot, &slots, (&spread, conn), &mut served) => {
                     if let Err(e) = r {
                         tracing::debug!(peer = %from, "serving ended: {e}");
                     }
@@ -174,6 +179,7 @@ async fn serve_one(
     from: SocketAddr,
     slot: HandshakeSlot,
     slots: &Slots,
+    (spread, conn): (&Spread, u64),
     served: &mut Served,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
@@ -250,7 +256,33 @@ async fn serve_one(
     };
     wire::send(&mut w, &hello, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
     wire::send(&mut w, &source.bitfield(), WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
-    serve_requests(d, &source, &mut reader, &mut w, have_rx, served).await
+    // A complete share hands each piece to one of its downloaders first (`spread.rs`).
+    let _joined = matches!(source, Source::Complete { .. }).then(|| Joined::new(spread, &served.file, conn));
+    serve_requests(d, &source, &mut reader, &mut w, have_rx, _joined.as_ref(), served).await
+}
+
+/// This connection's place in a file's `Spread` record, left when dropped.
+struct Joined<'a> {
+    spread: &'a Spread,
+    file: String,
+    conn: u64,
+}
+
+impl<'a> Joined<'a> {
+    fn new(spread: &'a Spread, file: &str, conn: u64) -> Self {
+        spread.join(file, conn);
+        Joined { spread, file: file.to_string(), conn }
+    }
+
+    fn verdict(&self, piece: u32) -> Verdict {
+        self.spread.on_request(&self.file, self.conn, piece)
+    }
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        self.spread.leave(&self.file, self.conn);
+    }
 }
 
 /// Milliseconds left until `deadline` (at least 1).
@@ -267,6 +299,7 @@ async fn serve_requests(
     reader: &mut ServerReader,
     w: &mut ServerWriter,
     mut have_rx: Option<broadcast::Receiver<u32>>,
+    spread: Option<&Joined<'_>>,
     served: &mut Served,
 ) -> Result<(), String> {
     let mut buf: Vec<u8> = Vec::new();
@@ -302,7 +335,7 @@ async fn serve_requests(
         match msg {
             Message::Request { piece } => {
                 asked_at = Instant::now();
-                if !source.has(piece) {
+                if !source.has(piece) || spread.is_some_and(|j| j.verdict(piece) == Verdict::AskElsewhere) {
                     wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     continue;
                 }

@@ -117,7 +117,7 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u
     };
     let kind = live.picker.lock().unwrap_or_else(|p| p.into_inner()).add_peer(&peer_has);
     let mut outstanding: Vec<u32> = Vec::with_capacity(PIPELINE_DEPTH);
-    let mut peer = Peer { has: peer_has, kind };
+    let mut peer = Peer { has: peer_has, kind, rejected: std::collections::VecDeque::new() };
     let result = match pump(live, &meta, &list, &mut reader, &mut w, &mut peer, &mut outstanding).await {
         Err(e) if e.starts_with(BUSY_PREFIX) => Ok(ConnEnd::Busy(e)),
         other => other,
@@ -214,11 +214,32 @@ async fn piece_list(
     Ok(Ok(list))
 }
 
+/// How long a seed's `reject` of a piece holds: the piece is asked of the other peers
+/// meanwhile, and of the seed again after this (which then serves it; `daemon/spread.rs`).
+pub const REJECTED_RETRY_MS: u64 = 1_000;
+
 /// The sharer at the other end, as the picker counts it.
 struct Peer {
-    /// The pieces it has (its bitfield, then its `have`s).
+    /// The pieces it has (its bitfield, then its `have`s), less those it rejected lately.
     has: Vec<bool>,
     kind: PeerKind,
+    /// Pieces a seed rejected, and when: offered to the picker again after `REJECTED_RETRY_MS`.
+    rejected: std::collections::VecDeque<(u32, std::time::Instant)>,
+}
+
+impl Peer {
+    /// A seed's rejected pieces whose delay has passed count as its pieces again.
+    fn reoffer_rejected(&mut self) {
+        while let Some(&(piece, at)) = self.rejected.front() {
+            if at.elapsed() < Duration::from_millis(REJECTED_RETRY_MS) {
+                break;
+            }
+            self.rejected.pop_front();
+            if let Some(h) = self.has.get_mut(piece as usize) {
+                *h = true;
+            }
+        }
+    }
 }
 
 async fn pump(
@@ -285,6 +306,7 @@ async fn pump_inner(
     loop {
         // Fill the pipeline.
         let mut batch = Vec::new();
+        peer.reoffer_rejected();
         {
             let mut p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
             if p.is_complete() && outstanding.is_empty() {
@@ -376,6 +398,11 @@ async fn pump_inner(
                     live.picker.lock().unwrap_or_else(|p| p.into_inner()).release(piece);
                 }
                 if let Some(h) = peer.has.get_mut(piece as usize) {
+                    // A seed has it but sent it to another downloader first: ask the others, then
+                    // it again. Anyone else rejects only what it does not have.
+                    if *h && peer.kind == PeerKind::Seed {
+                        peer.rejected.push_back((piece, std::time::Instant::now()));
+                    }
                     *h = false;
                 }
             }
