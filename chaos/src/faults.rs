@@ -67,6 +67,9 @@ pub struct Fault {
     /// The nodes hit (killed, paused, or cut off from the rest; for a bridge, the bridge; for a
     /// kill-all, every node).
     pub nodes: Vec<u64>,
+    /// False for a kill-all after which the restarted nodes had no leader within
+    /// `KILL_ALL_RECOVERY_TIMEOUT`: the run fails (see `Report::unrecovered_kill_alls`).
+    pub recovered: bool,
 }
 
 pub struct Schedule {
@@ -79,8 +82,9 @@ pub struct Schedule {
 /// has one whatever its seed draws, and about one fault in 13 is one.
 pub const KILL_ALL_AT_LEAST_EVERY: usize = 15;
 
-/// Longest wait for a leader after a kill-all's restart, before the schedule goes on anyway
-/// (the convergence check at the end catches a cluster that never recovers).
+/// Longest wait for a leader after a kill-all's restart, before the schedule goes on anyway. A
+/// restart that had no leader by then is recorded in the fault (`recovered: false`) and fails
+/// the run, even if the cluster recovers later.
 const KILL_ALL_RECOVERY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The next fault's kind: a weighted draw, except that the `KILL_ALL_AT_LEAST_EVERY`th fault
@@ -160,6 +164,7 @@ pub fn run(
             }
         }
         std::thread::sleep(Duration::from_millis(schedule.duration_ms));
+        let mut recovered = true;
         match kind {
             FaultKind::KillLeader | FaultKind::KillAny => cluster.lock().unwrap().start_node(nodes[0]),
             FaultKind::KillAll => {
@@ -170,12 +175,13 @@ pub fn run(
                 drop(c);
                 // The next fault waits for the cluster to serve again, so that its gap measures
                 // itself and not the tail of this restart.
-                wait_for_leader(cluster, KILL_ALL_RECOVERY_TIMEOUT);
+                // A run stopped from outside (Ctrl-C) is not a failed recovery.
+                recovered = wait_for_leader(cluster, KILL_ALL_RECOVERY_TIMEOUT) || crate::stop_requested();
             }
             FaultKind::PauseLeader => cluster.lock().unwrap().signal(nodes[0], libc::SIGCONT),
             _ => proxies.heal_all(),
         }
-        faults.push(Fault { kind, at_ms, healed_ms: now_ms(), nodes });
+        faults.push(Fault { kind, at_ms, healed_ms: now_ms(), nodes, recovered });
     }
     proxies.heal_all();
     faults

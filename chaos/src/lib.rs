@@ -67,6 +67,10 @@ pub struct Report {
     /// Client tasks that panicked (or were cancelled), with the panic message. A panicked
     /// client stops recording operations, so its run proves less than it claims: it fails.
     pub client_panics: Vec<String>,
+    /// Kill-alls after which the restarted nodes had no leader within the recovery timeout
+    /// (`faults::Fault::recovered`). A cluster that does not come back in time fails the run,
+    /// even if it converges later.
+    pub unrecovered_kill_alls: u64,
     pub verdict: Verdict,
 }
 
@@ -76,6 +80,7 @@ impl Report {
             && self.terms_with_two_leaders.is_empty()
             && self.converged.is_ok()
             && self.client_panics.is_empty()
+            && self.unrecovered_kill_alls == 0
     }
 }
 
@@ -183,6 +188,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
         leader_observations,
         converged,
         client_panics,
+        unrecovered_kill_alls: faults.iter().filter(|f| !f.recovered).count() as u64,
         verdict,
         config: cfg,
     })
@@ -364,6 +370,7 @@ impl Report {
                 Err(e) => e.clone(),
             }
         );
+        let _ = writeln!(s, "- kill-alls with no leader after the restart in time: {}", self.unrecovered_kill_alls);
         let _ = writeln!(s, "- client tasks panicked: {}", self.client_panics.len());
         for p in &self.client_panics {
             let _ = writeln!(s, "  - panicked: {p}");
@@ -406,8 +413,21 @@ mod tests {
             leader_observations: 0,
             converged: Ok("0123456789abcdef".into()),
             client_panics,
+            unrecovered_kill_alls: 0,
             verdict: Verdict::default(),
         }
+    }
+
+    #[test]
+    fn a_kill_all_without_a_leader_in_time_fails_the_run() {
+        let mut failed = report(Vec::new());
+        failed.unrecovered_kill_alls = 1;
+        assert!(!failed.ok(), "a cluster that did not come back after a kill-all must fail the run");
+        let md = failed.markdown();
+        assert!(md.contains("kill-alls with no leader after the restart in time: 1"), "{md}");
+        assert!(md.contains("**Verdict: FAIL**"), "{md}");
+        let passed = report(Vec::new()).markdown();
+        assert!(passed.contains("in time: 0") && passed.contains("**Verdict: PASS**"), "{passed}");
     }
 
     #[test]

@@ -131,6 +131,12 @@ fn bad_flags_are_exit_2_for_every_command() {
         &["show-downloads"],
         &["stop-share", "g", "n"],
         &["shell"],
+        &["remove-member", "g", "u"],
+        &["cancel", "g", "n"],
+        &["pause", "g", "n"],
+        &["resume", "g", "n"],
+        &["forget", "g", "n"],
+        &["list-shares"],
         &["create_group", "g"],
         &["download_file", "g", "n", "/tmp"],
     ];
@@ -151,6 +157,73 @@ fn bad_flags_are_exit_2_for_every_command() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     let r = peer_in(home.path(), &["download", "g"], &[], "");
     assert_eq!(r.code, 2, "missing arguments: {}", r.stderr);
+    // Missing arguments of the commands that manage downloads and members.
+    for cmd in [&["remove-member", "g"][..], &["cancel", "g"], &["pause"], &["resume", "g"], &["forget"]] {
+        let r = peer_in(home.path(), cmd, &[("PEER_HOME", home.path().to_str().unwrap())], "");
+        assert_eq!(r.code, 2, "peer {cmd:?}: {} {}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("required"), "peer {cmd:?} says what is missing: {}", r.stderr);
+    }
+}
+
+/// Every file under `dir` (recursively), with its bytes.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file() {
+                // A socket or a FIFO has no bytes to read.
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_password_never_reaches_a_file_of_the_home_or_the_daemons_log() {
+    let cluster = Cluster::start(3);
+    let mut p = Peer::new(&cluster, "pw");
+    p.start_daemon();
+    // Distinct, unlikely byte strings: a register, a wrong login, a good login, and the shell's
+    // create_user and login lines (another user, the same HOME).
+    let (pw, wrong, shell_pw) = ("Pw-4f1d9c-register", "Pw-77e0ab-wrong", "Pw-c3a5e2-shell");
+    let r = p.run_with_stdin(&["register", "dora", "--password-stdin"], &format!("{pw}\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = p.run_with_stdin(&["login", "dora", "--password-stdin"], &format!("{wrong}\n"));
+    assert_eq!((r.code, r.error_code().as_str()), (1, "bad_credentials"), "{}", r.stderr);
+    let r = p.run_with_stdin(&["login", "dora", "--password-stdin"], &format!("{pw}\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    p.ok(&["create-group", "pw_team"]);
+    let r = p.run_with_stdin(&["shell"], &format!("create_user edna {shell_pw}\nlogin edna {shell_pw}\nquit\n"));
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    p.ok(&["join-group", "pw_team"]);
+    for (what, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+        assert!(!text.contains(shell_pw), "the shell echoed the password on {what}: {text}");
+    }
+
+    // The daemon has been asked to do things, and logged them, under this HOME.
+    let home_files = files_under(&p.home);
+    let names: Vec<String> =
+        home_files.iter().map(|(f, _)| f.strip_prefix(&p.home).unwrap().display().to_string()).collect();
+    assert!(names.iter().any(|n| n == "session.json"), "the search saw the session: {names:?}");
+    assert!(names.iter().any(|n| n == "daemon.log"), "the search saw the daemon's log: {names:?}");
+    assert!(!p.daemon_log().is_empty(), "the daemon logged something");
+    assert!(p.token().is_some(), "edna's session is in session.json");
+    for (file, bytes) in &home_files {
+        for secret in [pw, wrong, shell_pw] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret:?} is in {}",
+                file.display()
+            );
+        }
+    }
 }
 
 #[test]

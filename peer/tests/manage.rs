@@ -80,6 +80,30 @@ fn wait_exit(mut child: Child, timeout: Duration) -> (i32, String, String) {
     )
 }
 
+/// Whether process `pid` catches SIGINT: its `/proc/PID/status` `SigCgt` mask has the bit.
+fn catches_sigint(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGINT - 1)) != 0)
+}
+
+/// Waits until a blocking `peer download` follows its download: its Ctrl-C handler is installed
+/// only when it enters the wait loop (after the daemon took the download and answered its first
+/// watch; cli/files.rs `follow`), and nothing else in that CLI catches SIGINT. Its progress bar
+/// is drawn on a terminal only, so its stderr says nothing here to wait for.
+fn wait_following(child: &mut Child) {
+    let pid = child.id();
+    wait_until("the blocking download to enter its wait loop (SIGINT caught)", TIMEOUT, || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the blocking download exited before following its download: {status:?}");
+        }
+        catches_sigint(pid)
+    });
+}
+
 fn row_of(p: &Peer, name: &str) -> Option<Value> {
     p.downloads().into_iter().find(|r| r["name"] == name)
 }
@@ -117,12 +141,12 @@ fn cancel_deletes_the_part_and_the_row_and_ends_a_waiting_download() {
     let part = dest.join("big.bin.part");
 
     // A blocking download, interrupted: exit 130, one line saying the daemon goes on.
-    let child = spawn_download(&bob, "team", "big.bin", &dest);
+    let mut child = spawn_download(&bob, "team", "big.bin", &dest);
     let row = wait_progress(&bob, "big.bin", 0.05);
     // The row shows the new fields; rate and sharers once bytes move.
     assert!(row.get("rate_bytes_per_s").is_some() && row.get("peers").is_some(), "{row}");
-    std::thread::sleep(Duration::from_millis(500)); // the CLI is in its wait loop by now
-                                                    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    wait_following(&mut child);
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let (code, stdout, stderr) = wait_exit(child, Duration::from_secs(10));
     assert_eq!(code, 130, "Ctrl-C exits 130: {stdout} {stderr}");
@@ -146,8 +170,8 @@ fn cancel_deletes_the_part_and_the_row_and_ends_a_waiting_download() {
     assert!(msg.contains("peer cancel team big.bin"), "says to cancel instead: {msg}");
 
     // Another blocking download of it waits for the same download; cancel ends it with exit 1.
-    let waiting = spawn_download(&bob, "team", "big.bin", &dest);
-    std::thread::sleep(Duration::from_millis(700));
+    let mut waiting = spawn_download(&bob, "team", "big.bin", &dest);
+    wait_following(&mut waiting);
     assert!(part.exists(), "the .part is there before the cancel");
     let before = row_of(&bob, "big.bin").unwrap();
     assert!(before["bytes_done"].as_u64() < before["size"].as_u64(), "still under way: {before}");

@@ -38,11 +38,16 @@ fn several_downloads_at_once_and_downloaders_serve_each_other() {
     bob.ok(&["download", "team", "big.bin", bob_dl.to_str().unwrap(), "--detach"]);
     bob.ok(&["download", "team", "small.bin", bob_dl.to_str().unwrap(), "--detach"]);
     // Both run at once: big.bin is still running after small.bin began, and small.bin ends
-    // (complete) while big.bin is still running.
+    // (complete) while big.bin is still running. small.bin may be complete already by the
+    // first look (a CLI start is all it has to outlast), so only its being listed is checked here.
     let rows = bob.downloads();
     let state = |rows: &[serde_json::Value], n: &str| rows.iter().find(|r| r["name"] == n).map(|r| r["state"].clone());
     assert_eq!(state(&rows, "big.bin"), Some("downloading".into()), "{rows:?}");
-    assert_eq!(state(&rows, "small.bin"), Some("downloading".into()), "{rows:?}");
+    let small_state = state(&rows, "small.bin");
+    assert!(
+        small_state == Some("downloading".into()) || small_state == Some("complete".into()),
+        "small.bin is listed, downloading or complete: {rows:?}"
+    );
     wait_until("small.bin to end", Duration::from_secs(60), || {
         let rows = bob.downloads();
         assert_eq!(state(&rows, "big.bin"), Some("downloading".into()), "big.bin ended before small.bin: {rows:?}");

@@ -76,86 +76,174 @@ fn oversize_post_status(addr: &str, token: &str) -> u16 {
     text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("not HTTP: {text}"))
 }
 
+/// Runs `step` against the leader of one stable view (every running node agrees on the leader
+/// and the term) and returns what it gives once the view is the same after it. A step that met
+/// an election, whose raw requests may have reached a node that no longer led, is run again (at
+/// most 5 times): `step` gets the leader and the try number (0 first), to pick fresh names.
+fn on_stable_leader<T>(cluster: &Cluster, mut step: impl FnMut(u64, usize) -> T) -> T {
+    for attempt in 0..5 {
+        let (leader, term) = cluster.wait_stable_leader();
+        let out = step(leader, attempt);
+        if cluster.stable_view().map(|(l, t, _)| (l, t)) == Some((leader, term)) {
+            return out;
+        }
+    }
+    panic!("no leader kept its term for long enough for one step of the test");
+}
+
+/// `tracker_precheck_refusals_total{command=...}` summed over the running nodes: each refusal is
+/// counted by the node that answered it, and a leader change in between spreads them.
+fn precheck_refusals(cluster: &Cluster, command: &str) -> u64 {
+    let prefix = format!("tracker_precheck_refusals_total{{command=\"{command}\"}} ");
+    cluster
+        .running()
+        .into_iter()
+        .map(|id| {
+            let m = http(cluster.api(id), "GET", "/metrics", &[], None).expect("node answers").body;
+            m.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .map(|n| n.trim().parse::<u64>().unwrap())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 #[test]
 fn writes_with_a_made_up_session_or_an_oversize_body_never_reach_the_log() {
     let cluster = Cluster::start(3);
-    let leader = cluster.wait_leader(&[]);
     let rt = runtime();
     rt.block_on(logged_in(&cluster.client(), "alice"));
     cluster.wait_converged(Duration::from_secs(20));
-    let before = last_log_index(&cluster, leader);
-    let api = cluster.api(leader);
+    // Refusals of create_group and upload_file answered by a node's precheck, whichever node
+    // that was (a retried step's too): the metric must count exactly these.
+    let (mut refused_create, mut refused_upload) = (0u64, 0u64);
 
+    // Each step's log indexes are read on the leader of one term: an election appends an entry
+    // of its own, so a step that met one is done again.
     let forged = "ab".repeat(32);
-    for i in 0..4 {
-        let r = post(api, "/v1/groups", Some(&forged), Some(&format!("k{i}")), &format!(r#"{{"group":"g{i}"}}"#));
+    let (answers, oversize, before, after) = on_stable_leader(&cluster, |leader, _| {
+        let api = cluster.api(leader);
+        let before = last_log_index(&cluster, leader);
+        let answers: Vec<HttpResponse> = (0..4)
+            .map(|i| post(api, "/v1/groups", Some(&forged), Some(&format!("k{i}")), &format!(r#"{{"group":"g{i}"}}"#)))
+            .collect();
+        refused_create += answers.iter().filter(|r| r.status == 401).count() as u64;
+        // A body far beyond what any call needs is refused from its declared length, before the
+        // node reads it: the answer comes while the sender is still sending.
+        let oversize = oversize_post_status(api, &forged);
+        (answers, oversize, before, last_log_index(&cluster, leader))
+    });
+    for r in &answers {
         assert_eq!(r.status, 401, "{}", r.body);
         assert_eq!(r.json()["error"]["code"], "unauthenticated");
     }
-    // A body far beyond what any call needs is refused from its declared length, before the
-    // node reads it: the answer comes while the sender is still sending.
-    assert_eq!(oversize_post_status(api, &forged), 413);
+    assert_eq!(oversize, 413);
+    assert_eq!(after, before, "a made-up session or an oversize body reached the log");
+
+    // A real session: bob's register and login are the only entries of their step.
+    let (t, before_login, after_login) = on_stable_leader(&cluster, |leader, n| {
+        let user = if n == 0 { "bob".to_string() } else { format!("bob{n}") };
+        let before = last_log_index(&cluster, leader);
+        let t = rt.block_on(logged_in(&cluster.client(), &user)).token().unwrap().to_string();
+        (t, before, last_log_index(&cluster, leader))
+    });
+    assert_eq!(after_login, before_login + 2, "only bob's register and login were proposed");
+
     // A name over the limit, with a real session, is refused by the leader's precheck.
-    let t = rt.block_on(logged_in(&cluster.client(), "bob")).token().unwrap().to_string();
-    let after_login = last_log_index(&cluster, leader);
-    let r = post(api, "/v1/groups", Some(&t), Some("long"), &format!(r#"{{"group":"{}"}}"#, "g".repeat(65)));
+    let (r, before, after) = on_stable_leader(&cluster, |leader, _| {
+        let before = last_log_index(&cluster, leader);
+        let r = post(
+            cluster.api(leader),
+            "/v1/groups",
+            Some(&t),
+            Some("long"),
+            &format!(r#"{{"group":"{}"}}"#, "g".repeat(65)),
+        );
+        refused_create += (r.status == 400) as u64;
+        (r, before, last_log_index(&cluster, leader))
+    });
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "invalid_name");
-    let upload = r#"{"file":{"name":"big.iso","size":1099511627777,"piece_len":524288,"piece_list_sha1":"0000000000000000000000000000000000000000","sha1":"0000000000000000000000000000000000000000"},"peer_addr":"127.0.0.1:9","peer_key":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
+    assert_eq!(after, before, "the refused name reached the log");
+
+    // A file over the size bound, in a group bob owns.
     rt.block_on(cluster.client().with_token(Some(t.clone())).create_group("team")).unwrap();
-    let after_group = last_log_index(&cluster, leader);
-    let r = post(api, "/v1/groups/team/files", Some(&t), Some("big"), upload);
+    let upload = r#"{"file":{"name":"big.iso","size":1099511627777,"piece_len":524288,"piece_list_sha1":"0000000000000000000000000000000000000000","sha1":"0000000000000000000000000000000000000000"},"peer_addr":"127.0.0.1:9","peer_key":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
+    let (r, before, after) = on_stable_leader(&cluster, |leader, _| {
+        let before = last_log_index(&cluster, leader);
+        let r = post(cluster.api(leader), "/v1/groups/team/files", Some(&t), Some("big"), upload);
+        refused_upload += (r.status == 413) as u64;
+        (r, before, last_log_index(&cluster, leader))
+    });
     assert_eq!(r.status, 413, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "file_too_large");
+    assert_eq!(after, before, "the refused upload reached the log");
 
-    assert_eq!(after_login, before + 2, "only bob's register and login were proposed");
-    assert_eq!(last_log_index(&cluster, leader), after_group, "no refused write reached the log");
-    let metrics = http(api, "GET", "/metrics", &[], None).unwrap().body;
-    assert!(metrics.contains("tracker_precheck_refusals_total{command=\"create_group\"} 5"), "{metrics}");
+    // Every one of those refusals was counted, by the node that answered it (4 made-up sessions
+    // and the long name when no election came in between).
+    assert!(refused_create >= 5 && refused_upload >= 1, "{refused_create} {refused_upload}");
+    assert_eq!(precheck_refusals(&cluster, "create_group"), refused_create);
+    assert_eq!(precheck_refusals(&cluster, "upload_file"), refused_upload);
 }
 
 #[test]
 fn idempotency_keys_are_scoped_to_user_and_call_and_bound_to_content() {
     let mut cluster = Cluster::start(3);
-    let leader = cluster.wait_leader(&[]);
     let rt = runtime();
     let alice = rt.block_on(logged_in(&cluster.client(), "alice")).token().unwrap().to_string();
     let bob = rt.block_on(logged_in(&cluster.client(), "bob")).token().unwrap().to_string();
-    let api = cluster.api(leader).to_string();
-
-    let r = post(&api, "/v1/groups", Some(&alice), Some("same-key"), r#"{"group":"alpha"}"#);
+    // Raw requests go to the leader of a stable view; a step that met an election is sent again,
+    // under the same key, which is itself what the key promises to make safe.
+    let r = same_key_on_leader(&cluster, "/v1/groups", &alice, r#"{"group":"alpha"}"#);
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["group"], "alpha");
     // Another user's call under the same key is its own request.
-    let r = post(&api, "/v1/groups", Some(&bob), Some("same-key"), r#"{"group":"beta"}"#);
+    let r = same_key_on_leader(&cluster, "/v1/groups", &bob, r#"{"group":"beta"}"#);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["group"], "beta");
     // Another call by alice under the same key is its own request too.
-    let r = post(&api, "/v1/groups/beta/requests", Some(&alice), Some("same-key"), "{}");
+    let r = same_key_on_leader(&cluster, "/v1/groups/beta/requests", &alice, "{}");
     assert_eq!(r.status, 200, "{}", r.body);
-    // Same key, same call, other content: 422, and nothing changes.
-    let before = last_log_index(&cluster, leader);
-    let r = post(&api, "/v1/groups", Some(&alice), Some("same-key"), r#"{"group":"gamma"}"#);
+    // Same key, same call, other content: 422, and nothing changes (the log of one term).
+    let (r, before, after) = on_stable_leader(&cluster, |leader, _| {
+        let before = last_log_index(&cluster, leader);
+        let r = post(cluster.api(leader), "/v1/groups", Some(&alice), Some("same-key"), r#"{"group":"gamma"}"#);
+        (r, before, last_log_index(&cluster, leader))
+    });
     assert_eq!(r.status, 422, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "idempotency_key_reused");
-    assert_eq!(last_log_index(&cluster, leader), before);
+    assert_eq!(after, before, "the reused key reached the log");
     let groups = rt.block_on(group_names(&cluster.client().with_token(Some(alice.clone()))));
     assert_eq!(groups, vec!["alpha".to_string(), "beta".to_string()]);
 
-    // A true retry after the leader dies answers the first outcome on the new leader.
-    cluster.kill(leader);
-    let new_leader = cluster.wait_leader(&[leader]);
-    let api = cluster.api(new_leader).to_string();
-    let r = post(&api, "/v1/groups", Some(&alice), Some("same-key"), r#"{"group":"alpha"}"#);
+    // A true retry after the leader dies answers the first outcome on the new leader, elected
+    // in a later term (who led, and in which term, from one stable view just before the kill).
+    let (old, term_before) = cluster.wait_stable_leader();
+    cluster.kill(old);
+    let (new_leader, term_after) = cluster.wait_stable_leader();
+    assert!(term_after > term_before, "node {new_leader} leads term {term_after}; the killed {old} led {term_before}");
+    let r = same_key_on_leader(&cluster, "/v1/groups", &alice, r#"{"group":"alpha"}"#);
     assert_eq!(r.status, 200, "a retry answers the first outcome: {}", r.body);
     assert_eq!(r.json()["group"], "alpha");
 
-    // A logout under a key alice already used for other calls logs her out.
-    let r = delete(&api, "/v1/sessions", &alice, "same-key");
-    assert_eq!(r.status, 200, "{}", r.body);
+    // A logout under a key alice already used for other calls logs her out. A logout answered
+    // before an election is the logout: a resend of it may find the session closed already.
+    let mut answers = Vec::new();
+    on_stable_leader(&cluster, |leader, _| {
+        answers.push(delete(cluster.api(leader), "/v1/sessions", &alice, "same-key"))
+    });
+    let r = answers.iter().find(|r| r.status == 200).unwrap_or_else(|| panic!("no logout answered 200: {answers:?}"));
     assert_eq!(r.json()["user"], "alice");
     let auth = format!("Bearer {alice}");
-    let who = http(&api, "GET", "/v1/session", &[("authorization", &auth)], None).unwrap();
+    let who = on_stable_leader(&cluster, |leader, _| {
+        http(cluster.api(leader), "GET", "/v1/session", &[("authorization", &auth)], None).unwrap()
+    });
     assert_eq!(who.status, 401, "the session is closed: {}", who.body);
+}
+
+/// A POST under the key `same-key`, to the leader of a stable view ([`on_stable_leader`]).
+fn same_key_on_leader(cluster: &Cluster, path: &str, token: &str, body: &str) -> HttpResponse {
+    on_stable_leader(cluster, |leader, _| post(cluster.api(leader), path, Some(token), Some("same-key"), body))
 }
 
 #[test]

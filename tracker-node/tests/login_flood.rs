@@ -26,13 +26,14 @@ fn rss_bytes(pid: u32) -> u64 {
 #[test]
 fn a_login_flood_is_throttled_and_takes_nothing_down() {
     let cluster = Cluster::start(3);
-    let leader = cluster.wait_leader(&[]);
-    let term_before = cluster.status(leader).unwrap()["term"].as_u64().unwrap();
     let rt = runtime();
     let client = cluster.client();
     rt.block_on(client.register("alice", "the-right-password")).unwrap();
     let member = rt.block_on(logged_in(&client, "bob"));
     rt.block_on(member.create_group("team")).unwrap();
+    // The node flooded and the term it leads, from one view every node agrees on, taken just
+    // before the flood: an election after this point is one the flood did not prevent.
+    let (leader, term_before) = cluster.wait_stable_leader();
 
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
@@ -134,8 +135,10 @@ fn a_login_flood_is_throttled_and_takes_nothing_down() {
         pct(0.99),
         peak_rss.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
     );
-    // 3 free failures, then 1 s, 2 s: a handful of answers in 6 s, whatever the connections.
-    assert!(answered <= 10, "{answered} guesses were answered");
+    // 3 free failures, then one guess when the 1 s delay runs out and one when the 2 s delay
+    // does (at ~3 s; the next comes at ~7 s): 5 in 6 s, whatever the connections, since an
+    // admitted guess counts as a failure at once (api/throttle.rs). One more for timing slack.
+    assert!(answered <= 6, "{answered} guesses were answered");
     assert!(limited.load(Ordering::Relaxed) > 100, "the flood was refused, not queued");
     assert_eq!(other.load(Ordering::Relaxed), 0, "every guess got 401, 429 or 503");
     assert_eq!(term_after, term_before, "no election during the flood");

@@ -38,6 +38,21 @@ fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<
     panic!("{method} {path}: no leader answered");
 }
 
+/// Sends one raw request (no redirect followed) to a follower, chosen in a stable view of who
+/// leads, and returns `(leader, term, follower, answer)` once the view was the same after the
+/// answer; an election in between is a reason to ask again (at most 5 times), not a failure.
+fn from_a_follower(cluster: &Cluster, send: impl Fn(&str) -> HttpResponse) -> (u64, u64, u64, HttpResponse) {
+    for _ in 0..5 {
+        let (leader, term) = cluster.wait_stable_leader();
+        let follower = cluster.running().into_iter().find(|i| *i != leader).expect("a follower runs");
+        let r = send(cluster.api(follower));
+        if cluster.stable_view().map(|(l, t, _)| (l, t)) == Some((leader, term)) {
+            return (leader, term, follower, r);
+        }
+    }
+    panic!("no stable leader for long enough to ask a follower");
+}
+
 fn ok(r: HttpResponse) -> Value {
     assert_eq!(r.status, 200, "{r:?}");
     r.json()
@@ -144,13 +159,15 @@ fn a_members_ticket_binds_group_file_user_and_key_and_verifies_under_the_key_of_
     // A key given in capitals is the same key.
     let upper = verified(ask_ticket(&api, &bob, "team", "doc.txt", &key(0xb0).to_uppercase()), &cluster_key);
     assert_eq!(upper.peer_key, [0xb0; 32]);
-    // The membership check is a read on the leader: a follower redirects.
-    let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    // The membership check is a read on the leader: a follower redirects, to the leader of the
+    // same stable view.
     let body = json!({ "peer_key": key(2) }).to_string();
-    let r = http_as(cluster.api(follower), "POST", &ticket_path("team", "doc.txt"), Some(&bob), None, Some(&body));
-    if cluster.leader() == Some(leader) {
-        assert_eq!(r.status, 307, "{r:?}");
-    }
+    let (now_leader, _, follower, r) = from_a_follower(&cluster, |api| {
+        http_as(api, "POST", &ticket_path("team", "doc.txt"), Some(&bob), None, Some(&body))
+    });
+    assert_eq!(r.status, 307, "node {follower}: {r:?}");
+    assert_eq!(r.json()["leader"]["id"], now_leader, "{r:?}");
+    assert!(r.json().get("ticket").is_none(), "{r:?}");
     // The client library's calls.
     let rt = runtime();
     let client = cluster.client().with_token(Some(bob.clone()));
@@ -160,10 +177,13 @@ fn a_members_ticket_binds_group_file_user_and_key_and_verifies_under_the_key_of_
     assert_eq!((t.user.as_str(), t.peer_key), ("bob", [3; 32]));
     assert_eq!(tr.file_sha1, SHA1);
 
-    // The leader dies: the new leader signs with the same cluster key.
-    cluster.kill(leader);
-    let new_leader = cluster.wait_leader(&[leader]);
-    assert_ne!(new_leader, leader);
+    // The leader dies: the new leader, elected in a later term, signs with the same cluster key.
+    // Who leads and in which term are read from one stable view just before the kill.
+    let (old, term_before) = cluster.wait_stable_leader();
+    cluster.kill(old);
+    let (new_leader, term_after) = cluster.wait_stable_leader();
+    assert!(term_after > term_before, "node {new_leader} leads term {term_after}; the killed {old} led {term_before}");
+    assert_eq!(cluster.running().len(), 2, "{:?}", cluster.running());
     for id in cluster.running() {
         assert_eq!(ticket_key(&cluster, id), cluster_key, "node {id} after the failover");
     }
@@ -301,7 +321,6 @@ fn the_tracker_records_the_requests_host_and_only_the_clients_port() {
 fn liveness_calls_are_the_leaders_soft_state_and_going_away_drops_a_sharer_at_once() {
     let cluster = Cluster::start(3);
     let leader = cluster.wait_leader(&[]);
-    let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
     let api = cluster.api(leader).to_string();
     let alice = token(&cluster, "alice");
     group_with(&api, "team", &alice, &[]);
@@ -318,9 +337,11 @@ fn liveness_calls_are_the_leaders_soft_state_and_going_away_drops_a_sharer_at_on
     let body = |addr: &str, k: &str| json!({"peer_addr": addr, "peer_key": k}).to_string();
     let me = body("10.9.9.9:25", &key(0xaa));
 
-    // A follower redirects, like every call.
-    let r = http_as(cluster.api(follower), "POST", "/v1/peer/alive", Some(&alice), None, Some(&me));
-    assert_eq!(r.status, 307, "{r:?}");
+    // A follower redirects, like every call (checked against one stable view of who leads).
+    let (now_leader, _, follower, r) =
+        from_a_follower(&cluster, |api| http_as(api, "POST", "/v1/peer/alive", Some(&alice), None, Some(&me)));
+    assert_eq!(r.status, 307, "node {follower}: {r:?}");
+    assert_eq!(r.json()["leader"]["id"], now_leader, "{r:?}");
     // The leader answers from memory: nothing reaches the log.
     let before = cluster.status(leader).unwrap()["last_log_index"].as_u64().unwrap();
     for _ in 0..5 {

@@ -99,3 +99,131 @@ pub async fn write_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[&[u8]], time
     tokio::time::timeout(Duration::from_millis(timeout_ms), io).await.map_err(|_| WireError::Timeout(timeout_ms))??;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use proto::piece::MAX_FRAME_LEN_BYTES;
+    use tokio::io::{duplex, AsyncWriteExt};
+
+    use super::*;
+
+    fn frame(msg: &Message) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(msg, &mut out);
+        out
+    }
+
+    fn handshake() -> Message {
+        Message::Handshake {
+            protocol_version: 3,
+            file_sha1: [7; 20],
+            group: "team".into(),
+            user: "bob".into(),
+            peer_id: [9; 16],
+            ticket: vec![1, 2, 3],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_never_sends_times_out_after_the_bound() {
+        let (_silent, rx) = duplex(1024);
+        let mut r = FrameReader::new(rx);
+        let started = Instant::now();
+        let e = r.next(50).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(e, WireError::Timeout(50)), "{e:?}");
+        assert_eq!(e.to_string(), "timed out after 50 ms");
+        assert!(took >= Duration::from_millis(50) && took < Duration::from_secs(2), "{took:?}");
+
+        // Half a frame is no frame: the bound holds for the rest of it too.
+        let (mut tx, rx) = duplex(1024);
+        let bytes = frame(&handshake());
+        tx.write_all(&bytes[..bytes.len() / 2]).await.unwrap();
+        let mut r = FrameReader::new(rx);
+        let started = Instant::now();
+        assert!(matches!(r.next(50).await, Err(WireError::Timeout(50))));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn a_frame_split_across_many_writes_decodes_and_frames_in_one_write_come_apart() {
+        let piece = Message::Piece { piece: 5, data: (0..512 * 1024).map(|i| (i % 251) as u8).collect() };
+        let msgs = vec![handshake(), Message::KeepAlive, piece, Message::Request { piece: 9 }, Message::KeepAlive];
+        let bytes: Vec<u8> = msgs.iter().flat_map(frame).collect();
+        // Small writes, a few bytes each (and a pipe smaller than a piece frame), ...
+        let (mut tx, rx) = duplex(4096);
+        let writer = {
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                for chunk in bytes.chunks(7) {
+                    tx.write_all(chunk).await.unwrap();
+                }
+                tx
+            })
+        };
+        let mut r = FrameReader::new(rx);
+        for want in &msgs {
+            assert_eq!(&r.next(5_000).await.unwrap(), want);
+        }
+        // ... and, once the writer is gone with nothing left, the stream is closed.
+        drop(writer.await.unwrap());
+        assert!(matches!(r.next(5_000).await, Err(WireError::Closed)));
+
+        // Every frame in one write.
+        let (mut tx, rx) = duplex(bytes.len());
+        tx.write_all(&bytes).await.unwrap();
+        drop(tx);
+        let mut r = FrameReader::new(rx);
+        for want in &msgs {
+            assert_eq!(&r.next(5_000).await.unwrap(), want);
+        }
+        assert!(matches!(r.next(5_000).await, Err(WireError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_length_over_the_largest_frame_is_a_decode_error_before_the_body_arrives() {
+        let (mut tx, rx) = duplex(1024);
+        tx.write_all(&((MAX_FRAME_LEN_BYTES + 1) as u32).to_be_bytes()).await.unwrap();
+        let mut r = FrameReader::new(rx);
+        let started = Instant::now();
+        // The writer stays open and sends nothing more: waiting for the body would time out.
+        let e = r.next(5_000).await.unwrap_err();
+        assert!(matches!(e, WireError::Decode(_)), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "refused from the length alone");
+        let (mut tx, rx) = duplex(1024);
+        tx.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        assert!(matches!(FrameReader::new(rx).next(5_000).await, Err(WireError::Decode(_))));
+    }
+
+    #[tokio::test]
+    async fn a_closed_stream_is_closed_even_mid_frame() {
+        let (tx, rx) = duplex(1024);
+        drop(tx);
+        assert!(matches!(FrameReader::new(rx).next(5_000).await, Err(WireError::Closed)));
+        let (mut tx, rx) = duplex(1024);
+        let bytes = frame(&handshake());
+        tx.write_all(&bytes[..bytes.len() - 1]).await.unwrap();
+        drop(tx);
+        let e = FrameReader::new(rx).next(5_000).await.unwrap_err();
+        assert!(matches!(e, WireError::Closed), "{e:?}");
+        assert_eq!(e.to_string(), "connection closed");
+    }
+
+    #[tokio::test]
+    async fn a_write_nobody_reads_times_out_after_the_bound() {
+        // A 64-byte pipe whose other end never reads: a piece frame cannot leave.
+        let (mut tx, _deaf) = duplex(64);
+        let piece = Message::Piece { piece: 0, data: vec![0; 4096] };
+        let started = Instant::now();
+        let e = send(&mut tx, &piece, 50).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(e, WireError::Timeout(50)), "{e:?}");
+        assert!(took >= Duration::from_millis(50) && took < Duration::from_secs(2), "{took:?}");
+        // A frame that fits goes through at once.
+        let (mut tx, rx) = duplex(64);
+        send(&mut tx, &Message::Have { piece: 3 }, 50).await.unwrap();
+        assert_eq!(FrameReader::new(rx).next(50).await.unwrap(), Message::Have { piece: 3 });
+    }
+}

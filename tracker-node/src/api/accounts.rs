@@ -50,7 +50,8 @@ pub async fn login(
         auth::check_password_shape(&req.password)?;
         // Throttled before any work: a guesser costs a map lookup, not an argon2 run.
         let keys = throttle::keys(&req.user, from.ip());
-        if let Err(wait) = s.throttle.check(&keys, Instant::now()) {
+        // Admitted attempts count as failures until they succeed (`throttle`).
+        if let Err(wait) = s.throttle.admit(&keys, Instant::now()) {
             let secs = wait.as_secs_f64().ceil() as u64;
             return Err(ApiError::RateLimited {
                 retry_after_s: secs,
@@ -70,13 +71,8 @@ pub async fn login(
         // The hash to check against must be the committed one: read it through the leader.
         s.linearizable().await?;
         let stored = s.sm.read(|d| d.state.password_hash(&req.user).map(str::to_string));
-        if let Err(e) = auth::verify_password(&s.passwords, req.password, stored).await {
-            if matches!(e, ApiError::Refused(_)) {
-                s.throttle.failed(&keys, Instant::now());
-            }
-            return Err(e);
-        }
-        s.throttle.succeeded(&keys[0].0);
+        auth::verify_password(&s.passwords, req.password, stored).await?;
+        s.throttle.succeeded(&keys);
         let now = now_ms();
         let expires_at_ms = now + SESSION_TTL_MS;
         let cmd = Command::Login { user: req.user, token_hash: auth::token_hash(&token), expires_at_ms };

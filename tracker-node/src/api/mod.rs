@@ -385,3 +385,153 @@ pub fn ok_json(fields: serde_json::Value) -> Response {
     }
     (StatusCode::OK, Json(serde_json::Value::Object(map))).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Every `ErrorCode`, in declaration order. The match has no wildcard: a new variant does not
+    /// compile until it is chained in here (and so checked against docs/API.md below).
+    fn every_code() -> Vec<ErrorCode> {
+        fn after(c: Option<ErrorCode>) -> Option<ErrorCode> {
+            use ErrorCode::*;
+            match c {
+                None => Some(BadCredentials),
+                Some(BadCredentials) => Some(Unauthenticated),
+                Some(Unauthenticated) => Some(UserExists),
+                Some(UserExists) => Some(GroupExists),
+                Some(GroupExists) => Some(NoSuchGroup),
+                Some(NoSuchGroup) => Some(NotMember),
+                Some(NotMember) => Some(NotOwner),
+                Some(NotOwner) => Some(AlreadyMember),
+                Some(AlreadyMember) => Some(NoSuchRequest),
+                Some(NoSuchRequest) => Some(NoSuchFile),
+                Some(NoSuchFile) => Some(FileConflict),
+                Some(FileConflict) => Some(InvalidName),
+                Some(InvalidName) => Some(FileTooLarge),
+                Some(FileTooLarge) => Some(InvalidRequest),
+                Some(InvalidRequest) => Some(IdempotencyKeyReused),
+                Some(IdempotencyKeyReused) => Some(NotAllowed),
+                Some(NotAllowed) => None,
+            }
+        }
+        std::iter::successors(after(None), |c| after(Some(*c))).collect()
+    }
+
+    /// The status docs/API.md gives each refusal code, read from its "**Refusals** are 4xx ..."
+    /// paragraph: a three-digit number sets the status for the `code`s that follow it.
+    fn documented_statuses() -> BTreeMap<String, u16> {
+        let doc = include_str!("../../../docs/API.md");
+        let start = doc.find("**Refusals** are 4xx").expect("docs/API.md has the Refusals paragraph");
+        let rest = &doc[start..];
+        let para = &rest[..rest[1..].find("\n- ").map(|i| i + 1).unwrap_or(rest.len())];
+        // After the shape of the body (`{"error": ...}`), the statuses and their codes.
+        let para = &para[para.find("}}`").expect("the paragraph shows the body's shape") + 3..];
+        let mut out = BTreeMap::new();
+        let mut status = None;
+        let mut in_code = false;
+        for (i, piece) in para.split('`').enumerate() {
+            in_code = i % 2 == 1;
+            if in_code {
+                let s = status.unwrap_or_else(|| panic!("`{piece}` comes before any status in: {para}"));
+                assert!(out.insert(piece.to_string(), s).is_none(), "`{piece}` is listed twice: {para}");
+            } else {
+                for word in piece.split(|c: char| !c.is_ascii_digit()) {
+                    if word.len() == 3 {
+                        status = Some(word.parse::<u16>().unwrap());
+                    }
+                }
+            }
+        }
+        assert!(!in_code, "unbalanced backquotes in: {para}");
+        out
+    }
+
+    async fn parts(resp: Response) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let (p, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {bytes:?}"));
+        (p.status, p.headers, json)
+    }
+
+    #[tokio::test]
+    async fn every_refusal_code_has_the_status_docs_api_gives_it_and_its_code_in_the_body() {
+        let codes = every_code();
+        assert_eq!(codes.len(), 16, "{codes:?}");
+        let doc = documented_statuses();
+        let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+        // The paragraph lists exactly the codes (plus `forbidden`, which is ApiError::Forbidden).
+        let mut listed: Vec<&str> = doc.keys().map(|k| k.as_str()).filter(|k| *k != "forbidden").collect();
+        let mut sorted = names.clone();
+        listed.sort();
+        sorted.sort();
+        assert_eq!(listed, sorted, "docs/API.md's Refusals paragraph against ErrorCode");
+        for code in codes {
+            let want = doc[code.as_str()];
+            assert_eq!(refusal_status(code).as_u16(), want, "{code:?}");
+            assert!(refusal_status(code).is_client_error(), "{code:?}");
+            let (status, headers, body) = parts(ApiError::Refused(Refusal::new(code, "why")).into_response()).await;
+            assert_eq!(status.as_u16(), want, "{code:?}");
+            assert_eq!(body, serde_json::json!({"error": {"code": code.as_str(), "message": "why"}}), "{code:?}");
+            assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "application/json", "{code:?}");
+            assert!(headers.get(header::LOCATION).is_none() && headers.get(header::RETRY_AFTER).is_none());
+        }
+        // The spot checks a reader would look for first, in case the parse itself went wrong.
+        assert_eq!(doc["not_allowed"], 403);
+        assert_eq!(doc["file_too_large"], 413);
+        assert_eq!(doc["idempotency_key_reused"], 422);
+        assert_eq!(doc["forbidden"], 403);
+    }
+
+    #[tokio::test]
+    async fn every_api_error_answers_its_status_code_and_headers() {
+        let header_of = |h: &HeaderMap, k: header::HeaderName| h.get(k).map(|v| v.to_str().unwrap().to_string());
+
+        // 307: the leader's address in the body and in Location (the path is added by
+        // `complete_location`, tested end to end in raft_cluster.rs).
+        let (status, h, body) =
+            parts(ApiError::NotLeader { id: 3, api: "127.0.0.1:7003".into() }.into_response()).await;
+        assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(header_of(&h, header::LOCATION).as_deref(), Some("http://127.0.0.1:7003"));
+        assert_eq!(body["error"]["code"], "not_leader");
+        assert!(body["error"]["message"].as_str().unwrap().contains("127.0.0.1:7003"), "{body}");
+        assert_eq!(body["leader"], serde_json::json!({"id": 3, "api": "127.0.0.1:7003"}));
+
+        // 503 with Retry-After: 1.
+        let (status, h, body) = parts(ApiError::Unavailable("no leader".into()).into_response()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header_of(&h, header::RETRY_AFTER).as_deref(), Some("1"));
+        assert_eq!(body, serde_json::json!({"error": {"code": "unavailable", "message": "no leader"}}));
+        assert!(h.get(header::LOCATION).is_none());
+
+        // 429 with Retry-After in whole seconds, never 0.
+        for (after, want) in [(0, "1"), (1, "1"), (7, "7"), (60, "60")] {
+            let e = ApiError::RateLimited { retry_after_s: after, message: "slow down".into() };
+            let (status, h, body) = parts(e.into_response()).await;
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(header_of(&h, header::RETRY_AFTER).as_deref(), Some(want), "retry_after_s {after}");
+            assert_eq!(body, serde_json::json!({"error": {"code": "rate_limited", "message": "slow down"}}));
+        }
+
+        // The others: no Location, no Retry-After.
+        for (e, want, code) in [
+            (ApiError::BadRequest("bad".into()), StatusCode::BAD_REQUEST, "invalid_request"),
+            (ApiError::Forbidden("no".into()), StatusCode::FORBIDDEN, "forbidden"),
+            (ApiError::Internal("oops".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        ] {
+            let (status, h, body) = parts(e.into_response()).await;
+            assert_eq!((status, body["error"]["code"].as_str()), (want, Some(code)), "{body}");
+            assert!(body["error"]["message"].is_string(), "{body}");
+            assert!(h.get(header::LOCATION).is_none() && h.get(header::RETRY_AFTER).is_none(), "{code}");
+        }
+
+        // openraft's "forward to leader": a known leader is a 307, an unknown one a 503.
+        let node = TrackerNode { api: "127.0.0.1:7002".into(), ..Default::default() };
+        let known = ForwardToLeader { leader_id: Some(2), leader_node: Some(node) };
+        assert!(matches!(ApiError::forward(&known), ApiError::NotLeader { id: 2, ref api } if api == "127.0.0.1:7002"));
+        let unknown = ForwardToLeader::<NodeId, TrackerNode> { leader_id: None, leader_node: None };
+        assert!(matches!(ApiError::forward(&unknown), ApiError::Unavailable(_)));
+    }
+}

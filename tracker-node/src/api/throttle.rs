@@ -1,5 +1,8 @@
 //! Login throttling, per user and per source address: after a few free failures each further
 //! failure doubles the time before the next attempt is heard (1 s, 2 s, 4 s … capped at 60 s).
+//! An attempt is counted as a failure when it is admitted, before its password is checked, and
+//! a success takes that back: so guesses sent at once when a delay runs out cannot all be
+//! admitted before the first is found wrong (one is; the rest wait for the next delay).
 //! Soft state in the node's memory, bounded in size; a success clears the user's record. The
 //! decisions are plain functions of the records and the time, tested without sockets.
 
@@ -42,25 +45,24 @@ fn delay_after(failures: u32, free: u32) -> Duration {
 }
 
 impl LoginThrottle {
-    /// `Err(wait)` when any of `keys` is blocked at `now`.
-    pub fn check(&self, keys: &[(String, u32)], now: Instant) -> Result<(), Duration> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+    /// Admits an attempt with `keys` at `now`, counting it as a failure of each key until
+    /// `succeeded` says otherwise; `Err(wait)` when any of them is blocked.
+    pub fn admit(&self, keys: &[(String, u32)], now: Instant) -> Result<(), Duration> {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let wait = keys
             .iter()
             .filter_map(|(k, _)| records.get(k))
             .map(|r| r.blocked_until.saturating_duration_since(now))
             .max()
             .unwrap_or(Duration::ZERO);
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            Err(wait)
+        if !wait.is_zero() {
+            return Err(wait);
         }
+        Self::count_failure(&mut records, keys, now);
+        Ok(())
     }
 
-    /// Records a failed attempt for each key (with its number of free failures).
-    pub fn failed(&self, keys: &[(String, u32)], now: Instant) {
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+    fn count_failure(records: &mut HashMap<String, Record>, keys: &[(String, u32)], now: Instant) {
         if records.len() >= MAX_RECORDS {
             records.retain(|_, r| {
                 r.blocked_until > now && now.duration_since(r.last_seen) < Duration::from_millis(FORGET_AFTER_MS)
@@ -80,9 +82,22 @@ impl LoginThrottle {
         }
     }
 
-    /// A successful login clears the user's record (not the address's).
-    pub fn succeeded(&self, user_key: &str) {
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).remove(user_key);
+    /// The admitted attempt with `keys` (the user's first) was right: the user's record goes,
+    /// and the address's count is taken back.
+    pub fn succeeded(&self, keys: &[(String, u32)]) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((user_key, _)) = keys.first() {
+            records.remove(user_key);
+        }
+        for (key, free) in keys.iter().skip(1) {
+            if let Some(r) = records.get_mut(key) {
+                r.failures = r.failures.saturating_sub(1);
+                r.blocked_until = r.last_seen + delay_after(r.failures, *free);
+                if r.failures == 0 {
+                    records.remove(key);
+                }
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -111,20 +126,46 @@ mod tests {
         let t = LoginThrottle::default();
         let k = keys("alice", "10.0.0.1".parse().unwrap());
         let t0 = Instant::now();
-        for _ in 0..2 {
-            assert!(t.check(&k, t0).is_ok());
-            t.failed(&k, t0);
+        for _ in 0..3 {
+            assert!(t.admit(&k, t0).is_ok(), "three failures are free");
         }
-        assert!(t.check(&k, t0).is_ok(), "two failures are free");
-        t.failed(&k, t0);
-        let wait = t.check(&k, t0).unwrap_err();
+        let wait = t.admit(&k, t0).unwrap_err();
         assert_eq!(wait, Duration::from_secs(1));
-        assert!(t.check(&k, t0 + Duration::from_millis(1_001)).is_ok());
+        assert!(t.admit(&k, t0 + Duration::from_millis(1_001)).is_ok());
         // Another address guessing the same user is held back by the user's record.
         let other = keys("alice", "10.9.9.9".parse().unwrap());
-        assert!(t.check(&other, t0).is_err());
-        t.succeeded("user:alice");
-        assert!(t.check(&other, t0).is_ok());
+        assert!(t.admit(&other, t0 + Duration::from_millis(1_001)).is_err());
+        t.succeeded(&k);
+        assert!(t.admit(&other, t0 + Duration::from_millis(1_001)).is_ok());
+    }
+
+    #[test]
+    fn guesses_sent_at_once_when_a_delay_runs_out_are_admitted_one_at_a_time() {
+        let t = LoginThrottle::default();
+        let k = keys("alice", "10.0.0.1".parse().unwrap());
+        let t0 = Instant::now();
+        // 64 guesses at the same instant: the three free ones are admitted, the rest wait.
+        let admitted = (0..64).filter(|_| t.admit(&k, t0).is_ok()).count();
+        assert_eq!(admitted, 3);
+        // When the delay runs out, 64 more at once: one is admitted, and it starts the next delay.
+        let t1 = t0 + Duration::from_millis(1_001);
+        let admitted = (0..64).filter(|_| t.admit(&k, t1).is_ok()).count();
+        assert_eq!(admitted, 1);
+        assert_eq!(t.admit(&k, t1).unwrap_err(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_success_takes_back_the_address_count() {
+        let t = LoginThrottle::default();
+        let t0 = Instant::now();
+        let addr: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        // Ten people behind one address log in right: none of it counts against the address.
+        for i in 0..20 {
+            let k = keys(&format!("u{i}"), addr);
+            assert!(t.admit(&k, t0).is_ok(), "login {i}");
+            t.succeeded(&k);
+        }
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
@@ -132,7 +173,7 @@ mod tests {
         let t = LoginThrottle::default();
         let now = Instant::now();
         for i in 0..(MAX_RECORDS + 50) {
-            t.failed(&[(format!("user:u{i}"), 3)], now);
+            let _ = t.admit(&[(format!("user:u{i}"), 3)], now);
         }
         assert!(t.len() <= MAX_RECORDS);
     }

@@ -271,3 +271,101 @@ fn metadata_the_peer_cannot_handle_is_refused_before_anything_is_created() {
     let empty = FileMetaBody { size: 0, piece_list_sha1: hex::encode(piece_list_sha1(&[])), ..ok };
     assert_eq!(check_meta(&empty, "f"), Ok(()));
 }
+
+/// docs/PROTOCOL.md's "Timeouts" table, `constant -> milliseconds`, read from the document itself
+/// so that a change on either side alone fails `the_timeouts_table_is_the_code`.
+fn documented_timeouts() -> std::collections::BTreeMap<String, u64> {
+    let doc = include_str!("../../../../docs/PROTOCOL.md");
+    let start = doc.find("\n## Timeouts\n").expect("docs/PROTOCOL.md has a Timeouts section");
+    let section = &doc[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut out = std::collections::BTreeMap::new();
+    for line in section.lines().filter(|l| l.trim_start().starts_with('|')) {
+        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        assert_eq!(cells.len(), 3, "a row of three cells: {line}");
+        if cells[0] == "what" || cells[0].starts_with("---") {
+            continue;
+        }
+        let name = cells[2].strip_prefix('`').and_then(|c| c.strip_suffix('`')).unwrap_or_else(|| panic!("{line}"));
+        let (n, unit) = cells[1].split_once(' ').unwrap_or_else(|| panic!("a number and a unit: {line}"));
+        let n: u64 = n.parse().unwrap_or_else(|_| panic!("{line}"));
+        let ms = match unit {
+            "s" => n * 1000,
+            "ms" => n,
+            other => panic!("unit {other:?}: {line}"),
+        };
+        assert!(out.insert(name.to_string(), ms).is_none(), "{name} twice");
+    }
+    out
+}
+
+#[test]
+fn the_timeouts_table_is_the_code() {
+    let code: std::collections::BTreeMap<String, u64> = [
+        ("CONNECT_TIMEOUT_MS", conn::CONNECT_TIMEOUT_MS),
+        ("HANDSHAKE_TIMEOUT_MS", conn::HANDSHAKE_TIMEOUT_MS),
+        ("PIECE_TIMEOUT_MS", conn::PIECE_TIMEOUT_MS),
+        ("WRITE_TIMEOUT_MS", conn::WRITE_TIMEOUT_MS),
+        ("NO_REQUEST_TIMEOUT_MS", serve::NO_REQUEST_TIMEOUT_MS),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(documented_timeouts(), code, "docs/PROTOCOL.md's Timeouts table against the constants");
+    // The values the contract promises, should both sides move together.
+    assert_eq!((conn::CONNECT_TIMEOUT_MS, conn::HANDSHAKE_TIMEOUT_MS, conn::PIECE_TIMEOUT_MS), (3_000, 5_000, 15_000));
+    assert_eq!((conn::WRITE_TIMEOUT_MS, serve::NO_REQUEST_TIMEOUT_MS), (10_000, 30_000));
+}
+
+/// A TCP client that connects to the piece server and never says anything is closed once
+/// `HANDSHAKE_TIMEOUT_MS` has passed, not before and not much later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_speaks_is_closed_after_the_handshake_bound() {
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = daemon(tmp.path(), Faults::default());
+    let sharer = serve(&d).await;
+    let started = std::time::Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(&sharer.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let bound = std::time::Duration::from_millis(conn::HANDSHAKE_TIMEOUT_MS);
+    let read = tokio::time::timeout(bound + std::time::Duration::from_secs(5), tcp.read(&mut buf)).await;
+    let took = started.elapsed();
+    match read {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        Ok(Ok(n)) => panic!("the server sent {n} bytes to a client that said nothing"),
+        Err(_) => panic!("still open {took:?} after connecting (bound {bound:?})"),
+    }
+    assert!(took >= bound, "closed after {took:?}, before the {bound:?} bound");
+}
+
+/// A sharer that accepts the connection and never answers: the downloader's connection ends
+/// (a failure, not a ban) once `HANDSHAKE_TIMEOUT_MS` has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharer_that_never_answers_ends_the_connection_after_the_handshake_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_s, real, meta) = sharer(&tmp.path().join("s"), &data(LEN, 3), Faults::default()).await;
+    let (d, live) = downloader(&tmp.path().join("d"), &meta);
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let held = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            kept.push(s); // accepted, never read from or written to
+        }
+    });
+    let bound = std::time::Duration::from_millis(conn::HANDSHAKE_TIMEOUT_MS);
+    let started = std::time::Instant::now();
+    let end =
+        tokio::time::timeout(bound + std::time::Duration::from_secs(5), go(&d, &live, &Sharer { addr, key: real.key }))
+            .await
+            .unwrap_or_else(|_| panic!("the connection outlived the {bound:?} handshake bound by 5 s"));
+    let took = started.elapsed();
+    match &end {
+        ConnEnd::Failed(why) => assert!(why.contains("timed out"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(took >= bound, "ended after {took:?}, before the {bound:?} bound");
+    assert!(part_bytes(&live).iter().all(|b| *b == 0), "nothing was written");
+    held.abort();
+}
