@@ -32,8 +32,9 @@ pub const PIECE_TIMEOUT_MS: u64 = 15_000;
 pub const WRITE_TIMEOUT_MS: u64 = 10_000;
 /// When the peer has nothing we need yet, how often to look again.
 const IDLE_POLL_MS: u64 = 200;
-/// While another connection fetches the piece list, how often to tell our sharer we are still
-/// here (its idle timeout is 60 s).
+/// While another connection fetches the piece list, how often to send our sharer a keepalive
+/// (traffic on the path; the sharer's idle bound, `serve::NO_REQUEST_TIMEOUT_MS` (30 s), counts
+/// only requests, so a wait longer than that ends in error 9 and a reconnect).
 const LIST_WAIT_KEEPALIVE_MS: u64 = 20_000;
 /// 3: the connection is TLS 1.3 between two proven peer keys and the handshake carries a
 /// ticket from the tracker (docs/PROTOCOL.md, "The channel", "Tickets"). 2 added the piece list
