@@ -10,6 +10,7 @@
 //! waits for it (or times out and comes back). A list that no longer matches the file as shared
 //! is refused with error 4 rather than served.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,7 +84,8 @@ pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken)
                 _ = stop.cancelled() => {}
             }
             if served.pieces > 0 {
-                tracing::info!(peer = %from, user = %served.user, file = %served.file, pieces_served = served.pieces, "served a peer");
+                tracing::info!(peer = %from, user = %served.user, file = %served.file, pieces_served = served.pieces,
+                    cancelled = served.cancelled, "served a peer");
             }
         });
     }
@@ -154,6 +156,8 @@ struct Served {
     user: String,
     file: String,
     pieces: u64,
+    /// Requests cancelled before they were served.
+    cancelled: u64,
 }
 
 /// Answers a client that speaks the protocol without TLS (version 2 or older, or a probe) with
@@ -306,23 +310,29 @@ async fn serve_requests(
     let mut header: Vec<u8> = Vec::with_capacity(16);
     let mut asked_at = Instant::now();
     let quiet_ms = d.faults.no_request_timeout_ms.unwrap_or(NO_REQUEST_TIMEOUT_MS);
+    // Messages read ahead of the one being answered (see `read_ahead`), in the order sent.
+    let mut inbox: VecDeque<Message> = VecDeque::new();
     loop {
         // Keepalives and `have`s do not extend this: only asking for something does.
         let quiet_deadline = asked_at + Duration::from_millis(quiet_ms);
-        let next = match have_rx.as_mut() {
-            Some(rx) => tokio::select! {
-                m = reader.next(left_ms(quiet_deadline)) => m,
-                h = rx.recv() => {
-                    let out = match h {
-                        Ok(piece) => Message::Have { piece },
-                        Err(broadcast::error::RecvError::Lagged(_)) => source.bitfield(),
-                        Err(broadcast::error::RecvError::Closed) => { have_rx = None; continue; }
-                    };
-                    wire::send(w, &out, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
-                    continue;
-                }
-            },
-            None => reader.next(left_ms(quiet_deadline)).await,
+        let next = if let Some(m) = inbox.pop_front() {
+            Ok(m)
+        } else {
+            match have_rx.as_mut() {
+                Some(rx) => tokio::select! {
+                    m = reader.next(left_ms(quiet_deadline)) => m,
+                    h = rx.recv() => {
+                        let out = match h {
+                            Ok(piece) => Message::Have { piece },
+                            Err(broadcast::error::RecvError::Lagged(_)) => source.bitfield(),
+                            Err(broadcast::error::RecvError::Closed) => { have_rx = None; continue; }
+                        };
+                        wire::send(w, &out, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                        continue;
+                    }
+                },
+                None => reader.next(left_ms(quiet_deadline)).await,
+            }
         };
         let msg = match next {
             Ok(m) => m,
@@ -335,6 +345,14 @@ async fn serve_requests(
         match msg {
             Message::Request { piece } => {
                 asked_at = Instant::now();
+                // A downloader cancels a request whose piece another peer delivered first
+                // (endgame): read what it already sent, and skip this piece if a cancel follows.
+                read_ahead(reader, &mut inbox).await;
+                if let Some(at) = inbox.iter().position(|m| matches!(m, Message::Cancel { piece: p } if *p == piece)) {
+                    inbox.remove(at);
+                    served.cancelled += 1;
+                    continue;
+                }
                 if !source.has(piece) || spread.is_some_and(|j| j.verdict(piece) == Verdict::AskElsewhere) {
                     wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     continue;
@@ -382,6 +400,23 @@ async fn serve_requests(
             Message::Cancel { .. } | Message::KeepAlive | Message::Have { .. } => {}
             Message::Error { message, .. } => return Err(format!("peer closed: {message}")),
             other => return refuse(w, E_UNEXPECTED, format!("unexpected {}", name_of(&other))).await,
+        }
+    }
+}
+
+/// Most messages read ahead of the one being answered: a downloader keeps at most
+/// `conn::PIPELINE_DEPTH` requests outstanding, plus its cancels, `have`s and keepalives.
+const MAX_READ_AHEAD: usize = 64;
+
+/// Moves the messages the peer has already sent (whole frames in the reader's buffer or the
+/// socket's) into `inbox`, without waiting for more. An error is left for the next blocking read
+/// to report (a closed stream or a bad frame stays that way).
+async fn read_ahead(reader: &mut ServerReader, inbox: &mut VecDeque<Message>) {
+    while inbox.len() < MAX_READ_AHEAD {
+        // A zero timeout polls the read once: whatever is ready is taken, nothing is waited for.
+        match tokio::time::timeout(Duration::ZERO, reader.next(WRITE_TIMEOUT_MS)).await {
+            Ok(Ok(m)) => inbox.push_back(m),
+            _ => return,
         }
     }
 }

@@ -118,7 +118,7 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u
     };
     let kind = live.picker.lock().unwrap_or_else(|p| p.into_inner()).add_peer(&peer_has);
     let mut outstanding: Vec<u32> = Vec::with_capacity(PIPELINE_DEPTH);
-    let mut peer = Peer { has: peer_has, kind, rejected: std::collections::VecDeque::new() };
+    let mut peer = Peer { has: peer_has, kind, rejected: Default::default(), cancelled: Default::default() };
     let result = match pump(live, &meta, &list, &mut reader, &mut w, &mut peer, &mut outstanding).await {
         Err(e) if e.starts_with(BUSY_PREFIX) => Ok(ConnEnd::Busy(e)),
         other => other,
@@ -226,6 +226,9 @@ struct Peer {
     kind: PeerKind,
     /// Pieces a seed rejected, and when: offered to the picker again after `REJECTED_RETRY_MS`.
     rejected: std::collections::VecDeque<(u32, std::time::Instant)>,
+    /// Requests cancelled (another connection delivered the piece first) whose `piece` or
+    /// `reject` may still arrive: dropped when they do.
+    cancelled: std::collections::HashSet<u32>,
 }
 
 impl Peer {
@@ -304,6 +307,9 @@ async fn pump_inner(
     size: u64,
     verifying: &mut tokio::task::JoinSet<(u32, u64, std::io::Result<bool>)>,
 ) -> Result<ConnEnd, String> {
+    // Every piece this download verifies, whichever connection brought it: a request for it
+    // still outstanding here is cancelled (endgame duplicates).
+    let mut verified_rx = live.have_tx.subscribe();
     loop {
         // Fill the pipeline.
         let mut batch = Vec::new();
@@ -336,7 +342,22 @@ async fn pump_inner(
             continue;
         }
         let timeout = if outstanding.is_empty() { IDLE_POLL_MS } else { PIECE_TIMEOUT_MS };
-        let msg = match reader.next(timeout).await {
+        let next = tokio::select! {
+            m = reader.next(timeout) => m,
+            v = verified_rx.recv() => {
+                // (A lagged receiver misses some: those arrive as duplicates, dropped below.)
+                if let Ok(piece) = v {
+                    if let Some(pos) = outstanding.iter().position(|&x| x == piece) {
+                        outstanding.swap_remove(pos);
+                        peer.cancelled.insert(piece);
+                        live.picker.lock().unwrap_or_else(|p| p.into_inner()).release(piece);
+                        wire::send(w, &Message::Cancel { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                    }
+                }
+                continue;
+            }
+        };
+        let msg = match next {
             Ok(m) => m,
             Err(wire::WireError::Timeout(_)) if outstanding.is_empty() => {
                 // Nothing to ask this peer for yet: keep the connection alive and look again.
@@ -348,6 +369,10 @@ async fn pump_inner(
         match msg {
             Message::Piece { piece, data } => {
                 let Some(pos) = outstanding.iter().position(|&x| x == piece) else {
+                    if peer.cancelled.remove(&piece) {
+                        // Sent before our cancel reached the sharer.
+                        continue;
+                    }
                     return Err(format!("sent piece {piece}, which was not requested"));
                 };
                 outstanding.swap_remove(pos);
@@ -394,6 +419,10 @@ async fn pump_inner(
                 peer.has = new;
             }
             Message::Reject { piece } => {
+                if peer.cancelled.remove(&piece) {
+                    // The answer to a request we cancelled: nothing to learn from it.
+                    continue;
+                }
                 if let Some(pos) = outstanding.iter().position(|&x| x == piece) {
                     outstanding.swap_remove(pos);
                     live.picker.lock().unwrap_or_else(|p| p.into_inner()).release(piece);
