@@ -49,8 +49,16 @@ pub async fn login(ctx: &mut Ctx, out: &mut Out, user: &str, password_stdin: boo
 }
 
 pub async fn login_with(ctx: &mut Ctx, out: &mut Out, user: &str, pw: &str) -> Result<(), CliError> {
+    let previous = home_user(ctx).filter(|p| p != user);
+    if let Some(p) = &previous {
+        check_switch(ctx, p, user).await?;
+    }
     let client = ctx.client()?;
     let r = client.login(user, pw).await?;
+    let put_aside = match &previous {
+        Some(p) => switch_state(ctx, p, &r.user)?,
+        None => false,
+    };
     // The HOME's previous session is closed once the new one is open (a failed login leaves
     // it alone), so that one HOME holds one session and logging out really pauses shares.
     if let Some(old) = ctx.home.session() {
@@ -61,8 +69,15 @@ pub async fn login_with(ctx: &mut Ctx, out: &mut Out, user: &str, pw: &str) -> R
     ctx.home
         .save_session(&Session { user: r.user.clone(), token: r.token.clone(), expires_at_ms: r.expires_at_ms })
         .map_err(|e| CliError::refused("io_error", e.to_string()))?;
+    write_home_user(ctx, &r.user);
     let daemon = notify_daemon(ctx).await;
-    let note = if daemon { "" } else { " (no daemon running: start one with `peer daemon` to share files)" };
+    let mut note = String::new();
+    if let (true, Some(p)) = (put_aside, &previous) {
+        note.push_str(&format!(" ({p}'s shares and downloads in this HOME are put aside until {p} logs in here)"));
+    }
+    if !daemon {
+        note.push_str(" (no daemon running: start one with `peer daemon` to share files)");
+    }
     out.ok(
         format!("logged in as {user}; {} shared file(s) resumed{note}", r.resumed_shares),
         json!({"user": r.user, "resumed_shares": r.resumed_shares, "expires_at_ms": r.expires_at_ms}),
@@ -98,4 +113,98 @@ pub async fn logout(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
 /// Tells this HOME's daemon, if any, that the session changed. Returns whether one answered.
 async fn notify_daemon(ctx: &Ctx) -> bool {
     control::call(&ctx.home.socket(), &ControlRequest::SessionChanged, ctx.control_timeout()).await.is_ok()
+}
+
+/// HOME/user: whose shares and downloads this HOME holds, written at every login.
+const HOME_USER: &str = "user";
+
+/// The user whose state this HOME holds: HOME/user, else (a HOME from before it) the user of
+/// its session.
+fn home_user(ctx: &Ctx) -> Option<String> {
+    std::fs::read_to_string(ctx.home.dir.join(HOME_USER))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| ctx.home.session().map(|s| s.user))
+}
+
+/// Records `user` in HOME/user (0600, like every file of HOME).
+fn write_home_user(ctx: &Ctx, user: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = ctx.home.dir.join(HOME_USER);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{user}\n").as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!("cannot write {}: {e}", path.display());
+    }
+}
+
+/// Where `user`'s shares and downloads wait while another user's are in HOME.
+fn put_aside_dir(ctx: &Ctx, user: &str) -> std::path::PathBuf {
+    ctx.home.dir.join("users").join(user)
+}
+
+/// The per-user state files of HOME.
+fn state_files(ctx: &Ctx) -> [std::path::PathBuf; 2] {
+    [ctx.home.shares_path(), ctx.home.downloads_path()]
+}
+
+/// Whether `path` holds a non-empty list (an unreadable file counts as holding something).
+fn holds_something(path: &std::path::Path) -> bool {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).map_or(true, |v| !v.is_empty()),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+/// `user` logging in to a HOME that holds `previous`'s state: refused while this HOME's daemon
+/// runs with shares or downloads of `previous` (or `user`'s own are put aside), since the daemon
+/// holds them in memory; it would serve them, and finish the downloads, as `user`.
+async fn check_switch(ctx: &Ctx, previous: &str, user: &str) -> Result<(), CliError> {
+    let held = state_files(ctx).iter().any(|f| holds_something(f));
+    let waiting = put_aside_dir(ctx, user).exists();
+    if !held && !waiting {
+        return Ok(());
+    }
+    let running =
+        control::call(&ctx.home.socket(), &ControlRequest::Ping, std::time::Duration::from_secs(2)).await.is_ok();
+    if running {
+        return Err(CliError::refused(
+            "home_in_use",
+            format!(
+                "this HOME holds {previous}'s shares and downloads, and its daemon serves them: stop the daemon \
+                 before logging in as {user} here, or use a HOME of your own (--home DIR or PEER_HOME)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Puts `previous`'s shares and downloads aside (HOME/users/PREVIOUS/) and brings back `user`'s
+/// own, if they were put aside before. Returns whether anything of `previous` was put aside.
+fn switch_state(ctx: &Ctx, previous: &str, user: &str) -> Result<bool, CliError> {
+    let io = |e: std::io::Error| CliError::refused("io_error", format!("cannot switch this HOME to {user}: {e}"));
+    let aside = put_aside_dir(ctx, previous);
+    let mine = put_aside_dir(ctx, user);
+    let mut moved = false;
+    for f in state_files(ctx) {
+        let Some(name) = f.file_name() else { continue };
+        if f.exists() {
+            crate::home::create_private_dir(&aside).map_err(io)?;
+            moved |= holds_something(&f);
+            std::fs::rename(&f, aside.join(name)).map_err(io)?;
+        }
+        let back = mine.join(name);
+        if back.exists() {
+            std::fs::rename(&back, &f).map_err(io)?;
+        }
+    }
+    let _ = std::fs::remove_dir(&mine);
+    Ok(moved)
 }

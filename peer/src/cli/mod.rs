@@ -83,6 +83,10 @@ pub enum Command {
         password_stdin: bool,
     },
     /// Log in; resumes this peer's shares
+    ///
+    /// A HOME holds one user's shares and downloads: logging in as another user puts the
+    /// previous user's aside (and brings back the new user's), refused with `home_in_use` while
+    /// the HOME's daemon serves them.
     Login {
         user: String,
         /// Read the password from the first line of stdin
@@ -193,6 +197,10 @@ pub enum Command {
     #[command(alias = "stop_share")]
     StopShare { group: String, name: String },
     /// Interactive: one command a line, in the original system's words
+    ///
+    /// On a terminal: line editing, history in HOME/shell_history (mode 0600, passwords never
+    /// kept), TAB completion of commands, group and file names, "did you mean" for a mistyped
+    /// command; Ctrl-C drops the line (or stops waiting for a command), Ctrl-D or `quit` leaves.
     ///
     /// Exit status: on a terminal, 0 when you quit. With a script on stdin, 0 only if every
     /// line succeeded, else the exit code (1 refused, 2 usage, 3 unavailable) of the last line

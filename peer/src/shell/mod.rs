@@ -1,18 +1,23 @@
 //! `peer shell`: one command a line, in the original system's words (create_user, login,
 //! create_group, ..., show_downloads, quit). Each line runs like the matching subcommand; an
-//! error prints and the shell goes on.
+//! error prints, in the shell's words (`login USER`, not `peer login USER`), and the shell goes
+//! on. An unknown word gets the closest command ("did you mean").
 //!
-//! Exit status: on a terminal (a person typing), 0 when they quit. Otherwise (a script on
-//! stdin) 0 only if every line succeeded, else the exit code (1 refused, 2 usage, 3
-//! unavailable) of the last line that failed, so that a script can tell that a command was
-//! refused.
+//! On a terminal (`tty.rs`): a line editor with history in HOME/shell_history, TAB completion
+//! and a prompt naming the user; exit status 0 when the person quits. Otherwise (a script on
+//! stdin) plain lines, no prompt, and the exit status is 0 only if every line succeeded, else
+//! the exit code (1 refused, 2 usage, 3 unavailable) of the last line that failed, so that a
+//! script can tell that a command was refused.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::{self, account, CliError, Command, Ctx, Out};
+
+mod tty;
+pub mod words;
 
 const HELP: &str = "commands:
   create_user USER [PASSWORD]      (also: register)
@@ -35,8 +40,10 @@ const HELP: &str = "commands:
   forget GROUP NAME                drop a complete or failed download from show_downloads
   list_shares                      what this peer shares, per group
   stop_share GROUP NAME
-  quit
-A password left out is asked for (without echo on a terminal).";
+  quit                             (also: exit; Ctrl-D)
+A password left out is asked for (without echo on a terminal; never kept in the history).
+On a terminal: TAB completes commands, group and file names and paths; up-arrow and Ctrl-R
+search the history (HOME/shell_history); Ctrl-C drops the line, or stops waiting for a command.";
 
 /// Splits a line into words; double or single quotes group words with spaces.
 pub fn split_words(line: &str) -> Result<Vec<String>, String> {
@@ -184,32 +191,58 @@ fn parse(words: &[String]) -> Result<Line, String> {
         }
         "help" | "?" => Line::Help,
         "quit" | "exit" => Line::Quit,
-        other => return Err(format!("unknown command {other:?} (type help)")),
+        other => return Err(words::unknown_command(other)),
     })
 }
 
+/// What running a line came to.
+enum Outcome {
+    Done,
+    /// Printed its error; the exit code it stands for.
+    Failed(u8),
+    Quit,
+}
+
+/// Prints an error in the shell's words (`login USER`, not `peer login USER`).
+fn report(out: &mut Out, e: &CliError) {
+    out.error(&CliError { message: words::shell_words(&e.message), ..e.clone() });
+}
+
+/// Runs one parsed line; a password left out must have been asked for already.
+async fn exec(ctx: &mut Ctx, out: &mut Out, line: Line) -> Outcome {
+    let result = match line {
+        Line::Empty => return Outcome::Done,
+        Line::Help => {
+            println!("{HELP}");
+            return Outcome::Done;
+        }
+        Line::Quit => return Outcome::Quit,
+        Line::Register(user, Some(pw)) => account::register_with(ctx, out, &user, &pw).await,
+        Line::Login(user, Some(pw)) => account::login_with(ctx, out, &user, &pw).await,
+        Line::Register(_, None) | Line::Login(_, None) => Err(CliError::usage("no password given")),
+        Line::Run(Command::Shell) => Err(CliError::usage("already in the shell")),
+        Line::Run(cmd) => Box::pin(cli::run_command(ctx, cmd, out)).await,
+    };
+    match result {
+        Ok(()) => Outcome::Done,
+        Err(e) => {
+            report(out, &e);
+            Outcome::Failed(e.exit_code)
+        }
+    }
+}
+
 pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
-    let tty = std::io::stdin().is_terminal();
+    if std::io::stdin().is_terminal() {
+        return tty::run(ctx).await;
+    }
+    // A script on stdin: plain lines, no editor, no prompt.
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = Out { json: ctx.global.json };
-    let mut stdout = tokio::io::stdout();
     // The exit code of the last line that failed (0: none did).
     let mut last_failure: u8 = 0;
-    loop {
-        if tty {
-            let _ = stdout.write_all(b"peer> ").await;
-            let _ = stdout.flush().await;
-        }
-        let Ok(Some(line)) = lines.next_line().await else { break };
-        let words = match split_words(&line) {
-            Ok(w) => w,
-            Err(e) => {
-                out.error(&CliError::usage(e));
-                last_failure = 2;
-                continue;
-            }
-        };
-        let parsed = match parse(&words) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        let parsed = match split_words(&line).and_then(|w| parse(&w)) {
             Ok(p) => p,
             Err(e) => {
                 out.error(&CliError::usage(e));
@@ -217,31 +250,33 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
                 continue;
             }
         };
-        let result = match parsed {
-            Line::Empty => continue,
-            Line::Help => {
-                println!("{HELP}");
-                continue;
-            }
-            Line::Quit => break,
-            Line::Register(user, pw) => match password(pw, tty, &mut lines).await {
-                Ok(pw) => account::register_with(ctx, &mut out, &user, &pw).await,
-                Err(e) => Err(e),
+        // A password left out is the next line.
+        let parsed = match parsed {
+            Line::Register(user, None) => match next_password(&mut lines).await {
+                Ok(pw) => Line::Register(user, Some(pw)),
+                Err(e) => {
+                    out.error(&e);
+                    last_failure = e.exit_code;
+                    continue;
+                }
             },
-            Line::Login(user, pw) => match password(pw, tty, &mut lines).await {
-                Ok(pw) => account::login_with(ctx, &mut out, &user, &pw).await,
-                Err(e) => Err(e),
+            Line::Login(user, None) => match next_password(&mut lines).await {
+                Ok(pw) => Line::Login(user, Some(pw)),
+                Err(e) => {
+                    out.error(&e);
+                    last_failure = e.exit_code;
+                    continue;
+                }
             },
-            Line::Run(Command::Shell) => Err(CliError::usage("already in the shell")),
-            Line::Run(cmd) => Box::pin(cli::run_command(ctx, cmd, &mut out)).await,
+            other => other,
         };
-        if let Err(e) = result {
-            out.error(&e);
-            last_failure = e.exit_code;
+        match exec(ctx, &mut out, parsed).await {
+            Outcome::Done => {}
+            Outcome::Failed(code) => last_failure = code,
+            Outcome::Quit => break,
         }
     }
-    let _ = stdout.flush().await;
-    if !tty && last_failure != 0 {
+    if last_failure != 0 {
         // Every error has been printed already, line by line: exit with the code alone.
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -251,24 +286,9 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The password given on the line, else asked for: without echo on a terminal, else the
-/// next input line.
-async fn password(
-    given: Option<String>,
-    tty: bool,
-    lines: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>,
-) -> Result<String, CliError> {
-    if let Some(p) = given {
-        return Ok(p);
-    }
-    let pw = if tty {
-        tokio::task::spawn_blocking(|| rpassword::prompt_password("Password: "))
-            .await
-            .map_err(|e| CliError::usage(e.to_string()))?
-            .map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?
-    } else {
-        lines.next_line().await.ok().flatten().ok_or_else(|| CliError::usage("no password given"))?
-    };
+/// The password of a script: its next line.
+async fn next_password(lines: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>) -> Result<String, CliError> {
+    let pw = lines.next_line().await.ok().flatten().ok_or_else(|| CliError::usage("no password given"))?;
     if pw.is_empty() {
         return Err(CliError::usage("the password is empty"));
     }

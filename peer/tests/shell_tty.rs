@@ -1,0 +1,333 @@
+//! `peer shell` on a terminal: a real process on a pseudo-terminal, typed at like a person
+//! (TAB, up-arrow, Ctrl-C, Ctrl-D), against a real tracker cluster and peer daemon.
+
+use testkit::*;
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A `peer shell` whose stdin, stdout and stderr are a pseudo-terminal it has as its
+/// controlling terminal; what it prints is collected by a thread.
+struct Tty {
+    child: Child,
+    master: std::fs::File,
+    output: Arc<Mutex<Vec<u8>>>,
+    /// Where `expect` starts looking: what came before has been seen.
+    seen: usize,
+}
+
+impl Tty {
+    fn spawn(p: &Peer) -> Tty {
+        let (mut master, mut slave) = (-1, -1);
+        let ws = libc::winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: openpty fills the two fds; the name and termios pointers may be null.
+        let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both fds were just opened and are owned here.
+        let (master, slave) = unsafe { (std::fs::File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let mut cmd = Command::new(peer_bin());
+        cmd.arg("shell")
+            .env("PEER_HOME", &p.home)
+            .env("PEER_CLUSTER", &p.config)
+            .env("TERM", "xterm")
+            .env_remove("PEER_TRACKERS")
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls between fork and exec: a new session whose
+        // controlling terminal is the pty (so that Ctrl-C there is a SIGINT to the shell).
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once the shell has exited and closed the slave.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Tty { child, master, output, seen: 0 }
+    }
+
+    /// Everything printed so far, escape sequences removed.
+    fn text(&self) -> String {
+        strip_escapes(&String::from_utf8_lossy(&self.output.lock().unwrap()))
+    }
+
+    fn send(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).unwrap();
+        self.master.flush().unwrap();
+    }
+
+    /// Waits until `what` is printed after what was already seen; it is then seen too.
+    fn expect(&mut self, what: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.text();
+            if let Some(i) = text[self.seen.min(text.len())..].find(what) {
+                let upto = self.seen + i + what.len();
+                let got = text[self.seen..upto].to_string();
+                self.seen = upto;
+                return got;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!(
+                    "waited 20 s for {what:?}; after what was seen the shell printed:\n{}",
+                    &text[self.seen.min(text.len())..]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the shell to exit; its exit code.
+    fn wait_exit(&mut self) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code().unwrap_or(-1);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!("the shell did not exit; it printed:\n{}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tty {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The text of terminal output: CSI sequences (`ESC [ ... letter`) and other escapes removed,
+/// carriage returns dropped.
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() || c == '~' {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const ENTER: &str = "\r";
+const TAB: &str = "\t";
+const UP: &str = "\x1b[A";
+const CTRL_C: &str = "\x03";
+const CTRL_D: &str = "\x04";
+
+#[test]
+fn the_shell_on_a_terminal_edits_completes_and_remembers() {
+    let cluster = Cluster::start(1);
+    let mut alice = Peer::new(&cluster, "alice");
+    alice.start_daemon();
+    alice.register_and_login("alice");
+    alice.ok(&["create-group", "dev_team"]);
+    let (path, _) = random_file(cluster.dir.path(), "notes.bin", 100_000, 7);
+    alice.ok(&["upload", path.to_str().unwrap(), "dev_team"]);
+
+    let mut sh = Tty::spawn(&alice);
+    // The prompt names the user.
+    sh.expect("alice@peer> ");
+
+    // TAB completes a command name; Enter runs it.
+    sh.send(&format!("list_gr{TAB}"));
+    sh.expect("list_groups ");
+    sh.send(ENTER);
+    sh.expect("dev_team  owner alice");
+    sh.expect("\nalice@peer> ");
+
+    // TAB completes a group name (from the tracker) and a file name of that group.
+    sh.send(&format!("list_files dev{TAB}"));
+    sh.expect("list_files dev_team ");
+    sh.send(ENTER);
+    sh.expect("notes.bin");
+    sh.expect("\nalice@peer> ");
+    sh.send(&format!("download_file dev_team no{TAB}"));
+    sh.expect("download_file dev_team notes.bin ");
+
+    // Ctrl-C drops the half-typed line; the shell goes on with a new prompt.
+    sh.send(CTRL_C);
+    sh.expect("\nalice@peer> ");
+    sh.send(&format!("help{ENTER}"));
+    sh.expect("commands:");
+    sh.expect("\nalice@peer> ");
+
+    // A typo: "did you mean".
+    sh.send(&format!("dwnload x y z{ENTER}"));
+    sh.expect("error: unknown command \"dwnload\"; did you mean \"download_file\"?");
+    sh.expect("\nalice@peer> ");
+
+    // Up-arrow recalls the previous line; Enter runs it again.
+    sh.send(UP);
+    sh.expect("dwnload x y z");
+    sh.send(ENTER);
+    sh.expect("did you mean \"download_file\"?");
+    sh.expect("\nalice@peer> ");
+
+    // A password given on the line, and one asked for without echo.
+    sh.send(&format!("login alice alice-password{ENTER}"));
+    sh.expect("logged in as alice");
+    sh.expect("\nalice@peer> ");
+    sh.send(&format!("login alice{ENTER}"));
+    sh.expect("Password: ");
+    sh.send(&format!("alice-password{ENTER}"));
+    let answer = sh.expect("logged in as alice");
+    assert!(!answer.contains("alice-password"), "the password was echoed: {answer:?}");
+    sh.expect("\nalice@peer> ");
+    // Ctrl-C at the password prompt cancels the login, not the shell.
+    sh.send(&format!("login alice{ENTER}"));
+    sh.expect("Password: ");
+    sh.send(CTRL_C);
+    sh.expect("\nalice@peer> ");
+
+    // Logged out: the prompt says so, and hints use the shell's words.
+    sh.send(&format!("logout{ENTER}"));
+    sh.expect("logged out alice");
+    sh.expect("\npeer> ");
+    sh.send(&format!("list_groups{ENTER}"));
+    sh.expect("error: not logged in (run: login USER)");
+    sh.expect("\npeer> ");
+
+    // Ctrl-D leaves, with exit status 0.
+    sh.send(CTRL_D);
+    assert_eq!(sh.wait_exit(), 0, "{}", sh.text());
+
+    // The history: in HOME, 0600, with the lines typed, and without the password.
+    let file = alice.home.join("shell_history");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "shell_history mode {mode:o}");
+    let history = std::fs::read_to_string(&file).unwrap();
+    assert!(!history.contains("alice-password"), "a password went into the history:\n{history}");
+    for line in ["list_groups", "list_files dev_team", "help", "dwnload x y z", "login alice", "logout"] {
+        assert!(history.lines().any(|l| l == line), "{line:?} not in the history:\n{history}");
+    }
+    assert!(!history.lines().any(|l| l.starts_with("download_file")), "a dropped line was kept:\n{history}");
+
+    // A new shell finds the history: up-arrow brings back the last line.
+    let mut sh = Tty::spawn(&alice);
+    sh.expect("peer> ");
+    sh.send(UP);
+    sh.expect("list_groups");
+    sh.send(CTRL_C);
+    sh.expect("\npeer> ");
+    sh.send(&format!("quit{ENTER}"));
+    assert_eq!(sh.wait_exit(), 0, "{}", sh.text());
+}
+
+#[test]
+fn a_frozen_tracker_holds_neither_the_prompt_nor_the_shell() {
+    let mut cluster = Cluster::start(1);
+    let alice = Peer::new(&cluster, "alice");
+    alice.register_and_login("alice");
+    alice.ok(&["create-group", "dev_team"]);
+    let mut sh = Tty::spawn(&alice);
+    sh.expect("alice@peer> ");
+    // A frozen node takes connections and never answers.
+    cluster.signal(1, libc::SIGSTOP);
+    let start = Instant::now();
+    sh.send(&format!("list_files d{TAB}"));
+    sh.send(CTRL_C);
+    // A new prompt on a line of its own (the line being edited is redrawn with its prompt).
+    sh.expect("\nalice@peer> ");
+    let took = start.elapsed();
+    eprintln!("TAB with the tracker frozen: the prompt came back after {took:?}");
+    assert!(took < Duration::from_secs(5), "TAB with the tracker frozen held the prompt for {took:?}");
+    // Ctrl-C while a command waits for the tracker stops the waiting, not the shell.
+    sh.send(&format!("list_groups{ENTER}"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let start = Instant::now();
+    sh.send(CTRL_C);
+    sh.expect("error: interrupted: stopped waiting for the command");
+    sh.expect("\nalice@peer> ");
+    assert!(start.elapsed() < Duration::from_secs(3), "Ctrl-C took {:?}", start.elapsed());
+    cluster.signal(1, libc::SIGCONT);
+    sh.send(&format!("list_groups{ENTER}"));
+    sh.expect("dev_team  owner alice");
+    sh.send(&format!("quit{ENTER}"));
+    assert_eq!(sh.wait_exit(), 0, "{}", sh.text());
+}
+
+/// Another user logging in to a HOME starts their own shares and downloads: the previous user's
+/// are put aside (refused while the daemon serves them) and come back when they log in again.
+#[test]
+fn a_login_as_another_user_starts_their_own_state() {
+    let cluster = Cluster::start(1);
+    let mut home = Peer::new(&cluster, "shared");
+    home.start_daemon();
+    for user in ["carol", "alice"] {
+        let r = home.run_with_stdin(&["register", user, "--password-stdin"], &format!("{user}-password\n"));
+        assert_eq!(r.code, 0, "register {user}: {}", r.stderr);
+    }
+    let login =
+        |p: &Peer, user: &str| p.run_with_stdin(&["login", user, "--password-stdin"], &format!("{user}-password\n"));
+    assert_eq!(login(&home, "carol").code, 0);
+    home.ok(&["create-group", "carols"]);
+    let (path, _) = random_file(cluster.dir.path(), "carol.bin", 50_000, 9);
+    home.ok(&["upload", path.to_str().unwrap(), "carols"]);
+    let names = |p: &Peer| -> Vec<String> {
+        p.ok(&["list-shares"]).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&home), vec!["carol.bin"]);
+
+    // Carol logs out; the daemon still holds her shares: alice may not take them over.
+    home.ok(&["logout"]);
+    let r = login(&home, "alice");
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert_eq!(r.error_code(), "home_in_use", "{}", r.stderr);
+    assert!(home.token().is_none(), "a refused login opens no session");
+
+    // With the daemon stopped, alice logs in to a state of her own.
+    home.signal_daemon(libc::SIGTERM, Duration::from_secs(10));
+    let r = login(&home, "alice");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    home.start_daemon();
+    assert!(names(&home).is_empty(), "alice inherited carol's shares: {:?}", names(&home));
+    assert!(home.downloads().is_empty());
+
+    // Carol comes back (the daemon stopped first): her shares are there again.
+    let r = login(&home, "carol");
+    assert_eq!(r.error_code(), "home_in_use", "carol's own state waits aside: {}", r.stderr);
+    home.signal_daemon(libc::SIGTERM, Duration::from_secs(10));
+    let r = login(&home, "carol");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    home.start_daemon();
+    assert_eq!(names(&home), vec!["carol.bin"]);
+}
