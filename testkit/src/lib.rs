@@ -539,6 +539,23 @@ impl Cluster {
         c
     }
 
+    /// Lists one more node in cluster.toml (the next id, new loopback ports, `node-<id>` data_dir),
+    /// as an operator does before adding a node, and returns its id. Nothing is started, and the
+    /// running nodes are not told: start it with [`Cluster::start_node`].
+    pub fn add_node(&mut self) -> u64 {
+        let id = self.nodes.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
+        let (api, raft) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        let mut toml = std::fs::read_to_string(&self.config).unwrap();
+        toml.push_str(&format!(
+            "\n[[node]]\nid = {id}\napi = \"{api}\"\nraft = \"{raft}\"\ndata_dir = \"node-{id}\"\n"
+        ));
+        std::fs::write(&self.config, toml).unwrap();
+        self.apis.push(api);
+        self.rafts.push(raft);
+        self.nodes.push((id, None));
+        id
+    }
+
     pub fn api(&self, id: u64) -> &str {
         &self.apis[(id - 1) as usize]
     }

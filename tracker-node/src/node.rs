@@ -1,6 +1,8 @@
 //! One tracker node: opens its storage, starts openraft, serves the Raft RPCs on its `raft`
-//! address and the client API on its `api` address, initialises a fresh cluster by itself,
-//! and shuts down in order (stop serving, stop Raft, flush sled) when told to.
+//! address and the client API on its `api` address, initialises a fresh cluster by itself
+//! (unless another listed node already runs one: then it waits to be added), stops campaigning
+//! once it finds it was removed, and shuts down in order (stop serving, stop Raft, flush sled)
+//! when told to.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -121,16 +123,29 @@ impl Drop for RaftRuntime {
     }
 }
 
-/// Keeps the peer liveness table in step with this node's role: the grace period of a new
-/// leader starts when it becomes leader, not at its first liveness call.
-async fn follow_leadership(raft: Raft, id: NodeId, liveness: Arc<api::liveness::Liveness>, stop: CancellationToken) {
+/// Keeps the peer liveness table in step with this node's role (the grace period of a new
+/// leader starts when it becomes leader, not at its first liveness call), and counts the
+/// changes of leader this node sees (`tracker_leader_changes_seen_total`).
+async fn follow_leadership(
+    raft: Raft,
+    id: NodeId,
+    liveness: Arc<api::liveness::Liveness>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let mut rx = raft.metrics();
+    let mut last_leader: Option<Option<NodeId>> = None;
     loop {
-        let leader_term = {
+        let (leader_term, leader) = {
             let m = rx.borrow_and_update();
-            (m.current_leader == Some(id)).then_some(m.current_term)
+            ((m.current_leader == Some(id)).then_some(m.current_term), m.current_leader)
         };
         liveness.sync(leader_term, liveness.now_ms());
+        // etcd counts a change to another leader or to none; the first leader seen counts too.
+        if last_leader.is_some_and(|l| l != leader) || (last_leader.is_none() && leader.is_some()) {
+            metrics.leader_changed();
+        }
+        last_leader = Some(leader);
         tokio::select! {
             _ = stop.cancelled() => return,
             changed = rx.changed() => if changed.is_err() { return },
@@ -215,6 +230,117 @@ async fn log_state_changes(raft: Raft, id: NodeId, stop: CancellationToken) {
     }
 }
 
+/// Whole time a node with an empty data_dir gives the other listed nodes to say whether the
+/// cluster already runs, before it initialises one.
+const JOIN_CHECK_MS: u64 = 2_000;
+
+/// Whether a node's status says it belongs to a cluster that has been initialised: it has a
+/// membership, or has seen a term or a leader. A node waiting to join has none of them.
+fn is_initialised(st: &proto::api::NodeStatus) -> bool {
+    !st.voters.is_empty() || st.term > 0 || st.leader.is_some()
+}
+
+/// Asks the other listed nodes (`GET /v1/status` on their API, in parallel, at most
+/// [`JOIN_CHECK_MS`] in all) whether the cluster already runs. `Some((node, its voters))` for
+/// the first one that is initialised; `None` when none answers in time or none is (the nodes of
+/// a new cluster starting together: each initialises with the same membership, which is safe).
+async fn running_cluster(cfg: &ClusterConfig, id: NodeId) -> Option<(NodeId, Vec<NodeId>)> {
+    let budget = std::time::Duration::from_millis(JOIN_CHECK_MS);
+    let http = match crate::commands::http_client(budget) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!("cannot ask the other nodes whether the cluster runs: {e}");
+            return None;
+        }
+    };
+    let mut calls = tokio::task::JoinSet::new();
+    for n in cfg.nodes.iter().filter(|n| n.id != id) {
+        let (http, other, url) = (http.clone(), n.id, format!("http://{}/v1/status", n.api));
+        calls.spawn(async move {
+            let st = match http.get(url).send().await {
+                Ok(r) if r.status().is_success() => r.json::<proto::api::NodeStatus>().await.ok(),
+                _ => None,
+            };
+            (other, st)
+        });
+    }
+    let deadline = tokio::time::Instant::now() + budget;
+    loop {
+        match tokio::time::timeout_at(deadline, calls.join_next()).await {
+            Ok(Some(Ok((other, Some(st))))) if is_initialised(&st) => return Some((other, st.voters)),
+            Ok(Some(_)) => continue,
+            // All answered (none initialised), or the time is up: the rest are aborted on drop.
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// How often a voter without a leader checks whether it was removed.
+const REMOVED_CHECK_EVERY_MS: u64 = 500;
+
+/// A node removed from the voters may never learn it: the leader stops replicating to it as soon
+/// as it appends the membership without it, so the node can keep a membership in which it still
+/// votes, and campaign forever (openraft 0.9 ticks elections for every node its own membership
+/// names a voter). The other nodes refuse its votes (raft_net::server), so it cannot move their
+/// term; this stops the campaigning itself: a voter that has known no leader for a while asks
+/// the other listed nodes, and when one of them is a leader whose voters leave this node out,
+/// it turns its elections off (it still answers RPCs). They are back on as soon as it hears from
+/// a leader (it was added again, or the removal did not commit).
+async fn stop_campaigning_when_removed(raft: Raft, cfg: Arc<ClusterConfig>, id: NodeId, stop: CancellationToken) {
+    // Five of the longest election timeouts without a leader, at least 2 s.
+    let leaderless_for = std::time::Duration::from_millis((cfg.election_timeout_ms.1 * 5).max(2_000));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(REMOVED_CHECK_EVERY_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leaderless_since: Option<std::time::Instant> = None;
+    let mut elections_off = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (leader, voter) = {
+            let rx = raft.metrics();
+            let m = rx.borrow();
+            (m.current_leader, m.membership_config.membership().voter_ids().any(|v| v == id))
+        };
+        if let Some(l) = leader {
+            leaderless_since = None;
+            if elections_off {
+                raft.runtime_config().elect(true);
+                elections_off = false;
+                tracing::info!(id, leader = l, "node {l} leads and replicates to this node: elections are on again");
+            }
+            continue;
+        }
+        if elections_off || !voter {
+            continue;
+        }
+        let since = *leaderless_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < leaderless_for {
+            continue;
+        }
+        leaderless_since = None;
+        let Ok(rows) = crate::commands::status::fetch_all(&cfg, std::time::Duration::from_millis(1_000)).await else {
+            continue;
+        };
+        let removed_by = rows
+            .into_iter()
+            .filter_map(|(other, _, st)| st.filter(|_| other != id))
+            .find(|st| st.role == "leader" && !st.voters.contains(&id));
+        if let Some(st) = removed_by {
+            raft.runtime_config().elect(false);
+            elections_off = true;
+            tracing::info!(
+                id,
+                leader = st.id,
+                voters = ?st.voters,
+                "node {} leads a cluster whose voters leave this node out: it was removed, so it stops campaigning (`tracker-node members add --id {id}` brings it back)",
+                st.id
+            );
+        }
+    }
+}
+
 /// `node N cannot listen on its api address A: it is in use by another process`.
 fn bind_error(what: &str, addr: std::net::SocketAddr, e: std::io::Error) -> anyhow::Error {
     match e.kind() {
@@ -277,6 +403,7 @@ pub async fn run(
         liveness: Arc::new(api::liveness::Liveness::default()),
     };
     let liveness = state.liveness.clone();
+    let metrics = state.metrics.clone();
     tracing::info!(
         workers = state.passwords.workers,
         queue = state.passwords.queue_len,
@@ -302,7 +429,22 @@ pub async fn run(
 
     if !raft.is_initialized().await? {
         let voters = cfg.voters_on_first_start();
-        if voters.contains(&id) {
+        let running = if voters.contains(&id) { running_cluster(&cfg, id).await } else { None };
+        if let Some((answered, their_voters)) = running {
+            // The cluster exists: initialising here would start a second one (with its own
+            // log and its own elections). This node waits, without a membership, until the
+            // leader replicates to it: after `members add`, or at once if it is already a
+            // voter there (an initial voter that started after the others had initialised).
+            if their_voters.contains(&id) {
+                tracing::info!(
+                    "this cluster already runs (node {answered} answered) and lists this node as a voter: waiting for its leader"
+                );
+            } else {
+                tracing::info!(
+                    "this cluster already runs (node {answered} answered): waiting to be added with `tracker-node members add --id {id}`"
+                );
+            }
+        } else if voters.contains(&id) {
             // Every initial voter initialises with the same membership: safe, and no node has
             // to wait for a particular other one to come up first.
             let members: BTreeMap<NodeId, TrackerNode> =
@@ -318,8 +460,9 @@ pub async fn run(
 
     let snapshots =
         tokio::spawn(schedule_snapshots(raft.clone(), sm.clone(), cfg.snapshot_logs_threshold, servers.clone()));
-    tokio::spawn(follow_leadership(raft.clone(), id, liveness, servers.clone()));
+    tokio::spawn(follow_leadership(raft.clone(), id, liveness, metrics, servers.clone()));
     tokio::spawn(log_state_changes(raft.clone(), id, servers.clone()));
+    tokio::spawn(stop_campaigning_when_removed(raft.clone(), cfg.clone(), id, servers.clone()));
 
     shutdown.cancelled().await;
     tracing::info!(id, "shutting down");

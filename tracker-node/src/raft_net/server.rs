@@ -4,6 +4,15 @@
 //! read whole; a malformed one gets 400 and never reaches openraft; a message in the name of
 //! another node than the one the connection's certificate names gets 403 (a node speaks for
 //! itself only). When the cluster has a secret, calls without it are refused with 403 too.
+//!
+//! A vote request from a node that is not a voter of this node's membership (a node removed
+//! from the cluster, a learner, a node that started a cluster of its own) is refused before
+//! openraft sees it: the answer is a vote not granted, with this node's own vote, so its term
+//! does not move however high the candidate's is (`refuse_non_voter`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -22,6 +31,61 @@ use super::wire::{self, MAX_RAFT_BODY_BYTES};
 struct RaftState {
     raft: Raft,
     secret: Option<String>,
+    refused_votes: Arc<RefusedVotes>,
+}
+
+/// Vote requests refused per candidate: the first is logged, then one summary line at most every
+/// [`crate::logging::UNREACHABLE_SUMMARY_EVERY`] per candidate (a removed node that campaigns
+/// sends one every election timeout).
+#[derive(Default)]
+struct RefusedVotes {
+    by_candidate: Mutex<BTreeMap<NodeId, (Instant, u64)>>,
+}
+
+impl RefusedVotes {
+    fn refused(&self, candidate: NodeId, term: u64, voters: &[NodeId]) {
+        let mut map = self.by_candidate.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let first = !map.contains_key(&candidate);
+        let (last_line, since) = map.entry(candidate).or_insert((now, 0));
+        *since += 1;
+        if first || now.duration_since(*last_line) >= crate::logging::UNREACHABLE_SUMMARY_EVERY {
+            tracing::info!(
+                candidate,
+                term,
+                refused = *since,
+                ?voters,
+                "refused a vote request from node {candidate}: it is not a voter of this cluster"
+            );
+            *last_line = now;
+            *since = 0;
+        }
+    }
+}
+
+/// `Some(answer)` when the candidate of `req` is not a voter of this node's effective
+/// membership: a vote not granted, carrying this node's vote and a log id it holds (its last
+/// applied one), and nothing is handed to openraft, so this node's vote and term stay as they
+/// are. `None` (openraft decides) when this node has no membership yet: a node waiting to join
+/// grants votes as openraft does, so a fresh cluster whose nodes did not all initialise still
+/// elects a leader.
+fn refuse_non_voter(
+    raft: &Raft,
+    req: &openraft::raft::VoteRequest<NodeId>,
+    log: &RefusedVotes,
+) -> Option<openraft::raft::VoteResponse<NodeId>> {
+    let candidate = req.vote.leader_id().voted_for()?;
+    let (voters, vote, last_applied) = {
+        let rx = raft.metrics();
+        let m = rx.borrow();
+        let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+        (voters, m.vote, m.last_applied)
+    };
+    if voters.is_empty() || voters.contains(&candidate) {
+        return None;
+    }
+    log.refused(candidate, req.vote.leader_id().term, &voters);
+    Some(openraft::raft::VoteResponse::new(vote, last_applied, false))
 }
 
 pub fn router(raft: Raft, secret: Option<String>) -> Router {
@@ -30,7 +94,7 @@ pub fn router(raft: Raft, secret: Option<String>) -> Router {
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY_BYTES))
-        .with_state(RaftState { raft, secret })
+        .with_state(RaftState { raft, secret, refused_votes: Arc::default() })
 }
 
 fn check_secret(state: &RaftState, headers: &HeaderMap) -> Result<(), Response> {
@@ -113,6 +177,7 @@ async fn vote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let refused_votes = s.refused_votes.clone();
     serve_rpc(
         s,
         peer,
@@ -121,7 +186,12 @@ async fn vote(
         "vote",
         wire::decode::<openraft::raft::VoteRequest<NodeId>>,
         |r| &r.vote,
-        |raft, req| async move { raft.vote(req).await },
+        |raft, req| async move {
+            match refuse_non_voter(&raft, &req, &refused_votes) {
+                Some(refusal) => Ok(refusal),
+                None => raft.vote(req).await,
+            }
+        },
     )
     .await
 }
