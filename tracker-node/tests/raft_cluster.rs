@@ -145,6 +145,19 @@ fn leader_killed_writes_continue_and_nothing_acknowledged_is_lost() {
     acked.sort();
     names.retain(|n| acked.contains(n));
     assert_eq!(names, acked, "every acknowledged write survives the leader's death");
+    // The new leader's metrics saw the change of leader, and count what it committed.
+    let m = http(cluster.api(new), "GET", "/metrics", &[], None).unwrap().body;
+    let sample = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{m}"))
+    };
+    assert!(sample("tracker_leader_changes_seen_total") >= 2.0, "the first leader, then the new one");
+    assert_eq!(sample("tracker_has_leader"), 1.0);
+    assert!(sample("tracker_proposals_committed_total") >= 20.0, "the 20 writes after the kill went through it");
+    assert_eq!(sample("tracker_proposals_pending"), 0.0);
+    assert!(sample("tracker_disk_wal_fsync_seconds_count") > 0.0);
+    assert!(sample("process_resident_memory_bytes") > 0.0);
 
     // The killed node restarts from its sled files and catches up.
     cluster.start_node(old);

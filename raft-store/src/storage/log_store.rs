@@ -20,6 +20,8 @@ pub struct LogStore {
     db: sled::Db,
     logs: sled::Tree,
     meta: sled::Tree,
+    /// How long appends and their flushes take (shared by the clones).
+    timings: std::sync::Arc<super::timing::DiskTimings>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -45,7 +47,7 @@ impl LogStore {
         let open = |name: &str| {
             db.open_tree(name).map_err(|source| StoreError::Sled { path: path.display().to_string(), source })
         };
-        Ok(LogStore { logs: open("logs")?, meta: open("meta")?, db })
+        Ok(LogStore { logs: open("logs")?, meta: open("meta")?, db, timings: Default::default() })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -90,6 +92,11 @@ impl LogStore {
     }
 
     /// Flushes everything to disk: called on clean shutdown.
+    /// The latencies of this log's appends and flushes so far.
+    pub fn timings(&self) -> &super::timing::DiskTimings {
+        &self.timings
+    }
+
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(|source| StoreError::Sled { path: "log store".into(), source })
     }
@@ -169,6 +176,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(|e| write_logs_err(&e))?;
@@ -177,7 +185,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.logs.apply_batch(batch).map_err(|e| write_logs_err(&e))?;
         // One flush for the whole batch (group commit); openraft may acknowledge the entries
         // only once they are durable, so the callback comes after the flush.
+        let flush_started = std::time::Instant::now();
         let flushed = self.db.flush_async().await;
+        self.timings.fsync.lock().unwrap_or_else(|p| p.into_inner()).observe(flush_started.elapsed());
+        self.timings.append.lock().unwrap_or_else(|p| p.into_inner()).observe(started.elapsed());
         match flushed {
             Ok(_) => {
                 callback.log_io_completed(Ok(()));

@@ -15,6 +15,7 @@
 mod log_store;
 mod snapshot;
 mod state_machine;
+pub mod timing;
 
 use std::path::{Path, PathBuf};
 

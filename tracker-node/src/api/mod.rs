@@ -245,6 +245,7 @@ impl AppState {
         }
         #[allow(unreachable_code)]
         let started = std::time::Instant::now();
+        let proposal = self.metrics.proposal();
         let result = tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.raft.client_write(req))
             .await
             .map_err(|_| {
@@ -255,6 +256,9 @@ impl AppState {
                 ))
             })?;
         self.metrics.observe_write(kind, started.elapsed());
+        if result.is_ok() {
+            proposal.committed();
+        }
         match result {
             Ok(resp) => match resp.data {
                 Outcome::Ok(reply) => Ok(reply),

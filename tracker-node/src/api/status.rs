@@ -67,6 +67,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         sled_bytes: s.log.size_on_disk_bytes(),
         snapshot_file_bytes: s.sm.snapshot_file_bytes(),
         last_snapshot: s.sm.last_snapshot_build(),
+        disk: Some(s.log.timings()),
     };
     let mut body = s.metrics.render(&st, &storage);
     body.push_str(&format!(
