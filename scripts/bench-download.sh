@@ -1,24 +1,51 @@
 #!/usr/bin/env bash
-# Download benchmark: one file (default 1 GiB) fetched by one peer from 1 sharer and from 3
-# sharers, with this project (3-node tracker cluster + peer daemons) and, in the same run, with
-# aria2c + opentracker (the anchor: a BitTorrent client and tracker) on the same file, with the
-# same piece size (512 KiB), all on 127.0.0.1. Prints a markdown report with medians and ratios.
+# Download benchmark: one random file (default 1 GiB) in three shapes, each run with this project
+# (3-node tracker cluster + peer daemons), with rqbit (the anchor) and with aria2c, the two
+# BitTorrent clients behind opentracker, all in the same sitting, on the same file, with the same
+# piece size (512 KiB), everything on 127.0.0.1:
+#
+#   1 -> 1   one sharer, one downloader
+#   1 -> 3   one sharer, three downloaders started together; time until all three have the file
+#   4 -> 1   four sharers, one downloader
+#
+# Prints a markdown report: medians, the median of the per-run ratios ours/rqbit, and the pieces
+# the original sharer served (this project: the `pieces_served` of its daemon's "served a peer"
+# log lines; rqbit: `uploaded_bytes` of its HTTP API; aria2c: `uploadLength` of its JSON-RPC;
+# both divided by the piece length), as a multiple of the file's piece count.
 #
 #   scripts/bench-download.sh                 # 1 GiB, 3 runs of each
 #   SIZE_MIB=256 RUNS=5 scripts/bench-download.sh
 #   BIN=/path/to/other/build NO_BUILD=1 scripts/bench-download.sh   # binaries built elsewhere
+#   RQBIT=/path/to/rqbit scripts/bench-download.sh                  # rqbit not on PATH
+#   TIMEOUT_S=600 scripts/bench-download.sh   # bound of each download process (default 60 + SIZE_MIB/4)
+#   KEEP_WORK=1 scripts/bench-download.sh      # keep the work folder (daemon and client logs)
 #
-# Needs aria2c, opentracker and mktorrent (Debian: apt-get install aria2 opentracker mktorrent).
-# Every figure is a whole process, start to exit: `peer download` (blocking until the file is
-# complete, whole-file SHA-1 checked and renamed) against `aria2c --seed-time=0` (exits when
-# the file is complete). Everything is in the page cache: this measures the software, not disks.
+# Needs aria2c, opentracker, mktorrent, curl (Debian: apt-get install aria2 opentracker mktorrent
+# curl) and rqbit (cargo install rqbit --locked --version 9.1.0; the figures in docs/BENCH.md are
+# from 9.1.0). Every figure is a whole process, start to exit: `peer download` (blocking until the
+# file is complete, every piece verified and renamed), `rqbit download --exit-on-finish` and
+# `aria2c --seed-time=0` (each exits when the file is complete); for 1 -> 3, from the start of the
+# three processes to the exit of the last. Each run does ours, rqbit, aria2c in turn. Everything is
+# in the page cache: this measures the software, not disks. Only processes this script started are
+# stopped (PIDS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-1024}
 RUNS=${RUNS:-3}
-for tool in aria2c opentracker mktorrent; do
-  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install aria2 opentracker mktorrent)" >&2; exit 2; }
+TIMEOUT_S=${TIMEOUT_S:-$((60 + SIZE_MIB / 4))}
+missing=()
+for tool in aria2c opentracker mktorrent curl; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
 done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "missing: ${missing[*]} (Debian: apt-get install aria2 opentracker mktorrent curl)" >&2
+  exit 2
+fi
+RQBIT=${RQBIT:-$(command -v rqbit || true)}
+if [ -z "$RQBIT" ] || [ ! -x "$RQBIT" ]; then
+  echo "missing: rqbit (cargo install rqbit --locked --version 9.1.0 --root DIR, then put DIR/bin on PATH or set RQBIT=DIR/bin/rqbit)" >&2
+  exit 2
+fi
 [ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p tracker-node -p peer
 BIN=${BIN:-$PWD/target/release}
 WORK=$(mktemp -d -t p2p-bench.XXXXXX)
@@ -26,10 +53,18 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK (logs)" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+# Private copies, so that a build finishing meanwhile does not mix old daemons with new clients.
+mkdir -p "$WORK/bin" && cp "$BIN/tracker-node" "$BIN/peer" "$WORK/bin/" && BIN=$WORK/bin
+fail() { echo "$*" >&2; exit 1; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# Ports: tracker nodes BASE+1..3 (raft +11..13), opentracker +50, aria2c seeders +61..64 (their
+# JSON-RPC +81..84), aria2c leechers +71..73, rqbit seeders +101..104 (HTTP API +111..114), rqbit
+# leechers +121..123 (no HTTP API).
 BASE=$((20000 + RANDOM % 20000))
 cat >"$WORK/cluster.toml" <<EOF
 [cluster]
@@ -55,44 +90,50 @@ peer() { local who=$1; shift; PEER_HOME=$WORK/$who "$BIN/peer" "$@"; }
 start_daemon() {
   PEER_HOME=$WORK/$1 "$BIN/peer" daemon >"$WORK/$1.log" 2>&1 & PIDS+=($!)
   for _ in $(seq 1 200); do [ -S "$WORK/$1/daemon.sock" ] && return 0; sleep 0.05; done
-  echo "daemon $1 did not start" >&2; exit 1
+  fail "daemon $1 did not start"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-echo "preparing a ${SIZE_MIB} MiB file and its torrent..." >&2
+echo "preparing a ${SIZE_MIB} MiB file and its torrent (rqbit: $("$RQBIT" --version 2>/dev/null | head -1))..." >&2
 head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom >"$WORK/file.bin"
 SHA=$(sha1sum "$WORK/file.bin" | cut -d' ' -f1)
+PIECE_BYTES=$((512 * 1024))
+PIECES=$(((SIZE_MIB * 1024 * 1024 + PIECE_BYTES - 1) / PIECE_BYTES))
+# Two torrents of the same file, one per BitTorrent client: their info hashes differ (mktorrent's
+# source string), so rqbit and aria2c peers never join each other's swarm on the one tracker.
 mktorrent -l 19 -a "http://127.0.0.1:$((BASE + 50))/announce" -o "$WORK/file.torrent" "$WORK/file.bin" >/dev/null
+mktorrent -l 19 -a "http://127.0.0.1:$((BASE + 50))/announce" -s rqbit-bench -o "$WORK/rq.torrent" "$WORK/file.bin" >/dev/null
+infohash() { aria2c -S "$1" | awk '/Info Hash/ {print $3}'; }
+INFOHASH=$(infohash "$WORK/rq.torrent")
+[ "$INFOHASH" != "$(infohash "$WORK/file.torrent")" ] || fail "the two torrents have the same info hash"
+check_sha() { [ "$(sha1sum "$2" | cut -d' ' -f1)" = "$SHA" ] || fail "$1: SHA-1 mismatch ($2)"; }
 
-# This project: alice owns the group and shares; s2, s3 join and share the same bytes; bob fetches.
-for who in alice s2 s3 bob; do start_daemon $who; done
-for who in alice s2 s3 bob; do
-  echo pw-$who | peer $who --timeout 20 register $who --password-stdin >/dev/null
-  echo pw-$who | peer $who login $who --password-stdin >/dev/null
+# This project: alice owns the group and shares; s2..s4 join and share the same bytes (4 -> 1);
+# bob, carol, dave fetch.
+SHARERS_OURS=(alice s2 s3 s4)
+LEECHERS=(bob carol dave)
+for who in "${SHARERS_OURS[@]}" "${LEECHERS[@]}"; do start_daemon "$who"; done
+for who in "${SHARERS_OURS[@]}" "${LEECHERS[@]}"; do
+  echo "pw-$who" | peer "$who" --timeout 20 register "$who" --password-stdin >/dev/null
+  echo "pw-$who" | peer "$who" login "$who" --password-stdin >/dev/null
 done
 peer alice create-group bench >/dev/null
-for who in s2 s3 bob; do peer $who join-group bench >/dev/null; peer alice accept-request bench $who >/dev/null; done
-mkdir -p "$WORK/share-alice" && ln "$WORK/file.bin" "$WORK/share-alice/file.bin"
-peer alice upload "$WORK/share-alice/file.bin" bench >/dev/null
-
-ours() {
-  local dest=$WORK/dl-ours-$1
-  rm -rf "$dest"; mkdir -p "$dest"
-  local t0=$(($(date +%s%N) / 1000000))
-  peer bob download bench file.bin "$dest" >/dev/null
-  local t1=$(($(date +%s%N) / 1000000))
-  [ "$(sha1sum "$dest/file.bin" | cut -d' ' -f1)" = "$SHA" ] || { echo "ours: SHA-1 mismatch" >&2; exit 1; }
-  peer bob stop-share bench file.bin >/dev/null
-  rm -rf "$dest"
-  MS=$((t1 - t0))
+for who in s2 s3 s4 "${LEECHERS[@]}"; do
+  peer "$who" join-group bench >/dev/null
+  peer alice accept-request bench "$who" >/dev/null
+done
+share_ours() {
+  mkdir -p "$WORK/share-$1" && ln -f "$WORK/file.bin" "$WORK/share-$1/file.bin"
+  peer "$1" upload "$WORK/share-$1/file.bin" bench >/dev/null
 }
+share_ours alice
 
-# The anchor: opentracker on loopback, aria2c seeders, one aria2c leecher.
-# Debian's opentracker serves only whitelisted torrents; it chroots to -d, so the list's path is
-# given inside that directory.
+# opentracker on loopback for both BitTorrent clients. Debian's opentracker serves only
+# whitelisted torrents; it chroots to -d, so the list's path is given inside that directory.
 mkdir -p "$WORK/ot" && chmod 755 "$WORK" "$WORK/ot"
-aria2c -S "$WORK/file.torrent" | awk '/Info Hash/ {print $3}' >"$WORK/ot/whitelist"
+{ infohash "$WORK/file.torrent"; echo "$INFOHASH"; } >"$WORK/ot/whitelist"
 opentracker -i 127.0.0.1 -p $((BASE + 50)) -P $((BASE + 50)) -d "$WORK/ot" -w /whitelist >"$WORK/opentracker.log" 2>&1 & PIDS+=($!)
+
+# aria2c seeders, with JSON-RPC on loopback only to read how much each uploaded.
 ARIA_COMMON=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false
   --check-certificate=false --console-log-level=warn --summary-interval=0 --download-result=hide
   --file-allocation=falloc --bt-max-peers=0)
@@ -101,55 +142,175 @@ aria_seed() {
   mkdir -p "$WORK/seed-$n" && ln -f "$WORK/file.bin" "$WORK/seed-$n/file.bin"
   aria2c "${ARIA_COMMON[@]}" --dir="$WORK/seed-$n" --listen-port=$((BASE + 60 + n)) \
     --bt-seed-unverified=true --check-integrity=false --seed-ratio=0.0 \
+    --enable-rpc --rpc-listen-port=$((BASE + 80 + n)) \
     "$WORK/file.torrent" >"$WORK/seed-$n.log" 2>&1 & PIDS+=($!)
-  SEEDERS+=($!)
 }
-theirs() {
-  local dest=$WORK/dl-aria-$1
-  rm -rf "$dest"; mkdir -p "$dest"
-  local t0=$(($(date +%s%N) / 1000000))
-  aria2c "${ARIA_COMMON[@]}" --dir="$dest" --listen-port=$((BASE + 70)) --seed-time=0 \
-    "$WORK/file.torrent" >"$WORK/leech.log" 2>&1 || { echo "aria2c leecher failed:" >&2; cat "$WORK/leech.log" "$WORK"/seed-*.log >&2; exit 1; }
-  local t1=$(($(date +%s%N) / 1000000))
-  [ "$(sha1sum "$dest/file.bin" | cut -d' ' -f1)" = "$SHA" ] || { echo "aria2c: SHA-1 mismatch" >&2; exit 1; }
-  rm -rf "$dest"
-  MS=$((t1 - t0))
-}
-SEEDERS=()
-aria_seed 1
-sleep 1 # let the seeder announce once before the first leecher asks
 
-declare -A RESULT
-measure() { # label sharers
-  local label=$1 ours_ms=() theirs_ms=() ratios=()
-  for r in $(seq 1 "$RUNS"); do
-    local a b
-    ours "$label-$r"; a=$MS
-    theirs "$label-$r"; b=$MS
-    ours_ms+=("$a"); theirs_ms+=("$b")
-    ratios+=("$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}')")
-    echo "  $label run $r: ours ${a} ms, aria2c ${b} ms" >&2
+# rqbit: `rqbit download` is stateless (no session persistence); each instance has its own
+# folder (also as HOME/XDG dirs), listen port and HTTP API port; no DHT, LSD, UPnP: peers come
+# from the torrent's tracker only. A seeder is `rqbit download` (no --exit-on-finish) on a folder
+# that holds the complete file: it checks it, then seeds until stopped. rqbit 9.1 announces port
+# 4240 when it listens on a loopback address unless --announce-port is given.
+RQ_COMMON=(--disable-dht --disable-dht-persistence --disable-lsd --disable-upnp-port-forward
+  --listen-ip 127.0.0.1)
+rq_home() { # dir -> RQENV: env(1) arguments giving rqbit a HOME and XDG dirs of its own
+  mkdir -p "$1/home"
+  RQENV=(env HOME="$1/home" XDG_CONFIG_HOME="$1/home/config" XDG_CACHE_HOME="$1/home/cache" XDG_DATA_HOME="$1/home/data")
+}
+rq_stats() { curl -sf --max-time 2 "http://127.0.0.1:$((BASE + 110 + $1))/torrents/$INFOHASH/stats/v1" || true; }
+rq_seed() {
+  local n=$1 d=$WORK/rq-seed-$1
+  mkdir -p "$d/out" && ln -f "$WORK/file.bin" "$d/out/file.bin"
+  rq_home "$d"
+  "${RQENV[@]}" "$RQBIT" "${RQ_COMMON[@]}" --listen-port $((BASE + 100 + n)) --announce-port $((BASE + 100 + n)) --http-api-listen-addr "127.0.0.1:$((BASE + 110 + n))" \
+    download --overwrite -o "$d/out" "$WORK/rq.torrent" >"$d/log" 2>&1 & PIDS+=($!)
+}
+rq_wait_seeding() { # n: until its check is done and it has every piece
+  for _ in $(seq 1 $((TIMEOUT_S * 5))); do
+    rq_stats "$1" | grep -q '"finished":true' && rq_stats "$1" | grep -q '"state":"live"' && return 0
+    sleep 0.2
   done
-  RESULT[$label]="$(printf '%s\n' "${ours_ms[@]}" | median) $(printf '%s\n' "${theirs_ms[@]}" | median) $(printf '%s\n' "${ratios[@]}" | median) $(printf '%s\n' "${ours_ms[@]}" | sort -n | tr '\n' ' ')/ $(printf '%s\n' "${theirs_ms[@]}" | sort -n | tr '\n' ' ')"
+  cat "$WORK/rq-seed-$1/log" >&2; fail "rqbit seeder $1 did not start seeding"
 }
 
-echo "1 sharer..." >&2
-measure one
-echo "3 sharers..." >&2
-for who in s2 s3; do
-  mkdir -p "$WORK/share-$who" && ln "$WORK/file.bin" "$WORK/share-$who/file.bin"
-  peer $who upload "$WORK/share-$who/file.bin" bench >/dev/null
-done
-aria_seed 2; aria_seed 3
-sleep 1
-measure three
+# Counters, cumulative since each sharer started; a run's figure is after - before.
+# ours: pieces (sum of pieces_served in the daemon's log); rqbit, aria2c: bytes uploaded.
+count_ours() { grep -o 'pieces_served=[0-9]*' "$WORK/$1.log" | awk -F= '{s += $2} END {print s + 0}'; }
+count_rqbit() { rq_stats "$1" | grep -o '"uploaded_bytes":[0-9]*' | awk -F: '{print $2 + 0; exit}' | grep . || echo 0; }
+count_aria2c() {
+  curl -sf --max-time 2 -d '{"jsonrpc":"2.0","id":"b","method":"aria2.tellActive","params":[["uploadLength"]]}' \
+    "http://127.0.0.1:$((BASE + 80 + $1))/jsonrpc" | grep -o '"uploadLength":"[0-9]*"' | tr -dc '0-9\n' | head -1 | grep . || echo 0
+}
+sharer_ids() { # tool shape
+  local n=1
+  [ "$2" = 4to1 ] && n=4
+  if [ "$1" = ours ]; then echo "${SHARERS_OURS[@]:0:$n}"; else seq 1 "$n" | tr '\n' ' '; fi
+}
+snapshot() { # tool shape -> the counters of the shape's sharers, space-separated
+  local out=() s
+  for s in $(sharer_ids "$1" "$2"); do out+=("$("count_$1" "$s")"); done
+  echo "${out[*]}"
+}
+# This project logs a connection's pieces when the connection ends: wait until the counters
+# have moved and stopped moving (3 equal readings 0.2 s apart; at most 5 s).
+settled_snapshot() { # tool shape before
+  local prev="" cur same=0
+  for _ in $(seq 1 25); do
+    cur=$(snapshot "$1" "$2")
+    if [ "$cur" = "$prev" ] && [ "$cur" != "$3" ]; then same=$((same + 1)); else same=0; fi
+    [ $same -ge 2 ] && break
+    prev=$cur; sleep 0.2
+  done
+  echo "$cur"
+}
+# per-sharer delta as a multiple of the file's pieces: "a" or "a+b+c+d=sum"
+served_multiple() { # tool before after
+  local unit=1
+  [ "$1" = ours ] || unit=$PIECE_BYTES
+  paste -d' ' <(tr ' ' '\n' <<<"$2") <(tr ' ' '\n' <<<"$3") |
+    awk -v u="$unit" -v p="$PIECES" '{x = ($2 - $1) / u / p; t += x; printf "%s%.2f", (NR > 1 ? "+" : ""), x}
+      END {if (NR > 1) printf "=%.2f", t; print ""}'
+}
 
-echo "## Download of a ${SIZE_MIB} MiB file on 127.0.0.1 ($(nproc) cores), ${RUNS} runs each, whole-process wall time"
+# One timed run: tool shape run -> MS (wall time) and SERVED (per-sharer multiples).
+run_one() {
+  local tool=$1 shape=$2 r=$3 n=1 k pids=() dests=() before after t0 t1
+  [ "$shape" = 1to3 ] && n=3
+  before=$(snapshot "$tool" "$shape")
+  t0=$(now_ms)
+  for k in $(seq 1 "$n"); do
+    local dest=$WORK/dl-$tool-$k log=$WORK/dl-$tool-$k.log
+    rm -rf "$dest"; mkdir -p "$dest"
+    case $tool in
+      ours) timeout -k 10 "$TIMEOUT_S" env PEER_HOME="$WORK/${LEECHERS[$((k - 1))]}" "$BIN/peer" download bench file.bin "$dest" >"$log" 2>&1 & ;;
+      rqbit) rq_home "$WORK/rq-leech-$k"
+        timeout -k 10 "$TIMEOUT_S" "${RQENV[@]}" "$RQBIT" "${RQ_COMMON[@]}" --listen-port $((BASE + 120 + k)) --announce-port $((BASE + 120 + k)) \
+          download --disable-http-api --exit-on-finish -o "$dest" "$WORK/rq.torrent" >"$log" 2>&1 & ;;
+      aria2c) timeout -k 10 "$TIMEOUT_S" aria2c "${ARIA_COMMON[@]}" --dir="$dest" --listen-port=$((BASE + 70 + k)) --seed-time=0 \
+        "$WORK/file.torrent" >"$log" 2>&1 & ;;
+    esac
+    pids+=($!); PIDS+=($!); dests+=("$dest")
+  done
+  local failed=0
+  for k in "${!pids[@]}"; do wait "${pids[$k]}" || failed=$((k + 1)); done
+  t1=$(now_ms)
+  if [ $failed -ne 0 ]; then
+    echo "$tool $shape run $r: downloader $failed failed (or exceeded ${TIMEOUT_S} s):" >&2
+    tail -n 20 "$WORK/dl-$tool-$failed.log" >&2; exit 1
+  fi
+  MS=$((t1 - t0))
+  after=$(settled_snapshot "$tool" "$shape" "$before")
+  SERVED=$(served_multiple "$tool" "$before" "$after")
+  for k in $(seq 1 "$n"); do
+    check_sha "$tool" "${dests[$((k - 1))]}/file.bin"
+    [ "$tool" = ours ] && peer "${LEECHERS[$((k - 1))]}" stop-share bench file.bin >/dev/null
+    rm -rf "${dests[$((k - 1))]}"
+  done
+  return 0
+}
+
+declare -A TIMES SERVED_ALL
+measure() { # shape
+  local shape=$1 r tool line ratios=()
+  for r in $(seq 1 "$RUNS"); do
+    line="  $shape run $r:"
+    local o=0 q=0
+    for tool in ours rqbit aria2c; do
+      run_one "$tool" "$shape" "$r"
+      TIMES[$shape,$tool]+="$MS "
+      SERVED_ALL[$shape,$tool]+="$SERVED "
+      [ $tool = ours ] && o=$MS
+      [ $tool = rqbit ] && q=$MS
+      line+=" $tool ${MS} ms (served ${SERVED}x)"
+    done
+    ratios+=("$(awk -v a="$o" -v b="$q" 'BEGIN {printf "%.2f", a / b}')")
+    echo "$line" >&2
+  done
+  TIMES[$shape,ratio]="$(printf '%s\n' "${ratios[@]}" | median)"
+}
+
+# The original sharer of each tool (ours: alice's share above).
+aria_seed 1
+rq_seed 1
+rq_wait_seeding 1
+sleep 1 # let the seeders announce once before the first leecher asks
+
+echo "1 -> 1..." >&2
+measure 1to1
+echo "1 -> 3..." >&2
+measure 1to3
+echo "4 -> 1: three more sharers..." >&2
+for who in s2 s3 s4; do share_ours "$who"; done
+for n in 2 3 4; do aria_seed "$n"; rq_seed "$n"; done
+for n in 2 3 4; do rq_wait_seeding "$n"; done
+sleep 1
+measure 4to1
+
+med() { tr ' ' '\n' <<<"$1" | grep . | median; }
+sorted() { tr ' ' '\n' <<<"$1" | grep . | sort -n | tr '\n' ' ' | sed 's/ $//'; }
+first_med() { tr ' ' '\n' <<<"$1" | grep . | cut -d+ -f1 | cut -d= -f1 | median; } # the original sharer's, median of runs
+echo "## Download of a ${SIZE_MIB} MiB file ($PIECES pieces of 512 KiB) on 127.0.0.1 ($(nproc) cores), ${RUNS} runs each, whole-process wall time"
 echo
-echo "| sharers | this project, median | aria2c + opentracker, median | ratio (ours/aria2c), median of pairs | all runs ms (ours / aria2c) |"
-echo "|---|---|---|---|---|"
-for label in one three; do
-  read -r o t ratio rest <<<"${RESULT[$label]}"
-  n=$([ $label = one ] && echo 1 || echo 3)
-  echo "| $n | $o ms | $t ms | $ratio | $rest |"
+echo "This project against rqbit ($("$RQBIT" --version 2>/dev/null | head -1)) and aria2c ($(aria2c --version | head -1)) with opentracker, same file, same sitting."
+echo
+echo "| shape | this project, median | rqbit, median | aria2c, median | ours/rqbit, median of pairs | original sharer's pieces served, x file (ours, rqbit; aria2c) | all runs ms (ours / rqbit / aria2c) |"
+echo "|---|---|---|---|---|---|---|"
+for shape in 1to1 1to3 4to1; do
+  name=${shape/to/ -> }
+  printf '| %s | %s ms | %s ms | %s ms | %s | %sx, %sx; %sx | %s / %s / %s |\n' "$name" \
+    "$(med "${TIMES[$shape,ours]}")" "$(med "${TIMES[$shape,rqbit]}")" "$(med "${TIMES[$shape,aria2c]}")" \
+    "${TIMES[$shape,ratio]}" \
+    "$(first_med "${SERVED_ALL[$shape,ours]}")" "$(first_med "${SERVED_ALL[$shape,rqbit]}")" "$(first_med "${SERVED_ALL[$shape,aria2c]}")" \
+    "$(sorted "${TIMES[$shape,ours]}")" "$(sorted "${TIMES[$shape,rqbit]}")" "$(sorted "${TIMES[$shape,aria2c]}")"
 done
+echo
+echo "Pieces served by each sharer per run, as a multiple of the file's $PIECES pieces (4 -> 1: the four sharers' shares and their sum; runs separated by spaces):"
+echo
+echo "| shape | this project | rqbit | aria2c |"
+echo "|---|---|---|---|"
+for shape in 1to1 1to3 4to1; do
+  echo "| ${shape/to/ -> } | ${SERVED_ALL[$shape,ours]% } | ${SERVED_ALL[$shape,rqbit]% } | ${SERVED_ALL[$shape,aria2c]% } |"
+done
+echo
+o=$(first_med "${SERVED_ALL[1to3,ours]}")
+echo "Goal (1 -> 3, original sharer at most 1.15x the file): this project $o x, $(awk -v x="$o" 'BEGIN {print (x <= 1.15 ? "met" : "NOT met")}')."
