@@ -23,6 +23,11 @@ struct Tty {
 
 impl Tty {
     fn spawn(p: &Peer) -> Tty {
+        Tty::spawn_args(p, &["shell"])
+    }
+
+    /// `peer ARGS` on the pseudo-terminal.
+    fn spawn_args(p: &Peer, args: &[&str]) -> Tty {
         let (mut master, mut slave) = (-1, -1);
         let ws = libc::winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: openpty fills the two fds; the name and termios pointers may be null.
@@ -31,7 +36,7 @@ impl Tty {
         // SAFETY: both fds were just opened and are owned here.
         let (master, slave) = unsafe { (std::fs::File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         let mut cmd = Command::new(peer_bin());
-        cmd.arg("shell")
+        cmd.args(args)
             .env("PEER_HOME", &p.home)
             .env("PEER_CLUSTER", &p.config)
             .env("TERM", "xterm")
@@ -330,4 +335,29 @@ fn a_login_as_another_user_starts_their_own_state() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     home.start_daemon();
     assert_eq!(names(&home), vec!["carol.bin"]);
+}
+
+/// The contract's password prompt: `peer register` and `peer login` on a terminal without
+/// `--password-stdin` ask for the password, without echo, and the password reaches neither the
+/// terminal nor argv.
+#[test]
+fn the_cli_asks_for_a_password_on_a_terminal_without_echo() {
+    let cluster = Cluster::start(1);
+    let carol = Peer::new(&cluster, "carol");
+    let password = "typed-not-shown-7741";
+    for args in [&["register", "carol"][..], &["login", "carol"][..]] {
+        let mut t = Tty::spawn_args(&carol, args);
+        t.expect("Password: ");
+        t.send(&format!("{password}\r"));
+        assert_eq!(t.wait_exit(), 0, "{args:?}: {}", t.text());
+        let printed = t.text();
+        assert!(!printed.contains(password), "{args:?} echoed the password: {printed}");
+        assert!(
+            printed.contains(if args[0] == "register" { "registered carol" } else { "logged in as carol" }),
+            "{printed}"
+        );
+    }
+    // The session the typed password opened is a real one: a call that needs it goes through.
+    assert!(carol.ok(&["list-groups"]).as_array().is_some_and(|g| g.is_empty()));
+    assert!(carol.token().is_some(), "the login saved a session in HOME");
 }
