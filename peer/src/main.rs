@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut out = Out { json: parsed.global.json };
+    let mut out = Out::new(parsed.global.json);
     let code = rt.block_on(async {
         let mut ctx = match Ctx::new(parsed.global.clone()) {
             Ok(c) => c,

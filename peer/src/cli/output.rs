@@ -32,15 +32,26 @@ impl CliError {
 /// Where a command's results go.
 pub struct Out {
     pub json: bool,
+    /// Rewrites the human lines (the shell puts its own command words in the CLI's hints);
+    /// JSON is never rewritten.
+    pub reword: Option<fn(&str) -> String>,
 }
 
 impl Out {
+    /// Human lines as they are, or JSON with `json`.
+    pub fn new(json: bool) -> Self {
+        Out { json, reword: None }
+    }
+
     /// Prints a success: the human text, or the JSON value.
     pub fn done(&mut self, human: impl AsRef<str>, value: Value) {
         if self.json {
             println!("{value}");
         } else if !human.as_ref().is_empty() {
-            println!("{}", human.as_ref());
+            match self.reword {
+                Some(f) => println!("{}", f(human.as_ref())),
+                None => println!("{}", human.as_ref()),
+            }
         }
     }
 

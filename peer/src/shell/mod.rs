@@ -238,7 +238,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
     }
     // A script on stdin: plain lines, no editor, no prompt.
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut out = Out { json: ctx.global.json };
+    let mut out = Out { json: ctx.global.json, reword: Some(words::shell_words) };
     // The exit code of the last line that failed (0: none did).
     let mut last_failure: u8 = 0;
     while let Ok(Some(line)) = lines.next_line().await {

@@ -33,7 +33,7 @@ const NAMES_FRESH: Duration = Duration::from_secs(10);
 const NAMES_WAIT: Duration = Duration::from_millis(1500);
 
 pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
-    let mut out = Out { json: ctx.global.json };
+    let mut out = Out { json: ctx.global.json, reword: Some(super::words::shell_words) };
     let history = HistoryFile::open(&ctx.home);
     let names = Arc::new(Names::new(ctx));
     let config = Config::builder()

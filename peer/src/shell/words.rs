@@ -368,6 +368,19 @@ mod tests {
         );
         assert_eq!(shell_words("this peer is logged out"), "this peer is logged out");
         assert_eq!(shell_words("upload it again with: peer upload"), "upload it again with: upload_file");
+        // Success lines go through it too (`cli::Out::reword`): hints change, the rest stays.
+        assert_eq!(
+            shell_words("downloading doc.pdf from g to /d/doc.pdf (see: peer show-downloads)"),
+            "downloading doc.pdf from g to /d/doc.pdf (see: show_downloads)"
+        );
+        for line in [
+            "downloaded doc.pdf to /tmp/doc.pdf (3000000 bytes, every piece verified)",
+            "logged in as alice; 1 shared file(s) resumed",
+            "logged out alice; shares paused until the next login",
+            "asked to join dev_team; its owner must accept",
+        ] {
+            assert_eq!(shell_words(line), line);
+        }
     }
 
     #[test]
