@@ -81,3 +81,32 @@ fn a_saved_snapshot_restores_into_a_new_cluster_with_the_same_state() {
         cluster.terminate(id, WAIT);
     }
 }
+
+/// A listed node that takes the connection and never answers (paused) does not hold an operator
+/// command: the command asks the leader the other nodes name first, and gives a node not known
+/// to lead a few seconds, not its whole budget (`commands::admin_call`).
+#[test]
+fn a_paused_node_listed_first_does_not_hold_an_admin_command() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_stable_leader();
+    register(&cluster, "alice");
+    // Node 1 is listed first in the cluster file; paused, its kernel still accepts connections.
+    cluster.signal(1, libc::SIGSTOP);
+    let (leader, _) = {
+        let mut found = (0, 0);
+        wait_until("nodes 2 and 3 to agree on a leader", WAIT, || {
+            cluster.stable_view_of(&[2, 3]).map(|(l, t, _)| found = (l, t)).is_some()
+        });
+        found
+    };
+    assert_ne!(leader, 1, "the paused node cannot be the leader the others agree on");
+    let config = cluster.config.to_str().unwrap().to_string();
+    let file = cluster.dir.path().join("while-paused.snap");
+    let started = std::time::Instant::now();
+    let out = tracker_node(&["snapshot", "save", "--config", &config, file.to_str().unwrap()]);
+    let took = started.elapsed();
+    cluster.signal(1, libc::SIGCONT);
+    assert_eq!(out.status.code(), Some(0), "save: {}", String::from_utf8_lossy(&out.stderr));
+    // The budget is 60 s: a command that waited on the paused node would take all of it.
+    assert!(took < Duration::from_secs(30), "snapshot save took {took:?} with node 1 paused");
+}

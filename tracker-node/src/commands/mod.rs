@@ -28,11 +28,40 @@ pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// One call to the leader's admin API: tries every listed node in turn, follows its redirects
-/// (at most `MAX_REDIRECTS` from each), sends the cluster secret when one is set, and keeps
-/// going for `budget_ms`, pausing 200 ms between rounds. `Ok(Some(body))` on success;
-/// `Ok(None)` when no leader answered in time (said on stderr: "no tracker leader `did` ...");
-/// an error for a refusal (4xx), which is final.
+/// Longest wait for a node that is not known to lead: a follower answers a redirect at once, so
+/// one that does not (paused, overloaded) is passed over instead of holding the whole budget.
+const NON_LEADER_ATTEMPT_MS: u64 = 5_000;
+/// Longest wait for each node's status when looking for the leader first.
+const PROBE_MS: u64 = 2_000;
+
+/// The API address of the leader as the listed nodes see it: each node's `GET /v1/status` is
+/// asked at once, at most `PROBE_MS`; the first that names a leader decides.
+async fn probe_leader(cfg: &ClusterConfig) -> Option<String> {
+    let http = http_client(Duration::from_millis(PROBE_MS)).ok()?;
+    let mut asks: tokio::task::JoinSet<Option<String>> = tokio::task::JoinSet::new();
+    for n in &cfg.nodes {
+        let (http, api) = (http.clone(), n.api.to_string());
+        asks.spawn(async move {
+            let st: proto::api::NodeStatus =
+                http.get(format!("http://{api}/v1/status")).send().await.ok()?.json().await.ok()?;
+            st.leader_api
+        });
+    }
+    while let Some(answer) = asks.join_next().await {
+        if let Ok(Some(leader)) = answer {
+            return Some(leader);
+        }
+    }
+    None
+}
+
+/// One call to the leader's admin API: asks the leader the listed nodes name first, then tries
+/// every listed node in turn, follows its redirects (at most `MAX_REDIRECTS` from each), sends
+/// the cluster secret when one is set, and keeps going for `budget_ms`, pausing 200 ms between
+/// rounds. The leader (known, or reached by a redirect) gets the rest of the budget; any other
+/// node `NON_LEADER_ATTEMPT_MS`. `Ok(Some(body))` on success; `Ok(None)` when no leader
+/// answered in time (said on stderr: "no tracker leader `did` ..."); an error for a refusal
+/// (4xx), which is final.
 pub async fn admin_call(
     cfg: &ClusterConfig,
     method: reqwest::Method,
@@ -44,11 +73,16 @@ pub async fn admin_call(
     let http = http_client(Duration::from_millis(budget_ms))?;
     let deadline = Instant::now() + Duration::from_millis(budget_ms);
     let mut last_err = String::from("no node answered");
+    let leader = probe_leader(cfg).await;
     while Instant::now() < deadline {
-        for n in &cfg.nodes {
-            let mut target = n.api.to_string();
+        let listed = cfg.nodes.iter().map(|n| n.api.to_string());
+        for first in leader.iter().cloned().chain(listed) {
+            let mut target = first;
+            let mut leads = leader.as_deref() == Some(target.as_str());
             for _ in 0..MAX_REDIRECTS {
-                let mut b = http.request(method.clone(), format!("http://{target}{path}"));
+                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                let wait = if leads { left } else { left.min(Duration::from_millis(NON_LEADER_ATTEMPT_MS)) };
+                let mut b = http.request(method.clone(), format!("http://{target}{path}")).timeout(wait);
                 if let Some(body) = body {
                     b = b.json(body);
                 }
@@ -77,6 +111,7 @@ pub async fn admin_call(
                 if status.as_u16() == 307 {
                     if let Ok(nl) = serde_json::from_str::<NotLeaderBody>(&text) {
                         target = nl.leader.api;
+                        leads = true;
                         continue;
                     }
                 }
