@@ -1,37 +1,87 @@
-//! Prometheus metrics (text format 0.0.4), with the families etcd operators watch under this
-//! node's names: Raft state and leadership (`tracker_has_leader`, `tracker_leader_changes_seen_total`,
-//! term, indexes), proposals (`tracker_proposals_committed_total`, `_failed_total`, `_pending`;
-//! applied is `tracker_applied_index`), disk (`tracker_disk_wal_fsync_seconds`,
-//! `tracker_disk_append_seconds`), snapshots, write latency per command kind, login throttling,
+//! Prometheus metrics through `prometheus-client` (text format 0.0.4), with the families etcd
+//! operators watch under this node's names: Raft state and leadership (`tracker_has_leader`,
+//! `tracker_leader_changes_seen_total`, term, indexes), proposals
+//! (`tracker_proposals_committed_total`, `_failed_total`, `_pending`; applied is
+//! `tracker_applied_index`), disk (`tracker_disk_wal_fsync_seconds`, `tracker_disk_append_seconds`,
+//! timed in raft-store's log store), snapshots, write latency per command kind, login throttling,
 //! and the process (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
-//! `process_open_fds`, `process_start_time_seconds`). Each family is tested to parse
-//! (`tests` below) and read back in tracker-node/tests/raft_cluster.rs.
+//! `process_open_fds`, `process_start_time_seconds`). Counters and histograms are kept as events
+//! happen; the gauges are set from the node's status when `/metrics` is asked for.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use proto::api::NodeStatus;
-use raft_store::storage::timing::Histogram;
+use raft_store::storage::timing::DiskTimings;
 
 /// Write latency bounds, in seconds.
 const WRITE_BUCKETS_S: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
+/// The content type of what `render` returns.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabel {
+    command: &'static str,
+}
+
+type IntGauge = Gauge<i64, AtomicI64>;
+
+/// The gauges set from the node's status and the process at each scrape.
 #[derive(Default)]
+struct Scraped {
+    is_leader: IntGauge,
+    has_leader: IntGauge,
+    term: IntGauge,
+    leader_id: IntGauge,
+    last_log_index: IntGauge,
+    applied_index: IntGauge,
+    snapshot_index: IntGauge,
+    purged_index: IntGauge,
+    voters: IntGauge,
+    users: IntGauge,
+    groups: IntGauge,
+    files: IntGauge,
+    sled_size_bytes: IntGauge,
+    snapshot_file_bytes: IntGauge,
+    snapshot_build_ms: IntGauge,
+    snapshot_built_bytes: IntGauge,
+    login_throttle_records: IntGauge,
+}
+
 pub struct Metrics {
-    writes: Mutex<BTreeMap<&'static str, Histogram>>,
+    registry: Registry,
+    scraped: Scraped,
+    writes: Family<CommandLabel, Histogram, fn() -> Histogram>,
     /// Writes the leader refused before proposing (forged session, bad name, reused key).
-    precheck_refusals: Mutex<BTreeMap<&'static str, u64>>,
+    precheck_refusals: Family<CommandLabel, Counter>,
     /// Proposals this node made that were committed and applied (whatever their outcome).
-    proposals_committed: AtomicU64,
+    proposals_committed: Counter,
     /// Proposals that failed: not committed in time, leadership lost, node stopping.
-    proposals_failed: AtomicU64,
+    proposals_failed: Counter,
     /// Proposals waiting for their commit now.
-    proposals_pending: AtomicU64,
+    proposals_pending: IntGauge,
     /// Changes of the leader this node has seen (to another leader, or to none).
-    leader_changes: AtomicU64,
+    leader_changes: Counter,
+    /// The log's disk latencies, once the store is known.
+    disk: Arc<Mutex<Option<Arc<DiskTimings>>>>,
+}
+
+/// Figures that come from storage rather than from this struct.
+pub struct StorageFigures {
+    pub sled_bytes: u64,
+    pub snapshot_file_bytes: u64,
+    pub last_snapshot: Option<raft_store::storage::SnapshotStats>,
+    pub login_throttle_records: usize,
 }
 
 /// Counts a proposal as pending while it lives; `committed` or `failed` when it ends.
@@ -42,162 +92,275 @@ pub struct Proposal<'a> {
 
 impl Proposal<'_> {
     pub fn committed(mut self) {
-        self.metrics.proposals_committed.fetch_add(1, Ordering::Relaxed);
+        self.metrics.proposals_committed.inc();
         self.done = true;
     }
 }
 
 impl Drop for Proposal<'_> {
     fn drop(&mut self) {
-        self.metrics.proposals_pending.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.proposals_pending.dec();
         if !self.done {
-            self.metrics.proposals_failed.fetch_add(1, Ordering::Relaxed);
+            self.metrics.proposals_failed.inc();
         }
     }
 }
 
-/// Figures that come from storage rather than from this struct.
-pub struct StorageFigures<'a> {
-    pub sled_bytes: u64,
-    pub snapshot_file_bytes: u64,
-    pub last_snapshot: Option<raft_store::storage::SnapshotStats>,
-    /// The log's disk latencies.
-    pub disk: Option<&'a raft_store::storage::timing::DiskTimings>,
+/// Encodes raft-store's disk histograms at each scrape.
+#[derive(Debug)]
+struct DiskCollector(Arc<Mutex<Option<Arc<DiskTimings>>>>);
+
+impl DiskCollector {
+    fn encode_one(
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        h: &raft_store::storage::timing::Histogram,
+    ) -> Result<(), std::fmt::Error> {
+        // raft-store keeps cumulative counts; the encoder wants each bucket's own.
+        let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(h.counts.len() + 1);
+        let mut below = 0;
+        for (b, c) in h.bounds_s.iter().zip(&h.counts) {
+            buckets.push((*b, c - below));
+            below = *c;
+        }
+        buckets.push((f64::INFINITY, h.total - below));
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+        m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(h.sum_s, h.total, &buckets, None)
+    }
+}
+
+impl Collector for DiskCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(disk) = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return Ok(()) };
+        Self::encode_one(
+            &mut encoder,
+            "tracker_disk_wal_fsync_seconds",
+            "time to flush an appended batch of log entries to disk",
+            &disk.fsync(),
+        )?;
+        Self::encode_one(
+            &mut encoder,
+            "tracker_disk_append_seconds",
+            "time to encode, write and flush an appended batch",
+            &disk.append(),
+        )
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let scraped = Scraped::default();
+        let g = |r: &mut Registry, name: &str, help: &str, m: &IntGauge| r.register(name, help, m.clone());
+        g(&mut registry, "tracker_is_leader", "1 when this node is the Raft leader", &scraped.is_leader);
+        g(&mut registry, "tracker_has_leader", "1 when this node knows a leader", &scraped.has_leader);
+        g(&mut registry, "tracker_term", "current Raft term", &scraped.term);
+        g(&mut registry, "tracker_leader_id", "id of the known leader, 0 if none", &scraped.leader_id);
+        g(&mut registry, "tracker_last_log_index", "index of the last log entry", &scraped.last_log_index);
+        g(&mut registry, "tracker_applied_index", "index of the last applied entry", &scraped.applied_index);
+        g(&mut registry, "tracker_snapshot_index", "last index in the current snapshot", &scraped.snapshot_index);
+        g(&mut registry, "tracker_purged_index", "last purged log index", &scraped.purged_index);
+        g(&mut registry, "tracker_voters", "number of voters", &scraped.voters);
+        g(&mut registry, "tracker_users", "registered users", &scraped.users);
+        g(&mut registry, "tracker_groups", "groups", &scraped.groups);
+        g(&mut registry, "tracker_files", "shared files", &scraped.files);
+        g(&mut registry, "tracker_sled_size_bytes", "sled files on disk", &scraped.sled_size_bytes);
+        g(
+            &mut registry,
+            "tracker_snapshot_file_bytes",
+            "size of the current snapshot file",
+            &scraped.snapshot_file_bytes,
+        );
+        g(
+            &mut registry,
+            "tracker_snapshot_build_ms",
+            "time to build the last snapshot this node built",
+            &scraped.snapshot_build_ms,
+        );
+        g(
+            &mut registry,
+            "tracker_snapshot_built_bytes",
+            "size of the last snapshot this node built",
+            &scraped.snapshot_built_bytes,
+        );
+        g(
+            &mut registry,
+            "tracker_login_throttle_records",
+            "users and addresses with recent failed logins",
+            &scraped.login_throttle_records,
+        );
+        let writes: Family<CommandLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(WRITE_BUCKETS_S));
+        registry.register("tracker_write_seconds", "time from proposal to applied outcome", writes.clone());
+        let precheck_refusals = Family::<CommandLabel, Counter>::default();
+        registry.register(
+            "tracker_precheck_refusals",
+            "writes refused by the leader before proposal",
+            precheck_refusals.clone(),
+        );
+        let proposals_committed = Counter::default();
+        registry.register(
+            "tracker_proposals_committed",
+            "proposals committed and applied",
+            proposals_committed.clone(),
+        );
+        let proposals_failed = Counter::default();
+        registry.register(
+            "tracker_proposals_failed",
+            "proposals not committed (timeout, lost leadership, stopping)",
+            proposals_failed.clone(),
+        );
+        let proposals_pending = IntGauge::default();
+        registry.register("tracker_proposals_pending", "proposals waiting for their commit", proposals_pending.clone());
+        let leader_changes = Counter::default();
+        registry.register(
+            "tracker_leader_changes_seen",
+            "changes of the leader this node has seen",
+            leader_changes.clone(),
+        );
+        let disk = Arc::new(Mutex::new(None));
+        registry.register_collector(Box::new(DiskCollector(disk.clone())));
+        registry.register_collector(Box::new(ProcessCollector));
+        Metrics {
+            registry,
+            scraped,
+            writes,
+            precheck_refusals,
+            proposals_committed,
+            proposals_failed,
+            proposals_pending,
+            leader_changes,
+            disk,
+        }
+    }
 }
 
 impl Metrics {
+    /// Exposes the log's disk latencies (`tracker_disk_*`).
+    pub fn with_disk(self, disk: Arc<DiskTimings>) -> Self {
+        *self.disk.lock().unwrap_or_else(|p| p.into_inner()) = Some(disk);
+        self
+    }
+
     pub fn observe_write(&self, kind: &'static str, elapsed: Duration) {
-        let mut w = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        w.entry(kind).or_insert_with(|| Histogram::new(&WRITE_BUCKETS_S)).observe(elapsed);
+        self.writes.get_or_create(&CommandLabel { command: kind }).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_precheck_refusal(&self, kind: &'static str) {
+        self.precheck_refusals.get_or_create(&CommandLabel { command: kind }).inc();
     }
 
     /// A proposal starts: pending until the returned value is marked committed or dropped.
     pub fn proposal(&self) -> Proposal<'_> {
-        self.proposals_pending.fetch_add(1, Ordering::Relaxed);
+        self.proposals_pending.inc();
         Proposal { metrics: self, done: false }
     }
 
     /// The leader this node knows changed (the metrics watcher calls it).
     pub fn leader_changed(&self) {
-        self.leader_changes.fetch_add(1, Ordering::Relaxed);
+        self.leader_changes.inc();
     }
 
-    pub fn observe_precheck_refusal(&self, kind: &'static str) {
-        *self.precheck_refusals.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
-    }
-
-    pub fn render(&self, st: &NodeStatus, storage: &StorageFigures<'_>) -> String {
-        let sled_bytes = storage.sled_bytes;
+    /// The whole exposition, with the gauges set from `st`, `storage` and the process now.
+    pub fn render(&self, st: &NodeStatus, storage: &StorageFigures) -> String {
+        let g = &self.scraped;
+        let set = |gauge: &IntGauge, v: u64| {
+            gauge.set(v.min(i64::MAX as u64) as i64);
+        };
+        set(&g.is_leader, (st.role == "leader") as u64);
+        set(&g.has_leader, st.leader.is_some() as u64);
+        set(&g.term, st.term);
+        set(&g.leader_id, st.leader.unwrap_or(0));
+        set(&g.last_log_index, st.last_log_index.unwrap_or(0));
+        set(&g.applied_index, st.applied_index.unwrap_or(0));
+        set(&g.snapshot_index, st.snapshot_index.unwrap_or(0));
+        set(&g.purged_index, st.purged_index.unwrap_or(0));
+        set(&g.voters, st.voters.len() as u64);
+        set(&g.users, st.users);
+        set(&g.groups, st.groups);
+        set(&g.files, st.files);
+        set(&g.sled_size_bytes, storage.sled_bytes);
+        set(&g.snapshot_file_bytes, storage.snapshot_file_bytes);
+        if let Some(b) = &storage.last_snapshot {
+            set(&g.snapshot_build_ms, b.build_ms);
+            set(&g.snapshot_built_bytes, b.size_bytes);
+        }
+        set(&g.login_throttle_records, storage.login_throttle_records as u64);
         let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, v: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        gauge("tracker_is_leader", "1 when this node is the Raft leader", (st.role == "leader") as u8 as f64);
-        gauge("tracker_has_leader", "1 when this node knows a leader", st.leader.is_some() as u8 as f64);
-        gauge(
-            "tracker_proposals_pending",
-            "proposals waiting for their commit",
-            self.proposals_pending.load(Ordering::Relaxed) as f64,
-        );
-        gauge("tracker_term", "current Raft term", st.term as f64);
-        gauge("tracker_leader_id", "id of the known leader, 0 if none", st.leader.unwrap_or(0) as f64);
-        gauge("tracker_last_log_index", "index of the last log entry", st.last_log_index.unwrap_or(0) as f64);
-        gauge("tracker_applied_index", "index of the last applied entry", st.applied_index.unwrap_or(0) as f64);
-        gauge("tracker_snapshot_index", "last index in the current snapshot", st.snapshot_index.unwrap_or(0) as f64);
-        gauge("tracker_purged_index", "last purged log index", st.purged_index.unwrap_or(0) as f64);
-        gauge("tracker_voters", "number of voters", st.voters.len() as f64);
-        gauge("tracker_users", "registered users", st.users as f64);
-        gauge("tracker_groups", "groups", st.groups as f64);
-        gauge("tracker_files", "shared files", st.files as f64);
-        gauge("tracker_sled_size_bytes", "sled files on disk", sled_bytes as f64);
-        gauge("tracker_snapshot_file_bytes", "size of the current snapshot file", storage.snapshot_file_bytes as f64);
-        if let Some(b) = storage.last_snapshot {
-            gauge("tracker_snapshot_build_ms", "time to build the last snapshot this node built", b.build_ms as f64);
-            gauge("tracker_snapshot_built_bytes", "size of the last snapshot this node built", b.size_bytes as f64);
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry) {
+            tracing::warn!("cannot encode the metrics: {e}");
         }
-        {
-            let p = self.precheck_refusals.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = writeln!(out, "# HELP tracker_precheck_refusals_total writes refused by the leader before proposal\n# TYPE tracker_precheck_refusals_total counter");
-            for (kind, n) in p.iter() {
-                let _ = writeln!(out, "tracker_precheck_refusals_total{{command=\"{kind}\"}} {n}");
-            }
-        }
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
-        counter(
-            "tracker_proposals_committed_total",
-            "proposals committed and applied",
-            self.proposals_committed.load(Ordering::Relaxed),
-        );
-        counter(
-            "tracker_proposals_failed_total",
-            "proposals not committed (timeout, lost leadership, stopping)",
-            self.proposals_failed.load(Ordering::Relaxed),
-        );
-        counter(
-            "tracker_leader_changes_seen_total",
-            "changes of the leader this node has seen",
-            self.leader_changes.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(out, "# HELP tracker_write_seconds time from proposal to applied outcome\n# TYPE tracker_write_seconds histogram");
-        for (kind, h) in self.writes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            histogram_lines(&mut out, "tracker_write_seconds", &format!("command=\"{kind}\","), h);
-        }
-        if let Some(disk) = &storage.disk {
-            let _ = writeln!(out, "# HELP tracker_disk_wal_fsync_seconds time to flush an appended batch of log entries to disk\n# TYPE tracker_disk_wal_fsync_seconds histogram");
-            histogram_lines(&mut out, "tracker_disk_wal_fsync_seconds", "", &disk.fsync());
-            let _ = writeln!(out, "# HELP tracker_disk_append_seconds time to encode, write and flush an appended batch\n# TYPE tracker_disk_append_seconds histogram");
-            histogram_lines(&mut out, "tracker_disk_append_seconds", "", &disk.append());
-        }
-        process_metrics(&mut out);
         out
     }
 }
 
-/// The `_bucket`, `_sum` and `_count` lines of one histogram; `labels` ends with a comma or is
-/// empty.
-fn histogram_lines(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    for (b, n) in h.bounds_s.iter().zip(&h.counts) {
-        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {n}");
+/// The standard process families, read from /proc at each scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let p = process_figures();
+        let cpu = ConstCounter::new(p.cpu_s);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "user and system CPU time spent",
+            None,
+            cpu.metric_type(),
+        )?)?;
+        let gauges: [(&str, &str, f64); 4] = [
+            ("process_resident_memory_bytes", "resident memory size", p.resident_bytes as f64),
+            ("process_virtual_memory_bytes", "virtual memory size", p.virtual_bytes as f64),
+            ("process_open_fds", "open file descriptors", p.open_fds as f64),
+            ("process_start_time_seconds", "start time since the epoch", p.start_time_s),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(v);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
     }
-    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", h.total);
-    let plain = labels.trim_end_matches(',');
-    let braces = if plain.is_empty() { String::new() } else { format!("{{{plain}}}") };
-    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_s);
-    let _ = writeln!(out, "{name}_count{braces} {}", h.total);
 }
 
-/// The standard process families, from /proc/self (Linux).
-fn process_metrics(out: &mut String) {
+/// What /proc says about this process.
+#[derive(Default)]
+struct ProcessFigures {
+    cpu_s: f64,
+    resident_bytes: u64,
+    virtual_bytes: u64,
+    open_fds: u64,
+    start_time_s: f64,
+}
+
+fn process_figures() -> ProcessFigures {
     let ticks_per_s = 100.0; // USER_HZ, 100 on Linux
     let page_bytes = 4096.0;
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()); // `man 5 proc` numbering
-    let mut gauge = |name: &str, kind: &str, help: &str, v: Option<f64>| {
-        if let Some(v) = v {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        }
-    };
-    let cpu = field(14).zip(field(15)).map(|(u, s)| (u + s) / ticks_per_s);
-    gauge("process_cpu_seconds_total", "counter", "user and system CPU time spent", cpu);
-    gauge("process_resident_memory_bytes", "gauge", "resident memory size", field(24).map(|p| p * page_bytes));
-    gauge("process_virtual_memory_bytes", "gauge", "virtual memory size", field(23));
-    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as f64).ok();
-    gauge("process_open_fds", "gauge", "open file descriptors", fds);
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0); // `man 5 proc` numbering
     let boot_s = std::fs::read_to_string("/proc/stat")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok()));
-    let start = boot_s.zip(field(22)).map(|(b, t)| b + t / ticks_per_s);
-    gauge("process_start_time_seconds", "gauge", "start time since the epoch", start);
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok()))
+        .unwrap_or(0.0);
+    ProcessFigures {
+        cpu_s: (field(14) + field(15)) / ticks_per_s,
+        resident_bytes: (field(24) * page_bytes) as u64,
+        virtual_bytes: field(23) as u64,
+        open_fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0),
+        start_time_s: boot_s + field(22) / ticks_per_s,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// Every line is a comment or `name{labels} value` with a number; every sample's family has
     /// a TYPE line before it.
@@ -219,6 +382,7 @@ mod tests {
             let v: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
             let name = key.split('{').next().unwrap();
             let family = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(!samples.contains_key(key), "{key} twice");
             assert!(typed.contains(name) || typed.contains(family), "no TYPE before {line}");
             samples.insert(key.to_string(), v);
         }
@@ -237,7 +401,8 @@ mod tests {
 
     #[test]
     fn the_etcd_families_are_there_and_parse() {
-        let m = Metrics::default();
+        let disk = Arc::new(raft_store::storage::timing::DiskTimings::default());
+        let m = Metrics::default().with_disk(disk.clone());
         m.observe_write("login", Duration::from_millis(3));
         {
             let p = m.proposal();
@@ -246,9 +411,10 @@ mod tests {
         drop(m.proposal()); // a proposal that failed
         let _pending = m.proposal();
         m.leader_changed();
-        let disk = raft_store::storage::timing::DiskTimings::default();
         disk.fsync.lock().unwrap().observe(Duration::from_millis(2));
-        let storage = StorageFigures { sled_bytes: 1, snapshot_file_bytes: 2, last_snapshot: None, disk: Some(&disk) };
+        m.observe_precheck_refusal("create_group");
+        let storage =
+            StorageFigures { sled_bytes: 1, snapshot_file_bytes: 2, last_snapshot: None, login_throttle_records: 4 };
         let text = m.render(&status("leader", Some(1)), &storage);
         let s = parse(&text);
         assert_eq!(s["tracker_has_leader"], 1.0);
@@ -261,6 +427,13 @@ mod tests {
         assert_eq!(s["tracker_disk_wal_fsync_seconds_bucket{le=\"0.002\"}"], 1.0);
         assert_eq!(s["tracker_disk_wal_fsync_seconds_bucket{le=\"0.001\"}"], 0.0);
         assert_eq!(s["tracker_write_seconds_count{command=\"login\"}"], 1.0);
+        assert_eq!(s["tracker_write_seconds_bucket{command=\"login\",le=\"0.0025\"}"], 0.0);
+        assert_eq!(s["tracker_write_seconds_bucket{command=\"login\",le=\"0.005\"}"], 1.0);
+        assert_eq!(s["tracker_precheck_refusals_total{command=\"create_group\"}"], 1.0);
+        assert_eq!(s["tracker_login_throttle_records"], 4.0);
+        assert_eq!(s["tracker_term"], 3.0);
+        assert!(text.contains("\ntracker_term 3\n"), "integers print as integers: {text}");
+        assert_eq!(s["tracker_disk_wal_fsync_seconds_bucket{le=\"+Inf\"}"], 1.0);
         assert!(s["process_resident_memory_bytes"] > 1e6, "{text}");
         assert!(s["process_open_fds"] >= 3.0);
         assert!(s["process_cpu_seconds_total"] >= 0.0);

@@ -395,7 +395,7 @@ pub async fn run(
         sm: sm.clone(),
         log: log.clone(),
         config: cfg.clone(),
-        metrics: Arc::new(Metrics::default()),
+        metrics: Arc::new(Metrics::default().with_disk(log.timings())),
         api_addr: me.api.to_string(),
         passwords: Arc::new(api::password_pool::PasswordPool::for_this_machine()),
         throttle: Arc::new(api::throttle::LoginThrottle::default()),

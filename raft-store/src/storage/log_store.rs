@@ -92,9 +92,9 @@ impl LogStore {
     }
 
     /// Flushes everything to disk: called on clean shutdown.
-    /// The latencies of this log's appends and flushes so far.
-    pub fn timings(&self) -> &super::timing::DiskTimings {
-        &self.timings
+    /// The latencies of this log's appends and flushes so far (shared, updated as they happen).
+    pub fn timings(&self) -> std::sync::Arc<super::timing::DiskTimings> {
+        self.timings.clone()
     }
 
     pub fn flush_blocking(&self) -> Result<(), StoreError> {

@@ -67,14 +67,10 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         sled_bytes: s.log.size_on_disk_bytes(),
         snapshot_file_bytes: s.sm.snapshot_file_bytes(),
         last_snapshot: s.sm.last_snapshot_build(),
-        disk: Some(s.log.timings()),
+        login_throttle_records: s.throttle.len(),
     };
-    let mut body = s.metrics.render(&st, &storage);
-    body.push_str(&format!(
-        "# HELP tracker_login_throttle_records users and addresses with recent failed logins\n# TYPE tracker_login_throttle_records gauge\ntracker_login_throttle_records {}\n",
-        s.throttle.len()
-    ));
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    let body = s.metrics.render(&st, &storage);
+    (StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 /// `GET /health`: 200 when this node is up and knows a leader that has a quorum; 503 with the
