@@ -362,3 +362,76 @@ fn a_thousand_idle_connections_and_a_member_hogging_slots_do_not_lock_out_a_down
     assert_eq!(busy, 4, "8 serving slots per user: 4 of 12 turned away with error 8: {codes:?}");
     assert_eq!(idle_closed, 8, "keepalives alone do not keep a slot: error 9 after the no-request bound: {codes:?}");
 }
+
+/// Two downloaders at a complete sharer, played with raw frames (`daemon/spread.rs`, the
+/// read-ahead in `serve.rs`): a piece already sent to one connected downloader is rejected
+/// once to the other, then served when asked again; a `cancel` sent behind its request drops
+/// it unanswered; and a flood of frames sent ahead is read at most 64 at a time, the connection
+/// still answering.
+#[test]
+fn a_seed_hands_a_piece_to_one_downloader_first_and_a_cancel_drops_its_request() {
+    let w = world(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let bob = w.cluster.client().with_token(Some(session_token(&w.bob.home)));
+        let key = listed_key(&bob, "vault", "doc.bin", &w.alice_addr).await;
+        let sha = sha1_of(&w.sha1);
+        let (one, two) = (PeerIdentity::ephemeral(), PeerIdentity::ephemeral());
+        let ticket = |me: &PeerIdentity| {
+            let (bob, key) = (bob.clone(), me.public_hex());
+            async move { hex::decode(bob.ticket("vault", "doc.bin", &key).await.unwrap().ticket).unwrap() }
+        };
+        let (t1, t2) = (ticket(&one).await, ticket(&two).await);
+        let frames = |msgs: &[Message]| {
+            let mut out = Vec::new();
+            for m in msgs {
+                encode(m, &mut out);
+            }
+            out
+        };
+        let mut a = open_from("127.0.0.1", &w.alice_addr, &key, &one, &handshake("vault", sha, "bob", t1)).await;
+        let mut b = open_from("127.0.0.1", &w.alice_addr, &key, &two, &handshake("vault", sha, "bob", t2)).await;
+        let (mut pa, mut pb) = (Vec::new(), Vec::new());
+        let wait = Duration::from_secs(5);
+        for (conn, pending) in [(&mut a, &mut pa), (&mut b, &mut pb)] {
+            assert!(matches!(next_frame(conn, pending, wait).await, Some(Message::Handshake { .. })));
+            assert!(matches!(next_frame(conn, pending, wait).await, Some(Message::Bitfield { .. })));
+        }
+        // A asks for piece 0, then for piece 1 and cancels it in the same write.
+        let first = frames(&[
+            Message::Request { piece: 0 },
+            Message::Request { piece: 1 },
+            Message::Cancel { piece: 1 },
+            Message::Request { piece: 2 },
+        ]);
+        a.write_all(&first).await.unwrap();
+        a.flush().await.unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = next_frame(&mut a, &mut pa, Duration::from_secs(2)).await {
+            match m {
+                Message::Piece { piece, .. } => got.push(piece),
+                other => panic!("A got {other:?}"),
+            }
+        }
+        assert_eq!(got, vec![0, 2], "piece 1 was cancelled before it was served");
+        // B, still connected beside A: piece 0 went to A first, so B is told to ask elsewhere,
+        // once; asked again, the seed serves it. Piece 1 (nobody has it) is served at once.
+        b.write_all(&frames(&[Message::Request { piece: 0 }])).await.unwrap();
+        b.flush().await.unwrap();
+        assert!(matches!(next_frame(&mut b, &mut pb, wait).await, Some(Message::Reject { piece: 0 })));
+        b.write_all(&frames(&[Message::Request { piece: 0 }, Message::Request { piece: 1 }])).await.unwrap();
+        b.flush().await.unwrap();
+        assert!(matches!(next_frame(&mut b, &mut pb, wait).await, Some(Message::Piece { piece: 0, .. })));
+        assert!(matches!(next_frame(&mut b, &mut pb, wait).await, Some(Message::Piece { piece: 1, .. })));
+        // A flood: 10 000 keepalives and haves ahead of one request; the read-ahead holds at
+        // most 64 of them at a time and the request is still answered.
+        let mut flood = Vec::new();
+        for i in 0..10_000u32 {
+            encode(if i % 2 == 0 { &Message::KeepAlive } else { &Message::Have { piece: 0 } }, &mut flood);
+        }
+        encode(&Message::Request { piece: 2 }, &mut flood);
+        a.write_all(&flood).await.unwrap();
+        a.flush().await.unwrap();
+        assert!(matches!(next_frame(&mut a, &mut pa, wait).await, Some(Message::Piece { piece: 2, .. })));
+    });
+}
