@@ -13,3 +13,4 @@ pub mod identity;
 pub mod piece_lists;
 pub mod progress;
 pub mod shell;
+pub mod trackers;

@@ -31,6 +31,14 @@ pub const DEFAULT_ELECTION_TIMEOUT_MS: (u64, u64) = (150, 300);
 pub const GENERATED_TLS_DIR: &str = "tls";
 /// The cluster's ticket signing key (Ed25519, PKCS#8 PEM) in a generated or `certs` folder.
 pub const TICKET_KEY_FILE: &str = "ticket.key";
+/// The operator's client certificate and key, beside the CA: admin calls need them (over TLS).
+pub const OPERATOR_CERT_FILE: &str = "operator.pem";
+pub const OPERATOR_KEY_FILE: &str = "operator.key";
+/// Every name in the cluster's certificates ends so (`.invalid` is reserved: no DNS answers for
+/// it, so such a name can only mean "of this cluster"): `node-<id>` + it for the nodes.
+pub const TLS_NAME_SUFFIX: &str = ".tracker.invalid";
+/// The one name of the operator's certificate.
+pub const OPERATOR_TLS_NAME: &str = "operator.tracker.invalid";
 
 /// Log entries since the last snapshot that trigger a new one, when
 /// `[cluster] snapshot_logs_threshold` is absent.
@@ -459,6 +467,26 @@ impl ClusterConfig {
                 })
             }
         }
+    }
+
+    /// The cluster CA's certificate file, which clients of the API pin (it is public).
+    pub fn ca_file(&self) -> TlsFile {
+        match &self.tls {
+            TlsSettings::Generated { dir } => TlsFile { path: dir.join("ca.pem"), line: None, key: "ca" },
+            TlsSettings::Named { ca, ca_line, .. } => TlsFile { path: ca.clone(), line: Some(*ca_line), key: "ca" },
+        }
+    }
+
+    /// The operator's certificate and key: `operator.pem` and `operator.key` in the folder of
+    /// the CA certificate (made there by `tracker-node certs`, and on first start when the file
+    /// names no certificate).
+    pub fn operator_files(&self) -> (TlsFile, TlsFile) {
+        let ca = self.ca_file();
+        let dir = ca.path.parent().unwrap_or_else(|| Path::new("")).to_path_buf();
+        (
+            TlsFile { path: dir.join(OPERATOR_CERT_FILE), line: ca.line, key: "operator certificate" },
+            TlsFile { path: dir.join(OPERATOR_KEY_FILE), line: ca.line, key: "operator key" },
+        )
     }
 
     /// An error about one of the TLS files (missing, unreadable, not a certificate), in the

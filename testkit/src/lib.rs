@@ -442,6 +442,63 @@ pub fn http_with_timeout(
     Some(HttpResponse { status, headers, body })
 }
 
+/// Who a test's HTTPS call shows itself as to a node's API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsAs {
+    /// No client certificate (a peer, a script).
+    Anonymous,
+    /// The operator's certificate beside the cluster CA (what `tracker-node members` shows).
+    Operator,
+    /// Node N's own certificate: of the cluster CA, but not the operator's.
+    Node(u64),
+}
+
+/// One HTTPS call to a node's API with the CA of the cluster file `config` pinned, as
+/// `who`; `Err` says why no answer came (a TLS refusal, a timeout).
+#[allow(clippy::too_many_arguments)]
+pub fn https_with_timeout(
+    config: &Path,
+    who: TlsAs,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<HttpResponse, String> {
+    let cfg = proto::cluster::ClusterConfig::load(config).map_err(|e| e.to_string())?;
+    let tls = match who {
+        TlsAs::Node(id) => {
+            let files = cfg.tls_files(id);
+            let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            let (ca, cert, key) = (read(&files.ca.path)?, read(&files.cert.path)?, read(&files.key.path)?);
+            tracker_client::TrackerTls::new(
+                &ca,
+                Some(tracker_client::tls::Identity { cert_pem: &cert, key_pem: &key }),
+            )?
+        }
+        _ => tracker_client::TrackerTls::from_cluster(&cfg, who == TlsAs::Operator)?,
+    };
+    let client = tls.reqwest_builder().timeout(timeout).build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut b = client.request(method, format!("https://{addr}{path}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        if let Some(body) = body {
+            b = b.header("content-type", "application/json").body(body.to_string());
+        }
+        let r = b.send().await.map_err(|e| format!("{e:?}"))?;
+        let status = r.status().as_u16();
+        let headers =
+            r.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        let body = r.text().await.map_err(|e| e.to_string())?;
+        Ok(HttpResponse { status, headers, body })
+    })
+}
+
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((len, rest)) = s.split_once("\r\n") {

@@ -8,6 +8,7 @@
 //! Architecture Invariant: the client knows the API (proto::api), never the state machine.
 
 pub mod retry;
+pub mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use retry::RetryPolicy;
+pub use tls::TrackerTls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -60,6 +62,22 @@ pub struct TrackerClient {
     leader: Arc<Mutex<Option<String>>>,
     policy: RetryPolicy,
     token: Option<String>,
+    /// `https` once [`TrackerClient::with_tls`] pinned the cluster CA, else `http` (which the
+    /// nodes serve on loopback addresses only).
+    scheme: &'static str,
+}
+
+fn http_client(policy: &RetryPolicy, tls: Option<&TrackerTls>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(policy.connect_timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(30));
+    if let Some(tls) = tls {
+        b = b.use_preconfigured_tls((*tls.config).clone());
+    }
+    b.build().expect("http client")
 }
 
 /// What one attempt at one node came to.
@@ -75,15 +93,26 @@ impl TrackerClient {
     /// `nodes` are the api addresses (`host:port`) of the tracker nodes.
     pub fn new(nodes: Vec<String>, policy: RetryPolicy) -> Self {
         assert!(!nodes.is_empty(), "a tracker client needs at least one node");
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(policy.connect_timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .expect("http client");
-        TrackerClient { http, nodes: Arc::new(nodes), leader: Arc::new(Mutex::new(None)), policy, token: None }
+        let http = http_client(&policy, None);
+        TrackerClient {
+            http,
+            nodes: Arc::new(nodes),
+            leader: Arc::new(Mutex::new(None)),
+            policy,
+            token: None,
+            scheme: "http",
+        }
+    }
+
+    /// The same nodes over HTTPS, with the cluster CA of `tls` pinned (and its client
+    /// certificate, if any, shown to the nodes).
+    pub fn with_tls(self, tls: &TrackerTls) -> Self {
+        TrackerClient { http: http_client(&self.policy, Some(tls)), scheme: "https", ..self }
+    }
+
+    /// Whether calls go over TLS with the cluster CA pinned.
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
     }
 
     /// The same client, acting for the session `token`.
@@ -116,7 +145,7 @@ impl TrackerClient {
         request_id: &Option<String>,
         timeout: Duration,
     ) -> Attempt {
-        let mut b = self.http.request(method.clone(), format!("http://{node}{path}")).timeout(timeout);
+        let mut b = self.http.request(method.clone(), format!("{}://{node}{path}", self.scheme)).timeout(timeout);
         if let Some(t) = &self.token {
             b = b.bearer_auth(t);
         }

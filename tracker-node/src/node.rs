@@ -246,7 +246,7 @@ fn is_initialised(st: &proto::api::NodeStatus) -> bool {
 /// a new cluster starting together: each initialises with the same membership, which is safe).
 async fn running_cluster(cfg: &ClusterConfig, id: NodeId) -> Option<(NodeId, Vec<NodeId>)> {
     let budget = std::time::Duration::from_millis(JOIN_CHECK_MS);
-    let http = match crate::commands::http_client(budget) {
+    let http = match crate::commands::nodes_http(cfg, budget, false) {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!("cannot ask the other nodes whether the cluster runs: {e}");
@@ -255,7 +255,7 @@ async fn running_cluster(cfg: &ClusterConfig, id: NodeId) -> Option<(NodeId, Vec
     };
     let mut calls = tokio::task::JoinSet::new();
     for n in cfg.nodes.iter().filter(|n| n.id != id) {
-        let (http, other, url) = (http.clone(), n.id, format!("http://{}/v1/status", n.api));
+        let (http, other, url) = (http.client.clone(), n.id, http.url(n.api, "/v1/status"));
         calls.spawn(async move {
             let st = match http.get(url).send().await {
                 Ok(r) if r.status().is_success() => r.json::<proto::api::NodeStatus>().await.ok(),
@@ -401,6 +401,11 @@ pub async fn run(
         throttle: Arc::new(api::throttle::LoginThrottle::default()),
         tickets: tls.ticket.clone(),
         liveness: Arc::new(api::liveness::Liveness::default()),
+        nodes_http: crate::commands::nodes_http(
+            &cfg,
+            std::time::Duration::from_millis(api::admin::REACHABLE_PROBE_MS),
+            false,
+        )?,
     };
     let liveness = state.liveness.clone();
     let metrics = state.metrics.clone();
@@ -412,6 +417,7 @@ pub async fn run(
     let api_router = api::router(state);
 
     let servers = CancellationToken::new();
+    let api_tls = tls.api.clone();
     let raft_server = raft_rt.handle().spawn({
         let stop = servers.clone();
         async move {
@@ -422,8 +428,10 @@ pub async fn run(
     });
     let api_server = tokio::spawn({
         let stop = servers.clone();
-        let service = api_router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        async move { axum::serve(api_listener, service).with_graceful_shutdown(stop.cancelled_owned()).await }
+        async move {
+            api::listener::serve(api_listener, api_router, api_tls, stop).await;
+            Ok::<(), std::io::Error>(())
+        }
     });
     tracing::info!(id, api = %me.api, raft = %me.raft, data_dir = %me.data_dir.display(), "tracker node started");
 

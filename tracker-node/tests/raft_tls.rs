@@ -331,9 +331,17 @@ fn a_node_listed_later_gets_a_certificate_of_the_same_ca_and_joins() {
 
     let (leader, _) = cluster.wait_stable_leader();
     let add = format!(r#"{{"action":"add","id":4,"api":"{api}","raft":"{raft}"}}"#);
-    let r =
-        http_with_timeout(cluster.api(leader), "POST", "/v1/admin/members", &[], Some(&add), Duration::from_secs(60))
-            .unwrap();
+    let r = https_with_timeout(
+        &cluster.config,
+        TlsAs::Operator,
+        cluster.api(leader),
+        "POST",
+        "/v1/admin/members",
+        &[],
+        Some(&add),
+        Duration::from_secs(60),
+    )
+    .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     wait_until("node 4 to be a voter", WAIT, || {
         http_get_json(&api, "/v1/status").is_some_and(|st| st["voters"] == serde_json::json!([1, 2, 3, 4]))

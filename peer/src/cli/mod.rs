@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use tracker_client::{ClientError, RetryPolicy, TrackerClient};
 
 use crate::home::Home;
+use crate::trackers::Trackers;
 
 pub use output::{CliError, Out};
 
@@ -212,7 +213,7 @@ pub enum Command {
 pub struct Ctx {
     pub home: Home,
     pub global: Global,
-    pub trackers: Option<Vec<String>>,
+    pub trackers: Option<Trackers>,
 }
 
 impl Ctx {
@@ -221,26 +222,27 @@ impl Ctx {
         Ok(Ctx { home, trackers: None, global })
     }
 
-    /// The tracker addresses: `--tracker`, else the api addresses of `--cluster`.
-    pub fn tracker_addrs(&mut self) -> Result<Vec<String>, CliError> {
+    /// The trackers: `--tracker`, else the api addresses of `--cluster`; and the cluster CA to
+    /// pin (crate::trackers says when).
+    pub fn trackers(&mut self) -> Result<Trackers, CliError> {
         if let Some(t) = &self.trackers {
             return Ok(t.clone());
         }
-        let addrs = match &self.global.tracker {
+        let flag: Option<Vec<String>> = match &self.global.tracker {
             Some(list) if !list.is_empty() => {
-                list.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+                Some(list.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
             }
-            _ => {
-                let cfg = proto::cluster::ClusterConfig::load(&self.global.cluster)
-                    .map_err(|e| CliError::usage(format!("{e} (pass --cluster FILE or --tracker ADDR)")))?;
-                cfg.api_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>()
-            }
+            _ => None,
         };
-        if addrs.is_empty() {
-            return Err(CliError::usage("no tracker addresses (pass --cluster FILE or --tracker ADDR)"));
-        }
-        self.trackers = Some(addrs.clone());
-        Ok(addrs)
+        let cluster = proto::cluster::ClusterConfig::load(&self.global.cluster).map_err(|e| e.to_string());
+        let trackers = Trackers::resolve(flag, cluster).map_err(CliError::usage)?;
+        self.trackers = Some(trackers.clone());
+        Ok(trackers)
+    }
+
+    /// The tracker addresses (see [`Ctx::trackers`]).
+    pub fn tracker_addrs(&mut self) -> Result<Vec<String>, CliError> {
+        Ok(self.trackers()?.addrs)
     }
 
     pub fn policy(&self) -> RetryPolicy {
@@ -249,7 +251,8 @@ impl Ctx {
 
     /// A client without a session.
     pub fn client(&mut self) -> Result<TrackerClient, CliError> {
-        Ok(TrackerClient::new(self.tracker_addrs()?, self.policy()))
+        let policy = self.policy();
+        Ok(self.trackers()?.client(policy))
     }
 
     /// A client acting for this HOME's session; not logged in is `unauthenticated`.
@@ -299,7 +302,7 @@ async fn run_daemon(
     let failed = |e: anyhow::Error| CliError::refused("daemon_failed", format!("{e:#}"));
     let config = crate::daemon::Config {
         home: ctx.home.clone(),
-        tracker_addrs: ctx.tracker_addrs()?,
+        trackers: ctx.trackers()?,
         policy: ctx.policy(),
         advertise,
         faults,

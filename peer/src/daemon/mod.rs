@@ -255,8 +255,8 @@ async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
 /// the cluster file.
 pub struct Config {
     pub home: Home,
-    /// The tracker nodes' API addresses.
-    pub tracker_addrs: Vec<String>,
+    /// The tracker nodes' API addresses and the cluster CA to pin.
+    pub trackers: crate::trackers::Trackers,
     pub policy: tracker_client::RetryPolicy,
     /// `--advertise HOST:PORT`, as given.
     pub advertise: Option<String>,
@@ -292,12 +292,12 @@ impl Listeners {
 /// Runs the daemon on `listeners` until `shutdown` is cancelled (the CLI cancels it on SIGINT
 /// and SIGTERM), then tells the tracker it is going and waits for its servers to end.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Config { home, tracker_addrs, policy, advertise, faults } = config;
+    let Config { home, trackers, policy, advertise, faults } = config;
     let socket = home.socket();
     let local = listeners.pieces.local_addr()?;
     // Only the port of what we announce is used: the tracker lists the host our calls come from.
     let peer_addr = advertise.clone().unwrap_or_else(|| local.to_string());
-    let tracker = TrackerClient::new(tracker_addrs, policy);
+    let tracker = trackers.client(policy);
     let identity = crate::identity::PeerIdentity::load_or_create(&home.dir)?;
     let channel = channel::Channel::new(&identity)?;
     let daemon = Arc::new(Daemon {

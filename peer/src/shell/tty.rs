@@ -268,7 +268,7 @@ type GroupName = (String, bool);
 pub struct Names {
     handle: tokio::runtime::Handle,
     home: Home,
-    addrs: Option<Vec<String>>,
+    trackers: Option<crate::trackers::Trackers>,
     groups: Mutex<Option<(Instant, Vec<GroupName>)>>,
     files: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
@@ -278,7 +278,7 @@ impl Names {
         Names {
             handle: tokio::runtime::Handle::current(),
             home: ctx.home.clone(),
-            addrs: ctx.tracker_addrs().ok(),
+            trackers: ctx.trackers().ok(),
             groups: Mutex::new(None),
             files: Mutex::new(HashMap::new()),
         }
@@ -292,9 +292,8 @@ impl Names {
 
     fn client(&self) -> Option<TrackerClient> {
         let session = self.home.session()?;
-        let addrs = self.addrs.clone().filter(|a| !a.is_empty())?;
         let policy = RetryPolicy { budget_ms: NAMES_WAIT.as_millis() as u64, ..RetryPolicy::default() };
-        Some(TrackerClient::new(addrs, policy).with_token(Some(session.token)))
+        Some(self.trackers.as_ref()?.client(policy).with_token(Some(session.token)))
     }
 
     /// Waits at most `NAMES_WAIT` for `f`; nothing when the tracker does not answer in time.

@@ -1,12 +1,16 @@
-//! `POST /v1/admin/members`: membership changes, on the leader. Adding makes the node a
-//! learner first and waits for it to catch up (openraft's blocking add_learner), then
-//! promotes it to voter; removing takes it out of the voters.
+//! The admin calls, the operator's only (`auth::check_operator`). `POST /v1/admin/members`:
+//! membership changes, on the leader. Adding makes the node a learner first and waits (bounded)
+//! for it to catch up (openraft's blocking add_learner), then promotes it to voter; removing
+//! takes it out of the voters. Either is refused when the voters after it would not include a
+//! quorum that answers now (etcd's strict reconfiguration check), and answers within a bound.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use proto::api::MembersRequest;
@@ -14,7 +18,16 @@ use raft_store::{NodeId, TrackerNode};
 use serde_json::json;
 
 use super::body::Body;
+use super::listener::Channel;
 use super::{auth, ok_json, ApiError, ApiResult, AppState};
+
+/// How long an add waits for the new node to catch up as a learner before it gives up (and
+/// takes the learner out again).
+pub const ADD_CATCH_UP_TIMEOUT_MS: u64 = 60_000;
+/// How long a membership change waits to be committed.
+pub const CHANGE_TIMEOUT_MS: u64 = 10_000;
+/// How long the strict reconfiguration check waits for each voter's status.
+pub const REACHABLE_PROBE_MS: u64 = 1_000;
 
 fn map_err(e: RaftError<NodeId, ClientWriteError<NodeId, TrackerNode>>) -> ApiError {
     match e {
@@ -24,33 +37,118 @@ fn map_err(e: RaftError<NodeId, ClientWriteError<NodeId, TrackerNode>>) -> ApiEr
     }
 }
 
-pub async fn members(State(s): State<AppState>, headers: HeaderMap, Body(req): Body<MembersRequest>) -> Response {
+/// Waits for a membership future at most `ms`.
+async fn bounded<T>(ms: u64, what: &str, f: impl std::future::Future<Output = ApiResult<T>>) -> ApiResult<T> {
+    tokio::time::timeout(Duration::from_millis(ms), f).await.unwrap_or_else(|_| {
+        Err(ApiError::Unavailable(format!("{what} did not finish within {} s; check `tracker-node status`", ms / 1000)))
+    })
+}
+
+/// etcd's strict reconfiguration check: the voters after the change must include a quorum
+/// that answers now (this leader counts when it stays a voter), or the change is refused
+/// before it is proposed. `answering` holds the voters that answered a status probe.
+pub fn keeps_a_quorum(after: &BTreeSet<NodeId>, answering: &BTreeSet<NodeId>) -> Result<(), String> {
+    let reachable: Vec<NodeId> = after.intersection(answering).copied().collect();
+    let quorum = after.len() / 2 + 1;
+    if after.is_empty() {
+        return Err("it would leave the cluster without any voter".into());
+    }
+    if reachable.len() < quorum {
+        let ids = |s: &mut dyn Iterator<Item = &NodeId>| s.map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        return Err(format!(
+            "after it the voters would be {{{}}}, of which only {{{}}} answer now: {} of {} needed for a quorum",
+            ids(&mut after.iter()),
+            ids(&mut reachable.iter()),
+            reachable.len(),
+            quorum
+        ));
+    }
+    Ok(())
+}
+
+/// The voters of `after` that answer `GET /v1/status` within `REACHABLE_PROBE_MS` (this node
+/// answers by definition).
+async fn answering(s: &AppState, after: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+    let membership = s.raft.metrics().borrow().membership_config.clone();
+    let mut asks = tokio::task::JoinSet::new();
+    let mut answering = BTreeSet::from([s.id]);
+    for (id, node) in membership.membership().nodes() {
+        if *id == s.id || !after.contains(id) {
+            continue;
+        }
+        let (id, http, api) = (*id, s.nodes_http.clone(), node.api.clone());
+        asks.spawn(async move {
+            let url = http.url(api, "/v1/status");
+            let ok = http.client.get(url).timeout(Duration::from_millis(REACHABLE_PROBE_MS)).send().await;
+            (id, ok.is_ok_and(|r| r.status().is_success()))
+        });
+    }
+    while let Some(r) = asks.join_next().await {
+        if let Ok((id, true)) = r {
+            answering.insert(id);
+        }
+    }
+    answering
+}
+
+async fn check_strict(s: &AppState, after: BTreeSet<NodeId>, what: &str) -> ApiResult<()> {
+    let answering = answering(s, &after).await;
+    keeps_a_quorum(&after, &answering)
+        .map_err(|why| ApiError::Conflict("would_lose_quorum", format!("refused to {what}: {why}")))
+}
+
+pub async fn members(
+    State(s): State<AppState>,
+    Extension(channel): Extension<Channel>,
+    headers: HeaderMap,
+    Body(req): Body<MembersRequest>,
+) -> Response {
     let r: ApiResult<Response> = async {
-        auth::check_cluster_secret(s.config.secret.as_deref(), &headers)?;
+        auth::check_operator(channel, s.config.secret.as_deref(), &headers)?;
         s.leader_or_redirect()?;
-        match req.action.as_str() {
+        let voters: BTreeSet<NodeId> = s.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        let resp = match req.action.as_str() {
             "add" => {
                 let node = TrackerNode { api: req.api, raft: req.raft };
-                s.raft.add_learner(req.id, node, true).await.map_err(map_err)?;
-                let resp = s
-                    .raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
-                    .await
-                    .map_err(map_err)?;
-                let voters: Vec<u64> = resp.membership.as_ref().map(|m| m.voter_ids().collect()).unwrap_or_default();
-                Ok(ok_json(json!({ "id": req.id, "voters": voters })))
+                // A learner first: it receives the log but has no vote until it caught up.
+                let caught_up = bounded(ADD_CATCH_UP_TIMEOUT_MS, "catching up", async {
+                    s.raft.add_learner(req.id, node, true).await.map_err(map_err)
+                })
+                .await;
+                if let Err(e) = caught_up {
+                    if !voters.contains(&req.id) {
+                        // Do not leave a learner behind that never caught up.
+                        let _ = bounded(CHANGE_TIMEOUT_MS, "removing the learner", async {
+                            let gone = ChangeMembers::RemoveNodes(BTreeSet::from([req.id]));
+                            s.raft.change_membership(gone, false).await.map_err(map_err)
+                        })
+                        .await;
+                    }
+                    return Err(e);
+                }
+                let mut after = voters.clone();
+                after.insert(req.id);
+                check_strict(&s, after, &format!("add node {}", req.id)).await?;
+                bounded(CHANGE_TIMEOUT_MS, "the change", async {
+                    let add = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
+                    s.raft.change_membership(add, false).await.map_err(map_err)
+                })
+                .await?
             }
             "remove" => {
-                let resp = s
-                    .raft
-                    .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([req.id])), false)
-                    .await
-                    .map_err(map_err)?;
-                let voters: Vec<u64> = resp.membership.as_ref().map(|m| m.voter_ids().collect()).unwrap_or_default();
-                Ok(ok_json(json!({ "id": req.id, "voters": voters })))
+                let mut after = voters.clone();
+                after.remove(&req.id);
+                check_strict(&s, after, &format!("remove node {}", req.id)).await?;
+                bounded(CHANGE_TIMEOUT_MS, "the change", async {
+                    let remove = ChangeMembers::RemoveVoters(BTreeSet::from([req.id]));
+                    s.raft.change_membership(remove, false).await.map_err(map_err)
+                })
+                .await?
             }
-            other => Err(ApiError::BadRequest(format!("action must be add or remove, not {other:?}"))),
-        }
+            other => return Err(ApiError::BadRequest(format!("action must be add or remove, not {other:?}"))),
+        };
+        let voters: Vec<u64> = resp.membership.as_ref().map(|m| m.voter_ids().collect()).unwrap_or_default();
+        Ok(ok_json(json!({ "id": req.id, "voters": voters })))
     }
     .await;
     r.unwrap_or_else(|e| e.into_response())
@@ -58,11 +156,15 @@ pub async fn members(State(s): State<AppState>, headers: HeaderMap, Body(req): B
 
 /// `GET /v1/admin/snapshot`: the leader's applied state as a snapshot file (the format of
 /// `current.snap`), after a read index confirms it holds everything committed before the call;
-/// for `tracker-node snapshot save`. Needs the cluster secret when one is set. The index is in
+/// for `tracker-node snapshot save`. The operator's only (`auth::check_operator`). The index is in
 /// `x-snapshot-index`.
-pub async fn snapshot(State(s): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn snapshot(
+    State(s): State<AppState>,
+    Extension(channel): Extension<Channel>,
+    headers: HeaderMap,
+) -> Response {
     let r: ApiResult<Response> = async {
-        auth::check_cluster_secret(s.config.secret.as_deref(), &headers)?;
+        auth::check_operator(channel, s.config.secret.as_deref(), &headers)?;
         s.leader_or_redirect()?;
         s.linearizable().await?;
         let sm = s.sm.clone();
@@ -87,3 +189,27 @@ pub async fn snapshot(State(s): State<AppState>, headers: HeaderMap) -> Response
 
 /// The header of `GET /v1/admin/snapshot` that carries the snapshot's log index.
 pub const SNAPSHOT_INDEX_HEADER: &str = "x-snapshot-index";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[u64]) -> BTreeSet<u64> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_change_must_leave_a_quorum_that_answers() {
+        // Three voters, all up: removing one leaves 2 of 2.
+        assert!(keeps_a_quorum(&set(&[1, 2]), &set(&[1, 2, 3])).is_ok());
+        // Node 3 is down: removing node 2 would leave {1, 3} with 1 answering.
+        let e = keeps_a_quorum(&set(&[1, 3]), &set(&[1])).unwrap_err();
+        assert!(e.contains("1 of 2 needed"), "{e}");
+        // Adding a fourth while one of three is down: 3 of 4 answer, a quorum is 3.
+        assert!(keeps_a_quorum(&set(&[1, 2, 3, 4]), &set(&[1, 2, 4])).is_ok());
+        // Adding two unreachable voters to three: 3 of 5 is still a quorum, a third is not.
+        assert!(keeps_a_quorum(&set(&[1, 2, 3, 8, 9]), &set(&[1, 2, 3])).is_ok());
+        assert!(keeps_a_quorum(&set(&[1, 2, 3, 7, 8, 9]), &set(&[1, 2, 3])).is_err());
+        assert!(keeps_a_quorum(&set(&[]), &set(&[1])).is_err());
+    }
+}

@@ -1,9 +1,10 @@
 //! Credentials: bearer session tokens (stored only as SHA-256), argon2id password hashing
-//! off the async workers, and the cluster secret for node-to-node and admin calls.
+//! off the async workers, and who may make admin calls (the operator).
 
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
+use super::listener::Channel;
 use super::password_pool::PasswordPool;
 use super::{ApiError, ApiResult};
 use raft_store::{ErrorCode, Refusal};
@@ -69,14 +70,72 @@ pub async fn verify_password(pool: &PasswordPool, password: String, stored: Opti
     }
 }
 
-/// When the cluster has a secret, the caller must present it in `x-cluster-secret`.
+/// Admin calls are the operator's: they come over TLS, with the operator's certificate of the
+/// cluster CA, or, when the cluster file sets a `secret`, with that secret in
+/// `x-cluster-secret` (over TLS only: a secret sent in clear is a secret given away). Plain HTTP
+/// never reaches them, whatever it carries.
+pub fn check_operator(channel: Channel, secret: Option<&str>, headers: &HeaderMap) -> ApiResult<()> {
+    match channel {
+        Channel::Plain => Err(ApiError::Forbidden(
+            "admin calls need TLS with the operator's certificate (operator.pem beside the cluster CA, as \
+             `tracker-node members` and `snapshot save` use it); plain HTTP is refused"
+                .into(),
+        )),
+        Channel::Tls { operator: true } => Ok(()),
+        Channel::Tls { operator: false } => match (secret, headers.get(proto::api::CLUSTER_SECRET)) {
+            (Some(secret), Some(given)) if secret_matches(secret, given.to_str().unwrap_or("")) => Ok(()),
+            (Some(_), Some(_)) => Err(ApiError::Forbidden("wrong cluster secret (x-cluster-secret)".into())),
+            _ => Err(ApiError::Forbidden(
+                "admin calls need the operator's certificate of the cluster CA (operator.pem and operator.key beside \
+                 the CA)"
+                    .into(),
+            )),
+        },
+    }
+}
+
+/// When the cluster has a secret, a Raft RPC must carry it in `x-cluster-secret` (on top of the
+/// mutual TLS that already admits only the cluster's nodes).
 pub fn check_cluster_secret(secret: Option<&str>, headers: &HeaderMap) -> ApiResult<()> {
     let Some(secret) = secret else { return Ok(()) };
     let given = headers.get(proto::api::CLUSTER_SECRET).and_then(|v| v.to_str().ok()).unwrap_or("");
-    // Compare digests so the time taken does not depend on how much of the secret matched.
-    if Sha256::digest(given.as_bytes()) == Sha256::digest(secret.as_bytes()) {
+    if secret_matches(secret, given) {
         Ok(())
     } else {
         Err(ApiError::Forbidden("this call needs the cluster secret (x-cluster-secret)".into()))
+    }
+}
+
+/// Compares digests, so the time taken does not depend on how much of the secret matched.
+fn secret_matches(secret: &str, given: &str) -> bool {
+    Sha256::digest(given.as_bytes()) == Sha256::digest(secret.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_secret(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(proto::api::CLUSTER_SECRET, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn only_the_operator_or_the_secret_over_tls_opens_admin_calls() {
+        let none = HeaderMap::new();
+        let operator = Channel::Tls { operator: true };
+        let tls = Channel::Tls { operator: false };
+        assert!(check_operator(operator, None, &none).is_ok());
+        assert!(check_operator(operator, Some("s"), &none).is_ok());
+        assert!(check_operator(tls, Some("s"), &with_secret("s")).is_ok());
+        // Refused: plain HTTP even with the right secret; TLS without a certificate or secret;
+        // the wrong secret; a secret when the cluster sets none.
+        assert!(check_operator(Channel::Plain, Some("s"), &with_secret("s")).is_err());
+        assert!(check_operator(Channel::Plain, None, &none).is_err());
+        assert!(check_operator(tls, None, &none).is_err());
+        assert!(check_operator(tls, Some("s"), &with_secret("t")).is_err());
+        assert!(check_operator(tls, Some("s"), &none).is_err());
+        assert!(check_operator(tls, None, &with_secret("anything")).is_err());
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod files;
 pub mod groups;
+pub mod listener;
 pub mod liveness;
 pub mod password_pool;
 pub mod status;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub tickets: Arc<proto::ticket::TicketSigner>,
     /// Which peer daemons said "alive" lately: the leader's soft state, never in the log.
     pub liveness: Arc<liveness::Liveness>,
+    /// HTTPS to the other nodes' APIs, the cluster CA pinned (the strict reconfiguration check
+    /// asks each voter's status).
+    pub nodes_http: crate::commands::NodesHttp,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -104,6 +108,9 @@ pub enum ApiError {
     Unavailable(String),
     BadRequest(String),
     Forbidden(String),
+    /// The call is well formed but cannot be done in the cluster's present state (409):
+    /// a machine-readable code and the reason.
+    Conflict(&'static str, String),
     /// Too many attempts, or the password workers are busy: try again after `retry_after_s`.
     RateLimited {
         retry_after_s: u64,
@@ -165,6 +172,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, Json(ErrorBody::new("invalid_request", m))).into_response()
             }
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, Json(ErrorBody::new("forbidden", m))).into_response(),
+            ApiError::Conflict(code, m) => (StatusCode::CONFLICT, Json(ErrorBody::new(code, m))).into_response(),
             ApiError::RateLimited { retry_after_s, message } => {
                 let mut resp =
                     (StatusCode::TOO_MANY_REQUESTS, Json(ErrorBody::new("rate_limited", message))).into_response();
@@ -190,9 +198,15 @@ impl From<Refusal> for ApiError {
 /// client that follows redirects re-sends the same call to the leader.
 async fn complete_location(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let tls = matches!(req.extensions().get::<listener::Channel>(), Some(listener::Channel::Tls { .. }));
     let mut resp = next.run(req).await;
     if resp.status() == StatusCode::TEMPORARY_REDIRECT {
         if let Some(base) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+            // A call that came over TLS is sent on over TLS.
+            let base = match (tls, base.strip_prefix("http://")) {
+                (true, Some(rest)) => format!("https://{rest}"),
+                _ => base.to_string(),
+            };
             if let Ok(v) = HeaderValue::from_str(&format!("{base}{path}")) {
                 resp.headers_mut().insert(header::LOCATION, v);
             }

@@ -26,10 +26,10 @@ pub async fn fetch_all(
     cfg: &ClusterConfig,
     timeout: Duration,
 ) -> anyhow::Result<Vec<(u64, String, Option<NodeStatus>)>> {
-    let http = super::http_client(timeout)?;
+    let http = super::nodes_http(cfg, timeout, false)?;
     let calls = cfg.nodes.iter().map(|n| {
-        let http = http.clone();
-        let url = format!("http://{}/v1/status", n.api);
+        let url = http.url(n.api, "/v1/status");
+        let http = http.client.clone();
         let (id, api) = (n.id, n.api.to_string());
         async move {
             let st = match http.get(url).send().await {

@@ -32,7 +32,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// The DNS-style name every node certificate carries: `node-<id>` + this suffix.
-pub const NODE_NAME_SUFFIX: &str = ".tracker.invalid";
+pub use proto::cluster::TLS_NAME_SUFFIX as NODE_NAME_SUFFIX;
 
 /// The name node `id`'s certificate carries, and the host name the Raft client dials it by.
 pub fn node_name(id: u64) -> String {
@@ -60,6 +60,9 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub struct NodeTls {
     pub server: Arc<ServerConfig>,
     pub client: Arc<ClientConfig>,
+    /// The client API's server config: the same node certificate; a client certificate of the
+    /// cluster CA is optional (the operator's, for admin calls), anything else is refused.
+    pub api: Arc<ServerConfig>,
     pub ticket: Arc<TicketSigner>,
 }
 
@@ -84,7 +87,7 @@ pub fn for_node(cfg: &ClusterConfig, id: u64) -> Result<NodeTls, SetupError> {
             tracing::info!(file = %created.display(), "created TLS file");
         }
     }
-    let (server, client) = load(cfg, &files, id)?;
+    let (server, client, api) = load(cfg, &files, id)?;
     let ticket_file = cfg.ticket_key_file()?;
     let ticket = load_ticket_signer(cfg, &ticket_file)?;
     tracing::info!(
@@ -92,7 +95,7 @@ pub fn for_node(cfg: &ClusterConfig, id: u64) -> Result<NodeTls, SetupError> {
         public_key = %proto::ticket::hex_lower(&ticket.public_key()),
         "loaded the cluster's ticket key"
     );
-    Ok(NodeTls { server, client, ticket: Arc::new(ticket) })
+    Ok(NodeTls { server, client, api, ticket: Arc::new(ticket) })
 }
 
 /// The cluster's ticket signer from its key file: PKCS#8 (PEM, or DER), Ed25519, readable by
@@ -161,12 +164,10 @@ fn check_key_private(cfg: &ClusterConfig, f: &TlsFile) -> Result<(), SetupError>
     Ok(())
 }
 
-/// Node `id`'s server and client TLS configs, from its checked files.
-fn load(
-    cfg: &ClusterConfig,
-    files: &NodeTlsFiles,
-    id: u64,
-) -> Result<(Arc<ServerConfig>, Arc<ClientConfig>), SetupError> {
+/// Node `id`'s Raft server, Raft client and API server TLS configs, from its checked files.
+type Configs = (Arc<ServerConfig>, Arc<ClientConfig>, Arc<ServerConfig>);
+
+fn load(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> Result<Configs, SetupError> {
     let provider = provider();
     let roots = Arc::new(ca_roots(&read(cfg, &files.ca)?).map_err(|e| invalid(cfg, &files.ca, e))?);
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cfg, &files.cert)?)
@@ -200,6 +201,20 @@ fn load(
         invalid(cfg, &files.cert, format!("the other nodes would refuse it as a client certificate ({e})"))
     })?;
 
+    // The API asks for a certificate but serves clients without one (peers, scripts); one that
+    // is shown must chain to the CA, and only the operator's opens the admin calls.
+    let api_client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| invalid(cfg, &files.ca, e))?;
+    let mut api = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| anyhow::anyhow!("TLS 1.3 is not available: {e}"))?
+        .with_client_cert_verifier(api_client_verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|e| invalid(cfg, &files.key, format!("it does not match {} ({e})", files.cert.path.display())))?;
+    api.alpn_protocols = vec![b"http/1.1".to_vec()];
+
     let server = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| anyhow::anyhow!("TLS 1.3 is not available: {e}"))?
@@ -223,7 +238,7 @@ fn load(
     client.resumption = rustls::client::Resumption::disabled();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
 
-    Ok((Arc::new(server), Arc::new(client)))
+    Ok((Arc::new(server), Arc::new(client), Arc::new(api)))
 }
 
 /// Why a peer that completed the handshake (so its certificate chains to the cluster CA) may
@@ -261,6 +276,15 @@ pub fn peer_identity(certs: Option<&[CertificateDer<'_>]>, nodes: &BTreeSet<u64>
         [] => Err(IdentityError::NotANode(join(nodes.iter().copied()))),
         several => Err(IdentityError::SeveralNodes(join(several.iter().copied()))),
     }
+}
+
+/// Whether a verified client certificate (it chains to the cluster CA: rustls checked it in the
+/// handshake) is the operator's: valid for `operator.tracker.invalid`.
+pub fn is_operator(certs: Option<&[CertificateDer<'_>]>) -> bool {
+    let Some(cert) = certs.and_then(|c| c.first()) else { return false };
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else { return false };
+    ServerName::try_from(proto::cluster::OPERATOR_TLS_NAME)
+        .is_ok_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok())
 }
 
 #[cfg(test)]

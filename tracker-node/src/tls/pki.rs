@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use proto::cluster::{node_cert_file_name, node_key_file_name, ClusterConfig, NodeTlsFiles, TICKET_KEY_FILE};
+use proto::cluster::{
+    node_cert_file_name, node_key_file_name, ClusterConfig, NodeTlsFiles, OPERATOR_CERT_FILE, OPERATOR_KEY_FILE,
+    OPERATOR_TLS_NAME, TICKET_KEY_FILE,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -106,6 +109,23 @@ impl Ca {
         set_validity(&mut p);
         let cert = p.signed_by(&key, &self.cert, &self.key).context("cannot sign a node certificate")?;
         Ok((cert, key))
+    }
+
+    /// The operator's certificate and key, as PEM: the one name `operator.tracker.invalid`,
+    /// usable as a TLS client only (it opens the admin calls; it cannot serve as a node).
+    pub fn operator_pem(&self) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate().context("cannot generate the operator key")?;
+        let mut p = CertificateParams::new(vec![OPERATOR_TLS_NAME.to_string()])?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "tracker cluster operator");
+        p.distinguished_name = dn;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.use_authority_key_identifier_extension = true;
+        set_validity(&mut p);
+        let cert = p.signed_by(&key, &self.cert, &self.key).context("cannot sign the operator certificate")?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// Node `id`'s certificate and key, as PEM.
@@ -260,6 +280,20 @@ fn ticket_key_in(dir: &Path, created: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the operator's pair into `dir` unless both files are there and a CA key is at hand.
+fn operator_pair_in(dir: &Path, ca: Option<&Ca>, created: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let (cert_path, key_path) = (dir.join(OPERATOR_CERT_FILE), dir.join(OPERATOR_KEY_FILE));
+    if cert_path.exists() && key_path.exists() {
+        return Ok(());
+    }
+    let Some(ca) = ca else { return Ok(()) };
+    let (cert_pem, key_pem) = ca.operator_pem()?;
+    write_file(&key_path, &key_pem, 0o600)?;
+    write_file(&cert_path, &cert_pem, 0o644)?;
+    created.extend([key_path, cert_path]);
+    Ok(())
+}
+
 /// Writes node `id`'s pair into `dir` unless both files are there.
 fn node_pair_in(dir: &Path, ca: Option<&Ca>, id: u64, created: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let (cert_path, key_path) = (dir.join(node_cert_file_name(id)), dir.join(node_key_file_name(id)));
@@ -289,7 +323,9 @@ pub fn ensure_generated(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> a
     let dir = files.ca.path.parent().unwrap_or_else(|| Path::new(".")).to_path_buf();
     let ticket_key = dir.join(TICKET_KEY_FILE);
     // Fast path, no lock: everything is there (every start after the first).
-    if files.ca.path.exists() && files.cert.path.exists() && files.key.path.exists() && ticket_key.exists() {
+    let operator = dir.join(OPERATOR_KEY_FILE);
+    let all_there = [&files.ca.path, &files.cert.path, &files.key.path, &ticket_key, &operator];
+    if all_there.iter().all(|p| p.exists()) {
         ensure_private_dir(&dir)?;
         return Ok(Vec::new());
     }
@@ -299,6 +335,8 @@ pub fn ensure_generated(cfg: &ClusterConfig, files: &NodeTlsFiles, id: u64) -> a
     let ca =
         ca_in(&dir, &mut created).with_context(|| format!("cannot set up the cluster CA of {}", cfg.path.display()))?;
     node_pair_in(&dir, ca.as_ref(), id, &mut created)?;
+    // Also for a folder made before the operator certificate existed.
+    operator_pair_in(&dir, ca.as_ref(), &mut created)?;
     // Also for a folder made before tickets existed: the first node started after the upgrade
     // makes the key, under the lock, and the others use it.
     ticket_key_in(&dir, &mut created)?;
@@ -322,6 +360,7 @@ pub fn make_certs(cfg: &ClusterConfig, out: &Path) -> anyhow::Result<Vec<PathBuf
     for n in &cfg.nodes {
         node_pair_in(out, ca.as_ref(), n.id, &mut created)?;
     }
+    operator_pair_in(out, ca.as_ref(), &mut created)?;
     ticket_key_in(out, &mut created)?;
     Ok(created)
 }
@@ -377,6 +416,7 @@ mod tests {
         assert_eq!(mode(&tls.join(CA_KEY_FILE)), 0o600);
         assert_eq!(mode(&tls.join("node-3.key")), 0o600);
         assert!(tls.join("node-4.pem").exists());
+        assert!(!tls.join(OPERATOR_KEY_FILE).exists(), "only ensure_generated and certs make it");
         // The key file loads as the nodes load it.
         let files = proto::cluster::TlsFile { path: tls.join(TICKET_KEY_FILE), line: None, key: "ticket_key" };
         let cfg = proto::cluster::ClusterConfig::parse(
