@@ -39,6 +39,8 @@ pub fn free_port() -> u16 {
 ///
 /// Only processes that go through this function are kept apart; a program outside the tests
 /// that binds a fixed port in the pool can still collide, which the bind check makes unlikely.
+pub mod fuzz;
+
 pub mod ports {
     use std::collections::hash_map::RandomState;
     use std::fs::File;

@@ -211,4 +211,53 @@ mod tests {
             assert!(decode_snapshot(bad).is_err());
         }
     }
+
+    /// Bounded-time fuzzing of what the Raft port decodes from a peer (`testkit::fuzz`,
+    /// `FUZZ_SECONDS`): mutated appends, snapshot chunks and votes never panic, and what decodes
+    /// re-encodes to the same message.
+    #[test]
+    fn fuzzed_raft_bodies_never_panic_and_what_decodes_round_trips() {
+        use openraft::raft::VoteRequest;
+        use testkit::fuzz::{budget, mutate, seed_rng};
+        let mut seeds: Vec<Vec<u8>> = [request(3, 20), request(1, 255), request(0, 0)]
+            .iter()
+            .map(|r| encode_append(r, MAX_APPEND_BATCH_BYTES).unwrap().body)
+            .collect();
+        let chunk = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(2, 1),
+            meta: SnapshotMeta::default(),
+            offset: 1 << 20,
+            data: vec![7; 64],
+            done: false,
+        };
+        seeds.push(encode_snapshot(chunk).unwrap());
+        let vote = VoteRequest::<NodeId>::new(Vote::new(4, 2), Some(LogId::new(CommittedLeaderId::new(3, 1), 9)));
+        seeds.push(encode(&vote).unwrap());
+        let mut rng = seed_rng();
+        let start = std::time::Instant::now();
+        let (mut rounds, mut accepted) = (0u64, 0u64);
+        while start.elapsed() < budget() {
+            let input = mutate(&mut rng, &seeds, MAX_RAFT_BODY_BYTES as u32);
+            rounds += 1;
+            if let Ok(req) = decode_append(&input) {
+                accepted += 1;
+                let again = encode_append(&req, usize::MAX).unwrap();
+                let back = decode_append(&again.body).unwrap();
+                assert_eq!(
+                    (back.vote, back.prev_log_id, back.leader_commit, &back.entries),
+                    (req.vote, req.prev_log_id, req.leader_commit, &req.entries)
+                );
+            }
+            if let Ok(chunk) = decode_snapshot(&input) {
+                accepted += 1;
+                assert_eq!(decode_snapshot(&encode_snapshot(chunk.clone()).unwrap()).unwrap(), chunk);
+            }
+            if let Ok(v) = decode::<VoteRequest<NodeId>>(&input) {
+                accepted += 1;
+                assert_eq!(decode::<VoteRequest<NodeId>>(&encode(&v).unwrap()).unwrap(), v);
+            }
+        }
+        println!("{rounds} raft bodies, {accepted} accepted");
+        assert!(rounds > 1000 && accepted > 0, "the fuzzer ran ({rounds} inputs, {accepted} accepted)");
+    }
 }

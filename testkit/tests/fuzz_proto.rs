@@ -1,93 +1,21 @@
-//! Bounded-time fuzzing of everything a peer parses from the network before it trusts the
-//! sender: piece-protocol frames (the handshake among them) and tickets. A mutation fuzzer on
-//! the stable toolchain (cargo-fuzz needs nightly): seeds are valid frames and tickets; each
-//! round mutates one (bit flips, random bytes, inserts, deletes, truncation, splices, forged
-//! length prefixes) and checks the parser's promises:
+//! Bounded-time fuzzing of what `proto` parses: everything a peer reads from the network before
+//! it trusts the sender (piece-protocol frames, the handshake among them, and tickets), and the
+//! cluster file every node and peer reads. The mutation fuzzer is `testkit::fuzz` (stable Rust);
+//! seeds are valid inputs, and each target checks its parser's promises:
 //!
 //! - it never panics and never reports more bytes used than it was given;
 //! - a frame it accepts re-encodes to a frame that decodes to the same message;
 //! - a ticket it accepts is byte for byte the one that was signed (any change is a forgery);
+//! - a cluster file it accepts keeps the file's rules (ids unique and at least one node, every
+//!   address distinct), and a refusal names the file;
 //!
 //! `FUZZ_SECONDS` sets the time per target (default 5 s, as the README's test command runs it).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use proto::piece::{decode, encode, Message, MAX_FRAME_LEN_BYTES};
 use proto::ticket::{verify, Ticket, TicketSigner};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn budget() -> Duration {
-    let s = std::env::var("FUZZ_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5u64);
-    Duration::from_secs(s)
-}
-
-fn seed_rng() -> Rng {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let seed = std::env::var("FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(t | 1);
-    println!("FUZZ_SEED={seed}");
-    Rng(seed)
-}
-
-fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
-    let mut b = seeds[rng.below(seeds.len())].clone();
-    for _ in 0..1 + rng.below(4) {
-        match rng.below(8) {
-            0 if !b.is_empty() => {
-                let i = rng.below(b.len());
-                b[i] ^= 1 << rng.below(8);
-            }
-            1 if !b.is_empty() => {
-                let i = rng.below(b.len());
-                b[i] = rng.next() as u8;
-            }
-            2 => {
-                let i = rng.below(b.len() + 1);
-                b.insert(i, rng.next() as u8);
-            }
-            3 if !b.is_empty() => {
-                let i = rng.below(b.len());
-                b.remove(i);
-            }
-            4 => {
-                let n = rng.below(b.len() + 1);
-                b.truncate(n);
-            }
-            5 => {
-                let other = &seeds[rng.below(seeds.len())];
-                let cut = rng.below(other.len() + 1);
-                b.extend_from_slice(&other[cut..]);
-            }
-            6 if b.len() >= 4 => {
-                // A forged length prefix: small, near the bound, or huge.
-                let len = match rng.below(3) {
-                    0 => rng.below(64) as u32,
-                    1 => (MAX_FRAME_LEN_BYTES as u32).wrapping_add(rng.below(3) as u32).wrapping_sub(1),
-                    _ => rng.next() as u32,
-                };
-                b[..4].copy_from_slice(&len.to_be_bytes());
-            }
-            _ => {
-                let n = rng.below(16);
-                for _ in 0..n {
-                    b.push(rng.next() as u8);
-                }
-            }
-        }
-    }
-    b
-}
+use testkit::fuzz::{budget, mutate, seed_rng};
 
 fn frame_seeds() -> Vec<Vec<u8>> {
     let msgs = vec![
@@ -125,7 +53,7 @@ fn frames_never_panic_and_what_decodes_round_trips() {
     let mut rng = seed_rng();
     let (start, mut rounds, mut accepted) = (Instant::now(), 0u64, 0u64);
     while start.elapsed() < budget() {
-        let input = mutate(&mut rng, &seeds);
+        let input = mutate(&mut rng, &seeds, MAX_FRAME_LEN_BYTES as u32);
         if let Ok(Some((m, used))) = decode(&input) {
             accepted += 1;
             assert!(used <= input.len(), "used {used} of {} bytes", input.len());
@@ -168,7 +96,7 @@ fn tickets_never_panic_and_no_change_is_accepted() {
     let mut rng = seed_rng();
     let (start, mut rounds) = (Instant::now(), 0u64);
     while start.elapsed() < budget() {
-        let input = mutate(&mut rng, &signed);
+        let input = mutate(&mut rng, &signed, 256);
         if verify(&input, &key, now).is_ok() {
             assert!(signed.contains(&input), "a changed ticket was accepted: {input:?}");
         }
@@ -176,4 +104,52 @@ fn tickets_never_panic_and_no_change_is_accepted() {
     }
     println!("{rounds} tickets");
     assert!(rounds > 100, "the fuzzer ran ({rounds} inputs)");
+}
+
+fn cluster_seeds() -> Vec<Vec<u8>> {
+    let shipped = include_str!("../../cluster.toml");
+    let named = "[cluster]\nheartbeat_ms = 20\nelection_timeout_ms = [60, 120]\nsecret = \"s\"\n\
+                 initial_members = [1, 2]\n\n[cluster.tls]\nca = \"pki/ca.pem\"\nticket_key = \"pki/ticket.key\"\n\n\
+                 [[node]]\nid = 1\napi = \"127.0.0.1:7001\"\nraft = \"127.0.0.1:7101\"\ndata_dir = \"d1\"\n\
+                 cert = \"a.pem\"\nkey = \"a.key\"\n\n\
+                 [[node]]\nid = 2\napi = \"[::1]:7002\"\nraft = \"127.0.0.1:7102\"\ndata_dir = \"/var/lib/t/2\"\n";
+    vec![shipped.as_bytes().to_vec(), named.as_bytes().to_vec()]
+}
+
+#[test]
+fn cluster_files_never_panic_and_what_parses_keeps_the_rules() {
+    use proto::cluster::ClusterConfig;
+    let seeds = cluster_seeds();
+    let path = std::path::Path::new("/etc/tracker/cluster.toml");
+    for s in &seeds {
+        ClusterConfig::parse(std::str::from_utf8(s).unwrap(), path).expect("the seeds are valid");
+    }
+    let mut rng = seed_rng();
+    let (start, mut rounds, mut accepted) = (Instant::now(), 0u64, 0u64);
+    while start.elapsed() < budget() {
+        let input = mutate(&mut rng, &seeds, 64);
+        rounds += 1;
+        let Ok(text) = std::str::from_utf8(&input) else { continue };
+        match ClusterConfig::parse(text, path) {
+            Ok(cfg) => {
+                accepted += 1;
+                assert!(!cfg.nodes.is_empty(), "no node accepted: {text}");
+                let mut ids: Vec<u64> = cfg.nodes.iter().map(|n| n.id).collect();
+                ids.sort();
+                ids.dedup();
+                assert_eq!(ids.len(), cfg.nodes.len(), "duplicate ids accepted: {text}");
+                assert!(ids[0] >= 1, "id 0 accepted: {text}");
+                let mut addrs: Vec<_> = cfg.nodes.iter().flat_map(|n| [n.api, n.raft]).collect();
+                addrs.sort();
+                addrs.dedup();
+                assert_eq!(addrs.len(), 2 * cfg.nodes.len(), "an address used twice accepted: {text}");
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("cluster.toml"), "a refusal that does not name the file: {msg}");
+            }
+        }
+    }
+    println!("{rounds} cluster files, {accepted} accepted");
+    assert!(rounds > 1000 && accepted > 0, "the fuzzer ran ({rounds} inputs, {accepted} accepted)");
 }
