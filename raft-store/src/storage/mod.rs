@@ -20,7 +20,7 @@ pub mod timing;
 use std::path::{Path, PathBuf};
 
 pub use log_store::LogStore;
-pub use state_machine::{seed_snapshot, snapshot_meta_of, SmData, SnapshotStats, StateMachineStore};
+pub use state_machine::{seed_snapshot, seed_state, snapshot_meta_of, SmData, SnapshotStats, StateMachineStore};
 
 use crate::error::StoreError;
 

@@ -315,6 +315,17 @@ pub fn seed_snapshot(
 ) -> Result<SnapshotMeta, StoreError> {
     let (meta, state) = snapshot::read_file(from)?;
     let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+    seed_state(data_dir, &state, index, voters)
+}
+
+/// Makes `data_dir` start from `state` as of log `index` (see [`seed_snapshot`]); for
+/// `seed_snapshot` and for benchmarks that build a large state without going through the log.
+pub fn seed_state(
+    data_dir: &Path,
+    state: &crate::TrackerState,
+    index: u64,
+    voters: std::collections::BTreeMap<crate::NodeId, crate::TrackerNode>,
+) -> Result<SnapshotMeta, StoreError> {
     let log_id = LogId::new(openraft::CommittedLeaderId::new(0, 0), index);
     let ids: std::collections::BTreeSet<crate::NodeId> = voters.keys().copied().collect();
     let membership = openraft::Membership::new(vec![ids], voters);
@@ -325,7 +336,7 @@ pub fn seed_snapshot(
     };
     let dir = data_dir.join("snapshots");
     std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
-    let tmp = snapshot::write_tmp(&dir, &meta, &state)?;
+    let tmp = snapshot::write_tmp(&dir, &meta, state)?;
     snapshot::promote(&dir, &tmp)?;
     Ok(meta)
 }
