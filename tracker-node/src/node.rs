@@ -376,6 +376,7 @@ pub async fn run(
     // Raft runs on a runtime of its own: its core, replication streams and RPC server never
     // queue behind API work, and the API's threads run at a lower priority (main.rs), so a
     // flood of API calls cannot delay heartbeats into elections.
+    let voters = network.voters();
     let raft_rt = RaftRuntime::new()?;
     let raft = {
         let (log, sm) = (log.clone(), sm.clone());
@@ -471,6 +472,7 @@ pub async fn run(
     tokio::spawn(follow_leadership(raft.clone(), id, liveness, metrics, servers.clone()));
     tokio::spawn(log_state_changes(raft.clone(), id, servers.clone()));
     tokio::spawn(stop_campaigning_when_removed(raft.clone(), cfg.clone(), id, servers.clone()));
+    raft_rt.handle().spawn(voters.follow(raft.clone()));
 
     shutdown.cancelled().await;
     tracing::info!(id, "shutting down");

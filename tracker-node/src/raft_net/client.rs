@@ -47,6 +47,39 @@ pub struct NetworkFactory {
     resolver: NodeResolver,
     backoff: BackoffMs,
     failures: crate::logging::PeerFailures,
+    voters: Voters,
+}
+
+/// The voters of this node's latest membership (all configs of a joint one), kept current by
+/// [`Voters::follow`]. Empty until the node has a membership: then nothing is filtered.
+#[derive(Clone, Default)]
+pub struct Voters(Arc<RwLock<std::collections::BTreeSet<NodeId>>>);
+
+impl Voters {
+    /// Keeps the set equal to `raft`'s membership until the node stops.
+    pub async fn follow(self, raft: raft_store::Raft) {
+        let mut metrics = raft.metrics();
+        loop {
+            let ids: std::collections::BTreeSet<NodeId> =
+                metrics.borrow().membership_config.membership().voter_ids().collect();
+            *self.0.write().unwrap_or_else(|p| p.into_inner()) = ids;
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Whether a higher vote that node `from` answered an append with must be ignored: `from`
+    /// is not a voter of this leader's membership (it was just removed, or is a learner), so it
+    /// cannot lead and its term must not depose this leader (openraft 0.9 steps down on any
+    /// higher vote in an append reply; a node removed while unreachable answers a stale append
+    /// after it started campaigning). The voters refuse its vote requests (raft_net::server);
+    /// this closes the same door on the reply path. Safe: a leader that is really stale learns
+    /// it from the voters, without whom it commits nothing.
+    pub fn ignores_higher_vote_of(&self, from: NodeId) -> bool {
+        let voters = self.0.read().unwrap_or_else(|p| p.into_inner());
+        !voters.is_empty() && !voters.contains(&from)
+    }
 }
 
 /// Resolves `node-N.tracker.invalid` to node N's Raft address. The names never reach DNS.
@@ -154,7 +187,20 @@ impl NetworkFactory {
             }
             Err(_) => Default::default(),
         };
-        Ok(NetworkFactory { http, secret, routes, resolver, backoff, failures: Default::default() })
+        Ok(NetworkFactory {
+            http,
+            secret,
+            routes,
+            resolver,
+            backoff,
+            failures: Default::default(),
+            voters: Voters::default(),
+        })
+    }
+
+    /// The voter set this factory's connections consult; follow it with [`Voters::follow`].
+    pub fn voters(&self) -> Voters {
+        self.voters.clone()
     }
 }
 
@@ -165,6 +211,7 @@ pub struct Connection {
     base: String,
     backoff: BackoffMs,
     failures: crate::logging::PeerFailures,
+    voters: Voters,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -181,6 +228,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             base: format!("https://{}", crate::tls::node_name(target)),
             backoff: self.backoff,
             failures: self.failures.clone(),
+            voters: self.voters.clone(),
         }
     }
 }
@@ -280,6 +328,16 @@ impl RaftNetwork<TypeConfig> for Connection {
             );
         }
         let resp: AppendEntriesResponse<NodeId> = self.call("/raft/append", enc.body, option.hard_ttl()).await?;
+        if let AppendEntriesResponse::HigherVote(vote) = &resp {
+            if self.voters.ignores_higher_vote_of(self.target) {
+                let e = std::io::Error::other(format!(
+                    "node {} answered with a higher vote ({vote}) but is not a voter of this cluster: ignored",
+                    self.target
+                ));
+                self.failures.failed(self.target, &e.to_string());
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+        }
         Ok(match (resp, enc.cut_at) {
             (AppendEntriesResponse::Success, Some(last_sent)) => AppendEntriesResponse::PartialSuccess(Some(last_sent)),
             (other, _) => other,
@@ -330,6 +388,16 @@ mod tests {
             assert!(parse_routes(bad).is_err(), "{bad:?} must be refused");
         }
         assert!(parse_routes("4=[::1]:9104").is_ok());
+    }
+
+    #[test]
+    fn only_a_voters_higher_vote_counts() {
+        let voters = Voters::default();
+        // No membership yet: nothing is filtered.
+        assert!(!voters.ignores_higher_vote_of(4));
+        *voters.0.write().unwrap() = [1, 2, 3].into();
+        assert!(!voters.ignores_higher_vote_of(2));
+        assert!(voters.ignores_higher_vote_of(4), "a removed node or a learner");
     }
 
     #[test]
