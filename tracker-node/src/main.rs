@@ -20,20 +20,6 @@ use clap::{Args, Parser, Subcommand};
 use proto::cluster::ClusterConfig;
 use tokio_util::sync::CancellationToken;
 
-/// jemalloc rather than glibc's malloc: with glibc, a node that had applied 100k uploads held
-/// 3-4x its live heap (malloc_stats: 84 MiB in use in an arena of 400 MiB) after the churn of
-/// snapshots, log purges and replication, malloc_trim or not. jemalloc keeps each size class in
-/// slabs of its own and hands emptied pages back to the system within about a second
-/// (`MALLOC_CONF` below). mimalloc 3 was tried too: its RSS grew on an idle leader.
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's options, read at its first allocation: a background thread purges freed pages
-/// (dirty pages after 1 s, straight to MADV_DONTNEED), and two arenas as glibc had.
-#[allow(non_upper_case_globals)]
-#[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8] = b"background_thread:true,narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
-
 #[derive(Parser)]
 #[command(
     name = "tracker-node",

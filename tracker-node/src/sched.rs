@@ -1,7 +1,7 @@
 //! Process-level scheduling and memory settings: thread priorities (Raft's threads keep the
 //! default, the API's and the argon2 and snapshot threads yield to them) and glibc's malloc
-//! tuning. Rust's allocations go to jemalloc (`main.rs`, which sets its options); the glibc
-//! settings now cover only what the C library allocates itself.
+//! tuning (a node's many threads would otherwise each grow an arena of their own and keep
+//! freed memory, e.g. a snapshot's copy of the state, long after use).
 
 /// Niceness of the API runtime's threads.
 pub const API_THREAD_NICE: i32 = 5;
