@@ -5,7 +5,8 @@
 //! allocator), RSS and VmHWM after the load, after a trim, and for a state rebuilt from its
 //! records (what a cold restart holds).
 //!
-//! `cargo run --release -p raft-store --example state_memory -- [FILES] [GROUPS]`
+//! `cargo run --release -p raft-store --example state_memory -- [FILES] [GROUPS] [noids]`
+//! (`noids`: writes without request ids, so the difference is the request-id table's share)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
@@ -75,6 +76,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let files: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let groups: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let with_ids = args.next().as_deref() != Some("noids");
     let users = 32u64;
     let mut state = TrackerState::default();
     let mut now_ms = 1_700_000_000_000u64;
@@ -86,7 +88,7 @@ fn main() {
     let mut apply = |state: &mut TrackerState, command: Command, now_ms: u64| {
         seq += 1;
         let r = state.apply(&Request {
-            request_id: Some(format!("{:08x}-0000-4000-8000-{seq:012x}", seq)),
+            request_id: with_ids.then(|| format!("{:08x}-0000-4000-8000-{seq:012x}", seq)),
             now_ms,
             command,
         });
