@@ -65,8 +65,8 @@ pub fn snapshot_due(entries_since: u64, state_records: u64, threshold: u64) -> b
     entries_since >= threshold.max(state_records / 4)
 }
 
-/// Triggers snapshots by `snapshot_due`, and gives the memory of a built snapshot's copy of the
-/// state back to the system once it is done.
+/// Triggers snapshots by `snapshot_due`, and gives the memory freed around a built snapshot (the
+/// nodes the live state copied while it was written, the purged log) back to the system.
 async fn schedule_snapshots(raft: Raft, sm: raft_store::StateMachineStore, threshold: u64, stop: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(SNAPSHOT_CHECK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
