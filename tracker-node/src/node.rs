@@ -65,12 +65,16 @@ pub fn snapshot_due(entries_since: u64, state_records: u64, threshold: u64) -> b
     entries_since >= threshold.max(state_records / 4)
 }
 
-/// Triggers snapshots by `snapshot_due`, and gives the memory of a built snapshot's copy of the
-/// state back to the system once it is done.
+/// Triggers snapshots by `snapshot_due`, and gives the memory freed around a built snapshot (the
+/// nodes the live state copied while it was written, the purged log) back to the system.
 async fn schedule_snapshots(raft: Raft, sm: raft_store::StateMachineStore, threshold: u64, stop: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(SNAPSHOT_CHECK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_snapshot = raft.metrics().borrow().snapshot;
+    // The applied index at the last trigger. Counting from it as well as from the last snapshot
+    // keeps one due snapshot from being triggered twice: every big snapshot used to be followed
+    // by a second one 1-4 s later, at the same index on all three nodes.
+    let mut last_trigger = 0u64;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -82,9 +86,12 @@ async fn schedule_snapshots(raft: Raft, sm: raft_store::StateMachineStore, thres
             crate::sched::release_free_memory();
         }
         let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
-        let since = applied.saturating_sub(m.snapshot.map(|l| l.index).unwrap_or(0));
+        let base = m.snapshot.map(|l| l.index).unwrap_or(0).max(last_trigger);
+        let since = applied.saturating_sub(base);
         let records = sm.read(|d| d.state.record_count());
         if snapshot_due(since, records, threshold) {
+            tracing::info!(applied, since, records, "snapshot due");
+            last_trigger = applied;
             if let Err(e) = raft.trigger().snapshot().await {
                 tracing::warn!("cannot trigger a snapshot: {e}");
             }

@@ -33,7 +33,7 @@ pub fn tune_malloc() {
     }
 }
 
-/// Gives freed heap memory back to the system (after a snapshot's copy of the state is gone).
+/// Gives freed heap memory back to the system (after a snapshot and the log purge that follows).
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory held by the allocator.

@@ -2,7 +2,7 @@
 //! Bounded in count and in age; both bounds are enforced from the commands' own timestamps,
 //! so every replica evicts the same ids at the same log position.
 
-use std::collections::{BTreeMap, VecDeque};
+use imbl::{OrdMap, Vector};
 
 use crate::command::{Response, Sha1Digest};
 
@@ -19,12 +19,13 @@ pub const DEDUP_TTL_MS: u64 = 10 * 60 * 1000;
 /// Most request ids remembered at once; the oldest go first.
 pub const DEDUP_MAX_ENTRIES: usize = 100_000;
 
+/// Persistent collections, like the rest of the state: a snapshot's clone shares them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dedup {
     /// Keyed by `Command::dedup_key` (kind, principal and the client's id).
-    entries: BTreeMap<Sha1Digest, Remembered>,
+    entries: OrdMap<Sha1Digest, Remembered>,
     /// Insertion order, for eviction.
-    order: VecDeque<Sha1Digest>,
+    order: Vector<Sha1Digest>,
 }
 
 impl Dedup {

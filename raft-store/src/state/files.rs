@@ -1,9 +1,7 @@
 //! Shared files: upload (a new file, or one more sharer of the same content) and stop-share.
 
-use std::collections::BTreeSet;
-
 use super::users::{validate_logged_peer_key, validate_peer_addr};
-use super::{SharedFile, TrackerState};
+use super::{SharedFile, Sharers, TrackerState};
 use crate::command::{ErrorCode, FileMeta, Refusal, Reply};
 use crate::names::{validate_file_name, validate_id};
 
@@ -39,17 +37,13 @@ impl TrackerState {
                         ),
                     ));
                 }
-                existing.sharers.insert(user.to_string());
+                existing.sharers.insert(user);
                 false
             }
             None => {
                 g.files.insert(
                     meta.name.clone(),
-                    SharedFile {
-                        meta: meta.clone(),
-                        uploader: user.to_string(),
-                        sharers: BTreeSet::from([user.to_string()]),
-                    },
+                    SharedFile { meta: meta.clone(), uploader: user.to_string(), sharers: Sharers::one(user) },
                 );
                 true
             }

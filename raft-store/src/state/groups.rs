@@ -1,6 +1,6 @@
 //! Groups: create, join requests, accept, leave with owner hand-over.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use super::{Group, TrackerState};
 use crate::command::{ErrorCode, Refusal, Reply};
@@ -21,7 +21,7 @@ impl TrackerState {
                 owner: user.to_string(),
                 members: vec![user.to_string()],
                 pending: Vec::new(),
-                files: BTreeMap::new(),
+                files: OrdMap::new(),
             },
         );
         Ok(Reply::GroupCreated { group: group.to_string() })
@@ -92,12 +92,7 @@ impl TrackerState {
             return Err(Refusal::new(ErrorCode::NotMember, format!("{member} is not a member of group {group:?}")));
         };
         g.members.remove(pos);
-        let mut shares_ended = 0;
-        for file in g.files.values_mut() {
-            if file.sharers.remove(member) {
-                shares_ended += 1;
-            }
-        }
+        let shares_ended = stop_sharing_in(g, member);
         Ok(Reply::MemberRemoved { group: group.to_string(), user: member.to_string(), shares_ended })
     }
 
@@ -115,9 +110,7 @@ impl TrackerState {
             return Err(Refusal::not_member(group));
         };
         g.members.remove(pos);
-        for file in g.files.values_mut() {
-            file.sharers.remove(user);
-        }
+        stop_sharing_in(g, user);
         if g.members.is_empty() {
             self.groups.remove(group);
             return Ok(Reply::LeftGroup { group: group.to_string(), new_owner: None, group_deleted: true });
@@ -129,4 +122,17 @@ impl TrackerState {
         }
         Ok(Reply::LeftGroup { group: group.to_string(), new_owner, group_deleted: false })
     }
+}
+
+/// Removes `user` from the sharers of every file of `g`; returns how many it shared. Only the
+/// files it shares are written (a persistent map copies what is written while a snapshot holds it).
+fn stop_sharing_in(g: &mut Group, user: &str) -> u64 {
+    let shared: Vec<String> =
+        g.files.iter().filter(|(_, f)| f.sharers.contains(user)).map(|(name, _)| name.clone()).collect();
+    for name in &shared {
+        if let Some(file) = g.files.get_mut(name) {
+            file.sharers.remove(user);
+        }
+    }
+    shared.len() as u64
 }

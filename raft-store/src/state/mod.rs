@@ -7,14 +7,15 @@ mod files;
 mod groups;
 pub mod query;
 mod records;
+mod sharers;
 mod users;
 
-use std::collections::{BTreeMap, BTreeSet};
-
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
 pub use dedup::{Dedup, Remembered, DEDUP_MAX_ENTRIES, DEDUP_TTL_MS};
 pub use records::Record;
+pub use sharers::Sharers;
 pub use users::validate_peer_key;
 pub(crate) use users::{validate_logged_peer_key, validate_peer_addr};
 
@@ -49,7 +50,8 @@ pub struct Group {
     pub members: Vec<String>,
     /// Users who asked to join, in the order they asked.
     pub pending: Vec<String>,
-    pub files: BTreeMap<String, SharedFile>,
+    /// A persistent map: cloning a group (as a snapshot's copy does) shares its files.
+    pub files: OrdMap<String, SharedFile>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,18 +59,24 @@ pub struct SharedFile {
     pub meta: FileMeta,
     pub uploader: String,
     /// Users whose peers serve this file (paused ones included; see `User::shares_paused`).
-    pub sharers: BTreeSet<String>,
+    pub sharers: Sharers,
 }
 
 /// The whole replicated tracker state.
+///
+/// Every collection is a persistent map (`imbl`'s B+ trees, nodes behind reference counts), so
+/// `clone` is O(1): a snapshot takes a clone under a short read lock and serialises it on its
+/// own thread while applying goes on; a write then copies only the nodes on its path, and the
+/// snapshot keeps seeing the state as of its clone. A deep copy of the whole state per snapshot,
+/// freed a second later among live allocations, is what fragmented the heap before.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrackerState {
-    pub(crate) users: BTreeMap<String, User>,
+    pub(crate) users: OrdMap<String, User>,
     /// Keyed by the SHA-256 (hex) of the session token.
-    pub(crate) sessions: BTreeMap<String, Session>,
+    pub(crate) sessions: OrdMap<String, Session>,
     /// (expires_at_ms, token_hash), to expire sessions in time order without a scan.
-    pub(crate) session_expiry: BTreeSet<(u64, String)>,
-    pub(crate) groups: BTreeMap<String, Group>,
+    pub(crate) session_expiry: OrdSet<(u64, String)>,
+    pub(crate) groups: OrdMap<String, Group>,
     pub(crate) dedup: Dedup,
 }
 
@@ -189,15 +197,15 @@ impl TrackerState {
         users + groups + files + self.sessions.len() as u64 + self.dedup.len() as u64
     }
 
-    pub fn groups(&self) -> &BTreeMap<String, Group> {
+    pub fn groups(&self) -> &OrdMap<String, Group> {
         &self.groups
     }
 
-    pub fn users(&self) -> &BTreeMap<String, User> {
+    pub fn users(&self) -> &OrdMap<String, User> {
         &self.users
     }
 
-    pub fn sessions(&self) -> &BTreeMap<String, Session> {
+    pub fn sessions(&self) -> &OrdMap<String, Session> {
         &self.sessions
     }
 

@@ -96,7 +96,7 @@ impl TrackerState {
 
     /// Closes every session that expired at or before `now_ms`.
     pub(super) fn expire_sessions(&mut self, now_ms: u64) {
-        while let Some((expires_at_ms, token_hash)) = self.session_expiry.first().cloned() {
+        while let Some((expires_at_ms, token_hash)) = self.session_expiry.get_min().cloned() {
             if expires_at_ms > now_ms {
                 break;
             }

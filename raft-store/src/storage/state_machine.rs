@@ -127,7 +127,9 @@ fn run_blocking<T: Send + 'static>(
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let started = std::time::Instant::now();
-        // A copy taken under a short read lock: applying goes on while the file is written.
+        // A clone taken under a short read lock: applying goes on while the file is written. The
+        // state's maps are persistent, so the clone is O(1) and shares every node with the live
+        // state; a write after it copies only the nodes on its path.
         let (state, last_applied, last_membership) =
             self.read(|d| (d.state.clone(), d.last_applied, d.last_membership.clone()));
         let seq = self.snapshots.seq.fetch_add(1, Ordering::Relaxed);
@@ -157,7 +159,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                     init();
                 }
                 let result = snapshot::write_tmp(&dir, &m, &state).and_then(|tmp| snapshot::promote(&dir, &tmp));
-                // The copy of the state is freed here, on this thread, not on a Raft worker.
+                // The clone is dropped here, on this thread, not on a Raft worker: the nodes the
+                // live state replaced meanwhile are freed with it.
                 drop(state);
                 let _ = tx.send(result);
             })
