@@ -225,3 +225,77 @@ pub fn place_cluster(net: &Net, cluster: &mut Cluster) {
     }
     std::fs::write(&cluster.config, toml).unwrap();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn listed() -> String {
+        let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Two hosts talk over the bridge at their own addresses (and not over loopback); a pulled
+    /// cable stops them, a plugged one lets them talk again; the drop deletes every namespace.
+    #[test]
+    fn hosts_talk_over_the_bridge_a_cut_stops_them_and_drop_deletes_everything() {
+        if skip("hosts_talk_over_the_bridge_a_cut_stops_them_and_drop_deletes_everything") {
+            return;
+        }
+        let net = Net::new(2).unwrap();
+        let id = net.id().to_string();
+        assert_eq!(listed().matches(&id).count(), 3, "a hub and two hosts: {}", listed());
+        let server = net.ip(1);
+        let listener = net.run_in(1, || TcpListener::bind((server, 0)).unwrap());
+        let port = listener.local_addr().unwrap().port();
+        // Answers each connection with the address it came from, until told to stop (its
+        // socket would keep host 1's namespace alive after the drop).
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let server_thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((mut s, peer)) => {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.write_all(peer.ip().to_string().as_bytes());
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        let ask = || {
+            net.run_in(0, || {
+                let to = (server, port).into();
+                let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(500)).ok()?;
+                let mut who = String::new();
+                s.read_to_string(&mut who).ok()?;
+                Some(who)
+            })
+        };
+        assert_eq!(ask().as_deref(), Some("10.77.0.1"), "host 0 reaches host 1 from its own address");
+        assert!(
+            net.run_in(0, || TcpStream::connect(("127.0.0.1", port)).is_err()),
+            "host 1's port is not on host 0's loopback"
+        );
+        net.cut(1).unwrap();
+        assert_eq!(ask(), None, "a pulled cable: no connection");
+        net.heal(1).unwrap();
+        let mut back = None;
+        crate::wait_until("the healed link to carry a connection", Duration::from_secs(10), || {
+            back = ask();
+            back.is_some()
+        });
+        assert_eq!(back.as_deref(), Some("10.77.0.1"));
+        stop.store(true, Ordering::Relaxed);
+        server_thread.join().unwrap();
+        drop(net);
+        assert!(!listed().contains(&id), "every namespace deleted: {}", listed());
+    }
+}
