@@ -74,6 +74,9 @@ struct RunArgs {
     /// Netns mode: bytes in flight per direction of a relayed connection
     #[arg(long, default_value_t = 4 << 20)]
     window_bytes: usize,
+    /// Log entries between snapshots (the shipped cluster.toml has 5000; runs snapshot often)
+    #[arg(long, default_value_t = 500)]
+    snapshot_logs_threshold: u64,
 }
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -102,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         delay_ms,
         jitter_ms,
         window_bytes,
+        snapshot_logs_threshold,
     } = match Cli::parse().command {
         Cmd::Relay { routes, delay_ms, jitter_ms, window_bytes, control_stdin } => {
             anyhow::ensure!(delay_ms >= 0.0 && jitter_ms >= 0.0, "--delay-ms and --jitter-ms must be 0 or more");
@@ -125,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         heartbeat_ms,
         election_timeout_ms: (lo, hi),
         steady_s,
+        snapshot_logs_threshold,
         netns: netns.then_some(chaos::NetnsConfig { delay_ms, jitter_ms, window_bytes }),
     })?;
     if json {

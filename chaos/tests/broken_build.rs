@@ -29,6 +29,7 @@ fn config() -> chaos::Config {
         election_timeout_ms: (60, 120),
         steady_s: 0,
         netns: None,
+        snapshot_logs_threshold: 500,
     }
 }
 

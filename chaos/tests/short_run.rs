@@ -29,6 +29,7 @@ fn a_seeded_minute_of_faults_loses_nothing_and_stays_linearizable() {
         election_timeout_ms: (60, 120),
         steady_s: 0,
         netns: None,
+        snapshot_logs_threshold: 500,
     })
     .expect("the chaos run starts");
     let md = report.markdown();
