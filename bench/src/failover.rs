@@ -3,6 +3,10 @@
 //! kill to the first acknowledged write *invoked after* the kill, restarts the killed node,
 //! waits until every node has the same state digest, and repeats. Before the kills, a steady
 //! phase measures write latency and checks that no election happens without a fault.
+//!
+//! With `--netns` (root only), every node runs on a host of its own (`testkit::netns`) and
+//! the writer on another, and every node-to-node Raft link goes through a `chaos relay`
+//! (`--delay-ms` ± `--jitter-ms` one way, both ways): the stand-in for `tc netem` delay.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +30,15 @@ pub struct Args {
     /// Length of the steady-write phase before the kills
     #[arg(long, default_value_t = 10)]
     steady_s: u64,
+    /// Nodes and writer on hosts of their own (network namespaces), Raft links through relays
+    #[arg(long)]
+    netns: bool,
+    /// With --netns: one-way delay of every node-to-node link
+    #[arg(long, default_value_t = 1.0)]
+    delay_ms: f64,
+    /// With --netns: jitter of that delay (uniform, ±)
+    #[arg(long, default_value_t = 1.0)]
+    jitter_ms: f64,
 }
 
 pub(crate) fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -48,13 +61,30 @@ struct Ack {
 const WAIT: Duration = Duration::from_secs(30);
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let cluster = Cluster::start_with(ClusterOptions {
+    let mut cluster = Cluster::start_with(ClusterOptions {
         nodes: args.nodes,
-        start: args.nodes,
+        start: if args.netns { 0 } else { args.nodes },
         heartbeat_ms: args.heartbeat_ms,
         election_timeout_ms: args.election_timeout_ms,
         extra: String::new(),
     });
+    if !args.netns {
+        return measure(args, cluster);
+    }
+    testkit::netns::available().map_err(|why| anyhow::anyhow!("--netns: {why}"))?;
+    let net = testkit::netns::Net::new(args.nodes as usize + 1).map_err(|e| anyhow::anyhow!("--netns: {e}"))?;
+    testkit::netns::place_cluster(&net, &mut cluster);
+    let spec = chaos::links::spec(args.delay_ms, args.jitter_ms, 4 << 20);
+    let _relays = chaos::links::Relays::start(&net, &mut cluster, spec)?;
+    net.run_in(args.nodes as usize, || {
+        for id in cluster.ids() {
+            cluster.start_node(id);
+        }
+        measure(args, cluster)
+    })
+}
+
+fn measure(args: Args, cluster: Cluster) -> anyhow::Result<()> {
     cluster.wait_leader(&[]);
     let cluster = Arc::new(Mutex::new(cluster));
     let rt = runtime();
@@ -120,8 +150,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let (lo, hi) = args.election_timeout_ms;
     println!(
-        "## Failover window: {} nodes, heartbeat {} ms, election timeout {lo}–{hi} ms",
-        args.nodes, args.heartbeat_ms
+        "## Failover window: {} nodes, heartbeat {} ms, election timeout {lo}–{hi} ms{}",
+        args.nodes,
+        args.heartbeat_ms,
+        if args.netns {
+            format!(
+                "; netns, every node on its own host, Raft links through relays of {} ± {} ms one way",
+                args.delay_ms, args.jitter_ms
+            )
+        } else {
+            String::new()
+        }
     );
     println!();
     println!("Time from SIGKILL of the leader to the next acknowledged write invoked after the kill,");

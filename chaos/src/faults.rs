@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use testkit::Cluster;
 
-use crate::proxy::Proxies;
+use crate::links::Links;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,7 +99,7 @@ pub fn next_kind(rng: &mut impl Rng, since_kill_all: usize) -> FaultKind {
 /// Injects faults until `deadline`; returns what it did. Every fault is healed on return.
 pub fn run(
     cluster: &Arc<Mutex<Cluster>>,
-    proxies: &Proxies,
+    links: &dyn Links,
     schedule: &Schedule,
     started: Instant,
     deadline: Instant,
@@ -145,10 +145,13 @@ pub fn run(
                 }
             }
             FaultKind::PauseLeader => cluster.lock().unwrap().signal(nodes[0], libc::SIGSTOP),
+            FaultKind::PartitionLeader | FaultKind::PartitionMinority if nodes.len() == 1 => {
+                links.isolate(nodes[0], &ids);
+            }
             FaultKind::PartitionLeader | FaultKind::PartitionMinority => {
                 for &a in &nodes {
                     for &b in ids.iter().filter(|b| !nodes.contains(b)) {
-                        proxies.set_cut(a, b, true);
+                        links.set_cut(a, b, true);
                     }
                 }
             }
@@ -158,7 +161,7 @@ pub fn run(
                 let (left, right) = rest.split_at(rest.len() / 2);
                 for &a in left {
                     for &b in right {
-                        proxies.set_cut(a, b, true);
+                        links.set_cut(a, b, true);
                     }
                 }
             }
@@ -179,11 +182,11 @@ pub fn run(
                 recovered = wait_for_leader(cluster, KILL_ALL_RECOVERY_TIMEOUT) || crate::stop_requested();
             }
             FaultKind::PauseLeader => cluster.lock().unwrap().signal(nodes[0], libc::SIGCONT),
-            _ => proxies.heal_all(),
+            _ => links.heal_all(),
         }
         faults.push(Fault { kind, at_ms, healed_ms: now_ms(), nodes, recovered });
     }
-    proxies.heal_all();
+    links.heal_all();
     faults
 }
 

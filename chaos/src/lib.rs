@@ -6,7 +6,9 @@
 pub mod checker;
 pub mod faults;
 pub mod history;
+pub mod links;
 pub mod proxy;
+pub mod relay;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -46,6 +48,35 @@ pub struct Config {
     pub fault_duration_ms: u64,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
+    /// Writes without faults for this long before the first fault (counted in `duration_s`):
+    /// the report says how many elections happened in it (the goal is none).
+    pub steady_s: u64,
+    /// Run every node on a host of its own (network namespaces), the links delayed by relays.
+    pub netns: Option<NetnsConfig>,
+    /// `[cluster] snapshot_logs_threshold`: 500 by default, far below the shipped 5000, so
+    /// that runs exercise snapshots (and replicas catching up from them) often.
+    pub snapshot_logs_threshold: u64,
+}
+
+/// Netns mode: node i on host i-1 (10.77.0.i), the clients on host `nodes`; between every pair
+/// of nodes a relay with this one-way delay and jitter (see `relay.rs`); partitions of one node
+/// pull its cable, bridges cut relays.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetnsConfig {
+    pub delay_ms: f64,
+    pub jitter_ms: f64,
+    pub window_bytes: usize,
+}
+
+/// The steady phase: terms seen at its start and end (the highest any node reports).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Steady {
+    pub seconds: u64,
+    pub term_before: u64,
+    pub term_after: u64,
+    pub leader_before: Option<u64>,
+    pub leader_after: Option<u64>,
+    pub acked_writes: u64,
 }
 
 /// Longest wait for the cluster to converge once faults stop.
@@ -71,6 +102,7 @@ pub struct Report {
     /// (`faults::Fault::recovered`). A cluster that does not come back in time fails the run,
     /// even if it converges later.
     pub unrecovered_kill_alls: u64,
+    pub steady: Option<Steady>,
     pub verdict: Verdict,
 }
 
@@ -85,19 +117,39 @@ impl Report {
 }
 
 pub fn run(cfg: Config) -> anyhow::Result<Report> {
+    let Some(ns) = cfg.netns.clone() else { return run_on(cfg, None) };
+    testkit::netns::available().map_err(|why| anyhow::anyhow!("--netns: {why}"))?;
+    let net = testkit::netns::Net::new(cfg.nodes as usize + 1).map_err(|e| anyhow::anyhow!("--netns: {e}"))?;
+    let spec = links::spec(ns.delay_ms, ns.jitter_ms, ns.window_bytes);
+    // The clients, the poller and the checker run on the last host.
+    net.run_in(cfg.nodes as usize, || run_on(cfg, Some((&net, spec))))
+}
+
+fn run_on(cfg: Config, netns: Option<(&testkit::netns::Net, relay::LinkSpec)>) -> anyhow::Result<Report> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut cluster = Cluster::start_with(ClusterOptions {
         nodes: cfg.nodes,
         start: 0,
         heartbeat_ms: cfg.heartbeat_ms,
         election_timeout_ms: cfg.election_timeout_ms,
-        extra: "snapshot_logs_threshold = 500".into(),
+        extra: format!("snapshot_logs_threshold = {}", cfg.snapshot_logs_threshold),
     });
-    let rafts: HashMap<u64, String> =
-        cluster.ids().into_iter().map(|id| (id, cluster.rafts[(id - 1) as usize].clone())).collect();
-    let proxies = rt.block_on(proxy::Proxies::start(&rafts))?;
+    let links: Box<dyn links::Links + '_> = match netns {
+        Some((net, spec)) => {
+            testkit::netns::place_cluster(net, &mut cluster);
+            Box::new(links::Relays::start(net, &mut cluster, spec)?)
+        }
+        None => {
+            let rafts: HashMap<u64, String> =
+                cluster.ids().into_iter().map(|id| (id, cluster.rafts[(id - 1) as usize].clone())).collect();
+            let proxies = rt.block_on(proxy::Proxies::start(&rafts))?;
+            for id in cluster.ids() {
+                cluster.set_node_env(id, "TRACKER_RAFT_ROUTES", &proxies.routes_for(id));
+            }
+            Box::new(proxies)
+        }
+    };
     for id in cluster.ids() {
-        cluster.set_node_env(id, "TRACKER_RAFT_ROUTES", &proxies.routes_for(id));
         cluster.start_node(id);
     }
     cluster.wait_leader(&[]);
@@ -151,8 +203,9 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
         .enumerate()
         .map(|(i, c)| rt.spawn(workload::client_loop(i, c, shared.clone(), cfg.seed, deadline)))
         .collect();
+    let steady = (cfg.steady_s > 0).then(|| steady_phase(&cluster, &shared, cfg.steady_s.min(cfg.duration_s)));
     let schedule = Schedule { seed: cfg.seed, interval_ms: cfg.fault_interval_ms, duration_ms: cfg.fault_duration_ms };
-    let faults = faults::run(&cluster, &proxies, &schedule, started, deadline);
+    let faults = faults::run(&cluster, links.as_ref(), &schedule, started, deadline);
     let client_panics = rt.block_on(join_clients(tasks));
     stop_polling.store(true, Ordering::Relaxed);
     let (claims, leader_observations) = poller.join().expect("poller thread");
@@ -189,9 +242,36 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
         converged,
         client_panics,
         unrecovered_kill_alls: faults.iter().filter(|f| !f.recovered).count() as u64,
+        steady,
         verdict,
         config: cfg,
     })
+}
+
+/// The highest term any node reports, and the leader if the nodes agree.
+fn max_term(cluster: &Cluster) -> (u64, Option<u64>) {
+    let term = cluster.ids().into_iter().filter_map(|id| cluster.status(id)?["term"].as_u64()).max().unwrap_or(0);
+    (term, cluster.leader())
+}
+
+/// Lets the clients write for `seconds` without faults and records the terms around it.
+fn steady_phase(cluster: &Arc<Mutex<Cluster>>, shared: &Shared, seconds: u64) -> Steady {
+    let (term_before, leader_before) = max_term(&cluster.lock().unwrap());
+    let t0 = shared.started.elapsed().as_millis() as u64;
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end && !stop_requested() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (term_after, leader_after) = max_term(&cluster.lock().unwrap());
+    let t1 = shared.started.elapsed().as_millis() as u64;
+    let acked_writes = shared
+        .history
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.op.is_write() && e.outcome == Outcome::Ok && e.invoke_ms >= t0 && e.complete_ms <= t1)
+        .count() as u64;
+    Steady { seconds, term_before, term_after, leader_before, leader_after, acked_writes }
 }
 
 /// Waits for every client task. A task that panicked (or was cancelled) is reported, never
@@ -371,6 +451,26 @@ impl Report {
             }
         );
         let _ = writeln!(s, "- kill-alls with no leader after the restart in time: {}", self.unrecovered_kill_alls);
+        if let Some(st) = &self.steady {
+            let _ = writeln!(
+                s,
+                "- steady phase ({} s, no faults, {} acknowledged writes): term {} → {}, leader {:?} → {:?}: **{} election(s)**",
+                st.seconds,
+                st.acked_writes,
+                st.term_before,
+                st.term_after,
+                st.leader_before,
+                st.leader_after,
+                st.term_after.saturating_sub(st.term_before)
+            );
+        }
+        if let Some(n) = &c.netns {
+            let _ = writeln!(
+                s,
+                "- netns mode: every node on its own host, Raft links through relays of {} ms ± {} ms one way (window {} bytes)",
+                n.delay_ms, n.jitter_ms, n.window_bytes
+            );
+        }
         let _ = writeln!(s, "- client tasks panicked: {}", self.client_panics.len());
         for p in &self.client_panics {
             let _ = writeln!(s, "  - panicked: {p}");
@@ -405,6 +505,9 @@ mod tests {
                 fault_duration_ms: 800,
                 heartbeat_ms: 20,
                 election_timeout_ms: (60, 120),
+                steady_s: 0,
+                netns: None,
+                snapshot_logs_threshold: 500,
             },
             ops: BTreeMap::new(),
             faults: BTreeMap::new(),
@@ -414,6 +517,7 @@ mod tests {
             converged: Ok("0123456789abcdef".into()),
             client_panics,
             unrecovered_kill_alls: 0,
+            steady: None,
             verdict: Verdict::default(),
         }
     }

@@ -1,5 +1,6 @@
 //! `chaos run`: a seeded chaos run against real tracker nodes; a markdown report (or JSON),
 //! exit code 1 on any violation or panicked client. Build first: `cargo build --release --workspace`.
+//! `chaos relay`: the delaying TCP relay that netns mode starts in every node's namespace.
 
 use clap::{Parser, Subcommand};
 
@@ -13,30 +14,69 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Start a cluster, run clients and faults, check the history, print a report
-    Run {
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 60)]
-        duration_s: u64,
-        #[arg(long, default_value_t = 3)]
-        nodes: u64,
-        #[arg(long, default_value_t = 8)]
-        clients: usize,
-        /// Longest pause between two faults (the pause is drawn from [half, all] of it)
-        #[arg(long, default_value_t = 1_500)]
-        fault_interval_ms: u64,
-        /// How long each fault lasts before it is healed
-        #[arg(long, default_value_t = 800)]
-        fault_duration_ms: u64,
-        #[arg(long, default_value_t = 20)]
-        heartbeat_ms: u64,
-        /// MIN,MAX
-        #[arg(long, default_value = "60,120")]
-        election_timeout_ms: String,
-        /// Print the report as JSON
+    Run(RunArgs),
+    /// Relay TCP with a one-way delay and jitter both ways (stands in for tc netem; see relay.rs)
+    Relay {
+        /// [LABEL=]LISTEN=TARGET, e.g. 2=127.0.0.1:9102=10.77.0.2:7102 (repeat for more)
+        #[arg(long = "route", required = true)]
+        routes: Vec<chaos::relay::Route>,
+        #[arg(long, default_value_t = 1.0)]
+        delay_ms: f64,
+        #[arg(long, default_value_t = 0.0)]
+        jitter_ms: f64,
+        /// Bytes in flight per direction of a connection (the link's bandwidth-delay window)
+        #[arg(long, default_value_t = 4 << 20)]
+        window_bytes: usize,
+        /// Read `cut LABEL` / `heal [LABEL]` lines from stdin (answering `ok ...`); exit when it ends
         #[arg(long)]
-        json: bool,
+        control_stdin: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 60)]
+    duration_s: u64,
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Longest pause between two faults (the pause is drawn from [half, all] of it)
+    #[arg(long, default_value_t = 1_500)]
+    fault_interval_ms: u64,
+    /// How long each fault lasts before it is healed
+    #[arg(long, default_value_t = 800)]
+    fault_duration_ms: u64,
+    #[arg(long, default_value_t = 20)]
+    heartbeat_ms: u64,
+    /// MIN,MAX
+    #[arg(long, default_value = "60,120")]
+    election_timeout_ms: String,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// Seconds of writes without faults at the start (within --duration-s); the report
+    /// counts the elections in them
+    #[arg(long, default_value_t = 0)]
+    steady_s: u64,
+    /// Every node on a host of its own (network namespaces, root only), the clients on
+    /// another, Raft links through delaying relays
+    #[arg(long)]
+    netns: bool,
+    /// Netns mode: one-way delay of every node-to-node link
+    #[arg(long, default_value_t = 1.0)]
+    delay_ms: f64,
+    /// Netns mode: jitter of that delay (uniform, ±)
+    #[arg(long, default_value_t = 1.0)]
+    jitter_ms: f64,
+    /// Netns mode: bytes in flight per direction of a relayed connection
+    #[arg(long, default_value_t = 4 << 20)]
+    window_bytes: usize,
+    /// Log entries between snapshots (the shipped cluster.toml has 5000; runs snapshot often)
+    #[arg(long, default_value_t = 500)]
+    snapshot_logs_threshold: u64,
 }
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -50,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let Cmd::Run {
+    let RunArgs {
         seed,
         duration_s,
         nodes,
@@ -60,7 +100,19 @@ fn main() -> anyhow::Result<()> {
         heartbeat_ms,
         election_timeout_ms,
         json,
-    } = Cli::parse().command;
+        steady_s,
+        netns,
+        delay_ms,
+        jitter_ms,
+        window_bytes,
+        snapshot_logs_threshold,
+    } = match Cli::parse().command {
+        Cmd::Relay { routes, delay_ms, jitter_ms, window_bytes, control_stdin } => {
+            anyhow::ensure!(delay_ms >= 0.0 && jitter_ms >= 0.0, "--delay-ms and --jitter-ms must be 0 or more");
+            return chaos::relay::run(routes, chaos::links::spec(delay_ms, jitter_ms, window_bytes), control_stdin);
+        }
+        Cmd::Run(args) => args,
+    };
     let (lo, hi) = election_timeout_ms
         .split_once(',')
         .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
@@ -76,6 +128,9 @@ fn main() -> anyhow::Result<()> {
         fault_duration_ms,
         heartbeat_ms,
         election_timeout_ms: (lo, hi),
+        steady_s,
+        snapshot_logs_threshold,
+        netns: netns.then_some(chaos::NetnsConfig { delay_ms, jitter_ms, window_bytes }),
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

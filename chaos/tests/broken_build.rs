@@ -27,6 +27,9 @@ fn config() -> chaos::Config {
         fault_duration_ms: 800,
         heartbeat_ms: 20,
         election_timeout_ms: (60, 120),
+        steady_s: 0,
+        netns: None,
+        snapshot_logs_threshold: 500,
     }
 }
 

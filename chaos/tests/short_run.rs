@@ -27,6 +27,9 @@ fn a_seeded_minute_of_faults_loses_nothing_and_stays_linearizable() {
         fault_duration_ms: 800,
         heartbeat_ms: 20,
         election_timeout_ms: (60, 120),
+        steady_s: 0,
+        netns: None,
+        snapshot_logs_threshold: 500,
     })
     .expect("the chaos run starts");
     let md = report.markdown();

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod netns;
+
 /// A loopback TCP port for a process this harness starts, reserved for the rest of this test
 /// process (see [`ports`] for why and how).
 pub fn free_port() -> u16 {
@@ -522,6 +524,19 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// `bin` as a command, run under `wrapper` when there is one (`ip netns exec NS bin`: `ip`
+/// execs `bin` in place, so the child's PID is the binary's).
+fn wrapped(wrapper: Option<&[String]>, bin: &Path) -> Command {
+    match wrapper {
+        Some([program, args @ ..]) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
+}
+
 fn kill_pid(child: &mut Child, signal: i32) {
     // SAFETY: kill(2) on the PID of a child this harness spawned and has not reaped.
     unsafe { libc::kill(child.id() as i32, signal) };
@@ -534,6 +549,9 @@ pub struct Cluster {
     pub rafts: Vec<String>,
     nodes: Vec<(u64, Option<Child>)>,
     env: Vec<(u64, String, String)>,
+    /// Per node, a command the node's binary is run under (e.g. `ip netns exec NS`): see
+    /// [`netns`].
+    wrappers: Vec<(u64, Vec<String>)>,
 }
 
 /// `(leader, term, status of each node)`: see [`Cluster::stable_view`].
@@ -591,6 +609,7 @@ impl Cluster {
             rafts,
             nodes: ports.iter().map(|(id, _, _)| (*id, None)).collect(),
             env: Vec::new(),
+            wrappers: Vec::new(),
         };
         for id in 1..=opts.start {
             c.start_node(id);
@@ -671,13 +690,21 @@ impl Cluster {
         self.env.push((id, key.to_string(), value.to_string()));
     }
 
+    /// Runs node `id` under `argv` (`argv[0]` the program, then its arguments, then the
+    /// node's binary and arguments) from its next start on, e.g. `ip netns exec NS`.
+    pub fn set_node_wrapper(&mut self, id: u64, argv: Vec<String>) {
+        self.wrappers.retain(|(i, _)| *i != id);
+        self.wrappers.push((id, argv));
+    }
+
     pub fn start_node(&mut self, id: u64) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join(format!("node-{id}.log")))
             .unwrap();
-        let child = Command::new(workspace_bin("tracker-node"))
+        let wrapper = self.wrappers.iter().find(|(i, _)| *i == id).map(|(_, w)| w.as_slice());
+        let child = wrapped(wrapper, &workspace_bin("tracker-node"))
             .args(["run", "--config"])
             .arg(&self.config)
             .args(["--id", &id.to_string()])
@@ -838,6 +865,8 @@ pub struct Peer {
     pub config: PathBuf,
     daemon: Option<Child>,
     pub daemon_args: Vec<String>,
+    /// A command the daemon and the CLI run under (e.g. `ip netns exec NS`); empty: none.
+    pub wrapper: Vec<String>,
 }
 
 pub struct Run {
@@ -859,13 +888,13 @@ impl Run {
 impl Peer {
     pub fn new(cluster: &Cluster, name: &str) -> Peer {
         let home = cluster.dir.path().join(format!("home-{name}"));
-        Peer { home, config: cluster.config.clone(), daemon: None, daemon_args: Vec::new() }
+        Peer { home, config: cluster.config.clone(), daemon: None, daemon_args: Vec::new(), wrapper: Vec::new() }
     }
 
     pub fn start_daemon(&mut self) {
         std::fs::create_dir_all(&self.home).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.home.join("daemon.log")).unwrap();
-        let child = Command::new(peer_bin())
+        let child = wrapped(Some(self.wrapper.as_slice()), &peer_bin())
             .arg("daemon")
             .args(&self.daemon_args)
             .env("PEER_HOME", &self.home)
@@ -918,7 +947,7 @@ impl Peer {
 
     /// Runs the CLI with --json; `stdin` is fed to it.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = Command::new(peer_bin())
+        let mut child = wrapped(Some(self.wrapper.as_slice()), &peer_bin())
             .arg("--json")
             .args(args)
             .env("PEER_HOME", &self.home)
