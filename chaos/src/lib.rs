@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use testkit::{http_get_json, Cluster, ClusterOptions};
+use testkit::{node_get_json, Cluster, ClusterOptions};
 use tracker_client::{RetryPolicy, TrackerClient};
 
 use checker::{FinalState, Verdict};
@@ -155,7 +155,8 @@ fn run_on(cfg: Config, netns: Option<(&testkit::netns::Net, relay::LinkSpec)>) -
     cluster.wait_leader(&[]);
     let apis = cluster.apis.clone();
     let policy = RetryPolicy { budget_ms: OP_BUDGET_MS, ..Default::default() };
-    let base = TrackerClient::new(apis.clone(), policy);
+    // Over HTTPS when the nodes are on hosts of their own (netns mode): they serve only that there.
+    let base = cluster.client_with(policy);
     let clients: Vec<TrackerClient> = rt.block_on(async {
         let mut out = Vec::new();
         for i in 0..cfg.clients {
@@ -168,13 +169,13 @@ fn run_on(cfg: Config, netns: Option<(&testkit::netns::Net, relay::LinkSpec)>) -
     // At most one leader per term: every node's own claim, polled.
     let stop_polling = Arc::new(AtomicBool::new(false));
     let poller = {
-        let (apis, stop) = (apis.clone(), stop_polling.clone());
+        let (apis, stop, config) = (apis.clone(), stop_polling.clone(), cluster.lock().unwrap().config.clone());
         std::thread::spawn(move || {
             let mut claims: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
             let mut observations = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for api in &apis {
-                    if let Some(st) = http_get_json(api, "/v1/status") {
+                    if let Some(st) = node_get_json(&config, api, "/v1/status") {
                         if st["role"] == "leader" {
                             if let (Some(term), Some(id)) = (st["term"].as_u64(), st["id"].as_u64()) {
                                 claims.entry(term).or_default().insert(id);

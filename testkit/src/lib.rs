@@ -503,6 +503,25 @@ pub fn https_with_timeout(
     })
 }
 
+/// Whether `addr` (`ip:port`) is a loopback address, where nodes also serve plain HTTP.
+pub fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+}
+
+/// GETs a node's JSON at `path`: plain HTTP on a loopback address, HTTPS with the CA of the
+/// cluster file `config` pinned anywhere else (a node serves only HTTPS there). `None` unless
+/// the answer is 200 with JSON.
+pub fn node_get_json(config: &Path, addr: &str, path: &str) -> Option<Value> {
+    if is_loopback(addr) {
+        return http_get_json(addr, path);
+    }
+    let r = https_with_timeout(config, TlsAs::Anonymous, addr, "GET", path, &[], None, Duration::from_secs(1)).ok()?;
+    if r.status != 200 {
+        return None;
+    }
+    serde_json::from_str(&r.body).ok()
+}
+
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((len, rest)) = s.split_once("\r\n") {
@@ -651,8 +670,20 @@ impl Cluster {
     }
 
     /// The tracker client code the peer uses, pointed at every node of this cluster.
+    /// Over HTTPS, the cluster CA pinned, when a node is not on a loopback address.
     pub fn client(&self) -> tracker_client::TrackerClient {
-        tracker_client::TrackerClient::new(self.apis.clone(), tracker_client::RetryPolicy::default())
+        self.client_with(tracker_client::RetryPolicy::default())
+    }
+
+    /// [`Cluster::client`] with a retry policy of the caller's.
+    pub fn client_with(&self, policy: tracker_client::RetryPolicy) -> tracker_client::TrackerClient {
+        let client = tracker_client::TrackerClient::new(self.apis.clone(), policy);
+        if self.apis.iter().all(|a| is_loopback(a)) {
+            return client;
+        }
+        let cfg = proto::cluster::ClusterConfig::load(&self.config).expect("the cluster file");
+        let tls = tracker_client::TrackerTls::from_cluster(&cfg, false).expect("the cluster CA (the nodes made it)");
+        client.with_tls(&tls)
     }
 
     pub fn log(&self, id: u64) -> String {
@@ -724,12 +755,12 @@ impl Cluster {
     }
 
     pub fn status(&self, id: u64) -> Option<Value> {
-        http_get_json(self.api(id), "/v1/status")
+        node_get_json(&self.config, self.api(id), "/v1/status")
     }
 
     /// The state machine digest of node `id` with its applied index.
     pub fn digest(&self, id: u64) -> Option<(String, u64)> {
-        let st = http_get_json(self.api(id), "/v1/status?digest=true")?;
+        let st = node_get_json(&self.config, self.api(id), "/v1/status?digest=true")?;
         Some((st["state_digest"].as_str()?.to_string(), st["applied_index"].as_u64()?))
     }
 
@@ -751,7 +782,9 @@ impl Cluster {
         wait_until("every running node to apply its whole log and reach the same state digest", timeout, || {
             let mut seen: Option<(String, u64)> = None;
             for id in self.running() {
-                let Some(st) = http_get_json(self.api(id), "/v1/status?digest=true") else { return false };
+                let Some(st) = node_get_json(&self.config, self.api(id), "/v1/status?digest=true") else {
+                    return false;
+                };
                 let (Some(d), Some(applied), Some(last)) =
                     (st["state_digest"].as_str(), st["applied_index"].as_u64(), st["last_log_index"].as_u64())
                 else {
