@@ -480,8 +480,14 @@ mod tests {
         assert_eq!(codes.len(), 16, "{codes:?}");
         let doc = documented_statuses();
         let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
-        // The paragraph lists exactly the codes (plus `forbidden`, which is ApiError::Forbidden).
-        let mut listed: Vec<&str> = doc.keys().map(|k| k.as_str()).filter(|k| *k != "forbidden").collect();
+        // The paragraph lists exactly the codes, plus `forbidden` (ApiError::Forbidden) and the
+        // admin call's `would_lose_quorum` (ApiError::Conflict), whose statuses are checked here.
+        assert_eq!(doc.get("forbidden"), Some(&403));
+        assert_eq!(doc.get("would_lose_quorum"), Some(&409));
+        let (status, _, body) = parts(ApiError::Conflict("would_lose_quorum", "why".into()).into_response()).await;
+        assert_eq!((status.as_u16(), &body["error"]["code"]), (409, &serde_json::json!("would_lose_quorum")));
+        let mut listed: Vec<&str> =
+            doc.keys().map(|k| k.as_str()).filter(|k| *k != "forbidden" && *k != "would_lose_quorum").collect();
         let mut sorted = names.clone();
         listed.sort();
         sorted.sort();
