@@ -104,8 +104,9 @@ impl TrackerTls {
     }
 }
 
-/// The CA certificates of a PEM file.
-fn ca_roots(pem: &[u8]) -> Result<RootCertStore, String> {
+/// The CA certificates of a PEM file (one or more: a second CA can be trusted during a
+/// rotation). The nodes parse their CA with it too (tracker-node/src/tls).
+pub fn ca_roots(pem: &[u8]) -> Result<RootCertStore, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("the CA file is not PEM certificates: {e}"))?;

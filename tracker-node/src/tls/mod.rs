@@ -29,7 +29,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 
 /// The DNS-style name every node certificate carries: `node-<id>` + this suffix.
 pub use proto::cluster::TLS_NAME_SUFFIX as NODE_NAME_SUFFIX;
@@ -131,20 +131,9 @@ fn read(cfg: &ClusterConfig, f: &TlsFile) -> Result<Vec<u8>, SetupError> {
     std::fs::read(&f.path).map_err(|e| unreadable(cfg, f, e))
 }
 
-/// The CA certificates of a PEM file (one or more: a second CA can be trusted during a rotation).
-pub fn ca_roots(pem: &[u8]) -> Result<RootCertStore, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("not PEM certificates: {e}"))?;
-    if certs.is_empty() {
-        return Err("holds no certificate".into());
-    }
-    let mut roots = RootCertStore::empty();
-    for c in certs {
-        roots.add(c).map_err(|e| format!("not a CA certificate: {e}"))?;
-    }
-    Ok(roots)
-}
+/// The CA certificates of a PEM file (one or more: a second CA can be trusted during a
+/// rotation); the one parser the API's clients use too.
+pub use tracker_client::tls::ca_roots;
 
 /// A private key must be readable by this user only: anyone who can read it can speak Raft as
 /// this node.
