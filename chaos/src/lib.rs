@@ -60,12 +60,14 @@ pub struct Config {
 
 /// Netns mode: node i on host i-1 (10.77.0.i), the clients on host `nodes`; between every pair
 /// of nodes a relay with this one-way delay and jitter (see `relay.rs`); partitions of one node
-/// pull its cable, bridges cut relays.
+/// pull its cable, bridges cut relays. Each node's host loses `loss_pct` % of the packets it
+/// receives (testkit::netns::Net::set_loss).
 #[derive(Clone, Debug, Serialize)]
 pub struct NetnsConfig {
     pub delay_ms: f64,
     pub jitter_ms: f64,
     pub window_bytes: usize,
+    pub loss_pct: f64,
 }
 
 /// The steady phase: terms seen at its start and end (the highest any node reports).
@@ -120,6 +122,11 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
     let Some(ns) = cfg.netns.clone() else { return run_on(cfg, None) };
     testkit::netns::available().map_err(|why| anyhow::anyhow!("--netns: {why}"))?;
     let net = testkit::netns::Net::new(cfg.nodes as usize + 1).map_err(|e| anyhow::anyhow!("--netns: {e}"))?;
+    if ns.loss_pct > 0.0 {
+        for host in 0..cfg.nodes as usize {
+            net.set_loss(host, ns.loss_pct).map_err(|e| anyhow::anyhow!("--loss-pct: {e}"))?;
+        }
+    }
     let spec = links::spec(ns.delay_ms, ns.jitter_ms, ns.window_bytes);
     // The clients, the poller and the checker run on the last host.
     net.run_in(cfg.nodes as usize, || run_on(cfg, Some((&net, spec))))
@@ -468,8 +475,8 @@ impl Report {
         if let Some(n) = &c.netns {
             let _ = writeln!(
                 s,
-                "- netns mode: every node on its own host, Raft links through relays of {} ms ± {} ms one way (window {} bytes)",
-                n.delay_ms, n.jitter_ms, n.window_bytes
+                "- netns mode: every node on its own host, Raft links through relays of {} ms ± {} ms one way (window {} bytes), {}% of the packets into each node's host lost",
+                n.delay_ms, n.jitter_ms, n.window_bytes, n.loss_pct
             );
         }
         let _ = writeln!(s, "- client tasks panicked: {}", self.client_panics.len());

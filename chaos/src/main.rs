@@ -74,6 +74,9 @@ struct RunArgs {
     /// Netns mode: bytes in flight per direction of a relayed connection
     #[arg(long, default_value_t = 4 << 20)]
     window_bytes: usize,
+    /// Netns mode: percent of the packets into each node's host dropped at random (iptables)
+    #[arg(long, default_value_t = 0.0)]
+    loss_pct: f64,
     /// Log entries between snapshots (the shipped cluster.toml has 5000; runs snapshot often)
     #[arg(long, default_value_t = 500)]
     snapshot_logs_threshold: u64,
@@ -105,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         delay_ms,
         jitter_ms,
         window_bytes,
+        loss_pct,
         snapshot_logs_threshold,
     } = match Cli::parse().command {
         Cmd::Relay { routes, delay_ms, jitter_ms, window_bytes, control_stdin } => {
@@ -130,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         election_timeout_ms: (lo, hi),
         steady_s,
         snapshot_logs_threshold,
-        netns: netns.then_some(chaos::NetnsConfig { delay_ms, jitter_ms, window_bytes }),
+        netns: netns.then_some(chaos::NetnsConfig { delay_ms, jitter_ms, window_bytes, loss_pct }),
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -72,6 +72,24 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The iptables program to use: `iptables-legacy` where both exist (the kernel's ip_tables,
+/// which needs no nf_tables), else `iptables`; an error says how to get one.
+fn iptables() -> Result<&'static str, String> {
+    for prog in ["iptables-legacy", "iptables"] {
+        let found = Command::new(prog).arg("--version").stdin(Stdio::null()).output();
+        if matches!(found, Ok(o) if o.status.success()) {
+            return Ok(prog);
+        }
+    }
+    Err("no iptables here (install the iptables package): packet loss needs its `statistic` match".into())
+}
+
+/// Whether [`Net::set_loss`] can work here (an iptables program; the kernel's answer to the
+/// first rule says the rest).
+pub fn loss_available() -> Result<(), String> {
+    iptables().map(|_| ())
+}
+
 /// Namespaces of this module left by a test process that no longer runs (killed before its
 /// drop ran): deleted, so that they do not pile up.
 fn sweep_stale() {
@@ -163,6 +181,38 @@ impl Net {
     /// Plugs host `i`'s cable back in.
     pub fn heal(&self, i: usize) -> Result<(), String> {
         ip(&["-n", &self.hub, "link", "set", &format!("v{i}"), "up"])
+    }
+
+    /// Makes host `i` lose each packet it receives on its cable with probability `loss_pct`
+    /// / 100 (iptables' `statistic` match in random mode, in the host's own namespace): real
+    /// loss, which TCP sees and recovers from by retransmission, in place of `tc netem`, which
+    /// this kernel lacks. Loopback inside the host is not touched. 0 removes the loss.
+    pub fn set_loss(&self, i: usize, loss_pct: f64) -> Result<(), String> {
+        if !(0.0..=100.0).contains(&loss_pct) {
+            return Err(format!("loss {loss_pct}% is not between 0 and 100"));
+        }
+        let prog = iptables()?;
+        let run = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.hosts[i], prog, "-w"])
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run `ip netns exec ... {prog}`: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{prog} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+            }
+        };
+        run(&["-F", "INPUT"])?;
+        if loss_pct > 0.0 {
+            let p = format!("{:.6}", loss_pct / 100.0);
+            let rule =
+                ["-A", "INPUT", "-i", "eth0", "-m", "statistic", "--mode", "random", "--probability", &p, "-j", "DROP"];
+            run(&rule)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` on a thread inside host `i`'s namespace (sockets it opens, threads and processes
@@ -293,6 +343,16 @@ mod tests {
             back.is_some()
         });
         assert_eq!(back.as_deref(), Some("10.77.0.1"));
+        match loss_available() {
+            Ok(()) => {
+                net.set_loss(1, 100.0).unwrap();
+                assert_eq!(ask(), None, "every packet into host 1 lost: no connection");
+                net.set_loss(1, 0.0).unwrap();
+                assert_eq!(ask().as_deref(), Some("10.77.0.1"), "the loss removed");
+                assert!(net.set_loss(1, 101.0).is_err());
+            }
+            Err(why) => eprintln!("skipped: the loss part: {why}"),
+        }
         stop.store(true, Ordering::Relaxed);
         server_thread.join().unwrap();
         drop(net);

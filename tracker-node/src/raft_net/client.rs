@@ -212,6 +212,7 @@ pub struct Connection {
     backoff: BackoffMs,
     failures: crate::logging::PeerFailures,
     voters: Voters,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -229,13 +230,38 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             backoff: self.backoff,
             failures: self.failures.clone(),
             voters: self.voters.clone(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_PER_TARGET)),
         }
     }
+}
+
+/// How long a request may run on after openraft stopped waiting for it (see [`Connection::call`]):
+/// past this, the target is taken as gone and the connection is dropped.
+const DETACHED_TIMEOUT_MS: u64 = 2_000;
+/// Requests in flight to one target, the ones openraft gave up on included. A call that finds
+/// them all taken waits for one inside openraft's deadline; nothing unsent is ever cancelled.
+const IN_FLIGHT_PER_TARGET: usize = 4;
+
+/// What a detached request ended with, mapped to openraft's errors by the caller.
+enum Outcome {
+    Body(bytes::Bytes),
+    Unreachable(reqwest::Error),
+    Network(reqwest::Error),
+    Status(std::io::Error),
 }
 
 impl Connection {
     /// Posts one encoded RPC body and decodes openraft's answer. Connection failures and
     /// timeouts are `Unreachable` (openraft backs off); anything else is a network error.
+    ///
+    /// The request runs in a task of its own, which openraft's deadline does not cancel.
+    /// openraft 0.9 gives every AppendEntries, heartbeats included, a deadline of one heartbeat
+    /// interval; an HTTP/1.1 request cancelled half-way closes its connection, so under load
+    /// (a follower's fsync, a slow round trip) one late answer used to cost a new TCP and TLS
+    /// handshake for the next append, which was late in turn: the follower heard nothing for
+    /// an election timeout and campaigned. Now the late request still reaches the follower (it
+    /// resets its timer and appends), its answer is dropped, the connection goes back to the
+    /// pool, and openraft's next append carries on from what it knows.
     async fn call<Resp, E>(
         &self,
         path: &str,
@@ -249,39 +275,60 @@ impl Connection {
         let mut builder = self
             .http
             .post(format!("{}{}", self.base, path))
-            .timeout(timeout)
+            .timeout(timeout.max(Duration::from_millis(DETACHED_TIMEOUT_MS)))
             .header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE)
             .body(body);
         if let Some(s) = &self.secret {
             builder = builder.header(proto::api::CLUSTER_SECRET, s);
         }
-        let resp = builder.send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
-                // Logged here, rate-limited per node; openraft's own line per retry is held
-                // back by the default log filter (crate::logging).
-                self.failures.failed(self.target, &error_chain(&e));
-                RPCError::Unreachable(Unreachable::new(&e))
-            } else {
-                RPCError::Network(NetworkError::new(&e))
+        let permit = self.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let failures = self.failures.clone();
+        let target = self.target;
+        tokio::spawn(async move {
+            let outcome = send(builder, target).await;
+            match &outcome {
+                Outcome::Unreachable(e) => failures.failed(target, &error_chain(e)),
+                Outcome::Body(_) | Outcome::Status(_) => failures.succeeded(target),
+                Outcome::Network(_) => {}
             }
+            drop(permit);
+            let _ = tx.send(outcome);
+        });
+        let outcome = tokio::time::timeout(timeout, rx).await.map_err(|_| {
+            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer in {timeout:?}"));
+            RPCError::Unreachable(Unreachable::new(&e))
         })?;
-        self.failures.succeeded(self.target);
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            let e = std::io::Error::other(format!("node {} answered {status}: {text}", self.target));
-            return Err(RPCError::Network(NetworkError::new(&e)));
-        }
-        let bytes = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                RPCError::Unreachable(Unreachable::new(&e))
-            } else {
-                RPCError::Network(NetworkError::new(&e))
-            }
-        })?;
+        let bytes = match outcome.expect("the request task always answers") {
+            Outcome::Body(b) => b,
+            // Logged in the task, rate-limited per node; openraft's own line per retry is held
+            // back by the default log filter (crate::logging).
+            Outcome::Unreachable(e) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Outcome::Network(e) => return Err(RPCError::Network(NetworkError::new(&e))),
+            Outcome::Status(e) => return Err(RPCError::Network(NetworkError::new(&e))),
+        };
         let result: Result<Resp, RaftError<NodeId, E>> =
             wire::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+/// Sends one request and reads its whole answer, so the connection is reusable afterwards.
+async fn send(builder: reqwest::RequestBuilder, target: NodeId) -> Outcome {
+    let resp = match builder.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() || e.is_timeout() => return Outcome::Unreachable(e),
+        Err(e) => return Outcome::Network(e),
+    };
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        return Outcome::Status(std::io::Error::other(format!("node {target} answered {status}: {text}")));
+    }
+    match resp.bytes().await {
+        Ok(b) => Outcome::Body(b),
+        Err(e) if e.is_timeout() => Outcome::Unreachable(e),
+        Err(e) => Outcome::Network(e),
     }
 }
 
