@@ -22,6 +22,8 @@ pub struct LogStore {
     meta: sled::Tree,
     /// How long appends and their flushes take (shared by the clones).
     timings: std::sync::Arc<super::timing::DiskTimings>,
+    /// Held by the purge deleting entries in the background (see `purge`).
+    purging: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Log entries removed per sled batch when the log is purged.
@@ -50,7 +52,13 @@ impl LogStore {
         let open = |name: &str| {
             db.open_tree(name).map_err(|source| StoreError::Sled { path: path.display().to_string(), source })
         };
-        Ok(LogStore { logs: open("logs")?, meta: open("meta")?, db, timings: Default::default() })
+        Ok(LogStore {
+            logs: open("logs")?,
+            meta: open("meta")?,
+            db,
+            timings: Default::default(),
+            purging: Default::default(),
+        })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -98,6 +106,11 @@ impl LogStore {
     /// The latencies of this log's appends and flushes so far (shared, updated as they happen).
     pub fn timings(&self) -> std::sync::Arc<super::timing::DiskTimings> {
         self.timings.clone()
+    }
+
+    /// Waits until the entries of every purge so far are deleted (tests; see `purge`).
+    pub async fn purge_done(&self) {
+        let _ = self.purging.lock().await;
     }
 
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
@@ -219,23 +232,43 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // between leaves a log that starts after a known point, never a hole.
         self.put_meta(KEY_LAST_PURGED, &log_id, ErrorSubject::Logs)?;
         self.flush(ErrorSubject::Logs).await?;
-        // In batches: one sled batch removing the ~45k entries between two snapshots of a 100k-file
-        // state took 230 MiB of memory for a moment (raft-store's `purge_memory` test), on every
-        // node at once. An interrupted purge leaves entries below "last purged", which nothing
-        // reads and the next purge removes.
-        let upto = index_key(log_id.index);
-        loop {
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for item in self.logs.range(..=upto).take(PURGE_BATCH_ENTRIES) {
-                let (key, _) = item.map_err(|e| write_logs_err(&e))?;
-                batch.remove(key);
-                n += 1;
+        // The deletion runs in the background: openraft awaits `purge` in its core, and deleting
+        // the ~20-45k entries between two snapshots took 250-300 ms, long enough (with a
+        // snapshot's CPU and fsync next to it) for followers to campaign against a leader that
+        // was only purging. Nothing reads below "last purged", new entries have other keys,
+        // and one purge at a time holds `purging`, so the next one waits for this one.
+        let guard = self.purging.clone().lock_owned().await;
+        let logs = self.logs.clone();
+        let upto = log_id.index;
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = delete_upto(&logs, upto) {
+                // The entries stay below "last purged", where nothing reads them; the next
+                // purge removes them.
+                tracing::warn!(error = %e, upto, "deleting purged log entries failed");
             }
-            if n == 0 {
-                return Ok(());
-            }
-            self.logs.apply_batch(batch).map_err(|e| write_logs_err(&e))?;
+            drop(guard);
+        });
+        Ok(())
+    }
+}
+
+/// Deletes the entries up to `upto` in batches: one sled batch removing the ~45k entries between
+/// two snapshots of a 100k-file state took 230 MiB of memory for a moment (raft-store's
+/// `purge_memory` test), on every node at once. An interrupted deletion leaves entries below
+/// "last purged", which nothing reads and the next purge removes.
+fn delete_upto(logs: &sled::Tree, upto: u64) -> Result<(), sled::Error> {
+    let upto = index_key(upto);
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in logs.range(..=upto).take(PURGE_BATCH_ENTRIES) {
+            let (key, _) = item?;
+            batch.remove(key);
+            n += 1;
         }
+        if n == 0 {
+            return Ok(());
+        }
+        logs.apply_batch(batch)?;
     }
 }

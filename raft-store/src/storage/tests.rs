@@ -66,6 +66,7 @@ async fn reopen_finds_vote_log_applied_state_and_snapshot() {
         sm.apply(entries[10..].to_vec()).await.unwrap();
         log.save_committed(Some(lid(3, 20))).await.unwrap();
         log.purge(lid(3, 5)).await.unwrap();
+        log.purge_done().await;
         digest = sm.read(|d| d.state.digest());
         log.flush_blocking().unwrap();
     }
@@ -122,6 +123,7 @@ async fn disk_size_stays_bounded_with_snapshots_and_purge() {
         let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
         let upto = snap.meta.last_log_id.unwrap();
         log.purge(upto).await.unwrap();
+        log.purge_done().await;
         log.flush_blocking().unwrap();
         sizes.push(log.size_on_disk_bytes());
         assert_eq!(log.entry_count(), 0);
@@ -288,6 +290,7 @@ async fn purge_memory() {
     let before = vm_mib("VmHWM:");
     let t = std::time::Instant::now();
     log.purge(lid(1, index - 1001)).await.unwrap();
+    log.purge_done().await;
     println!(
         "purged in {} ms: RSS {:.1} MiB, VmHWM {:.1} MiB",
         t.elapsed().as_millis(),
@@ -315,6 +318,7 @@ async fn purge_in_batches_removes_exactly_the_prefix() {
     let entries: Vec<Entry> = (1..=1300).map(|i| app_entry(1, i, &format!("u{i}"))).collect();
     append(&mut log, entries).await;
     log.purge(lid(1, 1234)).await.unwrap();
+    log.purge_done().await;
     assert_eq!(log.entry_count(), 66);
     assert!(log.try_get_log_entries(1..=1234).await.unwrap().is_empty());
     let kept = log.try_get_log_entries(1235..=1300).await.unwrap();
