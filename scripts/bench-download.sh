@@ -19,6 +19,10 @@
 #   RQBIT=/path/to/rqbit scripts/bench-download.sh                  # rqbit not on PATH
 #   TIMEOUT_S=600 scripts/bench-download.sh   # bound of each download process (default 60 + SIZE_MIB/4)
 #   KEEP_WORK=1 scripts/bench-download.sh      # keep the work folder (daemon and client logs)
+#   TMPDIR=/dev/shm scripts/bench-download.sh # files in RAM: without it the written gigabytes can
+#                                               # reach the kernel's dirty limit and the disk sets the pace
+#   BIN=DIR NO_BUILD=1 ...   with DIR from `cargo build --release -p peer -p tracker-node --features
+#                            peer/null-cipher-for-bench`: what the channel's encryption costs (BENCH.md)
 #
 # Needs aria2c, opentracker, mktorrent, curl (Debian: apt-get install aria2 opentracker mktorrent
 # curl) and rqbit (cargo install rqbit --locked --version 9.1.0; the figures in docs/BENCH.md are

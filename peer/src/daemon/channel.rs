@@ -24,8 +24,17 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::identity::PeerIdentity;
 
-pub type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
-pub type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
+pub type ServerStream = tokio_rustls::server::TlsStream<Buffered>;
+pub type ClientStream = tokio_rustls::client::TlsStream<Buffered>;
+
+/// The TCP stream under TLS, with reads buffered. rustls asks for at most 4 KiB per read (its
+/// deframer's read size), which unbuffered meant a system call per 4 KiB of pieces; through
+/// this buffer one call takes whatever the socket holds, up to [`READ_BUFFER_BYTES`]. Writes
+/// pass straight through.
+pub type Buffered = tokio::io::BufReader<TcpStream>;
+
+/// Bytes one read from the socket may bring under TLS.
+pub const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
 /// 1.3.101.112 }, BIT STRING (0 unused bits) }, followed by the 32-byte key.
@@ -69,8 +78,16 @@ fn provider() -> Arc<CryptoProvider> {
         rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
         rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
     ];
+    #[cfg(feature = "null-cipher-for-bench")]
+    {
+        p.cipher_suites = vec![super::null_cipher::suite()];
+    }
     Arc::new(p)
 }
+
+/// True in a build whose piece connections are not encrypted (`null-cipher-for-bench`, for the
+/// benchmark only); the daemon says so at start.
+pub const UNENCRYPTED_BENCH_BUILD: bool = cfg!(feature = "null-cipher-for-bench");
 
 impl Channel {
     pub fn new(identity: &PeerIdentity) -> anyhow::Result<Self> {
@@ -103,10 +120,13 @@ impl Channel {
 
     /// The server side of a handshake: the stream and the downloader's proven key.
     pub async fn accept(&self, tcp: TcpStream, timeout_ms: u64) -> Result<(ServerStream, [u8; 32]), ChannelError> {
-        let tls = tokio::time::timeout(Duration::from_millis(timeout_ms), self.acceptor.accept(tcp))
-            .await
-            .map_err(|_| ChannelError::Timeout(timeout_ms))?
-            .map_err(ChannelError::Handshake)?;
+        let tls = tokio::time::timeout(
+            Duration::from_millis(timeout_ms),
+            self.acceptor.accept(Buffered::with_capacity(READ_BUFFER_BYTES, tcp)),
+        )
+        .await
+        .map_err(|_| ChannelError::Timeout(timeout_ms))?
+        .map_err(ChannelError::Handshake)?;
         let key = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| key_of_spki(c));
         Ok((tls, key.ok_or(ChannelError::NoKey)?))
     }
@@ -120,10 +140,13 @@ impl Channel {
     ) -> Result<ClientStream, ChannelError> {
         // The name is not checked by anyone (keys are); it only fills the protocol's field.
         let name = ServerName::try_from("peer.invalid").expect("a valid DNS name");
-        let tls = tokio::time::timeout(Duration::from_millis(timeout_ms), self.connector.connect(name, tcp))
-            .await
-            .map_err(|_| ChannelError::Timeout(timeout_ms))?
-            .map_err(ChannelError::Handshake)?;
+        let tls = tokio::time::timeout(
+            Duration::from_millis(timeout_ms),
+            self.connector.connect(name, Buffered::with_capacity(READ_BUFFER_BYTES, tcp)),
+        )
+        .await
+        .map_err(|_| ChannelError::Timeout(timeout_ms))?
+        .map_err(ChannelError::Handshake)?;
         let got = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| key_of_spki(c));
         match got {
             None => Err(ChannelError::NoKey),

@@ -10,6 +10,8 @@ pub mod channel;
 pub mod control_server;
 pub mod disk;
 pub mod download;
+#[cfg(feature = "null-cipher-for-bench")]
+mod null_cipher;
 pub mod serve;
 pub mod shares;
 pub mod slots;
@@ -300,6 +302,12 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let tracker = trackers.client(policy);
     let identity = crate::identity::PeerIdentity::load_or_create(&home.dir)?;
     let channel = channel::Channel::new(&identity)?;
+    if channel::UNENCRYPTED_BENCH_BUILD {
+        tracing::warn!(
+            "built with null-cipher-for-bench: piece connections are NOT encrypted (benchmark build, never for use)"
+        );
+        eprintln!("warning: this peer was built with null-cipher-for-bench: piece connections are NOT encrypted");
+    }
     let daemon = Arc::new(Daemon {
         identity,
         channel,
