@@ -192,19 +192,8 @@ impl Net {
             return Err(format!("loss {loss_pct}% is not between 0 and 100"));
         }
         let prog = iptables()?;
-        let run = |args: &[&str]| -> Result<(), String> {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &self.hosts[i], prog, "-w"])
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run `ip netns exec ... {prog}`: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!("{prog} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-            }
-        };
+        let ns = self.hosts[i].as_str();
+        let run = |args: &[&str]| ip(&[&["netns", "exec", ns, prog, "-w"][..], args].concat());
         run(&["-F", "INPUT"])?;
         if loss_pct > 0.0 {
             let p = format!("{:.6}", loss_pct / 100.0);
