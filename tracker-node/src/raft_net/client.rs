@@ -417,6 +417,78 @@ impl RaftNetwork<TypeConfig> for Connection {
 mod tests {
     use super::*;
 
+    /// openraft drops an RPC at its deadline (one heartbeat for appends). The request must run
+    /// on: it reaches the target, and its connection goes back to the pool, so the next RPC
+    /// does not pay a new TCP and TLS handshake (which under load made the next one late too).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_rpc_past_its_deadline_still_completes_and_its_connection_is_reused() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let toml = "[[node]]\nid = 1\napi = \"127.0.0.1:1\"\nraft = \"127.0.0.1:2\"\ndata_dir = \"d1\"\n\
+                    [[node]]\nid = 2\napi = \"127.0.0.1:3\"\nraft = \"127.0.0.1:4\"\ndata_dir = \"d2\"\n";
+        let cfg = proto::cluster::ClusterConfig::parse(toml, &dir.path().join("cluster.toml")).unwrap();
+        let (one, two) = (crate::tls::for_node(&cfg, 1).unwrap(), crate::tls::for_node(&cfg, 2).unwrap());
+
+        // Node 2: answers every vote, the first one 300 ms late; counts connections and answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let router = {
+            let answered = answered.clone();
+            axum::Router::new().route(
+                "/raft/vote",
+                axum::routing::post(move || {
+                    let answered = answered.clone();
+                    async move {
+                        if answered.load(Ordering::SeqCst) == 0 {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        let vote = openraft::Vote::new(1, 1);
+                        let ok: Result<VoteResponse<NodeId>, RaftError<NodeId>> =
+                            Ok(VoteResponse { vote, vote_granted: true, last_log_id: None });
+                        answered.fetch_add(1, Ordering::SeqCst);
+                        wire::encode(&ok).unwrap()
+                    }
+                }),
+            )
+        };
+        {
+            let (accepted, acceptor) = (accepted.clone(), tokio_rustls::TlsAcceptor::from(two.server.clone()));
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let (acceptor, router) = (acceptor.clone(), router.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else { return };
+                        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                            let mut router = router.clone();
+                            async move { tower_service::Service::call(&mut router, req).await }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                            .await;
+                    });
+                }
+            });
+        }
+
+        let mut factory = NetworkFactory::new(&one.client, None, BackoffMs::for_timings(20, 60)).unwrap();
+        let node = TrackerNode { api: "127.0.0.1:3".into(), raft: addr.to_string() };
+        let mut conn = factory.new_client(2, &node).await;
+        let req = || VoteRequest::new(openraft::Vote::new(1, 1), None);
+        let late = conn.vote(req(), RPCOption::new(Duration::from_millis(50))).await;
+        assert!(matches!(late, Err(RPCError::Unreachable(_))), "past its deadline: {late:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while answered.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the late request never reached node 2");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let on_time = conn.vote(req(), RPCOption::new(Duration::from_millis(2_000))).await;
+        assert!(on_time.is_ok(), "{on_time:?}");
+        assert_eq!(answered.load(Ordering::SeqCst), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "the late request's connection was reused");
+    }
+
     #[test]
     fn routes_parse_loopback_pairs_only() {
         let r = parse_routes("2=127.0.0.1:9102, 3=127.0.0.5:9103,").unwrap();
