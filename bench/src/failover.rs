@@ -33,15 +33,8 @@ pub struct Args {
     /// Nodes and writer on hosts of their own (network namespaces), Raft links through relays
     #[arg(long)]
     netns: bool,
-    /// With --netns: one-way delay of every node-to-node link
-    #[arg(long, default_value_t = 1.0)]
-    delay_ms: f64,
-    /// With --netns: jitter of that delay (uniform, ±)
-    #[arg(long, default_value_t = 1.0)]
-    jitter_ms: f64,
-    /// With --netns: percent of the packets into each node's host dropped at random (iptables)
-    #[arg(long, default_value_t = 0.0)]
-    loss_pct: f64,
+    #[command(flatten)]
+    links: chaos::NetnsConfig,
 }
 
 pub(crate) fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -74,15 +67,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.netns {
         return measure(args, cluster);
     }
-    testkit::netns::available().map_err(|why| anyhow::anyhow!("--netns: {why}"))?;
-    let net = testkit::netns::Net::new(args.nodes as usize + 1).map_err(|e| anyhow::anyhow!("--netns: {e}"))?;
+    let (net, spec) = args.links.hosts(args.nodes as usize)?;
     testkit::netns::place_cluster(&net, &mut cluster);
-    if args.loss_pct > 0.0 {
-        for host in 0..args.nodes as usize {
-            net.set_loss(host, args.loss_pct).map_err(|e| anyhow::anyhow!("--loss-pct: {e}"))?;
-        }
-    }
-    let spec = chaos::links::spec(args.delay_ms, args.jitter_ms, 4 << 20);
     let _relays = chaos::links::Relays::start(&net, &mut cluster, spec)?;
     net.run_in(args.nodes as usize, || {
         for id in cluster.ids() {
@@ -164,7 +150,7 @@ fn measure(args: Args, cluster: Cluster) -> anyhow::Result<()> {
         if args.netns {
             format!(
                 "; netns, every node on its own host, Raft links through relays of {} ± {} ms one way, {}% packet loss",
-                args.delay_ms, args.jitter_ms, args.loss_pct
+                args.links.delay_ms, args.links.jitter_ms, args.links.loss_pct
             )
         } else {
             String::new()

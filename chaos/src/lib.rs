@@ -61,13 +61,37 @@ pub struct Config {
 /// Netns mode: node i on host i-1 (10.77.0.i), the clients on host `nodes`; between every pair
 /// of nodes a relay with this one-way delay and jitter (see `relay.rs`); partitions of one node
 /// pull its cable, bridges cut relays. Each node's host loses `loss_pct` % of the packets it
-/// receives (testkit::netns::Net::set_loss).
-#[derive(Clone, Debug, Serialize)]
+/// receives (testkit::netns::Net::set_loss). The same flags for `chaos run` and `bench failover`.
+#[derive(Clone, Debug, Serialize, clap::Args)]
 pub struct NetnsConfig {
+    /// Netns mode: one-way delay of every node-to-node link
+    #[arg(long, default_value_t = 1.0)]
     pub delay_ms: f64,
+    /// Netns mode: jitter of that delay (uniform, ±)
+    #[arg(long, default_value_t = 1.0)]
     pub jitter_ms: f64,
+    /// Netns mode: bytes in flight per direction of a relayed connection
+    #[arg(long, default_value_t = 4 << 20)]
     pub window_bytes: usize,
+    /// Netns mode: percent of the packets into each node's host dropped at random (iptables)
+    #[arg(long, default_value_t = 0.0)]
     pub loss_pct: f64,
+}
+
+impl NetnsConfig {
+    /// A host for each of `nodes` nodes and one more for the clients, with this loss on the
+    /// nodes' hosts, and the relays' link spec.
+    pub fn hosts(&self, nodes: usize) -> anyhow::Result<(testkit::netns::Net, relay::LinkSpec)> {
+        anyhow::ensure!(self.delay_ms >= 0.0 && self.jitter_ms >= 0.0, "--delay-ms and --jitter-ms must be 0 or more");
+        testkit::netns::available().map_err(|why| anyhow::anyhow!("--netns: {why}"))?;
+        let net = testkit::netns::Net::new(nodes + 1).map_err(|e| anyhow::anyhow!("--netns: {e}"))?;
+        if self.loss_pct > 0.0 {
+            for host in 0..nodes {
+                net.set_loss(host, self.loss_pct).map_err(|e| anyhow::anyhow!("--loss-pct: {e}"))?;
+            }
+        }
+        Ok((net, links::spec(self.delay_ms, self.jitter_ms, self.window_bytes)))
+    }
 }
 
 /// The steady phase: terms seen at its start and end (the highest any node reports).
@@ -120,14 +144,7 @@ impl Report {
 
 pub fn run(cfg: Config) -> anyhow::Result<Report> {
     let Some(ns) = cfg.netns.clone() else { return run_on(cfg, None) };
-    testkit::netns::available().map_err(|why| anyhow::anyhow!("--netns: {why}"))?;
-    let net = testkit::netns::Net::new(cfg.nodes as usize + 1).map_err(|e| anyhow::anyhow!("--netns: {e}"))?;
-    if ns.loss_pct > 0.0 {
-        for host in 0..cfg.nodes as usize {
-            net.set_loss(host, ns.loss_pct).map_err(|e| anyhow::anyhow!("--loss-pct: {e}"))?;
-        }
-    }
-    let spec = links::spec(ns.delay_ms, ns.jitter_ms, ns.window_bytes);
+    let (net, spec) = ns.hosts(cfg.nodes as usize)?;
     // The clients, the poller and the checker run on the last host.
     net.run_in(cfg.nodes as usize, || run_on(cfg, Some((&net, spec))))
 }

@@ -65,18 +65,8 @@ struct RunArgs {
     /// another, Raft links through delaying relays
     #[arg(long)]
     netns: bool,
-    /// Netns mode: one-way delay of every node-to-node link
-    #[arg(long, default_value_t = 1.0)]
-    delay_ms: f64,
-    /// Netns mode: jitter of that delay (uniform, ±)
-    #[arg(long, default_value_t = 1.0)]
-    jitter_ms: f64,
-    /// Netns mode: bytes in flight per direction of a relayed connection
-    #[arg(long, default_value_t = 4 << 20)]
-    window_bytes: usize,
-    /// Netns mode: percent of the packets into each node's host dropped at random (iptables)
-    #[arg(long, default_value_t = 0.0)]
-    loss_pct: f64,
+    #[command(flatten)]
+    links: chaos::NetnsConfig,
     /// Log entries between snapshots (the shipped cluster.toml has 5000; runs snapshot often)
     #[arg(long, default_value_t = 500)]
     snapshot_logs_threshold: u64,
@@ -105,10 +95,7 @@ fn main() -> anyhow::Result<()> {
         json,
         steady_s,
         netns,
-        delay_ms,
-        jitter_ms,
-        window_bytes,
-        loss_pct,
+        links,
         snapshot_logs_threshold,
     } = match Cli::parse().command {
         Cmd::Relay { routes, delay_ms, jitter_ms, window_bytes, control_stdin } => {
@@ -134,7 +121,7 @@ fn main() -> anyhow::Result<()> {
         election_timeout_ms: (lo, hi),
         steady_s,
         snapshot_logs_threshold,
-        netns: netns.then_some(chaos::NetnsConfig { delay_ms, jitter_ms, window_bytes, loss_pct }),
+        netns: netns.then_some(links),
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -46,9 +46,7 @@ fn a_download_between_two_hosts_of_their_own() {
         bob.start_daemon();
         alice.register_and_login("alice");
         bob.register_and_login("bob");
-        alice.ok(&["create-group", "team"]);
-        bob.ok(&["join-group", "team"]);
-        alice.ok(&["accept-request", "team", "bob"]);
+        alice.form_group("team", &bob, "bob");
 
         let (file, sha1) = random_file(cluster.dir.path(), "big.bin", 6 * MIB + 12_345, 7);
         alice.ok(&["upload", file.to_str().unwrap(), "team"]);
@@ -144,9 +142,7 @@ fn netns_download_timing() {
             bob.start_daemon();
             alice.register_and_login("alice");
             bob.register_and_login("bob");
-            alice.ok(&["create-group", "team"]);
-            bob.ok(&["join-group", "team"]);
-            alice.ok(&["accept-request", "team", "bob"]);
+            alice.form_group("team", &bob, "bob");
             alice.ok(&["upload", file.to_str().unwrap(), "team"]);
             let dest = cluster.dir.path().join("bob-dl");
             std::fs::create_dir_all(&dest).unwrap();

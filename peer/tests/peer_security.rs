@@ -36,9 +36,7 @@ fn world(extra_daemon_args: &[&str]) -> World {
     bob.start_daemon();
     alice.register_and_login("alice");
     bob.register_and_login("bob");
-    alice.ok(&["create-group", "vault"]);
-    bob.ok(&["join-group", "vault"]);
-    alice.ok(&["accept-request", "vault", "bob"]);
+    alice.form_group("vault", &bob, "bob");
     let (path, sha1) = random_file(cluster.dir.path(), "doc.bin", 3 * 512 * 1024 - 10, 11);
     alice.ok(&["upload", path.to_str().unwrap(), "vault"]);
     let alice_addr = peer_addr(&alice);

@@ -1019,6 +1019,14 @@ impl Peer {
         assert_eq!(r.code, 0, "login {user}: {}", r.stderr);
     }
 
+    /// Creates `group` with this peer's user as its owner and admits `member`, logged in as
+    /// `member_user` (it asks to join, the owner accepts).
+    pub fn form_group(&self, group: &str, member: &Peer, member_user: &str) {
+        self.ok(&["create-group", group]);
+        member.ok(&["join-group", group]);
+        self.ok(&["accept-request", group, member_user]);
+    }
+
     pub fn downloads(&self) -> Vec<Value> {
         self.ok(&["show-downloads"]).as_array().cloned().unwrap_or_default()
     }
