@@ -10,6 +10,20 @@ use testkit::*;
 
 const MIB: usize = 1024 * 1024;
 
+/// Starts the cluster's nodes and both daemons (each where its wrapper puts it), registers and
+/// logs in alice and bob, and forms "team" with both in it. Runs on the caller's host.
+fn team_of_two(cluster: &mut Cluster, alice: &mut Peer, bob: &mut Peer) {
+    for id in cluster.ids() {
+        cluster.start_node(id);
+    }
+    cluster.wait_stable_leader();
+    alice.start_daemon();
+    bob.start_daemon();
+    alice.register_and_login("alice");
+    bob.register_and_login("bob");
+    alice.form_group("team", bob, "bob");
+}
+
 #[test]
 fn a_download_between_two_hosts_of_their_own() {
     if netns::skip("a_download_between_two_hosts_of_their_own") {
@@ -38,15 +52,7 @@ fn a_download_between_two_hosts_of_their_own() {
 
     // The test's own calls (status polls, the tracker client) go from Bob's host.
     net.run_in(bob_host, || {
-        for id in cluster.ids() {
-            cluster.start_node(id);
-        }
-        cluster.wait_stable_leader();
-        alice.start_daemon();
-        bob.start_daemon();
-        alice.register_and_login("alice");
-        bob.register_and_login("bob");
-        alice.form_group("team", &bob, "bob");
+        team_of_two(&mut cluster, &mut alice, &mut bob);
 
         let (file, sha1) = random_file(cluster.dir.path(), "big.bin", 6 * MIB + 12_345, 7);
         alice.ok(&["upload", file.to_str().unwrap(), "team"]);
@@ -134,15 +140,7 @@ fn netns_download_timing() {
         bob.wrapper = net.wrapper(4);
         bob.daemon_args = vec!["--listen".into(), format!("0.0.0.0:{bob_port}")];
         let took = net.run_in(4, || {
-            for id in cluster.ids() {
-                cluster.start_node(id);
-            }
-            cluster.wait_stable_leader();
-            alice.start_daemon();
-            bob.start_daemon();
-            alice.register_and_login("alice");
-            bob.register_and_login("bob");
-            alice.form_group("team", &bob, "bob");
+            team_of_two(&mut cluster, &mut alice, &mut bob);
             alice.ok(&["upload", file.to_str().unwrap(), "team"]);
             let dest = cluster.dir.path().join("bob-dl");
             std::fs::create_dir_all(&dest).unwrap();
