@@ -24,6 +24,26 @@ fn team_of_two(cluster: &mut Cluster, alice: &mut Peer, bob: &mut Peer) {
     alice.form_group("team", bob, "bob");
 }
 
+/// Alice uploads `file` to "team" and Bob downloads it (blocking); how long the download took,
+/// after checking that the file arrived byte for byte.
+fn alice_shares_bob_downloads(
+    cluster: &Cluster,
+    alice: &Peer,
+    bob: &Peer,
+    file: &std::path::Path,
+    sha1: &str,
+) -> Duration {
+    alice.ok(&["upload", file.to_str().unwrap(), "team"]);
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let dest = cluster.dir.path().join("bob-dl");
+    std::fs::create_dir_all(&dest).unwrap();
+    let t0 = Instant::now();
+    bob.ok(&["download", "team", name, dest.to_str().unwrap()]);
+    let took = t0.elapsed();
+    assert_eq!(file_sha1(&dest.join(name)), sha1, "the file crossed the bridge byte for byte");
+    took
+}
+
 #[test]
 fn a_download_between_two_hosts_of_their_own() {
     if netns::skip("a_download_between_two_hosts_of_their_own") {
@@ -55,13 +75,7 @@ fn a_download_between_two_hosts_of_their_own() {
         team_of_two(&mut cluster, &mut alice, &mut bob);
 
         let (file, sha1) = random_file(cluster.dir.path(), "big.bin", 6 * MIB + 12_345, 7);
-        alice.ok(&["upload", file.to_str().unwrap(), "team"]);
-        let dest = cluster.dir.path().join("bob-dl");
-        std::fs::create_dir_all(&dest).unwrap();
-        let t0 = Instant::now();
-        bob.ok(&["download", "team", "big.bin", dest.to_str().unwrap()]);
-        let took = t0.elapsed();
-        assert_eq!(file_sha1(&dest.join("big.bin")), sha1, "the file crossed the bridge byte for byte");
+        let took = alice_shares_bob_downloads(&cluster, &alice, &bob, &file, &sha1);
 
         // Where the tracker says the sharers are: each on its own host, never 127.0.0.1.
         let rt = runtime();
@@ -141,14 +155,7 @@ fn netns_download_timing() {
         bob.daemon_args = vec!["--listen".into(), format!("0.0.0.0:{bob_port}")];
         let took = net.run_in(4, || {
             team_of_two(&mut cluster, &mut alice, &mut bob);
-            alice.ok(&["upload", file.to_str().unwrap(), "team"]);
-            let dest = cluster.dir.path().join("bob-dl");
-            std::fs::create_dir_all(&dest).unwrap();
-            let t0 = Instant::now();
-            bob.ok(&["download", "team", "big.bin", dest.to_str().unwrap()]);
-            let took = t0.elapsed();
-            assert_eq!(file_sha1(&dest.join("big.bin")), sha1);
-            took
+            alice_shares_bob_downloads(&cluster, &alice, &bob, &file, &sha1)
         });
         eprintln!(
             "run {run}: {mib} MiB {} in {} ms",
