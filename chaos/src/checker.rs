@@ -32,6 +32,10 @@ pub struct Verdict {
     pub refused_but_applied: Vec<String>,
     pub applied_twice: Vec<String>,
     pub not_linearizable: Vec<String>,
+    /// Flags the workload wrote more than once. The model needs exactly one write per flag, so
+    /// this is a fault of the harness, not of the cluster; the run fails so that it is fixed
+    /// rather than misread (the first write is the one checked).
+    pub written_twice: Vec<String>,
     /// Keys whose write window held too many concurrent reads for the exhaustive search (their
     /// order rules were still checked).
     pub search_skipped: usize,
@@ -44,6 +48,7 @@ impl Verdict {
             && self.refused_but_applied.is_empty()
             && self.applied_twice.is_empty()
             && self.not_linearizable.is_empty()
+            && self.written_twice.is_empty()
     }
 }
 
@@ -74,6 +79,19 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
     let mut v = Verdict::default();
     let mut writes: BTreeMap<Key, FlagWrite> = BTreeMap::new();
     let mut joined_ok: HashSet<(String, String)> = HashSet::new();
+    let mut write = |v: &mut Verdict, key: Key, w: FlagWrite| match writes.entry(key) {
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(w);
+        }
+        std::collections::btree_map::Entry::Occupied(first) => v.written_twice.push(format!(
+            "{:?} written at {} ms ({:?}) and again at {} ms ({:?}): the workload must write a flag once",
+            first.key(),
+            first.get().invoke_ms,
+            first.get().outcome,
+            w.invoke_ms,
+            w.outcome
+        )),
+    };
     for e in history {
         let w = FlagWrite { invoke_ms: e.invoke_ms, complete_ms: e.complete_ms, outcome: e.outcome.clone() };
         match &e.op {
@@ -82,7 +100,7 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
                     v.applied_twice
                         .push(format!("create_group {group}: answered group_exists for a name created once"));
                 }
-                writes.insert(Key::Group(group.clone()), w);
+                write(&mut v, Key::Group(group.clone()), w);
             }
             Op::Accept { group, user } => {
                 if e.outcome == Outcome::Fail("no_such_request".into())
@@ -91,7 +109,7 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
                     v.applied_twice
                         .push(format!("accept {user} into {group}: answered no_such_request for a request filed once"));
                 }
-                writes.insert(Key::Member(group.clone(), user.clone()), w);
+                write(&mut v, Key::Member(group.clone(), user.clone()), w);
             }
             Op::Join { group, user } => {
                 if e.outcome == Outcome::Ok {
@@ -99,7 +117,7 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
                 }
             }
             Op::Upload { group, file } => {
-                writes.insert(Key::File(group.clone(), file.clone()), w);
+                write(&mut v, Key::File(group.clone(), file.clone()), w);
             }
             Op::StopShare { .. } | Op::ListGroups { .. } | Op::ListFiles { .. } => {}
         }
@@ -513,6 +531,30 @@ mod tests {
         let fin = FinalState { groups: ["a".to_string()].into(), ..Default::default() };
         let v = check(&history[..1], &fin);
         assert!(v.ok(), "{v:?}");
+    }
+
+    /// The history of the chaos failure of 2026-12-03 (CI on 16792da): an accept acknowledged,
+    /// then a second accept of the same user into the same group, refused `already_member`.
+    /// That is the cluster answering correctly; the second accept was the workload's doing. It
+    /// is reported as the harness's fault, not as a refused write that took effect.
+    #[test]
+    fn a_flag_written_twice_is_the_workloads_fault_not_a_refused_write_that_took_effect() {
+        let accept = |invoke_ms, complete_ms, outcome| Entry {
+            client: 0,
+            op: Op::Accept { group: "g0x28".into(), user: "u1".into() },
+            invoke_ms,
+            complete_ms,
+            outcome,
+        };
+        let history = vec![accept(100, 140, Outcome::Ok), accept(900, 930, Outcome::Fail("already_member".into()))];
+        let fin = FinalState { members: [("g0x28".to_string(), "u1".to_string())].into(), ..Default::default() };
+        let v = check(&history, &fin);
+        assert!(v.refused_but_applied.is_empty(), "{v:?}");
+        assert!(v.lost_writes.is_empty(), "{v:?}");
+        assert_eq!(v.written_twice.len(), 1, "{v:?}");
+        assert!(v.written_twice[0].contains("g0x28"), "{v:?}");
+        assert!(!v.ok());
+        assert!(check(&history[..1], &fin).ok());
     }
 
     fn list(invoke_ms: u64, complete_ms: u64, extra: &[&str], missing: &[&str]) -> Entry {

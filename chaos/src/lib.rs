@@ -453,6 +453,9 @@ impl Report {
         let _ = writeln!(s, "\n- acknowledged writes lost: **{}**", v.lost_writes.len());
         let _ = writeln!(s, "- refused writes that took effect: {}", v.refused_but_applied.len());
         let _ = writeln!(s, "- writes applied twice: {}", v.applied_twice.len());
+        if !v.written_twice.is_empty() {
+            let _ = writeln!(s, "- flags the workload wrote twice (a harness fault): {}", v.written_twice.len());
+        }
         let _ =
             writeln!(s, "- linearizability: {} keys checked, {} violations", v.keys_checked, v.not_linearizable.len());
         let _ = writeln!(
@@ -505,6 +508,7 @@ impl Report {
             ("refused but applied", &v.refused_but_applied),
             ("applied twice", &v.applied_twice),
             ("not linearizable", &v.not_linearizable),
+            ("written twice by the workload", &v.written_twice),
         ] {
             for line in list.iter().take(10) {
                 let _ = writeln!(s, "  - {what}: {line}");

@@ -20,6 +20,11 @@ pub struct Registry {
     pub groups: Vec<(String, usize)>,
     /// (group, user client) join requests acknowledged and not yet accepted
     pub filed: Vec<(String, usize)>,
+    /// (user client, group) pairs an accept was sent for, whatever its outcome. The checker's
+    /// model has one write per flag, so a pair is accepted at most once: without this, a user
+    /// whose accept is still in flight could join again (a join of a pending user answers ok),
+    /// be filed again, and be accepted a second time, which answers `already_member`.
+    pub accept_sent: HashSet<(usize, String)>,
     /// (client, group) memberships: owned or accepted
     pub member_of: HashSet<(usize, String)>,
     /// (client, group, file)
@@ -158,6 +163,7 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
                     .filter(|(g, owner)| {
                         *owner != id
                             && !reg.member_of.contains(&(id, g.clone()))
+                            && !reg.accept_sent.contains(&(id, g.clone()))
                             && !reg.filed.iter().any(|(fg, u)| fg == g && *u == id)
                     })
                     .collect();
@@ -176,7 +182,11 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
                 let mine: Vec<usize> = (0..reg.filed.len())
                     .filter(|&k| reg.groups.iter().any(|(g, o)| *o == id && *g == reg.filed[k].0))
                     .collect();
-                mine.choose(&mut rng).map(|&k| reg.filed.swap_remove(k))
+                let picked = mine.choose(&mut rng).map(|&k| reg.filed.swap_remove(k));
+                if let Some((group, user)) = &picked {
+                    reg.accept_sent.insert((*user, group.clone()));
+                }
+                picked
             };
             let Some((group, user)) = pick else { continue };
             let r = client.accept_request(&group, &user_name(user)).await;
