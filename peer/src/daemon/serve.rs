@@ -93,7 +93,7 @@ pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken)
 
 /// What a connection serves: a complete file, or a download in progress.
 enum Source {
-    Complete { file: File, size: u64, pieces: usize, share: Share },
+    Complete { file: Arc<File>, size: u64, pieces: usize, share: Share },
     Partial { live: Arc<Live>, file: Arc<File>, size: u64 },
 }
 
@@ -121,6 +121,20 @@ impl Source {
             }
         }
     }
+    /// Reads piece `i` into `buf` on the blocking pool (positional read: reads of one file
+    /// do not share an offset).
+    fn read(&self, i: u32, mut buf: Vec<u8>) -> PieceRead {
+        let (file, size) = match self {
+            Source::Complete { file, size, .. } => (file.clone(), *size),
+            Source::Partial { file, size, .. } => (file.clone(), *size),
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let r = disk::read_piece(&file, size, i as u64, &mut buf);
+            (buf, r)
+        });
+        PieceRead { piece: i, task }
+    }
+
     fn bitfield(&self) -> Message {
         match self {
             Source::Complete { pieces, .. } => {
@@ -237,7 +251,12 @@ async fn serve_one(
     let mut have_rx: Option<broadcast::Receiver<u32>> = None;
     let source = if let Some(share) = d.shares.find(&group, &sha1_hex) {
         let file = File::open(&share.path).map_err(|e| format!("cannot open {}: {e}", share.path))?;
-        Source::Complete { file, size: share.size, pieces: crate::hashing::piece_count(share.size) as usize, share }
+        Source::Complete {
+            file: Arc::new(file),
+            size: share.size,
+            pieces: crate::hashing::piece_count(share.size) as usize,
+            share,
+        }
     } else if let Some(live) = d.downloads.find_active(&group, &sha1_hex) {
         have_rx = Some(live.have_tx.subscribe());
         let file = live.part.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -306,7 +325,9 @@ async fn serve_requests(
     spread: Option<&Joined<'_>>,
     served: &mut Served,
 ) -> Result<(), String> {
-    let mut buf: Vec<u8> = Vec::new();
+    // Two piece buffers at most: the one being sent and the one being read ahead.
+    let mut spare: Vec<u8> = Vec::new();
+    let mut reading: Option<PieceRead> = None;
     let mut header: Vec<u8> = Vec::with_capacity(16);
     let mut asked_at = Instant::now();
     let quiet_ms = d.faults.no_request_timeout_ms.unwrap_or(NO_REQUEST_TIMEOUT_MS);
@@ -347,7 +368,7 @@ async fn serve_requests(
                 asked_at = Instant::now();
                 // A downloader cancels a request whose piece another peer delivered first
                 // (endgame): read what it already sent, and skip this piece if a cancel follows.
-                read_ahead(reader, &mut inbox).await;
+                read_ahead(reader, &mut inbox);
                 if let Some(at) = inbox.iter().position(|m| matches!(m, Message::Cancel { piece: p } if *p == piece)) {
                     inbox.remove(at);
                     served.cancelled += 1;
@@ -357,31 +378,37 @@ async fn serve_requests(
                     wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     continue;
                 }
-                let (file, size) = match source {
-                    Source::Complete { file, size, .. } => (file.try_clone().map_err(|e| e.to_string())?, *size),
-                    Source::Partial { file, size, .. } => (file.try_clone().map_err(|e| e.to_string())?, *size),
+                // The piece read ahead while the previous one was sent, or a read now.
+                let (b, read) = match reading.take() {
+                    Some(ahead) if ahead.piece == piece => ahead.finish().await?,
+                    other => {
+                        if let Some(stale) = other {
+                            // Read for a request that was cancelled: keep its buffer.
+                            spare = stale.finish().await?.0;
+                        }
+                        source.read(piece, std::mem::take(&mut spare)).finish().await?
+                    }
                 };
-                let mut b = std::mem::take(&mut buf);
-                let read =
-                    tokio::task::spawn_blocking(move || disk::read_piece(&file, size, piece as u64, &mut b).map(|_| b))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                // While this piece is encrypted and sent, the next request's piece is read.
+                if let Some(next) = next_request(&inbox).filter(|&n| source.has(n)) {
+                    reading = Some(source.read(next, std::mem::take(&mut spare)));
+                }
                 if d.faults.serve_delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(d.faults.serve_delay_ms)).await;
                 }
                 match read {
-                    Ok(b) => {
+                    Ok(()) => {
                         header.clear();
                         proto::piece::encode_piece_header(piece, b.len(), &mut header);
                         wire::write_parts(w, &[&header, &b], WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                         served.pieces += 1;
-                        buf = b;
                     }
                     Err(e) => {
                         tracing::warn!(piece, "cannot read piece: {e}");
                         wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     }
                 }
+                spare = b;
             }
             Message::PieceListRequest { start, count } => {
                 asked_at = Instant::now();
@@ -404,6 +431,27 @@ async fn serve_requests(
     }
 }
 
+/// A piece being read on the blocking pool; its buffer comes back whatever the outcome.
+struct PieceRead {
+    piece: u32,
+    task: tokio::task::JoinHandle<(Vec<u8>, std::io::Result<()>)>,
+}
+
+impl PieceRead {
+    async fn finish(self) -> Result<(Vec<u8>, std::io::Result<()>), String> {
+        self.task.await.map_err(|e| format!("reading piece {}: {e}", self.piece))
+    }
+}
+
+/// The piece of the first request among the messages read ahead: the next one to answer,
+/// unless a cancel for it follows (its read is then wasted, and its buffer kept).
+fn next_request(inbox: &VecDeque<Message>) -> Option<u32> {
+    inbox.iter().find_map(|m| match m {
+        Message::Request { piece } => Some(*piece),
+        _ => None,
+    })
+}
+
 /// Most messages read ahead of the one being answered: a downloader keeps at most
 /// `conn::PIPELINE_DEPTH` requests outstanding, plus its cancels, `have`s and keepalives.
 const MAX_READ_AHEAD: usize = 64;
@@ -411,11 +459,10 @@ const MAX_READ_AHEAD: usize = 64;
 /// Moves the messages the peer has already sent (whole frames in the reader's buffer or the
 /// socket's) into `inbox`, without waiting for more. An error is left for the next blocking read
 /// to report (a closed stream or a bad frame stays that way).
-async fn read_ahead(reader: &mut ServerReader, inbox: &mut VecDeque<Message>) {
+fn read_ahead(reader: &mut ServerReader, inbox: &mut VecDeque<Message>) {
     while inbox.len() < MAX_READ_AHEAD {
-        // A zero timeout polls the read once: whatever is ready is taken, nothing is waited for.
-        match tokio::time::timeout(Duration::ZERO, reader.next(WRITE_TIMEOUT_MS)).await {
-            Ok(Ok(m)) => inbox.push_back(m),
+        match reader.next_ready() {
+            Some(Ok(m)) => inbox.push_back(m),
             _ => return,
         }
     }

@@ -34,41 +34,76 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn next(&mut self, timeout_ms: u64) -> Result<Message, WireError> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
         loop {
-            match decode(&self.buf[self.start..]) {
-                Ok(Some((msg, used))) => {
-                    self.start += used;
-                    if self.start == self.buf.len() {
-                        self.buf.clear();
-                        self.start = 0;
-                    }
-                    return Ok(msg);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(WireError::Decode(e.to_string())),
+            if let Some(msg) = self.buffered()? {
+                return Ok(msg);
             }
-            // Make room for the rest of this frame. Leftover bytes move to the front only when
-            // the buffer would otherwise grow: a piece frame is not copied around per read.
-            let pending = self.buf.len() - self.start;
-            let frame_len = if pending >= 4 {
-                4 + u32::from_be_bytes(self.buf[self.start..self.start + 4].try_into().expect("4 bytes")) as usize
-            } else {
-                4
-            };
-            let want = frame_len.max(64 * 1024);
-            if self.buf.capacity() - self.buf.len() < want.saturating_sub(pending).max(16 * 1024) {
-                if self.start > 0 {
-                    self.buf.drain(..self.start);
-                    self.start = 0;
-                }
-                if self.buf.capacity() - self.buf.len() < want {
-                    self.buf.reserve(want.max(1 << 20));
-                }
-            }
+            self.make_room();
             let n = tokio::time::timeout_at(deadline, self.inner.read_buf(&mut self.buf))
                 .await
                 .map_err(|_| WireError::Timeout(timeout_ms))??;
             if n == 0 {
                 return Err(WireError::Closed);
+            }
+        }
+    }
+
+    /// The next message if it can be had without waiting: a whole frame already buffered, or
+    /// in the stream now. `None` when it would wait (a part of a frame stays buffered for the
+    /// next call). Nothing is armed: no timer, no wake-up. (A zero `tokio::time::timeout` is
+    /// not the same: when the read is not ready it waits for the timer's next tick, up to a
+    /// millisecond, which is what paced a sharer at one piece per tick.)
+    pub fn next_ready(&mut self) -> Option<Result<Message, WireError>> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            match self.buffered() {
+                Ok(Some(msg)) => return Some(Ok(msg)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+            self.make_room();
+            let read = std::pin::pin!(self.inner.read_buf(&mut self.buf));
+            match std::future::Future::poll(read, &mut cx) {
+                std::task::Poll::Pending => return None,
+                std::task::Poll::Ready(Ok(0)) => return Some(Err(WireError::Closed)),
+                std::task::Poll::Ready(Ok(_)) => {}
+                std::task::Poll::Ready(Err(e)) => return Some(Err(e.into())),
+            }
+        }
+    }
+
+    /// A whole message from the bytes already read, if they hold one.
+    fn buffered(&mut self) -> Result<Option<Message>, WireError> {
+        match decode(&self.buf[self.start..]) {
+            Ok(Some((msg, used))) => {
+                self.start += used;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
+                Ok(Some(msg))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(WireError::Decode(e.to_string())),
+        }
+    }
+
+    /// Room for the rest of the frame being read (at least 64 KiB): the consumed front is
+    /// dropped first, and the buffer grows only for a frame larger than it.
+    fn make_room(&mut self) {
+        let pending = self.buf.len() - self.start;
+        let frame_len = if pending >= 4 {
+            4 + u32::from_be_bytes(self.buf[self.start..self.start + 4].try_into().expect("4 bytes")) as usize
+        } else {
+            4
+        };
+        let want = frame_len.max(64 * 1024);
+        if self.buf.capacity() - self.buf.len() < want.saturating_sub(pending).max(16 * 1024) {
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            if self.buf.capacity() - self.buf.len() < want {
+                self.buf.reserve(want.max(1 << 20));
             }
         }
     }
@@ -91,8 +126,17 @@ pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8], timeout_m
 /// uncopied), then flushes, all within `timeout_ms`.
 pub async fn write_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[&[u8]], timeout_ms: u64) -> Result<(), WireError> {
     let io = async {
-        for p in parts {
-            w.write_all(p).await?;
+        // One vectored write for all the parts: under TLS they become one run of records and,
+        // when the channel's send buffer holds them, one system call.
+        let mut slices: Vec<std::io::IoSlice<'_>> =
+            parts.iter().filter(|p| !p.is_empty()).map(|p| std::io::IoSlice::new(p)).collect();
+        let mut left: &mut [std::io::IoSlice<'_>] = &mut slices;
+        while !left.is_empty() {
+            let n = w.write_vectored(left).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+            }
+            std::io::IoSlice::advance_slices(&mut left, n);
         }
         w.flush().await
     };
@@ -124,6 +168,28 @@ mod tests {
             peer_id: [9; 16],
             ticket: vec![1, 2, 3],
         }
+    }
+
+    /// `next_ready` takes every whole frame that is there, leaves a part of one buffered, and
+    /// never waits (it is not async: nothing can make it wait for a timer or the peer).
+    #[tokio::test]
+    async fn next_ready_takes_the_frames_that_are_there_and_keeps_a_partial_one() {
+        let (mut tx, rx) = duplex(1 << 20);
+        let mut r = FrameReader::new(rx);
+        assert!(r.next_ready().is_none(), "nothing sent yet");
+        let third = frame(&Message::Request { piece: 3 });
+        let mut bytes = frame(&Message::Request { piece: 1 });
+        bytes.extend(frame(&Message::Cancel { piece: 1 }));
+        bytes.extend(&third[..3]);
+        tx.write_all(&bytes).await.unwrap();
+        assert!(matches!(r.next_ready(), Some(Ok(Message::Request { piece: 1 }))));
+        assert!(matches!(r.next_ready(), Some(Ok(Message::Cancel { piece: 1 }))));
+        assert!(r.next_ready().is_none(), "a part of a frame is not a message");
+        tx.write_all(&third[3..]).await.unwrap();
+        assert!(matches!(r.next_ready(), Some(Ok(Message::Request { piece: 3 }))));
+        assert!(r.next_ready().is_none());
+        drop(tx);
+        assert!(matches!(r.next_ready(), Some(Err(WireError::Closed))));
     }
 
     #[tokio::test]
