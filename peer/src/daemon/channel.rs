@@ -36,12 +36,6 @@ pub type Buffered = tokio::io::BufReader<TcpStream>;
 /// Bytes one read from the socket may bring under TLS.
 pub const READ_BUFFER_BYTES: usize = 256 * 1024;
 
-/// Encrypted bytes a connection may hold unsent: a whole piece frame (512 KiB, its header and
-/// the records' overhead). rustls's default, 64 KiB, cut every piece into eight writes to the
-/// socket, and on loopback each one woke the reader, which then ran in turns with the writer on
-/// one core while the other idled. One write per piece lets both sides work in large steps.
-pub const SEND_BUFFER_BYTES: usize = 640 * 1024;
-
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
 /// 1.3.101.112 }, BIT STRING (0 unused bits) }, followed by the 32-byte key.
 const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
@@ -133,8 +127,6 @@ impl Channel {
         .await
         .map_err(|_| ChannelError::Timeout(timeout_ms))?
         .map_err(ChannelError::Handshake)?;
-        let mut tls = tls;
-        tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER_BYTES));
         let key = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| key_of_spki(c));
         Ok((tls, key.ok_or(ChannelError::NoKey)?))
     }
@@ -155,8 +147,6 @@ impl Channel {
         .await
         .map_err(|_| ChannelError::Timeout(timeout_ms))?
         .map_err(ChannelError::Handshake)?;
-        let mut tls = tls;
-        tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER_BYTES));
         let got = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| key_of_spki(c));
         match got {
             None => Err(ChannelError::NoKey),

@@ -325,9 +325,7 @@ async fn serve_requests(
     spread: Option<&Joined<'_>>,
     served: &mut Served,
 ) -> Result<(), String> {
-    // Two piece buffers at most: the one being sent and the one being read ahead.
-    let mut spare: Vec<u8> = Vec::new();
-    let mut reading: Option<PieceRead> = None;
+    let mut buf: Vec<u8> = Vec::new();
     let mut header: Vec<u8> = Vec::with_capacity(16);
     let mut asked_at = Instant::now();
     let quiet_ms = d.faults.no_request_timeout_ms.unwrap_or(NO_REQUEST_TIMEOUT_MS);
@@ -378,21 +376,7 @@ async fn serve_requests(
                     wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     continue;
                 }
-                // The piece read ahead while the previous one was sent, or a read now.
-                let (b, read) = match reading.take() {
-                    Some(ahead) if ahead.piece == piece => ahead.finish().await?,
-                    other => {
-                        if let Some(stale) = other {
-                            // Read for a request that was cancelled: keep its buffer.
-                            spare = stale.finish().await?.0;
-                        }
-                        source.read(piece, std::mem::take(&mut spare)).finish().await?
-                    }
-                };
-                // While this piece is encrypted and sent, the next request's piece is read.
-                if let Some(next) = next_request(&inbox).filter(|&n| source.has(n)) {
-                    reading = Some(source.read(next, std::mem::take(&mut spare)));
-                }
+                let (b, read) = source.read(piece, std::mem::take(&mut buf)).finish().await?;
                 if d.faults.serve_delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(d.faults.serve_delay_ms)).await;
                 }
@@ -408,7 +392,7 @@ async fn serve_requests(
                         wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     }
                 }
-                spare = b;
+                buf = b;
             }
             Message::PieceListRequest { start, count } => {
                 asked_at = Instant::now();
@@ -441,15 +425,6 @@ impl PieceRead {
     async fn finish(self) -> Result<(Vec<u8>, std::io::Result<()>), String> {
         self.task.await.map_err(|e| format!("reading piece {}: {e}", self.piece))
     }
-}
-
-/// The piece of the first request among the messages read ahead: the next one to answer,
-/// unless a cancel for it follows (its read is then wasted, and its buffer kept).
-fn next_request(inbox: &VecDeque<Message>) -> Option<u32> {
-    inbox.iter().find_map(|m| match m {
-        Message::Request { piece } => Some(*piece),
-        _ => None,
-    })
 }
 
 /// Most messages read ahead of the one being answered: a downloader keeps at most

@@ -126,8 +126,8 @@ pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8], timeout_m
 /// uncopied), then flushes, all within `timeout_ms`.
 pub async fn write_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[&[u8]], timeout_ms: u64) -> Result<(), WireError> {
     let io = async {
-        // One vectored write for all the parts: under TLS they become one run of records and,
-        // when the channel's send buffer holds them, one system call.
+        // Vectored writes: under TLS a piece's header goes in the records of its data, not in
+        // a record and a system call of its own.
         let mut slices: Vec<std::io::IoSlice<'_>> =
             parts.iter().filter(|p| !p.is_empty()).map(|p| std::io::IoSlice::new(p)).collect();
         let mut left: &mut [std::io::IoSlice<'_>] = &mut slices;
