@@ -3,14 +3,20 @@
 
 use std::time::Duration;
 
-use proto::piece::{decode, encode, Message};
+use proto::piece::{decode, encode, piece_frame_header, Message, PIECE_HEADER_BYTES};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Reads frames from `R`, keeping leftover bytes between calls.
+///
+/// A piece's payload is read into a buffer of its own, which becomes the message's `data`:
+/// the bytes are copied once from the stream (from TLS's plaintext) and not again out of a
+/// shared buffer.
 pub struct FrameReader<R> {
     inner: R,
     buf: Vec<u8>,
     start: usize,
+    /// The piece frame being read: its index, the payload so far, the payload's length.
+    piece: Option<(u32, Vec<u8>, usize)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +33,7 @@ pub enum WireError {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R) -> Self {
-        FrameReader { inner, buf: Vec::with_capacity(1 << 20), start: 0 }
+        FrameReader { inner, buf: Vec::with_capacity(1 << 20), start: 0, piece: None }
     }
 
     /// The next message, waiting at most `timeout_ms` for its bytes.
@@ -37,8 +43,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(msg) = self.buffered()? {
                 return Ok(msg);
             }
-            self.make_room();
-            let n = tokio::time::timeout_at(deadline, self.inner.read_buf(&mut self.buf))
+            let n = tokio::time::timeout_at(deadline, self.read_more())
                 .await
                 .map_err(|_| WireError::Timeout(timeout_ms))??;
             if n == 0 {
@@ -60,8 +65,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),
             }
-            self.make_room();
-            let read = std::pin::pin!(self.inner.read_buf(&mut self.buf));
+            let read = std::pin::pin!(self.read_more());
             match std::future::Future::poll(read, &mut cx) {
                 std::task::Poll::Pending => return None,
                 std::task::Poll::Ready(Ok(0)) => return Some(Err(WireError::Closed)),
@@ -71,8 +75,43 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Reads what the stream has (at least one byte, or 0 at its end): into the piece being
+    /// read, never past its end, or else into the frame buffer. Cancel-safe: what was read
+    /// stays.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        match &mut self.piece {
+            Some((_, data, len)) => {
+                let left = (*len - data.len()) as u64;
+                (&mut self.inner).take(left).read_buf(data).await
+            }
+            None => {
+                self.make_room();
+                self.inner.read_buf(&mut self.buf).await
+            }
+        }
+    }
+
     /// A whole message from the bytes already read, if they hold one.
     fn buffered(&mut self) -> Result<Option<Message>, WireError> {
+        if let Some((_, data, len)) = &self.piece {
+            if data.len() < *len {
+                return Ok(None);
+            }
+            let (piece, data, _) = self.piece.take().expect("a piece is being read");
+            return Ok(Some(Message::Piece { piece, data }));
+        }
+        let pending = &self.buf[self.start..];
+        if let Some((piece, len)) = piece_frame_header(pending) {
+            if pending.len() < PIECE_HEADER_BYTES + len {
+                // The payload goes to a buffer of its own from here on.
+                let mut data = Vec::with_capacity(len);
+                data.extend_from_slice(&pending[PIECE_HEADER_BYTES..]);
+                self.buf.clear();
+                self.start = 0;
+                self.piece = Some((piece, data, len));
+                return self.buffered();
+            }
+        }
         match decode(&self.buf[self.start..]) {
             Ok(Some((msg, used))) => {
                 self.start += used;
@@ -168,6 +207,27 @@ mod tests {
             peer_id: [9; 16],
             ticket: vec![1, 2, 3],
         }
+    }
+
+    /// A piece's payload read into its own buffer survives a read cut short by its timeout,
+    /// and what follows the piece is read as the next frame.
+    #[tokio::test]
+    async fn a_piece_read_in_parts_across_a_timeout_comes_whole_and_the_next_frame_follows() {
+        let data: Vec<u8> = (0..512 * 1024).map(|i| (i % 253) as u8).collect();
+        let mut bytes = frame(&Message::Piece { piece: 9, data: data.clone() });
+        bytes.extend(frame(&Message::Have { piece: 4 }));
+        let (mut tx, rx) = duplex(1 << 20);
+        let mut r = FrameReader::new(rx);
+        let cut = 100_000;
+        tx.write_all(&bytes[..cut]).await.unwrap();
+        assert!(matches!(r.next(20).await, Err(WireError::Timeout(20))));
+        assert!(r.next_ready().is_none());
+        tx.write_all(&bytes[cut..]).await.unwrap();
+        match r.next(1_000).await {
+            Ok(Message::Piece { piece: 9, data: got }) => assert!(got == data, "the payload comes back intact"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(r.next(1_000).await, Ok(Message::Have { piece: 4 })));
     }
 
     /// `next_ready` takes every whole frame that is there, leaves a part of one buffered, and

@@ -192,6 +192,24 @@ pub fn encode_piece_header(piece: u32, data_len: usize, out: &mut Vec<u8>) {
     put_u32(out, piece);
 }
 
+/// Bytes before a piece frame's payload: length, type and piece index.
+pub const PIECE_HEADER_BYTES: usize = 4 + 1 + 4;
+
+/// When `buf` starts with the header of a piece frame within the size bound: `(piece, payload
+/// length)`, so a reader can take the payload into a buffer of its own rather than have
+/// `decode` copy it out of the stream's. `None` for anything else (including a frame `decode`
+/// will refuse), which is left to `decode`.
+pub fn piece_frame_header(buf: &[u8]) -> Option<(u32, usize)> {
+    if buf.len() < PIECE_HEADER_BYTES || buf[4] != T_PIECE {
+        return None;
+    }
+    let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    if !(5..=MAX_FRAME_LEN_BYTES).contains(&len) {
+        return None;
+    }
+    Some((u32::from_be_bytes(buf[5..9].try_into().expect("4 bytes")), len - 5))
+}
+
 /// A cursor over one frame body that reports what was cut short.
 pub(super) struct Body<'a> {
     pub(super) b: &'a [u8],
@@ -321,6 +339,21 @@ mod tests {
     use super::*;
     use crate::piece::MAX_PIECE_LIST_HASHES_PER_FRAME;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_piece_header_is_recognised_only_within_the_bounds() {
+        let mut out = Vec::new();
+        encode_piece_header(7, 1000, &mut out);
+        assert_eq!(out.len(), PIECE_HEADER_BYTES);
+        assert_eq!(piece_frame_header(&out), Some((7, 1000)));
+        assert_eq!(piece_frame_header(&out[..8]), None, "a part of the header");
+        let mut request = Vec::new();
+        encode(&Message::Request { piece: 7 }, &mut request);
+        assert_eq!(piece_frame_header(&request), None, "not a piece");
+        let mut huge = Vec::new();
+        encode_piece_header(7, MAX_FRAME_LEN_BYTES, &mut huge);
+        assert_eq!(piece_frame_header(&huge), None, "over the frame bound: left to decode, which refuses it");
+    }
 
     fn samples() -> Vec<Message> {
         vec![
