@@ -161,8 +161,8 @@ pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, 
                     .groups
                     .iter()
                     .filter(|(g, owner)| {
+                        // Not its own, and never accepted (nor being accepted) into it.
                         *owner != id
-                            && !reg.member_of.contains(&(id, g.clone()))
                             && !reg.accept_sent.contains(&(id, g.clone()))
                             && !reg.filed.iter().any(|(fg, u)| fg == g && *u == id)
                     })

@@ -142,6 +142,14 @@ fn a_member_who_leaves_gets_no_new_ticket_and_a_plaintext_or_malformed_client_ge
             let got = attempt(&w.alice_addr, &key, &me, &bad).await;
             assert_eq!(error_of(&got).0, error_code::MALFORMED, "{got:?}");
         }
+        // A whole piece frame where the handshake belongs (its payload is read into a buffer
+        // of its own, up to the frame bound): refused as unexpected, nothing served.
+        let mut piece = Vec::new();
+        encode(&Message::Piece { piece: 0, data: vec![7; 512 * 1024] }, &mut piece);
+        let got = attempt(&w.alice_addr, &key, &me, &piece).await;
+        let (code, why) = error_of(&got);
+        assert_eq!(code, error_code::UNEXPECTED, "{why}");
+        assert!(why.contains("expected a handshake, got piece"), "{why}");
     });
 }
 

@@ -122,17 +122,18 @@ impl Source {
         }
     }
     /// Reads piece `i` into `buf` on the blocking pool (positional read: reads of one file
-    /// do not share an offset).
-    fn read(&self, i: u32, mut buf: Vec<u8>) -> PieceRead {
+    /// do not share an offset). The buffer comes back whatever the read's outcome.
+    async fn read(&self, i: u32, mut buf: Vec<u8>) -> Result<(Vec<u8>, std::io::Result<()>), String> {
         let (file, size) = match self {
             Source::Complete { file, size, .. } => (file.clone(), *size),
             Source::Partial { file, size, .. } => (file.clone(), *size),
         };
-        let task = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let r = disk::read_piece(&file, size, i as u64, &mut buf);
             (buf, r)
-        });
-        PieceRead { piece: i, task }
+        })
+        .await
+        .map_err(|e| format!("reading piece {i}: {e}"))
     }
 
     fn bitfield(&self) -> Message {
@@ -376,7 +377,7 @@ async fn serve_requests(
                     wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
                     continue;
                 }
-                let (b, read) = source.read(piece, std::mem::take(&mut buf)).finish().await?;
+                let (b, read) = source.read(piece, std::mem::take(&mut buf)).await?;
                 if d.faults.serve_delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(d.faults.serve_delay_ms)).await;
                 }
@@ -412,18 +413,6 @@ async fn serve_requests(
             Message::Error { message, .. } => return Err(format!("peer closed: {message}")),
             other => return refuse(w, E_UNEXPECTED, format!("unexpected {}", name_of(&other))).await,
         }
-    }
-}
-
-/// A piece being read on the blocking pool; its buffer comes back whatever the outcome.
-struct PieceRead {
-    piece: u32,
-    task: tokio::task::JoinHandle<(Vec<u8>, std::io::Result<()>)>,
-}
-
-impl PieceRead {
-    async fn finish(self) -> Result<(Vec<u8>, std::io::Result<()>), String> {
-        self.task.await.map_err(|e| format!("reading piece {}: {e}", self.piece))
     }
 }
 

@@ -109,7 +109,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.buf.clear();
                 self.start = 0;
                 self.piece = Some((piece, data, len));
-                return self.buffered();
+                return Ok(None);
             }
         }
         match decode(&self.buf[self.start..]) {
