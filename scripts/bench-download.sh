@@ -8,7 +8,8 @@
 #   1 -> 3   one sharer, three downloaders started together; time until all three have the file
 #   4 -> 1   four sharers, one downloader
 #
-# Prints a markdown report: medians, the median of the per-run ratios ours/rqbit, and the pieces
+# Prints a markdown report: medians, the median of the per-run ratios ours/rqbit, each shape
+# against the machine's floor (`bench floor`: the least time any client needs here), and the pieces
 # the original sharer served (this project: the `pieces_served` of its daemon's "served a peer"
 # log lines; rqbit: `uploaded_bytes` of its HTTP API; aria2c: `uploadLength` of its JSON-RPC;
 # both divided by the piece length), as a multiple of the file's piece count.
@@ -50,7 +51,7 @@ if [ -z "$RQBIT" ] || [ ! -x "$RQBIT" ]; then
   echo "missing: rqbit (cargo install rqbit --locked --version 9.1.0 --root DIR, then put DIR/bin on PATH or set RQBIT=DIR/bin/rqbit)" >&2
   exit 2
 fi
-[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p tracker-node -p peer
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p tracker-node -p peer -p bench
 BIN=${BIN:-$PWD/target/release}
 WORK=$(mktemp -d -t p2p-bench.XXXXXX)
 PIDS=()
@@ -61,7 +62,7 @@ cleanup() {
 }
 trap cleanup EXIT
 # Private copies, so that a build finishing meanwhile does not mix old daemons with new clients.
-mkdir -p "$WORK/bin" && cp "$BIN/tracker-node" "$BIN/peer" "$WORK/bin/" && BIN=$WORK/bin
+mkdir -p "$WORK/bin" && cp "$BIN/tracker-node" "$BIN/peer" "$BIN/bench" "$WORK/bin/" && BIN=$WORK/bin
 fail() { echo "$*" >&2; exit 1; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -290,6 +291,15 @@ for n in 2 3 4; do rq_wait_seeding "$n"; done
 sleep 1
 measure 4to1
 
+# The machine's floor, in the same sitting and the same folder: each step of moving a byte
+# (read, AES-GCM, loopback TCP, SHA-1, write) alone on one core, summed per shape over the cores.
+echo "floor..." >&2
+FLOOR_REPORT=$("$BIN/bench" floor --size-mib "$SIZE_MIB" --dir "$WORK" 2>/dev/null)
+declare -A FLOOR FLOOR_PLAIN
+while read -r shape enc plain; do # from its rows "| 1 -> 3 | 2439 ms | 2128 ms |"
+  FLOOR[$shape]=$enc; FLOOR_PLAIN[$shape]=$plain
+done < <(awk -F' *[|] *' '$2 ~ /^[0-9] -> [0-9]$/ {gsub(/ -> /, "to", $2); print $2, $3 + 0, $4 + 0}' <<<"$FLOOR_REPORT")
+
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 sorted() { tr ' ' '\n' <<<"$1" | grep . | sort -n | tr '\n' ' ' | sed 's/ $//'; }
 first_med() { tr ' ' '\n' <<<"$1" | grep . | cut -d+ -f1 | cut -d= -f1 | median; } # the original sharer's, median of runs
@@ -307,6 +317,18 @@ for shape in 1to1 1to3 4to1; do
     "$(first_med "${SERVED_ALL[$shape,ours]}")" "$(first_med "${SERVED_ALL[$shape,rqbit]}")" "$(first_med "${SERVED_ALL[$shape,aria2c]}")" \
     "$(sorted "${TIMES[$shape,ours]}")" "$(sorted "${TIMES[$shape,rqbit]}")" "$(sorted "${TIMES[$shape,aria2c]}")"
 done
+echo
+echo "Against the machine's floor (\`bench floor\`, below): the least time any client needs here, encrypted (this project) and plain (BitTorrent). The 2x goal needs this project's time at half rqbit's."
+echo
+echo "| shape | floor encrypted / plain | this project / floor | rqbit / plain floor | half of rqbit / floor |"
+echo "|---|---|---|---|---|"
+for shape in 1to1 1to3 4to1; do
+  o=$(med "${TIMES[$shape,ours]}"); q=$(med "${TIMES[$shape,rqbit]}")
+  awk -v n="${shape/to/ -> }" -v f="${FLOOR[$shape]}" -v p="${FLOOR_PLAIN[$shape]}" -v o="$o" -v q="$q" \
+    'BEGIN {printf "| %s | %d / %d ms | %.2f | %.2f | %.2f |\n", n, f, p, o / f, q / p, q / 2 / f}'
+done
+echo
+echo "$FLOOR_REPORT"
 echo
 echo "Pieces served by each sharer per run, as a multiple of the file's $PIECES pieces (4 -> 1: the four sharers' shares and their sum; runs separated by spaces):"
 echo
