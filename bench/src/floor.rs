@@ -25,7 +25,8 @@ use sha1::{Digest, Sha1};
 
 use crate::sys;
 
-const PIECE_BYTES: usize = 512 * 1024;
+/// The project's piece size: the benchmark's downloads move 512 KiB per message and per write.
+const PIECE_BYTES: usize = proto::piece::PIECE_LEN_BYTES as usize;
 /// TLS 1.3 records carry at most 16 KiB of plaintext each.
 const RECORD_BYTES: usize = 16 * 1024;
 const GIB: f64 = (1u64 << 30) as f64;
@@ -80,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let reps = args.reps;
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        sys::percentile(&v, 0.5)
     };
     let per_gib = |seconds: f64| seconds * GIB / size as f64;
     let mut sha1 = Vec::new();
@@ -111,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("AES-128-GCM, one way (16 KiB records; the channel does it twice)", c.aes),
         ("loopback TCP, send and receive", c.tcp),
         ("SHA-1", c.sha1),
-        ("write into a new file (pwrite, 512 KiB, fresh pages)", c.write),
+        ("write into a new file (pwrite, 512 KiB)", c.write),
     ];
     for (name, s) in rows {
         println!("| {name} | {s:.3} | {:.2} |", rate(s));
@@ -213,33 +214,23 @@ fn tcp_seconds(size: u64) -> anyhow::Result<f64> {
     Ok(sent + received)
 }
 
-/// Writes a new file of `size` bytes piece by piece, reads it back, deletes it: the seconds of
-/// each pass.
+/// Writes a new file of `size` bytes piece by piece and reads it back: the seconds of each
+/// pass. The file has no name (O_TMPFILE), so it is gone when it is closed, whatever happens.
 fn file_seconds(dir: &std::path::Path, size: u64) -> anyhow::Result<(f64, f64)> {
-    let path = dir.join(format!("floor-{}-{}.bin", std::process::id(), sys::mix(thread_cpu_seconds().to_bits())));
-    let result = (|| -> anyhow::Result<(f64, f64)> {
-        let f = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("create {}", path.display()))?;
-        f.set_len(size)?;
-        let buf = piece_buffer();
-        let t0 = thread_cpu_seconds();
-        for (off, len) in pieces(size) {
-            f.write_all_at(&buf[..len], off)?;
-        }
-        let written = thread_cpu_seconds() - t0;
-        let mut back = vec![0u8; PIECE_BYTES];
-        let t0 = thread_cpu_seconds();
-        for (off, len) in pieces(size) {
-            f.read_exact_at(&mut back[..len], off)?;
-        }
-        Ok((written, thread_cpu_seconds() - t0))
-    })();
-    let _ = std::fs::remove_file(&path);
-    result
+    let f: File = tempfile::tempfile_in(dir).with_context(|| format!("a file in {}", dir.display()))?;
+    f.set_len(size)?;
+    let buf = piece_buffer();
+    let t0 = thread_cpu_seconds();
+    for (off, len) in pieces(size) {
+        f.write_all_at(&buf[..len], off)?;
+    }
+    let written = thread_cpu_seconds() - t0;
+    let mut back = vec![0u8; PIECE_BYTES];
+    let t0 = thread_cpu_seconds();
+    for (off, len) in pieces(size) {
+        f.read_exact_at(&mut back[..len], off)?;
+    }
+    Ok((written, thread_cpu_seconds() - t0))
 }
 
 #[cfg(test)]
