@@ -20,6 +20,8 @@
 #   RQBIT=/path/to/rqbit scripts/bench-download.sh                  # rqbit not on PATH
 #   TIMEOUT_S=600 scripts/bench-download.sh   # bound of each download process (default 60 + SIZE_MIB/4)
 #   KEEP_WORK=1 scripts/bench-download.sh      # keep the work folder (daemon and client logs)
+#   SHAPES="1to1 4to1" NO_ARIA2C=1 RUNS=5 scripts/bench-download.sh   # a repeat sitting of some
+#                                               # shapes against rqbit only (aria2c columns show -)
 #   TMPDIR=/dev/shm scripts/bench-download.sh # files in RAM: without it the written gigabytes can
 #                                               # reach the kernel's dirty limit and the disk sets the pace
 #   BIN=DIR NO_BUILD=1 ...   with DIR from `cargo build --release -p peer -p tracker-node --features
@@ -37,6 +39,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-1024}
 RUNS=${RUNS:-3}
+SHAPES=${SHAPES:-1to1 1to3 4to1}
+for shape in $SHAPES; do
+  case $shape in 1to1 | 1to3 | 4to1) ;; *) echo "SHAPES: unknown shape $shape (1to1, 1to3, 4to1)" >&2; exit 2 ;; esac
+done
+TOOLS=(ours rqbit)
+[ -n "${NO_ARIA2C:-}" ] || TOOLS+=(aria2c)
 TIMEOUT_S=${TIMEOUT_S:-$((60 + SIZE_MIB / 4))}
 missing=()
 for tool in aria2c opentracker mktorrent curl; do
@@ -260,7 +268,7 @@ measure() { # shape
   for r in $(seq 1 "$RUNS"); do
     line="  $shape run $r:"
     local o=0 q=0
-    for tool in ours rqbit aria2c; do
+    for tool in "${TOOLS[@]}"; do
       run_one "$tool" "$shape" "$r"
       TIMES[$shape,$tool]+="$MS "
       SERVED_ALL[$shape,$tool]+="$SERVED "
@@ -275,21 +283,27 @@ measure() { # shape
 }
 
 # The original sharer of each tool (ours: alice's share above).
-aria_seed 1
+[ -n "${NO_ARIA2C:-}" ] || aria_seed 1
 rq_seed 1
 rq_wait_seeding 1
 sleep 1 # let the seeders announce once before the first leecher asks
 
-echo "1 -> 1..." >&2
-measure 1to1
-echo "1 -> 3..." >&2
-measure 1to3
-echo "4 -> 1: three more sharers..." >&2
-for who in s2 s3 s4; do share_ours "$who"; done
-for n in 2 3 4; do aria_seed "$n"; rq_seed "$n"; done
-for n in 2 3 4; do rq_wait_seeding "$n"; done
-sleep 1
-measure 4to1
+for shape in 1to1 1to3 4to1; do
+  [[ " $SHAPES " == *" $shape "* ]] || continue
+  if [ $shape = 4to1 ]; then
+    echo "4 -> 1: three more sharers..." >&2
+    for who in s2 s3 s4; do share_ours "$who"; done
+    for n in 2 3 4; do
+      [ -n "${NO_ARIA2C:-}" ] || aria_seed "$n"
+      rq_seed "$n"
+    done
+    for n in 2 3 4; do rq_wait_seeding "$n"; done
+    sleep 1
+  else
+    echo "${shape/to/ -> }..." >&2
+  fi
+  measure $shape
+done
 
 # The machine's floor, in the same sitting and the same folder: each step of moving a byte
 # (read, AES-GCM, loopback TCP, SHA-1, write) alone on one core, summed per shape over the cores.
@@ -300,29 +314,31 @@ while read -r shape enc plain; do # from its rows "| 1 -> 3 | 2439 ms | 2128 ms 
   FLOOR[$shape]=$enc; FLOOR_PLAIN[$shape]=$plain
 done < <(awk -F' *[|] *' '$2 ~ /^[0-9] -> [0-9]$/ {gsub(/ -> /, "to", $2); print $2, $3 + 0, $4 + 0}' <<<"$FLOOR_REPORT")
 
-med() { tr ' ' '\n' <<<"$1" | grep . | median; }
-sorted() { tr ' ' '\n' <<<"$1" | grep . | sort -n | tr '\n' ' ' | sed 's/ $//'; }
-first_med() { tr ' ' '\n' <<<"$1" | grep . | cut -d+ -f1 | cut -d= -f1 | median; } # the original sharer's, median of runs
+# A tool left out (NO_ARIA2C) shows "-".
+med() { tr ' ' '\n' <<<"$1" | grep . | median | grep . || echo -; }
+sorted() { tr ' ' '\n' <<<"$1" | grep . | sort -n | tr '\n' ' ' | sed 's/ $//' | grep . || echo -; }
+first_med() { tr ' ' '\n' <<<"$1" | grep . | cut -d+ -f1 | cut -d= -f1 | median | grep . || echo -; } # the original sharer's, median of runs
+unit() { if [ "$1" = - ]; then echo -; else echo "$1$2"; fi; } # figure unit -> "figure unit", or "-"
 echo "## Download of a ${SIZE_MIB} MiB file ($PIECES pieces of 512 KiB) on 127.0.0.1 ($(nproc) cores), ${RUNS} runs each, whole-process wall time"
 echo
 echo "This project against rqbit ($("$RQBIT" --version 2>/dev/null | head -1)) and aria2c ($(aria2c --version | head -1)) with opentracker, same file, same sitting."
 echo
 echo "| shape | this project, median | rqbit, median | aria2c, median | ours/rqbit, median of pairs | original sharer's pieces served, x file (ours, rqbit; aria2c) | all runs ms (ours / rqbit / aria2c) |"
 echo "|---|---|---|---|---|---|---|"
-for shape in 1to1 1to3 4to1; do
+for shape in $SHAPES; do
   name=${shape/to/ -> }
-  printf '| %s | %s ms | %s ms | %s ms | %s | %sx, %sx; %sx | %s / %s / %s |\n' "$name" \
-    "$(med "${TIMES[$shape,ours]}")" "$(med "${TIMES[$shape,rqbit]}")" "$(med "${TIMES[$shape,aria2c]}")" \
+  printf '| %s | %s ms | %s ms | %s | %s | %sx, %sx; %s | %s / %s / %s |\n' "$name" \
+    "$(med "${TIMES[$shape,ours]}")" "$(med "${TIMES[$shape,rqbit]}")" "$(unit "$(med "${TIMES[$shape,aria2c]:-}")" " ms")" \
     "${TIMES[$shape,ratio]}" \
-    "$(first_med "${SERVED_ALL[$shape,ours]}")" "$(first_med "${SERVED_ALL[$shape,rqbit]}")" "$(first_med "${SERVED_ALL[$shape,aria2c]}")" \
-    "$(sorted "${TIMES[$shape,ours]}")" "$(sorted "${TIMES[$shape,rqbit]}")" "$(sorted "${TIMES[$shape,aria2c]}")"
+    "$(first_med "${SERVED_ALL[$shape,ours]}")" "$(first_med "${SERVED_ALL[$shape,rqbit]}")" "$(unit "$(first_med "${SERVED_ALL[$shape,aria2c]:-}")" x)" \
+    "$(sorted "${TIMES[$shape,ours]}")" "$(sorted "${TIMES[$shape,rqbit]}")" "$(sorted "${TIMES[$shape,aria2c]:-}")"
 done
 echo
 echo "Against the machine's floor (\`bench floor\`, below): the least time any client needs here, encrypted (this project) and plain (BitTorrent). The 2x goal needs this project's time at half rqbit's."
 echo
 echo "| shape | floor encrypted / plain | this project / floor | rqbit / plain floor | half of rqbit / floor |"
 echo "|---|---|---|---|---|"
-for shape in 1to1 1to3 4to1; do
+for shape in $SHAPES; do
   o=$(med "${TIMES[$shape,ours]}"); q=$(med "${TIMES[$shape,rqbit]}")
   awk -v n="${shape/to/ -> }" -v f="${FLOOR[$shape]}" -v p="${FLOOR_PLAIN[$shape]}" -v o="$o" -v q="$q" \
     'BEGIN {printf "| %s | %d / %d ms | %.2f | %.2f | %.2f |\n", n, f, p, o / f, q / p, q / 2 / f}'
@@ -334,9 +350,10 @@ echo "Pieces served by each sharer per run, as a multiple of the file's $PIECES 
 echo
 echo "| shape | this project | rqbit | aria2c |"
 echo "|---|---|---|---|"
-for shape in 1to1 1to3 4to1; do
-  echo "| ${shape/to/ -> } | ${SERVED_ALL[$shape,ours]% } | ${SERVED_ALL[$shape,rqbit]% } | ${SERVED_ALL[$shape,aria2c]% } |"
+for shape in $SHAPES; do
+  echo "| ${shape/to/ -> } | ${SERVED_ALL[$shape,ours]% } | ${SERVED_ALL[$shape,rqbit]% } | ${SERVED_ALL[$shape,aria2c]:--} |"
 done
 echo
+[[ " $SHAPES " == *" 1to3 "* ]] || exit 0
 o=$(first_med "${SERVED_ALL[1to3,ours]}")
 echo "Goal (1 -> 3, original sharer at most 1.15x the file): this project $o x, $(awk -v x="$o" 'BEGIN {print (x <= 1.15 ? "met" : "NOT met")}')."
