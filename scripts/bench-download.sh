@@ -73,6 +73,10 @@ trap cleanup EXIT
 mkdir -p "$WORK/bin" && cp "$BIN/tracker-node" "$BIN/peer" "$BIN/bench" "$WORK/bin/" && BIN=$WORK/bin
 fail() { echo "$*" >&2; exit 1; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# The whole machine's busy CPU time so far, in ms (every core's user, nice, system, irq, softirq,
+# steal from /proc/stat: all but idle and iowait).
+CLK_TCK=$(getconf CLK_TCK)
+busy_ms() { awk -v hz="$CLK_TCK" '$1 == "cpu" {print int(($2 + $3 + $4 + $7 + $8 + $9) * 1000 / hz); exit}' /proc/stat; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Ports: tracker nodes BASE+1..3 (raft +11..13), opentracker +50, aria2c seeders +61..64 (their
@@ -230,6 +234,8 @@ run_one() {
   local tool=$1 shape=$2 r=$3 n=1 k pids=() dests=() before after t0 t1
   [ "$shape" = 1to3 ] && n=3
   before=$(snapshot "$tool" "$shape")
+  local c0 c1
+  c0=$(busy_ms)
   t0=$(now_ms)
   for k in $(seq 1 "$n"); do
     local dest=$WORK/dl-$tool-$k log=$WORK/dl-$tool-$k.log
@@ -247,11 +253,13 @@ run_one() {
   local failed=0
   for k in "${!pids[@]}"; do wait "${pids[$k]}" || failed=$((k + 1)); done
   t1=$(now_ms)
+  c1=$(busy_ms)
   if [ $failed -ne 0 ]; then
     echo "$tool $shape run $r: downloader $failed failed (or exceeded ${TIMEOUT_S} s):" >&2
     tail -n 20 "$WORK/dl-$tool-$failed.log" >&2; exit 1
   fi
   MS=$((t1 - t0))
+  CPU_MS=$((c1 - c0))
   after=$(settled_snapshot "$tool" "$shape" "$before")
   SERVED=$(served_multiple "$tool" "$before" "$after")
   for k in $(seq 1 "$n"); do
@@ -262,7 +270,7 @@ run_one() {
   return 0
 }
 
-declare -A TIMES SERVED_ALL
+declare -A TIMES SERVED_ALL CPU
 measure() { # shape
   local shape=$1 r tool line ratios=()
   for r in $(seq 1 "$RUNS"); do
@@ -271,6 +279,7 @@ measure() { # shape
     for tool in "${TOOLS[@]}"; do
       run_one "$tool" "$shape" "$r"
       TIMES[$shape,$tool]+="$MS "
+      CPU[$shape,$tool]+="$CPU_MS "
       SERVED_ALL[$shape,$tool]+="$SERVED "
       [ $tool = ours ] && o=$MS
       [ $tool = rqbit ] && q=$MS
@@ -342,6 +351,20 @@ for shape in $SHAPES; do
   o=$(med "${TIMES[$shape,ours]}"); q=$(med "${TIMES[$shape,rqbit]}")
   awk -v n="${shape/to/ -> }" -v f="${FLOOR[$shape]}" -v p="${FLOOR_PLAIN[$shape]}" -v o="$o" -v q="$q" \
     'BEGIN {printf "| %s | %d / %d ms | %.2f | %.2f | %.2f |\n", n, f, p, o / f, q / p, q / 2 / f}'
+done
+echo
+echo "CPU of the whole machine from the start of a run to the end of its last download (all processes: sharers, downloaders, trackers), in core-seconds per GiB delivered (1 -> 3 delivers the file three times), medians; beside it, one transfer at the floor (\`bench floor\`'s row, the sum of the bare steps):"
+echo
+echo "| shape | this project | rqbit | ours/rqbit | floor: one transfer encrypted / plain |"
+echo "|---|---|---|---|---|"
+ENC=$(awk -F' *[|] *' '$2 ~ /one transfer, encrypted/ {print $3 + 0}' <<<"$FLOOR_REPORT")
+PLAIN=$(awk -F' *[|] *' '$2 ~ /one transfer, plain/ {print $3 + 0}' <<<"$FLOOR_REPORT")
+for shape in $SHAPES; do
+  copies=1
+  [ "$shape" = 1to3 ] && copies=3
+  o=$(med "${CPU[$shape,ours]}"); q=$(med "${CPU[$shape,rqbit]}")
+  awk -v n="${shape/to/ -> }" -v o="$o" -v q="$q" -v g="$(awk -v m="$SIZE_MIB" -v c="$copies" 'BEGIN {print m / 1024 * c}')" -v e="$ENC" -v p="$PLAIN" \
+    'BEGIN {printf "| %s | %.2f | %.2f | %.2f | %.2f / %.2f |\n", n, o / 1000 / g, q / 1000 / g, o / q, e, p}'
 done
 echo
 echo "$FLOOR_REPORT"
