@@ -45,6 +45,7 @@ for shape in $SHAPES; do
 done
 TOOLS=(ours rqbit)
 [ -n "${NO_ARIA2C:-}" ] || TOOLS+=(aria2c)
+with_aria2c() { [[ " ${TOOLS[*]} " == *" aria2c "* ]]; }
 TIMEOUT_S=${TIMEOUT_S:-$((60 + SIZE_MIB / 4))}
 missing=()
 for tool in aria2c opentracker mktorrent curl; do
@@ -292,7 +293,7 @@ measure() { # shape
 }
 
 # The original sharer of each tool (ours: alice's share above).
-[ -n "${NO_ARIA2C:-}" ] || aria_seed 1
+if with_aria2c; then aria_seed 1; fi
 rq_seed 1
 rq_wait_seeding 1
 sleep 1 # let the seeders announce once before the first leecher asks
@@ -303,7 +304,7 @@ for shape in 1to1 1to3 4to1; do
     echo "4 -> 1: three more sharers..." >&2
     for who in s2 s3 s4; do share_ours "$who"; done
     for n in 2 3 4; do
-      [ -n "${NO_ARIA2C:-}" ] || aria_seed "$n"
+      if with_aria2c; then aria_seed "$n"; fi
       rq_seed "$n"
     done
     for n in 2 3 4; do rq_wait_seeding "$n"; done
@@ -363,8 +364,8 @@ for shape in $SHAPES; do
   copies=1
   [ "$shape" = 1to3 ] && copies=3
   o=$(med "${CPU[$shape,ours]}"); q=$(med "${CPU[$shape,rqbit]}")
-  awk -v n="${shape/to/ -> }" -v o="$o" -v q="$q" -v g="$(awk -v m="$SIZE_MIB" -v c="$copies" 'BEGIN {print m / 1024 * c}')" -v e="$ENC" -v p="$PLAIN" \
-    'BEGIN {printf "| %s | %.2f | %.2f | %.2f | %.2f / %.2f |\n", n, o / 1000 / g, q / 1000 / g, o / q, e, p}'
+  awk -v n="${shape/to/ -> }" -v o="$o" -v q="$q" -v m="$SIZE_MIB" -v c="$copies" -v e="$ENC" -v p="$PLAIN" \
+    'BEGIN {g = m / 1024 * c; printf "| %s | %.2f | %.2f | %.2f | %.2f / %.2f |\n", n, o / 1000 / g, q / 1000 / g, o / q, e, p}'
 done
 echo
 echo "$FLOOR_REPORT"
@@ -374,7 +375,8 @@ echo
 echo "| shape | this project | rqbit | aria2c |"
 echo "|---|---|---|---|"
 for shape in $SHAPES; do
-  echo "| ${shape/to/ -> } | ${SERVED_ALL[$shape,ours]% } | ${SERVED_ALL[$shape,rqbit]% } | ${SERVED_ALL[$shape,aria2c]:--} |"
+  a=${SERVED_ALL[$shape,aria2c]:--}
+  echo "| ${shape/to/ -> } | ${SERVED_ALL[$shape,ours]% } | ${SERVED_ALL[$shape,rqbit]% } | ${a% } |"
 done
 echo
 [[ " $SHAPES " == *" 1to3 "* ]] || exit 0

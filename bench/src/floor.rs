@@ -79,10 +79,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let size = args.size_mib << 20;
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let reps = args.reps;
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        sys::percentile(&v, 0.5)
-    };
     let per_gib = |seconds: f64| seconds * GIB / size as f64;
     let mut sha1 = Vec::new();
     let mut aes = Vec::new();
@@ -98,15 +94,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write.push(per_gib(w));
         read.push(per_gib(r));
     }
+    for v in [&mut read, &mut aes, &mut tcp, &mut sha1, &mut write] {
+        v.sort_by(f64::total_cmp);
+    }
+    let median = |v: &[f64]| sys::percentile(v, 0.5);
     // Every repetition is shown: the write step swings from one to the next on a machine that
     // hands freed memory back to its host (a page touched for the first time costs a fault there).
-    let each = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ")
-    };
+    let each = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ");
     let spread = [each(&read), each(&aes), each(&tcp), each(&sha1), each(&write)];
-    let c = Costs { read: median(read), aes: median(aes), tcp: median(tcp), sha1: median(sha1), write: median(write) };
+    let c =
+        Costs { read: median(&read), aes: median(&aes), tcp: median(&tcp), sha1: median(&sha1), write: median(&write) };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("## The machine's floor for a download of {} MiB ({})", args.size_mib, sys::today_utc());
     println!();
