@@ -22,6 +22,9 @@
 #   KEEP_WORK=1 scripts/bench-download.sh      # keep the work folder (daemon and client logs)
 #   SHAPES="1to1 4to1" NO_ARIA2C=1 RUNS=5 scripts/bench-download.sh   # a repeat sitting of some
 #                                               # shapes against rqbit only (aria2c columns show -)
+#   PROFILE=1 scripts/bench-download.sh      # one more run of each shape for ours and rqbit, not timed,
+#                                               # under `perf record -e cpu-clock -a` (the whole machine):
+#                                               # where the CPU goes, by kind of work (needs perf: Debian linux-perf)
 #   TMPDIR=/dev/shm scripts/bench-download.sh # files in RAM: without it the written gigabytes can
 #                                               # reach the kernel's dirty limit and the disk sets the pace
 #   BIN=DIR NO_BUILD=1 ...   with DIR from `cargo build --release -p peer -p tracker-node --features
@@ -53,6 +56,10 @@ for tool in aria2c opentracker mktorrent curl; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "missing: ${missing[*]} (Debian: apt-get install aria2 opentracker mktorrent curl)" >&2
+  exit 2
+fi
+if [ -n "${PROFILE:-}" ] && ! command -v perf >/dev/null; then
+  echo "missing: perf (Debian: apt-get install linux-perf), which PROFILE=1 needs" >&2
   exit 2
 fi
 RQBIT=${RQBIT:-$(command -v rqbit || true)}
@@ -254,6 +261,7 @@ run_one() {
   local failed=0
   for k in "${!pids[@]}"; do wait "${pids[$k]}" || failed=$((k + 1)); done
   t1=$(now_ms)
+  if [ -n "${PERF_PID:-}" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; PERF_PID=; fi
   c1=$(busy_ms)
   if [ $failed -ne 0 ]; then
     echo "$tool $shape run $r: downloader $failed failed (or exceeded ${TIMEOUT_S} s):" >&2
@@ -290,6 +298,34 @@ measure() { # shape
     echo "$line" >&2
   done
   TIMES[$shape,ratio]="$(printf '%s\n' "${ratios[@]}" | median)"
+  [ -n "${PROFILE:-}" ] || return 0
+  for tool in ours rqbit; do # one more run each, sampled and not timed
+    perf record -q -e cpu-clock -F "$PROFILE_HZ" -a -o "$WORK/profile-$shape-$tool.data" >/dev/null 2>&1 &
+    PERF_PID=$!; PIDS+=($PERF_PID)
+    sleep 0.5 # perf is sampling before the first downloader starts
+    run_one "$tool" "$shape" profiled # stops perf (PERF_PID) when its downloads end
+  done
+}
+
+# Samples per second on each core while profiling: one sample stands for 1/PROFILE_HZ core-seconds.
+PROFILE_HZ=999
+# The profile of one run (shape tool) by kind of work: "kind<TAB>samples" lines. Symbols are
+# sorted into the steps of moving a byte (as `bench floor` names them) and the rest. rqbit hashes
+# with OpenSSL's libcrypto, whose symbols Debian strips: its samples there count as SHA-1 (rqbit
+# encrypts nothing, and this project does not link libcrypto).
+profile_kinds() {
+  perf report -i "$WORK/profile-$1-$2.data" --no-children --sort dso,sym -n --stdio 2>/dev/null |
+    awk '$1 ~ /%$/ && $4 ~ /^\[.\]$/ {
+      n = $2; s = $0; sub(/^[^]]*\] /, "", s)
+      if (s ~ /safe_halt|default_idle|cpuidle|poll_idle|mwait|cpu_idle/) k = "idle"
+      else if (s ~ /[Ss][Hh][Aa]1|sha1/ || $3 ~ /^libcrypto/) k = "SHA-1"
+      else if (s ~ /[Aa][Ee][Ss]|gcm|[Gg][Hh][Aa][Ss][Hh]/) k = "AES-GCM"
+      else if ($4 == "[.]" && s ~ /memmove|memcpy/) k = "copies in the process (memmove)"
+      else if ($4 == "[k]" && s ~ /copy_to_iter|copy_from_iter|copy_folio|copy_page|copy_user|movs/) k = "copies by the kernel (socket, page cache)"
+      else if ($4 == "[k]") k = "rest of the kernel (TCP, pages, wake-ups)"
+      else k = "rest of the process"
+      t[k] += n
+    } END {for (k in t) print k "\t" t[k]}'
 }
 
 # The original sharer of each tool (ours: alice's share above).
@@ -378,6 +414,27 @@ for shape in $SHAPES; do
   a=${SERVED_ALL[$shape,aria2c]:--}
   echo "| ${shape/to/ -> } | ${SERVED_ALL[$shape,ours]% } | ${SERVED_ALL[$shape,rqbit]% } | ${a% } |"
 done
+if [ -n "${PROFILE:-}" ]; then
+  echo
+  echo "Where the CPU goes: one more run of each shape per tool, not timed, the whole machine sampled (\`perf record -e cpu-clock -F $PROFILE_HZ -a\`), in core-seconds per GiB delivered (idle left out):"
+  echo
+  KINDS=("SHA-1" "AES-GCM" "copies in the process (memmove)" "copies by the kernel (socket, page cache)" "rest of the kernel (TCP, pages, wake-ups)" "rest of the process")
+  header="| shape, tool |"; rule="|---|"
+  for k in "${KINDS[@]}"; do header+=" $k |"; rule+="---|"; done
+  echo "$header all busy |"; echo "$rule---|"
+  for shape in $SHAPES; do
+    copies=1
+    [ "$shape" = 1to3 ] && copies=3
+    gib=$(awk -v m="$SIZE_MIB" -v c=$copies 'BEGIN {print m / 1024 * c}')
+    per_gib() { awk -F'\t' -v hz=$PROFILE_HZ -v g="$gib" "$1"' {x += $2} END {printf "%.2f", x / hz / g}'; } # awk condition
+    for tool in ours rqbit; do
+      kinds=$(profile_kinds "$shape" "$tool")
+      row="| ${shape/to/ -> }, $tool |"
+      for k in "${KINDS[@]}"; do row+=" $(per_gib "\$1 == \"$k\"" <<<"$kinds") |"; done
+      echo "$row $(per_gib '$1 != "idle"' <<<"$kinds") |"
+    done
+  done
+fi
 echo
 [[ " $SHAPES " == *" 1to3 "* ]] || exit 0
 o=$(first_med "${SERVED_ALL[1to3,ours]}")
