@@ -300,15 +300,26 @@ measure() { # shape
   TIMES[$shape,ratio]="$(printf '%s\n' "${ratios[@]}" | median)"
   [ -n "${PROFILE:-}" ] || return 0
   for tool in ours rqbit; do # one more run each, sampled and not timed
-    perf record -q -e cpu-clock -F "$PROFILE_HZ" -a -o "$WORK/profile-$shape-$tool.data" >/dev/null 2>&1 &
-    PERF_PID=$!; PIDS+=($PERF_PID)
-    sleep 0.5 # perf is sampling before the first downloader starts
+    start_profile "$WORK/profile-$shape-$tool.data"
     run_one "$tool" "$shape" profiled # stops perf (PERF_PID) when its downloads end
   done
 }
 
 # Samples per second on each core while profiling: one sample stands for 1/PROFILE_HZ core-seconds.
 PROFILE_HZ=999
+# Starts perf on the whole machine with its events off, then turns them on through its control
+# fifo and waits (at most 10 s) for its "ack": sampling is on before the first downloader starts.
+start_profile() { # output file -> PERF_PID
+  local ctl=$WORK/perf.ctl ack=$WORK/perf.ack ctl_fd ack_fd line=
+  rm -f "$ctl" "$ack" && mkfifo "$ctl" "$ack"
+  perf record -q -e cpu-clock -F "$PROFILE_HZ" -a -D -1 --control "fifo:$ctl,$ack" -o "$1" >/dev/null 2>&1 &
+  PERF_PID=$!; PIDS+=($PERF_PID)
+  exec {ctl_fd}<>"$ctl" {ack_fd}<>"$ack" # read-write: opening does not wait for perf
+  echo enable >&"$ctl_fd"
+  read -r -t 10 line <&"$ack_fd" || true
+  exec {ctl_fd}>&- {ack_fd}<&-
+  [ "$line" = ack ] || fail "perf did not start sampling within 10 s (see: perf record --control)"
+}
 # The profile of one run (shape tool) by kind of work: "kind<TAB>samples" lines. Symbols are
 # sorted into the steps of moving a byte (as `bench floor` names them) and the rest. rqbit hashes
 # with OpenSSL's libcrypto, whose symbols Debian strips: its samples there count as SHA-1 (rqbit
@@ -365,6 +376,9 @@ med() { tr ' ' '\n' <<<"$1" | grep . | median | grep . || echo -; }
 sorted() { tr ' ' '\n' <<<"$1" | grep . | sort -n | tr '\n' ' ' | sed 's/ $//' | grep . || echo -; }
 first_med() { tr ' ' '\n' <<<"$1" | grep . | cut -d+ -f1 | cut -d= -f1 | median | grep . || echo -; } # the original sharer's, median of runs
 unit() { if [ "$1" = - ]; then echo -; else echo "$1$2"; fi; } # figure unit -> "figure unit", or "-"
+gib_delivered() { # shape -> GiB that reach downloaders in one run (1 -> 3 delivers the file three times)
+  awk -v m="$SIZE_MIB" -v c="$([ "$1" = 1to3 ] && echo 3 || echo 1)" 'BEGIN {print m / 1024 * c}'
+}
 echo "## Download of a ${SIZE_MIB} MiB file ($PIECES pieces of 512 KiB) on 127.0.0.1 ($(nproc) cores), ${RUNS} runs each, whole-process wall time"
 echo
 echo "This project against rqbit ($("$RQBIT" --version 2>/dev/null | head -1)) and aria2c ($(aria2c --version | head -1)) with opentracker, same file, same sitting."
@@ -397,11 +411,9 @@ echo "|---|---|---|---|---|"
 ENC=$(awk -F' *[|] *' '$2 ~ /one transfer, encrypted/ {print $3 + 0}' <<<"$FLOOR_REPORT")
 PLAIN=$(awk -F' *[|] *' '$2 ~ /one transfer, plain/ {print $3 + 0}' <<<"$FLOOR_REPORT")
 for shape in $SHAPES; do
-  copies=1
-  [ "$shape" = 1to3 ] && copies=3
   o=$(med "${CPU[$shape,ours]}"); q=$(med "${CPU[$shape,rqbit]}")
-  awk -v n="${shape/to/ -> }" -v o="$o" -v q="$q" -v m="$SIZE_MIB" -v c="$copies" -v e="$ENC" -v p="$PLAIN" \
-    'BEGIN {g = m / 1024 * c; printf "| %s | %.2f | %.2f | %.2f | %.2f / %.2f |\n", n, o / 1000 / g, q / 1000 / g, o / q, e, p}'
+  awk -v n="${shape/to/ -> }" -v o="$o" -v q="$q" -v g="$(gib_delivered "$shape")" -v e="$ENC" -v p="$PLAIN" \
+    'BEGIN {printf "| %s | %.2f | %.2f | %.2f | %.2f / %.2f |\n", n, o / 1000 / g, q / 1000 / g, o / q, e, p}'
 done
 echo
 echo "$FLOOR_REPORT"
@@ -422,11 +434,10 @@ if [ -n "${PROFILE:-}" ]; then
   header="| shape, tool |"; rule="|---|"
   for k in "${KINDS[@]}"; do header+=" $k |"; rule+="---|"; done
   echo "$header all busy |"; echo "$rule---|"
+  # The samples of the kinds an awk condition picks, as core-seconds per GiB delivered.
+  per_gib() { awk -F'\t' -v hz=$PROFILE_HZ -v g="$gib" "$1"' {x += $2} END {printf "%.2f", x / hz / g}'; }
   for shape in $SHAPES; do
-    copies=1
-    [ "$shape" = 1to3 ] && copies=3
-    gib=$(awk -v m="$SIZE_MIB" -v c=$copies 'BEGIN {print m / 1024 * c}')
-    per_gib() { awk -F'\t' -v hz=$PROFILE_HZ -v g="$gib" "$1"' {x += $2} END {printf "%.2f", x / hz / g}'; } # awk condition
+    gib=$(gib_delivered "$shape")
     for tool in ours rqbit; do
       kinds=$(profile_kinds "$shape" "$tool")
       row="| ${shape/to/ -> }, $tool |"
