@@ -94,6 +94,29 @@ pub struct GroupRow {
     pub pending: bool,
 }
 
+/// Groups one page of `GET /v1/groups` holds when the call names no `limit`.
+pub const GROUPS_PAGE_DEFAULT: usize = 500;
+/// Most groups one page of `GET /v1/groups` holds (`limit` above it is refused): about 100 KiB
+/// of JSON, whatever the number of groups in the cluster.
+pub const GROUPS_PAGE_MAX: usize = 1_000;
+
+/// The query of `GET /v1/groups`: `?after=NAME&limit=N`, both optional. Groups come in name
+/// order; a page starts after the group named `after` (the previous page's `next_after`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsQuery {
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// One page of `GET /v1/groups`: `next_after` is the cursor of the next page (the last group
+/// of this one), `null` when this page is the last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupsPage {
+    pub groups: Vec<GroupRow>,
+    pub next_after: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRow {
     pub user: String,

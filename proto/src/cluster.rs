@@ -44,6 +44,36 @@ pub const OPERATOR_TLS_NAME: &str = "operator.tracker.invalid";
 /// `[cluster] snapshot_logs_threshold` is absent.
 pub const DEFAULT_SNAPSHOT_LOGS_THRESHOLD: u64 = 5000;
 
+/// Groups one user may own when `[limits] groups_per_user` is absent.
+pub const DEFAULT_GROUPS_PER_USER: u64 = 1_000;
+/// Items (file records) one user may have created when `[limits] files_per_user` is absent.
+pub const DEFAULT_FILES_PER_USER: u64 = 100_000;
+
+/// Per-user quotas (`[limits]`), checked by the leader before it proposes a write. 0 = no limit.
+///
+/// Each node reads its own file, so the limits are a node's setting, never part of the
+/// replicated state: a change takes effect on a node when it restarts (a rolling restart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Groups a user owns.
+    pub groups_per_user: u64,
+    /// Items a user shares: file records the user created (see docs/OPERATIONS.md, "Quotas").
+    pub files_per_user: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { groups_per_user: DEFAULT_GROUPS_PER_USER, files_per_user: DEFAULT_FILES_PER_USER }
+    }
+}
+
+impl Limits {
+    /// Whether one more is allowed to a user who holds `held` under `limit` (0 = no limit).
+    pub fn allows(limit: u64, held: u64) -> bool {
+        limit == 0 || held < limit
+    }
+}
+
 /// A parsed and validated cluster file.
 ///
 /// Invariants (checked by [`ClusterConfig::parse`]): at least one node; node ids are
@@ -62,6 +92,8 @@ pub struct ClusterConfig {
     /// Voters on first start when set; otherwise every listed node.
     pub initial_members: Option<Vec<u64>>,
     pub snapshot_logs_threshold: u64,
+    /// Per-user quotas (`[limits]`), defaults when the section is absent.
+    pub limits: Limits,
     /// The address book, in file order.
     pub nodes: Vec<NodeConfig>,
     /// Where each node's certificate and key and the cluster CA are (mutual TLS on the Raft
@@ -232,6 +264,8 @@ pub enum Problem {
     DuplicateAddress { addr: SocketAddr, other_id: u64, other_key: &'static str },
     #[error("data_dir must not be empty")]
     EmptyDataDir,
+    #[error("[limits] {key} must be a whole number, 0 (no limit) or more; got {got}")]
+    BadLimit { key: &'static str, got: String },
     #[error("initial_members must name at least one node")]
     EmptyInitialMembers,
     #[error("initial_members names node {id} more than once")]
@@ -262,6 +296,7 @@ impl fmt::Debug for ClusterConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("initial_members", &self.initial_members)
             .field("snapshot_logs_threshold", &self.snapshot_logs_threshold)
+            .field("limits", &self.limits)
             .field("nodes", &self.nodes)
             .field("tls", &self.tls)
             .finish()
@@ -277,7 +312,17 @@ struct RawFile {
     #[serde(default)]
     cluster: RawCluster,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     node: Vec<RawNode>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a [limits] table")]
+struct RawLimits {
+    // Read as any value so that the error names the key and says what it takes.
+    groups_per_user: Option<Spanned<toml::Value>>,
+    files_per_user: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -372,6 +417,15 @@ impl ClusterConfig {
             None => DEFAULT_SNAPSHOT_LOGS_THRESHOLD,
         };
 
+        let limits = Limits {
+            groups_per_user: check_limit(
+                &lines,
+                "groups_per_user",
+                &raw.limits.groups_per_user,
+                DEFAULT_GROUPS_PER_USER,
+            )?,
+            files_per_user: check_limit(&lines, "files_per_user", &raw.limits.files_per_user, DEFAULT_FILES_PER_USER)?,
+        };
         let nodes = check_nodes(&lines, &raw.node)?;
         let listed: Vec<u64> = nodes.iter().map(|n| n.id).collect();
         let tls = check_tls(&lines, raw.cluster.tls.as_ref(), &raw.node)?;
@@ -404,6 +458,7 @@ impl ClusterConfig {
             secret,
             initial_members,
             snapshot_logs_threshold,
+            limits,
             nodes,
             tls,
         })
@@ -557,6 +612,22 @@ fn check_timings(lines: &Lines<'_>, cluster: &RawCluster) -> Result<(u64, (u64, 
     Ok((heartbeat_ms, election_timeout_ms))
 }
 
+/// One `[limits]` value: a non-negative integer (0 = no limit), `default` when absent.
+fn check_limit(
+    lines: &Lines<'_>,
+    key: &'static str,
+    value: &Option<Spanned<toml::Value>>,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.get_ref() {
+            toml::Value::Integer(n) if *n >= 0 => Ok(*n as u64),
+            other => Err(lines.invalid_at(v, Problem::BadLimit { key, got: other.to_string() })),
+        },
+    }
+}
+
 /// Resolves `[cluster.tls]` and the nodes' `cert`/`key` against the file's folder.
 fn check_tls(lines: &Lines<'_>, tls: Option<&RawTls>, nodes: &[RawNode]) -> Result<TlsSettings, ConfigError> {
     let base = lines.path.parent().unwrap_or_else(|| Path::new(""));
@@ -687,6 +758,10 @@ heartbeat_ms = 50                 # Raft heartbeat
 election_timeout_ms = [150, 300]  # randomised election timeout range
 # secret = "..."                  # optional; when set, node-to-node and admin calls must present it
 
+[limits]                          # per user, checked before a write is proposed; 0 = no limit
+groups_per_user = 1000            # groups a user owns (defaults: the project's, documented)
+files_per_user = 100000           # items (files, folders) a user shares
+
 [[node]]
 id = 1
 api = "127.0.0.1:7001"            # where peers and operators talk to this node
@@ -723,6 +798,8 @@ data_dir = "data/node-3"
         assert_eq!(c.secret, None);
         assert_eq!(c.initial_members, None);
         assert_eq!(c.snapshot_logs_threshold, DEFAULT_SNAPSHOT_LOGS_THRESHOLD);
+        assert_eq!(c.limits, Limits { groups_per_user: 1000, files_per_user: 100_000 });
+        assert_eq!(c.limits, Limits::default(), "the contract's example shows the defaults");
         assert_eq!(
             c.nodes,
             vec![
@@ -762,6 +839,13 @@ data_dir = "data/node-3"
         assert_eq!(c.election_timeout_ms, DEFAULT_ELECTION_TIMEOUT_MS);
         assert_eq!(c.snapshot_logs_threshold, DEFAULT_SNAPSHOT_LOGS_THRESHOLD);
         assert_eq!(c.nodes[0].raft, addr("[::1]:2"));
+        assert_eq!(c.limits, Limits::default());
+
+        // [limits]: one key alone keeps the other's default; 0 is accepted (no limit).
+        let c = parse(&format!("[limits]\ngroups_per_user = 3\n{node}")).unwrap();
+        assert_eq!(c.limits, Limits { groups_per_user: 3, files_per_user: DEFAULT_FILES_PER_USER });
+        let c = parse(&format!("[limits]\ngroups_per_user = 0\nfiles_per_user = 0\n{node}")).unwrap();
+        assert_eq!(c.limits, Limits { groups_per_user: 0, files_per_user: 0 });
 
         let text = "[cluster]\nsecret = \"s3cret\"\nsnapshot_logs_threshold = 10\ninitial_members = [3, 1]\n\
              [[node]]\nid = 1\napi = \"127.0.0.1:1\"\nraft = \"127.0.0.1:2\"\ndata_dir = \"a\"\n\
@@ -805,21 +889,21 @@ data_dir = "data/node-3"
         let cases: Vec<(&str, String, Option<usize>, &str)> = vec![
             (
                 "duplicate id",
-                // The contract example with node 3 renamed to 2: the third `id =` is line 19.
+                // The contract example with node 3 renamed to 2: the third `id =` is line 23.
                 CONTRACT_EXAMPLE.replace("id = 3", "id = 2"),
-                Some(19),
-                "duplicate node id 2 (first at line 13)",
+                Some(23),
+                "duplicate node id 2 (first at line 17)",
             ),
             (
                 "duplicate api address",
                 CONTRACT_EXAMPLE.replace("127.0.0.1:7002", "127.0.0.1:7001"),
-                Some(14),
+                Some(18),
                 "duplicate address 127.0.0.1:7001 (also node 1's api)",
             ),
             (
                 "raft address equal to another node's api",
                 CONTRACT_EXAMPLE.replace("127.0.0.1:7103", "127.0.0.1:7002"),
-                Some(21),
+                Some(25),
                 "duplicate address 127.0.0.1:7002 (also node 2's api)",
             ),
             (
@@ -1017,6 +1101,36 @@ data_dir = "data/node-3"
                 "unknown field `ca_cert`",
             ),
             (
+                "limits: unknown key",
+                format!("[limits]\ngroups_per_user = 5\ngroups_per_users = 6\n{N1}"),
+                Some(3),
+                "unknown field `groups_per_users`",
+            ),
+            (
+                "limits: negative",
+                format!("[cluster]\n\n[limits]\nfiles_per_user = -1\n{N1}"),
+                Some(4),
+                "[limits] files_per_user must be a whole number, 0 (no limit) or more; got -1",
+            ),
+            (
+                "limits: not a number",
+                format!("[limits]\ngroups_per_user = \"many\"\n{N1}"),
+                Some(2),
+                "[limits] groups_per_user must be a whole number, 0 (no limit) or more; got \"many\"",
+            ),
+            (
+                "limits: a fraction",
+                format!("[limits]\n\nfiles_per_user = 2.5\n{N1}"),
+                Some(3),
+                "files_per_user must be a whole number, 0 (no limit) or more; got 2.5",
+            ),
+            (
+                "limits: not a table",
+                format!("limits = 5\n{N1}"),
+                Some(1),
+                "expected a [limits] table",
+            ),
+            (
                 "tls: table without ca",
                 format!("[cluster.tls]\n{N1}"),
                 Some(1),
@@ -1112,8 +1226,8 @@ data_dir = "data/node-3"
         let f1 = c.tls_files(1);
         assert!(f1.named);
         assert_eq!(f1.ca, TlsFile { path: PathBuf::from("/etc/p2p/pki/ca.pem"), line: Some(6), key: "ca" });
-        assert_eq!(f1.cert, TlsFile { path: PathBuf::from("/srv/n1.pem"), line: Some(13), key: "cert" });
-        assert_eq!(f1.key, TlsFile { path: PathBuf::from("/etc/p2p/keys/n1.key"), line: Some(14), key: "key" });
+        assert_eq!(f1.cert, TlsFile { path: PathBuf::from("/srv/n1.pem"), line: Some(17), key: "cert" });
+        assert_eq!(f1.key, TlsFile { path: PathBuf::from("/etc/p2p/keys/n1.key"), line: Some(18), key: "key" });
         // Node 2 names nothing: its pair is beside the CA, and errors point at `ca =`.
         let f2 = c.tls_files(2);
         assert_eq!(f2.cert.path, PathBuf::from("/etc/p2p/pki/node-2.pem"));

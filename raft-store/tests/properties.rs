@@ -1,5 +1,6 @@
-//! Property test: random command sequences keep the state machine's invariants, apply
-//! deterministically, and survive a snapshot round trip unchanged.
+//! Property test: random command sequences keep the state machine's invariants (the per-user
+//! quota counts among them: equal to a recount after every command), apply deterministically,
+//! and survive a snapshot round trip unchanged.
 
 use proptest::prelude::*;
 use raft_store::command::{FileMeta, Sha1Digest, PIECE_LEN_BYTES};
@@ -139,6 +140,8 @@ fn check_invariants(s: &TrackerState) -> Result<(), TestCaseError> {
             }
         }
     }
+    // The per-user counts the leader's quota check reads equal a recount from the groups.
+    prop_assert_eq!(s.all_user_counts(), &s.recount(), "kept quota counts against a recount");
     for (u, account) in s.users() {
         let open = s.sessions().values().filter(|x| &x.user == u).count() as u64;
         prop_assert_eq!(open, account.sessions, "session count of {}", u);

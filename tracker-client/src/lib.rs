@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::api::{
-    AcceptRequest, AnnounceRequest, CreateGroupRequest, FileDetails, FileMetaBody, FileRow, GroupRow, LoginRequest,
-    LoginResponse, NodeStatus, RegisterRequest, RequestRow, TicketKeyResponse, TicketRequest, TicketResponse,
-    UploadRequest,
+    AcceptRequest, AnnounceRequest, CreateGroupRequest, FileDetails, FileMetaBody, FileRow, GroupRow, GroupsPage,
+    LoginRequest, LoginResponse, NodeStatus, RegisterRequest, RequestRow, TicketKeyResponse, TicketRequest,
+    TicketResponse, UploadRequest, GROUPS_PAGE_MAX,
 };
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -48,6 +48,10 @@ impl ClientError {
         }
     }
 }
+
+/// Most pages [`TrackerClient::list_groups`] follows: a million groups at `GROUPS_PAGE_MAX` a
+/// page. A cluster that keeps answering "more" past it is answering wrongly.
+pub const MAX_GROUP_PAGES: usize = 1_000;
 
 /// A node that refused the connection is tried again this long after, within the same call.
 const REFUSED_RETRY_MS: u64 = 200;
@@ -322,8 +326,36 @@ impl TrackerClient {
         self.call(Method::DELETE, "/v1/peer/alive", Some(&body), false).await
     }
 
+    /// Every group, in name order: the pages of `GET /v1/groups` followed to the end (at
+    /// most [`MAX_GROUP_PAGES`]). Each page is a linearizable read of its own: a group that
+    /// exists throughout is listed exactly once; one created or deleted meanwhile may or may not be.
     pub async fn list_groups(&self) -> Result<Vec<GroupRow>> {
-        self.call(Method::GET, "/v1/groups", None::<&()>, false).await
+        let mut rows = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_GROUP_PAGES {
+            let page = self.list_groups_page(after.as_deref(), GROUPS_PAGE_MAX).await?;
+            rows.extend(page.groups);
+            match next_group_cursor(after.as_deref(), page.next_after)? {
+                Some(next) => after = Some(next),
+                None => return Ok(rows),
+            }
+        }
+        Err(ClientError::Protocol(format!(
+            "GET /v1/groups still had more after {MAX_GROUP_PAGES} pages of {GROUPS_PAGE_MAX} groups"
+        )))
+    }
+
+    /// One page of `GET /v1/groups`: at most `limit` groups after the group named `after`.
+    pub async fn list_groups_page(&self, after: Option<&str>, limit: usize) -> Result<GroupsPage> {
+        let path = match after {
+            Some(a) => format!("/v1/groups?after={}&limit={limit}", seg(a)),
+            None => format!("/v1/groups?limit={limit}"),
+        };
+        let page: GroupsPage = self.call(Method::GET, &path, None::<&()>, false).await?;
+        if page.groups.len() > limit {
+            return Err(ClientError::Protocol(format!("a page of {} groups, asked for {limit}", page.groups.len())));
+        }
+        Ok(page)
     }
 
     pub async fn create_group(&self, group: &str) -> Result<serde_json::Value> {
@@ -411,6 +443,18 @@ impl TrackerClient {
                 last: format!("{node} did not answer"),
             }),
         }
+    }
+}
+
+/// Where the next page of groups starts, if there is one: a cursor that does not move forward
+/// would loop, so it is an answer the API never gives.
+fn next_group_cursor(after: Option<&str>, next_after: Option<String>) -> Result<Option<String>> {
+    match (after, next_after) {
+        (_, None) => Ok(None),
+        (Some(prev), Some(next)) if next.as_str() <= prev => {
+            Err(ClientError::Protocol(format!("GET /v1/groups went back from {prev:?} to {next:?}")))
+        }
+        (_, Some(next)) => Ok(Some(next)),
     }
 }
 
@@ -588,6 +632,37 @@ mod tests {
 
     fn who(hits: &Hits) -> Vec<String> {
         hits.lock().unwrap().iter().map(|(n, _, _)| n.clone()).collect()
+    }
+
+    #[test]
+    fn the_groups_cursor_only_moves_forward() {
+        assert_eq!(next_group_cursor(None, None).unwrap(), None);
+        assert_eq!(next_group_cursor(None, Some("g1".into())).unwrap().as_deref(), Some("g1"));
+        assert_eq!(next_group_cursor(Some("g1"), Some("g2".into())).unwrap().as_deref(), Some("g2"));
+        assert_eq!(next_group_cursor(Some("g2"), None).unwrap(), None);
+        for back in ["g2", "g1"] {
+            let e = next_group_cursor(Some("g2"), Some(back.into())).unwrap_err();
+            assert!(matches!(e, ClientError::Protocol(ref m) if m.contains("went back")), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_longer_than_asked_for_is_refused() {
+        let hits = Hits::default();
+        let rows: Vec<String> = (0..3)
+            .map(|i| format!(r#"{{"group":"g{i}","owner":"o","members":1,"member":false,"pending":false}}"#))
+            .collect();
+        let body = format!(r#"{{"groups":[{}],"next_after":"g2"}}"#, rows.join(","));
+        let node = serving("n", Reply::Http(200, body), &hits).await;
+        let c = client(&[&node], RetryPolicy::default());
+        let page = c.list_groups_page(None, 3).await.unwrap();
+        assert_eq!((page.groups.len(), page.next_after.as_deref()), (3, Some("g2")));
+        assert!(matches!(c.list_groups_page(None, 2).await, Err(ClientError::Protocol(_))));
+        // Every page answering the same cursor: the client stops instead of looping.
+        assert!(matches!(c.list_groups().await, Err(ClientError::Protocol(ref m)) if m.contains("went back")));
+        let lines: Vec<String> = hits.lock().unwrap().iter().map(|(_, l, _)| l.clone()).collect();
+        assert_eq!(lines[0], "GET /v1/groups?limit=3 HTTP/1.1");
+        assert_eq!(lines[3], format!("GET /v1/groups?after=g2&limit={GROUPS_PAGE_MAX} HTTP/1.1"));
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Shared files: upload (a new file, or one more sharer of the same content) and stop-share.
 
+use super::quota::{Delta, QuotaKind};
 use super::users::{validate_logged_peer_key, validate_peer_addr};
 use super::{SharedFile, Sharers, TrackerState};
 use crate::command::{ErrorCode, FileMeta, Refusal, Reply};
@@ -48,6 +49,9 @@ impl TrackerState {
                 true
             }
         };
+        if new_file {
+            self.count(user, QuotaKind::ItemsUploaded, Delta::Add);
+        }
         self.set_peer(user, peer_addr, peer_key);
         Ok(Reply::FileShared { group: group.to_string(), name: meta.name.clone(), new_file })
     }

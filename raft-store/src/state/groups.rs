@@ -2,6 +2,7 @@
 
 use imbl::OrdMap;
 
+use super::quota::{Delta, QuotaKind};
 use super::{Group, TrackerState};
 use crate::command::{ErrorCode, Refusal, Reply};
 use crate::names::validate_id;
@@ -24,6 +25,7 @@ impl TrackerState {
                 files: OrdMap::new(),
             },
         );
+        self.count(user, QuotaKind::GroupsOwned, Delta::Add);
         Ok(Reply::GroupCreated { group: group.to_string() })
     }
 
@@ -112,13 +114,20 @@ impl TrackerState {
         g.members.remove(pos);
         stop_sharing_in(g, user);
         if g.members.is_empty() {
-            self.groups.remove(group);
+            if let Some(gone) = self.groups.remove(group) {
+                self.count_group_removed(&gone);
+            }
             return Ok(Reply::LeftGroup { group: group.to_string(), new_owner: None, group_deleted: true });
         }
         let mut new_owner = None;
         if g.owner == user {
             g.owner = g.members[0].clone();
             new_owner = Some(g.owner.clone());
+        }
+        if let Some(heir) = &new_owner {
+            // The group, and its place in the owner's quota, passes on.
+            self.count(user, QuotaKind::GroupsOwned, Delta::Remove);
+            self.count(heir, QuotaKind::GroupsOwned, Delta::Add);
         }
         Ok(Reply::LeftGroup { group: group.to_string(), new_owner, group_deleted: false })
     }

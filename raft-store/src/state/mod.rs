@@ -6,6 +6,7 @@ mod dedup;
 mod files;
 mod groups;
 pub mod query;
+mod quota;
 mod records;
 mod sharers;
 mod users;
@@ -14,6 +15,7 @@ use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
 pub use dedup::{Dedup, Remembered, DEDUP_MAX_ENTRIES, DEDUP_TTL_MS};
+pub use quota::{Growth, QuotaKind, UserCounts};
 pub use records::Record;
 pub use sharers::Sharers;
 pub use users::validate_peer_key;
@@ -78,6 +80,9 @@ pub struct TrackerState {
     pub(crate) session_expiry: OrdSet<(u64, String)>,
     pub(crate) groups: OrdMap<String, Group>,
     pub(crate) dedup: Dedup,
+    /// Groups owned and file records created, per user: derived from `groups`, kept by `apply`
+    /// and `load_record` so that the leader's quota check is a lookup, not a scan (`quota.rs`).
+    pub(crate) user_counts: OrdMap<String, UserCounts>,
 }
 
 impl TrackerState {

@@ -28,18 +28,34 @@ pub struct SharerView {
     pub peer_key: String,
 }
 
+fn group_view(user: &str, name: &str, g: &super::Group) -> GroupView {
+    GroupView {
+        group: name.to_string(),
+        owner: g.owner.clone(),
+        members: g.members.len() as u64,
+        member: g.members.iter().any(|m| m == user),
+        pending: g.pending.iter().any(|p| p == user),
+    }
+}
+
 impl TrackerState {
     pub fn list_groups(&self, user: &str) -> Vec<GroupView> {
-        self.groups
-            .iter()
-            .map(|(name, g)| GroupView {
-                group: name.clone(),
-                owner: g.owner.clone(),
-                members: g.members.len() as u64,
-                member: g.members.iter().any(|m| m == user),
-                pending: g.pending.iter().any(|p| p == user),
-            })
-            .collect()
+        self.groups.iter().map(|(name, g)| group_view(user, name, g)).collect()
+    }
+
+    /// At most `limit` groups in name order, starting after the group named `after` (which
+    /// need not exist), and whether more follow. O(log groups + limit): a page costs the
+    /// same whatever the number of groups.
+    pub fn list_groups_page(&self, user: &str, after: Option<&str>, limit: usize) -> (Vec<GroupView>, bool) {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        let mut rows = self.groups.range::<_, str>((start, Bound::Unbounded));
+        let page: Vec<GroupView> = rows.by_ref().take(limit).map(|(name, g)| group_view(user, name, g)).collect();
+        let more = rows.next().is_some();
+        (page, more)
     }
 
     pub fn list_requests(&self, user: &str, group: &str) -> Result<Vec<String>, Refusal> {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use super::dedup::Remembered;
+use super::quota::{Delta, QuotaKind};
 use super::{Group, Session, TrackerState, User};
 use crate::command::{Response, Sha1Digest};
 
@@ -82,14 +83,22 @@ impl TrackerState {
                 self.sessions.insert(token_hash, session);
             }
             Record::Group { name, group } => {
-                self.groups.insert(name, group);
+                self.count_group_added(&group);
+                if let Some(replaced) = self.groups.insert(name, group) {
+                    self.count_group_removed(&replaced);
+                }
             }
             Record::File { group, name, file } => {
                 let g = self
                     .groups
                     .get_mut(&group)
                     .ok_or_else(|| format!("file {name:?} of unknown group {group:?} in snapshot"))?;
-                g.files.insert(name, file);
+                let uploader = file.uploader.clone();
+                let replaced = g.files.insert(name, file).map(|f| f.uploader);
+                self.count(&uploader, QuotaKind::ItemsUploaded, Delta::Add);
+                if let Some(u) = replaced {
+                    self.count(&u, QuotaKind::ItemsUploaded, Delta::Remove);
+                }
             }
             Record::Dedup { id, at_ms, fingerprint, response } => {
                 self.dedup.insert(id, Remembered { at_ms, fingerprint, response })

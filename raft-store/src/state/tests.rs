@@ -584,3 +584,96 @@ fn a_clone_keeps_the_state_as_of_the_clone_while_writes_go_on() {
     }
     assert_eq!(rebuilt, snap);
 }
+
+/// A request as the leader would check it before proposing (a fresh request id).
+fn growth_of(h: &Harness, command: Command) -> Option<Growth> {
+    h.s.growth(&Request { request_id: Some("probe".into()), now_ms: h.now_ms + 1, command })
+}
+
+#[test]
+fn counts_follow_ownership_and_records_and_growth_says_what_a_request_would_add() {
+    let (mut h, a, b) = team();
+    assert_eq!(h.s.user_counts("alice"), UserCounts { groups_owned: 1, items_uploaded: 0 });
+    assert_eq!(h.s.user_counts("bob"), UserCounts::default());
+
+    // A new group counts for its creator; an existing name adds nothing (apply answers group_exists).
+    let g = growth_of(&h, create(&b, "bobs")).unwrap();
+    assert_eq!((g.user.as_str(), g.kind, g.held), ("bob", QuotaKind::GroupsOwned, 0));
+    assert_eq!(growth_of(&h, create(&b, "dev_team")), None);
+    assert_eq!(growth_of(&h, create("tok-nobody", "x")), None, "no session: precheck refuses it");
+    h.ok(create(&b, "bobs"));
+    assert_eq!(growth_of(&h, create(&b, "bobs2")).unwrap().held, 1);
+
+    // A new record counts for its uploader; one more sharer of the same content adds nothing.
+    let g = growth_of(&h, upload(&b, "dev_team", meta("doc.pdf", 1000, 1))).unwrap();
+    assert_eq!((g.user.as_str(), g.kind, g.held), ("bob", QuotaKind::ItemsUploaded, 0));
+    h.ok(upload(&b, "dev_team", meta("doc.pdf", 1000, 1)));
+    assert_eq!(growth_of(&h, upload(&a, "dev_team", meta("doc.pdf", 1000, 1))), None);
+    h.ok(upload(&a, "dev_team", meta("doc.pdf", 1000, 1)));
+    assert_eq!(h.s.user_counts("alice").items_uploaded, 0, "a second sharer creates no record");
+    assert_eq!(growth_of(&h, upload(&b, "nowhere", meta("x", 1, 1))), None, "apply refuses it");
+    assert_eq!(h.s.user_counts("bob"), UserCounts { groups_owned: 1, items_uploaded: 1 });
+
+    // Stop-share leaves the record listed, so it still counts.
+    h.ok(Command::StopShare { token_hash: b.clone(), group: "dev_team".into(), name: "doc.pdf".into() });
+    assert_eq!(h.s.user_counts("bob").items_uploaded, 1);
+
+    // The owner leaving hands the group and its count to bob.
+    h.ok(leave(&a, "dev_team"));
+    assert_eq!(h.s.user_counts("alice"), UserCounts::default());
+    assert_eq!(h.s.user_counts("bob"), UserCounts { groups_owned: 2, items_uploaded: 1 });
+    // The last member leaving deletes the group and its records.
+    h.ok(leave(&b, "dev_team"));
+    assert_eq!(h.s.user_counts("bob"), UserCounts { groups_owned: 1, items_uploaded: 0 });
+    assert_eq!(h.s.all_user_counts(), &h.s.recount());
+
+    // A retry of a remembered request adds nothing: it answers its first outcome.
+    let retried = Request { request_id: Some("r-retry".into()), now_ms: h.now_ms + 1, command: create(&b, "again") };
+    assert!(h.s.growth(&retried).is_some());
+    assert!(h.s.apply(&retried).is_ok());
+    assert_eq!(h.s.growth(&Request { now_ms: h.now_ms + 2, ..retried }), None);
+}
+
+#[test]
+fn counts_are_rebuilt_from_a_snapshots_records() {
+    let (mut h, a, b) = team();
+    h.ok(upload(&b, "dev_team", meta("one", 10, 1)));
+    h.ok(upload(&a, "dev_team", meta("two", 10, 2)));
+    h.ok(create(&b, "solo"));
+    let mut rebuilt = TrackerState::default();
+    for line in lines(&h.s) {
+        rebuilt.load_record(serde_json::from_str(&line).unwrap()).unwrap();
+    }
+    assert_eq!(rebuilt.all_user_counts(), h.s.all_user_counts());
+    assert_eq!(rebuilt.user_counts("bob"), UserCounts { groups_owned: 1, items_uploaded: 1 });
+    assert_eq!(rebuilt.user_counts("alice"), UserCounts { groups_owned: 1, items_uploaded: 1 });
+    assert_eq!(rebuilt, h.s);
+}
+
+#[test]
+fn group_pages_cover_every_group_once_in_name_order() {
+    let mut h = Harness::new();
+    let a = h.user("alice");
+    let names: Vec<String> = (0..23).map(|i| format!("g{i:02}")).collect();
+    for n in names.iter().rev() {
+        h.ok(create(&a, n));
+    }
+    for limit in [1, 5, 22, 23, 100] {
+        let (mut seen, mut after) = (Vec::new(), None::<String>);
+        loop {
+            let (page, more) = h.s.list_groups_page("alice", after.as_deref(), limit);
+            assert!(page.len() <= limit && (!more || page.len() == limit), "limit {limit}");
+            seen.extend(page.iter().map(|g| g.group.clone()));
+            if !more {
+                break;
+            }
+            after = page.last().map(|g| g.group.clone());
+        }
+        assert_eq!(seen, names, "limit {limit}");
+    }
+    // A cursor that names no group starts after where it would be.
+    let (page, more) = h.s.list_groups_page("alice", Some("g10x"), 2);
+    assert_eq!(page.iter().map(|g| g.group.as_str()).collect::<Vec<_>>(), ["g11", "g12"]);
+    assert!(more);
+    assert_eq!(h.s.list_groups_page("alice", Some("z"), 5), (vec![], false));
+}

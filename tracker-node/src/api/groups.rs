@@ -1,10 +1,14 @@
 //! Groups: list, create, join requests, accept, leave, remove a member.
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use proto::api::{AcceptRequest, CreateGroupRequest, GroupRow, RequestRow};
+use proto::api::{
+    AcceptRequest, CreateGroupRequest, GroupRow, GroupsPage, GroupsQuery, RequestRow, GROUPS_PAGE_DEFAULT,
+    GROUPS_PAGE_MAX,
+};
 use raft_store::{Command, Reply};
 use serde_json::json;
 
@@ -23,23 +27,46 @@ fn unexpected(r: Reply) -> ApiError {
     ApiError::Internal(format!("unexpected reply {r:?}"))
 }
 
-pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
+/// Checks a `GET /v1/groups` query: the page size (1 to `GROUPS_PAGE_MAX`, default
+/// `GROUPS_PAGE_DEFAULT`) and the cursor (a group name). Bad input is a 400 and reads nothing.
+pub fn page_of(query: Result<Query<GroupsQuery>, QueryRejection>) -> ApiResult<(Option<String>, usize)> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::BadRequest(format!("bad query: {}; GET /v1/groups takes after=GROUP and limit=N", e.body_text()))
+    })?;
+    let limit = q.limit.unwrap_or(GROUPS_PAGE_DEFAULT);
+    if limit == 0 || limit > GROUPS_PAGE_MAX {
+        return Err(ApiError::BadRequest(format!("limit must be 1 to {GROUPS_PAGE_MAX} groups a page, got {limit}")));
+    }
+    if let Some(after) = &q.after {
+        proto::names::validate_id("group", after).map_err(|m| {
+            ApiError::BadRequest(format!("after must be a group name (the previous page's next_after): {m}"))
+        })?;
+    }
+    Ok((q.after, limit))
+}
+
+/// One page of groups, in name order: `{"groups": [...], "next_after": NAME | null}`.
+pub async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<GroupsQuery>, QueryRejection>,
+) -> Response {
     let r: ApiResult<Response> = async {
+        let (after, limit) = page_of(query)?;
         let user = reader(&s, &headers).await?;
-        let rows: Vec<GroupRow> = s.sm.read(|d| {
-            d.state
-                .list_groups(&user)
-                .into_iter()
-                .map(|g| GroupRow {
-                    group: g.group,
-                    owner: g.owner,
-                    members: g.members,
-                    member: g.member,
-                    pending: g.pending,
-                })
-                .collect()
-        });
-        Ok(Json(rows).into_response())
+        let (views, more) = s.sm.read(|d| d.state.list_groups_page(&user, after.as_deref(), limit));
+        let groups: Vec<GroupRow> = views
+            .into_iter()
+            .map(|g| GroupRow {
+                group: g.group,
+                owner: g.owner,
+                members: g.members,
+                member: g.member,
+                pending: g.pending,
+            })
+            .collect();
+        let next_after = if more { groups.last().map(|g| g.group.clone()) } else { None };
+        Ok(Json(GroupsPage { groups, next_after }).into_response())
     }
     .await;
     r.unwrap_or_else(|e| e.into_response())
@@ -129,4 +156,41 @@ pub async fn remove_member(
     }
     .await;
     r.unwrap_or_else(|e| e.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(query: &str) -> Result<(Option<String>, usize), String> {
+        let uri: axum::http::Uri = format!("/v1/groups{query}").parse().unwrap();
+        page_of(Query::try_from_uri(&uri)).map_err(|e| match e {
+            ApiError::BadRequest(m) => m,
+            other => panic!("{query}: not a 400: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_groups_query_is_bounded_and_bad_ones_are_refused_with_the_reason() {
+        assert_eq!(page(""), Ok((None, GROUPS_PAGE_DEFAULT)));
+        assert_eq!(page("?limit=1"), Ok((None, 1)));
+        assert_eq!(
+            page(&format!("?after=g_9.x-&limit={GROUPS_PAGE_MAX}")),
+            Ok((Some("g_9.x-".into()), GROUPS_PAGE_MAX))
+        );
+        // (query, what the message must say)
+        let bad: Vec<(String, &str)> = vec![
+            ("?limit=0".into(), "limit must be 1 to 1000"),
+            (format!("?limit={}", GROUPS_PAGE_MAX + 1), "limit must be 1 to 1000 groups a page, got 1001"),
+            ("?limit=-3".into(), "bad query"),
+            ("?limit=many".into(), "bad query"),
+            ("?page=2".into(), "bad query"),
+            ("?after=a%2Fb".into(), "after must be a group name"),
+            (format!("?after={}", "x".repeat(65)), "after must be a group name"),
+        ];
+        for (q, want) in bad {
+            let m = page(&q).unwrap_err();
+            assert!(m.contains(want), "{q}: {m}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod groups;
 pub mod listener;
 pub mod liveness;
 pub mod password_pool;
+pub mod quota;
 pub mod status;
 pub mod throttle;
 pub mod tickets;
@@ -116,6 +117,9 @@ pub enum ApiError {
         retry_after_s: u64,
         message: String,
     },
+    /// The write would take the user past a `[limits]` bound (429 `quota_exceeded`, no
+    /// Retry-After: waiting does not help).
+    QuotaExceeded(quota::QuotaExceeded),
     Internal(String),
 }
 
@@ -181,6 +185,9 @@ impl IntoResponse for ApiError {
                 }
                 resp
             }
+            ApiError::QuotaExceeded(q) => {
+                (StatusCode::TOO_MANY_REQUESTS, Json(ErrorBody::new("quota_exceeded", q.to_string()))).into_response()
+            }
             ApiError::Internal(m) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(ErrorBody::new("internal", m))).into_response()
             }
@@ -240,6 +247,17 @@ impl AppState {
             if let Err(refusal) = self.sm.read(|d| d.state.precheck(&req)) {
                 self.metrics.observe_precheck_refusal(kind);
                 return Err(ApiError::Refused(refusal));
+            }
+        }
+        // Quotas ([limits]), on the leader only and never in apply (each node reads its own
+        // cluster file): a write that would create a group or a file record past the user's
+        // bound never reaches the log. Like a precheck refusal, it is answered only on a
+        // confirmed read index.
+        if self.is_leader() && self.quota_check(&req).is_err() {
+            self.linearizable().await?;
+            if let Err(exceeded) = self.quota_check(&req) {
+                self.metrics.observe_precheck_refusal(kind);
+                return Err(ApiError::QuotaExceeded(exceeded));
             }
         }
         #[cfg(feature = "unsafe-ack-before-commit")]
@@ -359,6 +377,14 @@ impl AppState {
                 "this leader has not heard from a quorum of tracker nodes for {ms} ms; writes wait until a quorum is back"
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// This node's limits against what `req` would add on its applied state.
+    fn quota_check(&self, req: &Request) -> Result<(), quota::QuotaExceeded> {
+        match self.sm.read(|d| d.state.growth(req)) {
+            Some(growth) => quota::check(&self.config.limits, &growth),
+            None => Ok(()),
         }
     }
 
@@ -486,8 +512,23 @@ mod tests {
         assert_eq!(doc.get("would_lose_quorum"), Some(&409));
         let (status, _, body) = parts(ApiError::Conflict("would_lose_quorum", "why".into()).into_response()).await;
         assert_eq!((status.as_u16(), &body["error"]["code"]), (409, &serde_json::json!("would_lose_quorum")));
-        let mut listed: Vec<&str> =
-            doc.keys().map(|k| k.as_str()).filter(|k| *k != "forbidden" && *k != "would_lose_quorum").collect();
+        // And the leader's quota refusal (ApiError::QuotaExceeded): 429, no Retry-After.
+        assert_eq!(doc.get("quota_exceeded"), Some(&429));
+        let exceeded = quota::QuotaExceeded {
+            user: "alice".into(),
+            kind: raft_store::state::QuotaKind::GroupsOwned,
+            held: 3,
+            limit: 3,
+        };
+        let (status, h, body) = parts(ApiError::QuotaExceeded(exceeded.clone()).into_response()).await;
+        assert_eq!((status.as_u16(), &body["error"]["code"]), (429, &serde_json::json!("quota_exceeded")));
+        assert_eq!(body["error"]["message"], serde_json::json!(exceeded.to_string()));
+        assert!(h.get(header::RETRY_AFTER).is_none(), "waiting does not lift a quota");
+        let mut listed: Vec<&str> = doc
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| !["forbidden", "would_lose_quorum", "quota_exceeded"].contains(k))
+            .collect();
         let mut sorted = names.clone();
         listed.sort();
         sorted.sort();
