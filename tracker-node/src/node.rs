@@ -407,6 +407,7 @@ pub async fn run(
         api_addr: me.api.to_string(),
         passwords: Arc::new(api::password_pool::PasswordPool::for_this_machine()),
         throttle: Arc::new(api::throttle::LoginThrottle::default()),
+        registrations: Arc::new(api::throttle::RegistrationThrottle::default()),
         tickets: tls.ticket.clone(),
         liveness: Arc::new(api::liveness::Liveness::default()),
         nodes_http: crate::commands::nodes_http(

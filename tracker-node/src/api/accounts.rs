@@ -22,13 +22,34 @@ use super::{now_ms, ok_json, ApiError, ApiResult, AppState};
 /// Sessions last a day; a peer logs in again after that.
 pub const SESSION_TTL_MS: u64 = 24 * 3600 * 1000;
 
-pub async fn register(State(s): State<AppState>, headers: HeaderMap, Body(req): Body<RegisterRequest>) -> Response {
+pub async fn register(
+    State(s): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Body(req): Body<RegisterRequest>,
+) -> Response {
     let r: ApiResult<Response> = async {
         validate_id("user", &req.user).map_err(Refusal::invalid_name)?;
         auth::check_password_shape(&req.password)?;
         // Redirect before paying for the hash; the leader hashes, then proposes the hash.
         s.leader_or_redirect()?;
-        let password_hash = auth::hash_password(&s.passwords, req.password).await?;
+        // Bounded per source address before any work: a flood from one address costs a map
+        // lookup per attempt, not an argon2 run that the password workers owe everyone else.
+        if let Err(wait) = s.registrations.admit(from.ip(), Instant::now()) {
+            let secs = wait.as_secs_f64().ceil() as u64;
+            return Err(ApiError::RateLimited {
+                retry_after_s: secs,
+                message: format!("too many new accounts from this address; try again in {secs} s"),
+            });
+        }
+        let password_hash = match auth::hash_password(&s.passwords, req.password).await {
+            Ok(h) => h,
+            Err(e) => {
+                // No hash was made (the workers were busy): no account is counted.
+                s.registrations.not_done(from.ip());
+                return Err(e);
+            }
+        };
         let reply = s.write(&headers, Command::Register { user: req.user, password_hash }).await?;
         match reply {
             Reply::Registered { user } => Ok(ok_json(json!({ "user": user }))),
@@ -68,11 +89,25 @@ pub async fn login(
             }
             None => auth::new_token(),
         };
-        // The hash to check against must be the committed one: read it through the leader.
-        s.linearizable().await?;
-        let stored = s.sm.read(|d| d.state.password_hash(&req.user).map(str::to_string));
-        auth::verify_password(&s.passwords, req.password, stored).await?;
-        s.throttle.succeeded(&keys);
+        let checked = async {
+            // The hash to check against must be the committed one: read it through the leader.
+            s.linearizable().await?;
+            let stored = s.sm.read(|d| d.state.password_hash(&req.user).map(str::to_string));
+            auth::verify_password(&s.passwords, req.password, stored).await
+        }
+        .await;
+        match checked {
+            Ok(()) => s.throttle.succeeded(&keys),
+            // A wrong password stays counted.
+            Err(e @ ApiError::Refused(Refusal { code: ErrorCode::BadCredentials, .. })) => return Err(e),
+            // Never checked (the password workers were busy, no quorum confirmed the hash):
+            // no failure of anyone's, so a client retrying a right password on 503s is never
+            // held back by them.
+            Err(e) => {
+                s.throttle.not_checked(&keys);
+                return Err(e);
+            }
+        }
         let now = now_ms();
         let expires_at_ms = now + SESSION_TTL_MS;
         let cmd = Command::Login { user: req.user, token_hash: auth::token_hash(&token), expires_at_ms };

@@ -52,6 +52,8 @@ pub struct AppState {
     pub passwords: Arc<password_pool::PasswordPool>,
     /// Failed logins per user and per source address.
     pub throttle: Arc<throttle::LoginThrottle>,
+    /// New accounts per source address.
+    pub registrations: Arc<throttle::RegistrationThrottle>,
     /// The cluster's ticket key (the same on every node): signs access tickets.
     pub tickets: Arc<proto::ticket::TicketSigner>,
     /// Which peer daemons said "alive" lately: the leader's soft state, never in the log.

@@ -1,7 +1,8 @@
 //! The argon2 worker pool: password hashing and verification run on a fixed number of
 //! low-priority threads behind a short bounded queue. A burst of logins can then neither
 //! exhaust memory (each argon2 call takes 19 MiB) nor starve the Raft threads of CPU (the
-//! workers run at a lower scheduling priority); a full queue is answered at once with 429.
+//! workers run at a lower scheduling priority); a full queue is answered at once with 503
+//! (`Busy`: a passing overload, which the throttles never count as a failed attempt).
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Mutex;
@@ -18,7 +19,8 @@ pub struct PasswordPool {
     pub queue_len: usize,
 }
 
-/// The pool is busy: the caller should answer 429 and let the client retry later.
+/// The pool is busy: the caller answers 503 with `Retry-After: 1` and lets the client retry;
+/// no password was checked, so the attempt is no failure of anyone's (`throttle`).
 #[derive(Debug)]
 pub struct Busy;
 

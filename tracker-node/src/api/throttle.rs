@@ -1,12 +1,17 @@
-//! Login throttling, per user and per source address: after a few free failures each further
-//! failure doubles the time before the next attempt is heard (1 s, 2 s, 4 s … capped at 60 s).
-//! An attempt is counted as a failure when it is admitted, before its password is checked, and
-//! a success takes that back: so guesses sent at once when a delay runs out cannot all be
-//! admitted before the first is found wrong (one is; the rest wait for the next delay).
+//! Login and registration throttling. Logins, per user and per source address: after a few
+//! free failures each further failure doubles the time before the next attempt is heard (1 s,
+//! 2 s, 4 s … capped at 60 s). An attempt is counted as a failure when it is admitted, before its
+//! password is checked, and a success takes that back: so guesses sent at once when a delay runs
+//! out cannot all be admitted before the first is found wrong (one is; the rest wait for the next
+//! delay). An attempt whose password was never checked (the password workers were busy, no
+//! quorum confirmed the stored hash) is taken back too: only a wrong password is a failure.
+//! Registrations, per source address (an IPv6 /64): a bucket of new accounts that refills slowly
+//! (`RegistrationThrottle`), in a table of its own, so they never count against logins.
 //! Soft state in the node's memory, bounded in size; a success clears the user's record. The
 //! decisions are plain functions of the records and the time, tested without sockets.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -89,7 +94,21 @@ impl LoginThrottle {
         if let Some((user_key, _)) = keys.first() {
             records.remove(user_key);
         }
-        for (key, free) in keys.iter().skip(1) {
+        Self::take_back(&mut records, keys.iter().skip(1));
+    }
+
+    /// The admitted attempt with `keys` was never checked (the password workers were busy, or no
+    /// quorum confirmed the stored hash): it is no failure of the user's nor of the address's.
+    /// Without this, a pool kept busy by others (a registration flood) would lock a user out
+    /// whose client retried its right password on the 503s.
+    pub fn not_checked(&self, keys: &[(String, u32)]) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        Self::take_back(&mut records, keys.iter());
+    }
+
+    /// Takes one counted failure back from each of `keys`, with the delay it had before it.
+    fn take_back<'a>(records: &mut HashMap<String, Record>, keys: impl Iterator<Item = &'a (String, u32)>) {
+        for (key, free) in keys {
             if let Some(r) = records.get_mut(key) {
                 r.failures = r.failures.saturating_sub(1);
                 r.blocked_until = r.last_seen + delay_after(r.failures, *free);
@@ -106,8 +125,91 @@ impl LoginThrottle {
 }
 
 /// The throttle keys of a login attempt.
-pub fn keys(user: &str, addr: std::net::IpAddr) -> [(String, u32); 2] {
-    [(format!("user:{user}"), FREE_FAILURES_PER_USER), (format!("addr:{addr}"), FREE_FAILURES_PER_ADDR)]
+pub fn keys(user: &str, addr: IpAddr) -> [(String, u32); 2] {
+    [
+        (format!("user:{user}"), FREE_FAILURES_PER_USER),
+        (format!("addr:{}", addr.to_canonical()), FREE_FAILURES_PER_ADDR),
+    ]
+}
+
+/// New accounts one source address may open at once: an office or a class behind one NAT
+/// opening its accounts in the same morning.
+pub const REGISTRATIONS_BURST_PER_ADDR: u32 = 30;
+/// Then one more account per address every this long (30 an hour): a flood from one address
+/// gets 60 accounts in its first hour where it got 72 000.
+pub const REGISTRATION_REFILL_MS: u64 = 120_000;
+/// Most addresses tracked. A record whose bucket is full again is dropped first (it says
+/// nothing); beyond that, new addresses wait for a refill.
+pub const MAX_REGISTRATION_RECORDS: usize = 100_000;
+
+/// The registration bucket of an address: `Some(debt_until)` is the time at which it is full
+/// again (GCRA's theoretical arrival time); none, or one in the past, is a full bucket.
+pub type Debt = Option<Instant>;
+
+/// Whether an address whose bucket is `debt` may open an account at `now`: `Ok(new debt)`, or
+/// `Err(wait)` until it may. Each account adds one refill interval of debt; an address may owe
+/// up to the whole bucket.
+pub fn admit_registration(debt: Debt, now: Instant) -> Result<Instant, Duration> {
+    let interval = Duration::from_millis(REGISTRATION_REFILL_MS);
+    let debt = debt.map_or(now, |d| d.max(now));
+    let allowed = interval * REGISTRATIONS_BURST_PER_ADDR;
+    let owed = debt - now + interval;
+    if owed > allowed {
+        return Err(owed - allowed);
+    }
+    Ok(debt + interval)
+}
+
+/// The registration key of a source address: the address itself for IPv4 (one NAT is one
+/// office), its /64 for IPv6 (one host usually holds a whole /64).
+pub fn registration_key(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+/// New accounts per source address (`admit_registration`); soft state, bounded.
+#[derive(Default)]
+pub struct RegistrationThrottle {
+    debts: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+impl RegistrationThrottle {
+    /// Admits a registration from `addr` at `now`, counted at once (so a burst sent together
+    /// cannot all pass before the first is counted); `Err(wait)` when its bucket is empty.
+    pub fn admit(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        let key = registration_key(addr);
+        let mut debts = self.debts.lock().unwrap_or_else(|p| p.into_inner());
+        let debt = debts.get(&key).copied();
+        if debt.is_none() && debts.len() >= MAX_REGISTRATION_RECORDS {
+            debts.retain(|_, d| *d > now);
+            if debts.len() >= MAX_REGISTRATION_RECORDS {
+                return Err(Duration::from_millis(REGISTRATION_REFILL_MS));
+            }
+        }
+        let debt = admit_registration(debt, now)?;
+        debts.insert(key, debt);
+        Ok(())
+    }
+
+    /// The admitted registration from `addr` did no work (the password workers were busy):
+    /// it is not counted.
+    pub fn not_done(&self, addr: IpAddr) {
+        let key = registration_key(addr);
+        let mut debts = self.debts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = debts.get_mut(&key) {
+            *d = d.checked_sub(Duration::from_millis(REGISTRATION_REFILL_MS)).unwrap_or(*d);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.debts.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +268,88 @@ mod tests {
             t.succeeded(&k);
         }
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn an_attempt_never_checked_is_no_failure_of_the_user_nor_the_address() {
+        let t = LoginThrottle::default();
+        let k = keys("alice", "10.0.0.1".parse().unwrap());
+        let t0 = Instant::now();
+        // A client retrying its right password on a busy pool: 20 attempts, none checked.
+        for i in 0..20 {
+            assert!(t.admit(&k, t0).is_ok(), "attempt {i} is heard");
+            t.not_checked(&k);
+        }
+        assert_eq!(t.len(), 0);
+        // Wrong passwords in between still count, and a busy answer does not erase them.
+        for _ in 0..3 {
+            t.admit(&k, t0).unwrap();
+        }
+        t.admit(&[("user:bob".into(), 3)], t0).unwrap();
+        t.not_checked(&[("user:bob".into(), 3)]);
+        assert_eq!(t.admit(&k, t0).unwrap_err(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_address_opens_a_burst_of_accounts_then_one_per_refill() {
+        let t = RegistrationThrottle::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        let admitted = (0..1000).filter(|_| t.admit(a, t0).is_ok()).count();
+        assert_eq!(admitted, REGISTRATIONS_BURST_PER_ADDR as usize);
+        let refill = Duration::from_millis(REGISTRATION_REFILL_MS);
+        assert_eq!(t.admit(a, t0).unwrap_err(), refill, "the refusal says when the next one is due");
+        assert!(t.admit(a, t0 + refill - Duration::from_millis(1)).is_err());
+        assert!(t.admit(a, t0 + refill).is_ok());
+        assert!(t.admit(a, t0 + refill).is_err(), "one per refill");
+        // An hour of flooding gets 30 more, not 72 000.
+        let hour = Duration::from_secs(3600);
+        let mut got = 0;
+        let mut now = t0 + refill;
+        while now < t0 + hour {
+            now += Duration::from_millis(50);
+            got += usize::from(t.admit(a, now).is_ok());
+        }
+        assert_eq!(got, 29);
+        // Another address, and the same address's logins, are untouched.
+        assert!(t.admit("10.0.0.2".parse().unwrap(), t0).is_ok());
+        // An idle address is full again after the whole bucket's refill.
+        let later = now + refill * REGISTRATIONS_BURST_PER_ADDR;
+        assert_eq!((0..1000).filter(|_| t.admit(a, later).is_ok()).count(), REGISTRATIONS_BURST_PER_ADDR as usize);
+    }
+
+    #[test]
+    fn a_registration_that_did_no_work_is_not_counted() {
+        let t = RegistrationThrottle::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            t.admit(a, t0).unwrap();
+            t.not_done(a);
+        }
+        assert_eq!((0..1000).filter(|_| t.admit(a, t0).is_ok()).count(), REGISTRATIONS_BURST_PER_ADDR as usize);
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64_and_mapped_ipv4_by_the_ipv4_address() {
+        let k = |s: &str| registration_key(s.parse().unwrap());
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), k("2001:db8:1:2:bbbb::9"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::ffff:10.0.0.1"), k("10.0.0.1"));
+        assert_ne!(k("10.0.0.1"), k("10.0.0.2"));
+    }
+
+    #[test]
+    fn the_registration_table_is_bounded() {
+        let t = RegistrationThrottle::default();
+        let now = Instant::now();
+        for i in 0..(MAX_REGISTRATION_RECORDS as u32 + 50) {
+            let _ = t.admit(IpAddr::V4(i.into()), now);
+        }
+        assert!(t.len() <= MAX_REGISTRATION_RECORDS);
+        // Once the buckets are full again, their records give way to new addresses.
+        let later = now + Duration::from_millis(REGISTRATION_REFILL_MS) * 2;
+        assert!(t.admit("255.255.255.255".parse().unwrap(), later).is_ok());
     }
 
     #[test]
