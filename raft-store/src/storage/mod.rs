@@ -7,6 +7,9 @@
 //!   snapshot meta, one line per state record, a trailer with the record count). Temporary
 //!   files beside it (`*.tmp`) are half-written snapshots and are deleted at open.
 //!
+//! Every folder is made 0700 and every file this crate writes 0600: the log holds every
+//! account's password hash (the node also runs with umask 077, which covers sled's own files).
+//!
 //! The state machine lives in memory: at open it is rebuilt from the snapshot, and openraft
 //! re-applies the committed tail of the log (`read_committed`). Every applied index is thus
 //! durable as log entries (fsynced before acknowledgement) or as a snapshot (fsynced before
@@ -17,6 +20,7 @@ mod snapshot;
 mod state_machine;
 pub mod timing;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub use log_store::LogStore;
@@ -51,7 +55,7 @@ impl StoreOptions {
 
 /// Opens (creating if needed) the log store and the state machine of one node.
 pub fn open_store(opts: &StoreOptions) -> Result<(LogStore, StateMachineStore), StoreError> {
-    std::fs::create_dir_all(&opts.dir)
+    create_private_dir(&opts.dir)
         .map_err(|e| StoreError::io(format!("cannot create data dir {}", opts.dir.display()), e))?;
     let sled_path = opts.dir.join("sled");
     let db = sled::Config::new()
@@ -62,6 +66,15 @@ pub fn open_store(opts: &StoreOptions) -> Result<(LogStore, StateMachineStore), 
     let log_store = LogStore::new(db, &sled_path)?;
     let sm = StateMachineStore::open(&opts.dir.join("snapshots"), opts.snapshot_thread_init)?;
     Ok((log_store, sm))
+}
+
+/// Mode of every file of a data_dir: the user's only.
+pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` and its missing parents 0700 (an existing folder keeps its mode: the node
+/// checks it, tracker-node's `datadir`).
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn snap_err<E: std::error::Error + 'static>(verb: ErrorVerb, e: &E) -> StorageEr
 impl StateMachineStore {
     /// Opens the snapshot directory and rebuilds the state from its current snapshot.
     pub(crate) fn open(dir: &Path, thread_init: Option<fn()>) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
+        super::create_private_dir(dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
         snapshot::remove_tmp_files(dir)?;
         let current_path = dir.join(snapshot::CURRENT);
         let (data, current) = if current_path.exists() {
@@ -223,6 +223,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(super::PRIVATE_FILE_MODE)
             .open(&path)
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, &e))?;
@@ -242,7 +243,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let tmp = self.snapshots.dir.join(format!("install-{seq}.tmp"));
         snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| snap_err(ErrorVerb::Read, &e))?;
         {
-            let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| snap_err(ErrorVerb::Write, &e))?;
+            let mut out = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(super::PRIVATE_FILE_MODE)
+                .open(&tmp)
+                .await
+                .map_err(|e| snap_err(ErrorVerb::Write, &e))?;
             tokio::io::copy(&mut *snapshot, &mut out).await.map_err(|e| snap_err(ErrorVerb::Write, &e))?;
             out.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, &e))?;
         }
@@ -338,7 +346,7 @@ pub fn seed_state(
         snapshot_id: format!("restore-{index}"),
     };
     let dir = data_dir.join("snapshots");
-    std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
+    super::create_private_dir(&dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
     let tmp = snapshot::write_tmp(&dir, &meta, state)?;
     snapshot::promote(&dir, &tmp)?;
     Ok(meta)

@@ -325,3 +325,18 @@ async fn purge_in_batches_removes_exactly_the_prefix() {
     assert!(kept.iter().zip(1235..).all(|(e, i)| e.log_id.index == i) && kept.len() == 66);
     assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(lid(1, 1234)));
 }
+
+/// A data_dir holds every password hash: what this crate creates is the user's only, whatever
+/// the process's umask (a restore runs without the node's 077).
+#[test]
+fn seeded_data_dirs_and_snapshot_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().unwrap();
+    let data_dir = dir.path().join("data/node-1");
+    let voters = [(1, crate::TrackerNode { api: "127.0.0.1:1".into(), raft: "127.0.0.1:2".into() })].into();
+    seed_state(&data_dir, &crate::TrackerState::default(), 7, voters).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data_dir), 0o700);
+    assert_eq!(mode(&data_dir.join("snapshots")), 0o700);
+    assert_eq!(mode(&data_dir.join("snapshots/current.snap")), 0o600);
+}
