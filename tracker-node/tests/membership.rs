@@ -231,3 +231,115 @@ fn a_removed_node_cannot_move_the_term_and_stops_campaigning() {
     rt.block_on(admin.create_group("at_the_end")).unwrap();
     assert!(problems.is_empty(), "{problems:#?}\nnode {second}'s log:\n{}", cluster.log(second));
 }
+
+/// The bound of `members add` for a learner to catch up (`api/admin.rs`,
+/// `ADD_CATCH_UP_TIMEOUT_MS`), with room for the command's own start and the learner's removal.
+const ADD_BOUND: Duration = Duration::from_secs(30);
+const ADD_WAIT: Duration = Duration::from_secs(ADD_BOUND.as_secs() + 30);
+
+#[test]
+fn members_add_of_a_listed_node_that_never_started_never_makes_it_a_voter() {
+    let _one = one_at_a_time();
+    let mut cluster = Cluster::start_with(options(3));
+    cluster.wait_leader(&[]);
+    let rt = runtime();
+    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    let new = cluster.add_node();
+    assert_eq!(new, 4);
+    let mut problems = Vec::new();
+
+    // `members add --id 4` for a node that is listed but was never started, watched the whole
+    // time it runs: the voters of every running node, the learners, and a write every round.
+    let started = Instant::now();
+    let mut add = std::process::Command::new(workspace_bin("tracker-node"))
+        .args(["members", "add", "--config"])
+        .arg(&cluster.config)
+        .args(["--id", "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut rounds, mut seen_learner, mut writes, mut write_ms) = (0u64, false, 0u64, Vec::new());
+    let exited = loop {
+        if add.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if started.elapsed() > ADD_WAIT {
+            break false;
+        }
+        rounds += 1;
+        for id in 1..=3 {
+            let Some(st) = cluster.status(id) else { continue };
+            if st["voters"].as_array().is_some_and(|v| v.contains(&json!(4))) {
+                problems
+                    .push(format!("{} ms in, node {id} lists node 4 as a voter: {st}", started.elapsed().as_millis()));
+            }
+            seen_learner |= st["role"] == "leader" && st["learners"] == json!([4]);
+        }
+        let t = Instant::now();
+        match rt.block_on(admin.create_group(&format!("during_add_{rounds}"))) {
+            Ok(_) => {
+                writes += 1;
+                write_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Err(e) => problems.push(format!("a write {} ms into the add failed: {e}", started.elapsed().as_millis())),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if !exited {
+        // SAFETY: kill(2) on the PID of the child this test spawned and has not reaped.
+        unsafe { libc::kill(add.id() as i32, libc::SIGKILL) };
+    }
+    let out = add.wait_with_output().unwrap();
+    let took = started.elapsed();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    write_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!(
+        "members add of a node never started: exit {:?} after {} ms; {rounds} rounds watched, {writes} writes \
+         (p50 {:.1} ms, max {:.1} ms); stdout={stdout:?} stderr={stderr:?}",
+        out.status.code(),
+        took.as_millis(),
+        write_ms.get(write_ms.len() / 2).copied().unwrap_or(f64::NAN),
+        write_ms.last().copied().unwrap_or(f64::NAN),
+    );
+    if !exited {
+        problems.push(format!("members add did not end within {} s", ADD_WAIT.as_secs()));
+    }
+    for id in 1..=3 {
+        if let Some(st) = cluster.status(id).filter(|s| s["voters"].as_array().is_some_and(|v| v.contains(&json!(4)))) {
+            problems.push(format!("after the add, node {id} lists node 4 as a voter: {st}"));
+        }
+    }
+    if out.status.code() != Some(1)
+        || !stderr.lines().any(|l| l.starts_with("error: ") && l.contains("node 4 did not catch up"))
+        || !stdout.is_empty()
+    {
+        problems.push(format!("members add --id 4: exit {:?} stdout={stdout:?} stderr={stderr:?}", out.status.code()));
+    }
+    if !seen_learner {
+        problems.push("the leader's status never showed node 4 as a learner while the add waited".into());
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // The learner is taken out again: every node's membership is the three voters alone.
+    wait_until("nodes 1-3 to list voters 1, 2, 3 and no learner", WAIT, || {
+        (1..=3)
+            .all(|id| cluster.status(id).is_some_and(|s| s["voters"] == json!([1, 2, 3]) && s["learners"] == json!([])))
+    });
+
+    // Started, the same node is added as the docs say.
+    cluster.start_node(4);
+    wait_until("node 4 to decide whether to initialise a cluster", WAIT, || {
+        cluster.log(4).contains("this cluster already runs")
+    });
+    let (ok, stdout, stderr) = members(&cluster, "add", 4);
+    assert!(
+        ok && stdout == "node 4 is now a voter (voters: 1, 2, 3, 4)\n",
+        "members add --id 4 once it runs: stdout={stdout:?} stderr={stderr:?}"
+    );
+    wait_until("node 4 to report itself a voter of 1, 2, 3, 4", WAIT, || {
+        cluster.status(4).is_some_and(|s| s["voters"] == json!([1, 2, 3, 4]) && s["role"] == "follower")
+    });
+    rt.block_on(admin.create_group("after_add")).unwrap();
+}

@@ -1,8 +1,17 @@
 //! The admin calls, the operator's only (`auth::check_operator`). `POST /v1/admin/members`:
 //! membership changes, on the leader. Adding makes the node a learner first and waits (bounded)
-//! for it to catch up (openraft's blocking add_learner), then promotes it to voter; removing
-//! takes it out of the voters. Either is refused when the voters after it would not include a
-//! quorum that answers now (etcd's strict reconfiguration check), and answers within a bound.
+//! until the leader's replication metrics say it has caught up (`catch_up`), then promotes it
+//! to voter; a learner that does not catch up in time is taken out again and the add refused.
+//! Removing takes a node out of the voters. Either is refused when the voters after it would
+//! not include a quorum that answers now (etcd's strict reconfiguration check), and answers
+//! within a bound.
+//!
+//! Why not openraft's `add_learner(.., blocking = true)`: in 0.9 it counts a learner as up to
+//! date when it is at most `Config::replication_lag_threshold` entries behind (5000 by default),
+//! and a learner that never answered is "behind" by the leader's whole log, so on any log
+//! shorter than that a node that was never started passes at once; and it returns success even
+//! when its wait fails. The wait here asks more: an answer from the learner, at or past the
+//! entry that added it, and at most `CAUGHT_UP_MAX_LAG_ENTRIES` behind.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,8 +31,14 @@ use super::listener::Channel;
 use super::{auth, ok_json, ApiError, ApiResult, AppState};
 
 /// How long an add waits for the new node to catch up as a learner before it gives up (and
-/// takes the learner out again).
-pub const ADD_CATCH_UP_TIMEOUT_MS: u64 = 60_000;
+/// takes the learner out again). A node that runs catches up in seconds (a snapshot in 1 MiB
+/// chunks, then the log); one that never answers is refused within this. A refused add can be
+/// run again: the node keeps what it received.
+pub const ADD_CATCH_UP_TIMEOUT_MS: u64 = 30_000;
+/// How far behind the leader's last log index a learner may be and count as caught up, in
+/// entries: what a busy leader appends in a few round trips, so the new voter does not hold
+/// back commits while it fetches a backlog.
+pub const CAUGHT_UP_MAX_LAG_ENTRIES: u64 = 100;
 /// How long a membership change waits to be committed.
 pub const CHANGE_TIMEOUT_MS: u64 = 10_000;
 /// How long the strict reconfiguration check waits for each voter's status.
@@ -42,6 +57,102 @@ async fn bounded<T>(ms: u64, what: &str, f: impl std::future::Future<Output = Ap
     tokio::time::timeout(Duration::from_millis(ms), f).await.unwrap_or_else(|_| {
         Err(ApiError::Unavailable(format!("{what} did not finish within {} s; check `tracker-node status`", ms / 1000)))
     })
+}
+
+/// What the leader's metrics say of a learner being added (plain data, for `catch_up`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnerView {
+    /// This node still leads (it has replication metrics).
+    pub leading: bool,
+    /// The learner is still in the membership.
+    pub member: bool,
+    /// The learner's last log index the leader knows it holds; `None` before it first answered.
+    pub matched: Option<u64>,
+    /// The leader's last log index.
+    pub last_log_index: Option<u64>,
+}
+
+/// Where an add's wait for its learner stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatchUp {
+    Waiting,
+    CaughtUp,
+    /// This node no longer leads: the add cannot go on here.
+    LostLeadership,
+    /// Someone else took the learner out meanwhile.
+    Removed,
+}
+
+/// Whether the learner added by the entry at `added_at` has caught up: it answered, holds that
+/// entry, and is at most `CAUGHT_UP_MAX_LAG_ENTRIES` behind the leader's last log index.
+pub fn catch_up(v: &LearnerView, added_at: u64) -> CatchUp {
+    if !v.leading {
+        return CatchUp::LostLeadership;
+    }
+    if !v.member {
+        return CatchUp::Removed;
+    }
+    match v.matched {
+        Some(m) if m >= added_at && v.last_log_index.unwrap_or(0).saturating_sub(m) <= CAUGHT_UP_MAX_LAG_ENTRIES => {
+            CatchUp::CaughtUp
+        }
+        _ => CatchUp::Waiting,
+    }
+}
+
+/// The learner's view in the leader's metrics `m`.
+fn learner_view(m: &openraft::RaftMetrics<NodeId, TrackerNode>, id: NodeId) -> LearnerView {
+    LearnerView {
+        leading: m.replication.is_some(),
+        member: m.membership_config.membership().get_node(&id).is_some(),
+        matched: m.replication.as_ref().and_then(|r| r.get(&id)).and_then(|l| l.as_ref()).map(|l| l.index),
+        last_log_index: m.last_log_index,
+    }
+}
+
+/// Waits (at most `ADD_CATCH_UP_TIMEOUT_MS`) for learner `id`, added by the entry at
+/// `added_at`, to catch up, on every change of the leader's metrics.
+async fn wait_caught_up(s: &AppState, id: NodeId, added_at: u64) -> ApiResult<()> {
+    let mut rx = s.raft.metrics();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ADD_CATCH_UP_TIMEOUT_MS);
+    loop {
+        let view = learner_view(&rx.borrow_and_update(), id);
+        match catch_up(&view, added_at) {
+            CatchUp::CaughtUp => return Ok(()),
+            CatchUp::LostLeadership => {
+                return Err(ApiError::Unavailable(format!(
+                    "this node stopped leading while node {id} caught up; run the add again"
+                )))
+            }
+            CatchUp::Removed => {
+                return Err(ApiError::Conflict(
+                    "not_caught_up",
+                    format!("node {id} was taken out of the membership while it caught up"),
+                ))
+            }
+            CatchUp::Waiting => {}
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ApiError::Unavailable("this node stopped".into())),
+            Err(_) => {
+                let last = view.last_log_index.unwrap_or(0);
+                let has = match view.matched {
+                    None => "it never answered the leader".to_string(),
+                    Some(m) => format!("it holds the log up to entry {m} of {last}"),
+                };
+                return Err(ApiError::Conflict(
+                    "not_caught_up",
+                    format!(
+                        "node {id} did not catch up within {} s ({has}), so it was not made a voter and was \
+                         taken out again as a learner; is it running? Start it (tracker-node run --id {id}) and \
+                         add it again",
+                        ADD_CATCH_UP_TIMEOUT_MS / 1000
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// etcd's strict reconfiguration check: the voters after the change must include a quorum
@@ -110,19 +221,23 @@ pub async fn members(
         let resp = match req.action.as_str() {
             "add" => {
                 let node = TrackerNode { api: req.api, raft: req.raft };
-                // A learner first: it receives the log but has no vote until it caught up.
-                let caught_up = bounded(ADD_CATCH_UP_TIMEOUT_MS, "catching up", async {
-                    s.raft.add_learner(req.id, node, true).await.map_err(map_err)
+                // A learner first: it receives the log but has no vote until it caught up. The
+                // learner entry itself is committed by the voters alone.
+                let added = bounded(CHANGE_TIMEOUT_MS, "adding the learner", async {
+                    s.raft.add_learner(req.id, node, false).await.map_err(map_err)
                 })
-                .await;
-                if let Err(e) = caught_up {
+                .await?;
+                if let Err(e) = wait_caught_up(&s, req.id, added.log_id.index).await {
                     if !voters.contains(&req.id) {
                         // Do not leave a learner behind that never caught up.
-                        let _ = bounded(CHANGE_TIMEOUT_MS, "removing the learner", async {
+                        let removed = bounded(CHANGE_TIMEOUT_MS, "removing the learner", async {
                             let gone = ChangeMembers::RemoveNodes(BTreeSet::from([req.id]));
                             s.raft.change_membership(gone, false).await.map_err(map_err)
                         })
                         .await;
+                        if let Err(r) = removed {
+                            tracing::warn!(id = req.id, "a learner that did not catch up is still listed: {r:?}");
+                        }
                     }
                     return Err(e);
                 }
@@ -196,6 +311,29 @@ mod tests {
 
     fn set(ids: &[u64]) -> BTreeSet<u64> {
         ids.iter().copied().collect()
+    }
+
+    fn view(matched: Option<u64>, last: u64) -> LearnerView {
+        LearnerView { leading: true, member: true, matched, last_log_index: Some(last) }
+    }
+
+    #[test]
+    fn a_learner_counts_as_caught_up_only_once_it_answered_near_the_leaders_log() {
+        // Never answered: waiting, however short the log (openraft's own check passed this).
+        assert_eq!(catch_up(&view(None, 3), 3), CatchUp::Waiting);
+        assert_eq!(catch_up(&view(None, 0), 0), CatchUp::Waiting);
+        // Answered, but not yet holding the entry that added it.
+        assert_eq!(catch_up(&view(Some(2), 3), 3), CatchUp::Waiting);
+        // Holding it and close enough.
+        assert_eq!(catch_up(&view(Some(3), 3), 3), CatchUp::CaughtUp);
+        assert_eq!(catch_up(&view(Some(900), 900 + CAUGHT_UP_MAX_LAG_ENTRIES), 3), CatchUp::CaughtUp);
+        // Too far behind a busy leader.
+        assert_eq!(catch_up(&view(Some(900), 901 + CAUGHT_UP_MAX_LAG_ENTRIES), 3), CatchUp::Waiting);
+        // The add cannot go on.
+        let lost = LearnerView { leading: false, ..view(Some(3), 3) };
+        assert_eq!(catch_up(&lost, 3), CatchUp::LostLeadership);
+        let gone = LearnerView { member: false, ..view(None, 3) };
+        assert_eq!(catch_up(&gone, 3), CatchUp::Removed);
     }
 
     #[test]
