@@ -99,6 +99,12 @@ fn ticket_path(group: &str, name: &str) -> String {
     format!("/v1/groups/{group}/files/{name}/ticket")
 }
 
+/// The caller's daemon announces itself with `peer_key`: tickets are issued for that key only.
+fn announce(api: &str, t: &str, peer_key: &str) {
+    let body = json!({ "peer_addr": "127.0.0.1:7", "peer_key": peer_key }).to_string();
+    ok(call(api, "PUT", "/v1/peer", Some(t), Some(&body)));
+}
+
 fn ask_ticket(api: &str, t: &str, group: &str, name: &str, peer_key: &str) -> HttpResponse {
     call(api, "POST", &ticket_path(group, name), Some(t), Some(&json!({ "peer_key": peer_key }).to_string()))
 }
@@ -144,6 +150,7 @@ fn a_members_ticket_binds_group_file_user_and_key_and_verifies_under_the_key_of_
         Some(&upload_body("doc.txt", "127.0.0.1:7", &key(1))),
     ));
 
+    announce(&api, &bob, &key(0xb0));
     let asked_at = now_ms();
     let t = verified(ask_ticket(&api, &bob, "team", "doc.txt", &key(0xb0)), &cluster_key);
     assert_eq!(t.group, "team");
@@ -172,6 +179,7 @@ fn a_members_ticket_binds_group_file_user_and_key_and_verifies_under_the_key_of_
     let rt = runtime();
     let client = cluster.client().with_token(Some(bob.clone()));
     assert_eq!(rt.block_on(client.ticket_key()).unwrap(), hex::encode(cluster_key));
+    announce(&api, &bob, &key(3));
     let tr = rt.block_on(client.ticket("team", "doc.txt", &key(3))).unwrap();
     let t = verify(&hex::decode(&tr.ticket).unwrap(), &cluster_key, now_ms()).unwrap();
     assert_eq!((t.user.as_str(), t.peer_key), ("bob", [3; 32]));
@@ -187,11 +195,53 @@ fn a_members_ticket_binds_group_file_user_and_key_and_verifies_under_the_key_of_
     for id in cluster.running() {
         assert_eq!(ticket_key(&cluster, id), cluster_key, "node {id} after the failover");
     }
+    announce(cluster.api(new_leader), &bob, &key(4));
     let r = ask_ticket(cluster.api(new_leader), &bob, "team", "doc.txt", &key(4));
     let t = verified(r, &cluster_key);
     assert_eq!((t.group.as_str(), t.user.as_str(), t.peer_key), ("team", "bob", [4; 32]));
+    announce(cluster.api(new_leader), &bob, &key(5));
     let tr = rt.block_on(client.ticket("team", "doc.txt", &key(5))).unwrap();
     assert!(verify(&hex::decode(&tr.ticket).unwrap(), &cluster_key, now_ms()).is_ok());
+}
+
+#[test]
+fn a_member_gets_no_ticket_for_another_key_than_the_one_his_daemon_announced() {
+    let cluster = Cluster::start(1);
+    let api = cluster.api(1).to_string();
+    let cluster_key = ticket_key(&cluster, 1);
+    let [alice, bob] = ["alice", "bob"].map(|u| token(&cluster, u));
+    group_with(&api, "team", &alice, &[&bob]);
+    ok(call(
+        &api,
+        "POST",
+        "/v1/groups/team/files",
+        Some(&alice),
+        Some(&upload_body("doc.txt", "127.0.0.1:7", &key(1))),
+    ));
+    let (bobs, mallorys) = (key(0xb0), key(0x66));
+    // Before his daemon announced any key, bob gets no ticket for any key: not even his own.
+    let r = ask_ticket(&api, &bob, "team", "doc.txt", &bobs);
+    assert_eq!(refusal(&r), (403, "not_allowed".to_string()), "{r:?}");
+    announce(&api, &bob, &bobs);
+    // bob asks for a ticket bound to mallory's key, to hand her access: refused, no ticket.
+    let r = ask_ticket(&api, &bob, "team", "doc.txt", &mallorys);
+    assert_eq!(refusal(&r), (403, "not_allowed".to_string()), "{r:?}");
+    assert!(r.json().get("ticket").is_none(), "{r:?}");
+    let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("announce"), "the refusal says what to do: {message}");
+    // The same in capitals is still mallory's key.
+    let r = ask_ticket(&api, &bob, "team", "doc.txt", &mallorys.to_uppercase());
+    assert_eq!(refusal(&r), (403, "not_allowed".to_string()), "{r:?}");
+    // His own announced key gets one; once his daemon announces another key, the old one is
+    // refused and the new one served.
+    assert_eq!(verified(ask_ticket(&api, &bob, "team", "doc.txt", &bobs), &cluster_key).peer_key, [0xb0; 32]);
+    announce(&api, &bob, &key(0xb1));
+    let r = ask_ticket(&api, &bob, "team", "doc.txt", &bobs);
+    assert_eq!(refusal(&r), (403, "not_allowed".to_string()), "{r:?}");
+    assert_eq!(verified(ask_ticket(&api, &bob, "team", "doc.txt", &key(0xb1)), &cluster_key).peer_key, [0xb1; 32]);
+    // The refusals wrote nothing: the tracker still lists bob's latest key only.
+    let details = ok(call(&api, "GET", "/v1/groups/team/files/doc.txt", Some(&alice), None));
+    assert_eq!(details["sharers"].as_array().unwrap().len(), 1, "{details}");
 }
 
 #[test]
@@ -237,6 +287,7 @@ fn no_ticket_for_non_members_nor_after_leave_removal_or_logout() {
     }
     // Each of bob, dave and erin gets a ticket while a member with an open session ...
     for t in [&bob, &dave, &erin] {
+        announce(&api, t, &key(9));
         verified(ask_ticket(&api, t, "team", "doc.txt", &key(9)), &cluster_key);
     }
     // ... and none once bob left, dave was removed by the owner, erin logged out.
@@ -253,6 +304,7 @@ fn no_ticket_for_non_members_nor_after_leave_removal_or_logout() {
         no_ticket(&r);
     }
     // The owner still gets one.
+    announce(&api, &alice, &key(8));
     let t = verified(ask_ticket(&api, &alice, "team", "doc.txt", &key(8)), &cluster_key);
     assert_eq!(t.user, "alice");
 }
