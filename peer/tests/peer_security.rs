@@ -81,6 +81,8 @@ fn a_non_member_who_knows_the_address_group_and_sha1_gets_error_7_and_no_byte_of
 
         // bob's genuine ticket, replayed by mallory on her own key: bound to bob's key, refused.
         let bobs_key = PeerIdentity::ephemeral();
+        // (A ticket is issued only for the key bob's daemon announced: announce this one.)
+        bob.announce("127.0.0.1:9", &bobs_key.public_hex()).await.unwrap();
         let t = bob.ticket("vault", "doc.bin", &bobs_key.public_hex()).await.unwrap();
         let bytes = hex::decode(&t.ticket).unwrap();
         let got = attempt(&w.alice_addr, &key, &me, &handshake("vault", sha, "bob", bytes.clone())).await;
@@ -109,6 +111,7 @@ fn a_member_who_leaves_gets_no_new_ticket_and_a_plaintext_or_malformed_client_ge
         let bob = w.cluster.client().with_token(Some(session_token(&w.bob.home)));
         let key = listed_key(&bob, "vault", "doc.bin", &w.alice_addr).await;
         let me = PeerIdentity::ephemeral();
+        bob.announce("127.0.0.1:9", &me.public_hex()).await.unwrap();
         assert!(bob.ticket("vault", "doc.bin", &me.public_hex()).await.is_ok());
         w.bob.ok(&["leave-group", "vault"]);
         let e = bob.ticket("vault", "doc.bin", &me.public_hex()).await.unwrap_err();
@@ -161,6 +164,7 @@ fn a_logout_through_the_api_pauses_the_daemons_shares() {
         let bob = w.cluster.client().with_token(Some(session_token(&w.bob.home)));
         let key = listed_key(&bob, "vault", "doc.bin", &w.alice_addr).await;
         let me = PeerIdentity::ephemeral();
+        bob.announce("127.0.0.1:9", &me.public_hex()).await.unwrap();
         let t = hex::decode(bob.ticket("vault", "doc.bin", &me.public_hex()).await.unwrap().ticket).unwrap();
         // alice's token is logged out from elsewhere (her daemon's session.json still holds it).
         let alice = w.cluster.client().with_token(Some(session_token(&w.alice.home)));
@@ -322,6 +326,7 @@ fn a_thousand_idle_connections_and_a_member_hogging_slots_do_not_lock_out_a_down
         let c = w.cluster.client().with_token(Some(session_token(&carol.home)));
         let key = listed_key(&c, "vault", "doc.bin", &w.alice_addr).await;
         let me = Arc::new(PeerIdentity::ephemeral());
+        c.announce("127.0.0.1:9", &me.public_hex()).await.unwrap();
         let t = hex::decode(c.ticket("vault", "doc.bin", &me.public_hex()).await.unwrap().ticket).unwrap();
         let mut tasks = Vec::new();
         for _ in 0..12 {
@@ -385,7 +390,10 @@ fn a_seed_hands_a_piece_to_one_downloader_first_and_a_cancel_drops_its_request()
         let (one, two) = (PeerIdentity::ephemeral(), PeerIdentity::ephemeral());
         let ticket = |me: &PeerIdentity| {
             let (bob, key) = (bob.clone(), me.public_hex());
-            async move { hex::decode(bob.ticket("vault", "doc.bin", &key).await.unwrap().ticket).unwrap() }
+            async move {
+                bob.announce("127.0.0.1:9", &key).await.unwrap();
+                hex::decode(bob.ticket("vault", "doc.bin", &key).await.unwrap().ticket).unwrap()
+            }
         };
         let (t1, t2) = (ticket(&one).await, ticket(&two).await);
         let frames = |msgs: &[Message]| {

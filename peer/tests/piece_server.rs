@@ -31,7 +31,9 @@ fn the_piece_server_answers_each_error_code_and_serves_at_most_64_connections() 
         let a = cluster.client().with_token(Some(session_token(&alice.home)));
         let key = listed_key(&a, "g", "f.bin", &addr).await;
         let me = PeerIdentity::ephemeral();
+        // Tickets are issued only for the key the caller's daemon announced: announce `k` first.
         let ticket = |name: &'static str, who: tracker_client::TrackerClient, k: String| async move {
+            who.announce("127.0.0.1:9", &k).await.unwrap();
             hex::decode(who.ticket("g", name, &k).await.unwrap().ticket).unwrap()
         };
         let t = ticket("f.bin", a.clone(), me.public_hex()).await;

@@ -5,6 +5,11 @@
 //! verified list of a download in progress), and request pieces, which are read with
 //! positional reads.
 //!
+//! A connection is served only while its ticket lasts: the downloader sends a fresh one on it
+//! (`ticket` frame) before the old one expires, checked like the first, or the connection ends
+//! with error 7 at expiry. So a member who was removed (and gets no fresh ticket) is cut off
+//! within a ticket's lifetime (docs/PROTOCOL.md, "Tickets while a connection lasts").
+//!
 //! A shared file whose stored list is missing (deleted, or shared by an older version) gets it
 //! rebuilt from the file on the blocking pool, one rebuild at a time per daemon; the requester
 //! waits for it (or times out and comes back). A list that no longer matches the file as shared
@@ -23,10 +28,10 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::ServerStream;
-use super::download::conn::{bools_to_bits, name_of, HANDSHAKE_TIMEOUT_MS, PROTOCOL_VERSION, WRITE_TIMEOUT_MS};
+use super::download::conn::{bools_to_bits, name_of, PROTOCOL_VERSION, WRITE_TIMEOUT_MS};
 use super::download::Live;
 use super::shares::Share;
-use super::slots::{HandshakeSlot, SlotLimits, Slots};
+use super::slots::{HandshakeSlot, SlotLimits, Slots, FIRST_BYTE_TIMEOUT_MS, HELLO_TIMEOUT_MS};
 use super::spread::{Spread, Verdict};
 use super::tickets::{self, Expect};
 use super::wire::{self, FrameReader, WireError};
@@ -34,14 +39,12 @@ use super::{disk, BadPieceList, Daemon};
 use crate::hashing::{piece_list_sha1, PieceHash};
 use proto::piece::MAX_PIECE_LIST_HASHES_PER_FRAME;
 
-/// Most peers served at once (after their ticket is checked); see `slots` for the other bounds.
-pub const MAX_SERVE_CONNECTIONS: usize = 64;
 /// A served connection that sends no `request` and no `piece_list_request` for this long is
 /// closed with `error` 9, whatever keepalives it sends.
 pub const NO_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken) {
-    let slots = Slots::new(SlotLimits { serving: MAX_SERVE_CONNECTIONS, ..SlotLimits::default() });
+    let slots = Slots::new(SlotLimits::default());
     let spread = Arc::new(Spread::default());
     let mut conn_id: u64 = 0;
     let mut turned_away: u64 = 0;
@@ -59,16 +62,20 @@ pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken)
                 }
             },
         };
-        // Never wait here: a connection over its address's (or the total) bound is closed now.
-        let Some(slot) = slots.handshake(from.ip()) else {
-            turned_away += 1;
-            if last_report.elapsed() > Duration::from_secs(10) {
-                tracing::warn!(turned_away, last = %from, "closing connections over the handshake bounds");
-                last_report = Instant::now();
-                turned_away = 0;
+        // Never wait here: a connection over its address's, its network's or the total bound
+        // (`slots`) is closed now.
+        let slot = match slots.handshake(from.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                turned_away += 1;
+                if last_report.elapsed() > Duration::from_secs(10) {
+                    tracing::warn!(turned_away, last = %from, "closing connections over the handshake bounds: {full}");
+                    last_report = Instant::now();
+                    turned_away = 0;
+                }
+                drop(stream);
+                continue;
             }
-            drop(stream);
-            continue;
         };
         let (d, stop, slots, spread) = (d.clone(), stop.clone(), slots.clone(), spread.clone());
         conn_id += 1;
@@ -202,9 +209,9 @@ async fn serve_one(
     served: &mut Served,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    let deadline = Instant::now() + Duration::from_millis(HELLO_TIMEOUT_MS);
     let mut first = [0u8; 1];
-    match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), stream.peek(&mut first)).await {
+    match tokio::time::timeout(Duration::from_millis(FIRST_BYTE_TIMEOUT_MS), stream.peek(&mut first)).await {
         Err(_) => return Err("sent nothing".into()),
         Ok(Err(e)) => return Err(e.to_string()),
         Ok(Ok(0)) => return Err("closed before the handshake".into()),
@@ -241,10 +248,21 @@ async fn serve_one(
             .await;
     };
     let want = Expect { group: &group, file_sha1: &file_sha1, user: &user, channel_key: &channel_key };
-    if let Err(why) = tickets::check(&ticket, &cluster_key, tickets::now_ms(), &want) {
-        tracing::warn!(peer = %from, %user, file = %served.file, "refused a download: {why}");
-        return refuse(&mut w, E_TICKET, why).await;
-    }
+    let ticket = match tickets::check(&ticket, &cluster_key, tickets::now_ms(), &want) {
+        Ok(t) => t,
+        Err(why) => {
+            tracing::warn!(peer = %from, %user, file = %served.file, "refused a download: {why}");
+            return refuse(&mut w, E_TICKET, why).await;
+        }
+    };
+    let right = Right {
+        group: group.clone(),
+        file_sha1,
+        user: user.clone(),
+        channel_key,
+        cluster_key,
+        expires_at_ms: ticket.expires_at_ms,
+    };
     let _serving = match slots.serve(slot, &user) {
         Ok(s) => s,
         Err(full) => return refuse(&mut w, E_BUSY, full.to_string()).await,
@@ -282,7 +300,44 @@ async fn serve_one(
     wire::send(&mut w, &source.bitfield(), WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
     // A complete share hands each piece to one of its downloaders first (`spread.rs`).
     let _joined = matches!(source, Source::Complete { .. }).then(|| Joined::new(spread, &served.file, conn));
-    serve_requests(d, &source, &mut reader, &mut w, have_rx, _joined.as_ref(), served).await
+    serve_requests(d, &source, &mut reader, &mut w, have_rx, _joined.as_ref(), served, right).await
+}
+
+/// What a connection is served on: the checks its ticket passed, and until when. A fresh
+/// ticket must pass the same checks (same group, file, user and channel key) to extend it.
+struct Right {
+    group: String,
+    file_sha1: [u8; 20],
+    user: String,
+    channel_key: [u8; 32],
+    cluster_key: [u8; 32],
+    expires_at_ms: u64,
+}
+
+impl Right {
+    /// Milliseconds until the ticket expires (0 once it has).
+    fn left_ms(&self, now_ms: u64) -> u64 {
+        self.expires_at_ms.saturating_sub(now_ms)
+    }
+
+    /// Takes a fresh ticket sent on the connection: `Ok` extends the right to its expiry (never
+    /// shortens it); `Err` says why it does not count.
+    fn renew(&mut self, bytes: &[u8], now_ms: u64) -> Result<u64, String> {
+        let want =
+            Expect { group: &self.group, file_sha1: &self.file_sha1, user: &self.user, channel_key: &self.channel_key };
+        let t = tickets::check(bytes, &self.cluster_key, now_ms, &want)?;
+        self.expires_at_ms = self.expires_at_ms.max(t.expires_at_ms);
+        Ok(self.expires_at_ms)
+    }
+
+    /// The refusal once the ticket has expired with no fresh one.
+    fn expired(&self, now_ms: u64) -> String {
+        format!(
+            "the ticket expired at {} (now {now_ms}) and no fresh one came on this connection: ask the tracker for a \
+             new one (members only)",
+            self.expires_at_ms
+        )
+    }
 }
 
 /// This connection's place in a file's `Spread` record, left when dropped.
@@ -317,6 +372,7 @@ fn left_ms(deadline: Instant) -> u64 {
 type ServerWriter = WriteHalf<ServerStream>;
 type ServerReader = FrameReader<tokio::io::ReadHalf<ServerStream>>;
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_requests(
     d: &Arc<Daemon>,
     source: &Source,
@@ -325,6 +381,7 @@ async fn serve_requests(
     mut have_rx: Option<broadcast::Receiver<u32>>,
     spread: Option<&Joined<'_>>,
     served: &mut Served,
+    mut right: Right,
 ) -> Result<(), String> {
     let mut buf: Vec<u8> = Vec::new();
     let mut header: Vec<u8> = Vec::with_capacity(16);
@@ -333,14 +390,28 @@ async fn serve_requests(
     // Messages read ahead of the one being answered (see `read_ahead`), in the order sent.
     let mut inbox: VecDeque<Message> = VecDeque::new();
     loop {
+        // A fresh ticket counts as soon as it has arrived, not after the requests sent before
+        // it are answered (a full pipeline on a slow link takes longer than a renewal's margin).
+        read_ahead(reader, &mut inbox);
+        if let Err(why) = take_fresh_tickets(&mut right, &mut inbox, served) {
+            return refuse(w, E_TICKET, why).await;
+        }
+        // Nothing more is served on an expired ticket, however busy the connection is.
+        let now = tickets::now_ms();
+        if right.left_ms(now) == 0 {
+            tracing::info!(user = %served.user, file = %served.file, "ended a connection whose ticket expired");
+            return refuse(w, E_TICKET, right.expired(now)).await;
+        }
         // Keepalives and `have`s do not extend this: only asking for something does.
         let quiet_deadline = asked_at + Duration::from_millis(quiet_ms);
+        // A read waits no longer than the ticket lasts.
+        let wait_ms = left_ms(quiet_deadline).min(right.left_ms(now).max(1));
         let next = if let Some(m) = inbox.pop_front() {
             Ok(m)
         } else {
             match have_rx.as_mut() {
                 Some(rx) => tokio::select! {
-                    m = reader.next(left_ms(quiet_deadline)) => m,
+                    m = reader.next(wait_ms) => m,
                     h = rx.recv() => {
                         let out = match h {
                             Ok(piece) => Message::Have { piece },
@@ -351,11 +422,13 @@ async fn serve_requests(
                         continue;
                     }
                 },
-                None => reader.next(left_ms(quiet_deadline)).await,
+                None => reader.next(wait_ms).await,
             }
         };
         let msg = match next {
             Ok(m) => m,
+            // The ticket's end came first: refused at the top of the loop.
+            Err(WireError::Timeout(_)) if right.left_ms(tickets::now_ms()) == 0 => continue,
             Err(WireError::Timeout(_)) => {
                 let m = format!("no request for {quiet_ms} ms");
                 return refuse(w, E_IDLE, m).await;
@@ -409,11 +482,46 @@ async fn serve_requests(
                 let answer = faulty_list(d.faults.bad_piece_list, n as u32, start, hashes);
                 wire::send(w, &answer, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
             }
+            Message::Ticket { ticket } => {
+                if let Err(why) = fresh_ticket(&mut right, &ticket, served) {
+                    return refuse(w, E_TICKET, why).await;
+                }
+            }
             Message::Cancel { .. } | Message::KeepAlive | Message::Have { .. } => {}
             Message::Error { message, .. } => return Err(format!("peer closed: {message}")),
             other => return refuse(w, E_UNEXPECTED, format!("unexpected {}", name_of(&other))).await,
         }
     }
+}
+
+/// Takes a fresh ticket sent on the connection (`Right::renew`), logging either way.
+fn fresh_ticket(right: &mut Right, ticket: &[u8], served: &Served) -> Result<(), String> {
+    match right.renew(ticket, tickets::now_ms()) {
+        Ok(until) => {
+            tracing::info!(user = %served.user, file = %served.file, until, "a fresh ticket on an open connection");
+            Ok(())
+        }
+        Err(why) => {
+            tracing::warn!(user = %served.user, file = %served.file, "refused a fresh ticket: {why}");
+            Err(why)
+        }
+    }
+}
+
+/// Takes every fresh ticket among the messages read ahead, out of their turn: the requests
+/// before them wait for pieces, a renewal must not.
+fn take_fresh_tickets(right: &mut Right, inbox: &mut VecDeque<Message>, served: &Served) -> Result<(), String> {
+    let mut i = 0;
+    while i < inbox.len() {
+        if let Some(Message::Ticket { ticket }) = inbox.get(i) {
+            let ticket = ticket.clone();
+            inbox.remove(i);
+            fresh_ticket(right, &ticket, served)?;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Most messages read ahead of the one being answered: a downloader keeps at most
@@ -519,5 +627,51 @@ fn faulty_list(fault: Option<BadPieceList>, num_pieces: u32, start: u32, mut has
             hashes.truncate(short.saturating_sub(start) as usize);
             Message::PieceList { num_pieces: short, start: start.min(short), hashes }
         }
+    }
+}
+
+#[cfg(test)]
+mod right_tests {
+    use super::*;
+    use proto::ticket::{Ticket, TicketSigner};
+
+    #[test]
+    fn a_fresh_ticket_extends_the_right_only_when_it_passes_the_handshakes_checks() {
+        let signer = TicketSigner::from_pkcs8(&TicketSigner::generate_pkcs8()).unwrap();
+        let (sha, key, now) = ([1u8; 20], [2u8; 32], 1_000_000u64);
+        let ticket = |user: &str, peer_key: [u8; 32], expires_at_ms: u64| {
+            signer.sign(&Ticket { group: "g".into(), file_sha1: sha, user: user.into(), peer_key, expires_at_ms })
+        };
+        let mut right = Right {
+            group: "g".into(),
+            file_sha1: sha,
+            user: "bob".into(),
+            channel_key: key,
+            cluster_key: signer.public_key(),
+            expires_at_ms: now + 1_000,
+        };
+        assert_eq!(right.left_ms(now), 1_000);
+        assert_eq!(right.left_ms(now + 5_000), 0);
+        assert_eq!(right.renew(&ticket("bob", key, now + 4_000), now), Ok(now + 4_000));
+        // An older ticket never shortens it; another user's or another key's never counts.
+        assert_eq!(right.renew(&ticket("bob", key, now + 2_000), now), Ok(now + 4_000));
+        assert!(right.renew(&ticket("mallory", key, now + 9_000), now).unwrap_err().contains("mallory"));
+        assert!(right.renew(&ticket("bob", [3; 32], now + 9_000), now).unwrap_err().contains("another peer key"));
+        assert!(right.renew(&[0xab; 100], now).is_err());
+        assert_eq!(right.expires_at_ms, now + 4_000, "refusals changed nothing");
+        assert!(right.expired(now + 5_000).contains("expired"));
+
+        // Fresh tickets read ahead are taken out of their turn; the requests stay in order.
+        let mut inbox: VecDeque<Message> = VecDeque::from(vec![
+            Message::Request { piece: 1 },
+            Message::Ticket { ticket: ticket("bob", key, now + 6_000) },
+            Message::Request { piece: 2 },
+        ]);
+        let served = Served::default();
+        take_fresh_tickets(&mut right, &mut inbox, &served).unwrap();
+        assert_eq!(Vec::from(inbox), vec![Message::Request { piece: 1 }, Message::Request { piece: 2 }]);
+        assert!(right.expires_at_ms >= now + 6_000 - 1);
+        let mut bad = VecDeque::from(vec![Message::Ticket { ticket: ticket("mallory", key, now + 9_000) }]);
+        assert!(take_fresh_tickets(&mut right, &mut bad, &served).is_err());
     }
 }

@@ -26,6 +26,7 @@ const T_KEEPALIVE: u8 = 7;
 const T_ERROR: u8 = 8;
 const T_PIECE_LIST_REQUEST: u8 = 9;
 const T_PIECE_LIST: u8 = 10;
+const T_TICKET: u8 = 11;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -76,6 +77,12 @@ pub enum Message {
         num_pieces: u32,
         start: u32,
         hashes: Vec<[u8; 20]>,
+    },
+    /// Downloader to sharer, on an open connection: a fresh ticket for the same file, user and
+    /// key, which the connection is served on from now (docs/PROTOCOL.md, "Tickets while a
+    /// connection lasts").
+    Ticket {
+        ticket: Vec<u8>,
     },
 }
 
@@ -177,6 +184,10 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
         Message::PieceList { num_pieces, start, hashes } => {
             out.push(T_PIECE_LIST);
             piece_list::encode_list(*num_pieces, *start, hashes, out);
+        }
+        Message::Ticket { ticket } => {
+            out.push(T_TICKET);
+            put_str(out, ticket);
         }
         Message::Piece { .. } => unreachable!("handled above"),
     }
@@ -329,6 +340,12 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, DecodeError> {
         }
         T_PIECE_LIST_REQUEST => piece_list::decode_request(body)?,
         T_PIECE_LIST => piece_list::decode_list(body)?,
+        T_TICKET => {
+            let mut b = Body { b: body, what: "ticket" };
+            let ticket = b.bytes("ticket", MAX_TICKET_BYTES)?.to_vec();
+            b.end()?;
+            Message::Ticket { ticket }
+        }
         other => return Err(DecodeError::UnknownType(other)),
     };
     Ok(Some((msg, 4 + len)))
@@ -380,6 +397,8 @@ mod tests {
             Message::PieceList { num_pieces: 3, start: 0, hashes: vec![[1; 20], [2; 20], [3; 20]] },
             Message::PieceList { num_pieces: 5, start: 4, hashes: vec![[0xab; 20]] },
             Message::PieceList { num_pieces: 0, start: 0, hashes: vec![] },
+            Message::Ticket { ticket: vec![9; 40] },
+            Message::Ticket { ticket: vec![] },
         ]
     }
 
@@ -451,6 +470,12 @@ mod tests {
         assert!(matches!(decode(&frame(T_HANDSHAKE, &hs)), Err(DecodeError::Truncated { .. })));
         // Non-UTF-8 error message.
         assert!(matches!(decode(&frame(T_ERROR, &[0, 1, 0, 1, 0xff])), Err(DecodeError::NotUtf8 { .. })));
+        // A renewal ticket over the bound, one cut short, one with bytes after it.
+        let mut t = ((MAX_TICKET_BYTES + 1) as u16).to_be_bytes().to_vec();
+        t.extend_from_slice(&vec![0; MAX_TICKET_BYTES + 1]);
+        assert!(matches!(decode(&frame(T_TICKET, &t)), Err(DecodeError::FieldTooLong { .. })));
+        assert!(matches!(decode(&frame(T_TICKET, &[0, 5, 1])), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(decode(&frame(T_TICKET, &[0, 1, 1, 2])), Err(DecodeError::TrailingBytes { .. })));
     }
 
     #[test]
@@ -550,6 +575,7 @@ mod tests {
                 .prop_map(|(piece, data)| Message::Piece { piece, data }),
             any::<u32>().prop_map(|piece| Message::Reject { piece }),
             Just(Message::KeepAlive),
+            proptest::collection::vec(any::<u8>(), 0..=MAX_TICKET_BYTES).prop_map(|ticket| Message::Ticket { ticket }),
             (any::<u16>(), ".{0,100}").prop_map(|(code, message)| Message::Error { code, message }),
             (any::<u32>(), 1..=MAX_PIECE_LIST_HASHES_PER_FRAME as u32)
                 .prop_map(|(start, count)| Message::PieceListRequest { start, count }),

@@ -1,7 +1,8 @@
 //! One connection from a downloader to a sharer: handshake, bitfield, the piece list (fetched
 //! and verified here if the download has none yet), then a pipeline of piece requests chosen by
 //! the picker; each piece is verified on the blocking pool and written at its offset before it
-//! counts.
+//! counts. Each ticket the swarm renews is sent on the open connection (`ticket` frame), which
+//! the sharer serves only while a ticket lasts.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -65,16 +66,19 @@ pub fn sha1_bytes(hex_s: &str) -> [u8; 20] {
     out
 }
 
-/// One connection to `sharer`, presenting `ticket` (the tracker's, for this download and this
-/// HOME's key).
-pub async fn run(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u8]) -> ConnEnd {
+/// The download's current ticket (the tracker's, for this download and this HOME's key), as
+/// the swarm renews it.
+pub type TicketRx = tokio::sync::watch::Receiver<Arc<Vec<u8>>>;
+
+/// One connection to `sharer`, presenting the current ticket, then each renewed one.
+pub async fn run(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: TicketRx) -> ConnEnd {
     match session(d, live, sharer, ticket).await {
         Ok(end) => end,
         Err(e) => ConnEnd::Failed(e),
     }
 }
 
-async fn session(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u8]) -> Result<ConnEnd, String> {
+async fn session(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, mut ticket: TicketRx) -> Result<ConnEnd, String> {
     let addr = sharer.addr.as_str();
     let meta = live.meta();
     let group = live.record.lock().unwrap_or_else(|p| p.into_inner()).group.clone();
@@ -98,7 +102,7 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u
         group: group.clone(),
         user,
         peer_id: *uuid::Uuid::new_v4().as_bytes(),
-        ticket: ticket.to_vec(),
+        ticket: ticket.borrow_and_update().to_vec(),
     };
     wire::send(&mut w, &hello, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
     match reader.next(HANDSHAKE_TIMEOUT_MS).await.map_err(|e| format!("handshake: {e}"))? {
@@ -119,7 +123,7 @@ async fn session(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer, ticket: &[u
     let kind = live.picker.lock().unwrap_or_else(|p| p.into_inner()).add_peer(&peer_has);
     let mut outstanding: Vec<u32> = Vec::with_capacity(PIPELINE_DEPTH);
     let mut peer = Peer { has: peer_has, kind, rejected: Default::default(), cancelled: Default::default() };
-    let result = match pump(live, &meta, &list, &mut reader, &mut w, &mut peer, &mut outstanding).await {
+    let result = match pump(live, &meta, &list, &mut reader, &mut w, &mut peer, &mut outstanding, &mut ticket).await {
         Err(e) if e.starts_with(BUSY_PREFIX) => Ok(ConnEnd::Busy(e)),
         other => other,
     };
@@ -246,6 +250,7 @@ impl Peer {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     live: &Arc<Live>,
     meta: &proto::api::FileMetaBody,
@@ -254,12 +259,14 @@ async fn pump(
     w: &mut Writer,
     peer: &mut Peer,
     outstanding: &mut Vec<u32>,
+    ticket: &mut TicketRx,
 ) -> Result<ConnEnd, String> {
     let mut rng = rand::rngs::StdRng::from_entropy();
     let part = live.part.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or("download is not active")?;
     let size = meta.size;
     let mut verifying: tokio::task::JoinSet<(u32, u64, std::io::Result<bool>)> = tokio::task::JoinSet::new();
-    let result = pump_inner(live, list, reader, w, peer, outstanding, &mut rng, part, size, &mut verifying).await;
+    let result =
+        pump_inner(live, list, reader, w, peer, outstanding, &mut rng, part, size, &mut verifying, ticket).await;
     // Pieces already received still count: finish their verification before leaving.
     let mut end = result;
     while let Some(done) = verifying.join_next().await {
@@ -306,6 +313,7 @@ async fn pump_inner(
     part: Arc<std::fs::File>,
     size: u64,
     verifying: &mut tokio::task::JoinSet<(u32, u64, std::io::Result<bool>)>,
+    ticket: &mut TicketRx,
 ) -> Result<ConnEnd, String> {
     // Every piece this download verifies, whichever connection brought it: a request for it
     // still outstanding here is cancelled (endgame duplicates).
@@ -344,6 +352,12 @@ async fn pump_inner(
         let timeout = if outstanding.is_empty() { IDLE_POLL_MS } else { PIECE_TIMEOUT_MS };
         let next = tokio::select! {
             m = reader.next(timeout) => m,
+            // The swarm renewed the ticket: the sharer serves this connection on it from now.
+            Ok(()) = ticket.changed() => {
+                let fresh = Message::Ticket { ticket: ticket.borrow_and_update().to_vec() };
+                wire::send(w, &fresh, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+                continue;
+            }
             v = verified_rx.recv() => {
                 // (A lagged receiver misses some: those arrive as duplicates, dropped below.)
                 if let Ok(piece) = v {
@@ -466,5 +480,6 @@ pub fn name_of(m: &Message) -> &'static str {
         Message::Error { .. } => "error",
         Message::PieceListRequest { .. } => "piece-list request",
         Message::PieceList { .. } => "piece list",
+        Message::Ticket { .. } => "ticket",
     }
 }

@@ -1,5 +1,6 @@
 //! One download's swarm, the I/O shell around `engine.rs`: it refreshes the sharer list and
-//! the ticket from the tracker, opens the connections the engine names (`conn.rs`), feeds back
+//! the ticket from the tracker (handing each renewed one to the open connections, which send it
+//! to their sharers), opens the connections the engine names (`conn.rs`), feeds back
 //! how they end and what was verified, and finishes or fails the download as the engine
 //! decides. It stops (connections closed, record untouched) when the download's stop token is
 //! cancelled: pause, cancel, daemon shutdown.
@@ -17,13 +18,23 @@ use super::{finish_failed, Live};
 use crate::daemon::shares::Share;
 use crate::daemon::Daemon;
 
-/// A ticket is renewed when it has less than this left.
+/// A ticket is renewed when it has less than this left, or half its lifetime if that is less
+/// (a tracker may issue shorter tickets: `TRACKER_TICKET_LIFETIME_MS`).
 const TICKET_RENEW_BEFORE_MS: u64 = 60_000;
 
-/// This download's ticket from the tracker: its bytes and when it expires.
+/// When a ticket valid from `issued_at_ms` to `expires_at_ms` is renewed: `TICKET_RENEW_BEFORE_MS`
+/// before it expires, or halfway through a shorter lifetime, so that the fresh one reaches every
+/// open connection's sharer before the old one runs out.
+pub fn renew_at_ms(issued_at_ms: u64, expires_at_ms: u64) -> u64 {
+    let lifetime = expires_at_ms.saturating_sub(issued_at_ms);
+    expires_at_ms.saturating_sub(TICKET_RENEW_BEFORE_MS.min(lifetime / 2))
+}
+
+/// This download's ticket from the tracker: the latest bytes (every open connection holds a
+/// receiver and sends each new one to its sharer), and when to renew it.
 struct HeldTicket {
-    bytes: Arc<Vec<u8>>,
-    expires_at_ms: u64,
+    tx: tokio::sync::watch::Sender<Arc<Vec<u8>>>,
+    renew_at_ms: u64,
 }
 
 /// How a swarm ends.
@@ -32,6 +43,9 @@ enum Outcome {
     Complete,
     /// Paused, cancelled or the daemon is stopping: the record is the caller's business.
     Stopped,
+    /// This HOME has no session any more (logged out, or the session ended at the tracker):
+    /// paused until the next login, never failed for it.
+    LoggedOut,
     Failed(Failure),
 }
 
@@ -99,6 +113,7 @@ pub async fn run(d: Arc<Daemon>, live: Arc<Live>) {
     live.peers.store(0, Ordering::Relaxed);
     match outcome {
         Outcome::Stopped => {}
+        Outcome::LoggedOut => super::pause_logged_out(&d, &live),
         Outcome::Failed(e) => finish_failed(&d, &live, &e.to_string()),
         Outcome::Complete => {
             let pieces_ms = started.elapsed().as_millis();
@@ -149,6 +164,9 @@ async fn swarm(
         if pending.is_empty() {
             let event = refresh(d, stop, &group, &name, &mut ticket).await;
             let Some(event) = event else { return Outcome::Stopped };
+            if let Event::LoggedOut = event {
+                return Outcome::LoggedOut;
+            }
             pending.extend(engine.handle(event, ms_since(started)));
         }
         for action in pending.drain(..) {
@@ -174,10 +192,10 @@ async fn swarm(
                         live.picker.lock().unwrap_or_else(|p| p.into_inner()).done_count(),
                     );
                     let (d2, l2, tx2, s2) = (d.clone(), live.clone(), tx.clone(), conns.clone());
-                    let t = held.bytes.clone();
+                    let t = held.tx.subscribe();
                     tokio::spawn(async move {
                         let end = tokio::select! {
-                            e = conn::run(&d2, &l2, &sharer, &t) => e,
+                            e = conn::run(&d2, &l2, &sharer, t) => e,
                             _ = s2.cancelled() => ConnEnd::Stopped,
                         };
                         let _ = tx2.send((sharer.addr, end)).await;
@@ -201,8 +219,18 @@ async fn swarm(
                     continue;
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(engine.next_refresh_ms())) => {}
+            _ = tokio::time::sleep(Duration::from_millis(next_wake_ms(engine, ticket.as_ref()))) => {}
         }
+    }
+}
+
+/// How long the swarm may wait before its next refresh: the engine's interval, or less when the
+/// ticket is due for renewal sooner.
+fn next_wake_ms(engine: &Engine, ticket: Option<&HeldTicket>) -> u64 {
+    let refresh = engine.next_refresh_ms();
+    match ticket {
+        Some(t) => refresh.min(t.renew_at_ms.saturating_sub(crate::daemon::tickets::now_ms()).max(1)),
+        None => refresh,
     }
 }
 
@@ -233,12 +261,33 @@ async fn refresh(
             None
         }
     };
-    // The ticket that lets us in at those sharers: a member's, bound to this HOME's key.
+    // The ticket that lets us in at those sharers: a member's, bound to the key this HOME's
+    // daemon announced (the tracker issues it for no other).
     let now = crate::daemon::tickets::now_ms();
-    if ticket.as_ref().map_or(true, |t| t.expires_at_ms < now + TICKET_RENEW_BEFORE_MS) {
-        match or_stop(stop, client.ticket(group, name, &d.identity.public_hex())).await? {
+    if ticket.as_ref().map_or(true, |t| now >= t.renew_at_ms) {
+        let mut asked = or_stop(stop, client.ticket(group, name, &d.identity.public_hex())).await?;
+        if matches!(&asked, Err(tracker_client::ClientError::Refused { code, .. }) if code == "not_allowed")
+            && !d.announce.announced.load(Ordering::SeqCst)
+        {
+            // Our announce has not gone through yet (the daemon just started): announce, ask again.
+            d.announce().await;
+            asked = or_stop(stop, client.ticket(group, name, &d.identity.public_hex())).await?;
+        }
+        match asked {
             Ok(t) => match hex::decode(&t.ticket) {
-                Ok(bytes) => *ticket = Some(HeldTicket { bytes: Arc::new(bytes), expires_at_ms: t.expires_at_ms }),
+                Ok(bytes) => {
+                    let renew_at_ms = renew_at_ms(now, t.expires_at_ms);
+                    match ticket {
+                        Some(held) => {
+                            held.tx.send_replace(Arc::new(bytes));
+                            held.renew_at_ms = renew_at_ms;
+                        }
+                        None => {
+                            let (tx, _) = tokio::sync::watch::channel(Arc::new(bytes));
+                            *ticket = Some(HeldTicket { tx, renew_at_ms });
+                        }
+                    }
+                }
                 Err(_) => tracing::warn!("the tracker's ticket for {name} is not hex"),
             },
             Err(tracker_client::ClientError::Refused { code, message }) => {
@@ -294,5 +343,20 @@ async fn finish_complete(d: &Arc<Daemon>, live: &Arc<Live>) {
         if let Err(e) = c.upload(&record.group, record.meta.clone(), &d.peer_addr, &d.identity.public_hex()).await {
             tracing::warn!("cannot register as a sharer of {}: {e}", record.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticket_is_renewed_a_minute_before_it_expires_or_halfway_through_a_short_one() {
+        let five_min = 5 * 60 * 1000;
+        assert_eq!(renew_at_ms(1_000, 1_000 + five_min), 1_000 + five_min - 60_000);
+        assert_eq!(renew_at_ms(1_000, 1_000 + 4_000), 1_000 + 2_000);
+        assert_eq!(renew_at_ms(1_000, 1_000 + 120_000), 1_000 + 60_000);
+        // A ticket that came already expired (clock skew) is renewed at once.
+        assert_eq!(renew_at_ms(5_000, 4_000), 4_000);
     }
 }

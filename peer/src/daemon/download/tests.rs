@@ -77,7 +77,8 @@ fn ticket(d: &Daemon, live: &Live) -> Vec<u8> {
 
 /// One connection of `d`'s download `live` to `sharer`, with a valid ticket.
 async fn go(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer) -> ConnEnd {
-    conn::run(d, live, sharer, &ticket(d, live)).await
+    let (_keep, rx) = tokio::sync::watch::channel(Arc::new(ticket(d, live)));
+    conn::run(d, live, sharer, rx).await
 }
 
 /// A daemon sharing `bytes` in group "g" as `peer upload` leaves it: file hashed, list stored.
@@ -113,6 +114,7 @@ fn downloader(dir: &Path, meta: &FileMetaBody) -> (Arc<Daemon>, Arc<Live>) {
         error: None,
         force: false,
         bytes_done: 0,
+        paused_by_logout: false,
     };
     let part = disk::open_part(&record.part_path(), meta.size).unwrap();
     let live = live_from(record, vec![false; piece_count(meta.size) as usize]);
