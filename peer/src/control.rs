@@ -68,8 +68,11 @@ pub enum ControlRequest {
         group: String,
         name: String,
     },
-    /// The CLI logged in or out: re-read the session, announce or pause.
+    /// The CLI logged in or out: re-read the session, announce or pause; after a login, resume
+    /// the downloads the logout paused.
     SessionChanged,
+    /// The CLI is about to log out: pause the running downloads (resumed at the next login).
+    LoggingOut,
 }
 
 /// Where a download stands (peer/src/daemon/download/STATE.md). In JSON, its lowercase name:

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use serde_json::json;
 
 use super::{CliError, Ctx, Out};
-use crate::control::{self, ControlRequest};
+use crate::control::{self, ControlRequest, ControlResponse};
 use crate::home::Session;
 
 /// The password: the first line of stdin with --password-stdin, else a prompt without echo
@@ -50,11 +50,17 @@ pub async fn login(ctx: &mut Ctx, out: &mut Out, user: &str, password_stdin: boo
 
 pub async fn login_with(ctx: &mut Ctx, out: &mut Out, user: &str, pw: &str) -> Result<(), CliError> {
     let previous = home_user(ctx).filter(|p| p != user);
-    if let Some(p) = &previous {
-        check_switch(ctx, p, user).await?;
-    }
     let client = ctx.client()?;
+    // The credentials first: a wrong password is `bad_credentials` whatever this HOME holds.
     let r = client.login(user, pw).await?;
+    if let Some(p) = &previous {
+        if let Err(e) = check_switch(ctx, p, user).await {
+            // Refused by the HOME rule: the session just opened is closed again, this HOME's
+            // own session and state are left as they were.
+            let _ = client.with_token(Some(r.token.clone())).logout().await;
+            return Err(e);
+        }
+    }
     let put_aside = match &previous {
         Some(p) => switch_state(ctx, p, &r.user)?,
         None => false,
@@ -71,16 +77,25 @@ pub async fn login_with(ctx: &mut Ctx, out: &mut Out, user: &str, pw: &str) -> R
         .map_err(|e| CliError::refused("io_error", e.to_string()))?;
     write_home_user(ctx, &r.user);
     let daemon = notify_daemon(ctx).await;
+    let resumed_downloads = daemon.as_ref().and_then(|f| f["resumed_downloads"].as_u64()).unwrap_or(0);
     let mut note = String::new();
+    if resumed_downloads > 0 {
+        note.push_str(&format!("; {resumed_downloads} download(s) paused by the logout resumed"));
+    }
     if let (true, Some(p)) = (put_aside, &previous) {
         note.push_str(&format!(" ({p}'s shares and downloads in this HOME are put aside until {p} logs in here)"));
     }
-    if !daemon {
+    if daemon.is_none() {
         note.push_str(" (no daemon running: start one with `peer daemon` to share files)");
     }
     out.ok(
         format!("logged in as {user}; {} shared file(s) resumed{note}", r.resumed_shares),
-        json!({"user": r.user, "resumed_shares": r.resumed_shares, "expires_at_ms": r.expires_at_ms}),
+        json!({
+            "user": r.user,
+            "resumed_shares": r.resumed_shares,
+            "resumed_downloads": resumed_downloads,
+            "expires_at_ms": r.expires_at_ms,
+        }),
     );
     Ok(())
 }
@@ -90,19 +105,30 @@ pub async fn logout(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
         return Err(CliError::refused("unauthenticated", "not logged in"));
     };
     let client = ctx.client()?.with_token(Some(session.token));
+    // Running downloads are paused first, while the session still stands: they keep their
+    // verified pieces and the next login resumes them (never failed for the logout).
+    let paused = match control::call(&ctx.home.socket(), &ControlRequest::LoggingOut, ctx.control_timeout()).await {
+        Ok(ControlResponse::Ok { fields }) => fields["paused_downloads"].as_u64().unwrap_or(0),
+        _ => 0,
+    };
     let result = client.logout().await;
     // The local session goes whatever the tracker said: an expired session is logged out too.
     ctx.home.clear_session();
     notify_daemon(ctx).await;
+    let paused_note = match paused {
+        0 => String::new(),
+        n => format!("; {n} download(s) paused until the next login"),
+    };
     match result {
-        Ok(v) => {
-            out.ok(format!("logged out {}; shares paused until the next login", session.user), v);
+        Ok(mut v) => {
+            v["paused_downloads"] = json!(paused);
+            out.ok(format!("logged out {}; shares paused until the next login{paused_note}", session.user), v);
             Ok(())
         }
         Err(tracker_client::ClientError::Refused { code, .. }) if code == "unauthenticated" => {
             out.ok(
-                format!("logged out {} (the session had already expired)", session.user),
-                json!({"user": session.user}),
+                format!("logged out {} (the session had already expired){paused_note}", session.user),
+                json!({"user": session.user, "paused_downloads": paused}),
             );
             Ok(())
         }
@@ -110,9 +136,14 @@ pub async fn logout(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
     }
 }
 
-/// Tells this HOME's daemon, if any, that the session changed. Returns whether one answered.
-async fn notify_daemon(ctx: &Ctx) -> bool {
-    control::call(&ctx.home.socket(), &ControlRequest::SessionChanged, ctx.control_timeout()).await.is_ok()
+/// Tells this HOME's daemon, if any, that the session changed. Returns what it answered, if
+/// one did.
+async fn notify_daemon(ctx: &Ctx) -> Option<serde_json::Value> {
+    match control::call(&ctx.home.socket(), &ControlRequest::SessionChanged, ctx.control_timeout()).await {
+        Ok(ControlResponse::Ok { fields }) => Some(fields),
+        Ok(_) => Some(serde_json::Value::Null),
+        Err(_) => None,
+    }
 }
 
 /// HOME/user: whose shares and downloads this HOME holds, written at every login.

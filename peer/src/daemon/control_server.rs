@@ -25,6 +25,9 @@ use crate::home::Home;
 
 const MAX_CONTROL_CLIENTS: usize = 32;
 const CONTROL_READ_TIMEOUT_MS: u64 = 10_000;
+/// Most time `list-shares` spends checking the shares against the tracker before it answers
+/// (shares not checked in time are listed as they stand, and checked by the keepalive loop).
+const LIST_SHARES_RECONCILE_MS: u64 = 3_000;
 
 /// Binds HOME's control socket with mode 0600 whatever the umask: bound in a fresh 0700
 /// directory of HOME where nobody else can reach it, chmod-ed and checked there, then renamed
@@ -171,7 +174,11 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
         ControlRequest::Pause { group, name } => manage::run(d, manage::Op::Pause, group, name).await,
         ControlRequest::Resume { group, name } => manage::run(d, manage::Op::Resume, group, name).await,
         ControlRequest::Forget { group, name } => manage::run(d, manage::Op::Forget, group, name).await,
-        ControlRequest::ListShares => ControlResponse::Shares { rows: d.shares.rows() },
+        ControlRequest::ListShares => {
+            // In step with the tracker: what it ended (a removal, a leave) is not listed here.
+            super::reconcile_shares(d, LIST_SHARES_RECONCILE_MS).await;
+            ControlResponse::Shares { rows: d.shares.rows() }
+        }
         ControlRequest::StopShare { group, name } => {
             let Some(client) = d.session_client() else {
                 return error("unauthenticated", "not logged in (run: peer login USER)");
@@ -186,7 +193,14 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
         }
         ControlRequest::SessionChanged => {
             d.announce().await;
-            ControlResponse::Ok { fields: json!({ "logged_in": d.home.session().is_some() }) }
+            let resumed = manage::resume_after_login(d).await;
+            ControlResponse::Ok {
+                fields: json!({ "logged_in": d.home.session().is_some(), "resumed_downloads": resumed }),
+            }
+        }
+        ControlRequest::LoggingOut => {
+            let paused = manage::pause_for_logout(d).await;
+            ControlResponse::Ok { fields: json!({ "paused_downloads": paused }) }
         }
     }
 }

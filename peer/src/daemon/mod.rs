@@ -71,6 +71,11 @@ pub struct AnnounceState {
     /// Held around each liveness call, so the "going away" call at shutdown comes after any
     /// "alive" still in flight.
     pub alive_calls: tokio::sync::Mutex<()>,
+    /// The tracker's last word (announce, alive) was that it lists this daemon for the user:
+    /// only then does "not among the sharers" mean the tracker ended a share.
+    pub listed: std::sync::atomic::AtomicBool,
+    /// One check of the shares against the tracker at a time; where the next round starts.
+    pub reconcile: tokio::sync::Mutex<usize>,
 }
 
 impl AnnounceState {
@@ -81,6 +86,8 @@ impl AnnounceState {
             tracker_addr: std::sync::Mutex::new(None),
             announced: std::sync::atomic::AtomicBool::new(false),
             alive_calls: tokio::sync::Mutex::new(()),
+            listed: std::sync::atomic::AtomicBool::new(false),
+            reconcile: tokio::sync::Mutex::new(0),
         }
     }
 }
@@ -134,6 +141,7 @@ impl Daemon {
         match client.announce(&self.peer_addr, &self.identity.public_hex()).await {
             Ok(v) => {
                 self.announce.announced.store(true, Ordering::SeqCst);
+                self.announce.listed.store(true, Ordering::SeqCst);
                 tracing::info!(peer_addr = %self.peer_addr, listed_as = %v["peer_addr"], shares = %v["shares"], "announced to the tracker");
                 if let Some(listed) = v["peer_addr"].as_str() {
                     self.tracker_listed(listed);
@@ -213,6 +221,7 @@ fn session_ended(d: &Daemon, s: &crate::home::Session) {
 async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
     use std::sync::atomic::Ordering;
     let mut not_listed_warned = false;
+    let mut round: u64 = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -226,6 +235,7 @@ async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
         let result = if d.announce.announced.load(Ordering::SeqCst) {
             let client = d.tracker.with_token(Some(s.token.clone()));
             client.alive(&d.peer_addr, &d.identity.public_hex()).await.map(|v| {
+                d.announce.listed.store(v["listed"] != false, Ordering::SeqCst);
                 if v["listed"] == false {
                     if !not_listed_warned {
                         tracing::warn!(
@@ -247,10 +257,97 @@ async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
             Err(tracker_client::ClientError::Refused { code, .. }) if code == "unauthenticated" => {
                 session_ended(&d, &s)
             }
-            Err(e) => tracing::debug!("liveness call failed: {e}"),
+            Err(e) => {
+                // Unheard, the tracker may stop counting this daemon alive: until it hears us
+                // again, "not among the sharers" proves nothing.
+                d.announce.listed.store(false, Ordering::SeqCst);
+                tracing::debug!("liveness call failed: {e}")
+            }
             Ok(()) => {}
         }
+        drop(_call);
+        round += 1;
+        if round % RECONCILE_EVERY_ROUNDS == 0 {
+            reconcile_shares(&d, KEEPALIVE_RECONCILE_MS).await;
+        }
     }
+}
+
+/// The keepalive loop checks the shares against the tracker every this many rounds (30 s);
+/// `list-shares` checks them at once.
+const RECONCILE_EVERY_ROUNDS: u64 = 3;
+
+/// Most time the keepalive loop spends checking shares against the tracker per round.
+const KEEPALIVE_RECONCILE_MS: u64 = 5_000;
+/// Most shares checked in one round (each is one `GET` of the file's details); the next round
+/// goes on from where this one stopped.
+pub const MAX_SHARES_CHECKED_PER_ROUND: usize = 64;
+
+/// What the tracker's answer about one of our shares says of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShareCheck {
+    /// Still ours to share, or nothing can be told from the answer.
+    Keep,
+    /// The tracker ended it (why): drop it here too.
+    Ended(String),
+}
+
+/// The decision for one share from the tracker's answer to `GET` of its details: a refusal as
+/// not a member (removed, left), no such group or no such file ends it; an answer that does not
+/// list `user` among the sharers ends it too, but only while the tracker lists this daemon for
+/// the user (`listed`; else another daemon of the user speaks for it and its liveness decides
+/// who is listed). Anything else (unreachable, electing) keeps it.
+pub fn share_check(answer: Result<&proto::api::FileDetails, &str>, user: &str, listed: bool) -> ShareCheck {
+    match answer {
+        Ok(det) if listed && !det.sharers.iter().any(|s| s.user == user) => {
+            ShareCheck::Ended("the tracker no longer lists this user as a sharer".into())
+        }
+        Ok(_) => ShareCheck::Keep,
+        Err(code @ ("not_member" | "no_such_group" | "no_such_file")) => {
+            ShareCheck::Ended(format!("the tracker answers {code}"))
+        }
+        Err(_) => ShareCheck::Keep,
+    }
+}
+
+/// Brings the share table in step with the tracker within `budget_ms`: each share the tracker
+/// ended (the owner removed this user, the group or file is gone) is dropped here, its local
+/// copy kept, so `list-shares` tells what the tracker says and a re-join does not bring it back.
+/// At most `MAX_SHARES_CHECKED_PER_ROUND` shares per call; logged out, nothing is checked.
+pub async fn reconcile_shares(d: &Daemon, budget_ms: u64) {
+    use std::sync::atomic::Ordering;
+    let Some(session) = d.home.session() else { return };
+    let budget = Duration::from_millis(budget_ms);
+    let Ok(mut next) = tokio::time::timeout(budget, d.announce.reconcile.lock()).await else { return };
+    let began = std::time::Instant::now();
+    let client = d.tracker.with_token(Some(session.token.clone()));
+    let shares = d.shares.all();
+    let n = shares.len();
+    let start = if n == 0 { 0 } else { *next % n };
+    let mut checked = 0;
+    for share in shares.iter().cycle().skip(start).take(n.min(MAX_SHARES_CHECKED_PER_ROUND)) {
+        let Some(left) = budget.checked_sub(began.elapsed()) else { break };
+        let answer = match tokio::time::timeout(left, client.file_details(&share.group, &share.name)).await {
+            Ok(a) => a,
+            Err(_) => break,
+        };
+        checked += 1;
+        let listed = d.announce.listed.load(Ordering::SeqCst);
+        let check = match &answer {
+            Ok(det) => share_check(Ok(det), &session.user, listed),
+            Err(tracker_client::ClientError::Refused { code, .. }) => share_check(Err(code), &session.user, listed),
+            Err(_) => ShareCheck::Keep,
+        };
+        if let ShareCheck::Ended(why) = check {
+            if d.shares.remove_stale(&share.group, &share.name, began).is_some() {
+                tracing::warn!(
+                    group = %share.group, name = %share.name, path = %share.path,
+                    "no longer shared: {why} (removed from the group, or it left); the local copy is kept"
+                );
+            }
+        }
+    }
+    *next = start + checked;
 }
 
 /// What the daemon needs from its caller: the CLI builds it from flags, the environment and
@@ -337,6 +434,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         tokio::spawn(async move {
             d.announce().await;
             d.cluster_key.check_against(&d.tracker).await;
+            // Logged in while this daemon was down: what a logout paused goes on.
+            download::manage::resume_after_login(&d).await;
         });
     }
     tokio::spawn(keepalive(daemon.clone(), shutdown.child_token()));
@@ -378,4 +477,45 @@ fn startup_line(home: &str, local: SocketAddr, advertise: Option<&str>) -> Strin
         "peer daemon for {home} serving pieces on {local} ({all}other peers are told {port} at the address the \
          tracker sees this daemon's calls come from)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::api::{FileDetails, FileMetaBody, SharerRow};
+
+    fn details(sharers: &[&str]) -> FileDetails {
+        FileDetails {
+            group: "g".into(),
+            file: FileMetaBody {
+                name: "f.bin".into(),
+                size: 1,
+                piece_len: 524_288,
+                piece_list_sha1: "1".repeat(40),
+                sha1: "2".repeat(40),
+            },
+            sharers: sharers
+                .iter()
+                .map(|u| SharerRow { user: u.to_string(), peer_addr: "127.0.0.1:1".into(), peer_key: "a".repeat(64) })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_share_ends_here_when_the_tracker_ended_it_and_only_then() {
+        let ended = |c: ShareCheck| matches!(c, ShareCheck::Ended(_));
+        assert_eq!(share_check(Ok(&details(&["alice", "bob"])), "bob", true), ShareCheck::Keep);
+        assert!(ended(share_check(Ok(&details(&["alice"])), "bob", true)), "removed, then re-joined");
+        assert_eq!(
+            share_check(Ok(&details(&["alice"])), "bob", false),
+            ShareCheck::Keep,
+            "another daemon of bob's is the listed one: its liveness decides"
+        );
+        for code in ["not_member", "no_such_group", "no_such_file"] {
+            assert!(ended(share_check(Err(code), "bob", false)), "{code}");
+        }
+        for code in ["unavailable", "unauthenticated", "rate_limited"] {
+            assert_eq!(share_check(Err(code), "bob", true), ShareCheck::Keep, "{code}");
+        }
+    }
 }

@@ -1,7 +1,11 @@
 //! What this peer serves: files it uploaded or finished downloading, by group and name,
-//! persisted in HOME/shares.json.
+//! persisted in HOME/shares.json. The daemon keeps it in step with the tracker
+//! (`daemon::reconcile_shares`): a share the tracker ended (a removal from the group, a leave)
+//! is dropped here too, the local copy kept.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,13 +31,16 @@ pub struct Share {
 pub struct ShareTable {
     file: TableFile,
     shares: Mutex<Vec<Share>>,
+    /// When each (group, name) was last added by this process: a check against the tracker that
+    /// began before then says nothing about it (it may predate the upload that added it).
+    added_at: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl ShareTable {
     pub fn load(home: &Home) -> anyhow::Result<Self> {
         let path = home.shares_path();
         let shares: Vec<Share> = read_json(&path)?.unwrap_or_default();
-        Ok(ShareTable { file: TableFile::new(path), shares: Mutex::new(shares) })
+        Ok(ShareTable { file: TableFile::new(path), shares: Mutex::new(shares), added_at: Mutex::default() })
     }
 
     /// Changes the table with `f` under its lock, then writes the result outside it.
@@ -49,6 +56,10 @@ impl ShareTable {
 
     /// Adds or replaces the share of (group, name).
     pub fn add(&self, share: Share) {
+        self.added_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((share.group.clone(), share.name.clone()), Instant::now());
         self.change(|s| {
             s.retain(|x| !(x.group == share.group && x.name == share.name));
             s.push(share);
@@ -95,8 +106,61 @@ impl ShareTable {
         rows
     }
 
+    /// Removes the share of (group, name) that a check begun at `checked_since` found stale,
+    /// unless it was added (again) since: that check did not see it.
+    pub fn remove_stale(&self, group: &str, name: &str, checked_since: Instant) -> Option<Share> {
+        let key = (group.to_string(), name.to_string());
+        {
+            let added = self.added_at.lock().unwrap_or_else(|p| p.into_inner());
+            if added.get(&key).is_some_and(|at| *at >= checked_since) {
+                return None;
+            }
+        }
+        let removed = self.remove(group, name);
+        self.added_at.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        removed
+    }
+
+    /// Every share, in the table's order.
+    pub fn all(&self) -> Vec<Share> {
+        self.shares.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn get(&self, group: &str, name: &str) -> Option<Share> {
         let s = self.shares.lock().unwrap_or_else(|p| p.into_inner());
         s.iter().find(|x| x.group == group && x.name == name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(group: &str, name: &str) -> Share {
+        Share {
+            group: group.into(),
+            name: name.into(),
+            path: format!("/p/{name}"),
+            size: 1,
+            sha1: "ab".into(),
+            piece_list_sha1: None,
+        }
+    }
+
+    #[test]
+    fn a_stale_share_goes_unless_it_was_added_after_the_check_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home { dir: dir.path().to_path_buf() };
+        let t = ShareTable::load(&home).unwrap();
+        t.add(share("g", "old.bin"));
+        let check_began = Instant::now();
+        // Added again while the check ran: the check's "not listed" may predate that upload.
+        t.add(share("g", "new.bin"));
+        assert_eq!(t.remove_stale("g", "new.bin", check_began), None);
+        assert!(t.get("g", "new.bin").is_some());
+        assert_eq!(t.remove_stale("g", "old.bin", check_began).map(|s| s.name), Some("old.bin".to_string()));
+        assert!(t.get("g", "old.bin").is_none());
+        assert_eq!(t.remove_stale("g", "old.bin", Instant::now()), None, "nothing left to remove");
+        assert_eq!(t.all().len(), 1);
     }
 }

@@ -5,6 +5,10 @@
 //! its swarm task to end, so that when `pause` or `cancel` answers, its connections are closed;
 //! the state is changed only after that, and only if the swarm did not complete or fail
 //! meanwhile. One operation per download at a time (`Live::manage`).
+//!
+//! `logout` pauses every running download the same way (`pause_for_logout`), marked so that
+//! the next login resumes them (`resume_after_login`); a download paused by a person stays
+//! paused.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -207,6 +211,7 @@ pub async fn resume_one(d: &Arc<Daemon>, live: &Arc<Live>) -> Result<(), String>
         }
         r.state = DownloadState::Downloading;
         r.error = None;
+        r.paused_by_logout = false;
         tracing::info!(name = %r.name, group = %r.group, dest = %r.dest, "download resumed");
         (r.group.clone(), r.meta.clone())
     };
@@ -217,6 +222,48 @@ pub async fn resume_one(d: &Arc<Daemon>, live: &Arc<Live>) -> Result<(), String>
         tracing::warn!("cannot register as a sharer of {} while downloading: {e}", meta.name);
     }
     Ok(())
+}
+
+/// Pauses every running download before this HOME logs out: they keep their verified pieces
+/// and are resumed by the next login. Returns how many were paused.
+pub async fn pause_for_logout(d: &Arc<Daemon>) -> usize {
+    let mut paused = 0;
+    for live in d.downloads.all() {
+        let _one_at_a_time = live.manage.lock().await;
+        if let One::Acted = pause_one(d, &live).await {
+            live.record.lock().unwrap_or_else(|p| p.into_inner()).paused_by_logout = true;
+            paused += 1;
+        }
+    }
+    if paused > 0 {
+        d.downloads.save();
+        tracing::info!(paused, "logging out: running downloads paused until the next login");
+    }
+    paused
+}
+
+/// Resumes the downloads a logout paused (not those a person paused), once logged in again.
+/// Returns how many were resumed.
+pub async fn resume_after_login(d: &Arc<Daemon>) -> usize {
+    if d.home.session().is_none() {
+        return 0;
+    }
+    let mut resumed = 0;
+    for live in d.downloads.all() {
+        let _one_at_a_time = live.manage.lock().await;
+        let waiting = {
+            let r = live.record.lock().unwrap_or_else(|p| p.into_inner());
+            r.state == DownloadState::Paused && r.paused_by_logout
+        };
+        if !waiting {
+            continue;
+        }
+        match resume_one(d, &live).await {
+            Ok(()) => resumed += 1,
+            Err(e) => tracing::warn!("cannot resume a download paused by the logout: {e}"),
+        }
+    }
+    resumed
 }
 
 async fn cancel_one(d: &Arc<Daemon>, live: &Arc<Live>, warnings: &mut Vec<String>) -> One {

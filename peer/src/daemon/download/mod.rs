@@ -70,6 +70,9 @@ pub struct DownloadRecord {
     /// after a restart (its `.part` is re-verified only when it is resumed).
     #[serde(default)]
     pub bytes_done: u64,
+    /// Paused by `logout` (or a session that ended), not by a person: the next login resumes it.
+    #[serde(default)]
+    pub paused_by_logout: bool,
 }
 
 impl DownloadRecord {
@@ -495,6 +498,7 @@ pub async fn start(
         error: None,
         force,
         bytes_done: 0,
+        paused_by_logout: false,
     };
     // Nothing is written before this: an existing destination is refused, or already complete.
     let at_dest = {
@@ -641,6 +645,24 @@ async fn reopen_part(d: &Arc<Daemon>, live: &Arc<Live>) -> bool {
             false
         }
     }
+}
+
+/// The swarm found no session (logged out, or the session ended at the tracker): the download
+/// is paused, to be resumed by the next login (`manage::resume_after_login`), not failed.
+pub fn pause_logged_out(d: &Daemon, live: &Live) {
+    {
+        let mut r = live.record.lock().unwrap_or_else(|p| p.into_inner());
+        if r.state != DownloadState::Downloading {
+            return;
+        }
+        r.state = DownloadState::Paused;
+        r.error = None;
+        r.paused_by_logout = true;
+        r.bytes_done = live.bytes_done.load(Ordering::Relaxed);
+        tracing::info!(name = %r.name, group = %r.group, "logged out: download paused until the next login");
+    }
+    *live.part.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    d.downloads.save();
 }
 
 pub fn finish_failed(d: &Daemon, live: &Live, error: &str) {
