@@ -393,7 +393,7 @@ async fn serve_requests(
         // A fresh ticket counts as soon as it has arrived, not after the requests sent before
         // it are answered (a full pipeline on a slow link takes longer than a renewal's margin).
         read_ahead(reader, &mut inbox);
-        if let Err(why) = take_fresh_tickets(&mut right, &mut inbox, served) {
+        if let Err(why) = take_fresh_tickets(&mut right, &mut inbox, tickets::now_ms(), served) {
             return refuse(w, E_TICKET, why).await;
         }
         // Nothing more is served on an expired ticket, however busy the connection is.
@@ -483,7 +483,7 @@ async fn serve_requests(
                 wire::send(w, &answer, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
             }
             Message::Ticket { ticket } => {
-                if let Err(why) = fresh_ticket(&mut right, &ticket, served) {
+                if let Err(why) = fresh_ticket(&mut right, &ticket, tickets::now_ms(), served) {
                     return refuse(w, E_TICKET, why).await;
                 }
             }
@@ -495,8 +495,8 @@ async fn serve_requests(
 }
 
 /// Takes a fresh ticket sent on the connection (`Right::renew`), logging either way.
-fn fresh_ticket(right: &mut Right, ticket: &[u8], served: &Served) -> Result<(), String> {
-    match right.renew(ticket, tickets::now_ms()) {
+fn fresh_ticket(right: &mut Right, ticket: &[u8], now_ms: u64, served: &Served) -> Result<(), String> {
+    match right.renew(ticket, now_ms) {
         Ok(until) => {
             tracing::info!(user = %served.user, file = %served.file, until, "a fresh ticket on an open connection");
             Ok(())
@@ -510,13 +510,18 @@ fn fresh_ticket(right: &mut Right, ticket: &[u8], served: &Served) -> Result<(),
 
 /// Takes every fresh ticket among the messages read ahead, out of their turn: the requests
 /// before them wait for pieces, a renewal must not.
-fn take_fresh_tickets(right: &mut Right, inbox: &mut VecDeque<Message>, served: &Served) -> Result<(), String> {
+fn take_fresh_tickets(
+    right: &mut Right,
+    inbox: &mut VecDeque<Message>,
+    now_ms: u64,
+    served: &Served,
+) -> Result<(), String> {
     let mut i = 0;
     while i < inbox.len() {
         if let Some(Message::Ticket { ticket }) = inbox.get(i) {
             let ticket = ticket.clone();
             inbox.remove(i);
-            fresh_ticket(right, &ticket, served)?;
+            fresh_ticket(right, &ticket, now_ms, served)?;
         } else {
             i += 1;
         }
@@ -668,10 +673,10 @@ mod right_tests {
             Message::Request { piece: 2 },
         ]);
         let served = Served::default();
-        take_fresh_tickets(&mut right, &mut inbox, &served).unwrap();
+        take_fresh_tickets(&mut right, &mut inbox, now, &served).unwrap();
         assert_eq!(Vec::from(inbox), vec![Message::Request { piece: 1 }, Message::Request { piece: 2 }]);
         assert!(right.expires_at_ms >= now + 6_000 - 1);
         let mut bad = VecDeque::from(vec![Message::Ticket { ticket: ticket("mallory", key, now + 9_000) }]);
-        assert!(take_fresh_tickets(&mut right, &mut bad, &served).is_err());
+        assert!(take_fresh_tickets(&mut right, &mut bad, now, &served).is_err());
     }
 }
