@@ -170,6 +170,13 @@ fn a_registration_flood_from_one_address_is_cut_off_and_alice_logs_in_throughout
     );
     assert!(alice_failures.is_empty(), "alice's right password was refused: {alice_failures:#?}");
     assert!(alice_ms.len() >= 5, "alice logged in {} times in {FLOOD_S} s", alice_ms.len());
+    // The address's first 30 accounts are hashed while she logs in (one argon2 worker on this
+    // 2-core machine, ~50 ms a hash, three nodes and the flood beside it: ~1.5-3 s), and her
+    // client retries the pool's 503s meanwhile: measured max 2.6-2.7 s, median 50-100 ms. The
+    // bounds are about twice the worst seen, well inside the client's 15 s budget: a flood that
+    // kept the pool busy throughout (as before the bound) fails them.
+    assert!(pct(&alice_ms, 0.5) < 1_000.0, "alice's median login took {:.1} ms", pct(&alice_ms, 0.5));
+    assert!(pct(&alice_ms, 1.0) < 6_000.0, "alice's slowest login took {:.1} ms", pct(&alice_ms, 1.0));
     assert!(created <= REGISTRATIONS_BURST_PER_ADDR, "{created} accounts from one address");
     assert!(tally.limited.load(Ordering::Relaxed) > 100, "the flood was refused, not served");
     assert_eq!(tally.other.load(Ordering::Relaxed), 0, "{:#?}", tally.odd.lock().unwrap());

@@ -145,8 +145,8 @@ async fn wait_caught_up(s: &AppState, id: NodeId, added_at: u64) -> ApiResult<()
                     "not_caught_up",
                     format!(
                         "node {id} did not catch up within {} s ({has}), so it was not made a voter and was \
-                         taken out again as a learner; is it running? Start it (tracker-node run --id {id}) and \
-                         add it again",
+                         taken out again as a learner; is it running? Start it (tracker-node run --config FILE \
+                         --id {id}) and add it again",
                         ADD_CATCH_UP_TIMEOUT_MS / 1000
                     ),
                 ));
