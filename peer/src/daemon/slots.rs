@@ -1,48 +1,61 @@
-//! Admission to the piece server, so that no one address or user can crowd out the others.
+//! Admission to the piece server, so that no one address, network or user can crowd out the
+//! others: the project's admission policy (`admission`) applied to the piece port, plus the
+//! bound per user that only the piece port has.
 //!
-//! A connection holds a *handshake slot* from accept until its ticket is checked (at most
-//! `HANDSHAKE_TIMEOUT_MS`), then a *serving slot* for as long as it asks for something. Both
-//! are bounded in total and per remote IP address; serving slots are also bounded per user
-//! (the ticket's). A connection over a bound is closed at once (before TLS for a handshake
-//! slot, with `error` 8 after the handshake for a serving slot), so the accept loop never
-//! waits and 1 000 idle connections cost their owner slots, not everyone else.
+//! A connection holds a *handshake slot* from accept until its ticket is checked, then a
+//! *serving slot* for as long as it asks for something. Both are bounded in total, per remote
+//! address and per /24 (/64), and part of each total is kept for addresses that hold none of it
+//! (so attackers on many networks who fill the rest still leave a member its first
+//! connection); serving slots are also bounded per user (the ticket's). A connection over a
+//! bound is closed at once (before TLS for a handshake slot, with `error` 8 after the handshake
+//! for a serving slot), so the accept loop never waits and idle connections cost their owners
+//! slots, not everyone else. A connection must send its first byte within
+//! [`FIRST_BYTE_TIMEOUT_MS`] and finish TLS and its handshake message within
+//! [`HELLO_TIMEOUT_MS`] of being accepted.
 //!
-//! The decisions are plain data (no sockets) and unit-tested below.
+//! The decisions are plain data (no sockets) and unit-tested below and in `admission`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use admission::{Gate, Limits, Refusal, Slot};
+
+/// Connections in TLS or in their handshake. 16 per address (a downloader opens one per file
+/// it fetches here), 32 per network; 64 of the 256 kept for addresses holding none.
+pub const HANDSHAKE_LIMITS: Limits = Limits { total: 256, per_address: 16, per_prefix: 32, kept_for_new: 64 };
+/// Connections served (ticket checked). 16 of the 64 kept for addresses holding none.
+pub const SERVING_LIMITS: Limits = Limits { total: 64, per_address: 16, per_prefix: 32, kept_for_new: 16 };
+/// Connections served per user (the ticket's), whatever their addresses.
+pub const SERVING_PER_USER: usize = 8;
+/// A connection that has sent nothing this long after it was accepted is closed.
+pub const FIRST_BYTE_TIMEOUT_MS: u64 = admission::FIRST_BYTE_TIMEOUT_MS;
+/// TLS and the client's handshake message (sent right behind TLS's Finished) must be in this
+/// long after the connection was accepted.
+pub const HELLO_TIMEOUT_MS: u64 = admission::HANDSHAKE_TIMEOUT_MS;
+
 /// Bounds of the piece server (docs/PROTOCOL.md, "Limits").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotLimits {
-    pub handshaking: usize,
-    pub handshaking_per_ip: usize,
-    pub serving: usize,
-    pub serving_per_ip: usize,
+    pub handshaking: Limits,
+    pub serving: Limits,
     pub serving_per_user: usize,
 }
 
 impl Default for SlotLimits {
     fn default() -> Self {
-        SlotLimits { handshaking: 256, handshaking_per_ip: 16, serving: 64, serving_per_ip: 16, serving_per_user: 8 }
+        SlotLimits { handshaking: HANDSHAKE_LIMITS, serving: SERVING_LIMITS, serving_per_user: SERVING_PER_USER }
     }
 }
 
-#[derive(Default)]
-struct Counts {
-    handshaking: usize,
-    handshaking_by_ip: HashMap<IpAddr, usize>,
-    serving: usize,
-    serving_by_ip: HashMap<IpAddr, usize>,
-    serving_by_user: HashMap<String, usize>,
-}
-
-/// The server's slot table.
+/// The server's slot tables.
 #[derive(Clone)]
 pub struct Slots {
     limits: SlotLimits,
-    counts: Arc<Mutex<Counts>>,
+    handshaking: Gate,
+    serving: Gate,
+    /// Serving slots per user. Locked before `serving` whenever both are (one order).
+    by_user: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 /// Why a serving slot was refused: the `error` 8 message.
@@ -52,90 +65,78 @@ pub enum Full {
     Total(usize),
     #[error("this peer serves {0} connections from your address already, its most per address")]
     Address(usize),
+    #[error("this peer serves {0} connections from your network already, its most per network")]
+    Network(usize),
     #[error("this peer serves {0} connections of user {1} already, its most per user")]
     User(usize, String),
 }
 
+impl From<Refusal> for Full {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Total(n) => Full::Total(n),
+            Refusal::Address(n) => Full::Address(n),
+            Refusal::Prefix(n) => Full::Network(n),
+        }
+    }
+}
+
 /// A handshake slot; released on drop.
 pub struct HandshakeSlot {
-    counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
+    slot: Slot,
 }
 
 /// A serving slot; released on drop.
 pub struct ServingSlot {
-    counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
+    _slot: Slot,
+    by_user: Arc<Mutex<HashMap<String, usize>>>,
     user: String,
-}
-
-fn dec<K: std::hash::Hash + Eq>(m: &mut HashMap<K, usize>, k: &K) {
-    if let Some(n) = m.get_mut(k) {
-        *n -= 1;
-        if *n == 0 {
-            m.remove(k);
-        }
-    }
 }
 
 impl Slots {
     pub fn new(limits: SlotLimits) -> Self {
-        Slots { limits, counts: Arc::default() }
+        Slots {
+            limits,
+            handshaking: Gate::new(limits.handshaking),
+            serving: Gate::new(limits.serving),
+            by_user: Arc::default(),
+        }
     }
 
-    /// A handshake slot for a connection from `ip`, or `None`: close it now.
-    pub fn handshake(&self, ip: IpAddr) -> Option<HandshakeSlot> {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let per_ip = c.handshaking_by_ip.get(&ip).copied().unwrap_or(0);
-        if c.handshaking >= self.limits.handshaking || per_ip >= self.limits.handshaking_per_ip {
-            return None;
-        }
-        c.handshaking += 1;
-        *c.handshaking_by_ip.entry(ip).or_default() += 1;
-        Some(HandshakeSlot { counts: self.counts.clone(), ip })
+    /// A handshake slot for a connection from `ip`, or the bound it meets: close it now.
+    pub fn handshake(&self, ip: IpAddr) -> Result<HandshakeSlot, Refusal> {
+        self.handshaking.enter(ip).map(|slot| HandshakeSlot { slot })
     }
 
     /// Trades a handshake slot for a serving slot for `user`.
     pub fn serve(&self, handshake: HandshakeSlot, user: &str) -> Result<ServingSlot, Full> {
-        let ip = handshake.ip;
+        let ip = handshake.slot.ip();
         drop(handshake);
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if c.serving >= self.limits.serving {
-            return Err(Full::Total(self.limits.serving));
-        }
-        if c.serving_by_ip.get(&ip).copied().unwrap_or(0) >= self.limits.serving_per_ip {
-            return Err(Full::Address(self.limits.serving_per_ip));
-        }
-        if c.serving_by_user.get(user).copied().unwrap_or(0) >= self.limits.serving_per_user {
+        let mut by_user = self.by_user.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = self.serving.enter(ip)?;
+        let n = by_user.entry(user.to_string()).or_default();
+        if *n >= self.limits.serving_per_user {
             return Err(Full::User(self.limits.serving_per_user, user.to_string()));
         }
-        c.serving += 1;
-        *c.serving_by_ip.entry(ip).or_default() += 1;
-        *c.serving_by_user.entry(user.to_string()).or_default() += 1;
-        Ok(ServingSlot { counts: self.counts.clone(), ip, user: user.to_string() })
+        *n += 1;
+        Ok(ServingSlot { _slot: slot, by_user: self.by_user.clone(), user: user.to_string() })
     }
 
     /// (handshaking, serving) now, for logs and tests.
     pub fn in_use(&self) -> (usize, usize) {
-        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        (c.handshaking, c.serving)
-    }
-}
-
-impl Drop for HandshakeSlot {
-    fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.handshaking -= 1;
-        dec(&mut c.handshaking_by_ip, &self.ip);
+        (self.handshaking.in_use(), self.serving.in_use())
     }
 }
 
 impl Drop for ServingSlot {
     fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.serving -= 1;
-        dec(&mut c.serving_by_ip, &self.ip);
-        dec(&mut c.serving_by_user, &self.user);
+        let mut by_user = self.by_user.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                by_user.remove(&self.user);
+            }
+        }
     }
 }
 
@@ -147,32 +148,48 @@ mod tests {
         IpAddr::from([127, 0, 0, last])
     }
 
-    #[test]
-    fn one_address_cannot_take_every_handshake_slot() {
-        let s = Slots::new(SlotLimits { handshaking: 20, handshaking_per_ip: 4, ..Default::default() });
-        let mine: Vec<_> = (0..10).filter_map(|_| s.handshake(ip(2))).collect();
-        assert_eq!(mine.len(), 4, "per address");
-        assert!(s.handshake(ip(1)).is_some(), "another address still gets in");
-        drop(mine);
-        assert_eq!(s.in_use(), (0, 0));
-        assert!(s.handshake(ip(2)).is_some(), "released on drop");
+    fn limits(total: usize, per_address: usize, per_prefix: usize, kept_for_new: usize) -> Limits {
+        Limits { total, per_address, per_prefix, kept_for_new }
     }
 
     #[test]
-    fn the_total_bounds_many_addresses() {
-        let s = Slots::new(SlotLimits { handshaking: 3, handshaking_per_ip: 3, ..Default::default() });
-        let held: Vec<_> = (1..=3).filter_map(|i| s.handshake(ip(i))).collect();
-        assert_eq!(held.len(), 3);
-        assert!(s.handshake(ip(9)).is_none());
+    fn the_shipped_bounds_hold_together() {
+        let l = SlotLimits::default();
+        l.handshaking.validate().unwrap();
+        l.serving.validate().unwrap();
+        assert!(l.serving_per_user <= l.serving.per_address);
+        assert!(FIRST_BYTE_TIMEOUT_MS < HELLO_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn one_address_cannot_take_every_handshake_slot() {
+        let s = Slots::new(SlotLimits { handshaking: limits(20, 4, 10, 0), ..Default::default() });
+        let mine: Vec<_> = (0..10).filter_map(|_| s.handshake(ip(2)).ok()).collect();
+        assert_eq!(mine.len(), 4, "per address");
+        assert!(s.handshake(ip(1)).is_ok(), "another address still gets in");
+        drop(mine);
+        assert_eq!(s.in_use(), (0, 0));
+        assert!(s.handshake(ip(2)).is_ok(), "released on drop");
+    }
+
+    #[test]
+    fn many_networks_filling_the_handshake_slots_leave_a_newcomer_its_first() {
+        let s = Slots::new(SlotLimits::default());
+        let mut held = Vec::new();
+        for net in 0..20u8 {
+            for _ in 0..16 {
+                held.extend(s.handshake(IpAddr::from([127, 20, net, 1])).ok());
+            }
+        }
+        assert!(held.len() < 20 * 16, "the attack met the total");
+        assert!(s.handshake(ip(1)).is_ok(), "the member's connection still gets a slot");
     }
 
     #[test]
     fn serving_slots_are_bounded_per_address_per_user_and_in_total() {
         let s = Slots::new(SlotLimits {
-            handshaking: 100,
-            handshaking_per_ip: 100,
-            serving: 5,
-            serving_per_ip: 3,
+            handshaking: limits(100, 100, 100, 0),
+            serving: limits(5, 3, 5, 0),
             serving_per_user: 2,
         });
         let a1 = s.serve(s.handshake(ip(1)).unwrap(), "mallory").unwrap();
@@ -180,11 +197,27 @@ mod tests {
         assert_eq!(s.serve(s.handshake(ip(2)).unwrap(), "mallory").err(), Some(Full::User(2, "mallory".into())));
         let _b = s.serve(s.handshake(ip(1)).unwrap(), "bob").unwrap();
         assert_eq!(s.serve(s.handshake(ip(1)).unwrap(), "carol").err(), Some(Full::Address(3)));
-        let _c = s.serve(s.handshake(ip(3)).unwrap(), "carol").unwrap();
-        let _d = s.serve(s.handshake(ip(4)).unwrap(), "dave").unwrap();
-        assert_eq!(s.serve(s.handshake(ip(5)).unwrap(), "erin").err(), Some(Full::Total(5)));
+        // From other networks, so that the total is the bound they meet.
+        let elsewhere = |net: u8| IpAddr::from([127, 0, net, 1]);
+        let _c = s.serve(s.handshake(elsewhere(3)).unwrap(), "carol").unwrap();
+        let _d = s.serve(s.handshake(elsewhere(4)).unwrap(), "dave").unwrap();
+        assert_eq!(s.serve(s.handshake(elsewhere(5)).unwrap(), "erin").err(), Some(Full::Total(5)));
         assert_eq!(s.in_use(), (0, 5), "a refused trade gives its handshake slot back");
         drop((a1, a2));
-        assert!(s.serve(s.handshake(ip(2)).unwrap(), "mallory").is_ok());
+        let _m = s.serve(s.handshake(ip(2)).unwrap(), "mallory").expect("released on drop");
+        assert_eq!(s.in_use(), (0, 4));
+    }
+
+    #[test]
+    fn serving_slots_are_bounded_per_network() {
+        let s = Slots::new(SlotLimits {
+            handshaking: limits(100, 100, 100, 0),
+            serving: limits(10, 2, 3, 0),
+            serving_per_user: 10,
+        });
+        let held: Vec<_> = (1..=3).map(|i| s.serve(s.handshake(ip(i)).unwrap(), "u").unwrap()).collect();
+        assert_eq!(s.serve(s.handshake(ip(9)).unwrap(), "u").err(), Some(Full::Network(3)));
+        assert!(s.serve(s.handshake(IpAddr::from([127, 0, 1, 1])).unwrap(), "u").is_ok());
+        drop(held);
     }
 }

@@ -4,11 +4,16 @@
 //! clear). The first byte tells them apart: a TLS connection starts with a handshake record.
 //!
 //! Each request carries how its connection came ([`Channel`]) and its source address
-//! (`ConnectInfo`, for the login throttle). Everything is bounded: handshakes in progress,
-//! connections served, the time to the first byte and to the end of the handshake, and a
-//! connection's idle time.
+//! (`ConnectInfo`, for the login throttle). Everything is bounded, by the project's one
+//! admission policy (`admission`): connections still opening (first byte, TLS handshake) and
+//! connections served are each bounded in total, per source address and per /24 (/64), with
+//! slots kept for addresses that hold none, and a connection over a bound is closed at once.
+//! The allowances are short: the first byte within a second, the handshake within two, the
+//! first request's head within [`FIRST_REQUEST_TIMEOUT_MS`] after that; only a client that has
+//! been served keeps an idle connection, for [`IDLE_TIMEOUT_MS`].
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,20 +23,34 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
+use admission::{Gate, Limits};
+
 use crate::tls;
 
-/// TLS handshakes (and first bytes awaited) at once.
-pub const MAX_API_HANDSHAKES: usize = 128;
-/// Connections served at once; one more is closed at once.
-pub const MAX_API_CONNECTIONS: usize = 2_048;
-/// A client gets this long to send its first byte and finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
-/// An idle keep-alive connection is closed after this long.
+/// Connections accepted whose first byte or TLS handshake is not over. 16 per address is far
+/// more than one host's clients open at once (a handshake takes milliseconds); 64 per /24
+/// leaves a NAT'd office room; 64 of the 256 are kept for addresses that hold none, so
+/// attackers on many networks still leave a newcomer its first connection.
+pub const OPENING_LIMITS: Limits = Limits { total: 256, per_address: 16, per_prefix: 64, kept_for_new: 64 };
+/// Connections served (handshake done), idle keep-alive ones included. A peer daemon keeps
+/// one or two; 128 per address is a NAT with dozens of daemons behind it.
+pub const SERVED_LIMITS: Limits = Limits { total: 2_048, per_address: 128, per_prefix: 512, kept_for_new: 256 };
+/// A connection that has sent nothing this long after it was accepted is closed.
+pub const FIRST_BYTE_TIMEOUT_MS: u64 = admission::FIRST_BYTE_TIMEOUT_MS;
+/// The TLS handshake must be over this long after the connection was accepted.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = admission::HANDSHAKE_TIMEOUT_MS;
+/// The first request's head must have arrived this long after the handshake (or, in plain
+/// HTTP, the first byte). Clients send it at once; a browser's speculative connection that is
+/// closed unused is simply opened again.
+pub const FIRST_REQUEST_TIMEOUT_MS: u64 = 3_000;
+/// A served connection waiting for its next request (and that request's head) is closed after
+/// this long: hyper's `header_read_timeout`, which runs from the moment the connection is ready
+/// for a head, idle time included. Longer than the tracker client's pool idle time (30 s), so
+/// the client closes first.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 /// How long shutdown waits for requests in flight.
 const SHUTDOWN_GRACE_MS: u64 = 2_000;
@@ -74,8 +93,8 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     let plain_ok = local.as_ref().is_some_and(plain_http_allowed);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
-    let handshakes = Arc::new(Semaphore::new(MAX_API_HANDSHAKES));
-    let connections = Arc::new(Semaphore::new(MAX_API_CONNECTIONS));
+    let opening = Gate::new(OPENING_LIMITS);
+    let served = Gate::new(SERVED_LIMITS);
     let mut tasks = JoinSet::new();
     loop {
         let (tcp, from) = tokio::select! {
@@ -90,29 +109,36 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(slot) = connections.clone().try_acquire_owned() else {
-            tracing::debug!(%from, "api: {MAX_API_CONNECTIONS} connections open, closing one more");
-            continue;
-        };
-        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-            tracing::debug!(%from, "api: {MAX_API_HANDSHAKES} handshakes in progress, closing one more");
-            continue;
+        // Never wait here: a connection over a bound is closed now.
+        let opening_slot = match opening.enter(from.ip()) {
+            Ok(s) => s,
+            Err(full) => {
+                tracing::debug!(%from, "api: closing a connection while others open: {full}");
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, router, stop) = (acceptor.clone(), router.clone(), stop.clone());
+        let (acceptor, router, stop, served) = (acceptor.clone(), router.clone(), stop.clone(), served.clone());
         tasks.spawn(async move {
-            let _slot = slot;
             let deadline = tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
             let opened = tokio::time::timeout_at(deadline, open(tcp, &acceptor, plain_ok, local)).await;
-            drop(handshake);
-            match opened {
+            drop(opening_slot);
+            let (stream, channel) = match opened {
                 Ok(Ok(Opened::Tls(stream))) => {
                     let operator = tls::is_operator(stream.get_ref().1.peer_certificates());
-                    serve_connection(stream, from, Channel::Tls { operator }, router, stop).await
+                    (Opened::Tls(stream), Channel::Tls { operator })
                 }
-                Ok(Ok(Opened::Plain(tcp))) => serve_connection(tcp, from, Channel::Plain, router, stop).await,
-                Ok(Err(reason)) => tracing::debug!(%from, "api connection refused: {reason}"),
-                Err(_) => tracing::debug!(%from, "api connection: no request or handshake within the time limit"),
+                Ok(Ok(plain)) => (plain, Channel::Plain),
+                Ok(Err(reason)) => return tracing::debug!(%from, "api connection refused: {reason}"),
+                Err(_) => return tracing::debug!(%from, "api connection: no handshake within the time limit"),
+            };
+            let _served_slot = match served.enter(from.ip()) {
+                Ok(s) => s,
+                Err(full) => return tracing::debug!(%from, "api: closing a connection after its handshake: {full}"),
+            };
+            match stream {
+                Opened::Tls(s) => serve_connection(s, from, channel, router, stop).await,
+                Opened::Plain(s) => serve_connection(s, from, channel, router, stop).await,
             }
         });
     }
@@ -136,7 +162,11 @@ async fn open(
     local: Option<SocketAddr>,
 ) -> Result<Opened, String> {
     let mut first = [0u8; 1];
-    match tcp.peek(&mut first).await {
+    let peeked = tokio::time::timeout(Duration::from_millis(FIRST_BYTE_TIMEOUT_MS), tcp.peek(&mut first)).await;
+    let Ok(peeked) = peeked else {
+        return Err("sent nothing within the first-byte allowance".into());
+    };
+    match peeked {
         Ok(0) | Err(_) => Err("closed before its first byte".into()),
         Ok(_) if first[0] == 0x16 => {
             acceptor.accept(tcp).await.map(Opened::Tls).map_err(|e| format!("TLS handshake failed: {e}"))
@@ -152,13 +182,17 @@ async fn open(
     }
 }
 
-/// HTTP/1.1 on one connection until the client closes it, it idles past `IDLE_TIMEOUT_MS`, or
-/// the node stops.
+/// HTTP/1.1 on one connection until the client closes it, its first request's head is
+/// overdue (`FIRST_REQUEST_TIMEOUT_MS`), it idles past `IDLE_TIMEOUT_MS`, or the node stops.
 async fn serve_connection<S>(stream: S, from: SocketAddr, channel: Channel, router: Router, stop: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Set when hyper hands over the first request, i.e. once its head has been read whole.
+    let requested = Arc::new(AtomicBool::new(false));
+    let seen = requested.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
         req.extensions_mut().insert(channel);
         req.extensions_mut().insert(ConnectInfo(from));
         let mut router = router.clone();
@@ -168,11 +202,21 @@ where
     builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(IDLE_TIMEOUT_MS)).keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
+    let first_request_overdue = async {
+        tokio::time::sleep(Duration::from_millis(FIRST_REQUEST_TIMEOUT_MS)).await;
+        if requested.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(%from, "api connection ended: {e}");
             }
+        }
+        _ = first_request_overdue => {
+            // Dropping the connection closes it: nothing was asked, nothing is lost.
+            tracing::debug!(%from, "api connection: no request within {FIRST_REQUEST_TIMEOUT_MS} ms of opening");
         }
         _ = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
@@ -193,6 +237,15 @@ mod tests {
         for no in ["0.0.0.0:7001", "10.0.0.1:7001", "[::]:7001", "192.168.1.2:80"] {
             assert!(!plain_http_allowed(&no.parse().unwrap()), "{no}");
         }
+    }
+
+    #[test]
+    fn the_accept_bounds_hold_together() {
+        for l in [OPENING_LIMITS, SERVED_LIMITS] {
+            l.validate().unwrap();
+        }
+        assert!(FIRST_BYTE_TIMEOUT_MS <= HANDSHAKE_TIMEOUT_MS);
+        assert!(FIRST_REQUEST_TIMEOUT_MS < IDLE_TIMEOUT_MS);
     }
 
     #[test]

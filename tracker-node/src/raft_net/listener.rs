@@ -3,9 +3,12 @@
 //! CA (checked by rustls during the handshake) and names exactly one node of the cluster
 //! (`tls::peer_identity`, checked here before any request is read); each request then carries
 //! that node id to the handlers ([`PeerNode`]), which refuse messages sent in another node's
-//! name. Everything is bounded: handshakes in progress, connections served, the handshake's
-//! time, a connection's idle time. Refusals are logged at warn level, at most
-//! [`MAX_WARNINGS_PER_WINDOW`] lines per [`WARN_WINDOW_MS`].
+//! name. Everything is bounded: connections still opening go through the project's admission
+//! policy (`admission`: in total, per source address and per /24 or /64, with slots kept for
+//! addresses that hold none, closed at once over a bound; the first byte within a second, the
+//! handshake within two), authenticated connections are bounded in total, and a connection's
+//! idle time. Refusals are logged at warn level, at most [`MAX_WARNINGS_PER_WINDOW`] lines per
+//! [`WARN_WINDOW_MS`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -23,15 +26,22 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
+use admission::{Gate, Limits};
+
 use crate::tls;
 
-/// TLS handshakes in progress at once. Unauthenticated clients can hold these only, never
-/// the connection slots below.
-pub const MAX_RAFT_HANDSHAKES: usize = 16;
+/// Connections accepted whose first byte or TLS handshake is not over. Unauthenticated clients
+/// can hold these only, never the connection slots below. A node opens a few connections to
+/// each other node at once, and several nodes may share a host (or a /24): 16 per address and
+/// 32 per network leave them room; 16 of the 64 are kept for addresses holding none, so a node
+/// reconnecting finds a slot while attackers on many networks hold the rest.
+pub const OPENING_LIMITS: Limits = Limits { total: 64, per_address: 16, per_prefix: 32, kept_for_new: 16 };
 /// Authenticated connections served at once (a node keeps 2-3 open to each other node).
 pub const MAX_RAFT_CONNECTIONS: usize = 64;
-/// A client gets this long to send its first byte and finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
+/// A connection that has sent nothing this long after it was accepted is closed.
+pub const FIRST_BYTE_TIMEOUT_MS: u64 = admission::FIRST_BYTE_TIMEOUT_MS;
+/// The TLS handshake must be over this long after the connection was accepted.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = admission::HANDSHAKE_TIMEOUT_MS;
 /// An idle connection (no request started) is closed after this long. Longer than the client
 /// pool's idle timeout (raft_net::client), so the client closes first and never sends on a
 /// connection the server is closing.
@@ -114,7 +124,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
-    let handshakes = Arc::new(Semaphore::new(MAX_RAFT_HANDSHAKES));
+    let opening = Gate::new(OPENING_LIMITS);
     let connections = Arc::new(Semaphore::new(MAX_RAFT_CONNECTIONS));
     let warnings = Arc::new(Warnings::new());
     let mut tasks = JoinSet::new();
@@ -132,9 +142,13 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-            warnings.refused(from, "too many TLS handshakes in progress");
-            continue;
+        // Never wait here: a connection over a bound is closed now.
+        let handshake = match opening.enter(from.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                warnings.refused(from, &full.to_string());
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let (acceptor, connections, warnings, policy, router, stop) =
@@ -175,7 +189,11 @@ async fn handshake_and_identify(
     // A TLS connection starts with a handshake record (0x16); a person or script sending plain
     // HTTP gets a sentence saying why it is refused instead of a reset.
     let mut first = [0u8; 1];
-    match tcp.peek(&mut first).await {
+    let peeked = tokio::time::timeout(Duration::from_millis(FIRST_BYTE_TIMEOUT_MS), tcp.peek(&mut first)).await;
+    let Ok(peeked) = peeked else {
+        return Err("sent nothing within the first-byte allowance".into());
+    };
+    match peeked {
         Ok(0) | Err(_) => return Err("closed before a TLS handshake".into()),
         Ok(_) if first[0] != 0x16 => {
             if first[0].is_ascii_uppercase() {
@@ -215,5 +233,18 @@ async fn serve_connection(stream: TlsStream, peer: PeerNode, router: Router, sto
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opening_bounds_hold_together() {
+        OPENING_LIMITS.validate().unwrap();
+        assert!(FIRST_BYTE_TIMEOUT_MS <= HANDSHAKE_TIMEOUT_MS);
+        // A Raft client's pool keeps fewer connections to a node than one address may open.
+        assert!(OPENING_LIMITS.per_address <= MAX_RAFT_CONNECTIONS);
     }
 }
