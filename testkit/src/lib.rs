@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod flood;
 pub mod netns;
 
 /// A loopback TCP port for a process this harness starts, reserved for the rest of this test
