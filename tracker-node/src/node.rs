@@ -410,6 +410,7 @@ pub async fn run(
         registrations: Arc::new(api::throttle::RegistrationThrottle::default()),
         tickets: tls.ticket.clone(),
         liveness: Arc::new(api::liveness::Liveness::default()),
+        quota_in_flight: Arc::new(api::quota::InFlight::default()),
         nodes_http: crate::commands::nodes_http(
             &cfg,
             std::time::Duration::from_millis(api::admin::REACHABLE_PROBE_MS),

@@ -226,6 +226,39 @@ fn a_user_at_the_group_limit_is_refused_429_before_the_log_and_other_users_go_on
     assert_eq!(counts_everywhere(&cluster), vec![(9, 0); 3], "the flood wrote nothing");
 }
 
+/// Writes checked at the same moment cannot pass the bound together: 12 creates and 12 new
+/// uploads sent at once by one user with room for 5 of each leave exactly 5 of each. (12: under
+/// the API's 16 connections opening per source address.)
+#[test]
+fn a_burst_of_concurrent_writes_stops_exactly_at_the_limit() {
+    const BURST: usize = 12;
+    let cluster = cluster_with_limits(6, 5, "");
+    let alice = session(&cluster, "alice");
+    ok(create_group(&cluster, &alice, "home"));
+    let burst = |what: &str, send: &(dyn Fn(usize) -> HttpResponse + Sync)| {
+        let go = std::sync::Barrier::new(BURST);
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..BURST)
+                .map(|i| {
+                    let go = &go;
+                    s.spawn(move || {
+                        go.wait();
+                        send(i).status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let accepted = statuses.iter().filter(|s| **s == 200).count();
+        let refused = statuses.iter().filter(|s| **s == 429).count();
+        eprintln!("{what}: {accepted} accepted, {refused} refused of {BURST} sent at once");
+        assert_eq!((accepted, refused), (5, BURST - 5), "{what}: {statuses:?}");
+    };
+    burst("creates", &|i| create_group(&cluster, &alice, &format!("burst-{i}")));
+    burst("uploads", &|i| upload(&cluster, &alice, "home", &format!("f{i}"), i as u8));
+    assert_eq!(counts_everywhere(&cluster), vec![(6, 5); 3], "exactly the bounds, on every node");
+}
+
 #[test]
 fn a_user_at_the_file_limit_is_refused_and_sharing_a_listed_file_costs_nothing() {
     let cluster = cluster_with_limits(100, 4, "");

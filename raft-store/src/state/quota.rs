@@ -26,7 +26,7 @@ pub struct UserCounts {
 }
 
 /// Which quota a request draws on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QuotaKind {
     /// `[limits] groups_per_user`.
     GroupsOwned,

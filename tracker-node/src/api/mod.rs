@@ -58,6 +58,8 @@ pub struct AppState {
     pub tickets: Arc<proto::ticket::TicketSigner>,
     /// Which peer daemons said "alive" lately: the leader's soft state, never in the log.
     pub liveness: Arc<liveness::Liveness>,
+    /// Writes let through the quota check and not answered yet (`quota.rs`).
+    pub quota_in_flight: Arc<quota::InFlight>,
     /// HTTPS to the other nodes' APIs, the cluster CA pinned (the strict reconfiguration check
     /// asks each voter's status).
     pub nodes_http: crate::commands::NodesHttp,
@@ -254,14 +256,22 @@ impl AppState {
         // Quotas ([limits]), on the leader only and never in apply (each node reads its own
         // cluster file): a write that would create a group or a file record past the user's
         // bound never reaches the log. Like a precheck refusal, it is answered only on a
-        // confirmed read index.
-        if self.is_leader() && self.quota_check(&req).is_err() {
-            self.linearizable().await?;
-            if let Err(exceeded) = self.quota_check(&req) {
-                self.metrics.observe_precheck_refusal(kind);
-                return Err(ApiError::QuotaExceeded(exceeded));
+        // confirmed read index. The reservation counts this write until it is answered, so
+        // that writes checked at the same moment cannot pass the bound together.
+        let _reserved = if self.is_leader() {
+            match self.reserve_quota(&req) {
+                Ok(r) => r,
+                Err(_) => {
+                    self.linearizable().await?;
+                    self.reserve_quota(&req).map_err(|exceeded| {
+                        self.metrics.observe_precheck_refusal(kind);
+                        ApiError::QuotaExceeded(exceeded)
+                    })?
+                }
             }
-        }
+        } else {
+            None
+        };
         #[cfg(feature = "unsafe-ack-before-commit")]
         {
             // DELIBERATELY BROKEN, for the chaos checker only (docs/RELIABILITY.md): answer with
@@ -382,12 +392,10 @@ impl AppState {
         }
     }
 
-    /// This node's limits against what `req` would add on its applied state.
-    fn quota_check(&self, req: &Request) -> Result<(), quota::QuotaExceeded> {
-        match self.sm.read(|d| d.state.growth(req)) {
-            Some(growth) => quota::check(&self.config.limits, &growth),
-            None => Ok(()),
-        }
+    /// This node's limits against what `req` would add on its applied state and the writes
+    /// in flight; a reservation for `req` when it passes and adds to a quota.
+    fn reserve_quota(&self, req: &Request) -> Result<Option<quota::Reservation>, quota::QuotaExceeded> {
+        self.quota_in_flight.reserve(&self.config.limits, || self.sm.read(|d| d.state.growth(req)))
     }
 
     fn is_leader(&self) -> bool {
