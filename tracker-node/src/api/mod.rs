@@ -522,6 +522,10 @@ mod tests {
         assert_eq!(doc.get("would_lose_quorum"), Some(&409));
         let (status, _, body) = parts(ApiError::Conflict("would_lose_quorum", "why".into()).into_response()).await;
         assert_eq!((status.as_u16(), &body["error"]["code"]), (409, &serde_json::json!("would_lose_quorum")));
+        // And an add whose learner did not catch up (api/admin.rs).
+        assert_eq!(doc.get("not_caught_up"), Some(&409));
+        let (status, _, body) = parts(ApiError::Conflict("not_caught_up", "why".into()).into_response()).await;
+        assert_eq!((status.as_u16(), &body["error"]["code"]), (409, &serde_json::json!("not_caught_up")));
         // And the leader's quota refusal (ApiError::QuotaExceeded): 429, no Retry-After.
         assert_eq!(doc.get("quota_exceeded"), Some(&429));
         let exceeded = quota::QuotaExceeded {
@@ -537,7 +541,7 @@ mod tests {
         let mut listed: Vec<&str> = doc
             .keys()
             .map(|k| k.as_str())
-            .filter(|k| !["forbidden", "would_lose_quorum", "quota_exceeded"].contains(k))
+            .filter(|k| !["forbidden", "would_lose_quorum", "not_caught_up", "quota_exceeded"].contains(k))
             .collect();
         let mut sorted = names.clone();
         listed.sort();
