@@ -3,18 +3,26 @@
 //! exhaust memory (each argon2 call takes 19 MiB) nor starve the Raft threads of CPU (the
 //! workers run at a lower scheduling priority); a full queue is answered at once with 503
 //! (`Busy`: a passing overload, which the throttles never count as a failed attempt).
+//! Registrations (`hash`) leave the last `LOGIN_RESERVE_SLOTS` of the pool to logins, so no
+//! registration flood, from however many addresses, keeps a user from logging in.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Slots of the pool (running or queued) that registrations leave to logins.
+pub const LOGIN_RESERVE_SLOTS: usize = 1;
+
 /// A fixed pool of argon2 threads with a bounded queue.
 pub struct PasswordPool {
     queue: Mutex<SyncSender<Job>>,
+    /// Jobs queued or running.
+    in_flight: Arc<AtomicUsize>,
     pub workers: usize,
     pub queue_len: usize,
 }
@@ -52,7 +60,7 @@ impl PasswordPool {
                 })
                 .expect("spawn an argon2 worker");
         }
-        PasswordPool { queue: Mutex::new(tx), workers, queue_len }
+        PasswordPool { queue: Mutex::new(tx), in_flight: Arc::new(AtomicUsize::new(0)), workers, queue_len }
     }
 
     /// Queues `f` for a worker; `Busy` at once when the queue is full.
@@ -60,13 +68,35 @@ impl PasswordPool {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<tokio::sync::oneshot::Receiver<T>, Busy> {
+        self.submit_leaving(0, f)
+    }
+
+    /// Queues `f` for a worker unless that would leave fewer than `reserve` of the pool's
+    /// slots (workers and queue) free; `Busy` at once otherwise.
+    fn submit_leaving<T: Send + 'static>(
+        &self,
+        reserve: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<T>, Busy> {
+        let slots = self.workers + self.queue_len;
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) + reserve >= slots {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let in_flight = self.in_flight.clone();
         let job: Job = Box::new(move || {
-            let _ = tx.send(f());
+            let out = f();
+            // The slot is free before the caller hears the answer.
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            let _ = tx.send(out);
         });
         match self.queue.lock().unwrap_or_else(|p| p.into_inner()).try_send(job) {
             Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(Busy),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                Err(Busy)
+            }
         }
     }
 
@@ -75,16 +105,18 @@ impl PasswordPool {
         self.submit(f)?.await.map_err(|_| Busy)
     }
 
-    /// An argon2id PHC string of `password` with a fresh salt.
+    /// An argon2id PHC string of `password` with a fresh salt, for a registration: it leaves
+    /// `LOGIN_RESERVE_SLOTS` of the pool to logins.
     pub async fn hash(&self, password: String) -> Result<Result<String, String>, Busy> {
-        self.run(move || {
+        self.submit_leaving(LOGIN_RESERVE_SLOTS, move || {
             let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
             Argon2::default()
                 .hash_password(password.as_bytes(), &salt)
                 .map(|h| h.to_string())
                 .map_err(|e| e.to_string())
-        })
+        })?
         .await
+        .map_err(|_| Busy)
     }
 
     /// Whether `password` matches `stored`. A missing user costs the same as a wrong
@@ -132,6 +164,31 @@ mod tests {
         held.await.unwrap();
         assert_eq!(queued.await.unwrap(), 7);
         assert_eq!(pool.run(|| 9).await.unwrap(), 9, "the pool takes work again");
+    }
+
+    #[tokio::test]
+    async fn registrations_leave_the_last_slot_to_logins() {
+        let pool = PasswordPool::new(1, 2);
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let held = pool
+            .submit(move || {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+            .unwrap();
+        started_rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the worker took the first job");
+        // One of three slots is taken: a registration may take the second, not the third.
+        let first = pool.submit_leaving(LOGIN_RESERVE_SLOTS, || 1).expect("a registration fits");
+        assert!(pool.submit_leaving(LOGIN_RESERVE_SLOTS, || 2).is_err(), "the last slot is the logins'");
+        let login = pool.submit(|| 3).expect("a login takes the last slot");
+        assert!(pool.submit(|| 4).is_err(), "then the pool is full for everyone");
+        release_tx.send(()).unwrap();
+        held.await.unwrap();
+        assert_eq!((first.await.unwrap(), login.await.unwrap()), (1, 3));
+        // Every slot is free again.
+        assert_eq!(pool.in_flight.load(Ordering::Acquire), 0);
+        assert!(pool.hash("secret1".into()).await.unwrap().is_ok());
     }
 
     #[tokio::test]
