@@ -391,6 +391,5 @@ mod tests {
     fn the_allowances_are_short() {
         // The figures docs/SECURITY.md quotes; a silent connection costs at most a second.
         assert_eq!((FIRST_BYTE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS), (1_000, 2_000));
-        assert!(FIRST_BYTE_TIMEOUT_MS < HANDSHAKE_TIMEOUT_MS);
     }
 }

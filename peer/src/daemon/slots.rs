@@ -34,6 +34,9 @@ pub const FIRST_BYTE_TIMEOUT_MS: u64 = admission::FIRST_BYTE_TIMEOUT_MS;
 /// long after the connection was accepted.
 pub const HELLO_TIMEOUT_MS: u64 = admission::HANDSHAKE_TIMEOUT_MS;
 
+// A connection's first byte comes well within its allowance for TLS and the handshake.
+const _: () = assert!(FIRST_BYTE_TIMEOUT_MS < HELLO_TIMEOUT_MS);
+
 /// Bounds of the piece server (docs/PROTOCOL.md, "Limits").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotLimits {
@@ -158,7 +161,6 @@ mod tests {
         l.handshaking.validate().unwrap();
         l.serving.validate().unwrap();
         assert!(l.serving_per_user <= l.serving.per_address);
-        assert!(FIRST_BYTE_TIMEOUT_MS < HELLO_TIMEOUT_MS);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub const FIRST_REQUEST_TIMEOUT_MS: u64 = 3_000;
 /// for a head, idle time included. Longer than the tracker client's pool idle time (30 s), so
 /// the client closes first.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+// The first byte comes within the handshake's allowance, and a served client's idle time is
+// longer than a new connection's wait for its first request.
+const _: () = assert!(FIRST_BYTE_TIMEOUT_MS <= HANDSHAKE_TIMEOUT_MS && FIRST_REQUEST_TIMEOUT_MS < IDLE_TIMEOUT_MS);
 /// How long shutdown waits for requests in flight.
 const SHUTDOWN_GRACE_MS: u64 = 2_000;
 
@@ -244,8 +247,6 @@ mod tests {
         for l in [OPENING_LIMITS, SERVED_LIMITS] {
             l.validate().unwrap();
         }
-        assert!(FIRST_BYTE_TIMEOUT_MS <= HANDSHAKE_TIMEOUT_MS);
-        assert!(FIRST_REQUEST_TIMEOUT_MS < IDLE_TIMEOUT_MS);
     }
 
     #[test]

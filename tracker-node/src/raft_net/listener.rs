@@ -42,6 +42,10 @@ pub const MAX_RAFT_CONNECTIONS: usize = 64;
 pub const FIRST_BYTE_TIMEOUT_MS: u64 = admission::FIRST_BYTE_TIMEOUT_MS;
 /// The TLS handshake must be over this long after the connection was accepted.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = admission::HANDSHAKE_TIMEOUT_MS;
+// The first byte comes within the handshake's allowance; one address (several nodes on one
+// host) may open as many connections at once as can be served.
+const _: () =
+    assert!(FIRST_BYTE_TIMEOUT_MS <= HANDSHAKE_TIMEOUT_MS && OPENING_LIMITS.per_address <= MAX_RAFT_CONNECTIONS);
 /// An idle connection (no request started) is closed after this long. Longer than the client
 /// pool's idle timeout (raft_net::client), so the client closes first and never sends on a
 /// connection the server is closing.
@@ -243,8 +247,5 @@ mod tests {
     #[test]
     fn the_opening_bounds_hold_together() {
         OPENING_LIMITS.validate().unwrap();
-        assert!(FIRST_BYTE_TIMEOUT_MS <= HANDSHAKE_TIMEOUT_MS);
-        // A Raft client's pool keeps fewer connections to a node than one address may open.
-        assert!(OPENING_LIMITS.per_address <= MAX_RAFT_CONNECTIONS);
     }
 }
