@@ -3,10 +3,11 @@
 //! bound per user that only the piece port has.
 //!
 //! A connection holds a *handshake slot* from accept until its ticket is checked, then a
-//! *serving slot* for as long as it asks for something. Both are bounded in total, per remote
-//! address and per /24 (/64), and part of each total is kept for addresses that hold none of it
-//! (so attackers on many networks who fill the rest still leave a member its first
-//! connection); serving slots are also bounded per user (the ticket's). A connection over a
+//! *serving slot* for as long as it asks for something. Handshake slots are bounded in total,
+//! per remote address and per /24 (/64), and part of the total is kept for addresses that hold
+//! none (so attackers on many networks who fill the rest still leave a member its first
+//! connection); serving slots, which only ticket holders reach, are bounded in total, per
+//! remote address and per user (the ticket's). A connection over a
 //! bound is closed at once (before TLS for a handshake slot, with `error` 8 after the handshake
 //! for a serving slot), so the accept loop never waits and idle connections cost their owners
 //! slots, not everyone else. A connection must send its first byte within
@@ -24,8 +25,11 @@ use admission::{Gate, Limits, Refusal, Slot};
 /// Connections in TLS or in their handshake. 16 per address (a downloader opens one per file
 /// it fetches here), 32 per network; 64 of the 256 kept for addresses holding none.
 pub const HANDSHAKE_LIMITS: Limits = Limits { total: 256, per_address: 16, per_prefix: 32, kept_for_new: 64 };
-/// Connections served (ticket checked). 16 of the 64 kept for addresses holding none.
-pub const SERVING_LIMITS: Limits = Limits { total: 64, per_address: 16, per_prefix: 32, kept_for_new: 16 };
+/// Connections served (ticket checked): 16 per address. Only ticket holders (members) get
+/// here, each user at most `SERVING_PER_USER`, so the per-network and newcomer shares that
+/// guard the unauthenticated stage are not needed: a network's or the total's whole 64 may go
+/// to members behind a few addresses (a NAT).
+pub const SERVING_LIMITS: Limits = Limits { total: 64, per_address: 16, per_prefix: 64, kept_for_new: 0 };
 /// Connections served per user (the ticket's), whatever their addresses.
 pub const SERVING_PER_USER: usize = 8;
 /// A connection that has sent nothing this long after it was accepted is closed.
