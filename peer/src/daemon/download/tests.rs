@@ -319,10 +319,11 @@ fn the_timeouts_table_is_the_code() {
     assert_eq!((conn::WRITE_TIMEOUT_MS, serve::NO_REQUEST_TIMEOUT_MS), (10_000, 30_000));
 }
 
-/// A TCP client that connects to the piece server and never says anything is closed once
-/// `HANDSHAKE_TIMEOUT_MS` has passed, not before and not much later.
+/// A TCP client that connects to the piece server and never says anything is closed once the
+/// server's first-byte allowance (`slots::FIRST_BYTE_TIMEOUT_MS`) has passed, not before and
+/// not much later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_never_speaks_is_closed_after_the_handshake_bound() {
+async fn a_client_that_never_speaks_is_closed_after_the_first_byte_bound() {
     use tokio::io::AsyncReadExt;
     let tmp = tempfile::tempdir().unwrap();
     let d = daemon(tmp.path(), Faults::default());
@@ -330,7 +331,7 @@ async fn a_client_that_never_speaks_is_closed_after_the_handshake_bound() {
     let started = std::time::Instant::now();
     let mut tcp = tokio::net::TcpStream::connect(&sharer.addr).await.unwrap();
     let mut buf = [0u8; 64];
-    let bound = std::time::Duration::from_millis(conn::HANDSHAKE_TIMEOUT_MS);
+    let bound = std::time::Duration::from_millis(crate::daemon::slots::FIRST_BYTE_TIMEOUT_MS);
     let read = tokio::time::timeout(bound + std::time::Duration::from_secs(5), tcp.read(&mut buf)).await;
     let took = started.elapsed();
     match read {
