@@ -13,6 +13,15 @@ use std::time::{Duration, Instant};
 use testkit::flood::{flood, percentiles, FloodSpec, PARTIAL_CLIENT_HELLO};
 use testkit::*;
 
+/// One attack at a time: the attackers' reconnect loops run in this process, on the same 2
+/// cores as the nodes they attack, so two attacks at once (libtest runs tests in parallel)
+/// would measure this machine's CPU rather than the nodes' defence.
+static ONE_ATTACK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_attack_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_ATTACK_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// How long each attack lasts while the member works.
 const ATTACK_WINDOW: Duration = Duration::from_secs(12);
 
@@ -74,6 +83,7 @@ fn addr(a: &str) -> SocketAddr {
 
 #[test]
 fn silent_and_stalled_tls_connections_from_one_host_leave_the_api_to_members() {
+    let _one = one_attack_at_a_time();
     let (cluster, alice, leader) = world();
     let target = addr(cluster.api(leader));
     let host = Ipv4Addr::new(127, 0, 0, 2);
@@ -99,6 +109,7 @@ fn silent_and_stalled_tls_connections_from_one_host_leave_the_api_to_members() {
 
 #[test]
 fn many_addresses_of_one_network_leave_the_api_to_members() {
+    let _one = one_attack_at_a_time();
     let (cluster, alice, leader) = world();
     let target = addr(cluster.api(leader));
     // 40 hosts of 127.3.3.0/24, 8 silent connections each: within every per-address bound,
@@ -131,6 +142,7 @@ fn time_to_close(target: SocketAddr, opening: &[u8]) -> Duration {
 
 #[test]
 fn a_silent_connection_and_an_unfinished_request_head_are_closed_within_seconds() {
+    let _one = one_attack_at_a_time();
     let (cluster, _alice, leader) = world();
     let target = addr(cluster.api(leader));
     // Nothing at all: closed after about a second (the first-byte allowance).
@@ -172,6 +184,7 @@ fn terms(cluster: &Cluster) -> Vec<(u64, u64)> {
 
 #[test]
 fn a_flood_on_a_followers_raft_port_costs_no_election_and_no_write() {
+    let _one = one_attack_at_a_time();
     let (cluster, _alice, leader) = world();
     let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
     let target = addr(&cluster.rafts[(follower - 1) as usize]);
