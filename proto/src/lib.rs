@@ -9,4 +9,5 @@ pub mod api;
 pub mod cluster;
 pub mod names;
 pub mod piece;
+pub mod stdout;
 pub mod ticket;
