@@ -1109,6 +1109,30 @@ pub async fn group_names(client: &tracker_client::TrackerClient) -> Vec<String> 
     g
 }
 
+/// A call through the API that follows the cluster's redirects to the leader (307) and waits
+/// out elections (503), at most 200 tries of 50 ms: the first other answer.
+pub fn call_following_redirects(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> HttpResponse {
+    let mut addr = addr.to_string();
+    for _ in 0..200 {
+        let r = http_as(&addr, method, path, token, None, body);
+        match r.status {
+            307 => {
+                let location = r.header("location").expect("a 307 has a Location").to_string();
+                addr = location.strip_prefix("http://").unwrap().split('/').next().unwrap().to_string();
+            }
+            503 => std::thread::sleep(Duration::from_millis(50)),
+            _ => return r,
+        }
+    }
+    panic!("{method} {path}: no leader answered");
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsRawFd;

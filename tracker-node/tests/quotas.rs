@@ -24,19 +24,7 @@ fn cluster_with_limits(groups_per_user: u64, files_per_user: u64, more: &str) ->
 /// Sends a request and follows 307s to the leader (waiting out an election's 503s); the first
 /// other answer.
 fn on_leader(cluster: &Cluster, method: &str, path: &str, token: &str, body: Option<&str>) -> HttpResponse {
-    let mut addr = cluster.api(cluster.wait_leader(&[])).to_string();
-    for _ in 0..100 {
-        let r = http_as(&addr, method, path, Some(token), None, body);
-        match r.status {
-            307 => {
-                let location = r.header("location").expect("a 307 has a Location").to_string();
-                addr = location.strip_prefix("http://").unwrap().split('/').next().unwrap().to_string();
-            }
-            503 => std::thread::sleep(Duration::from_millis(50)),
-            _ => return r,
-        }
-    }
-    panic!("{method} {path}: no leader answered");
+    call_following_redirects(cluster.api(cluster.wait_leader(&[])), method, path, Some(token), body)
 }
 
 fn create_group(cluster: &Cluster, token: &str, group: &str) -> HttpResponse {

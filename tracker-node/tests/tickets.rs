@@ -4,7 +4,7 @@
 //! connection, never from the client; an owner's removal ends the member's shares; liveness
 //! calls are answered by the leader from memory.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::ticket::{verify, Ticket, MAX_CLOCK_SKEW_MS, TICKET_LIFETIME_MS};
 use serde_json::{json, Value};
@@ -23,19 +23,7 @@ fn key(b: u8) -> String {
 
 /// Sends a request and follows 307s to the leader, waiting out 503s (an election).
 fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> HttpResponse {
-    let mut addr = addr.to_string();
-    for _ in 0..200 {
-        let r = http_as(&addr, method, path, token, None, body);
-        match r.status {
-            307 => {
-                let location = r.header("location").expect("a 307 has a Location").to_string();
-                addr = location.strip_prefix("http://").unwrap().split('/').next().unwrap().to_string();
-            }
-            503 => std::thread::sleep(Duration::from_millis(50)),
-            _ => return r,
-        }
-    }
-    panic!("{method} {path}: no leader answered");
+    call_following_redirects(addr, method, path, token, body)
 }
 
 /// Sends one raw request (no redirect followed) to a follower, chosen in a stable view of who
