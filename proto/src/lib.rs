@@ -7,6 +7,8 @@
 
 pub mod api;
 pub mod cluster;
+pub mod control;
+pub mod error;
 pub mod names;
 pub mod piece;
 pub mod stdout;

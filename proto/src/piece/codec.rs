@@ -4,6 +4,8 @@
 //! checked against `MAX_FRAME_LEN_BYTES` before anything is allocated; a body with bytes left
 //! over after its message is an error. `decode` is incremental: `Ok(None)` means "need more".
 
+use super::body::Body;
+pub use super::message::{DecodeError, Message};
 use super::piece_list;
 
 /// Largest frame body (type byte included): a full piece plus its index.
@@ -27,92 +29,6 @@ const T_ERROR: u8 = 8;
 const T_PIECE_LIST_REQUEST: u8 = 9;
 const T_PIECE_LIST: u8 = 10;
 const T_TICKET: u8 = 11;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Message {
-    /// First message each way: which file (by whole-file SHA-1) in which group, and who asks.
-    Handshake {
-        protocol_version: u16,
-        file_sha1: [u8; 20],
-        group: String,
-        user: String,
-        peer_id: [u8; 16],
-        ticket: Vec<u8>,
-    },
-    /// Which pieces the sender has, MSB first; may be re-sent to replace the last one.
-    Bitfield {
-        num_pieces: u32,
-        bits: Vec<u8>,
-    },
-    Have {
-        piece: u32,
-    },
-    Request {
-        piece: u32,
-    },
-    Cancel {
-        piece: u32,
-    },
-    Piece {
-        piece: u32,
-        data: Vec<u8>,
-    },
-    Reject {
-        piece: u32,
-    },
-    KeepAlive,
-    /// The sender's last message before it closes.
-    Error {
-        code: u16,
-        message: String,
-    },
-    /// Send me hashes `start..start + count` of the file's piece list (`count` is 1 to
-    /// `MAX_PIECE_LIST_HASHES_PER_FRAME`).
-    PieceListRequest {
-        start: u32,
-        count: u32,
-    },
-    /// Hashes `start..start + hashes.len()` of a piece list of `num_pieces` hashes.
-    PieceList {
-        num_pieces: u32,
-        start: u32,
-        hashes: Vec<[u8; 20]>,
-    },
-    /// Downloader to sharer, on an open connection: a fresh ticket for the same file, user and
-    /// key, which the connection is served on from now (docs/PROTOCOL.md, "Tickets while a
-    /// connection lasts").
-    Ticket {
-        ticket: Vec<u8>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("frame of {len} bytes is over the limit of {max}")]
-    FrameTooLarge { len: usize, max: usize },
-    #[error("empty frame (no message type)")]
-    EmptyFrame,
-    #[error("unknown message type {0}")]
-    UnknownType(u8),
-    #[error("{what} is cut short")]
-    Truncated { what: &'static str },
-    #[error("{trailing} bytes left over after a {what} message")]
-    TrailingBytes { what: &'static str, trailing: usize },
-    #[error("{what} is {len} bytes, over the limit of {max}")]
-    FieldTooLong { what: &'static str, len: usize, max: usize },
-    #[error("{what} is not UTF-8")]
-    NotUtf8 { what: &'static str },
-    #[error("bitfield of {num_pieces} pieces needs {want} bytes, got {got}")]
-    BitfieldLength { num_pieces: u32, want: usize, got: usize },
-    #[error("bitfield has bits set past piece {num_pieces}")]
-    BitfieldSpareBits { num_pieces: u32 },
-    #[error("piece-list request for {count} hashes; a request asks for 1 to {max}")]
-    PieceListCount { count: u32, max: usize },
-    #[error("piece list of {len} bytes is not a whole number of 20-byte hashes")]
-    PieceListLength { len: usize },
-    #[error("piece list of {num_pieces} hashes cannot hold {count} hashes from {start}")]
-    PieceListRange { num_pieces: u32, start: u32, count: usize },
-}
 
 fn put_u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_be_bytes());
@@ -219,47 +135,6 @@ pub fn piece_frame_header(buf: &[u8]) -> Option<(u32, usize)> {
         return None;
     }
     Some((u32::from_be_bytes(buf[5..9].try_into().expect("4 bytes")), len - 5))
-}
-
-/// A cursor over one frame body that reports what was cut short.
-pub(super) struct Body<'a> {
-    pub(super) b: &'a [u8],
-    pub(super) what: &'static str,
-}
-
-impl<'a> Body<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.b.len() < n {
-            return Err(DecodeError::Truncated { what: self.what });
-        }
-        let (h, t) = self.b.split_at(n);
-        self.b = t;
-        Ok(h)
-    }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
-    }
-    pub(super) fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-    fn bytes(&mut self, what: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
-        let len = self.u16()? as usize;
-        if len > max {
-            return Err(DecodeError::FieldTooLong { what, len, max });
-        }
-        self.take(len)
-    }
-    fn string(&mut self, what: &'static str, max: usize) -> Result<String, DecodeError> {
-        let b = self.bytes(what, max)?;
-        String::from_utf8(b.to_vec()).map_err(|_| DecodeError::NotUtf8 { what })
-    }
-    pub(super) fn end(self) -> Result<(), DecodeError> {
-        if self.b.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingBytes { what: self.what, trailing: self.b.len() })
-        }
-    }
 }
 
 /// Checks a bitfield's length and that no bit past the last piece is set.

@@ -2,14 +2,30 @@
 //! (docs/PROTOCOL.md describes the connection lifecycle and the byte layout), and the size
 //! bounds that peers and tracker share.
 
+mod bitfield;
+mod body;
 mod codec;
+mod message;
 mod piece_list;
 
+pub use bitfield::{bits_to_bools, bools_to_bits};
 pub use codec::{
     check_bitfield, decode, encode, encode_piece_header, piece_frame_header, DecodeError, Message,
     MAX_ERROR_MESSAGE_BYTES, MAX_FRAME_LEN_BYTES, MAX_NAME_BYTES, MAX_TICKET_BYTES, PIECE_HEADER_BYTES,
 };
 pub use piece_list::MAX_PIECE_LIST_HASHES_PER_FRAME;
+
+/// The protocol version every handshake names. 3: the connection is TLS 1.3 between two proven
+/// peer keys and the handshake carries a ticket from the tracker (docs/PROTOCOL.md, "The
+/// channel", "Tickets"). 2 added the piece list (`piece_list_request` / `piece_list`); 1 got the
+/// piece hashes from the tracker. Other versions are refused with error 1.
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// An `error` code that means "not now", not "never": no free slot, or the connection asked
+/// for nothing for too long (docs/PROTOCOL.md, error codes). A downloader tries again later.
+pub fn is_busy(code: u16) -> bool {
+    code == error_code::BUSY || code == error_code::IDLE
+}
 
 /// Every piece is this long except the last, which is the remainder.
 pub const PIECE_LEN_BYTES: u64 = 512 * 1024;

@@ -5,7 +5,8 @@
 //!
 //! Bodies only; the frame around them and the dispatch on the type byte are `codec.rs`.
 
-use super::codec::{Body, DecodeError, Message};
+use super::body::Body;
+use super::message::{DecodeError, Message};
 
 /// Most hashes in one `piece_list` frame (or asked for by one `piece_list_request`): 320 KiB of
 /// hashes, well under the frame limit, so the largest file's list (2^21 pieces) is 128 frames.
