@@ -7,6 +7,7 @@
 //!
 //! Architecture Invariant: the client knows the API (proto::api), never the state machine.
 
+pub mod admin;
 pub mod retry;
 pub mod tls;
 

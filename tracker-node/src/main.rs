@@ -1,16 +1,9 @@
 //! `tracker-node`: one Raft node of the tracker cluster, a local cluster launcher, and the
-//! operator's status and membership commands. Argument parsing only; the work is in the
-//! modules.
+//! operator's status and membership commands. Argument parsing, the process's setup (logging,
+//! malloc, the runtime, signals) and the operator commands (`commands/`); a node itself is the
+//! library's (`tracker_node::run`).
 
-mod api;
 mod commands;
-mod datadir;
-mod logging;
-mod metrics;
-mod node;
-mod raft_net;
-mod sched;
-mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +12,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use proto::cluster::ClusterConfig;
 use tokio_util::sync::CancellationToken;
+use tracker_node::{logging, sched, Listeners, NodeConfig};
 
 #[derive(Parser)]
 #[command(
@@ -166,49 +160,9 @@ fn main() -> ExitCode {
 }
 
 async fn async_main(cli: Cli) -> ExitCode {
-    let result: anyhow::Result<i32> = match cli.command {
-        Cmd::Run { config, id } => {
-            let cfg = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            if let Err(e) = cfg.require_node(id) {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-            if let Err(e) = refuse_unsafe_build_unless_told() {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-            // Before the store opens: another node on this data_dir, or one that is a file or
-            // read-only, is one line naming it.
-            let data_dir = cfg.require_node(id).map(|n| n.data_dir.clone()).unwrap_or_default();
-            let _data_dir_lock = match datadir::lock(&data_dir) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            // Before anything listens: the files named in the cluster file are the operator's
-            // to fix (exit 2); the ones made here on a first start are created now.
-            // Off the runtime's threads: it may wait (bounded) for another node creating the CA.
-            let tls_cfg = cfg.clone();
-            let node_tls = match tokio::task::spawn_blocking(move || tls::for_node(&tls_cfg, id)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    eprintln!("error: {e:#}");
-                    return ExitCode::from(if matches!(e, tls::SetupError::Config(_)) { 2 } else { 1 });
-                }
-                Err(e) => {
-                    eprintln!("error: setting up TLS failed: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
-            node::run(cfg, id, node_tls, shutdown).await.map(|_| 0)
-        }
+    let result = match cli.command {
+        Cmd::Run { config, id } => return run_node(&config, id).await,
+        Cmd::Members { action } => return members(action).await,
         Cmd::Up { config } => match load(&config) {
             Ok(cfg) => commands::up::run(&cfg, &config.config).await,
             Err(code) => return code,
@@ -238,23 +192,12 @@ async fn async_main(cli: Cli) -> ExitCode {
             Ok(cfg) => commands::snapshot::restore(&cfg, &from),
             Err(code) => return code,
         },
-        Cmd::Members { action } => {
-            let (config, verb, id, json) = match action {
-                MembersCmd::Add { config, id, json } => (config, "add", id, json),
-                MembersCmd::Remove { config, id, json } => (config, "remove", id, json),
-            };
-            match load(&config) {
-                Ok(cfg) => {
-                    if let Err(e) = cfg.require_node(id) {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
-                    commands::members::run(&cfg, verb, id, json).await
-                }
-                Err(code) => return code,
-            }
-        }
     };
+    exit_code(result)
+}
+
+/// A command's outcome as the process's exit code; an error is one line on stderr, exit 1.
+fn exit_code(result: anyhow::Result<i32>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
@@ -262,6 +205,60 @@ async fn async_main(cli: Cli) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `tracker-node run`: node `id` of the cluster file, in the foreground until SIGINT/SIGTERM.
+async fn run_node(config: &ConfigArg, id: u64) -> ExitCode {
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let listed = match cfg.require_node(id) {
+        Ok(n) => n.clone(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = refuse_unsafe_build_unless_told() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    // Before anything listens: another node on this data_dir, or one that is a file or
+    // read-only, is one line naming it; the TLS files named in the cluster file are the
+    // operator's to fix (exit 2); the ones made here on a first start are created now.
+    let node = match NodeConfig::prepare(cfg, id).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    // A port in use is one line naming it.
+    let listeners = match Listeners::bind(&listed) {
+        Ok(l) => l,
+        Err(e) => return exit_code(Err(e)),
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    exit_code(tracker_node::run(node, listeners, shutdown).await.map(|_| 0))
+}
+
+/// `tracker-node members add|remove --id N`.
+async fn members(action: MembersCmd) -> ExitCode {
+    let (config, verb, id, json) = match action {
+        MembersCmd::Add { config, id, json } => (config, "add", id, json),
+        MembersCmd::Remove { config, id, json } => (config, "remove", id, json),
+    };
+    let cfg = match load(&config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    if let Err(e) = cfg.require_node(id) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    exit_code(commands::members::run(&cfg, verb, id, json).await)
 }
 
 /// The environment variable a test harness sets to run the deliberately broken build.

@@ -148,76 +148,77 @@ impl Collector for DiskCollector {
     }
 }
 
+impl Scraped {
+    /// Registers every gauge under its name.
+    fn register(&self, registry: &mut Registry) {
+        let gauges: [(&str, &str, &IntGauge); 17] = [
+            ("tracker_is_leader", "1 when this node is the Raft leader", &self.is_leader),
+            ("tracker_has_leader", "1 when this node knows a leader", &self.has_leader),
+            ("tracker_term", "current Raft term", &self.term),
+            ("tracker_leader_id", "id of the known leader, 0 if none", &self.leader_id),
+            ("tracker_last_log_index", "index of the last log entry", &self.last_log_index),
+            ("tracker_applied_index", "index of the last applied entry", &self.applied_index),
+            ("tracker_snapshot_index", "last index in the current snapshot", &self.snapshot_index),
+            ("tracker_purged_index", "last purged log index", &self.purged_index),
+            ("tracker_voters", "number of voters", &self.voters),
+            ("tracker_users", "registered users", &self.users),
+            ("tracker_groups", "groups", &self.groups),
+            ("tracker_files", "shared files", &self.files),
+            ("tracker_sled_size_bytes", "sled files on disk", &self.sled_size_bytes),
+            ("tracker_snapshot_file_bytes", "size of the current snapshot file", &self.snapshot_file_bytes),
+            ("tracker_snapshot_build_ms", "time to build the last snapshot this node built", &self.snapshot_build_ms),
+            ("tracker_snapshot_built_bytes", "size of the last snapshot this node built", &self.snapshot_built_bytes),
+            (
+                "tracker_login_throttle_records",
+                "users and addresses with recent failed logins",
+                &self.login_throttle_records,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+    }
+}
+
+/// Registers `metric` under `name` and hands it back (the registry keeps a clone).
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
+        let r = &mut registry;
         let scraped = Scraped::default();
-        let g = |r: &mut Registry, name: &str, help: &str, m: &IntGauge| r.register(name, help, m.clone());
-        g(&mut registry, "tracker_is_leader", "1 when this node is the Raft leader", &scraped.is_leader);
-        g(&mut registry, "tracker_has_leader", "1 when this node knows a leader", &scraped.has_leader);
-        g(&mut registry, "tracker_term", "current Raft term", &scraped.term);
-        g(&mut registry, "tracker_leader_id", "id of the known leader, 0 if none", &scraped.leader_id);
-        g(&mut registry, "tracker_last_log_index", "index of the last log entry", &scraped.last_log_index);
-        g(&mut registry, "tracker_applied_index", "index of the last applied entry", &scraped.applied_index);
-        g(&mut registry, "tracker_snapshot_index", "last index in the current snapshot", &scraped.snapshot_index);
-        g(&mut registry, "tracker_purged_index", "last purged log index", &scraped.purged_index);
-        g(&mut registry, "tracker_voters", "number of voters", &scraped.voters);
-        g(&mut registry, "tracker_users", "registered users", &scraped.users);
-        g(&mut registry, "tracker_groups", "groups", &scraped.groups);
-        g(&mut registry, "tracker_files", "shared files", &scraped.files);
-        g(&mut registry, "tracker_sled_size_bytes", "sled files on disk", &scraped.sled_size_bytes);
-        g(
-            &mut registry,
-            "tracker_snapshot_file_bytes",
-            "size of the current snapshot file",
-            &scraped.snapshot_file_bytes,
-        );
-        g(
-            &mut registry,
-            "tracker_snapshot_build_ms",
-            "time to build the last snapshot this node built",
-            &scraped.snapshot_build_ms,
-        );
-        g(
-            &mut registry,
-            "tracker_snapshot_built_bytes",
-            "size of the last snapshot this node built",
-            &scraped.snapshot_built_bytes,
-        );
-        g(
-            &mut registry,
-            "tracker_login_throttle_records",
-            "users and addresses with recent failed logins",
-            &scraped.login_throttle_records,
-        );
+        scraped.register(r);
         let writes: Family<CommandLabel, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(|| Histogram::new(WRITE_BUCKETS_S));
-        registry.register("tracker_write_seconds", "time from proposal to applied outcome", writes.clone());
-        let precheck_refusals = Family::<CommandLabel, Counter>::default();
-        registry.register(
+        let writes = registered(r, "tracker_write_seconds", "time from proposal to applied outcome", writes);
+        let precheck_refusals = registered(
+            r,
             "tracker_precheck_refusals",
             "writes refused by the leader before proposal",
-            precheck_refusals.clone(),
+            Family::<CommandLabel, Counter>::default(),
         );
-        let proposals_committed = Counter::default();
-        registry.register(
-            "tracker_proposals_committed",
-            "proposals committed and applied",
-            proposals_committed.clone(),
-        );
-        let proposals_failed = Counter::default();
-        registry.register(
+        let proposals_committed =
+            registered(r, "tracker_proposals_committed", "proposals committed and applied", Counter::default());
+        let proposals_failed = registered(
+            r,
             "tracker_proposals_failed",
             "proposals not committed (timeout, lost leadership, stopping)",
-            proposals_failed.clone(),
+            Counter::default(),
         );
-        let proposals_pending = IntGauge::default();
-        registry.register("tracker_proposals_pending", "proposals waiting for their commit", proposals_pending.clone());
-        let leader_changes = Counter::default();
-        registry.register(
+        let proposals_pending =
+            registered(r, "tracker_proposals_pending", "proposals waiting for their commit", IntGauge::default());
+        let leader_changes = registered(
+            r,
             "tracker_leader_changes_seen",
             "changes of the leader this node has seen",
-            leader_changes.clone(),
+            Counter::default(),
         );
         let disk = Arc::new(Mutex::new(None));
         registry.register_collector(Box::new(DiskCollector(disk.clone())));

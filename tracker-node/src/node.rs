@@ -12,7 +12,9 @@ use openraft::SnapshotPolicy;
 use proto::cluster::ClusterConfig;
 use raft_store::{open_store, NodeId, Raft, StoreOptions, TrackerNode};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracker_client::admin::NodesHttp;
 
 use crate::api::{self, AppState};
 use crate::metrics::Metrics;
@@ -51,7 +53,8 @@ pub fn raft_config(cfg: &ClusterConfig) -> anyhow::Result<openraft::Config> {
     Ok(c.validate()?)
 }
 
-pub fn tracker_node(n: &proto::cluster::NodeConfig) -> TrackerNode {
+/// Node `n` of the cluster file as a member of the Raft membership.
+pub fn member_entry(n: &proto::cluster::NodeConfig) -> TrackerNode {
     TrackerNode { api: n.api.to_string(), raft: n.raft.to_string() }
 }
 
@@ -253,7 +256,7 @@ fn is_initialised(st: &proto::api::NodeStatus) -> bool {
 /// a new cluster starting together: each initialises with the same membership, which is safe).
 async fn running_cluster(cfg: &ClusterConfig, id: NodeId) -> Option<(NodeId, Vec<NodeId>)> {
     let budget = std::time::Duration::from_millis(JOIN_CHECK_MS);
-    let http = match crate::commands::nodes_http(cfg, budget, false) {
+    let http = match NodesHttp::new(cfg, budget, false) {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!("cannot ask the other nodes whether the cluster runs: {e}");
@@ -262,14 +265,8 @@ async fn running_cluster(cfg: &ClusterConfig, id: NodeId) -> Option<(NodeId, Vec
     };
     let mut calls = tokio::task::JoinSet::new();
     for n in cfg.nodes.iter().filter(|n| n.id != id) {
-        let (http, other, url) = (http.client.clone(), n.id, http.url(n.api, "/v1/status"));
-        calls.spawn(async move {
-            let st = match http.get(url).send().await {
-                Ok(r) if r.status().is_success() => r.json::<proto::api::NodeStatus>().await.ok(),
-                _ => None,
-            };
-            (other, st)
-        });
+        let (http, other, api) = (http.clone(), n.id, n.api);
+        calls.spawn(async move { (other, http.status(api).await) });
     }
     let deadline = tokio::time::Instant::now() + budget;
     loop {
@@ -327,7 +324,7 @@ async fn stop_campaigning_when_removed(raft: Raft, cfg: Arc<ClusterConfig>, id: 
             continue;
         }
         leaderless_since = None;
-        let Ok(rows) = crate::commands::status::fetch_all(&cfg, std::time::Duration::from_millis(1_000)).await else {
+        let Ok(rows) = tracker_client::admin::statuses(&cfg, std::time::Duration::from_millis(1_000)).await else {
             continue;
         };
         let removed_by = rows
@@ -361,44 +358,62 @@ fn bind_error(what: &str, addr: std::net::SocketAddr, e: std::io::Error) -> anyh
     }
 }
 
-/// Runs node `id` until `shutdown` is cancelled. `tls` is its mutual-TLS identity
-/// (crate::tls::for_node): the Raft port accepts and dials only nodes of the cluster CA.
-pub async fn run(
-    cfg: Arc<ClusterConfig>,
-    id: NodeId,
-    tls: crate::tls::NodeTls,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let me = cfg.require_node(id)?.clone();
+/// Backlog of the API's listening socket: what tokio's `TcpListener::bind` gives (the API
+/// listener was bound by it), above std's 128, so a burst of clients is queued, not refused.
+const API_BACKLOG: i32 = 1024;
+
+/// The two sockets a node serves on, bound by its caller: the binary binds the cluster file's
+/// addresses ([`Listeners::bind`]); an in-process test binds port 0 and writes the ports it got
+/// into the cluster file.
+pub struct Listeners {
+    pub api: std::net::TcpListener,
+    pub raft: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds node `n`'s `raft` then `api` address. A port in use is one line naming it.
+    pub fn bind(n: &proto::cluster::NodeConfig) -> anyhow::Result<Self> {
+        let raft = std::net::TcpListener::bind(n.raft).map_err(|e| bind_error("raft", n.raft, e))?;
+        let api = std::net::TcpListener::bind(n.api).map_err(|e| bind_error("api", n.api, e))?;
+        Ok(Listeners { api, raft })
+    }
+
+    /// The API listener for the current runtime, with [`API_BACKLOG`], and the Raft listener
+    /// as it is (it is registered with the Raft runtime, which polls it).
+    fn into_parts(self) -> anyhow::Result<(TcpListener, std::net::TcpListener)> {
+        use std::os::fd::AsRawFd;
+        // listen(2) again on a listening socket changes only its backlog.
+        // SAFETY: listen on a descriptor `self.api` owns.
+        if unsafe { libc::listen(self.api.as_raw_fd(), API_BACKLOG) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot listen on the api socket");
+        }
+        self.api.set_nonblocking(true)?;
+        self.raft.set_nonblocking(true)?;
+        Ok((TcpListener::from_std(self.api)?, self.raft))
+    }
+}
+
+/// The node's storage, opened from its data_dir.
+fn open_storage(
+    me: &proto::cluster::NodeConfig,
+) -> anyhow::Result<(raft_store::LogStore, raft_store::StateMachineStore)> {
     let mut store_options = StoreOptions::new(&me.data_dir);
     store_options.snapshot_thread_init = Some(crate::sched::background_thread);
-    let (log, sm) = open_store(&store_options)
-        .with_context(|| format!("cannot open the data of node {id} in {}", me.data_dir.display()))?;
-    let config = Arc::new(raft_config(&cfg)?);
-    let network = raft_net::client::NetworkFactory::new(
-        &tls.client,
-        cfg.secret.clone(),
-        raft_net::client::BackoffMs::for_timings(cfg.heartbeat_ms, cfg.election_timeout_ms.0),
-    )?;
-    // Raft runs on a runtime of its own: its core, replication streams and RPC server never
-    // queue behind API work, and the API's threads run at a lower priority (main.rs), so a
-    // flood of API calls cannot delay heartbeats into elections.
-    let voters = network.voters();
-    let raft_rt = RaftRuntime::new()?;
-    let raft = {
-        let (log, sm) = (log.clone(), sm.clone());
-        raft_rt.handle().spawn(async move { Raft::new(id, config, network, log, sm).await }).await??
-    };
+    open_store(&store_options)
+        .with_context(|| format!("cannot open the data of node {} in {}", me.id, me.data_dir.display()))
+}
 
-    // A port in use is one line naming it (main.rs prints it as `error: ...`).
-    let raft_listener = std::net::TcpListener::bind(me.raft).map_err(|e| bind_error("raft", me.raft, e))?;
-    raft_listener.set_nonblocking(true)?;
-    let api_listener = TcpListener::bind(me.api).await.map_err(|e| bind_error("api", me.api, e))?;
-
-    let raft_router = raft_net::server::router(raft.clone(), cfg.secret.clone());
-    let raft_peers = raft_net::listener::PeerPolicy::new(cfg.nodes.iter().map(|n| n.id), raft.clone());
-    let state = AppState {
-        id,
+/// Everything the API's handlers share.
+fn app_state(
+    cfg: &Arc<ClusterConfig>,
+    me: &proto::cluster::NodeConfig,
+    raft: &Raft,
+    (log, sm): (&raft_store::LogStore, &raft_store::StateMachineStore),
+    tickets: Arc<proto::ticket::TicketSigner>,
+) -> anyhow::Result<AppState> {
+    let probe = std::time::Duration::from_millis(api::admin::REACHABLE_PROBE_MS);
+    Ok(AppState {
+        id: me.id,
         raft: raft.clone(),
         sm: sm.clone(),
         log: log.clone(),
@@ -408,94 +423,163 @@ pub async fn run(
         passwords: Arc::new(api::password_pool::PasswordPool::for_this_machine()),
         throttle: Arc::new(api::throttle::LoginThrottle::default()),
         registrations: Arc::new(api::throttle::RegistrationThrottle::default()),
-        tickets: tls.ticket.clone(),
+        tickets,
         liveness: Arc::new(api::liveness::Liveness::default()),
         quota_in_flight: Arc::new(api::quota::InFlight::default()),
-        nodes_http: crate::commands::nodes_http(
-            &cfg,
-            std::time::Duration::from_millis(api::admin::REACHABLE_PROBE_MS),
-            false,
-        )?,
-    };
-    let liveness = state.liveness.clone();
-    let metrics = state.metrics.clone();
-    tracing::info!(
-        workers = state.passwords.workers,
-        queue = state.passwords.queue_len,
-        "password hashing runs on a bounded pool at low priority"
-    );
-    let api_router = api::router(state);
+        nodes_http: NodesHttp::new(cfg, probe, false)?,
+    })
+}
 
-    let servers = CancellationToken::new();
-    let api_tls = tls.api.clone();
-    let raft_server = raft_rt.handle().spawn({
-        let stop = servers.clone();
-        async move {
-            let listener = TcpListener::from_std(raft_listener)?;
-            raft_net::listener::serve(listener, raft_router, tls.server, raft_peers, stop).await;
-            Ok::<(), std::io::Error>(())
-        }
-    });
-    let api_server = tokio::spawn({
-        let stop = servers.clone();
-        async move {
-            api::listener::serve(api_listener, api_router, api_tls, stop).await;
-            Ok::<(), std::io::Error>(())
-        }
-    });
-    tracing::info!(id, api = %me.api, raft = %me.raft, data_dir = %me.data_dir.display(), "tracker node started");
-
-    if !raft.is_initialized().await? {
-        let voters = cfg.voters_on_first_start();
-        let running = if voters.contains(&id) { running_cluster(&cfg, id).await } else { None };
-        if let Some((answered, their_voters)) = running {
-            // The cluster exists: initialising here would start a second one (with its own
-            // log and its own elections). This node waits, without a membership, until the
-            // leader replicates to it: after `members add`, or at once if it is already a
-            // voter there (an initial voter that started after the others had initialised).
-            if their_voters.contains(&id) {
-                tracing::info!(
-                    "this cluster already runs (node {answered} answered) and lists this node as a voter: waiting for its leader"
-                );
-            } else {
-                tracing::info!(
-                    "this cluster already runs (node {answered} answered): waiting to be added with `tracker-node members add --id {id}`"
-                );
-            }
-        } else if voters.contains(&id) {
-            // Every initial voter initialises with the same membership: safe, and no node has
-            // to wait for a particular other one to come up first.
-            let members: BTreeMap<NodeId, TrackerNode> =
-                voters.iter().filter_map(|v| cfg.node(*v).map(|n| (*v, tracker_node(n)))).collect();
-            match raft.initialize(members).await {
-                Ok(()) => tracing::info!(?voters, "initialised a new cluster"),
-                Err(e) => tracing::info!("not initialising: {e}"),
-            }
+/// On the first start of a data_dir: initialises a new cluster (an initial voter of a cluster
+/// that does not run yet), or waits to be added to the one that runs.
+async fn join_or_initialise(raft: &Raft, cfg: &ClusterConfig, id: NodeId) -> anyhow::Result<()> {
+    if raft.is_initialized().await? {
+        return Ok(());
+    }
+    let voters = cfg.voters_on_first_start();
+    let running = if voters.contains(&id) { running_cluster(cfg, id).await } else { None };
+    if let Some((answered, their_voters)) = running {
+        // The cluster exists: initialising here would start a second one (with its own
+        // log and its own elections). This node waits, without a membership, until the
+        // leader replicates to it: after `members add`, or at once if it is already a
+        // voter there (an initial voter that started after the others had initialised).
+        if their_voters.contains(&id) {
+            tracing::info!(
+                "this cluster already runs (node {answered} answered) and lists this node as a voter: waiting for its leader"
+            );
         } else {
-            tracing::info!("not an initial voter: waiting to be added (tracker-node members add --id {id})");
+            tracing::info!(
+                "this cluster already runs (node {answered} answered): waiting to be added with `tracker-node members add --id {id}`"
+            );
         }
+    } else if voters.contains(&id) {
+        // Every initial voter initialises with the same membership: safe, and no node has
+        // to wait for a particular other one to come up first.
+        let members: BTreeMap<NodeId, TrackerNode> =
+            voters.iter().filter_map(|v| cfg.node(*v).map(|n| (*v, member_entry(n)))).collect();
+        match raft.initialize(members).await {
+            Ok(()) => tracing::info!(?voters, "initialised a new cluster"),
+            Err(e) => tracing::info!("not initialising: {e}"),
+        }
+    } else {
+        tracing::info!("not an initial voter: waiting to be added (tracker-node members add --id {id})");
     }
-
-    let snapshots =
-        tokio::spawn(schedule_snapshots(raft.clone(), sm.clone(), cfg.snapshot_logs_threshold, servers.clone()));
-    tokio::spawn(follow_leadership(raft.clone(), id, liveness, metrics, servers.clone()));
-    tokio::spawn(log_state_changes(raft.clone(), id, servers.clone()));
-    tokio::spawn(stop_campaigning_when_removed(raft.clone(), cfg.clone(), id, servers.clone()));
-    raft_rt.handle().spawn(voters.follow(raft.clone()));
-
-    shutdown.cancelled().await;
-    tracing::info!(id, "shutting down");
-    snapshots.abort();
-    // Raft first, so no RPC is half-applied when the servers stop answering.
-    if let Err(e) = raft.shutdown().await {
-        tracing::warn!("raft shutdown: {e}");
-    }
-    servers.cancel();
-    let _ = raft_server.await;
-    let _ = api_server.await;
-    log.flush_blocking()?;
-    tracing::info!(id, "stopped cleanly");
     Ok(())
+}
+
+/// A started node: its Raft and storage, the runtime Raft runs on, and the tasks that serve it.
+/// Every task is owned here: dropping a `Started` (a dropped `run` future) aborts them all
+/// and shuts the Raft runtime down, without the ordered shutdown (`stop`).
+struct Started {
+    raft: Raft,
+    log: raft_store::LogStore,
+    raft_rt: RaftRuntime,
+    /// The Raft and API servers, stopped by `servers` and waited for.
+    serving: JoinSet<std::io::Result<()>>,
+    servers: CancellationToken,
+    /// The watchers and the snapshot scheduler; they end with `servers`.
+    background: JoinSet<()>,
+    snapshots: tokio::task::AbortHandle,
+}
+
+impl Started {
+    /// Serves the Raft RPCs and the API, initialises or joins the cluster, and starts the
+    /// watchers and the snapshot scheduler.
+    async fn serve(
+        cfg: Arc<ClusterConfig>,
+        id: NodeId,
+        tls: crate::tls::NodeTls,
+        listeners: Listeners,
+    ) -> anyhow::Result<Self> {
+        let me = cfg.require_node(id)?.clone();
+        let (log, sm) = open_storage(&me)?;
+        let config = Arc::new(raft_config(&cfg)?);
+        let network = raft_net::client::NetworkFactory::new(
+            &tls.client,
+            cfg.secret.clone(),
+            raft_net::client::BackoffMs::for_timings(cfg.heartbeat_ms, cfg.election_timeout_ms.0),
+        )?;
+        // Raft runs on a runtime of its own: its core, replication streams and RPC server never
+        // queue behind API work, and the API's threads run at a lower priority (main.rs), so a
+        // flood of API calls cannot delay heartbeats into elections.
+        let voters = network.voters();
+        let raft_rt = RaftRuntime::new()?;
+        let raft = {
+            let (log, sm) = (log.clone(), sm.clone());
+            raft_rt.handle().spawn(async move { Raft::new(id, config, network, log, sm).await }).await??
+        };
+        let (api_listener, raft_listener) = listeners.into_parts()?;
+        let state = app_state(&cfg, &me, &raft, (&log, &sm), tls.ticket.clone())?;
+        let (liveness, metrics) = (state.liveness.clone(), state.metrics.clone());
+        tracing::info!(
+            workers = state.passwords.workers,
+            queue = state.passwords.queue_len,
+            "password hashing runs on a bounded pool at low priority"
+        );
+        let raft_router = raft_net::server::router(raft.clone(), cfg.secret.clone());
+        let raft_peers = raft_net::listener::PeerPolicy::new(cfg.nodes.iter().map(|n| n.id), raft.clone());
+        let servers = CancellationToken::new();
+        let mut serving = JoinSet::new();
+        let stop = servers.clone();
+        serving.spawn_on(
+            async move {
+                let listener = TcpListener::from_std(raft_listener)?;
+                raft_net::listener::serve(listener, raft_router, tls.server, raft_peers, stop).await;
+                Ok(())
+            },
+            raft_rt.handle(),
+        );
+        let (api_router, api_tls, stop) = (api::router(state), tls.api.clone(), servers.clone());
+        serving.spawn(async move {
+            api::listener::serve(api_listener, api_router, api_tls, stop).await;
+            Ok(())
+        });
+        tracing::info!(id, api = %me.api, raft = %me.raft, data_dir = %me.data_dir.display(), "tracker node started");
+
+        join_or_initialise(&raft, &cfg, id).await?;
+
+        let mut background = JoinSet::new();
+        let threshold = cfg.snapshot_logs_threshold;
+        let snapshots = background.spawn(schedule_snapshots(raft.clone(), sm, threshold, servers.clone()));
+        background.spawn(follow_leadership(raft.clone(), id, liveness, metrics, servers.clone()));
+        background.spawn(log_state_changes(raft.clone(), id, servers.clone()));
+        background.spawn(stop_campaigning_when_removed(raft.clone(), cfg.clone(), id, servers.clone()));
+        background.spawn_on(voters.follow(raft.clone()), raft_rt.handle());
+        Ok(Started { raft, log, raft_rt, serving, servers, background, snapshots })
+    }
+
+    /// The ordered shutdown: Raft first, so no RPC is half-applied when the servers stop
+    /// answering; then the servers; then sled's flush.
+    async fn stop(mut self, id: NodeId) -> anyhow::Result<()> {
+        tracing::info!(id, "shutting down");
+        self.snapshots.abort();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+        self.servers.cancel();
+        while self.serving.join_next().await.is_some() {}
+        self.log.flush_blocking()?;
+        tracing::info!(id, "stopped cleanly");
+        drop(self.background);
+        drop(self.raft_rt);
+        Ok(())
+    }
+}
+
+/// Runs node `id` on `listeners` until `shutdown` is cancelled, then shuts it down in order.
+/// `tls` is its mutual-TLS identity (crate::tls::for_node): the Raft port accepts and dials only
+/// nodes of the cluster CA. Dropping the future instead stops the node without the ordered
+/// shutdown, as a crash would (in-process tests).
+pub async fn run(
+    cfg: Arc<ClusterConfig>,
+    id: NodeId,
+    tls: crate::tls::NodeTls,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let started = Started::serve(cfg, id, tls, listeners).await?;
+    shutdown.cancelled().await;
+    started.stop(id).await
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub struct AppState {
     pub quota_in_flight: Arc<quota::InFlight>,
     /// HTTPS to the other nodes' APIs, the cluster CA pinned (the strict reconfiguration check
     /// asks each voter's status).
-    pub nodes_http: crate::commands::NodesHttp,
+    pub nodes_http: tracker_client::admin::NodesHttp,
 }
 
 pub fn router(state: AppState) -> Router {

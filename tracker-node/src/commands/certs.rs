@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use proto::cluster::{ClusterConfig, TlsSettings, GENERATED_TLS_DIR, TICKET_KEY_FILE};
 
-use crate::tls::pki;
+use tracker_node::tls::pki;
 
 /// The default output folder: the named CA's folder, else `tls/` beside the cluster file.
 pub fn default_out(cfg: &ClusterConfig) -> PathBuf {

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use proto::api::MembersRequest;
 use proto::cluster::ClusterConfig;
+use tracker_client::admin::AdminClient;
 
 /// Adding waits for the learner to catch up; bound the whole command.
 const MEMBERS_BUDGET_MS: u64 = 120_000;
 
 /// The voters as a leader sees them, if a leader answers within a short timeout.
 async fn leader_voters(cfg: &ClusterConfig) -> Option<Vec<u64>> {
-    let rows = super::status::fetch_all(cfg, Duration::from_millis(1500)).await.ok()?;
+    let rows = tracker_client::admin::statuses(cfg, Duration::from_millis(1500)).await.ok()?;
     rows.into_iter().filter_map(|(_, _, st)| st).find(|st| st.role == "leader").map(|st| st.voters)
 }
 
@@ -40,32 +41,16 @@ pub async fn run(cfg: &ClusterConfig, action: &str, id: u64, json: bool) -> anyh
         }
     }
     let req = MembersRequest { action: action.into(), id, api: node.api.to_string(), raft: node.raft.to_string() };
-    let body = serde_json::to_value(&req)?;
-    let Some(bytes) = super::admin_call(
-        cfg,
-        reqwest::Method::POST,
-        "/v1/admin/members",
-        Some(&body),
-        MEMBERS_BUDGET_MS,
-        "accepted the change",
-    )
-    .await?
-    else {
+    let changed = AdminClient::new(cfg, MEMBERS_BUDGET_MS)?.members(&req).await;
+    let Some(changed) = super::answered(changed, "accepted the change")? else {
         return Ok(3);
     };
-    let text = String::from_utf8_lossy(&bytes);
     if json {
-        println!("{text}");
+        println!("{}", changed.json);
+    } else if action == "add" {
+        println!("node {id} is now a voter (voters: {})", list(&changed.voters));
     } else {
-        let voters: Vec<u64> = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| serde_json::from_value(v["voters"].clone()).ok())
-            .unwrap_or_default();
-        if action == "add" {
-            println!("node {id} is now a voter (voters: {})", list(&voters));
-        } else {
-            println!("node {id} is no longer a voter (voters: {})", list(&voters));
-        }
+        println!("node {id} is no longer a voter (voters: {})", list(&changed.voters));
     }
     Ok(0)
 }

@@ -9,13 +9,15 @@ use std::path::Path;
 use anyhow::bail;
 use proto::cluster::ClusterConfig;
 use sha2::{Digest, Sha256};
+use tracker_client::admin::AdminClient;
 
 /// Bound on the whole `save` (a large state takes seconds to write and send).
 const SAVE_BUDGET_MS: u64 = 60_000;
 
 /// Asks the leader (following redirects, trying every listed node) for its snapshot.
 async fn fetch(cfg: &ClusterConfig) -> anyhow::Result<Option<Vec<u8>>> {
-    super::admin_call(cfg, reqwest::Method::GET, "/v1/admin/snapshot", None, SAVE_BUDGET_MS, "gave a snapshot").await
+    let snapshot = AdminClient::new(cfg, SAVE_BUDGET_MS)?.snapshot().await;
+    super::answered(snapshot, "gave a snapshot")
 }
 
 pub async fn save(cfg: &ClusterConfig, file: &Path) -> anyhow::Result<i32> {
@@ -56,7 +58,7 @@ pub async fn save(cfg: &ClusterConfig, file: &Path) -> anyhow::Result<i32> {
 pub fn restore(cfg: &ClusterConfig, from: &Path) -> anyhow::Result<i32> {
     let voters = cfg.voters_on_first_start();
     let members: std::collections::BTreeMap<u64, raft_store::TrackerNode> =
-        voters.iter().filter_map(|v| cfg.node(*v).map(|n| (*v, crate::node::tracker_node(n)))).collect();
+        voters.iter().filter_map(|v| cfg.node(*v).map(|n| (*v, tracker_node::member_entry(n)))).collect();
     let existing: Vec<String> =
         cfg.nodes.iter().filter(|n| n.data_dir.exists()).map(|n| n.data_dir.display().to_string()).collect();
     if !existing.is_empty() {

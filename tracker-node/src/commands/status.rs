@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use proto::api::NodeStatus;
 use proto::cluster::ClusterConfig;
 use serde::Serialize;
 
@@ -22,41 +21,8 @@ pub struct StatusRow {
     pub learners: Option<Vec<u64>>,
 }
 
-pub async fn fetch_all(
-    cfg: &ClusterConfig,
-    timeout: Duration,
-) -> anyhow::Result<Vec<(u64, String, Option<NodeStatus>)>> {
-    let http = super::nodes_http(cfg, timeout, false)?;
-    let calls = cfg.nodes.iter().map(|n| {
-        let url = http.url(n.api, "/v1/status");
-        let http = http.client.clone();
-        let (id, api) = (n.id, n.api.to_string());
-        async move {
-            let st = match http.get(url).send().await {
-                Ok(r) if r.status().is_success() => r.json::<NodeStatus>().await.ok(),
-                _ => None,
-            };
-            (id, api, st)
-        }
-    });
-    Ok(futures_join_all(calls).await)
-}
-
-/// Joins futures without pulling in the `futures` crate.
-async fn futures_join_all<F: std::future::Future + Send + 'static>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = fs.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.expect("status task"));
-    }
-    out
-}
-
 pub async fn run(cfg: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
-    let rows = fetch_all(cfg, Duration::from_millis(1500)).await?;
+    let rows = tracker_client::admin::statuses(cfg, Duration::from_millis(1500)).await?;
     let any = rows.iter().any(|(_, _, s)| s.is_some());
     if json {
         let out: Vec<StatusRow> = rows
