@@ -25,7 +25,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::Cluster;
+use crate::cluster::Cluster;
 
 /// The first part of every namespace name this module creates.
 pub const PREFIX: &str = "p2pt";
@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(ask(), None, "a pulled cable: no connection");
         net.heal(1).unwrap();
         let mut back = None;
-        crate::wait_until("the healed link to carry a connection", Duration::from_secs(10), || {
+        crate::wait::wait_until("the healed link to carry a connection", Duration::from_secs(10), || {
             back = ask();
             back.is_some()
         });

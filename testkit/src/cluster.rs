@@ -1,0 +1,212 @@
+//! A test cluster: a cluster.toml with run-time loopback ports, and its tracker-node processes,
+//! each started, signalled and killed by the PID this harness spawned. What the running nodes
+//! report (leader, convergence) is in `view`.
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::bins::workspace_bin;
+use crate::http::is_loopback;
+use crate::ports::free_port;
+use crate::process::{kill_now, kill_pid, stop_within, wrapped};
+
+pub(crate) mod view;
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub apis: Vec<String>,
+    pub rafts: Vec<String>,
+    nodes: Vec<(u64, Option<Child>)>,
+    env: Vec<(u64, String, String)>,
+    /// Per node, a command the node's binary is run under (e.g. `ip netns exec NS`): see
+    /// [`crate::netns`].
+    wrappers: Vec<(u64, Vec<String>)>,
+}
+
+/// How to lay out a test cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Nodes written to cluster.toml (ids 1..=nodes).
+    pub nodes: u64,
+    /// Nodes started at once (the first `start` of them); the others are listed but not run.
+    pub start: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: (u64, u64),
+    /// Extra lines for the `[cluster]` table, e.g. `snapshot_logs_threshold = 50`.
+    pub extra: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { nodes: 3, start: 3, heartbeat_ms: 20, election_timeout_ms: (80, 160), extra: String::new() }
+    }
+}
+
+/// Node `id`'s `[[node]]` table in cluster.toml, its data in `node-<id>` beside the file.
+fn node_table(id: u64, api: &str, raft: &str) -> String {
+    format!("\n[[node]]\nid = {id}\napi = \"{api}\"\nraft = \"{raft}\"\ndata_dir = \"node-{id}\"\n")
+}
+
+/// Two fresh loopback addresses for a node: its API's and its Raft port's.
+fn loopback_pair() -> (String, String) {
+    (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))
+}
+
+impl Cluster {
+    /// `n` nodes, all started, with a leader elected.
+    pub fn start(n: u64) -> Cluster {
+        let c = Cluster::start_with(ClusterOptions { nodes: n, start: n, ..Default::default() });
+        c.wait_leader(&[]);
+        c
+    }
+
+    /// Writes cluster.toml and starts the first `opts.start` nodes; does not wait for a leader.
+    pub fn start_with(opts: ClusterOptions) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let (lo, hi) = opts.election_timeout_ms;
+        let mut toml = format!(
+            "[cluster]\nheartbeat_ms = {}\nelection_timeout_ms = [{lo}, {hi}]\n{}\n",
+            opts.heartbeat_ms, opts.extra
+        );
+        let (apis, rafts): (Vec<String>, Vec<String>) = (1..=opts.nodes).map(|_| loopback_pair()).unzip();
+        for (id, (api, raft)) in (1..).zip(apis.iter().zip(&rafts)) {
+            toml.push_str(&node_table(id, api, raft));
+        }
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, toml).unwrap();
+        let nodes = (1..=opts.nodes).map(|id| (id, None)).collect();
+        let mut c = Cluster { dir, config, apis, rafts, nodes, env: Vec::new(), wrappers: Vec::new() };
+        for id in 1..=opts.start {
+            c.start_node(id);
+        }
+        c
+    }
+
+    /// Lists one more node in cluster.toml (the next id, new loopback ports, `node-<id>` data_dir),
+    /// as an operator does before adding a node, and returns its id. Nothing is started, and the
+    /// running nodes are not told: start it with [`Cluster::start_node`].
+    pub fn add_node(&mut self) -> u64 {
+        let id = self.nodes.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
+        let (api, raft) = loopback_pair();
+        let mut toml = std::fs::read_to_string(&self.config).unwrap();
+        toml.push_str(&node_table(id, &api, &raft));
+        std::fs::write(&self.config, toml).unwrap();
+        self.apis.push(api);
+        self.rafts.push(raft);
+        self.nodes.push((id, None));
+        id
+    }
+
+    pub fn api(&self, id: u64) -> &str {
+        &self.apis[(id - 1) as usize]
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|(id, _)| *id).collect()
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.iter().filter(|(_, c)| c.is_some()).map(|(id, _)| *id).collect()
+    }
+
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes.iter().find(|(i, _)| *i == id)?.1.as_ref().map(|c| c.id())
+    }
+
+    /// The tracker client code the peer uses, pointed at every node of this cluster.
+    /// Over HTTPS, the cluster CA pinned, when a node is not on a loopback address.
+    pub fn client(&self) -> tracker_client::TrackerClient {
+        self.client_with(tracker_client::RetryPolicy::default())
+    }
+
+    /// [`Cluster::client`] with a retry policy of the caller's.
+    pub fn client_with(&self, policy: tracker_client::RetryPolicy) -> tracker_client::TrackerClient {
+        let client = tracker_client::TrackerClient::new(self.apis.clone(), policy);
+        if self.apis.iter().all(|a| is_loopback(a)) {
+            return client;
+        }
+        let cfg = proto::cluster::ClusterConfig::load(&self.config).expect("the cluster file");
+        let tls = tracker_client::TrackerTls::from_cluster(&cfg, false).expect("the cluster CA (the nodes made it)");
+        client.with_tls(&tls)
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
+    }
+
+    /// The process slot of node `id` (`None` inside: not running).
+    fn slot(&mut self, id: u64) -> &mut Option<Child> {
+        &mut self.nodes.iter_mut().find(|(i, _)| *i == id).unwrap_or_else(|| panic!("no node {id}")).1
+    }
+
+    /// Sends `signal` to a running node (by the PID this harness spawned).
+    pub fn signal(&mut self, id: u64, signal: i32) {
+        if let Some(c) = self.slot(id) {
+            kill_pid(c, signal);
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the node to exit; returns its exit code.
+    pub fn terminate(&mut self, id: u64, timeout: Duration) -> Option<i32> {
+        stop_within(self.slot(id).take()?, libc::SIGTERM, timeout)?.code()
+    }
+
+    /// An environment variable for node `id`, applied from its next start on.
+    pub fn set_node_env(&mut self, id: u64, key: &str, value: &str) {
+        self.env.retain(|(i, k, _)| !(*i == id && k == key));
+        self.env.push((id, key.to_string(), value.to_string()));
+    }
+
+    /// Runs node `id` under `argv` (`argv[0]` the program, then its arguments, then the
+    /// node's binary and arguments) from its next start on, e.g. `ip netns exec NS`.
+    pub fn set_node_wrapper(&mut self, id: u64, argv: Vec<String>) {
+        self.wrappers.retain(|(i, _)| *i != id);
+        self.wrappers.push((id, argv));
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{id}.log")))
+            .unwrap();
+        let wrapper = self.wrappers.iter().find(|(i, _)| *i == id).map(|(_, w)| w.as_slice());
+        let child = wrapped(wrapper, &workspace_bin("tracker-node"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .args(["--id", &id.to_string()])
+            .envs(self.env.iter().filter(|(i, _, _)| *i == id).map(|(_, k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        *self.slot(id) = Some(child);
+    }
+
+    pub fn kill(&mut self, id: u64) {
+        if let Some(c) = self.slot(id).take() {
+            kill_now(c);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, c) in self.nodes.iter_mut() {
+            if let Some(c) = c.take() {
+                kill_now(c);
+            }
+        }
+        // TESTKIT_KEEP=1 keeps the cluster's files (cluster.toml, node logs, sled data).
+        if std::env::var_os("TESTKIT_KEEP").is_some() {
+            if let Ok(empty) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, empty).keep();
+                eprintln!("testkit: kept {}", kept.display());
+            }
+        }
+    }
+}
