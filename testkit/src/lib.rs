@@ -16,6 +16,7 @@
 pub mod flood;
 pub mod fuzz;
 pub mod inproc;
+pub mod inproc;
 pub mod netns;
 pub mod ports;
 

@@ -2,12 +2,15 @@
 //! session, oversize bodies and reused idempotency keys are refused by the leader before any
 //! proposal (the log does not move), and idempotency keys are scoped to the user and the call
 //! and bound to the request's content, across a leader failover too.
+//!
+//! The nodes run in this process (testkit::inproc); a node taken away is stopped at once (`crash`).
 
 use std::time::Duration;
 
+use testkit::inproc::{ClusterView, InprocCluster};
 use testkit::*;
 
-fn last_log_index(cluster: &Cluster, id: u64) -> u64 {
+fn last_log_index(cluster: &InprocCluster, id: u64) -> u64 {
     cluster.status(id).unwrap()["last_log_index"].as_u64().unwrap()
 }
 
@@ -36,7 +39,7 @@ fn raw(addr: &str, head_lines: &str, body: &str) -> (u16, serde_json::Value) {
 
 #[test]
 fn every_refusal_of_a_body_or_a_route_has_the_documented_json_shape() {
-    let cluster = Cluster::start(1);
+    let cluster = InprocCluster::start(1);
     let api = cluster.api(1);
     let json = "POST /v1/users HTTP/1.1\r\nContent-Type: application/json\r\n";
     let cases: &[(&str, &str, u16, &str)] = &[
@@ -80,7 +83,7 @@ fn oversize_post_status(addr: &str, token: &str) -> u16 {
 /// and the term) and returns what it gives once the view is the same after it. A step that met
 /// an election, whose raw requests may have reached a node that no longer led, is run again (at
 /// most 5 times): `step` gets the leader and the try number (0 first), to pick fresh names.
-fn on_stable_leader<T>(cluster: &Cluster, mut step: impl FnMut(u64, usize) -> T) -> T {
+fn on_stable_leader<T>(cluster: &InprocCluster, mut step: impl FnMut(u64, usize) -> T) -> T {
     for attempt in 0..5 {
         let (leader, term) = cluster.wait_stable_leader();
         let out = step(leader, attempt);
@@ -93,7 +96,7 @@ fn on_stable_leader<T>(cluster: &Cluster, mut step: impl FnMut(u64, usize) -> T)
 
 /// `tracker_precheck_refusals_total{command=...}` summed over the running nodes: each refusal is
 /// counted by the node that answered it, and a leader change in between spreads them.
-fn precheck_refusals(cluster: &Cluster, command: &str) -> u64 {
+fn precheck_refusals(cluster: &InprocCluster, command: &str) -> u64 {
     let prefix = format!("tracker_precheck_refusals_total{{command=\"{command}\"}} ");
     cluster
         .running()
@@ -110,7 +113,7 @@ fn precheck_refusals(cluster: &Cluster, command: &str) -> u64 {
 
 #[test]
 fn writes_with_a_made_up_session_or_an_oversize_body_never_reach_the_log() {
-    let cluster = Cluster::start(3);
+    let cluster = InprocCluster::start(3);
     let rt = runtime();
     rt.block_on(logged_in(&cluster.client(), "alice"));
     cluster.wait_converged(Duration::from_secs(20));
@@ -188,7 +191,7 @@ fn writes_with_a_made_up_session_or_an_oversize_body_never_reach_the_log() {
 
 #[test]
 fn idempotency_keys_are_scoped_to_user_and_call_and_bound_to_content() {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = InprocCluster::start(3);
     let rt = runtime();
     let alice = rt.block_on(logged_in(&cluster.client(), "alice")).token().unwrap().to_string();
     let bob = rt.block_on(logged_in(&cluster.client(), "bob")).token().unwrap().to_string();
@@ -219,7 +222,7 @@ fn idempotency_keys_are_scoped_to_user_and_call_and_bound_to_content() {
     // A true retry after the leader dies answers the first outcome on the new leader, elected
     // in a later term (who led, and in which term, from one stable view just before the kill).
     let (old, term_before) = cluster.wait_stable_leader();
-    cluster.kill(old);
+    cluster.crash(old);
     let (new_leader, term_after) = cluster.wait_stable_leader();
     assert!(term_after > term_before, "node {new_leader} leads term {term_after}; the killed {old} led {term_before}");
     let r = same_key_on_leader(&cluster, "/v1/groups", &alice, r#"{"group":"alpha"}"#);
@@ -242,13 +245,13 @@ fn idempotency_keys_are_scoped_to_user_and_call_and_bound_to_content() {
 }
 
 /// A POST under the key `same-key`, to the leader of a stable view ([`on_stable_leader`]).
-fn same_key_on_leader(cluster: &Cluster, path: &str, token: &str, body: &str) -> HttpResponse {
+fn same_key_on_leader(cluster: &InprocCluster, path: &str, token: &str, body: &str) -> HttpResponse {
     on_stable_leader(cluster, |leader, _| post(cluster.api(leader), path, Some(token), Some("same-key"), body))
 }
 
 #[test]
 fn health_and_readyz_follow_the_quorum() {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = InprocCluster::start(3);
     let leader = cluster.wait_leader(&[]);
     wait_until("every node to report healthy and ready", Duration::from_secs(20), || {
         cluster.ids().iter().all(|id| {
@@ -261,7 +264,7 @@ fn health_and_readyz_follow_the_quorum() {
     let survivor = leader;
     for id in cluster.ids() {
         if id != survivor {
-            cluster.kill(id);
+            cluster.crash(id);
         }
     }
     wait_until("the survivor to report unhealthy", Duration::from_secs(20), || {

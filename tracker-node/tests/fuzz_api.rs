@@ -4,11 +4,14 @@
 //! The promises: every answer is a documented status (never a 500, never a dropped connection),
 //! a refusal has the `{"error":{"code","message"}}` shape, and afterwards every node answers and
 //! all of them reach the same state (nothing a malformed body did split the replicas).
+//!
+//! The nodes run in this process (testkit::inproc).
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use testkit::fuzz::{budget, mutate, seed_rng};
+use testkit::inproc::{ClusterView, InprocCluster};
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -22,7 +25,7 @@ fn ok_json(r: HttpResponse) -> Value {
 
 #[test]
 fn fuzzed_api_bodies_get_documented_answers_and_leave_the_replicas_equal() {
-    let cluster = Cluster::start(3);
+    let mut cluster = InprocCluster::start(3);
     let leader = cluster.wait_leader(&[]);
     let api = cluster.api(leader);
     let body = |v: Value| Some(v.to_string());
@@ -93,6 +96,6 @@ fn fuzzed_api_bodies_get_documented_answers_and_leave_the_replicas_equal() {
     // Every node answers, and they all reach the same state.
     cluster.wait_converged(WAIT);
     for id in cluster.ids() {
-        assert!(cluster.status(id).is_some(), "node {id} stopped answering:\n{}", cluster.log(id));
+        assert!(cluster.status(id).is_some(), "node {id} stopped answering: {:?}", cluster.ended(id));
     }
 }

@@ -1,9 +1,11 @@
 //! A real tracker cluster: election, writes through any node, redirects, leader failover,
 //! a full restart, and quorum loss on a five-node cluster. Every node is a `tracker-node run`
-//! process on 127.0.0.1 with run-time ports; waits are on conditions.
+//! process on 127.0.0.1 with run-time ports (kill -9 is what these tests are about), but for the
+//! redirect test's, which run in this process; waits are on conditions.
 
 use std::time::Duration;
 
+use testkit::inproc::{ClusterView, InprocCluster};
 use testkit::*;
 use tracker_client::TrackerClient;
 
@@ -14,9 +16,10 @@ fn client_of(api: &str) -> TrackerClient {
     TrackerClient::new(vec![api.to_string()], tracker_client::RetryPolicy::default())
 }
 
+/// With its nodes in this process (testkit::inproc): nothing here needs a process of its own.
 #[test]
 fn writes_through_any_node_and_followers_redirect() {
-    let cluster = Cluster::start(3);
+    let cluster = InprocCluster::start(3);
     let rt = runtime();
     let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
     let token = admin.token().unwrap().to_string();

@@ -1,9 +1,11 @@
 //! A one-node cluster is its own quorum: it takes writes at once, and still after idling for
 //! many leader leases (a leader that counted only acknowledgements from *other* nodes would
-//! think it lost its quorum and refuse, or step down and hold an election).
+//! think it lost its quorum and refuse, or step down and hold an election). The node runs in
+//! this process (testkit::inproc).
 
 use std::time::{Duration, Instant};
 
+use testkit::inproc::{ClusterView, InprocCluster};
 use testkit::*;
 
 /// Longest a leader goes without hearing from a quorum before it stops serving: the node's
@@ -13,7 +15,7 @@ const LEASE_MS: u64 = 160;
 
 #[test]
 fn a_single_node_cluster_takes_writes_after_idling() {
-    let cluster = Cluster::start(1);
+    let cluster = InprocCluster::start(1);
     let rt = runtime();
     let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
     rt.block_on(admin.create_group("first")).unwrap();

@@ -1,0 +1,385 @@
+//! Tracker clusters in this process: every node is `tracker_node::run` on listeners bound to
+//! 127.0.0.1 port 0 (the kernel picks the ports, which the cluster file then lists: no port
+//! pool, no process, no binary to build), on a runtime the cluster owns.
+//!
+//! For the tests that need no process of their own: not those that read a node's stderr or
+//! exit code, send it signals (kill -9, SIGSTOP), put it in a network namespace, or run the
+//! `tracker-node` command line; [`crate::Cluster`] starts processes for those.
+//!
+//! A node stops in order ([`InprocCluster::stop`]: its shutdown, what SIGTERM does to a
+//! process) or at once ([`InprocCluster::crash`]: its tasks dropped without the ordered
+//! shutdown, so nothing is flushed on the way out; the files stay as the node left them, and
+//! the machine's page cache with them, so this is a crash of the node, not of the machine), and
+//! starts again on the same data_dir and addresses ([`InprocCluster::start_node`]). Drop stops
+//! every node at once and removes the cluster's folder (`TESTKIT_KEEP=1` keeps it).
+//!
+//! Several clusters may run in one test process: nothing a node sets up is global to the
+//! process but the umask, which every node sets to 077 (its files are its user's only).
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::cluster::ClusterConfig;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use tracker_node::{Listeners, NodeConfig};
+
+use crate::{wait_until, ClusterOptions, StableView};
+
+/// Bound on a node's ordered shutdown, and on its data_dir and ports being let go after a stop.
+const STOP_WAIT: Duration = Duration::from_secs(20);
+/// How long waits for a leader and for a stable view may take.
+const LEADER_WAIT: Duration = Duration::from_secs(20);
+
+/// A node that runs: how to stop it, and the task that runs it.
+struct Running {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// A tracker cluster whose nodes run in this process.
+pub struct InprocCluster {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub apis: Vec<String>,
+    pub rafts: Vec<String>,
+    nodes: Vec<(u64, Option<Running>)>,
+    /// Listeners bound for nodes listed but not started yet: the ports stay theirs until then.
+    unstarted: Vec<(u64, Listeners)>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+/// A runtime like the binary's API runtime: its threads yield to the nodes' Raft runtimes.
+fn node_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("inproc-api")
+        .on_thread_start(|| tracker_node::sched::lower_thread_priority(tracker_node::sched::API_THREAD_NICE))
+        .build()
+        .expect("the in-process nodes' runtime")
+}
+
+fn loopback_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("a loopback port")
+}
+
+/// `[cluster]` from `opts`, and a `[[node]]` table per `(api, raft)`, data in `node-<id>`.
+fn cluster_toml(opts: &ClusterOptions, addrs: &[(SocketAddr, SocketAddr)]) -> String {
+    let (lo, hi) = opts.election_timeout_ms;
+    let mut toml = format!(
+        "[cluster]\nheartbeat_ms = {}\nelection_timeout_ms = [{lo}, {hi}]\n{}\n",
+        opts.heartbeat_ms, opts.extra
+    );
+    for (i, (api, raft)) in addrs.iter().enumerate() {
+        toml.push_str(&node_table(i as u64 + 1, api, raft));
+    }
+    toml
+}
+
+fn node_table(id: u64, api: &SocketAddr, raft: &SocketAddr) -> String {
+    format!("\n[[node]]\nid = {id}\napi = \"{api}\"\nraft = \"{raft}\"\ndata_dir = \"node-{id}\"\n")
+}
+
+/// Whether `path` can be locked now (nobody holds its `flock`); a missing file is free.
+fn unlocked(path: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(path) else { return true };
+    // SAFETY: flock(2) on a descriptor owned here; closing `f` releases the lock taken.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+impl InprocCluster {
+    /// `n` nodes, all started, with a leader elected.
+    pub fn start(n: u64) -> InprocCluster {
+        let c = InprocCluster::start_with(ClusterOptions { nodes: n, start: n, ..Default::default() });
+        c.wait_leader(&[]);
+        c
+    }
+
+    /// Writes cluster.toml and starts the first `opts.start` nodes; does not wait for a leader.
+    pub fn start_with(opts: ClusterOptions) -> InprocCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let listeners: Vec<Listeners> =
+            (0..opts.nodes).map(|_| Listeners { api: loopback_listener(), raft: loopback_listener() }).collect();
+        let addrs: Vec<(SocketAddr, SocketAddr)> =
+            listeners.iter().map(|l| (l.api.local_addr().unwrap(), l.raft.local_addr().unwrap())).collect();
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, cluster_toml(&opts, &addrs)).unwrap();
+        let mut c = InprocCluster {
+            dir,
+            config,
+            apis: addrs.iter().map(|(a, _)| a.to_string()).collect(),
+            rafts: addrs.iter().map(|(_, r)| r.to_string()).collect(),
+            nodes: (1..=opts.nodes).map(|id| (id, None)).collect(),
+            unstarted: (1..=opts.nodes).zip(listeners).collect(),
+            rt: Some(node_runtime()),
+        };
+        for id in 1..=opts.start {
+            c.start_node(id);
+        }
+        c
+    }
+
+    /// Lists one more node in cluster.toml (the next id, new loopback ports, `node-<id>`
+    /// data_dir), as an operator does before adding a node, and returns its id. Nothing is
+    /// started, and the running nodes are not told: start it with [`InprocCluster::start_node`].
+    pub fn add_node(&mut self) -> u64 {
+        let id = self.nodes.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
+        let l = Listeners { api: loopback_listener(), raft: loopback_listener() };
+        let (api, raft) = (l.api.local_addr().unwrap(), l.raft.local_addr().unwrap());
+        let mut toml = std::fs::read_to_string(&self.config).unwrap();
+        toml.push_str(&node_table(id, &api, &raft));
+        std::fs::write(&self.config, toml).unwrap();
+        self.apis.push(api.to_string());
+        self.rafts.push(raft.to_string());
+        self.nodes.push((id, None));
+        self.unstarted.push((id, l));
+        id
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|(id, _)| *id).collect()
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the runtime lives until drop")
+    }
+
+    fn slot(&mut self, id: u64) -> &mut Option<Running> {
+        &mut self.nodes.iter_mut().find(|(i, _)| *i == id).unwrap_or_else(|| panic!("node {id} is not listed")).1
+    }
+
+    /// The tracker client code the peer uses, pointed at every node of this cluster (plain
+    /// HTTP: they are on loopback).
+    pub fn client(&self) -> tracker_client::TrackerClient {
+        self.client_with(tracker_client::RetryPolicy::default())
+    }
+
+    /// [`InprocCluster::client`] with a retry policy of the caller's.
+    pub fn client_with(&self, policy: tracker_client::RetryPolicy) -> tracker_client::TrackerClient {
+        tracker_client::TrackerClient::new(self.apis.clone(), policy)
+    }
+
+    /// The sockets for node `id`: the ones bound when it was listed, or its addresses bound
+    /// again, once whatever ran there before has let go of them.
+    fn listeners(&mut self, id: u64) -> Listeners {
+        if let Some(i) = self.unstarted.iter().position(|(n, _)| *n == id) {
+            return self.unstarted.swap_remove(i).1;
+        }
+        let (api, raft) = (self.apis[(id - 1) as usize].clone(), self.rafts[(id - 1) as usize].clone());
+        let mut bound = None;
+        wait_until(&format!("node {id}'s addresses {api} and {raft} to be free again"), STOP_WAIT, || {
+            bound = TcpListener::bind(&api).ok().zip(TcpListener::bind(&raft).ok());
+            bound.is_some()
+        });
+        let (api, raft) = bound.unwrap();
+        Listeners { api, raft }
+    }
+
+    /// Starts node `id` (again): on its data_dir and addresses, once a node that ran there
+    /// before has let go of them.
+    pub fn start_node(&mut self, id: u64) {
+        assert!(self.slot(id).is_none(), "node {id} runs already");
+        let data_dir = self.dir.path().join(format!("node-{id}"));
+        wait_until(&format!("node {id}'s data_dir to be let go"), STOP_WAIT, || {
+            unlocked(&data_dir.join("tracker-node.lock")) && unlocked(&data_dir.join("sled").join("db"))
+        });
+        let listeners = self.listeners(id);
+        let cfg = Arc::new(ClusterConfig::load(&self.config).expect("the cluster file"));
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = self.rt().spawn(async move {
+            let node = NodeConfig::prepare(cfg, id).await.map_err(|e| e.to_string())?;
+            tracker_node::run(node, listeners, stop).await.map_err(|e| format!("{e:#}"))
+        });
+        *self.slot(id) = Some(Running { shutdown, task });
+    }
+
+    /// Stops node `id` in order (its shutdown, as on SIGTERM) and waits for it; panics if it
+    /// does not stop within 20 s or stops with an error.
+    pub fn stop(&mut self, id: u64) {
+        let Some(node) = self.slot(id).take() else { return };
+        node.shutdown.cancel();
+        let ended = self.rt().block_on(async { tokio::time::timeout(STOP_WAIT, node.task).await });
+        match ended {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => panic!("node {id} stopped with an error: {e}"),
+            Ok(Err(e)) => panic!("node {id}'s task failed: {e}"),
+            Err(_) => panic!("node {id} did not stop within {STOP_WAIT:?}"),
+        }
+    }
+
+    /// Stops node `id` at once, without its ordered shutdown: its tasks are dropped where they
+    /// are (a crash of the node; see the module's docs).
+    pub fn crash(&mut self, id: u64) {
+        let Some(node) = self.slot(id).take() else { return };
+        node.task.abort();
+        let _ = self.rt().block_on(node.task);
+    }
+
+    /// Whether node `id`'s task has ended by itself (it failed to start, or failed while
+    /// running), and with what: `None` while it runs or when it is not started.
+    pub fn ended(&mut self, id: u64) -> Option<Result<(), String>> {
+        if !self.slot(id).as_ref().is_some_and(|n| n.task.is_finished()) {
+            return None;
+        }
+        let node = self.slot(id).take().unwrap();
+        Some(self.rt().block_on(node.task).unwrap_or_else(|e| Err(e.to_string())))
+    }
+}
+
+impl Drop for InprocCluster {
+    fn drop(&mut self) {
+        for (_, n) in self.nodes.iter_mut() {
+            if let Some(n) = n.take() {
+                n.task.abort();
+            }
+        }
+        if let Some(rt) = self.rt.take() {
+            // Waits for the nodes' tasks to be dropped before their folder goes, except inside
+            // another runtime, where blocking is not allowed.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(STOP_WAIT);
+            }
+        }
+        if std::env::var_os("TESTKIT_KEEP").is_some() {
+            if let Ok(empty) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, empty).keep();
+                eprintln!("testkit: kept {}", kept.display());
+            }
+        }
+    }
+}
+
+/// What the running nodes of a cluster report, through each node's `GET /v1/status`: the same
+/// questions whether the nodes are processes or run in this process.
+pub trait ClusterView {
+    /// The cluster file.
+    fn config_file(&self) -> &Path;
+    /// Node `id`'s api address.
+    fn api(&self, id: u64) -> &str;
+    /// The nodes that run now.
+    fn running(&self) -> Vec<u64>;
+
+    fn status(&self, id: u64) -> Option<Value> {
+        crate::node_get_json(self.config_file(), self.api(id), "/v1/status")
+    }
+
+    /// The state machine digest of node `id` with its applied index.
+    fn digest(&self, id: u64) -> Option<(String, u64)> {
+        let st = crate::node_get_json(self.config_file(), self.api(id), "/v1/status?digest=true")?;
+        Some((st["state_digest"].as_str()?.to_string(), st["applied_index"].as_u64()?))
+    }
+
+    /// The leader all running nodes agree on.
+    fn leader(&self) -> Option<u64> {
+        let running = self.running();
+        let mut leader = None;
+        for id in &running {
+            let l = self.status(*id)?["leader"].as_u64()?;
+            if leader.is_some_and(|x| x != l) {
+                return None;
+            }
+            leader = Some(l);
+        }
+        leader.filter(|l| running.contains(l))
+    }
+
+    /// Waits (up to 20 s) for a leader the running nodes agree on, other than `except`.
+    fn wait_leader(&self, except: &[u64]) -> u64 {
+        let mut found = 0;
+        wait_until("a tracker leader", LEADER_WAIT, || match self.leader() {
+            Some(l) if !except.contains(&l) => {
+                found = l;
+                true
+            }
+            _ => false,
+        });
+        found
+    }
+
+    /// One consistent view of the nodes `ids`: every one answers, all are in the same term and
+    /// name the same leader among them, which says it leads. `(leader, term, status of each)`.
+    fn stable_view_of(&self, ids: &[u64]) -> Option<StableView> {
+        let mut view = Vec::new();
+        for id in ids {
+            view.push((*id, self.status(*id)?));
+        }
+        let (_, first) = view.first()?;
+        let (leader, term) = (first["leader"].as_u64()?, first["term"].as_u64()?);
+        let agreed = ids.contains(&leader)
+            && view.iter().all(|(id, st)| {
+                st["term"].as_u64() == Some(term)
+                    && st["leader"].as_u64() == Some(leader)
+                    && (*id != leader || st["role"] == "leader")
+            });
+        agreed.then_some((leader, term, view))
+    }
+
+    /// [`ClusterView::stable_view_of`] the running nodes.
+    fn stable_view(&self) -> Option<StableView> {
+        self.stable_view_of(&self.running())
+    }
+
+    /// Waits (up to 20 s) for a stable view of the running nodes; `(leader, term)`.
+    fn wait_stable_leader(&self) -> (u64, u64) {
+        let mut found = (0, 0);
+        wait_until("every running node to agree on one leader in one term", LEADER_WAIT, || {
+            self.stable_view().map(|(l, t, _)| found = (l, t)).is_some()
+        });
+        found
+    }
+
+    /// Waits until node `id` has applied everything the leader had applied when this was called.
+    fn wait_caught_up(&self, id: u64, timeout: Duration) {
+        let leader = self.wait_leader(&[]);
+        let target = self.status(leader).and_then(|s| s["applied_index"].as_u64()).unwrap_or(0);
+        wait_until(&format!("node {id} to apply up to {target}"), timeout, || {
+            self.status(id).and_then(|s| s["applied_index"].as_u64()).is_some_and(|a| a >= target)
+        });
+    }
+
+    /// Waits until every running node has applied its whole log and reports the same digest at
+    /// the same applied index; returns the digest.
+    fn wait_converged(&self, timeout: Duration) -> String {
+        let mut digest = String::new();
+        wait_until("every running node to apply its whole log and reach the same state digest", timeout, || {
+            let mut seen: Option<(String, u64)> = None;
+            for id in self.running() {
+                let Some(st) = crate::node_get_json(self.config_file(), self.api(id), "/v1/status?digest=true") else {
+                    return false;
+                };
+                let (Some(d), Some(applied), Some(last)) =
+                    (st["state_digest"].as_str(), st["applied_index"].as_u64(), st["last_log_index"].as_u64())
+                else {
+                    return false;
+                };
+                if applied != last || seen.as_ref().is_some_and(|s| s != &(d.to_string(), applied)) {
+                    return false;
+                }
+                seen = Some((d.to_string(), applied));
+            }
+            seen.map(|(d, _)| digest = d).is_some()
+        });
+        digest
+    }
+}
+
+impl ClusterView for InprocCluster {
+    fn config_file(&self) -> &Path {
+        &self.config
+    }
+
+    fn api(&self, id: u64) -> &str {
+        &self.apis[(id - 1) as usize]
+    }
+
+    fn running(&self) -> Vec<u64> {
+        self.nodes.iter().filter(|(_, n)| n.is_some()).map(|(id, _)| *id).collect()
+    }
+}
