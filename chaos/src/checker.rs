@@ -77,6 +77,14 @@ enum Key {
 
 pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
     let mut v = Verdict::default();
+    let writes = collect_writes(history, &mut v);
+    check_final_state(&writes, fin, &mut v);
+    check_reads(history, &writes, &mut v);
+    v
+}
+
+/// Every flag write of the history, by key; findings about the writes themselves go into `v`.
+fn collect_writes(history: &[Entry], v: &mut Verdict) -> BTreeMap<Key, FlagWrite> {
     let mut writes: BTreeMap<Key, FlagWrite> = BTreeMap::new();
     let mut joined_ok: HashSet<(String, String)> = HashSet::new();
     let mut write = |v: &mut Verdict, key: Key, w: FlagWrite| match writes.entry(key) {
@@ -100,7 +108,7 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
                     v.applied_twice
                         .push(format!("create_group {group}: answered group_exists for a name created once"));
                 }
-                write(&mut v, Key::Group(group.clone()), w);
+                write(v, Key::Group(group.clone()), w);
             }
             Op::Accept { group, user } => {
                 if e.outcome == Outcome::Fail("no_such_request".into())
@@ -109,7 +117,7 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
                     v.applied_twice
                         .push(format!("accept {user} into {group}: answered no_such_request for a request filed once"));
                 }
-                write(&mut v, Key::Member(group.clone(), user.clone()), w);
+                write(v, Key::Member(group.clone(), user.clone()), w);
             }
             Op::Join { group, user } => {
                 if e.outcome == Outcome::Ok {
@@ -117,14 +125,17 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
                 }
             }
             Op::Upload { group, file } => {
-                write(&mut v, Key::File(group.clone(), file.clone()), w);
+                write(v, Key::File(group.clone(), file.clone()), w);
             }
             Op::StopShare { .. } | Op::ListGroups { .. } | Op::ListFiles { .. } => {}
         }
     }
+    writes
+}
 
-    // Durability, and refused writes that took effect anyway.
-    for (key, w) in &writes {
+/// Durability, and refused writes that took effect anyway.
+fn check_final_state(writes: &BTreeMap<Key, FlagWrite>, fin: &FinalState, v: &mut Verdict) {
+    for (key, w) in writes {
         let present = match key {
             Key::Group(g) => fin.groups.contains(g),
             Key::Member(g, u) => fin.members.contains(&(g.clone(), u.clone())),
@@ -140,7 +151,10 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
             _ => {}
         }
     }
+}
 
+/// Reads, per key, against each write's interval.
+fn check_reads(history: &[Entry], writes: &BTreeMap<Key, FlagWrite>, v: &mut Verdict) {
     // Reads, per key. A list-groups read is stored as its difference from what the
     // acknowledged writes predict, so a flag's value in a read is: seen if listed as extra,
     // unseen if listed as missing, otherwise "acknowledged before the read began".
@@ -161,7 +175,7 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
             file_reads.entry(group.as_str()).or_default().push((e, seen));
         }
     }
-    for (key, w) in &writes {
+    for (key, w) in writes {
         v.keys_checked += 1;
         let acked_before = |invoke_ms: u64| w.outcome == Outcome::Ok && w.complete_ms < invoke_ms;
         let (rs, never_seen_after) = match key {
@@ -193,7 +207,6 @@ pub fn check(history: &[Entry], fin: &FinalState) -> Verdict {
             FlagCheck::Violation(why) => v.not_linearizable.push(format!("{key:?}: {why}")),
         }
     }
-    v
 }
 
 struct ListGroupsDiff<'a> {

@@ -131,63 +131,81 @@ pub fn run(
             FaultKind::Bridge => vec![others[0]],
             FaultKind::KillAll => ids.clone(),
         };
-        match kind {
-            FaultKind::KillLeader | FaultKind::KillAny => cluster.lock().unwrap().kill(nodes[0]),
-            FaultKind::KillAll => {
-                // Every SIGKILL sent before any is reaped, so no node outlives another by more
-                // than the time it takes to send a signal.
-                let mut c = cluster.lock().unwrap();
-                for &id in &nodes {
-                    c.signal(id, libc::SIGKILL);
-                }
-                for &id in &nodes {
-                    c.kill(id);
-                }
-            }
-            FaultKind::PauseLeader => cluster.lock().unwrap().signal(nodes[0], libc::SIGSTOP),
-            FaultKind::PartitionLeader | FaultKind::PartitionMinority if nodes.len() == 1 => {
-                links.isolate(nodes[0], &ids);
-            }
-            FaultKind::PartitionLeader | FaultKind::PartitionMinority => {
-                for &a in &nodes {
-                    for &b in ids.iter().filter(|b| !nodes.contains(b)) {
-                        links.set_cut(a, b, true);
-                    }
-                }
-            }
-            FaultKind::Bridge => {
-                // The rest split in two halves that cannot talk; the bridge hears both.
-                let rest = &others[1..];
-                let (left, right) = rest.split_at(rest.len() / 2);
-                for &a in left {
-                    for &b in right {
-                        links.set_cut(a, b, true);
-                    }
-                }
-            }
-        }
+        inject(cluster, links, kind, &nodes, &ids, &others);
         std::thread::sleep(Duration::from_millis(schedule.duration_ms));
-        let mut recovered = true;
-        match kind {
-            FaultKind::KillLeader | FaultKind::KillAny => cluster.lock().unwrap().start_node(nodes[0]),
-            FaultKind::KillAll => {
-                let mut c = cluster.lock().unwrap();
-                for &id in &nodes {
-                    c.start_node(id);
-                }
-                drop(c);
-                // The next fault waits for the cluster to serve again, so that its gap measures
-                // itself and not the tail of this restart.
-                // A run stopped from outside (Ctrl-C) is not a failed recovery.
-                recovered = wait_for_leader(cluster, KILL_ALL_RECOVERY_TIMEOUT) || crate::stop_requested();
-            }
-            FaultKind::PauseLeader => cluster.lock().unwrap().signal(nodes[0], libc::SIGCONT),
-            _ => links.heal_all(),
-        }
+        let recovered = heal(cluster, links, kind, &nodes);
         faults.push(Fault { kind, at_ms, healed_ms: now_ms(), nodes, recovered });
     }
     links.heal_all();
     faults
+}
+
+/// Starts fault `kind` on `nodes` (`others`: every node, shuffled).
+fn inject(
+    cluster: &Arc<Mutex<Cluster>>,
+    links: &dyn Links,
+    kind: FaultKind,
+    nodes: &[u64],
+    ids: &[u64],
+    others: &[u64],
+) {
+    match kind {
+        FaultKind::KillLeader | FaultKind::KillAny => cluster.lock().unwrap().kill(nodes[0]),
+        FaultKind::KillAll => {
+            // Every SIGKILL sent before any is reaped, so no node outlives another by more
+            // than the time it takes to send a signal.
+            let mut c = cluster.lock().unwrap();
+            for &id in nodes {
+                c.signal(id, libc::SIGKILL);
+            }
+            for &id in nodes {
+                c.kill(id);
+            }
+        }
+        FaultKind::PauseLeader => cluster.lock().unwrap().signal(nodes[0], libc::SIGSTOP),
+        FaultKind::PartitionLeader | FaultKind::PartitionMinority if nodes.len() == 1 => {
+            links.isolate(nodes[0], ids);
+        }
+        FaultKind::PartitionLeader | FaultKind::PartitionMinority => {
+            for &a in nodes {
+                for &b in ids.iter().filter(|b| !nodes.contains(b)) {
+                    links.set_cut(a, b, true);
+                }
+            }
+        }
+        FaultKind::Bridge => {
+            // The rest split in two halves that cannot talk; the bridge hears both.
+            let rest = &others[1..];
+            let (left, right) = rest.split_at(rest.len() / 2);
+            for &a in left {
+                for &b in right {
+                    links.set_cut(a, b, true);
+                }
+            }
+        }
+    }
+}
+
+/// Ends fault `kind` on `nodes`; false if a kill-all's restart found no leader in time.
+fn heal(cluster: &Arc<Mutex<Cluster>>, links: &dyn Links, kind: FaultKind, nodes: &[u64]) -> bool {
+    let mut recovered = true;
+    match kind {
+        FaultKind::KillLeader | FaultKind::KillAny => cluster.lock().unwrap().start_node(nodes[0]),
+        FaultKind::KillAll => {
+            let mut c = cluster.lock().unwrap();
+            for &id in nodes {
+                c.start_node(id);
+            }
+            drop(c);
+            // The next fault waits for the cluster to serve again, so that its gap measures
+            // itself and not the tail of this restart.
+            // A run stopped from outside (Ctrl-C) is not a failed recovery.
+            recovered = wait_for_leader(cluster, KILL_ALL_RECOVERY_TIMEOUT) || crate::stop_requested();
+        }
+        FaultKind::PauseLeader => cluster.lock().unwrap().signal(nodes[0], libc::SIGCONT),
+        _ => links.heal_all(),
+    }
+    recovered
 }
 
 /// Polls until the running nodes agree on a leader, or `timeout`; false on timeout.

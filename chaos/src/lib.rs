@@ -12,6 +12,7 @@ pub mod relay;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -151,32 +152,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Report> {
 
 fn run_on(cfg: Config, netns: Option<(&testkit::netns::Net, relay::LinkSpec)>) -> anyhow::Result<Report> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let mut cluster = Cluster::start_with(ClusterOptions {
-        nodes: cfg.nodes,
-        start: 0,
-        heartbeat_ms: cfg.heartbeat_ms,
-        election_timeout_ms: cfg.election_timeout_ms,
-        extra: format!("snapshot_logs_threshold = {}", cfg.snapshot_logs_threshold),
-    });
-    let links: Box<dyn links::Links + '_> = match netns {
-        Some((net, spec)) => {
-            testkit::netns::place_cluster(net, &mut cluster);
-            Box::new(links::Relays::start(net, &mut cluster, spec)?)
-        }
-        None => {
-            let rafts: HashMap<u64, String> =
-                cluster.ids().into_iter().map(|id| (id, cluster.rafts[(id - 1) as usize].clone())).collect();
-            let proxies = rt.block_on(proxy::Proxies::start(&rafts))?;
-            for id in cluster.ids() {
-                cluster.set_node_env(id, "TRACKER_RAFT_ROUTES", &proxies.routes_for(id));
-            }
-            Box::new(proxies)
-        }
-    };
-    for id in cluster.ids() {
-        cluster.start_node(id);
-    }
-    cluster.wait_leader(&[]);
+    let (cluster, links) = start_cluster(&cfg, netns, &rt)?;
     let apis = cluster.apis.clone();
     let policy = RetryPolicy { budget_ms: OP_BUDGET_MS, ..Default::default() };
     // Over HTTPS when the nodes are on hosts of their own (netns mode): they serve only that there.
@@ -188,31 +164,8 @@ fn run_on(cfg: Config, netns: Option<(&testkit::netns::Net, relay::LinkSpec)>) -
         }
         anyhow::Ok(out)
     })?;
+    let poller = LeaderPoller::start(apis, cluster.config.clone());
     let cluster = Arc::new(Mutex::new(cluster));
-
-    // At most one leader per term: every node's own claim, polled.
-    let stop_polling = Arc::new(AtomicBool::new(false));
-    let poller = {
-        let (apis, stop, config) = (apis.clone(), stop_polling.clone(), cluster.lock().unwrap().config.clone());
-        std::thread::spawn(move || {
-            let mut claims: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-            let mut observations = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for api in &apis {
-                    if let Some(st) = node_get_json(&config, api, "/v1/status") {
-                        if st["role"] == "leader" {
-                            if let (Some(term), Some(id)) = (st["term"].as_u64(), st["id"].as_u64()) {
-                                claims.entry(term).or_default().insert(id);
-                                observations += 1;
-                            }
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (claims, observations)
-        })
-    };
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(cfg.duration_s);
@@ -232,8 +185,7 @@ fn run_on(cfg: Config, netns: Option<(&testkit::netns::Net, relay::LinkSpec)>) -
     let schedule = Schedule { seed: cfg.seed, interval_ms: cfg.fault_interval_ms, duration_ms: cfg.fault_duration_ms };
     let faults = faults::run(&cluster, links.as_ref(), &schedule, started, deadline);
     let client_panics = rt.block_on(join_clients(tasks));
-    stop_polling.store(true, Ordering::Relaxed);
-    let (claims, leader_observations) = poller.join().expect("poller thread");
+    let (claims, leader_observations) = poller.stop();
 
     // Faults are healed; every node must converge to one state.
     let converged = {
@@ -244,13 +196,7 @@ fn run_on(cfg: Config, netns: Option<(&testkit::netns::Net, relay::LinkSpec)>) -
     let fin = rt.block_on(final_state(&clients));
     let history = shared.history.lock().unwrap().clone();
     let verdict = checker::check(&history, &fin);
-    if let Some(path) = std::env::var_os("CHAOS_HISTORY_OUT") {
-        // The whole history and the faults with their times, for reading a failed run by hand.
-        let dump = serde_json::json!({"history": history, "faults": faults});
-        if let Err(e) = std::fs::write(&path, serde_json::to_vec(&dump).unwrap_or_default()) {
-            eprintln!("cannot write the history to {}: {e}", std::path::Path::new(&path).display());
-        }
-    }
+    dump_history(&history, &faults);
     Ok(Report {
         ops: count_ops(&history),
         faults: faults.iter().fold(BTreeMap::new(), |mut m, f| {
@@ -271,6 +217,90 @@ fn run_on(cfg: Config, netns: Option<(&testkit::netns::Net, relay::LinkSpec)>) -
         verdict,
         config: cfg,
     })
+}
+
+/// Starts the nodes behind their links (relays between hosts in netns mode, proxies on
+/// loopback otherwise) and waits for a leader.
+fn start_cluster<'n>(
+    cfg: &Config,
+    netns: Option<(&'n testkit::netns::Net, relay::LinkSpec)>,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<(Cluster, Box<dyn links::Links + 'n>)> {
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        nodes: cfg.nodes,
+        start: 0,
+        heartbeat_ms: cfg.heartbeat_ms,
+        election_timeout_ms: cfg.election_timeout_ms,
+        extra: format!("snapshot_logs_threshold = {}", cfg.snapshot_logs_threshold),
+    });
+    let links: Box<dyn links::Links + 'n> = match netns {
+        Some((net, spec)) => {
+            testkit::netns::place_cluster(net, &mut cluster);
+            Box::new(links::Relays::start(net, &mut cluster, spec)?)
+        }
+        None => {
+            let rafts: HashMap<u64, String> =
+                cluster.ids().into_iter().map(|id| (id, cluster.rafts[(id - 1) as usize].clone())).collect();
+            let proxies = rt.block_on(proxy::Proxies::start(&rafts))?;
+            for id in cluster.ids() {
+                cluster.set_node_env(id, "TRACKER_RAFT_ROUTES", &proxies.routes_for(id));
+            }
+            Box::new(proxies)
+        }
+    };
+    for id in cluster.ids() {
+        cluster.start_node(id);
+    }
+    cluster.wait_leader(&[]);
+    Ok((cluster, links))
+}
+
+/// Polls every node's own claim to lead, so that two leaders in one term are seen.
+struct LeaderPoller {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(BTreeMap<u64, BTreeSet<u64>>, u64)>,
+}
+
+impl LeaderPoller {
+    fn start(apis: Vec<String>, config: std::path::PathBuf) -> LeaderPoller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut claims: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+            let mut observations = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                for api in &apis {
+                    let Some(st) = node_get_json(&config, api, "/v1/status") else { continue };
+                    if st["role"] != "leader" {
+                        continue;
+                    }
+                    if let (Some(term), Some(id)) = (st["term"].as_u64(), st["id"].as_u64()) {
+                        claims.entry(term).or_default().insert(id);
+                        observations += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (claims, observations)
+        });
+        LeaderPoller { stop, thread }
+    }
+
+    /// The leaders claimed per term, and how many claims were seen.
+    fn stop(self) -> (BTreeMap<u64, BTreeSet<u64>>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("poller thread")
+    }
+}
+
+/// The whole history and the faults with their times, for reading a failed run by hand
+/// (`CHAOS_HISTORY_OUT`).
+fn dump_history(history: &[Entry], faults: &[Fault]) {
+    let Some(path) = std::env::var_os("CHAOS_HISTORY_OUT") else { return };
+    let dump = serde_json::json!({"history": history, "faults": faults});
+    if let Err(e) = std::fs::write(&path, serde_json::to_vec(&dump).unwrap_or_default()) {
+        eprintln!("cannot write the history to {}: {e}", std::path::Path::new(&path).display());
+    }
 }
 
 /// The highest term any node reports, and the leader if the nodes agree.
@@ -417,9 +447,17 @@ fn pct(sorted: &[u64], p: f64) -> u64 {
 
 impl Report {
     pub fn markdown(&self) -> String {
-        use std::fmt::Write;
-        let c = &self.config;
         let mut s = String::new();
+        self.write_tables(&mut s);
+        self.write_verdict_lines(&mut s);
+        self.write_run_lines(&mut s);
+        let _ = writeln!(s, "\n**Verdict: {}**", if self.ok() { "PASS" } else { "FAIL" });
+        s
+    }
+
+    /// The operations and faults tables.
+    fn write_tables(&self, s: &mut String) {
+        let c = &self.config;
         let _ = writeln!(
             s,
             "## Chaos run: seed {}, {} s, {} nodes, {} clients\n",
@@ -449,6 +487,10 @@ impl Report {
                 g.last().copied().unwrap_or(0)
             );
         }
+    }
+
+    /// What the checker and the poller found.
+    fn write_verdict_lines(&self, s: &mut String) {
         let v = &self.verdict;
         let _ = writeln!(s, "\n- acknowledged writes lost: **{}**", v.lost_writes.len());
         let _ = writeln!(s, "- refused writes that took effect: {}", v.refused_but_applied.len());
@@ -478,6 +520,11 @@ impl Report {
                 Err(e) => e.clone(),
             }
         );
+    }
+
+    /// Recovery, the steady phase, the netns links, panics and the first offending operations.
+    fn write_run_lines(&self, s: &mut String) {
+        let (c, v) = (&self.config, &self.verdict);
         let _ = writeln!(s, "- kill-alls with no leader after the restart in time: {}", self.unrecovered_kill_alls);
         if let Some(st) = &self.steady {
             let _ = writeln!(
@@ -514,8 +561,6 @@ impl Report {
                 let _ = writeln!(s, "  - {what}: {line}");
             }
         }
-        let _ = writeln!(s, "\n**Verdict: {}**", if self.ok() { "PASS" } else { "FAIL" });
-        s
     }
 }
 

@@ -118,7 +118,7 @@ pub fn user_name(client: usize) -> String {
 fn outcome<T>(r: &Result<T, ClientError>) -> Outcome {
     match r {
         Ok(_) => Outcome::Ok,
-        Err(ClientError::Refused { code, .. }) => Outcome::Fail(code.clone()),
+        Err(ClientError::Refused { code, .. }) => Outcome::Fail(code.to_string()),
         Err(e) => Outcome::Unknown(e.to_string()),
     }
 }
@@ -136,122 +136,161 @@ fn fake_meta(name: &str, n: u64) -> FileMetaBody {
 /// One client's loop until `deadline`: mostly writes, with reads in between.
 pub async fn client_loop(id: usize, client: TrackerClient, shared: Arc<Shared>, seed: u64, deadline: Instant) {
     let mut rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9e3779b97f4a7c15));
-    let me = user_name(id);
     let mut n = 0u64;
     while Instant::now() < deadline && !crate::stop_requested() {
         n += 1;
         let roll = rng.gen_range(0..100);
         let invoke_ms = shared.now_ms();
-        let done: u64;
-        let (op, out) = if roll < 25 {
-            let group = format!("g{id}x{n}");
-            let r = client.create_group(&group).await;
-            done = shared.now_ms();
-            if r.is_ok() {
-                shared.acked.lock().unwrap().create(&group, done);
-                let mut reg = shared.registry.lock().unwrap();
-                reg.groups.push((group.clone(), id));
-                reg.member_of.insert((id, group.clone()));
-            }
-            (Op::CreateGroup { group }, outcome(&r))
+        let me = Me { id, n, client: &client, shared: &shared };
+        let step = if roll < 25 {
+            Some(me.create_group().await)
         } else if roll < 37 {
-            let pick = {
-                let reg = shared.registry.lock().unwrap();
-                let open: Vec<&(String, usize)> = reg
-                    .groups
-                    .iter()
-                    .filter(|(g, owner)| {
-                        // Not its own, and never accepted (nor being accepted) into it.
-                        *owner != id
-                            && !reg.accept_sent.contains(&(id, g.clone()))
-                            && !reg.filed.iter().any(|(fg, u)| fg == g && *u == id)
-                    })
-                    .collect();
-                open.choose(&mut rng).map(|(g, _)| g.clone())
-            };
-            let Some(group) = pick else { continue };
-            let r = client.join_group(&group).await;
-            done = shared.now_ms();
-            if r.is_ok() {
-                shared.registry.lock().unwrap().filed.push((group.clone(), id));
-            }
-            (Op::Join { group, user: me.clone() }, outcome(&r))
+            me.join(&mut rng).await
         } else if roll < 50 {
-            let pick = {
-                let mut reg = shared.registry.lock().unwrap();
-                let mine: Vec<usize> = (0..reg.filed.len())
-                    .filter(|&k| reg.groups.iter().any(|(g, o)| *o == id && *g == reg.filed[k].0))
-                    .collect();
-                let picked = mine.choose(&mut rng).map(|&k| reg.filed.swap_remove(k));
-                if let Some((group, user)) = &picked {
-                    reg.accept_sent.insert((*user, group.clone()));
-                }
-                picked
-            };
-            let Some((group, user)) = pick else { continue };
-            let r = client.accept_request(&group, &user_name(user)).await;
-            done = shared.now_ms();
-            if r.is_ok() {
-                shared.acked.lock().unwrap().accept(&group, &user_name(user), done);
-                shared.registry.lock().unwrap().member_of.insert((user, group.clone()));
-            }
-            (Op::Accept { group, user: user_name(user) }, outcome(&r))
+            me.accept(&mut rng).await
         } else if roll < 65 {
-            let pick = {
-                let reg = shared.registry.lock().unwrap();
-                let mine: Vec<String> =
-                    reg.member_of.iter().filter(|(c, _)| *c == id).map(|(_, g)| g.clone()).collect();
-                mine.choose(&mut rng).cloned()
-            };
-            let Some(group) = pick else { continue };
-            let file = format!("f{id}x{n}");
-            let r =
-                client.upload(&group, fake_meta(&file, (id as u64) << 32 | n), "127.0.0.1:9", &"c".repeat(64)).await;
-            done = shared.now_ms();
-            if r.is_ok() {
-                shared.registry.lock().unwrap().uploads.push((id, group.clone(), file.clone()));
-            }
-            (Op::Upload { group, file }, outcome(&r))
+            me.upload(&mut rng).await
         } else if roll < 70 {
-            let pick = {
-                let reg = shared.registry.lock().unwrap();
-                let mine: Vec<&(usize, String, String)> = reg.uploads.iter().filter(|(c, _, _)| *c == id).collect();
-                mine.choose(&mut rng).map(|(_, g, f)| (g.clone(), f.clone()))
-            };
-            let Some((group, file)) = pick else { continue };
-            let r = client.stop_share(&group, &file).await;
-            done = shared.now_ms();
-            (Op::StopShare { group, file }, outcome(&r))
+            me.stop_share(&mut rng).await
         } else if roll < 85 {
-            let r = client.list_groups().await;
-            done = shared.now_ms();
-            let op = match &r {
-                Ok(rows) => shared.acked.lock().unwrap().diff(&me, invoke_ms, rows),
-                Err(_) => Op::ListGroups {
-                    user: me.clone(),
-                    extra: vec![],
-                    missing: vec![],
-                    member_extra: vec![],
-                    member_missing: vec![],
-                },
-            };
-            (op, outcome(&r))
+            Some(me.list_groups(invoke_ms).await)
         } else {
-            let pick = {
-                let reg = shared.registry.lock().unwrap();
-                let mine: Vec<String> =
-                    reg.member_of.iter().filter(|(c, _)| *c == id).map(|(_, g)| g.clone()).collect();
-                mine.choose(&mut rng).cloned()
-            };
-            let Some(group) = pick else { continue };
-            let r = client.list_files(&group).await;
-            done = shared.now_ms();
-            let seen = r.as_ref().map(|rows| rows.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
-            (Op::ListFiles { group, seen }, outcome(&r))
+            me.list_files(&mut rng).await
         };
-        let complete_ms = done;
+        let Some((op, out, complete_ms)) = step else { continue };
         shared.history.lock().unwrap().push(Entry { client: id, op, invoke_ms, complete_ms, outcome: out });
         // A breath between operations keeps 8 clients from saturating 2 cores.
         tokio::time::sleep(Duration::from_millis(rng.gen_range(2..12))).await;
+    }
+}
+
+/// One operation of client `id`, its `n`th: what it did, how it ended, and when (ms).
+type Step = (Op, Outcome, u64);
+
+/// Client `id` at its `n`th operation.
+struct Me<'a> {
+    id: usize,
+    n: u64,
+    client: &'a TrackerClient,
+    shared: &'a Shared,
+}
+
+impl Me<'_> {
+    /// The groups this client is a member of.
+    fn member_of(&self) -> Vec<String> {
+        let reg = self.shared.registry.lock().unwrap();
+        reg.member_of.iter().filter(|(c, _)| *c == self.id).map(|(_, g)| g.clone()).collect()
+    }
+
+    async fn create_group(&self) -> Step {
+        let (id, shared) = (self.id, self.shared);
+        let group = format!("g{id}x{}", self.n);
+        let r = self.client.create_group(&group).await;
+        let done = shared.now_ms();
+        if r.is_ok() {
+            shared.acked.lock().unwrap().create(&group, done);
+            let mut reg = shared.registry.lock().unwrap();
+            reg.groups.push((group.clone(), id));
+            reg.member_of.insert((id, group.clone()));
+        }
+        (Op::CreateGroup { group }, outcome(&r), done)
+    }
+
+    async fn join(&self, rng: &mut StdRng) -> Option<Step> {
+        let (id, shared) = (self.id, self.shared);
+        let pick = {
+            let reg = shared.registry.lock().unwrap();
+            let open: Vec<&(String, usize)> = reg
+                .groups
+                .iter()
+                .filter(|(g, owner)| {
+                    // Not its own, and never accepted (nor being accepted) into it.
+                    *owner != id
+                        && !reg.accept_sent.contains(&(id, g.clone()))
+                        && !reg.filed.iter().any(|(fg, u)| fg == g && *u == id)
+                })
+                .collect();
+            open.choose(rng).map(|(g, _)| g.clone())
+        };
+        let group = pick?;
+        let r = self.client.join_group(&group).await;
+        let done = shared.now_ms();
+        if r.is_ok() {
+            shared.registry.lock().unwrap().filed.push((group.clone(), id));
+        }
+        Some((Op::Join { group, user: user_name(id) }, outcome(&r), done))
+    }
+
+    async fn accept(&self, rng: &mut StdRng) -> Option<Step> {
+        let (id, shared) = (self.id, self.shared);
+        let pick = {
+            let mut reg = shared.registry.lock().unwrap();
+            let mine: Vec<usize> = (0..reg.filed.len())
+                .filter(|&k| reg.groups.iter().any(|(g, o)| *o == id && *g == reg.filed[k].0))
+                .collect();
+            let picked = mine.choose(rng).map(|&k| reg.filed.swap_remove(k));
+            if let Some((group, user)) = &picked {
+                reg.accept_sent.insert((*user, group.clone()));
+            }
+            picked
+        };
+        let (group, user) = pick?;
+        let r = self.client.accept_request(&group, &user_name(user)).await;
+        let done = shared.now_ms();
+        if r.is_ok() {
+            shared.acked.lock().unwrap().accept(&group, &user_name(user), done);
+            shared.registry.lock().unwrap().member_of.insert((user, group.clone()));
+        }
+        Some((Op::Accept { group, user: user_name(user) }, outcome(&r), done))
+    }
+
+    async fn upload(&self, rng: &mut StdRng) -> Option<Step> {
+        let (id, n, shared) = (self.id, self.n, self.shared);
+        let group = self.member_of().choose(rng).cloned()?;
+        let file = format!("f{id}x{n}");
+        let meta = fake_meta(&file, (id as u64) << 32 | n);
+        let r = self.client.upload(&group, meta, "127.0.0.1:9", &"c".repeat(64)).await;
+        let done = shared.now_ms();
+        if r.is_ok() {
+            shared.registry.lock().unwrap().uploads.push((id, group.clone(), file.clone()));
+        }
+        Some((Op::Upload { group, file }, outcome(&r), done))
+    }
+
+    async fn stop_share(&self, rng: &mut StdRng) -> Option<Step> {
+        let pick = {
+            let reg = self.shared.registry.lock().unwrap();
+            let mine: Vec<&(usize, String, String)> = reg.uploads.iter().filter(|(c, _, _)| *c == self.id).collect();
+            mine.choose(rng).map(|(_, g, f)| (g.clone(), f.clone()))
+        };
+        let (group, file) = pick?;
+        let r = self.client.stop_share(&group, &file).await;
+        let done = self.shared.now_ms();
+        Some((Op::StopShare { group, file }, outcome(&r), done))
+    }
+
+    async fn list_groups(&self, invoke_ms: u64) -> Step {
+        let me = user_name(self.id);
+        let r = self.client.list_groups().await;
+        let done = self.shared.now_ms();
+        let op = match &r {
+            Ok(rows) => self.shared.acked.lock().unwrap().diff(&me, invoke_ms, rows),
+            Err(_) => Op::ListGroups {
+                user: me,
+                extra: vec![],
+                missing: vec![],
+                member_extra: vec![],
+                member_missing: vec![],
+            },
+        };
+        (op, outcome(&r), done)
+    }
+
+    async fn list_files(&self, rng: &mut StdRng) -> Option<Step> {
+        let group = self.member_of().choose(rng).cloned()?;
+        let r = self.client.list_files(&group).await;
+        let done = self.shared.now_ms();
+        let seen = r.as_ref().map(|rows| rows.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
+        Some((Op::ListFiles { group, seen }, outcome(&r), done))
     }
 }
