@@ -16,7 +16,6 @@
 pub mod flood;
 pub mod fuzz;
 pub mod inproc;
-pub mod inproc;
 pub mod netns;
 pub mod ports;
 
