@@ -9,7 +9,11 @@
 //!   while no leader is known, 503 with `Retry-After` and an [`ErrorBody`] (`unavailable`).
 //! - Refusals are 4xx with an [`ErrorBody`] whose `code` is one of CONTRACT.md's codes.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
+
+pub use crate::error::{ApiErrorCode, ErrorCode};
 
 /// Header carrying the request id of a write.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -22,7 +26,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    pub code: String,
+    pub code: ApiErrorCode,
     pub message: String,
 }
 
@@ -32,7 +36,7 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<ApiErrorCode>, message: impl Into<String>) -> Self {
         ErrorBody { error: ErrorDetail { code: code.into(), message: message.into() } }
     }
 }
@@ -207,12 +211,141 @@ pub struct FileDetails {
     pub sharers: Vec<SharerRow>,
 }
 
-/// The answer of a successful write: `{"ok": true, ...}` with what the write reports.
+/// The answer of a successful write: `{"ok": true, ...}` with the fields of `T`, the keys in
+/// name order (`ok` among them) as the API has always written them. A client reads `T` alone
+/// (the `ok` key is ignored as any unknown field is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OkBody<T>(pub T);
+
+impl<T: Serialize> Serialize for OkBody<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        // Through a map with sorted keys, so that `ok` lands where it always did.
+        let mut map = match serde_json::to_value(&self.0).map_err(S::Error::custom)? {
+            serde_json::Value::Object(map) => map,
+            serde_json::Value::Null => serde_json::Map::new(),
+            other => return Err(S::Error::custom(format!("an ok body holds fields, not {other}"))),
+        };
+        map.insert("ok".into(), serde_json::Value::Bool(true));
+        map.serialize(s)
+    }
+}
+
+/// `POST /v1/users`, `GET /v1/session`: the user the call was about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OkBody {
-    pub ok: bool,
-    #[serde(flatten)]
-    pub fields: serde_json::Map<String, serde_json::Value>,
+pub struct UserBody {
+    pub user: String,
+}
+
+/// `DELETE /v1/sessions`: whose session ended and how many of their shares paused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutResponse {
+    pub paused_shares: u64,
+    pub user: String,
+}
+
+/// `PUT /v1/peer`: the address recorded for the user's daemon and how many shares it serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceResponse {
+    pub peer_addr: String,
+    pub shares: u64,
+    pub user: String,
+}
+
+/// `POST` and `DELETE /v1/peer/alive`: `listed` is false when the tracker lists another address
+/// or key for this user (the call then counts for nothing: announce again).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliveResponse {
+    pub listed: bool,
+    pub peer_addr: String,
+    pub user: String,
+}
+
+/// `POST /v1/groups`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCreated {
+    pub group: String,
+}
+
+/// `POST /v1/groups/{group}/requests`: `already_pending` when the request was filed before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub already_pending: bool,
+    pub group: String,
+}
+
+/// `POST /v1/groups/{group}/members`: `user` is a member now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptResponse {
+    pub group: String,
+    pub user: String,
+}
+
+/// `DELETE /v1/groups/{group}/members/me`: who owns the group now, or that it is gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveResponse {
+    pub group: String,
+    pub group_deleted: bool,
+    pub new_owner: Option<String>,
+}
+
+/// `DELETE /v1/groups/{group}/members/{user}`: how many of the user's shares there ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveMemberResponse {
+    pub group: String,
+    pub shares_ended: u64,
+    pub user: String,
+}
+
+/// `POST /v1/groups/{group}/files`: `new_file` when the group did not list the name before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub group: String,
+    pub name: String,
+    pub new_file: bool,
+}
+
+/// `DELETE /v1/groups/{group}/files/{name}/sharers/me`: `was_sharing` when the caller was a sharer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopShareResponse {
+    pub group: String,
+    pub name: String,
+    pub was_sharing: bool,
+}
+
+/// A node's role in the Raft cluster, as `GET /v1/status` and `tracker-node status` spell it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    /// Replicates the log without a vote (a node being added).
+    Learner,
+    /// Stopping.
+    Shutdown,
+    /// A role this build does not know (from a newer node), as it was received.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl Role {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::Shutdown => "shutdown",
+            Role::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// `GET /v1/status` of one node.
@@ -220,7 +353,7 @@ pub struct OkBody {
 pub struct NodeStatus {
     pub id: u64,
     pub api: String,
-    pub role: String,
+    pub role: Role,
     pub term: u64,
     pub leader: Option<u64>,
     pub leader_api: Option<String>,
@@ -238,11 +371,144 @@ pub struct NodeStatus {
     pub state_digest: Option<String>,
 }
 
+/// What `POST /v1/admin/members` does with the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipAction {
+    /// Make a listed node a voter (a learner first, until it caught up).
+    Add,
+    /// Take a node out of the voters.
+    Remove,
+    /// Any other word: the node refuses it (400), naming it.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl MembershipAction {
+    pub fn as_str(&self) -> &str {
+        match self {
+            MembershipAction::Add => "add",
+            MembershipAction::Remove => "remove",
+            MembershipAction::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for MembershipAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// An action as its wire word (`Other` for any word but `add` and `remove`).
+impl From<&str> for MembershipAction {
+    fn from(s: &str) -> Self {
+        match s {
+            "add" => MembershipAction::Add,
+            "remove" => MembershipAction::Remove,
+            other => MembershipAction::Other(other.into()),
+        }
+    }
+}
+
 /// `POST /v1/admin/members`: make a listed node a voter (`add`) or remove it (`remove`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembersRequest {
-    pub action: String,
+    pub action: MembershipAction,
     pub id: u64,
     pub api: String,
     pub raft: String,
+}
+
+/// The answer of `POST /v1/admin/members`: the voters after the change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersResponse {
+    pub id: u64,
+    pub voters: Vec<u64>,
+}
+
+/// `GET /health` and `GET /readyz`: `{"detail": ..., "health": true}` (200), or `{"error":
+/// {"code": "unavailable", "message": <the reason>}, "health": false}` (503); keys in name order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+    pub health: bool,
+}
+
+impl HealthBody {
+    /// A probe's answer: healthy with a detail, or not with the reason.
+    pub fn of(verdict: Result<String, String>) -> Self {
+        match verdict {
+            Ok(detail) => HealthBody { health: true, detail: Some(detail), error: None },
+            Err(reason) => HealthBody {
+                health: false,
+                detail: None,
+                error: Some(ErrorDetail { code: ApiErrorCode::Unavailable, message: reason }),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ok_body_writes_its_keys_in_name_order_with_ok_among_them() {
+        let leave = LeaveResponse { group: "g".into(), group_deleted: false, new_owner: Some("bob".into()) };
+        assert_eq!(
+            serde_json::to_string(&OkBody(&leave)).unwrap(),
+            r#"{"group":"g","group_deleted":false,"new_owner":"bob","ok":true}"#
+        );
+        let logout = LogoutResponse { paused_shares: 2, user: "alice".into() };
+        assert_eq!(serde_json::to_string(&OkBody(logout)).unwrap(), r#"{"ok":true,"paused_shares":2,"user":"alice"}"#);
+        // A client reads the fields and passes over `ok`.
+        let back: LeaveResponse =
+            serde_json::from_str(r#"{"ok":true,"group":"g","group_deleted":true,"new_owner":null}"#).unwrap();
+        assert_eq!(back, LeaveResponse { group: "g".into(), group_deleted: true, new_owner: None });
+        assert!(serde_json::to_string(&OkBody(3)).is_err(), "an ok body holds fields");
+    }
+
+    #[test]
+    fn roles_and_actions_keep_their_spelling() {
+        for (role, name) in [
+            (Role::Leader, "leader"),
+            (Role::Follower, "follower"),
+            (Role::Candidate, "candidate"),
+            (Role::Learner, "learner"),
+            (Role::Shutdown, "shutdown"),
+            (Role::Other("witness".into()), "witness"),
+        ] {
+            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<Role>(&format!("\"{name}\"")).unwrap(), role);
+            assert_eq!(format!("{role:<10}|"), format!("{name:<10}|"));
+        }
+        for (action, name) in [
+            (MembershipAction::Add, "add"),
+            (MembershipAction::Remove, "remove"),
+            (MembershipAction::Other("promote".into()), "promote"),
+        ] {
+            assert_eq!(serde_json::to_string(&action).unwrap(), format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<MembershipAction>(&format!("\"{name}\"")).unwrap(), action);
+        }
+    }
+
+    #[test]
+    fn error_bodies_and_probes_keep_their_shape() {
+        let b = ErrorBody::new(ErrorCode::NotMember, "no");
+        assert_eq!(serde_json::to_string(&b).unwrap(), r#"{"error":{"code":"not_member","message":"no"}}"#);
+        let b: ErrorBody = serde_json::from_str(r#"{"error":{"code":"brand_new","message":"m"}}"#).unwrap();
+        assert_eq!(b.error.code, ApiErrorCode::Other("brand_new".into()));
+        assert_eq!(
+            serde_json::to_string(&HealthBody::of(Ok("leader".into()))).unwrap(),
+            r#"{"detail":"leader","health":true}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&HealthBody::of(Err("no leader".into()))).unwrap(),
+            r#"{"error":{"code":"unavailable","message":"no leader"},"health":false}"#
+        );
+    }
 }

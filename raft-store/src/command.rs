@@ -309,54 +309,9 @@ impl Command {
     }
 }
 
-/// The contract's error codes that the tracker can answer with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadCredentials,
-    Unauthenticated,
-    UserExists,
-    GroupExists,
-    NoSuchGroup,
-    NotMember,
-    NotOwner,
-    AlreadyMember,
-    NoSuchRequest,
-    NoSuchFile,
-    FileConflict,
-    InvalidName,
-    /// File metadata over the size bound (see `MAX_FILE_SIZE_BYTES`).
-    FileTooLarge,
-    /// Metadata that no correct client sends (wrong piece length or count).
-    InvalidRequest,
-    /// An Idempotency-Key already used, in the same scope, for a request with other content.
-    IdempotencyKeyReused,
-    /// A request the caller may not make whatever the state (an owner removing themself).
-    NotAllowed,
-}
-
-impl ErrorCode {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorCode::BadCredentials => "bad_credentials",
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::UserExists => "user_exists",
-            ErrorCode::GroupExists => "group_exists",
-            ErrorCode::NoSuchGroup => "no_such_group",
-            ErrorCode::NotMember => "not_member",
-            ErrorCode::NotOwner => "not_owner",
-            ErrorCode::AlreadyMember => "already_member",
-            ErrorCode::NoSuchRequest => "no_such_request",
-            ErrorCode::NoSuchFile => "no_such_file",
-            ErrorCode::FileConflict => "file_conflict",
-            ErrorCode::InvalidName => "invalid_name",
-            ErrorCode::FileTooLarge => "file_too_large",
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
-            ErrorCode::NotAllowed => "not_allowed",
-        }
-    }
-}
+/// The state machine's refusal codes live in `proto` (one vocabulary with the API's own codes);
+/// their serde form, inside log entries and snapshots, is unchanged.
+pub use proto::error::ErrorCode;
 
 /// A command the state machine refused: an outcome, not a storage failure.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

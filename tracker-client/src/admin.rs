@@ -37,7 +37,7 @@ pub enum AdminError {
     Setup(String),
     /// A node refused the call (a 4xx): final, not retried.
     #[error("node {node} refused ({code}): {message}")]
-    Refused { node: String, code: String, message: String },
+    Refused { node: String, code: proto::api::ApiErrorCode, message: String },
     /// A node answered a 4xx that is not in the API's error shape.
     #[error("node {node} refused: {body}")]
     Protocol { node: String, body: String },

@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::api::{
-    AcceptRequest, AnnounceRequest, CreateGroupRequest, FileDetails, FileMetaBody, FileRow, GroupRow, GroupsPage,
-    LoginRequest, LoginResponse, NodeStatus, RegisterRequest, RequestRow, TicketKeyResponse, TicketRequest,
-    TicketResponse, UploadRequest, GROUPS_PAGE_MAX,
+    AcceptRequest, AcceptResponse, AliveResponse, AnnounceRequest, AnnounceResponse, ApiErrorCode, CreateGroupRequest,
+    FileDetails, FileMetaBody, FileRow, GroupCreated, GroupRow, GroupsPage, JoinResponse, LeaveResponse, LoginRequest,
+    LoginResponse, LogoutResponse, NodeStatus, RegisterRequest, RemoveMemberResponse, RequestRow, StopShareResponse,
+    TicketKeyResponse, TicketRequest, TicketResponse, UploadRequest, UploadResponse, UserBody, GROUPS_PAGE_MAX,
 };
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -30,7 +31,7 @@ pub use tls::TrackerTls;
 pub enum ClientError {
     /// The cluster answered and said no: final, not retried.
     #[error("{message}")]
-    Refused { code: String, message: String },
+    Refused { code: ApiErrorCode, message: String },
     /// No leader answered within the budget (`budget_ms`: the call's budget, or the shorter
     /// `all_refused_ms` when every node refused the connection): retryable later.
     #[error("no tracker leader reachable within {budget_ms} ms ({last})")]
@@ -41,11 +42,12 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    pub fn code(&self) -> &str {
+    /// The contract's code for this error: the cluster's refusal, else `unavailable`.
+    pub fn code(&self) -> &ApiErrorCode {
+        static UNAVAILABLE: ApiErrorCode = ApiErrorCode::Unavailable;
         match self {
             ClientError::Refused { code, .. } => code,
-            ClientError::Unavailable { .. } => "unavailable",
-            ClientError::Protocol(_) => "unavailable",
+            ClientError::Unavailable { .. } | ClientError::Protocol(_) => &UNAVAILABLE,
         }
     }
 }
@@ -141,23 +143,17 @@ impl TrackerClient {
         *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = l;
     }
 
-    async fn attempt(
-        &self,
-        node: &str,
-        method: &Method,
-        path: &str,
-        body: &Option<Vec<u8>>,
-        request_id: &Option<String>,
-        timeout: Duration,
-    ) -> Attempt {
-        let mut b = self.http.request(method.clone(), format!("{}://{node}{path}", self.scheme)).timeout(timeout);
+    /// `req` sent to `node`, answered within `timeout`.
+    async fn attempt(&self, node: &str, req: &CallRequest<'_>, timeout: Duration) -> Attempt {
+        let url = format!("{}://{node}{}", self.scheme, req.path);
+        let mut b = self.http.request(req.method.clone(), url).timeout(timeout);
         if let Some(t) = &self.token {
             b = b.bearer_auth(t);
         }
-        if let Some(id) = request_id {
+        if let Some(id) = &req.request_id {
             b = b.header(proto::api::IDEMPOTENCY_KEY, id);
         }
-        if let Some(body) = body {
+        if let Some(body) = &req.body {
             b = b.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
         }
         let resp = match b.send().await {
@@ -192,100 +188,81 @@ impl TrackerClient {
         body: Option<Vec<u8>>,
         request_id: Option<String>,
     ) -> Result<T> {
-        let started = Instant::now();
-        let policy = &self.policy;
-        let unavailable = |last: String| ClientError::Unavailable { budget_ms: policy.budget_ms, last };
-        let mut failed: Vec<String> = Vec::new();
-        let mut last = String::from("no attempt made");
+        let req = CallRequest { method, path, body, request_id };
+        let mut call = CallState::new();
         let mut round = 0u32;
-        let mut refusals = retry::RefusalStreak::default();
-        // When each node in `failed` last refused the connection: a refusing node is restarting
-        // or down, and is worth another try a moment later (a restarted leader that the other
-        // nodes redirect to must not stay skipped for the rest of the call).
-        let mut refused_at: Vec<(String, Instant)> = Vec::new();
         loop {
-            failed.retain(|n| {
-                !refused_at.iter().any(|(r, at)| r == n && at.elapsed() >= Duration::from_millis(REFUSED_RETRY_MS))
-            });
-            refused_at.retain(|(n, _)| failed.contains(n));
-            let leader = self.cached_leader();
-            let mut queue = retry::round_order(&self.nodes, leader.as_deref(), &failed);
-            let mut redirects = 0usize;
-            let mut i = 0usize;
-            while i < queue.len() {
-                let Some(timeout) = policy.attempt_timeout(started.elapsed()) else {
-                    return Err(unavailable(last));
-                };
-                let node = queue[i].clone();
-                i += 1;
-                let (verdict, bytes) = match self.attempt(&node, &method, path, &body, &request_id, timeout).await {
-                    Attempt::Answered(verdict, bytes) => (verdict, bytes),
-                    Attempt::Down { message, refused } => {
-                        last = message;
-                        if self.cached_leader().as_deref() == Some(node.as_str()) {
-                            self.set_leader(None);
-                        }
-                        if !failed.contains(&node) {
-                            failed.push(node.clone());
-                        }
-                        if !refused {
-                            refusals.heard();
-                            continue;
-                        }
-                        refused_at.retain(|(n, _)| *n != node);
-                        refused_at.push((node.clone(), Instant::now()));
-                        refusals.refused(&node, started.elapsed());
-                        let window = Duration::from_millis(policy.all_refused_ms);
-                        if refusals.gave_up(&self.nodes, started.elapsed(), window) {
-                            // Nothing listens anywhere: the cluster is down, not electing.
-                            return Err(ClientError::Unavailable {
-                                budget_ms: policy.all_refused_ms,
-                                last: format!("every tracker node refused the connection: {}", self.nodes.join(", ")),
-                            });
-                        }
-                        continue;
-                    }
-                };
-                refusals.heard();
-                match verdict {
-                    retry::Verdict::Done => {
-                        self.set_leader(Some(node));
-                        let bytes = if bytes.is_empty() { b"null".to_vec() } else { bytes };
-                        return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
-                    }
-                    retry::Verdict::Refused { code, message } => {
-                        self.set_leader(Some(node));
-                        return Err(ClientError::Refused { code, message });
-                    }
-                    retry::Verdict::Protocol(m) => return Err(ClientError::Protocol(m)),
-                    retry::Verdict::Redirect(to) => {
-                        last = format!("{node}: redirected to {to}");
-                        if policy.follow_redirect(&node, &to, &failed, redirects) {
-                            redirects += 1;
-                            self.set_leader(Some(to.clone()));
-                            queue.insert(i, to);
-                        }
-                    }
-                    retry::Verdict::Busy(m) => last = m,
-                }
+            call.readmit_refused();
+            if let Some(outcome) = self.round(&req, &mut call).await {
+                return decode(&outcome?);
             }
             // Nodes that were down may be back after the pause; let them be tried again.
-            if failed.len() >= self.nodes.len() {
-                failed.clear();
+            if call.failed.len() >= self.nodes.len() {
+                call.failed.clear();
             }
-            let pause = policy.backoff(round, rand::random::<f64>());
+            let pause = self.policy.backoff(round, rand::random::<f64>());
             round += 1;
-            let left = Duration::from_millis(policy.budget_ms).saturating_sub(started.elapsed());
+            let left = Duration::from_millis(self.policy.budget_ms).saturating_sub(call.started.elapsed());
             if left.is_zero() {
-                return Err(unavailable(last));
+                return Err(call.unavailable(&self.policy));
             }
             tokio::time::sleep(pause.min(left)).await;
         }
     }
 
+    /// One round of attempts: the nodes in `retry::round_order`, redirects followed within the
+    /// policy's cap. `Some` when the call is over (the answer's body, or why not), `None` when
+    /// every node was busy or down and the call goes on after a pause.
+    async fn round(&self, req: &CallRequest<'_>, call: &mut CallState) -> Option<Result<Vec<u8>>> {
+        let policy = &self.policy;
+        let leader = self.cached_leader();
+        let mut queue = retry::round_order(&self.nodes, leader.as_deref(), &call.failed);
+        let mut redirects = 0usize;
+        let mut i = 0usize;
+        while i < queue.len() {
+            let Some(timeout) = policy.attempt_timeout(call.started.elapsed()) else {
+                return Some(Err(call.unavailable(policy)));
+            };
+            let node = queue[i].clone();
+            i += 1;
+            let (verdict, bytes) = match self.attempt(&node, req, timeout).await {
+                Attempt::Answered(verdict, bytes) => (verdict, bytes),
+                Attempt::Down { message, refused } => {
+                    if self.cached_leader().as_deref() == Some(node.as_str()) {
+                        self.set_leader(None);
+                    }
+                    if let Some(down) = call.down(&node, message, refused, &self.nodes, policy) {
+                        return Some(Err(down));
+                    }
+                    continue;
+                }
+            };
+            call.refusals.heard();
+            match verdict {
+                retry::Verdict::Redirect(to) => {
+                    call.last = format!("{node}: redirected to {to}");
+                    if policy.follow_redirect(&node, &to, &call.failed, redirects) {
+                        redirects += 1;
+                        self.set_leader(Some(to.clone()));
+                        queue.insert(i, to);
+                    }
+                }
+                retry::Verdict::Busy(m) => call.last = m,
+                final_verdict => {
+                    // Done or refused: this node speaks for the cluster.
+                    if matches!(final_verdict, retry::Verdict::Done | retry::Verdict::Refused { .. }) {
+                        self.set_leader(Some(node));
+                    }
+                    return Some(outcome(final_verdict, bytes));
+                }
+            }
+        }
+        None
+    }
+
     // ---- typed calls, one per API route (docs/API.md) ----
 
-    pub async fn register(&self, user: &str, password: &str) -> Result<serde_json::Value> {
+    pub async fn register(&self, user: &str, password: &str) -> Result<UserBody> {
         let body = RegisterRequest { user: user.into(), password: password.into() };
         self.call(Method::POST, "/v1/users", Some(&body), true).await
     }
@@ -297,32 +274,31 @@ impl TrackerClient {
         self.call(Method::POST, "/v1/sessions", Some(&body), true).await
     }
 
-    pub async fn logout(&self) -> Result<serde_json::Value> {
+    pub async fn logout(&self) -> Result<LogoutResponse> {
         self.call(Method::DELETE, "/v1/sessions", None::<&()>, true).await
     }
 
-    pub async fn whoami(&self) -> Result<serde_json::Value> {
+    pub async fn whoami(&self) -> Result<UserBody> {
         self.call(Method::GET, "/v1/session", None::<&()>, false).await
     }
 
     /// This peer's daemon serves pieces on `peer_addr`'s port (the tracker records the host the
     /// call comes from) and speaks with the channel key `peer_key` (64 hex).
-    pub async fn announce(&self, peer_addr: &str, peer_key: &str) -> Result<serde_json::Value> {
+    pub async fn announce(&self, peer_addr: &str, peer_key: &str) -> Result<AnnounceResponse> {
         let body = AnnounceRequest { peer_addr: peer_addr.into(), peer_key: peer_key.into() };
         self.call(Method::PUT, "/v1/peer", Some(&body), true).await
     }
 
     /// This peer's daemon (at `peer_addr`'s port, with key `peer_key`) is alive: the leader
-    /// keeps it in memory, not in the log. Answers `{"ok", "user", "peer_addr", "listed"}`;
-    /// `listed` is false when the tracker lists another address or key for this user (the
-    /// call then counts for nothing: announce again).
-    pub async fn alive(&self, peer_addr: &str, peer_key: &str) -> Result<serde_json::Value> {
+    /// keeps it in memory, not in the log. The answer's `listed` is false when the tracker lists
+    /// another address or key for this user (the call then counts for nothing: announce again).
+    pub async fn alive(&self, peer_addr: &str, peer_key: &str) -> Result<AliveResponse> {
         let body = AnnounceRequest { peer_addr: peer_addr.into(), peer_key: peer_key.into() };
         self.call(Method::POST, "/v1/peer/alive", Some(&body), false).await
     }
 
     /// This peer's daemon is stopping: its shares stop being listed at once.
-    pub async fn going_away(&self, peer_addr: &str, peer_key: &str) -> Result<serde_json::Value> {
+    pub async fn going_away(&self, peer_addr: &str, peer_key: &str) -> Result<AliveResponse> {
         let body = AnnounceRequest { peer_addr: peer_addr.into(), peer_key: peer_key.into() };
         self.call(Method::DELETE, "/v1/peer/alive", Some(&body), false).await
     }
@@ -359,16 +335,16 @@ impl TrackerClient {
         Ok(page)
     }
 
-    pub async fn create_group(&self, group: &str) -> Result<serde_json::Value> {
+    pub async fn create_group(&self, group: &str) -> Result<GroupCreated> {
         let body = CreateGroupRequest { group: group.into() };
         self.call(Method::POST, "/v1/groups", Some(&body), true).await
     }
 
-    pub async fn join_group(&self, group: &str) -> Result<serde_json::Value> {
+    pub async fn join_group(&self, group: &str) -> Result<JoinResponse> {
         self.call(Method::POST, &format!("/v1/groups/{}/requests", seg(group)), None::<&()>, true).await
     }
 
-    pub async fn leave_group(&self, group: &str) -> Result<serde_json::Value> {
+    pub async fn leave_group(&self, group: &str) -> Result<LeaveResponse> {
         self.call(Method::DELETE, &format!("/v1/groups/{}/members/me", seg(group)), None::<&()>, true).await
     }
 
@@ -376,13 +352,13 @@ impl TrackerClient {
         self.call(Method::GET, &format!("/v1/groups/{}/requests", seg(group)), None::<&()>, false).await
     }
 
-    pub async fn accept_request(&self, group: &str, user: &str) -> Result<serde_json::Value> {
+    pub async fn accept_request(&self, group: &str, user: &str) -> Result<AcceptResponse> {
         let body = AcceptRequest { user: user.into() };
         self.call(Method::POST, &format!("/v1/groups/{}/members", seg(group)), Some(&body), true).await
     }
 
     /// The owner removes `user` from `group`; their shares there end.
-    pub async fn remove_member(&self, group: &str, user: &str) -> Result<serde_json::Value> {
+    pub async fn remove_member(&self, group: &str, user: &str) -> Result<RemoveMemberResponse> {
         // `members/me` is the caller leaving: a user named "me" goes percent-encoded, which the
         // router does not take for the literal segment.
         let user = if user == "me" { "%6De".to_string() } else { seg(user) };
@@ -403,12 +379,12 @@ impl TrackerClient {
         file: FileMetaBody,
         peer_addr: &str,
         peer_key: &str,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<UploadResponse> {
         let body = UploadRequest { file, peer_addr: peer_addr.into(), peer_key: peer_key.into() };
         self.call(Method::POST, &format!("/v1/groups/{}/files", seg(group)), Some(&body), true).await
     }
 
-    pub async fn stop_share(&self, group: &str, name: &str) -> Result<serde_json::Value> {
+    pub async fn stop_share(&self, group: &str, name: &str) -> Result<StopShareResponse> {
         let path = format!("/v1/groups/{}/files/{}/sharers/me", seg(group), seg(name));
         self.call(Method::DELETE, &path, None::<&()>, true).await
     }
@@ -431,14 +407,12 @@ impl TrackerClient {
     /// The status of one node, without failover (for operators and tests).
     pub async fn node_status(&self, node: &str) -> Result<NodeStatus> {
         let timeout = Duration::from_millis(self.policy.attempt_timeout_ms);
-        match self.attempt(node, &Method::GET, "/v1/status", &None, &None, timeout).await {
-            Attempt::Answered(retry::Verdict::Done, b) => {
-                serde_json::from_slice(&b).map_err(|e| ClientError::Protocol(e.to_string()))
-            }
-            Attempt::Answered(retry::Verdict::Refused { code, message }, _) => {
-                Err(ClientError::Refused { code, message })
-            }
-            Attempt::Answered(retry::Verdict::Protocol(m), _) => Err(ClientError::Protocol(m)),
+        let req = CallRequest { method: Method::GET, path: "/v1/status", body: None, request_id: None };
+        match self.attempt(node, &req, timeout).await {
+            Attempt::Answered(
+                v @ (retry::Verdict::Done | retry::Verdict::Refused { .. } | retry::Verdict::Protocol(_)),
+                b,
+            ) => decode(&outcome(v, b)?),
             Attempt::Answered(..) | Attempt::Down { .. } => Err(ClientError::Unavailable {
                 budget_ms: self.policy.attempt_timeout_ms,
                 last: format!("{node} did not answer"),
@@ -457,6 +431,98 @@ fn next_group_cursor(after: Option<&str>, next_after: Option<String>) -> Result<
         }
         (_, Some(next)) => Ok(Some(next)),
     }
+}
+
+/// What one call sends, the same on every attempt.
+struct CallRequest<'a> {
+    method: Method,
+    path: &'a str,
+    body: Option<Vec<u8>>,
+    request_id: Option<String>,
+}
+
+/// Where one call stands across its rounds: the nodes that failed during it (and when those
+/// that refused the connection did), the streak of refusals, and the last reason heard.
+struct CallState {
+    started: Instant,
+    failed: Vec<String>,
+    /// When each node in `failed` last refused the connection: a refusing node is restarting
+    /// or down, and is worth another try a moment later (a restarted leader that the other
+    /// nodes redirect to must not stay skipped for the rest of the call).
+    refused_at: Vec<(String, Instant)>,
+    refusals: retry::RefusalStreak,
+    last: String,
+}
+
+impl CallState {
+    fn new() -> Self {
+        CallState {
+            started: Instant::now(),
+            failed: Vec::new(),
+            refused_at: Vec::new(),
+            refusals: retry::RefusalStreak::default(),
+            last: String::from("no attempt made"),
+        }
+    }
+
+    /// Nodes that refused the connection `REFUSED_RETRY_MS` ago or more are tried again.
+    fn readmit_refused(&mut self) {
+        let again = Duration::from_millis(REFUSED_RETRY_MS);
+        let refused_at = &self.refused_at;
+        self.failed.retain(|n| !refused_at.iter().any(|(r, at)| r == n && at.elapsed() >= again));
+        let failed = &self.failed;
+        self.refused_at.retain(|(n, _)| failed.contains(n));
+    }
+
+    /// `node` did not answer. `Some` when the call must end now: every node refused the
+    /// connection for the policy's window (nothing listens: the cluster is down, not electing).
+    fn down(
+        &mut self,
+        node: &str,
+        message: String,
+        refused: bool,
+        nodes: &[String],
+        policy: &RetryPolicy,
+    ) -> Option<ClientError> {
+        self.last = message;
+        if !self.failed.iter().any(|f| f == node) {
+            self.failed.push(node.to_string());
+        }
+        if !refused {
+            self.refusals.heard();
+            return None;
+        }
+        self.refused_at.retain(|(n, _)| n != node);
+        self.refused_at.push((node.to_string(), Instant::now()));
+        self.refusals.refused(node, self.started.elapsed());
+        let window = Duration::from_millis(policy.all_refused_ms);
+        self.refusals.gave_up(nodes, self.started.elapsed(), window).then(|| ClientError::Unavailable {
+            budget_ms: policy.all_refused_ms,
+            last: format!("every tracker node refused the connection: {}", nodes.join(", ")),
+        })
+    }
+
+    /// The budget is spent: unavailable, with the last reason heard.
+    fn unavailable(&self, policy: &RetryPolicy) -> ClientError {
+        ClientError::Unavailable { budget_ms: policy.budget_ms, last: self.last.clone() }
+    }
+}
+
+/// What a final verdict comes to: the answer's body, or the error it says.
+fn outcome(verdict: retry::Verdict, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    match verdict {
+        retry::Verdict::Done => Ok(bytes),
+        retry::Verdict::Refused { code, message } => Err(ClientError::Refused { code, message }),
+        retry::Verdict::Protocol(m) => Err(ClientError::Protocol(m)),
+        retry::Verdict::Redirect(to) => Err(ClientError::Protocol(format!("an unfollowed redirect to {to}"))),
+        retry::Verdict::Busy(m) => Err(ClientError::Protocol(m)),
+    }
+}
+
+/// An answer's body as the call's type (an empty body reads as `null`).
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let bytes = if bytes.is_empty() { &b"null"[..] } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
 /// Whether the connection was refused (nothing listens at the address), as opposed to timed
@@ -673,8 +739,8 @@ mod tests {
         let up = serving("up", ok(), &hits).await;
         let c = client(&[&down, &up], RetryPolicy::default());
         let t = Instant::now();
-        let v: serde_json::Value = c.create_group("g").await.unwrap();
-        assert_eq!(v["ok"], true);
+        let v = c.create_group("g").await.unwrap();
+        assert_eq!(v, GroupCreated { group: "g".into() });
         assert!(t.elapsed() < Duration::from_millis(500), "no timeout was waited for: {:?}", t.elapsed());
         assert_eq!(who(&hits), ["up"]);
         assert_eq!(c.cached_leader().as_deref(), Some(up.addr.as_str()), "the node that answered is remembered");
@@ -818,7 +884,8 @@ mod tests {
         let b = serving("b", ok(), &hits).await;
         let c = client(&[&a, &b], RetryPolicy::default());
         let err = c.create_group("g").await.unwrap_err();
-        assert_eq!((err.code(), err.to_string().as_str()), ("group_exists", "taken"));
+        let group_exists = ApiErrorCode::State(proto::error::ErrorCode::GroupExists);
+        assert_eq!((err.code(), err.to_string().as_str()), (&group_exists, "taken"));
         assert_eq!(who(&hits), ["a"], "a refusal is the cluster's answer: nobody else is asked");
     }
 

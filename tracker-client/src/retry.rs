@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use proto::api::{ErrorBody, NotLeaderBody};
+use proto::api::{ApiErrorCode, ErrorBody, NotLeaderBody};
 
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
@@ -85,7 +85,7 @@ pub enum Verdict {
     /// others, and again after a pause.
     Busy(String),
     /// A 4xx refusal in the API's error shape: final, and the same on any node.
-    Refused { code: String, message: String },
+    Refused { code: ApiErrorCode, message: String },
     /// A 4xx that is not in the API's error shape: not a tracker's answer.
     Protocol(String),
 }

@@ -269,7 +269,7 @@ impl Metrics {
         let set = |gauge: &IntGauge, v: u64| {
             gauge.set(v.min(i64::MAX as u64) as i64);
         };
-        set(&g.is_leader, (st.role == "leader") as u64);
+        set(&g.is_leader, (st.role == proto::api::Role::Leader) as u64);
         set(&g.has_leader, st.leader.is_some() as u64);
         set(&g.term, st.term);
         set(&g.leader_id, st.leader.unwrap_or(0));

@@ -330,7 +330,7 @@ async fn stop_campaigning_when_removed(raft: Raft, cfg: Arc<ClusterConfig>, id: 
         let removed_by = rows
             .into_iter()
             .filter_map(|(other, _, st)| st.filter(|_| other != id))
-            .find(|st| st.role == "leader" && !st.voters.contains(&id));
+            .find(|st| st.role == proto::api::Role::Leader && !st.voters.contains(&id));
         if let Some(st) = removed_by {
             raft.runtime_config().elect(false);
             elections_off = true;

@@ -218,7 +218,7 @@ fn whoami_names_the_session_user_through_the_leader_until_logout() {
     }
     // The client library's call.
     let c = cluster.client().with_token(Some(alice.clone()));
-    assert_eq!(rt.block_on(c.whoami()).unwrap(), json!({"ok": true, "user": "alice"}));
+    assert_eq!(rt.block_on(c.whoami()).unwrap(), proto::api::UserBody { user: "alice".into() });
 
     // Without a session, with a malformed one, with one nobody opened: 401 unauthenticated.
     for token in [None, Some("not-a-token"), Some(&*"cd".repeat(32))] {

@@ -488,7 +488,7 @@ fn the_owner_removes_a_member_whose_shares_in_the_group_end() {
     let rt = runtime();
     let owner = cluster.client().with_token(Some(alice.clone()));
     let v = rt.block_on(owner.remove_member("team", "me")).unwrap();
-    assert_eq!((v["user"].as_str(), v["shares_ended"].as_u64()), (Some("me"), Some(0)), "{v}");
+    assert_eq!((v.user.as_str(), v.shares_ended), ("me", 0), "{v:?}");
     let groups = rt.block_on(owner.list_groups()).unwrap();
     let team = groups.iter().find(|g| g.group == "team").unwrap();
     assert_eq!((team.owner.as_str(), team.members, team.member), ("alice", 2, true), "{groups:?}");

@@ -2,11 +2,13 @@
 
 use std::io::{BufRead, IsTerminal};
 
+use serde::Serialize;
 use serde_json::json;
 
 use super::{CliError, Ctx, Out};
 use crate::control::{self, ControlRequest, ControlResponse};
 use crate::home::Session;
+use proto::api::{ApiErrorCode, ErrorCode};
 
 /// The password: the first line of stdin with --password-stdin, else a prompt without echo
 /// on a terminal; with neither, a usage error. It never goes into argv or logs.
@@ -31,7 +33,7 @@ pub fn read_password(password_stdin: bool) -> Result<String, CliError> {
 }
 
 pub async fn register(ctx: &mut Ctx, out: &mut Out, user: &str, password_stdin: bool) -> Result<(), CliError> {
-    proto::names::validate_id("user", user).map_err(|m| CliError::refused("invalid_name", m))?;
+    proto::names::validate_id("user", user).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
     let pw = read_password(password_stdin)?;
     register_with(ctx, out, user, &pw).await
 }
@@ -43,7 +45,7 @@ pub async fn register_with(ctx: &mut Ctx, out: &mut Out, user: &str, pw: &str) -
 }
 
 pub async fn login(ctx: &mut Ctx, out: &mut Out, user: &str, password_stdin: bool) -> Result<(), CliError> {
-    proto::names::validate_id("user", user).map_err(|m| CliError::refused("invalid_name", m))?;
+    proto::names::validate_id("user", user).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
     let pw = read_password(password_stdin)?;
     login_with(ctx, out, user, &pw).await
 }
@@ -74,7 +76,7 @@ pub async fn login_with(ctx: &mut Ctx, out: &mut Out, user: &str, pw: &str) -> R
     }
     ctx.home
         .save_session(&Session { user: r.user.clone(), token: r.token.clone(), expires_at_ms: r.expires_at_ms })
-        .map_err(|e| CliError::refused("io_error", e.to_string()))?;
+        .map_err(|e| CliError::refused(ApiErrorCode::IoError, e.to_string()))?;
     write_home_user(ctx, &r.user);
     let daemon = notify_daemon(ctx).await;
     let resumed_downloads = daemon.as_ref().and_then(|f| f["resumed_downloads"].as_u64()).unwrap_or(0);
@@ -102,7 +104,7 @@ pub async fn login_with(ctx: &mut Ctx, out: &mut Out, user: &str, pw: &str) -> R
 
 pub async fn logout(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
     let Some(session) = ctx.home.session() else {
-        return Err(CliError::refused("unauthenticated", "not logged in"));
+        return Err(CliError::refused(ErrorCode::Unauthenticated, "not logged in"));
     };
     let client = ctx.client()?.with_token(Some(session.token));
     // Running downloads are paused first, while the session still stands: they keep their
@@ -120,20 +122,33 @@ pub async fn logout(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
         n => format!("; {n} download(s) paused until the next login"),
     };
     match result {
-        Ok(mut v) => {
-            v["paused_downloads"] = json!(paused);
-            out.ok(format!("logged out {}; shares paused until the next login{paused_note}", session.user), v);
+        Ok(v) => {
+            let human = format!("logged out {}; shares paused until the next login{paused_note}", session.user);
+            out.ok(
+                human,
+                LogoutOutput { user: v.user, paused_shares: Some(v.paused_shares), paused_downloads: paused },
+            );
             Ok(())
         }
-        Err(tracker_client::ClientError::Refused { code, .. }) if code == "unauthenticated" => {
+        Err(tracker_client::ClientError::Refused { code: ApiErrorCode::State(ErrorCode::Unauthenticated), .. }) => {
             out.ok(
                 format!("logged out {} (the session had already expired){paused_note}", session.user),
-                json!({"user": session.user, "paused_downloads": paused}),
+                LogoutOutput { user: session.user, paused_shares: None, paused_downloads: paused },
             );
             Ok(())
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// What `logout --json` reports beside `ok`: `paused_shares` only when the tracker ended the
+/// session (an expired one has nothing to pause).
+#[derive(Serialize)]
+struct LogoutOutput {
+    user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused_shares: Option<u64>,
+    paused_downloads: u64,
 }
 
 /// Tells this HOME's daemon, if any, that the session changed. Returns what it answered, if
@@ -207,7 +222,7 @@ async fn check_switch(ctx: &Ctx, previous: &str, user: &str) -> Result<(), CliEr
         control::call(&ctx.home.socket(), &ControlRequest::Ping, std::time::Duration::from_secs(2)).await.is_ok();
     if running {
         return Err(CliError::refused(
-            "home_in_use",
+            ApiErrorCode::HomeInUse,
             format!(
                 "this HOME holds {previous}'s shares and downloads, and its daemon serves them: stop the daemon \
                  before logging in as {user} here, or use a HOME of your own (--home DIR or PEER_HOME)"
@@ -220,7 +235,8 @@ async fn check_switch(ctx: &Ctx, previous: &str, user: &str) -> Result<(), CliEr
 /// Puts `previous`'s shares and downloads aside (HOME/users/PREVIOUS/) and brings back `user`'s
 /// own, if they were put aside before. Returns whether anything of `previous` was put aside.
 fn switch_state(ctx: &Ctx, previous: &str, user: &str) -> Result<bool, CliError> {
-    let io = |e: std::io::Error| CliError::refused("io_error", format!("cannot switch this HOME to {user}: {e}"));
+    let io =
+        |e: std::io::Error| CliError::refused(ApiErrorCode::IoError, format!("cannot switch this HOME to {user}: {e}"));
     let aside = put_aside_dir(ctx, previous);
     let mine = put_aside_dir(ctx, user);
     let mut moved = false;

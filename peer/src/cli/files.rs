@@ -14,6 +14,7 @@ use super::{CliError, Ctx, Out};
 use crate::control::{self, ControlRequest, ControlResponse, DownloadRow, DownloadState};
 use crate::piece_lists::PieceListStore;
 use crate::progress::{human_bytes, percent, Phase, Progress};
+use proto::api::{ApiErrorCode, ErrorCode};
 
 /// Files at least this large get a hashing progress bar.
 const PROGRESS_MIN_BYTES: u64 = 64 * 1024 * 1024;
@@ -26,27 +27,18 @@ pub(super) async fn daemon_call(
     timeout: Duration,
 ) -> Result<ControlResponse, CliError> {
     match control::call(&ctx.home.socket(), req, timeout).await {
-        Ok(ControlResponse::Error { code, message }) => Err(CliError::refused(&code, message).with_exit_for(&code)),
+        // The daemon's code decides the exit: 3 for `unavailable` and `daemon_not_running`.
+        Ok(ControlResponse::Error { code, message }) => Err(CliError::new(code, message)),
         Ok(r) => Ok(r),
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
             Err(CliError::no_daemon(&ctx.home.dir))
         }
         // HOME and its socket are private to their user.
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(CliError::refused(
-            "not_allowed",
+            ErrorCode::NotAllowed,
             format!("cannot reach the daemon of {}: {e} (a daemon serves its own user only)", ctx.home.dir.display()),
         )),
         Err(e) => Err(CliError::unavailable(format!("the daemon of {} did not answer: {e}", ctx.home.dir.display()))),
-    }
-}
-
-impl CliError {
-    /// Daemon-reported `unavailable` keeps its exit code 3.
-    fn with_exit_for(mut self, code: &str) -> Self {
-        if code == "unavailable" || code == "daemon_not_running" {
-            self.exit_code = 3;
-        }
-        self
     }
 }
 
@@ -62,28 +54,28 @@ pub(super) fn ok_fields(r: ControlResponse) -> serde_json::Value {
 }
 
 pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> Result<(), CliError> {
-    proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))?;
+    proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
     require_daemon(ctx).await?;
     if ctx.home.session().is_none() {
-        return Err(CliError::refused("unauthenticated", "not logged in (run: peer login USER)"));
+        return Err(CliError::refused(ErrorCode::Unauthenticated, "not logged in (run: peer login USER)"));
     }
-    let path =
-        std::path::absolute(file).map_err(|e| CliError::refused("no_such_file", format!("{}: {e}", file.display())))?;
+    let path = std::path::absolute(file)
+        .map_err(|e| CliError::refused(ErrorCode::NoSuchFile, format!("{}: {e}", file.display())))?;
     let meta = std::fs::metadata(&path)
-        .map_err(|e| CliError::refused("no_such_file", format!("cannot read {}: {e}", file.display())))?;
+        .map_err(|e| CliError::refused(ErrorCode::NoSuchFile, format!("cannot read {}: {e}", file.display())))?;
     if !meta.is_file() {
-        return Err(CliError::refused("no_such_file", format!("{} is not a regular file", file.display())));
+        return Err(CliError::refused(ErrorCode::NoSuchFile, format!("{} is not a regular file", file.display())));
     }
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| CliError::refused("invalid_name", format!("{} has no UTF-8 file name", file.display())))?
+        .ok_or_else(|| CliError::refused(ErrorCode::InvalidName, format!("{} has no UTF-8 file name", file.display())))?
         .to_string();
-    proto::names::validate_file_name(&name).map_err(|m| CliError::refused("invalid_name", m))?;
+    proto::names::validate_file_name(&name).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
 
     let size = meta.len();
     crate::hashing::check_size(&file.display().to_string(), size)
-        .map_err(|m| CliError::refused("file_too_large", m))?;
+        .map_err(|m| CliError::refused(ErrorCode::FileTooLarge, m))?;
 
     let progress = Arc::new(AtomicU64::new(0));
     let task = {
@@ -104,10 +96,11 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
         b.set(size);
         b.finish();
     }
-    let hashed = hashed.map_err(|e| CliError::refused("io_error", e.to_string()))?.map_err(|e| match e.kind() {
-        std::io::ErrorKind::InvalidInput => CliError::refused("file_too_large", e.to_string()),
-        _ => CliError::refused("no_such_file", format!("cannot read {}: {e}", file.display())),
-    })?;
+    let hashed =
+        hashed.map_err(|e| CliError::refused(ApiErrorCode::IoError, e.to_string()))?.map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => CliError::refused(ErrorCode::FileTooLarge, e.to_string()),
+            _ => CliError::refused(ErrorCode::NoSuchFile, format!("cannot read {}: {e}", file.display())),
+        })?;
     let pieces = hashed.pieces.len();
     let size = hashed.meta.size;
     let sha1 = hashed.meta.sha1.clone();
@@ -118,9 +111,12 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
         let (key, list) = (file_meta.piece_list_sha1.clone(), hashed.pieces);
         tokio::task::spawn_blocking(move || store.save(&key, &list))
             .await
-            .map_err(|e| CliError::refused("io_error", e.to_string()))?
+            .map_err(|e| CliError::refused(ApiErrorCode::IoError, e.to_string()))?
             .map_err(|e| {
-                CliError::refused("io_error", format!("cannot store the piece list in {}: {e}", ctx.home.dir.display()))
+                CliError::refused(
+                    ApiErrorCode::IoError,
+                    format!("cannot store the piece list in {}: {e}", ctx.home.dir.display()),
+                )
             })?;
     }
     let req =
@@ -160,7 +156,7 @@ pub fn check_dest(target: &Path, force: bool) -> Result<(), CliError> {
     match Found::at(target) {
         Ok(Found::Nothing) | Ok(Found::Regular { .. }) => Ok(()),
         Ok(Found::Dir) => Err(CliError::usage(format!("{} is a directory", target.display()))),
-        Ok(_) if !force => Err(CliError::refused("dest_exists", dest_exists_message(target))),
+        Ok(_) if !force => Err(CliError::refused(ApiErrorCode::DestExists, dest_exists_message(target))),
         _ => Ok(()),
     }
 }
@@ -174,8 +170,8 @@ pub async fn download(
     detach: bool,
     force: bool,
 ) -> Result<(), CliError> {
-    proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))?;
-    proto::names::validate_file_name(name).map_err(|m| CliError::refused("invalid_name", m))?;
+    proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
+    proto::names::validate_file_name(name).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
     let target = resolve_dest(dest, name)?;
     check_dest(&target, force)?;
     require_daemon(ctx).await?;
@@ -219,11 +215,14 @@ async fn follow(ctx: &Ctx, out: &mut Out, group: &str, name: &str, dest: &str) -
             end(&mut bar);
             if cancelled {
                 return Err(CliError::refused(
-                    "download_failed",
+                    ApiErrorCode::DownloadFailed,
                     format!("the download of {name} from {group} was cancelled (peer cancel); {dest}.part is deleted"),
                 ));
             }
-            return Err(CliError::refused("download_failed", "the daemon forgot the download (was it restarted?)"));
+            return Err(CliError::refused(
+                ApiErrorCode::DownloadFailed,
+                "the daemon forgot the download (was it restarted?)",
+            ));
         };
         let b = bar.get_or_insert_with(|| Progress::new(name.to_string(), row.size));
         let phase = match row.state {
@@ -334,12 +333,12 @@ pub fn downloads_text(rows: &[DownloadRow], all: bool) -> String {
 /// always lists every download.
 pub async fn show_downloads(ctx: &mut Ctx, out: &mut Out, all: bool) -> Result<(), CliError> {
     let rows = downloads(ctx).await?;
-    out.done(downloads_text(&rows, all), serde_json::to_value(&rows).unwrap_or_default());
+    out.done(downloads_text(&rows, all), &rows);
     Ok(())
 }
 
 pub async fn list(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
-    proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))?;
+    proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
     let mut rows = ctx.session_client()?.list_files(group).await?;
     // The number of pieces follows from the size (the tracker keeps no piece hashes).
     for r in &mut rows {
@@ -355,13 +354,13 @@ pub async fn list(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliEr
             .collect::<Vec<_>>()
             .join("\n")
     };
-    out.done(human, serde_json::to_value(&rows).unwrap_or_default());
+    out.done(human, &rows);
     Ok(())
 }
 
 pub async fn stop_share(ctx: &mut Ctx, out: &mut Out, group: &str, name: &str) -> Result<(), CliError> {
-    proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))?;
-    proto::names::validate_file_name(name).map_err(|m| CliError::refused("invalid_name", m))?;
+    proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
+    proto::names::validate_file_name(name).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
     let r =
         daemon_call(ctx, &ControlRequest::StopShare { group: group.into(), name: name.into() }, ctx.control_timeout())
             .await?;

@@ -1,12 +1,11 @@
 //! create-group, join-group, leave-group, list-groups, list-requests, accept-request,
 //! remove-member.
 
-use serde_json::json;
-
 use super::{CliError, Ctx, Out};
+use proto::api::ErrorCode;
 
 fn check_group(group: &str) -> Result<(), CliError> {
-    proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))
+    proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))
 }
 
 pub async fn create(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
@@ -26,9 +25,9 @@ pub async fn join(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliEr
 pub async fn leave(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
     check_group(group)?;
     let v = ctx.session_client()?.leave_group(group).await?;
-    let human = if v["group_deleted"] == json!(true) {
+    let human = if v.group_deleted {
         format!("left {group}; you were its last member, so it is deleted")
-    } else if let Some(o) = v["new_owner"].as_str() {
+    } else if let Some(o) = &v.new_owner {
         format!("left {group}; {o} owns it now")
     } else {
         format!("left {group}")
@@ -53,7 +52,7 @@ pub async fn list(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
         };
         human.push_str(&format!("{}  owner {}  {} member(s){tag}\n", r.group, r.owner, r.members));
     }
-    out.done(human.trim_end(), serde_json::to_value(&rows).unwrap_or_default());
+    out.done(human.trim_end(), &rows);
     Ok(())
 }
 
@@ -65,13 +64,13 @@ pub async fn list_requests(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<
     } else {
         rows.iter().map(|r| r.user.as_str()).collect::<Vec<_>>().join("\n")
     };
-    out.done(human, serde_json::to_value(&rows).unwrap_or_default());
+    out.done(human, &rows);
     Ok(())
 }
 
 pub async fn accept(ctx: &mut Ctx, out: &mut Out, group: &str, user: &str) -> Result<(), CliError> {
     check_group(group)?;
-    proto::names::validate_id("user", user).map_err(|m| CliError::refused("invalid_name", m))?;
+    proto::names::validate_id("user", user).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
     let v = ctx.session_client()?.accept_request(group, user).await?;
     out.ok(format!("{user} is now a member of {group}"), v);
     Ok(())
@@ -79,9 +78,8 @@ pub async fn accept(ctx: &mut Ctx, out: &mut Out, group: &str, user: &str) -> Re
 
 pub async fn remove_member(ctx: &mut Ctx, out: &mut Out, group: &str, user: &str) -> Result<(), CliError> {
     check_group(group)?;
-    proto::names::validate_id("user", user).map_err(|m| CliError::refused("invalid_name", m))?;
+    proto::names::validate_id("user", user).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
     let v = ctx.session_client()?.remove_member(group, user).await?;
-    let ended = v["shares_ended"].as_u64().unwrap_or(0);
-    out.ok(format!("removed {user} from {group}; {ended} of their shares there ended"), v);
+    out.ok(format!("removed {user} from {group}; {} of their shares there ended", v.shares_ended), v);
     Ok(())
 }

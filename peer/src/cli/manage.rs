@@ -3,16 +3,15 @@
 //! command applies to, or that does not exist, is refused with `no_such_file` (exit 1) and a
 //! sentence saying what to do instead.
 
-use serde_json::json;
-
 use super::files::{daemon_call, ok_fields};
 use super::{CliError, Ctx, Out};
 use crate::control::{ControlRequest, ControlResponse, ShareRow};
 use crate::progress::human_bytes;
+use proto::api::ErrorCode;
 
 fn check_names(group: &str, name: &str) -> Result<(), CliError> {
-    proto::names::validate_id("group", group).map_err(|m| CliError::refused("invalid_name", m))?;
-    proto::names::validate_file_name(name).map_err(|m| CliError::refused("invalid_name", m))
+    proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
+    proto::names::validate_file_name(name).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))
 }
 
 /// The destinations an answer names under `key`.
@@ -87,7 +86,7 @@ pub async fn list_shares(ctx: &mut Ctx, out: &mut Out) -> Result<(), CliError> {
         ControlResponse::Shares { rows } => rows,
         _ => return Err(CliError::unavailable("unexpected answer from the daemon")),
     };
-    out.done(shares_text(&rows), json!(rows));
+    out.done(shares_text(&rows), &rows);
     Ok(())
 }
 

@@ -284,7 +284,7 @@ fn parse_advertise(s: &str) -> Result<String, String> {
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Refused { code, message } => CliError::refused(&code, message),
+            ClientError::Refused { code, message } => CliError::refused(code, message),
             ClientError::Unavailable { .. } | ClientError::Protocol(_) => CliError::unavailable(e.to_string()),
         }
     }

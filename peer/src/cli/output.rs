@@ -1,31 +1,48 @@
 //! Output and errors: human lines or one JSON value on stdout; errors as one `error: ...`
 //! line on stderr (and `{"error": {...}}` on stdout with --json); exit codes 0/1/2/3.
 
-use serde_json::{json, Value};
+use proto::api::{ApiErrorCode, ErrorBody, OkBody};
+use serde::Serialize;
 
 #[derive(Debug, Clone)]
 pub struct CliError {
     pub exit_code: u8,
-    pub code: String,
+    pub code: ApiErrorCode,
     pub message: String,
 }
 
-impl CliError {
-    pub fn usage(message: impl Into<String>) -> Self {
-        CliError { exit_code: 2, code: "usage".into(), message: message.into() }
+/// The exit code of an error with `code` (CONTRACT.md, "Exit codes"): 2 for usage, 3 when no
+/// tracker leader or no daemon could be reached, 130 for Ctrl-C, 1 for every refusal.
+pub fn exit_code_of(code: &ApiErrorCode) -> u8 {
+    match code {
+        ApiErrorCode::Usage => 2,
+        ApiErrorCode::Unavailable | ApiErrorCode::DaemonNotRunning => 3,
+        ApiErrorCode::Interrupted => 130,
+        _ => 1,
     }
-    pub fn refused(code: &str, message: impl Into<String>) -> Self {
+}
+
+impl CliError {
+    /// An error with `code`, its exit code the contract's for that code.
+    pub fn new(code: impl Into<ApiErrorCode>, message: impl Into<String>) -> Self {
+        let code = code.into();
+        CliError { exit_code: exit_code_of(&code), code, message: message.into() }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError::new(ApiErrorCode::Usage, message)
+    }
+    /// A refusal: exit 1, whatever the code.
+    pub fn refused(code: impl Into<ApiErrorCode>, message: impl Into<String>) -> Self {
         CliError { exit_code: 1, code: code.into(), message: message.into() }
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
-        CliError { exit_code: 3, code: "unavailable".into(), message: message.into() }
+        CliError::new(ApiErrorCode::Unavailable, message)
     }
     pub fn no_daemon(home: &std::path::Path) -> Self {
-        CliError {
-            exit_code: 3,
-            code: "daemon_not_running".into(),
-            message: format!("no peer daemon is running for {} (start it with: peer daemon)", home.display()),
-        }
+        CliError::new(
+            ApiErrorCode::DaemonNotRunning,
+            format!("no peer daemon is running for {} (start it with: peer daemon)", home.display()),
+        )
     }
 }
 
@@ -43,10 +60,14 @@ impl Out {
         Out { json, reword: None }
     }
 
-    /// Prints a success: the human text, or the JSON value.
-    pub fn done(&mut self, human: impl AsRef<str>, value: Value) {
+    /// Prints a success: the human text, or `value` as JSON. The JSON's object keys come in
+    /// name order, whatever the order of a struct's fields, as the `--json` output always had them.
+    pub fn done(&mut self, human: impl AsRef<str>, value: impl Serialize) {
         if self.json {
-            println!("{value}");
+            match serde_json::to_value(&value) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("error: the answer cannot be written as JSON: {e}"),
+            }
         } else if !human.as_ref().is_empty() {
             match self.reword {
                 Some(f) => println!("{}", f(human.as_ref())),
@@ -55,24 +76,32 @@ impl Out {
         }
     }
 
-    /// `{"ok": true, ...fields}` for --json.
-    pub fn ok(&mut self, human: impl AsRef<str>, fields: Value) {
-        let mut map = serde_json::Map::new();
-        map.insert("ok".into(), Value::Bool(true));
-        if let Value::Object(o) = fields {
-            for (k, v) in o {
-                if k != "ok" {
-                    map.insert(k, v);
-                }
-            }
-        }
-        self.done(human, Value::Object(map));
+    /// `{"ok": true, ...fields}` for --json (keys in name order), `fields` a struct or a map.
+    pub fn ok(&mut self, human: impl AsRef<str>, fields: impl Serialize) {
+        self.done(human, OkBody(fields));
     }
 
     pub fn error(&mut self, e: &CliError) {
         eprintln!("error: {}", e.message);
         if self.json {
-            println!("{}", json!({"error": {"code": e.code, "message": e.message}}));
+            self.done("", ErrorBody::new(e.code.clone(), e.message.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::error::ErrorCode;
+
+    #[test]
+    fn exit_codes_follow_the_contract() {
+        assert_eq!(CliError::usage("x").exit_code, 2);
+        assert_eq!(CliError::unavailable("x").exit_code, 3);
+        assert_eq!(CliError::no_daemon(std::path::Path::new("/h")).exit_code, 3);
+        assert_eq!(CliError::new(ApiErrorCode::Interrupted, "x").exit_code, 130);
+        assert_eq!(CliError::new(ErrorCode::NotMember, "x").exit_code, 1);
+        assert_eq!(CliError::new(ApiErrorCode::Other("newer".into()), "x").exit_code, 1);
+        assert_eq!(CliError::refused(ApiErrorCode::Unavailable, "x").exit_code, 1);
     }
 }

@@ -125,7 +125,7 @@ fn error(code: &str, message: impl Into<String>) -> ControlResponse {
 
 pub fn client_error(e: ClientError) -> ControlResponse {
     match e {
-        ClientError::Refused { code, message } => error(&code, message),
+        ClientError::Refused { code, message } => error(code.as_str(), message),
         other => error("unavailable", other.to_string()),
     }
 }
@@ -154,7 +154,7 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
             match client.upload(&group, meta, &d.peer_addr, &d.identity.public_hex()).await {
                 Ok(v) => {
                     d.shares.add(Share { group, name, path, size, sha1, piece_list_sha1: Some(key) });
-                    ControlResponse::Ok { fields: v }
+                    ControlResponse::Ok { fields: serde_json::to_value(v).unwrap_or_default() }
                 }
                 Err(e) => client_error(e),
             }
@@ -186,7 +186,7 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
             match client.stop_share(&group, &name).await {
                 Ok(v) => {
                     d.shares.remove(&group, &name);
-                    ControlResponse::Ok { fields: v }
+                    ControlResponse::Ok { fields: serde_json::to_value(v).unwrap_or_default() }
                 }
                 Err(e) => client_error(e),
             }

@@ -142,10 +142,8 @@ impl Daemon {
             Ok(v) => {
                 self.announce.announced.store(true, Ordering::SeqCst);
                 self.announce.listed.store(true, Ordering::SeqCst);
-                tracing::info!(peer_addr = %self.peer_addr, listed_as = %v["peer_addr"], shares = %v["shares"], "announced to the tracker");
-                if let Some(listed) = v["peer_addr"].as_str() {
-                    self.tracker_listed(listed);
-                }
+                tracing::info!(peer_addr = %self.peer_addr, listed_as = %v.peer_addr, shares = %v.shares, "announced to the tracker");
+                self.tracker_listed(&v.peer_addr);
                 Ok(())
             }
             Err(e) => {
@@ -235,11 +233,11 @@ async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
         let result = if d.announce.announced.load(Ordering::SeqCst) {
             let client = d.tracker.with_token(Some(s.token.clone()));
             client.alive(&d.peer_addr, &d.identity.public_hex()).await.map(|v| {
-                d.announce.listed.store(v["listed"] != false, Ordering::SeqCst);
-                if v["listed"] == false {
+                d.announce.listed.store(v.listed, Ordering::SeqCst);
+                if !v.listed {
                     if !not_listed_warned {
                         tracing::warn!(
-                            tracker_sees = %v["peer_addr"],
+                            tracker_sees = %v.peer_addr,
                             "the tracker lists another address or daemon for this user (announced later from \
                              another HOME?): this daemon's shares are not offered until it announces again \
                              (`peer login`)"
@@ -335,7 +333,7 @@ pub async fn reconcile_shares(d: &Daemon, budget_ms: u64) {
         let listed = d.announce.listed.load(Ordering::SeqCst);
         let check = match &answer {
             Ok(det) => share_check(Ok(det), &session.user, listed),
-            Err(tracker_client::ClientError::Refused { code, .. }) => share_check(Err(code), &session.user, listed),
+            Err(tracker_client::ClientError::Refused { code, .. }) => share_check(Err(code.as_str()), &session.user, listed),
             Err(_) => ShareCheck::Keep,
         };
         if let ShareCheck::Ended(why) = check {

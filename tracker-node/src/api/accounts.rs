@@ -9,15 +9,16 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use proto::api::{AnnounceRequest, LoginRequest, LoginResponse, RegisterRequest};
+use proto::api::{
+    AliveResponse, AnnounceRequest, AnnounceResponse, LoginRequest, LoginResponse, RegisterRequest, UserBody,
+};
 use raft_store::names::validate_id;
 use raft_store::{Command, ErrorCode, Refusal, Reply};
-use serde_json::json;
 
 use super::auth::{self, bearer};
 use super::body::Body;
 use super::throttle;
-use super::{now_ms, ok_json, ApiError, ApiResult, AppState};
+use super::{now_ms, ok_json, unexpected, written, ApiError, ApiResult, AppState};
 
 /// Sessions last a day; a peer logs in again after that.
 pub const SESSION_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -27,37 +28,29 @@ pub async fn register(
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Body(req): Body<RegisterRequest>,
-) -> Response {
-    let r: ApiResult<Response> = async {
-        validate_id("user", &req.user).map_err(Refusal::invalid_name)?;
-        auth::check_password_shape(&req.password)?;
-        // Redirect before paying for the hash; the leader hashes, then proposes the hash.
-        s.leader_or_redirect()?;
-        // Bounded per source address before any work: a flood from one address costs a map
-        // lookup per attempt, not an argon2 run that the password workers owe everyone else.
-        if let Err(wait) = s.registrations.admit(from.ip(), Instant::now()) {
-            let secs = wait.as_secs_f64().ceil() as u64;
-            return Err(ApiError::RateLimited {
-                retry_after_s: secs,
-                message: format!("too many new accounts from this address; try again in {secs} s"),
-            });
-        }
-        let password_hash = match auth::hash_password(&s.passwords, req.password).await {
-            Ok(h) => h,
-            Err(e) => {
-                // No hash was made (the workers were busy): no account is counted.
-                s.registrations.not_done(from.ip());
-                return Err(e);
-            }
-        };
-        let reply = s.write(&headers, Command::Register { user: req.user, password_hash }).await?;
-        match reply {
-            Reply::Registered { user } => Ok(ok_json(json!({ "user": user }))),
-            other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
-        }
+) -> ApiResult<Response> {
+    validate_id("user", &req.user).map_err(Refusal::invalid_name)?;
+    auth::check_password_shape(&req.password)?;
+    // Redirect before paying for the hash; the leader hashes, then proposes the hash.
+    s.leader_or_redirect()?;
+    // Bounded per source address before any work: a flood from one address costs a map
+    // lookup per attempt, not an argon2 run that the password workers owe everyone else.
+    if let Err(wait) = s.registrations.admit(from.ip(), Instant::now()) {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        return Err(ApiError::RateLimited {
+            retry_after_s: secs,
+            message: format!("too many new accounts from this address; try again in {secs} s"),
+        });
     }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
+    let password_hash = match auth::hash_password(&s.passwords, req.password).await {
+        Ok(h) => h,
+        Err(e) => {
+            // No hash was made (the workers were busy): no account is counted.
+            s.registrations.not_done(from.ip());
+            return Err(e);
+        }
+    };
+    written(s.write(&headers, Command::Register { user: req.user, password_hash }).await?)
 }
 
 pub async fn login(
@@ -65,86 +58,69 @@ pub async fn login(
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Body(req): Body<LoginRequest>,
-) -> Response {
-    let r: ApiResult<Response> = async {
-        validate_id("user", &req.user).map_err(Refusal::invalid_name)?;
-        auth::check_password_shape(&req.password)?;
-        // Throttled before any work: a guesser costs a map lookup, not an argon2 run.
-        let keys = throttle::keys(&req.user, from.ip());
-        // Admitted attempts count as failures until they succeed (`throttle`).
-        if let Err(wait) = s.throttle.admit(&keys, Instant::now()) {
-            let secs = wait.as_secs_f64().ceil() as u64;
-            return Err(ApiError::RateLimited {
-                retry_after_s: secs,
-                message: format!("too many failed logins for {:?}; try again in {secs} s", req.user),
-            });
-        }
-        let token = match req.token {
-            Some(t) if auth::valid_token(&t) => t,
-            Some(_) => {
-                return Err(ApiError::BadRequest(format!(
-                    "a session token is {} lowercase hex characters",
-                    auth::TOKEN_HEX_LEN
-                )))
-            }
-            None => auth::new_token(),
-        };
-        let checked = async {
-            // The hash to check against must be the committed one: read it through the leader.
-            s.linearizable().await?;
-            let stored = s.sm.read(|d| d.state.password_hash(&req.user).map(str::to_string));
-            auth::verify_password(&s.passwords, req.password, stored).await
-        }
-        .await;
-        match checked {
-            Ok(()) => s.throttle.succeeded(&keys),
-            // A wrong password stays counted.
-            Err(e @ ApiError::Refused(Refusal { code: ErrorCode::BadCredentials, .. })) => return Err(e),
-            // Never checked (the password workers were busy, no quorum confirmed the hash):
-            // no failure of anyone's, so a client retrying a right password on 503s is never
-            // held back by them.
-            Err(e) => {
-                s.throttle.not_checked(&keys);
-                return Err(e);
-            }
-        }
-        let now = now_ms();
-        let expires_at_ms = now + SESSION_TTL_MS;
-        let cmd = Command::Login { user: req.user, token_hash: auth::token_hash(&token), expires_at_ms };
-        match s.write(&headers, cmd).await? {
-            Reply::LoggedIn { user, resumed_shares } => {
-                Ok(Json(LoginResponse { user, token, expires_at_ms, resumed_shares }).into_response())
-            }
-            other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
-        }
+) -> ApiResult<Response> {
+    validate_id("user", &req.user).map_err(Refusal::invalid_name)?;
+    auth::check_password_shape(&req.password)?;
+    // Throttled before any work: a guesser costs a map lookup, not an argon2 run.
+    let keys = throttle::keys(&req.user, from.ip());
+    // Admitted attempts count as failures until they succeed (`throttle`).
+    if let Err(wait) = s.throttle.admit(&keys, Instant::now()) {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        return Err(ApiError::RateLimited {
+            retry_after_s: secs,
+            message: format!("too many failed logins for {:?}; try again in {secs} s", req.user),
+        });
     }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
-}
-
-pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let r: ApiResult<Response> = async {
-        let token_hash = bearer(&headers)?;
-        match s.write(&headers, Command::Logout { token_hash }).await? {
-            Reply::LoggedOut { user, paused_shares } => {
-                Ok(ok_json(json!({ "user": user, "paused_shares": paused_shares })))
-            }
-            other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
+    let token = match req.token {
+        Some(t) if auth::valid_token(&t) => t,
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "a session token is {} lowercase hex characters",
+                auth::TOKEN_HEX_LEN
+            )))
         }
-    }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
-}
-
-pub async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let r: ApiResult<Response> = async {
-        let token_hash = bearer(&headers)?;
+        None => auth::new_token(),
+    };
+    let checked = async {
+        // The hash to check against must be the committed one: read it through the leader.
         s.linearizable().await?;
-        let user = s.sm.read(|d| d.state.authenticate(&token_hash, now_ms()))?;
-        Ok(ok_json(json!({ "user": user })))
+        let stored = s.sm.read(|d| d.state.password_hash(&req.user).map(str::to_string));
+        auth::verify_password(&s.passwords, req.password, stored).await
     }
     .await;
-    r.unwrap_or_else(|e| e.into_response())
+    match checked {
+        Ok(()) => s.throttle.succeeded(&keys),
+        // A wrong password stays counted.
+        Err(e @ ApiError::Refused(Refusal { code: ErrorCode::BadCredentials, .. })) => return Err(e),
+        // Never checked (the password workers were busy, no quorum confirmed the hash):
+        // no failure of anyone's, so a client retrying a right password on 503s is never
+        // held back by them.
+        Err(e) => {
+            s.throttle.not_checked(&keys);
+            return Err(e);
+        }
+    }
+    let now = now_ms();
+    let expires_at_ms = now + SESSION_TTL_MS;
+    let cmd = Command::Login { user: req.user, token_hash: auth::token_hash(&token), expires_at_ms };
+    match s.write(&headers, cmd).await? {
+        Reply::LoggedIn { user, resumed_shares } => {
+            Ok(Json(LoginResponse { user, token, expires_at_ms, resumed_shares }).into_response())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let token_hash = bearer(&headers)?;
+    written(s.write(&headers, Command::Logout { token_hash }).await?)
+}
+
+pub async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let token_hash = bearer(&headers)?;
+    s.linearizable().await?;
+    let user = s.sm.read(|d| d.state.authenticate(&token_hash, now_ms()))?;
+    Ok(ok_json(UserBody { user }))
 }
 
 /// Where a peer serves, as the tracker records it: the host the request came from (never one
@@ -180,24 +156,20 @@ pub async fn announce(
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Body(req): Body<AnnounceRequest>,
-) -> Response {
-    let r: ApiResult<Response> = async {
-        let token_hash = bearer(&headers)?;
-        let peer_addr = peer_addr_from(from, &req.peer_addr)?;
-        let peer_key = peer_key_from(&req.peer_key)?;
-        let cmd = Command::Announce { token_hash, peer_addr: peer_addr.clone(), peer_key };
-        match s.write(&headers, cmd).await? {
-            Reply::Announced { user, shares } => {
-                // Committed by this node as leader: the announcing daemon is alive.
-                let now = s.liveness_now();
-                s.liveness.seen(&user, now);
-                Ok(ok_json(json!({ "user": user, "shares": shares, "peer_addr": peer_addr })))
-            }
-            other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
+) -> ApiResult<Response> {
+    let token_hash = bearer(&headers)?;
+    let peer_addr = peer_addr_from(from, &req.peer_addr)?;
+    let peer_key = peer_key_from(&req.peer_key)?;
+    let cmd = Command::Announce { token_hash, peer_addr: peer_addr.clone(), peer_key };
+    match s.write(&headers, cmd).await? {
+        Reply::Announced { user, shares } => {
+            // Committed by this node as leader: the announcing daemon is alive.
+            let now = s.liveness_now();
+            s.liveness.seen(&user, now);
+            Ok(ok_json(AnnounceResponse { peer_addr, shares, user }))
         }
+        other => Err(unexpected(other)),
     }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
 }
 
 /// The session's user, read from this leader's applied state without a read index: enough for
@@ -240,7 +212,7 @@ pub async fn alive(
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Body(req): Body<AnnounceRequest>,
-) -> Response {
+) -> ApiResult<Response> {
     liveness_answer(&s, from, &headers, &req, |s, user, now| s.liveness.seen(user, now)).await
 }
 
@@ -251,7 +223,7 @@ pub async fn going_away(
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Body(req): Body<AnnounceRequest>,
-) -> Response {
+) -> ApiResult<Response> {
     liveness_answer(&s, from, &headers, &req, |s, user, now| s.liveness.gone(user, now)).await
 }
 
@@ -262,14 +234,10 @@ async fn liveness_answer(
     headers: &HeaderMap,
     req: &AnnounceRequest,
     record: impl FnOnce(&AppState, &str, u64),
-) -> Response {
-    let r: ApiResult<Response> = async {
-        let (user, peer_addr, listed) = liveness_call(s, from, headers, req).await?;
-        if listed {
-            record(s, &user, s.liveness_now());
-        }
-        Ok(ok_json(json!({ "user": user, "peer_addr": peer_addr, "listed": listed })))
+) -> ApiResult<Response> {
+    let (user, peer_addr, listed) = liveness_call(s, from, headers, req).await?;
+    if listed {
+        record(s, &user, s.liveness_now());
     }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
+    Ok(ok_json(AliveResponse { listed, peer_addr, user }))
 }

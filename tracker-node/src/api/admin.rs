@@ -22,9 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
-use proto::api::MembersRequest;
+use proto::api::{ApiErrorCode, MembersRequest, MembersResponse, MembershipAction};
 use raft_store::{NodeId, TrackerNode};
-use serde_json::json;
 
 use super::body::Body;
 use super::listener::Channel;
@@ -126,7 +125,7 @@ async fn wait_caught_up(s: &AppState, id: NodeId, added_at: u64) -> ApiResult<()
             }
             CatchUp::Removed => {
                 return Err(ApiError::Conflict(
-                    "not_caught_up",
+                    ApiErrorCode::NotCaughtUp,
                     format!("node {id} was taken out of the membership while it caught up"),
                 ))
             }
@@ -142,7 +141,7 @@ async fn wait_caught_up(s: &AppState, id: NodeId, added_at: u64) -> ApiResult<()
                     Some(m) => format!("it holds the log up to entry {m} of {last}"),
                 };
                 return Err(ApiError::Conflict(
-                    "not_caught_up",
+                    ApiErrorCode::NotCaughtUp,
                     format!(
                         "node {id} did not catch up within {} s ({has}), so it was not made a voter and was \
                          taken out again as a learner; is it running? Start it (tracker-node run --config FILE \
@@ -205,7 +204,7 @@ async fn answering(s: &AppState, after: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
 async fn check_strict(s: &AppState, after: BTreeSet<NodeId>, what: &str) -> ApiResult<()> {
     let answering = answering(s, &after).await;
     keeps_a_quorum(&after, &answering)
-        .map_err(|why| ApiError::Conflict("would_lose_quorum", format!("refused to {what}: {why}")))
+        .map_err(|why| ApiError::Conflict(ApiErrorCode::WouldLoseQuorum, format!("refused to {what}: {why}")))
 }
 
 pub async fn members(
@@ -213,60 +212,58 @@ pub async fn members(
     Extension(channel): Extension<Channel>,
     headers: HeaderMap,
     Body(req): Body<MembersRequest>,
-) -> Response {
-    let r: ApiResult<Response> = async {
-        auth::check_operator(channel, s.config.secret.as_deref(), &headers)?;
-        s.leader_or_redirect()?;
-        let voters: BTreeSet<NodeId> = s.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
-        let resp = match req.action.as_str() {
-            "add" => {
-                let node = TrackerNode { api: req.api, raft: req.raft };
-                // A learner first: it receives the log but has no vote until it caught up. The
-                // learner entry itself is committed by the voters alone.
-                let added = bounded(CHANGE_TIMEOUT_MS, "adding the learner", async {
-                    s.raft.add_learner(req.id, node, false).await.map_err(map_err)
-                })
-                .await?;
-                if let Err(e) = wait_caught_up(&s, req.id, added.log_id.index).await {
-                    if !voters.contains(&req.id) {
-                        // Do not leave a learner behind that never caught up.
-                        let removed = bounded(CHANGE_TIMEOUT_MS, "removing the learner", async {
-                            let gone = ChangeMembers::RemoveNodes(BTreeSet::from([req.id]));
-                            s.raft.change_membership(gone, false).await.map_err(map_err)
-                        })
-                        .await;
-                        if let Err(r) = removed {
-                            tracing::warn!(id = req.id, "a learner that did not catch up is still listed: {r:?}");
-                        }
+) -> ApiResult<Response> {
+    auth::check_operator(channel, s.config.secret.as_deref(), &headers)?;
+    s.leader_or_redirect()?;
+    let voters: BTreeSet<NodeId> = s.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+    let resp = match &req.action {
+        MembershipAction::Add => {
+            let node = TrackerNode { api: req.api, raft: req.raft };
+            // A learner first: it receives the log but has no vote until it caught up. The
+            // learner entry itself is committed by the voters alone.
+            let added = bounded(CHANGE_TIMEOUT_MS, "adding the learner", async {
+                s.raft.add_learner(req.id, node, false).await.map_err(map_err)
+            })
+            .await?;
+            if let Err(e) = wait_caught_up(&s, req.id, added.log_id.index).await {
+                if !voters.contains(&req.id) {
+                    // Do not leave a learner behind that never caught up.
+                    let removed = bounded(CHANGE_TIMEOUT_MS, "removing the learner", async {
+                        let gone = ChangeMembers::RemoveNodes(BTreeSet::from([req.id]));
+                        s.raft.change_membership(gone, false).await.map_err(map_err)
+                    })
+                    .await;
+                    if let Err(r) = removed {
+                        tracing::warn!(id = req.id, "a learner that did not catch up is still listed: {r:?}");
                     }
-                    return Err(e);
                 }
-                let mut after = voters.clone();
-                after.insert(req.id);
-                check_strict(&s, after, &format!("add node {}", req.id)).await?;
-                bounded(CHANGE_TIMEOUT_MS, "the change", async {
-                    let add = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
-                    s.raft.change_membership(add, false).await.map_err(map_err)
-                })
-                .await?
+                return Err(e);
             }
-            "remove" => {
-                let mut after = voters.clone();
-                after.remove(&req.id);
-                check_strict(&s, after, &format!("remove node {}", req.id)).await?;
-                bounded(CHANGE_TIMEOUT_MS, "the change", async {
-                    let remove = ChangeMembers::RemoveVoters(BTreeSet::from([req.id]));
-                    s.raft.change_membership(remove, false).await.map_err(map_err)
-                })
-                .await?
-            }
-            other => return Err(ApiError::BadRequest(format!("action must be add or remove, not {other:?}"))),
-        };
-        let voters: Vec<u64> = resp.membership.as_ref().map(|m| m.voter_ids().collect()).unwrap_or_default();
-        Ok(ok_json(json!({ "id": req.id, "voters": voters })))
-    }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
+            let mut after = voters.clone();
+            after.insert(req.id);
+            check_strict(&s, after, &format!("add node {}", req.id)).await?;
+            bounded(CHANGE_TIMEOUT_MS, "the change", async {
+                let add = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
+                s.raft.change_membership(add, false).await.map_err(map_err)
+            })
+            .await?
+        }
+        MembershipAction::Remove => {
+            let mut after = voters.clone();
+            after.remove(&req.id);
+            check_strict(&s, after, &format!("remove node {}", req.id)).await?;
+            bounded(CHANGE_TIMEOUT_MS, "the change", async {
+                let remove = ChangeMembers::RemoveVoters(BTreeSet::from([req.id]));
+                s.raft.change_membership(remove, false).await.map_err(map_err)
+            })
+            .await?
+        }
+        MembershipAction::Other(other) => {
+            return Err(ApiError::BadRequest(format!("action must be add or remove, not {other:?}")))
+        }
+    };
+    let voters: Vec<u64> = resp.membership.as_ref().map(|m| m.voter_ids().collect()).unwrap_or_default();
+    Ok(ok_json(MembersResponse { id: req.id, voters }))
 }
 
 /// `GET /v1/admin/snapshot`: the leader's applied state as a snapshot file (the format of
@@ -277,29 +274,25 @@ pub async fn snapshot(
     State(s): State<AppState>,
     Extension(channel): Extension<Channel>,
     headers: HeaderMap,
-) -> Response {
-    let r: ApiResult<Response> = async {
-        auth::check_operator(channel, s.config.secret.as_deref(), &headers)?;
-        s.leader_or_redirect()?;
-        s.linearizable().await?;
-        let sm = s.sm.clone();
-        let (meta, bytes) = tokio::task::spawn_blocking(move || sm.export_snapshot())
-            .await
-            .map_err(|e| ApiError::Internal(format!("snapshot export: {e}")))?
-            .map_err(|e| ApiError::Internal(format!("snapshot export: {e}")))?;
-        let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
-        Ok((
-            axum::http::StatusCode::OK,
-            [
-                (axum::http::header::CONTENT_TYPE, "application/x-ndjson".to_string()),
-                (axum::http::HeaderName::from_static(SNAPSHOT_INDEX_HEADER), index.to_string()),
-            ],
-            bytes,
-        )
-            .into_response())
-    }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
+) -> ApiResult<Response> {
+    auth::check_operator(channel, s.config.secret.as_deref(), &headers)?;
+    s.leader_or_redirect()?;
+    s.linearizable().await?;
+    let sm = s.sm.clone();
+    let (meta, bytes) = tokio::task::spawn_blocking(move || sm.export_snapshot())
+        .await
+        .map_err(|e| ApiError::Internal(format!("snapshot export: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("snapshot export: {e}")))?;
+    let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+    Ok((
+        axum::http::StatusCode::OK,
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (axum::http::HeaderName::from_static(SNAPSHOT_INDEX_HEADER), index.to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// The header of `GET /v1/admin/snapshot` that carries the snapshot's log index.

@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use proto::api::{ErrorBody, MAX_BODY_BYTES};
+use proto::api::{ApiErrorCode, ErrorBody, ErrorCode, MAX_BODY_BYTES};
 use serde::de::DeserializeOwned;
 
 /// A JSON request body of type `T`, or a documented refusal.
@@ -30,31 +30,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 pub fn refusal(rejection: &JsonRejection) -> Response {
     let status = rejection.status();
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ("body_too_large", format!("the request body is over the {MAX_BODY_BYTES}-byte limit of this API"))
-        }
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ("unsupported_media_type", "the request body must be JSON (content-type: application/json)".to_string())
-        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ApiErrorCode::BodyTooLarge,
+            format!("the request body is over the {MAX_BODY_BYTES}-byte limit of this API"),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            ApiErrorCode::UnsupportedMediaType,
+            "the request body must be JSON (content-type: application/json)".to_string(),
+        ),
         StatusCode::UNPROCESSABLE_ENTITY => {
-            ("invalid_request", format!("the body has wrong fields: {}", rejection.body_text()))
+            (ErrorCode::InvalidRequest.into(), format!("the body has wrong fields: {}", rejection.body_text()))
         }
-        _ => ("invalid_request", format!("the body is not valid JSON: {}", rejection.body_text())),
+        _ => (ErrorCode::InvalidRequest.into(), format!("the body is not valid JSON: {}", rejection.body_text())),
     };
     (status, Json(ErrorBody::new(code, message))).into_response()
 }
 
 /// Answer for a path no route serves.
 pub async fn no_route() -> Response {
-    (StatusCode::NOT_FOUND, Json(ErrorBody::new("no_such_route", "no API route has this path; see docs/API.md")))
-        .into_response()
+    let body = ErrorBody::new(ApiErrorCode::NoSuchRoute, "no API route has this path; see docs/API.md");
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
 /// Answer for a known path with a method it does not take.
 pub async fn wrong_method() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(ErrorBody::new("method_not_allowed", "this path does not take that method; see docs/API.md")),
+        Json(ErrorBody::new(ApiErrorCode::MethodNotAllowed, "this path does not take that method; see docs/API.md")),
     )
         .into_response()
 }

@@ -9,13 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use proto::api::{FileDetails, FileMetaBody, FileRow, SharerRow, UploadRequest};
 use raft_store::{Command, ErrorCode, FileMeta, Refusal, Reply, Sha1Digest};
-use serde_json::json;
 
 use super::accounts::{peer_addr_from, peer_key_from};
 use super::auth::bearer;
 use super::body::Body;
 use super::groups::reader;
-use super::{now_ms, ok_json, ApiError, ApiResult, AppState};
+use super::{now_ms, unexpected, written, ApiError, ApiResult, AppState};
 
 pub fn meta_to_body(m: &FileMeta) -> FileMetaBody {
     FileMetaBody {
@@ -34,53 +33,45 @@ fn body_to_meta(b: FileMetaBody) -> ApiResult<FileMeta> {
     Ok(FileMeta { name: b.name, size: b.size, piece_len: b.piece_len, piece_list_sha1, sha1 })
 }
 
-pub async fn list(State(s): State<AppState>, headers: HeaderMap, Path(group): Path<String>) -> Response {
-    let r: ApiResult<Response> = async {
-        let user = reader(&s, &headers).await?;
-        let mut files = s.sm.read(|d| d.state.list_files(&user, &group))?;
-        let now = s.liveness_now();
-        for f in &mut files {
-            s.liveness.retain_alive(&mut f.active_sharers, now, |x| &x.user);
-        }
-        let rows: Vec<FileRow> = files
-            .into_iter()
-            .map(|f| FileRow {
-                pieces: FileMeta::piece_count(f.meta.size),
-                name: f.meta.name,
-                size: f.meta.size,
-                sha1: f.meta.sha1.to_hex(),
-                sharers: f.active_sharers.len() as u64,
-            })
-            .collect();
-        Ok(Json(rows).into_response())
+pub async fn list(State(s): State<AppState>, headers: HeaderMap, Path(group): Path<String>) -> ApiResult<Response> {
+    let user = reader(&s, &headers).await?;
+    let mut files = s.sm.read(|d| d.state.list_files(&user, &group))?;
+    let now = s.liveness_now();
+    for f in &mut files {
+        s.liveness.retain_alive(&mut f.active_sharers, now, |x| &x.user);
     }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
+    let rows: Vec<FileRow> = files
+        .into_iter()
+        .map(|f| FileRow {
+            pieces: FileMeta::piece_count(f.meta.size),
+            name: f.meta.name,
+            size: f.meta.size,
+            sha1: f.meta.sha1.to_hex(),
+            sharers: f.active_sharers.len() as u64,
+        })
+        .collect();
+    Ok(Json(rows).into_response())
 }
 
 pub async fn details(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path((group, name)): Path<(String, String)>,
-) -> Response {
-    let r: ApiResult<Response> = async {
-        raft_store::names::validate_file_name(&name).map_err(Refusal::invalid_name)?;
-        let user = reader(&s, &headers).await?;
-        let mut f = s.sm.read(|d| d.state.file(&user, &group, &name))?;
-        s.liveness.retain_alive(&mut f.active_sharers, s.liveness_now(), |x| &x.user);
-        let body = FileDetails {
-            group,
-            file: meta_to_body(&f.meta),
-            sharers: f
-                .active_sharers
-                .into_iter()
-                .map(|x| SharerRow { user: x.user, peer_addr: x.peer_addr, peer_key: x.peer_key })
-                .collect(),
-        };
-        Ok(Json(body).into_response())
-    }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
+) -> ApiResult<Response> {
+    raft_store::names::validate_file_name(&name).map_err(Refusal::invalid_name)?;
+    let user = reader(&s, &headers).await?;
+    let mut f = s.sm.read(|d| d.state.file(&user, &group, &name))?;
+    s.liveness.retain_alive(&mut f.active_sharers, s.liveness_now(), |x| &x.user);
+    let body = FileDetails {
+        group,
+        file: meta_to_body(&f.meta),
+        sharers: f
+            .active_sharers
+            .into_iter()
+            .map(|x| SharerRow { user: x.user, peer_addr: x.peer_addr, peer_key: x.peer_key })
+            .collect(),
+    };
+    Ok(Json(body).into_response())
 }
 
 pub async fn upload(
@@ -89,43 +80,30 @@ pub async fn upload(
     headers: HeaderMap,
     Path(group): Path<String>,
     Body(req): Body<UploadRequest>,
-) -> Response {
-    let r: ApiResult<Response> = async {
-        let token_hash = bearer(&headers)?;
-        let file = body_to_meta(req.file)?;
-        let peer_addr = peer_addr_from(from, &req.peer_addr)?;
-        let peer_key = peer_key_from(&req.peer_key)?;
-        let cmd = Command::UploadFile { token_hash: token_hash.clone(), group, file, peer_addr, peer_key };
-        match s.write(&headers, cmd).await? {
-            Reply::FileShared { group, name, new_file } => {
-                // Committed by this node as leader: the uploading daemon is alive.
-                if let Ok(user) = s.sm.read(|d| d.state.authenticate(&token_hash, now_ms())) {
-                    let now = s.liveness_now();
-                    s.liveness.seen(&user, now);
-                }
-                Ok(ok_json(json!({ "group": group, "name": name, "new_file": new_file })))
+) -> ApiResult<Response> {
+    let token_hash = bearer(&headers)?;
+    let file = body_to_meta(req.file)?;
+    let peer_addr = peer_addr_from(from, &req.peer_addr)?;
+    let peer_key = peer_key_from(&req.peer_key)?;
+    let cmd = Command::UploadFile { token_hash: token_hash.clone(), group, file, peer_addr, peer_key };
+    match s.write(&headers, cmd).await? {
+        reply @ Reply::FileShared { .. } => {
+            // Committed by this node as leader: the uploading daemon is alive.
+            if let Ok(user) = s.sm.read(|d| d.state.authenticate(&token_hash, now_ms())) {
+                let now = s.liveness_now();
+                s.liveness.seen(&user, now);
             }
-            other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
+            written(reply)
         }
+        other => Err(unexpected(other)),
     }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
 }
 
 pub async fn stop_share(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path((group, name)): Path<(String, String)>,
-) -> Response {
-    let r: ApiResult<Response> = async {
-        let token_hash = bearer(&headers)?;
-        match s.write(&headers, Command::StopShare { token_hash, group, name }).await? {
-            Reply::ShareStopped { group, name, was_sharing } => {
-                Ok(ok_json(json!({ "group": group, "name": name, "was_sharing": was_sharing })))
-            }
-            other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
-        }
-    }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
+) -> ApiResult<Response> {
+    let token_hash = bearer(&headers)?;
+    written(s.write(&headers, Command::StopShare { token_hash, group, name }).await?)
 }

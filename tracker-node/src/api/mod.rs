@@ -24,7 +24,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
-use proto::api::{ErrorBody, LeaderRef, NotLeaderBody, MAX_BODY_BYTES};
+use proto::api::{
+    AcceptResponse, ApiErrorCode, ErrorBody, ErrorDetail, GroupCreated, JoinResponse, LeaderRef, LeaveResponse,
+    LogoutResponse, NotLeaderBody, OkBody, RemoveMemberResponse, StopShareResponse, UploadResponse, UserBody,
+    MAX_BODY_BYTES,
+};
 use proto::cluster::ClusterConfig;
 use raft_store::{
     Command, ErrorCode, NodeId, Raft, Refusal, Reply, Request, Response as Outcome, StateMachineStore, TrackerNode,
@@ -115,7 +119,7 @@ pub enum ApiError {
     Forbidden(String),
     /// The call is well formed but cannot be done in the cluster's present state (409):
     /// a machine-readable code and the reason.
-    Conflict(&'static str, String),
+    Conflict(ApiErrorCode, String),
     /// Too many attempts, or the password workers are busy: try again after `retry_after_s`.
     RateLimited {
         retry_after_s: u64,
@@ -150,16 +154,28 @@ pub fn refusal_status(code: ErrorCode) -> StatusCode {
     }
 }
 
+/// `status` with the API's error body.
+fn error_response(status: StatusCode, code: impl Into<ApiErrorCode>, message: String) -> Response {
+    (status, Json(ErrorBody::new(code, message))).into_response()
+}
+
+/// `resp` with `Retry-After: secs` (whole seconds, at least 1).
+fn retry_after(mut resp: Response, secs: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        use ApiErrorCode as C;
         match self {
-            ApiError::Refused(r) => {
-                (refusal_status(r.code), Json(ErrorBody::new(r.code.as_str(), r.message))).into_response()
-            }
+            ApiError::Refused(r) => error_response(refusal_status(r.code), r.code, r.message),
             ApiError::NotLeader { id, api } => {
                 let body = NotLeaderBody {
-                    error: proto::api::ErrorDetail {
-                        code: "not_leader".into(),
+                    error: ErrorDetail {
+                        code: C::NotLeader,
                         message: format!("this node is not the leader; node {id} at {api} is"),
                     },
                     leader: LeaderRef { id, api: api.clone() },
@@ -171,30 +187,18 @@ impl IntoResponse for ApiError {
                 resp
             }
             ApiError::Unavailable(m) => {
-                let mut resp =
-                    (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody::new("unavailable", m))).into_response();
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                resp
+                retry_after(error_response(StatusCode::SERVICE_UNAVAILABLE, C::Unavailable, m), 1)
             }
-            ApiError::BadRequest(m) => {
-                (StatusCode::BAD_REQUEST, Json(ErrorBody::new("invalid_request", m))).into_response()
-            }
-            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, Json(ErrorBody::new("forbidden", m))).into_response(),
-            ApiError::Conflict(code, m) => (StatusCode::CONFLICT, Json(ErrorBody::new(code, m))).into_response(),
+            ApiError::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, m),
+            ApiError::Forbidden(m) => error_response(StatusCode::FORBIDDEN, C::Forbidden, m),
+            ApiError::Conflict(code, m) => error_response(StatusCode::CONFLICT, code, m),
             ApiError::RateLimited { retry_after_s, message } => {
-                let mut resp =
-                    (StatusCode::TOO_MANY_REQUESTS, Json(ErrorBody::new("rate_limited", message))).into_response();
-                if let Ok(v) = HeaderValue::from_str(&retry_after_s.max(1).to_string()) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                resp
+                retry_after(error_response(StatusCode::TOO_MANY_REQUESTS, C::RateLimited, message), retry_after_s)
             }
             ApiError::QuotaExceeded(q) => {
-                (StatusCode::TOO_MANY_REQUESTS, Json(ErrorBody::new("quota_exceeded", q.to_string()))).into_response()
+                error_response(StatusCode::TOO_MANY_REQUESTS, C::QuotaExceeded, q.to_string())
             }
-            ApiError::Internal(m) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, Json(ErrorBody::new("internal", m))).into_response()
-            }
+            ApiError::Internal(m) => error_response(StatusCode::INTERNAL_SERVER_ERROR, C::Internal, m),
         }
     }
 }
@@ -230,48 +234,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl AppState {
     /// Proposes a command and waits until it is committed and applied; answers the outcome.
+    #[cfg_attr(feature = "unsafe-ack-before-commit", allow(unreachable_code))]
     pub async fn write(&self, headers: &HeaderMap, command: Command) -> ApiResult<Reply> {
-        let request_id = headers.get(proto::api::IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
-        if let Some(id) = &request_id {
-            if id.is_empty() || id.len() > 128 {
-                return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 128 characters".into()));
-            }
-        }
+        let request_id = idempotency_key(headers)?;
         self.quorum_contact()?;
         let kind = command.kind();
         let req = Request { request_id, now_ms: now_ms(), command };
-        // Nothing unchecked reaches the log: a forged session, a bad name or a reused key is
-        // refused here, by the leader, against its applied state. A follower skips the check
-        // (raft answers it with the leader's address); apply checks everything again.
-        if self.is_leader() && self.sm.read(|d| d.state.precheck(&req)).is_err() {
-            // A new leader may not have applied everything committed before its term yet: a
-            // refusal is only answered once the read index confirms the state it is based on
-            // (a pass needs no confirmation: apply checks again).
-            self.linearizable().await?;
-            if let Err(refusal) = self.sm.read(|d| d.state.precheck(&req)) {
-                self.metrics.observe_precheck_refusal(kind);
-                return Err(ApiError::Refused(refusal));
-            }
-        }
-        // Quotas ([limits]), on the leader only and never in apply (each node reads its own
-        // cluster file): a write that would create a group or a file record past the user's
-        // bound never reaches the log. Like a precheck refusal, it is answered only on a
-        // confirmed read index. The reservation counts this write until it is answered, so
-        // that writes checked at the same moment cannot pass the bound together.
-        let _reserved = if self.is_leader() {
-            match self.reserve_quota(&req) {
-                Ok(r) => r,
-                Err(_) => {
-                    self.linearizable().await?;
-                    self.reserve_quota(&req).map_err(|exceeded| {
-                        self.metrics.observe_precheck_refusal(kind);
-                        ApiError::QuotaExceeded(exceeded)
-                    })?
-                }
-            }
-        } else {
-            None
-        };
+        let _reserved = self.leader_checks(&req).await?;
         #[cfg(feature = "unsafe-ack-before-commit")]
         {
             // DELIBERATELY BROKEN, for the chaos checker only (docs/RELIABILITY.md): answer with
@@ -287,7 +256,48 @@ impl AppState {
                 raft_store::Response::Refused(r) => Err(ApiError::Refused(r)),
             };
         }
-        #[allow(unreachable_code)]
+        self.commit(kind, req).await
+    }
+
+    /// The leader's checks before a proposal; a follower skips them (raft answers it with the
+    /// leader's address) and `apply` checks everything again. Answers the quota reservation
+    /// that counts `req` until it is answered, if it adds to a quota.
+    async fn leader_checks(&self, req: &Request) -> ApiResult<Option<quota::Reservation>> {
+        if !self.is_leader() {
+            return Ok(None);
+        }
+        let kind = req.command.kind();
+        // Nothing unchecked reaches the log: a forged session, a bad name or a reused key is
+        // refused here, by the leader, against its applied state.
+        if self.sm.read(|d| d.state.precheck(req)).is_err() {
+            // A new leader may not have applied everything committed before its term yet: a
+            // refusal is only answered once the read index confirms the state it is based on
+            // (a pass needs no confirmation: apply checks again).
+            self.linearizable().await?;
+            if let Err(refusal) = self.sm.read(|d| d.state.precheck(req)) {
+                self.metrics.observe_precheck_refusal(kind);
+                return Err(ApiError::Refused(refusal));
+            }
+        }
+        // Quotas ([limits]), on the leader only and never in apply (each node reads its own
+        // cluster file): a write that would create a group or a file record past the user's
+        // bound never reaches the log. Like a precheck refusal, it is answered only on a
+        // confirmed read index. The reservation counts this write until it is answered, so
+        // that writes checked at the same moment cannot pass the bound together.
+        match self.reserve_quota(req) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                self.linearizable().await?;
+                self.reserve_quota(req).map_err(|exceeded| {
+                    self.metrics.observe_precheck_refusal(kind);
+                    ApiError::QuotaExceeded(exceeded)
+                })
+            }
+        }
+    }
+
+    /// Proposes `req` and waits, at most `COMMIT_TIMEOUT_MS`, for its applied outcome.
+    async fn commit(&self, kind: &'static str, req: Request) -> ApiResult<Reply> {
         let started = std::time::Instant::now();
         let proposal = self.metrics.proposal();
         let result = tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.raft.client_write(req))
@@ -430,14 +440,47 @@ impl AppState {
     }
 }
 
-/// `{"ok": true, ...fields}`.
-pub fn ok_json(fields: serde_json::Value) -> Response {
-    let mut map = serde_json::Map::new();
-    map.insert("ok".into(), serde_json::Value::Bool(true));
-    if let serde_json::Value::Object(o) = fields {
-        map.extend(o);
+/// A write's request id: the `Idempotency-Key` header, 1 to 128 characters, if given.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let request_id = headers.get(proto::api::IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
+    match &request_id {
+        Some(id) if id.is_empty() || id.len() > 128 => {
+            Err(ApiError::BadRequest("Idempotency-Key must be 1 to 128 characters".into()))
+        }
+        _ => Ok(request_id),
     }
-    (StatusCode::OK, Json(serde_json::Value::Object(map))).into_response()
+}
+
+/// `{"ok": true, ...fields}` (200).
+pub fn ok_json<T: serde::Serialize>(fields: T) -> Response {
+    (StatusCode::OK, Json(OkBody(fields))).into_response()
+}
+
+/// A reply the state machine should not have given to the command it applied.
+pub fn unexpected(r: Reply) -> ApiError {
+    ApiError::Internal(format!("unexpected reply {r:?}"))
+}
+
+/// The answer of a write the state machine applied: its reply as the route's `{"ok": true,
+/// ...}` body (docs/API.md). Login and announce answer with more than the reply, in their own
+/// handlers.
+pub fn written(reply: Reply) -> ApiResult<Response> {
+    Ok(match reply {
+        Reply::Registered { user } => ok_json(UserBody { user }),
+        Reply::LoggedOut { user, paused_shares } => ok_json(LogoutResponse { paused_shares, user }),
+        Reply::GroupCreated { group } => ok_json(GroupCreated { group }),
+        Reply::RequestFiled { group, already_pending } => ok_json(JoinResponse { already_pending, group }),
+        Reply::LeftGroup { group, new_owner, group_deleted } => {
+            ok_json(LeaveResponse { group, group_deleted, new_owner })
+        }
+        Reply::Accepted { group, user } => ok_json(AcceptResponse { group, user }),
+        Reply::FileShared { group, name, new_file } => ok_json(UploadResponse { group, name, new_file }),
+        Reply::ShareStopped { group, name, was_sharing } => ok_json(StopShareResponse { group, name, was_sharing }),
+        Reply::MemberRemoved { group, user, shares_ended } => {
+            ok_json(RemoveMemberResponse { group, shares_ended, user })
+        }
+        other @ (Reply::Internal | Reply::LoggedIn { .. } | Reply::Announced { .. }) => return Err(unexpected(other)),
+    })
 }
 
 #[cfg(test)]
@@ -520,11 +563,13 @@ mod tests {
         // admin call's `would_lose_quorum` (ApiError::Conflict), whose statuses are checked here.
         assert_eq!(doc.get("forbidden"), Some(&403));
         assert_eq!(doc.get("would_lose_quorum"), Some(&409));
-        let (status, _, body) = parts(ApiError::Conflict("would_lose_quorum", "why".into()).into_response()).await;
+        let (status, _, body) =
+            parts(ApiError::Conflict(ApiErrorCode::WouldLoseQuorum, "why".into()).into_response()).await;
         assert_eq!((status.as_u16(), &body["error"]["code"]), (409, &serde_json::json!("would_lose_quorum")));
         // And an add whose learner did not catch up (api/admin.rs).
         assert_eq!(doc.get("not_caught_up"), Some(&409));
-        let (status, _, body) = parts(ApiError::Conflict("not_caught_up", "why".into()).into_response()).await;
+        let (status, _, body) =
+            parts(ApiError::Conflict(ApiErrorCode::NotCaughtUp, "why".into()).into_response()).await;
         assert_eq!((status.as_u16(), &body["error"]["code"]), (409, &serde_json::json!("not_caught_up")));
         // And the leader's quota refusal (ApiError::QuotaExceeded): 429, no Retry-After.
         assert_eq!(doc.get("quota_exceeded"), Some(&429));

@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use openraft::ServerState;
-use proto::api::NodeStatus;
+use proto::api::{HealthBody, NodeStatus, Role};
 use serde::Deserialize;
 
 use super::AppState;
@@ -16,13 +16,13 @@ pub struct StatusQuery {
     digest: bool,
 }
 
-pub fn role_name(s: ServerState) -> &'static str {
+pub fn role_of(s: ServerState) -> Role {
     match s {
-        ServerState::Leader => "leader",
-        ServerState::Follower => "follower",
-        ServerState::Candidate => "candidate",
-        ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Shutdown,
     }
 }
 
@@ -36,11 +36,12 @@ pub fn node_status(s: &AppState, with_digest: bool) -> NodeStatus {
     let state_digest = with_digest.then(|| s.sm.read(|d| d.state.digest()));
     // A node that is a voter but not leader/candidate reports "follower"; one outside the
     // voters reports "learner", whatever openraft's state says while it catches up.
-    let role = if m.state == ServerState::Follower && !voters.contains(&s.id) { "learner" } else { role_name(m.state) };
+    let role =
+        if m.state == ServerState::Follower && !voters.contains(&s.id) { Role::Learner } else { role_of(m.state) };
     NodeStatus {
         id: s.id,
         api: s.api_addr.clone(),
-        role: role.to_string(),
+        role,
         term: m.current_term,
         leader: m.current_leader,
         leader_api,
@@ -112,12 +113,6 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 fn probe_answer(verdict: Result<String, String>) -> Response {
-    match verdict {
-        Ok(detail) => (StatusCode::OK, Json(serde_json::json!({ "health": true, "detail": detail }))).into_response(),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "health": false, "error": { "code": "unavailable", "message": reason } })),
-        )
-            .into_response(),
-    }
+    let status = if verdict.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(HealthBody::of(verdict))).into_response()
 }

@@ -38,32 +38,26 @@ pub async fn issue(
     headers: HeaderMap,
     Path((group, name)): Path<(String, String)>,
     Body(req): Body<TicketRequest>,
-) -> Response {
-    let r: ApiResult<Response> = async {
-        validate_id("group", &group).map_err(Refusal::invalid_name)?;
-        validate_file_name(&name).map_err(Refusal::invalid_name)?;
-        let peer_key = peer_key_from(&req.peer_key)?;
-        let peer_key: [u8; 32] = hex::decode(&peer_key)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .expect("a validated peer key is 32 bytes of hex");
-        // The same read path as the file's details: the leader's read index, then the session
-        // and the membership against everything committed before the call.
-        let user = reader(&s, &headers).await?;
-        let (f, announced) = s.sm.read(|d| {
-            let f = d.state.file(&user, &group, &name);
-            (f, d.state.users().get(&user).and_then(|u| u.peer_key.clone()))
-        });
-        let f = f?;
-        check_key(&user, announced.as_deref(), &hex::encode(peer_key))?;
-        let expires_at_ms = now_ms() + lifetime_ms();
-        let ticket = Ticket { group, file_sha1: f.meta.sha1.0, user, peer_key, expires_at_ms };
-        let bytes = s.tickets.sign(&ticket);
-        Ok(Json(TicketResponse { ticket: hex_lower(&bytes), expires_at_ms, file_sha1: f.meta.sha1.to_hex() })
-            .into_response())
-    }
-    .await;
-    r.unwrap_or_else(|e| e.into_response())
+) -> ApiResult<Response> {
+    validate_id("group", &group).map_err(Refusal::invalid_name)?;
+    validate_file_name(&name).map_err(Refusal::invalid_name)?;
+    let peer_key = peer_key_from(&req.peer_key)?;
+    let peer_key: [u8; 32] =
+        hex::decode(&peer_key).ok().and_then(|b| b.try_into().ok()).expect("a validated peer key is 32 bytes of hex");
+    // The same read path as the file's details: the leader's read index, then the session
+    // and the membership against everything committed before the call.
+    let user = reader(&s, &headers).await?;
+    let (f, announced) = s.sm.read(|d| {
+        let f = d.state.file(&user, &group, &name);
+        (f, d.state.users().get(&user).and_then(|u| u.peer_key.clone()))
+    });
+    let f = f?;
+    check_key(&user, announced.as_deref(), &hex::encode(peer_key))?;
+    let expires_at_ms = now_ms() + lifetime_ms();
+    let ticket = Ticket { group, file_sha1: f.meta.sha1.0, user, peer_key, expires_at_ms };
+    let bytes = s.tickets.sign(&ticket);
+    Ok(Json(TicketResponse { ticket: hex_lower(&bytes), expires_at_ms, file_sha1: f.meta.sha1.to_hex() })
+        .into_response())
 }
 
 /// The environment variable that shortens the ticket lifetime (tests, and operators who want

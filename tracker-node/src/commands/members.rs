@@ -13,7 +13,7 @@ const MEMBERS_BUDGET_MS: u64 = 120_000;
 /// The voters as a leader sees them, if a leader answers within a short timeout.
 async fn leader_voters(cfg: &ClusterConfig) -> Option<Vec<u64>> {
     let rows = tracker_client::admin::statuses(cfg, Duration::from_millis(1500)).await.ok()?;
-    rows.into_iter().filter_map(|(_, _, st)| st).find(|st| st.role == "leader").map(|st| st.voters)
+    rows.into_iter().filter_map(|(_, _, st)| st).find(|st| st.role == proto::api::Role::Leader).map(|st| st.voters)
 }
 
 fn list(ids: &[u64]) -> String {

@@ -12,7 +12,7 @@ pub struct StatusRow {
     pub id: u64,
     pub api: String,
     pub reachable: bool,
-    pub role: Option<String>,
+    pub role: Option<proto::api::Role>,
     pub term: Option<u64>,
     pub leader: Option<u64>,
     pub last_log_index: Option<u64>,

@@ -255,7 +255,9 @@ async fn refresh(
                 .filter_map(|s| Some(Sharer { key: parse_key(&s.peer_key)?, addr: s.peer_addr }))
                 .collect::<Vec<_>>(),
         ),
-        Err(tracker_client::ClientError::Refused { code, message }) => return Some(Event::Refused { code, message }),
+        Err(tracker_client::ClientError::Refused { code, message }) => {
+            return Some(Event::Refused { code: code.to_string(), message })
+        }
         Err(e) => {
             tracing::warn!("cannot refresh sharers of {name}: {e}");
             None
@@ -291,7 +293,7 @@ async fn refresh(
                 Err(_) => tracing::warn!("the tracker's ticket for {name} is not hex"),
             },
             Err(tracker_client::ClientError::Refused { code, message }) => {
-                return Some(Event::Refused { code, message })
+                return Some(Event::Refused { code: code.to_string(), message })
             }
             Err(e) => tracing::warn!("cannot get a ticket for {name}: {e}"),
         }
