@@ -1,8 +1,9 @@
 //! A test cluster: a cluster.toml with run-time loopback ports, and its tracker-node processes,
 //! each started, signalled and killed by the PID this harness spawned. What the running nodes
-//! report (leader, convergence) is in `view`.
+//! report (leader, convergence) is asked through [`ClusterView`], as of an in-process cluster.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -10,10 +11,10 @@ use tempfile::TempDir;
 
 use crate::bins::workspace_bin;
 use crate::http::is_loopback;
+use crate::inproc::ClusterView;
+use crate::layout::{cluster_toml, node_table, ClusterOptions};
 use crate::ports::free_port;
 use crate::process::{kill_now, kill_pid, stop_within, wrapped};
-
-pub(crate) mod view;
 
 pub struct Cluster {
     pub dir: TempDir,
@@ -27,33 +28,9 @@ pub struct Cluster {
     wrappers: Vec<(u64, Vec<String>)>,
 }
 
-/// How to lay out a test cluster.
-#[derive(Debug, Clone)]
-pub struct ClusterOptions {
-    /// Nodes written to cluster.toml (ids 1..=nodes).
-    pub nodes: u64,
-    /// Nodes started at once (the first `start` of them); the others are listed but not run.
-    pub start: u64,
-    pub heartbeat_ms: u64,
-    pub election_timeout_ms: (u64, u64),
-    /// Extra lines for the `[cluster]` table, e.g. `snapshot_logs_threshold = 50`.
-    pub extra: String,
-}
-
-impl Default for ClusterOptions {
-    fn default() -> Self {
-        ClusterOptions { nodes: 3, start: 3, heartbeat_ms: 20, election_timeout_ms: (80, 160), extra: String::new() }
-    }
-}
-
-/// Node `id`'s `[[node]]` table in cluster.toml, its data in `node-<id>` beside the file.
-fn node_table(id: u64, api: &str, raft: &str) -> String {
-    format!("\n[[node]]\nid = {id}\napi = \"{api}\"\nraft = \"{raft}\"\ndata_dir = \"node-{id}\"\n")
-}
-
 /// Two fresh loopback addresses for a node: its API's and its Raft port's.
-fn loopback_pair() -> (String, String) {
-    (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))
+fn loopback_pair() -> (SocketAddr, SocketAddr) {
+    (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())))
 }
 
 impl Cluster {
@@ -67,17 +44,11 @@ impl Cluster {
     /// Writes cluster.toml and starts the first `opts.start` nodes; does not wait for a leader.
     pub fn start_with(opts: ClusterOptions) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let (lo, hi) = opts.election_timeout_ms;
-        let mut toml = format!(
-            "[cluster]\nheartbeat_ms = {}\nelection_timeout_ms = [{lo}, {hi}]\n{}\n",
-            opts.heartbeat_ms, opts.extra
-        );
-        let (apis, rafts): (Vec<String>, Vec<String>) = (1..=opts.nodes).map(|_| loopback_pair()).unzip();
-        for (id, (api, raft)) in (1..).zip(apis.iter().zip(&rafts)) {
-            toml.push_str(&node_table(id, api, raft));
-        }
+        let addrs: Vec<(SocketAddr, SocketAddr)> = (1..=opts.nodes).map(|_| loopback_pair()).collect();
         let config = dir.path().join("cluster.toml");
-        std::fs::write(&config, toml).unwrap();
+        std::fs::write(&config, cluster_toml(&opts, &addrs)).unwrap();
+        let apis = addrs.iter().map(|(a, _)| a.to_string()).collect();
+        let rafts = addrs.iter().map(|(_, r)| r.to_string()).collect();
         let nodes = (1..=opts.nodes).map(|id| (id, None)).collect();
         let mut c = Cluster { dir, config, apis, rafts, nodes, env: Vec::new(), wrappers: Vec::new() };
         for id in 1..=opts.start {
@@ -95,8 +66,8 @@ impl Cluster {
         let mut toml = std::fs::read_to_string(&self.config).unwrap();
         toml.push_str(&node_table(id, &api, &raft));
         std::fs::write(&self.config, toml).unwrap();
-        self.apis.push(api);
-        self.rafts.push(raft);
+        self.apis.push(api.to_string());
+        self.rafts.push(raft.to_string());
         self.nodes.push((id, None));
         id
     }
@@ -191,6 +162,20 @@ impl Cluster {
         if let Some(c) = self.slot(id).take() {
             kill_now(c);
         }
+    }
+}
+
+impl ClusterView for Cluster {
+    fn config_file(&self) -> &Path {
+        &self.config
+    }
+
+    fn api(&self, id: u64) -> &str {
+        Cluster::api(self, id)
+    }
+
+    fn running(&self) -> Vec<u64> {
+        Cluster::running(self)
     }
 }
 

@@ -8,7 +8,8 @@
 //! - `ports`: run-time loopback ports, reserved across test processes;
 //! - `bins`: the workspace binaries the tests run, built once per test run when stale;
 //! - `http`: calls to a node's API through reqwest (plain, or HTTPS with the cluster CA);
-//! - `cluster` (and `cluster::view`): a cluster.toml and its node processes, what they report;
+//! - `layout`: a test cluster's options and cluster file; `cluster`: its nodes as processes,
+//!   `inproc`: its nodes in this process, both asked what they report through `ClusterView`;
 //! - `peer`: a peer's HOME, daemon and CLI; `files`: seeded test files; `wait`: bounded waits;
 //! - `client`: the async tracker client in tests; `process`: children signalled by PID;
 //! - `flood`, `fuzz`, `netns`: connection floods, the mutation fuzzer, hosts of their own.
@@ -24,19 +25,21 @@ mod client;
 mod cluster;
 mod files;
 mod http;
+mod layout;
 mod peer;
 mod process;
 mod wait;
 
 pub use bins::{peer_bin, workspace_bin};
 pub use client::{group_names, logged_in, runtime};
-pub use cluster::view::StableView;
-pub use cluster::{Cluster, ClusterOptions};
+pub use cluster::Cluster;
 pub use files::{file_sha1, random_file};
 pub use http::{
     call_following_redirects, http, http_as, http_get_json, http_with_timeout, https_with_timeout, is_loopback,
     node_get_json, HttpResponse, TlsAs,
 };
+pub use inproc::ClusterView;
+pub use layout::{ClusterOptions, StableView};
 pub use peer::{team, Peer, Run};
 pub use ports::free_port;
 pub use wait::wait_until;
