@@ -117,9 +117,13 @@ pub enum Command {
     /// Remove USER from GROUP (owner only): they stop being a member and stop sharing there
     #[command(alias = "remove_member")]
     RemoveMember { group: String, user: String },
-    /// Share FILE in GROUP (needs the daemon)
+    /// Share PATH in GROUP (needs the daemon)
     #[command(alias = "upload_file")]
-    Upload { file: PathBuf, group: String },
+    Upload {
+        #[arg(value_name = "PATH")]
+        file: PathBuf,
+        group: String,
+    },
     /// Download NAME from GROUP into DEST, a directory or a file path (needs the daemon)
     ///
     /// Blocks until the file is complete and verified, with a progress bar on a terminal.
@@ -159,38 +163,18 @@ pub enum Command {
     ///
     /// A `peer download` waiting for it ends with exit 1. Refused (exit 1, no_such_file) when
     /// there is no active download of NAME in GROUP.
-    Cancel {
-        /// The group of the download
-        group: String,
-        /// The name of the file being downloaded
-        name: String,
-    },
+    Cancel(DownloadOf),
     /// Pause a download: stop fetching, keep the .part and its verified pieces (needs the daemon)
     ///
     /// The download shows as "paused" and stays paused across daemon restarts.
-    Pause {
-        /// The group of the download
-        group: String,
-        /// The name of the file being downloaded
-        name: String,
-    },
+    Pause(DownloadOf),
     /// Resume a paused download from its verified pieces (needs the daemon)
-    Resume {
-        /// The group of the download
-        group: String,
-        /// The name of the file being downloaded
-        name: String,
-    },
+    Resume(DownloadOf),
     /// Drop a finished or failed download from show-downloads (needs the daemon)
     ///
     /// The file itself stays (and stays shared). An active or paused download is refused: use
     /// `peer cancel` for it.
-    Forget {
-        /// The group of the download
-        group: String,
-        /// The name of the downloaded file
-        name: String,
-    },
+    Forget(DownloadOf),
     /// List what this peer shares, per group: name, size, path (needs the daemon)
     #[command(alias = "list_shares")]
     ListShares,
@@ -207,6 +191,15 @@ pub enum Command {
     /// line succeeded, else the exit code (1 refused, 2 usage, 3 unavailable) of the last line
     /// that failed; each failure also prints its own `error: ` line.
     Shell,
+}
+
+/// The download that `cancel`, `pause`, `resume` and `forget` act on.
+#[derive(Args, Debug, Clone)]
+pub struct DownloadOf {
+    /// The group of the download
+    pub group: String,
+    /// The name of the file, as show-downloads lists it
+    pub name: String,
 }
 
 /// Everything a command needs: HOME, the tracker client, output mode.
@@ -290,8 +283,6 @@ impl From<ClientError> for CliError {
     }
 }
 
-/// Runs one command (all but `shell`, which main.rs starts); the shell runs its lines through
-/// here too.
 /// `peer daemon`: binds its sockets, runs it, and stops it on SIGINT or SIGTERM.
 async fn run_daemon(
     ctx: &mut Ctx,
@@ -322,6 +313,8 @@ async fn run_daemon(
     crate::daemon::run(config, listeners, shutdown).await.map_err(failed)
 }
 
+/// Runs one command (all but `shell`, which main.rs starts); the shell runs its lines through
+/// here too.
 pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Result<(), CliError> {
     match command {
         Command::Daemon { listen, advertise, serve_delay_ms, serve_bad_piece_list, no_request_timeout_ms } => {
@@ -345,10 +338,10 @@ pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Resu
         }
         Command::ListFiles { group } => files::list(ctx, out, &group).await,
         Command::ShowDownloads { all } => files::show_downloads(ctx, out, all).await,
-        Command::Cancel { group, name } => manage::cancel(ctx, out, &group, &name).await,
-        Command::Pause { group, name } => manage::pause(ctx, out, &group, &name).await,
-        Command::Resume { group, name } => manage::resume(ctx, out, &group, &name).await,
-        Command::Forget { group, name } => manage::forget(ctx, out, &group, &name).await,
+        Command::Cancel(d) => manage::cancel(ctx, out, &d.group, &d.name).await,
+        Command::Pause(d) => manage::pause(ctx, out, &d.group, &d.name).await,
+        Command::Resume(d) => manage::resume(ctx, out, &d.group, &d.name).await,
+        Command::Forget(d) => manage::forget(ctx, out, &d.group, &d.name).await,
         Command::ListShares => manage::list_shares(ctx, out).await,
         Command::StopShare { group, name } => files::stop_share(ctx, out, &group, &name).await,
         // `peer shell` is started by main.rs, above this module; a shell line naming it is

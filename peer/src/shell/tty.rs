@@ -21,7 +21,7 @@ use rustyline::{CompletionType, Config, Editor, Helper};
 use tracker_client::{RetryPolicy, TrackerClient};
 
 use super::words::{self, Want};
-use super::{exec, parse, split_words, Line, Outcome};
+use super::{exec, parse, split_words, Outcome};
 use crate::cli::{CliError, Ctx, Out};
 use crate::home::Home;
 
@@ -82,16 +82,13 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), CliError> {
                 continue;
             }
         };
-        let parsed = match parsed {
-            Line::Register(user, None) => match ask_password().await {
-                Some(pw) => Line::Register(user, Some(pw)),
+        let parsed = if parsed.lacks_password() {
+            match ask_password().await {
+                Some(pw) => parsed.with_password(pw),
                 None => continue,
-            },
-            Line::Login(user, None) => match ask_password().await {
-                Some(pw) => Line::Login(user, Some(pw)),
-                None => continue,
-            },
-            other => other,
+            }
+        } else {
+            parsed
         };
         let outcome = tokio::select! {
             o = exec(ctx, &mut out, parsed) => o,
@@ -368,7 +365,7 @@ fn candidates(names: &Names, line: &str, pos: usize) -> (usize, Vec<Pair>) {
             .collect()
     };
     let pairs = match words::want(&done) {
-        Want::Command => named(words::COMMANDS.iter().map(|(c, _)| c.to_string()).collect()),
+        Want::Command => named(words::command_words().into_iter().map(str::to_string).collect()),
         Want::Groups { member } => named(names.groups(member)),
         Want::Files { group } => named(names.files(&group)),
         Want::Path => paths(&cur)

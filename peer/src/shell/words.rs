@@ -1,95 +1,68 @@
-//! The shell's words, as plain functions: its commands and their arguments, "did you mean",
-//! what TAB completes, the usage hint shown while typing, hints in the shell's own words, and
-//! what of a line goes into the history.
+//! The shell's words, as plain functions: how a line is cut into words, "did you mean", what
+//! TAB completes, the usage hint shown while typing, hints in the shell's own words, and what of
+//! a line goes into the history. The commands and their arguments are `vocab`'s, read from the
+//! CLI's definitions.
 
-/// What an argument of a shell command is, for completion and hints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arg {
-    /// A user name (not completed).
-    User,
-    /// A password (never completed, never stored in the history).
-    Password,
-    /// A new group's name (not completed).
-    NewGroup,
-    /// A group the user is a member of.
-    Group,
-    /// A group the user is not a member of (join_group).
-    OtherGroup,
-    /// A file's name in the group given before it.
-    Name,
-    /// A local path.
-    Path,
+use super::vocab::{vocabulary, Kind, Verb};
+
+/// A line cut into words the way the shell reads it: whitespace separates words; double or
+/// single quotes group words with spaces (and are removed).
+struct Tokens {
+    /// Each word and the byte offset where it starts.
+    words: Vec<(usize, String)>,
+    /// A quote is still open at the end.
+    open_quote: bool,
+    /// The line ends inside its last word.
+    in_word: bool,
 }
 
-impl Arg {
-    fn placeholder(self) -> &'static str {
-        match self {
-            Arg::User => "USER",
-            Arg::Password => "[PASSWORD]",
-            Arg::NewGroup | Arg::Group | Arg::OtherGroup => "GROUP",
-            Arg::Name => "NAME",
-            Arg::Path => "PATH",
+fn tokens(line: &str) -> Tokens {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut start = 0;
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push((start, std::mem::take(&mut cur)));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                if !in_word {
+                    start = i;
+                    in_word = true;
+                }
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                } else {
+                    cur.push(c);
+                }
+            }
         }
     }
+    if in_word {
+        words.push((start, cur));
+    }
+    Tokens { words, open_quote: quote.is_some(), in_word }
 }
 
-use Arg::*;
+/// Splits a line into words; double or single quotes group words with spaces.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let t = tokens(line);
+    if t.open_quote {
+        return Err("unclosed quote".into());
+    }
+    Ok(t.words.into_iter().map(|(_, w)| w).collect())
+}
 
-/// The shell's commands, in the order `help` lists them, with their arguments.
-pub const COMMANDS: &[(&str, &[Arg])] = &[
-    ("create_user", &[User, Password]),
-    ("register", &[User, Password]),
-    ("login", &[User, Password]),
-    ("logout", &[]),
-    ("create_group", &[NewGroup]),
-    ("join_group", &[OtherGroup]),
-    ("leave_group", &[Group]),
-    ("list_groups", &[]),
-    ("list_requests", &[Group]),
-    ("accept_request", &[Group, User]),
-    ("remove_member", &[Group, User]),
-    ("upload_file", &[Path, Group]),
-    ("download_file", &[Group, Name, Path]),
-    ("list_files", &[Group]),
-    ("show_downloads", &[]),
-    ("pause", &[Group, Name]),
-    ("resume", &[Group, Name]),
-    ("cancel", &[Group, Name]),
-    ("forget", &[Group, Name]),
-    ("list_shares", &[]),
-    ("stop_share", &[Group, Name]),
-    ("help", &[]),
-    ("quit", &[]),
-    ("exit", &[]),
-];
-
-/// The CLI's subcommands (`peer SUBCOMMAND`) and the shell word that does the same.
-const CLI_WORDS: &[(&str, &str)] = &[
-    ("register", "create_user"),
-    ("create-user", "create_user"),
-    ("login", "login"),
-    ("logout", "logout"),
-    ("create-group", "create_group"),
-    ("join-group", "join_group"),
-    ("leave-group", "leave_group"),
-    ("list-groups", "list_groups"),
-    ("list-requests", "list_requests"),
-    ("accept-request", "accept_request"),
-    ("remove-member", "remove_member"),
-    ("upload", "upload_file"),
-    ("download", "download_file"),
-    ("list-files", "list_files"),
-    ("show-downloads", "show_downloads"),
-    ("pause", "pause"),
-    ("resume", "resume"),
-    ("cancel", "cancel"),
-    ("forget", "forget"),
-    ("list-shares", "list_shares"),
-    ("stop-share", "stop_share"),
-];
-
-pub fn args_of(command: &str) -> Option<&'static [Arg]> {
-    COMMANDS.iter().find(|(c, _)| *c == command).map(|(_, a)| *a)
+/// The shell command a word names.
+fn verb(word: &str) -> Option<&'static Verb> {
+    vocabulary().verb(word)
 }
 
 /// Levenshtein distance, by characters.
@@ -112,8 +85,9 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// (one for short words, two from five letters, three from nine).
 pub fn did_you_mean(word: &str) -> Option<&'static str> {
     let w = word.to_lowercase();
-    if let Some((_, shell)) = CLI_WORDS.iter().find(|(cli, _)| *cli == w) {
-        return Some(shell);
+    let verbs = vocabulary().verbs();
+    if let Some(v) = verbs.iter().find(|v| v.cli_names.contains(&w)) {
+        return Some(&v.word);
     }
     let n = w.chars().count();
     let limit = match n {
@@ -122,8 +96,8 @@ pub fn did_you_mean(word: &str) -> Option<&'static str> {
         5..=8 => 2,
         _ => 3,
     };
-    let shell = COMMANDS.iter().map(|(c, _)| (*c, *c));
-    let cli = CLI_WORDS.iter().map(|(c, s)| (*c, *s));
+    let shell = vocabulary().command_words().into_iter().map(|c| (c, c));
+    let cli = verbs.iter().flat_map(|v| v.cli_names.iter().map(move |c| (c.as_str(), v.word.as_str())));
     let mut best: Option<(usize, &'static str)> = None;
     for (name, means) in shell.chain(cli) {
         let d = edit_distance(&w, name).min(edit_distance(&w, &name.replace(['_', '-'], "")));
@@ -172,15 +146,16 @@ pub fn shell_words(message: &str) -> String {
 /// name (`show-downloads`); its length and the shell word.
 fn cli_word_at(s: &str) -> Option<(usize, &'static str)> {
     let word_end = |t: &str| t.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).unwrap_or(t.len());
+    let named = |w: &str| vocabulary().verbs().iter().find(|v| v.cli_names.iter().any(|c| c == w));
     if let Some(t) = s.strip_prefix("peer ") {
         let w = &t[..word_end(t)];
-        if let Some((_, shell)) = CLI_WORDS.iter().find(|(cli, _)| *cli == w) {
-            return Some((5 + w.len(), shell));
-        }
-        return None;
+        return named(w).map(|v| (5 + w.len(), v.word.as_str()));
     }
     let w = &s[..word_end(s)];
-    CLI_WORDS.iter().find(|(cli, _)| cli.contains('-') && *cli == w).map(|(_, shell)| (w.len(), *shell))
+    if !w.contains('-') {
+        return None;
+    }
+    named(w).map(|v| (w.len(), v.word.as_str()))
 }
 
 /// What goes into the history for a typed line: nothing for an empty line; a line that may
@@ -192,7 +167,7 @@ pub fn history_entry(line: &str) -> Option<String> {
     }
     let mut words = line.split_whitespace();
     let first = words.next()?;
-    if args_of(first).is_some_and(|a| a.contains(&Arg::Password)) {
+    if verb(first).is_some_and(Verb::takes_password) {
         return Some(match words.next() {
             Some(user) => format!("{first} {user}"),
             None => first.to_string(),
@@ -221,58 +196,36 @@ pub enum Want {
 /// The word being typed at the end of `before` (the line up to the cursor): its byte offset,
 /// its text (quotes removed), and the complete words before it.
 pub fn current_word(before: &str) -> (usize, String, Vec<String>) {
-    let mut done = Vec::new();
-    let mut cur = String::new();
-    let mut start = before.len();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    for (i, c) in before.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => cur.push(c),
-            (None, '"') | (None, '\'') => {
-                if !in_word {
-                    start = i;
-                    in_word = true;
-                }
-                quote = Some(c);
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    done.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                if !in_word {
-                    start = i;
-                    in_word = true;
-                }
-                cur.push(c);
-            }
+    let mut t = tokens(before);
+    let (start, cur) = match t.words.pop() {
+        Some(last) if t.in_word => last,
+        Some(last) => {
+            t.words.push(last);
+            (before.len(), String::new())
         }
-    }
-    if !in_word {
-        start = before.len();
-    }
-    (start, cur, done)
+        None => (before.len(), String::new()),
+    };
+    (start, cur, t.words.into_iter().map(|(_, w)| w).collect())
 }
 
 /// What to complete for the word being typed, given the words before it.
 pub fn want(done: &[String]) -> Want {
     let Some(cmd) = done.first() else { return Want::Command };
-    let Some(args) = args_of(cmd) else { return Want::Nothing };
-    let Some(arg) = args.get(done.len() - 1) else { return Want::Nothing };
-    match arg {
-        Group => Want::Groups { member: true },
-        OtherGroup => Want::Groups { member: false },
-        Name => {
-            // The group is the argument just before the name in every command that takes one.
-            Want::Files { group: done[done.len() - 1].clone() }
-        }
-        Path => Want::Path,
-        User | Password | NewGroup => Want::Nothing,
+    let Some(verb) = verb(cmd) else { return Want::Nothing };
+    let Some(param) = verb.params.get(done.len() - 1) else { return Want::Nothing };
+    match param.kind {
+        Kind::Group => Want::Groups { member: true },
+        Kind::OtherGroup => Want::Groups { member: false },
+        // The group is the argument just before the name in every command that takes one.
+        Kind::Name => Want::Files { group: done[done.len() - 1].clone() },
+        Kind::Path => Want::Path,
+        Kind::User | Kind::Password | Kind::NewGroup | Kind::Other => Want::Nothing,
     }
+}
+
+/// The words TAB completes at the start of a line.
+pub fn command_words() -> Vec<&'static str> {
+    vocabulary().command_words()
 }
 
 /// A completed word as it goes on the line: quoted when it has spaces or quotes.
@@ -305,18 +258,12 @@ pub fn usage_hint(line: &str) -> Option<String> {
         Some(cmd) => (cmd.as_str(), done.len() - 1 + usize::from(!cur.is_empty())),
         None => (cur.as_str(), 0),
     };
-    let args = args_of(cmd)?;
-    let rest: Vec<&str> = args.iter().skip(given).map(|a| a.placeholder()).collect();
+    let rest: Vec<&str> = verb(cmd)?.params.iter().skip(given).map(|p| p.placeholder.as_str()).collect();
     if rest.is_empty() {
         return None;
     }
-    let mut hint = rest.join(" ");
-    // download_file's last PATH is where the file goes.
-    if cmd == "download_file" {
-        hint = hint.replace("PATH", "DEST");
-    }
     let sep = if line.ends_with(char::is_whitespace) { "" } else { " " };
-    Some(format!("{sep}{hint}"))
+    Some(format!("{sep}{}", rest.join(" ")))
 }
 
 #[cfg(test)]
@@ -340,10 +287,19 @@ mod tests {
     }
 
     #[test]
-    fn every_command_is_parsed_by_the_shell() {
-        for (c, _) in COMMANDS {
-            let r = super::super::parse(&[c.to_string()]);
-            assert!(!matches!(&r, Err(e) if e.starts_with("unknown command")), "{c}");
+    fn words_and_quotes() {
+        assert_eq!(split_words("  a b  c ").unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(split_words("upload_file \"my doc.pdf\" g").unwrap(), vec!["upload_file", "my doc.pdf", "g"]);
+        assert_eq!(split_words("x ''").unwrap(), vec!["x", ""]);
+        assert_eq!(split_words("a\"b c\"d 'e\"'").unwrap(), vec!["ab cd", "e\""]);
+        assert!(split_words("x \"y").is_err());
+    }
+
+    #[test]
+    fn every_completed_word_is_a_shell_word() {
+        use super::super::vocab::{HELP_WORDS, QUIT_WORDS};
+        for w in command_words() {
+            assert!(verb(w).is_some() || HELP_WORDS.contains(&w) || QUIT_WORDS.contains(&w), "{w}");
         }
     }
 
