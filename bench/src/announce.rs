@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use raft_store::{Command, Request, TrackerState};
 use sha2::{Digest, Sha256};
-use testkit::{Cluster, ClusterOptions};
+use testkit::{Cluster, ClusterOptions, ClusterView};
 
 use crate::sys::{mib, percentile};
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use testkit::{logged_in, runtime, wait_until, Cluster, ClusterOptions};
+use testkit::{logged_in, runtime, wait_until, Cluster, ClusterOptions, ClusterView};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use proto::api::FileMetaBody;
 use serde_json::{json, Value};
-use testkit::{http, http_get_json, runtime, Cluster, ClusterOptions};
+use testkit::{http, http_get_json, runtime, Cluster, ClusterOptions, ClusterView};
 use tracker_client::{ClientError, RetryPolicy, TrackerClient};
 
 use crate::etcd;

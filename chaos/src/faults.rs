@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use testkit::Cluster;
+use testkit::{Cluster, ClusterView};
 
 use crate::links::Links;
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use testkit::{node_get_json, Cluster, ClusterOptions};
+use testkit::{node_get_json, Cluster, ClusterOptions, ClusterView};
 use tracker_client::{RetryPolicy, TrackerClient};
 
 use checker::{FinalState, Verdict};
