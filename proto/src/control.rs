@@ -8,6 +8,11 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::api::FileMetaBody;
+use crate::error::ApiErrorCode;
+
+/// The codes a failed download's message carries as a prefix of their own in its JSON form;
+/// any other failure is `download_failed`.
+const PREFIXED: [ApiErrorCode; 2] = [ApiErrorCode::NoPeers, ApiErrorCode::DestExists];
 
 /// Longest control line, in bytes: a request carries names, paths and digests (an upload's
 /// piece list stays in HOME/piece-lists/, stored there by the CLI).
@@ -108,57 +113,40 @@ impl fmt::Display for DownloadState {
     }
 }
 
-/// The error code a failed download reports to the person who asked for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailureCode {
-    /// Nobody shares the file (any more).
-    NoPeers,
-    /// Something appeared at the destination meanwhile; the finished `.part` stays beside it.
-    DestExists,
-    /// Any other cause: the message says which.
-    DownloadFailed,
-}
-
-impl FailureCode {
-    /// The codes with a prefix of their own in the message's JSON form.
-    const PREFIXED: [FailureCode; 2] = [FailureCode::NoPeers, FailureCode::DestExists];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureCode::NoPeers => "no_peers",
-            FailureCode::DestExists => "dest_exists",
-            FailureCode::DownloadFailed => "download_failed",
-        }
-    }
-}
-
 /// Why a download failed: a code and one sentence. In JSON (the control socket, downloads.json,
 /// `show-downloads --json`) it is one string: `"no_peers: <message>"` and
 /// `"dest_exists: <message>"` for the codes of their own, the bare message for
 /// `download_failed`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DownloadFailure {
-    pub code: FailureCode,
+    /// `no_peers`, `dest_exists` or `download_failed`.
+    pub code: ApiErrorCode,
     pub message: String,
 }
 
 impl DownloadFailure {
-    pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
-        DownloadFailure { code, message: message.into() }
+    /// Nobody shares the file.
+    pub fn no_peers(message: impl Into<String>) -> Self {
+        DownloadFailure { code: ApiErrorCode::NoPeers, message: message.into() }
     }
 
-    /// A failure without a code of its own.
+    /// Something is at the destination.
+    pub fn dest_exists(message: impl Into<String>) -> Self {
+        DownloadFailure { code: ApiErrorCode::DestExists, message: message.into() }
+    }
+
+    /// A failure without a code of its own (`download_failed`).
     pub fn other(message: impl Into<String>) -> Self {
-        DownloadFailure::new(FailureCode::DownloadFailed, message)
+        DownloadFailure { code: ApiErrorCode::DownloadFailed, message: message.into() }
     }
 
     /// Reads the JSON form back (see the type's documentation).
     pub fn parse(s: &str) -> Self {
-        FailureCode::PREFIXED
+        PREFIXED
             .into_iter()
-            .find_map(|c| {
-                let m = s.strip_prefix(c.as_str())?.strip_prefix(": ")?;
-                Some(DownloadFailure::new(c, m))
+            .find_map(|code| {
+                let message = s.strip_prefix(code.as_str())?.strip_prefix(": ")?.to_string();
+                Some(DownloadFailure { code, message })
             })
             .unwrap_or_else(|| DownloadFailure::other(s))
     }
@@ -166,9 +154,10 @@ impl DownloadFailure {
 
 impl fmt::Display for DownloadFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.code {
-            FailureCode::DownloadFailed => f.write_str(&self.message),
-            code => write!(f, "{}: {}", code.as_str(), self.message),
+        if PREFIXED.contains(&self.code) {
+            write!(f, "{}: {}", self.code.as_str(), self.message)
+        } else {
+            f.write_str(&self.message)
         }
     }
 }
@@ -237,7 +226,7 @@ pub enum ControlResponse {
         rows: Vec<ShareRow>,
     },
     Error {
-        code: String,
+        code: ApiErrorCode,
         message: String,
     },
 }
@@ -249,13 +238,13 @@ mod tests {
     #[test]
     fn a_failure_is_one_string_in_json_with_its_code_as_a_prefix_when_it_has_one() {
         let table = [
-            (FailureCode::NoPeers, "nobody shares f in g any more", "no_peers: nobody shares f in g any more"),
-            (FailureCode::DestExists, "/d/f exists", "dest_exists: /d/f exists"),
-            (FailureCode::DownloadFailed, "not_member: removed", "not_member: removed"),
-            (FailureCode::DownloadFailed, "no sharer answered for 30 s", "no sharer answered for 30 s"),
+            (ApiErrorCode::NoPeers, "nobody shares f in g any more", "no_peers: nobody shares f in g any more"),
+            (ApiErrorCode::DestExists, "/d/f exists", "dest_exists: /d/f exists"),
+            (ApiErrorCode::DownloadFailed, "not_member: removed", "not_member: removed"),
+            (ApiErrorCode::DownloadFailed, "no sharer answered for 30 s", "no sharer answered for 30 s"),
         ];
         for (code, message, json) in table {
-            let f = DownloadFailure::new(code, message);
+            let f = DownloadFailure { code, message: message.into() };
             assert_eq!(f.to_string(), json);
             assert_eq!(serde_json::to_value(&f).unwrap(), serde_json::json!(json));
             let back: DownloadFailure = serde_json::from_value(serde_json::json!(json)).unwrap();
@@ -267,7 +256,7 @@ mod tests {
     fn a_row_reads_and_writes_the_same_json() {
         let line = r#"{"group":"g","name":"f","dest":"/d/f","state":"failed","bytes_done":0,"size":1,"error":"no_peers: nobody","rate_bytes_per_s":0,"peers":0}"#;
         let row: DownloadRow = serde_json::from_str(line).unwrap();
-        assert_eq!(row.error.as_ref().map(|e| e.code), Some(FailureCode::NoPeers));
+        assert_eq!(row.error.as_ref().map(|e| &e.code), Some(&ApiErrorCode::NoPeers));
         assert_eq!(serde_json::to_string(&row).unwrap(), line);
     }
 }

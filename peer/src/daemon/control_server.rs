@@ -15,9 +15,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracker_client::ClientError;
 
 use super::download::manage;
+use super::reply::{client_error, error};
 use super::shares::Share;
 use super::Daemon;
 use crate::control::{ControlRequest, ControlResponse, MAX_CONTROL_LINE_BYTES};
@@ -116,17 +116,6 @@ pub async fn run(d: Arc<Daemon>, listener: UnixListener, stop: CancellationToken
             out.push(b'\n');
             let _ = w.write_all(&out).await;
         });
-    }
-}
-
-fn error(code: &str, message: impl Into<String>) -> ControlResponse {
-    ControlResponse::Error { code: code.into(), message: message.into() }
-}
-
-pub fn client_error(e: ClientError) -> ControlResponse {
-    match e {
-        ClientError::Refused { code, message } => error(code.as_str(), message),
-        other => error("unavailable", other.to_string()),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod disk;
 pub mod download;
 #[cfg(feature = "null-cipher-for-bench")]
 mod null_cipher;
+pub mod reply;
 pub mod serve;
 pub mod shares;
 pub mod slots;
@@ -333,7 +334,9 @@ pub async fn reconcile_shares(d: &Daemon, budget_ms: u64) {
         let listed = d.announce.listed.load(Ordering::SeqCst);
         let check = match &answer {
             Ok(det) => share_check(Ok(det), &session.user, listed),
-            Err(tracker_client::ClientError::Refused { code, .. }) => share_check(Err(code.as_str()), &session.user, listed),
+            Err(tracker_client::ClientError::Refused { code, .. }) => {
+                share_check(Err(code.as_str()), &session.user, listed)
+            }
             Err(_) => ShareCheck::Keep,
         };
         if let ShareCheck::Ended(why) = check {
@@ -422,6 +425,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         &home.daemon_info_path(),
         &serde_json::json!({"pid": std::process::id(), "peer_addr": daemon.peer_addr, "listen": local.to_string()}),
     )?;
+    // Every download read from downloads.json gets its task before anyone can ask about it.
+    download::resume_all(&daemon);
     tracing::info!(home = %home.dir.display(), listen = %local, peer_addr = %daemon.peer_addr, peer_key = %daemon.identity.public_hex(), "peer daemon started");
     println!("{}", startup_line(&home.dir.display().to_string(), local, advertise.as_deref()));
 
@@ -437,7 +442,6 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         });
     }
     tokio::spawn(keepalive(daemon.clone(), shutdown.child_token()));
-    download::resume_all(&daemon);
 
     shutdown.cancelled().await;
     tracing::info!("stopping");

@@ -28,8 +28,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::ServerStream;
-use super::download::conn::{bools_to_bits, name_of, PROTOCOL_VERSION, WRITE_TIMEOUT_MS};
-use super::download::Live;
+use super::download::actor::PartialView;
+use super::download::conn::WRITE_TIMEOUT_MS;
+use super::download::DownloadHandle;
 use super::shares::Share;
 use super::slots::{HandshakeSlot, SlotLimits, Slots, FIRST_BYTE_TIMEOUT_MS, HELLO_TIMEOUT_MS};
 use super::spread::{Spread, Verdict};
@@ -37,7 +38,7 @@ use super::tickets::{self, Expect};
 use super::wire::{self, FrameReader, WireError};
 use super::{disk, BadPieceList, Daemon};
 use crate::hashing::{piece_list_sha1, PieceHash};
-use proto::piece::MAX_PIECE_LIST_HASHES_PER_FRAME;
+use proto::piece::{bools_to_bits, MAX_PIECE_LIST_HASHES_PER_FRAME, PROTOCOL_VERSION};
 
 /// A served connection that sends no `request` and no `piece_list_request` for this long is
 /// closed with `error` 9, whatever keepalives it sends.
@@ -98,10 +99,11 @@ pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken)
     }
 }
 
-/// What a connection serves: a complete file, or a download in progress.
+/// What a connection serves: a complete file, or a download in progress (its pieces as its
+/// task last told them, kept up to date from its `have` announcements).
 enum Source {
     Complete { file: Arc<File>, size: u64, pieces: usize, share: Share },
-    Partial { live: Arc<Live>, file: Arc<File>, size: u64 },
+    Partial { download: DownloadHandle, view: PartialView },
 }
 
 /// Error codes of the `error` frame (docs/PROTOCOL.md).
@@ -115,17 +117,34 @@ impl Source {
     fn num_pieces(&self) -> u64 {
         match self {
             Source::Complete { pieces, .. } => *pieces as u64,
-            Source::Partial { size, .. } => crate::hashing::piece_count(*size),
+            Source::Partial { view, .. } => crate::hashing::piece_count(view.size),
         }
     }
 
     fn has(&self, i: u32) -> bool {
         match self {
             Source::Complete { pieces, .. } => (i as usize) < *pieces,
-            Source::Partial { live, .. } => {
-                let p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
-                (i as usize) < p.len() && p.has(i)
+            Source::Partial { view, .. } => view.have.get(i as usize).copied().unwrap_or(false),
+        }
+    }
+
+    /// The next piece the download in progress verified, as the `have` (or, when this
+    /// connection fell behind, the fresh `bitfield`) to send. `None` once it has no more to
+    /// say (complete, paused, gone), and at once for a complete file.
+    async fn next_have(&mut self) -> Option<Message> {
+        let Source::Partial { download, view } = self else { return std::future::pending().await };
+        match view.have_rx.recv().await {
+            Ok(piece) => {
+                if let Some(h) = view.have.get_mut(piece as usize) {
+                    *h = true;
+                }
+                Some(Message::Have { piece })
             }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                *view = download.serve().await?;
+                Some(self.bitfield())
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
         }
     }
     /// Reads piece `i` into `buf` on the blocking pool (positional read: reads of one file
@@ -133,7 +152,7 @@ impl Source {
     async fn read(&self, i: u32, mut buf: Vec<u8>) -> Result<(Vec<u8>, std::io::Result<()>), String> {
         let (file, size) = match self {
             Source::Complete { file, size, .. } => (file.clone(), *size),
-            Source::Partial { file, size, .. } => (file.clone(), *size),
+            Source::Partial { view, .. } => (view.file.clone(), view.size),
         };
         tokio::task::spawn_blocking(move || {
             let r = disk::read_piece(&file, size, i as u64, &mut buf);
@@ -148,9 +167,8 @@ impl Source {
             Source::Complete { pieces, .. } => {
                 Message::Bitfield { num_pieces: *pieces as u32, bits: bools_to_bits(&vec![true; *pieces]) }
             }
-            Source::Partial { live, .. } => {
-                let p = live.picker.lock().unwrap_or_else(|p| p.into_inner());
-                Message::Bitfield { num_pieces: p.len() as u32, bits: bools_to_bits(p.have_vec()) }
+            Source::Partial { view, .. } => {
+                Message::Bitfield { num_pieces: view.have.len() as u32, bits: bools_to_bits(&view.have) }
             }
         }
     }
@@ -199,6 +217,98 @@ async fn refuse_plaintext(mut stream: TcpStream) -> Result<(), String> {
 /// The first byte of every TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
+/// The downloader's handshake as it arrived, on the TLS channel it came on.
+struct Hello {
+    reader: ServerReader,
+    w: ServerWriter,
+    channel_key: [u8; 32],
+    file_sha1: [u8; 20],
+    group: String,
+    user: String,
+    ticket: Vec<u8>,
+}
+
+/// Waits for the first byte (a plain-text client is told the version and closed), opens the
+/// TLS channel and reads the handshake, all within `HELLO_TIMEOUT_MS`. `Ok(None)`: refused.
+async fn hello(d: &Daemon, stream: TcpStream) -> Result<Option<Hello>, String> {
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + Duration::from_millis(HELLO_TIMEOUT_MS);
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(FIRST_BYTE_TIMEOUT_MS), stream.peek(&mut first)).await {
+        Err(_) => return Err("sent nothing".into()),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(0)) => return Err("closed before the handshake".into()),
+        Ok(Ok(_)) if first[0] != TLS_HANDSHAKE_RECORD => return refuse_plaintext(stream).await.map(|()| None),
+        Ok(Ok(_)) => {}
+    }
+    let (tls, channel_key) = d.channel.accept(stream, left_ms(deadline)).await.map_err(|e| e.to_string())?;
+    let (r, mut w) = tokio::io::split(tls);
+    let mut reader = FrameReader::new(r);
+    let hello = match reader.next(left_ms(deadline)).await {
+        Ok(m) => m,
+        Err(e) => return read_failed(&mut w, e).await.map(|()| None),
+    };
+    match hello {
+        Message::Handshake { protocol_version, file_sha1, group, user, ticket, .. } => {
+            if protocol_version != PROTOCOL_VERSION {
+                let m = format!("protocol version {protocol_version} is not supported");
+                return refuse(&mut w, E_VERSION, m).await.map(|()| None);
+            }
+            Ok(Some(Hello { reader, w, channel_key, file_sha1, group, user, ticket }))
+        }
+        other => {
+            refuse(&mut w, E_UNEXPECTED, format!("expected a handshake, got {}", other.name())).await.map(|()| None)
+        }
+    }
+}
+
+/// Checks the handshake's ticket: signed by the cluster, for this file, this user, and the
+/// key this connection proved. Nothing about the file is said before it checks out.
+async fn admit(d: &Daemon, h: &mut Hello, from: SocketAddr, served: &Served) -> Result<Option<Right>, String> {
+    let w = &mut h.w;
+    if d.home.session().is_none() {
+        return refuse(w, E_LOGGED_OUT, "this peer is logged out; its shares are paused".into()).await.map(|()| None);
+    }
+    let Some(cluster_key) = d.cluster_key.get(&d.tracker).await else {
+        let m = "this peer cannot check tickets yet (it has not reached the tracker)".into();
+        return refuse(w, E_TICKET, m).await.map(|()| None);
+    };
+    let want = Expect { group: &h.group, file_sha1: &h.file_sha1, user: &h.user, channel_key: &h.channel_key };
+    let ticket = match tickets::check(&h.ticket, &cluster_key, tickets::now_ms(), &want) {
+        Ok(t) => t,
+        Err(why) => {
+            tracing::warn!(peer = %from, user = %h.user, file = %served.file, "refused a download: {why}");
+            return refuse(w, E_TICKET, why).await.map(|()| None);
+        }
+    };
+    Ok(Some(Right {
+        group: h.group.clone(),
+        file_sha1: h.file_sha1,
+        user: h.user.clone(),
+        channel_key: h.channel_key,
+        cluster_key,
+        expires_at_ms: ticket.expires_at_ms,
+    }))
+}
+
+/// What this peer has of the file `sha1_hex` in `group`: a complete share, or the verified
+/// pieces of a download in progress. `Err` is the refusal's message.
+async fn source_for(d: &Daemon, group: &str, sha1_hex: &str, served: &Served) -> Result<Source, String> {
+    if let Some(share) = d.shares.find(group, sha1_hex) {
+        let file = File::open(&share.path).map_err(|e| format!("cannot open {}: {e}", share.path))?;
+        let pieces = crate::hashing::piece_count(share.size) as usize;
+        return Ok(Source::Complete { file: Arc::new(file), size: share.size, pieces, share });
+    }
+    let Some(download) = d.downloads.find_active(group, sha1_hex) else {
+        return Err(format!("this peer does not share {sha1_hex} in {group}"));
+    };
+    let Some(view) = download.serve().await else {
+        return Err("this file is not available here".into());
+    };
+    tracing::info!(file = %served.file, "serving the verified pieces of a download in progress");
+    Ok(Source::Partial { download, view })
+}
+
 async fn serve_one(
     d: &Arc<Daemon>,
     stream: TcpStream,
@@ -208,99 +318,49 @@ async fn serve_one(
     (spread, conn): (&Spread, u64),
     served: &mut Served,
 ) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + Duration::from_millis(HELLO_TIMEOUT_MS);
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(Duration::from_millis(FIRST_BYTE_TIMEOUT_MS), stream.peek(&mut first)).await {
-        Err(_) => return Err("sent nothing".into()),
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(0)) => return Err("closed before the handshake".into()),
-        Ok(Ok(_)) if first[0] != TLS_HANDSHAKE_RECORD => return refuse_plaintext(stream).await,
-        Ok(Ok(_)) => {}
-    }
-    let (tls, channel_key) = d.channel.accept(stream, left_ms(deadline)).await.map_err(|e| e.to_string())?;
-    let (r, mut w) = tokio::io::split(tls);
-    let mut reader = FrameReader::new(r);
-    let hello = match reader.next(left_ms(deadline)).await {
-        Ok(m) => m,
-        Err(e) => return read_failed(&mut w, e).await,
-    };
-    let (file_sha1, group, user, ticket) = match hello {
-        Message::Handshake { protocol_version, file_sha1, group, user, ticket, .. } => {
-            if protocol_version != PROTOCOL_VERSION {
-                return refuse(&mut w, E_VERSION, format!("protocol version {protocol_version} is not supported"))
-                    .await;
-            }
-            (file_sha1, group, user, ticket)
-        }
-        other => return refuse(&mut w, E_UNEXPECTED, format!("expected a handshake, got {}", name_of(&other))).await,
-    };
-    if d.home.session().is_none() {
-        return refuse(&mut w, E_LOGGED_OUT, "this peer is logged out; its shares are paused".into()).await;
-    }
-    let sha1_hex = hex::encode(file_sha1);
-    served.file = format!("{group}/{sha1_hex}");
-    served.user = user.clone();
-    // The ticket: signed by the cluster, for this file, this user, and the key this connection
-    // proved. Nothing about the file is said before it checks out.
-    let Some(cluster_key) = d.cluster_key.get(&d.tracker).await else {
-        return refuse(&mut w, E_TICKET, "this peer cannot check tickets yet (it has not reached the tracker)".into())
-            .await;
-    };
-    let want = Expect { group: &group, file_sha1: &file_sha1, user: &user, channel_key: &channel_key };
-    let ticket = match tickets::check(&ticket, &cluster_key, tickets::now_ms(), &want) {
-        Ok(t) => t,
-        Err(why) => {
-            tracing::warn!(peer = %from, %user, file = %served.file, "refused a download: {why}");
-            return refuse(&mut w, E_TICKET, why).await;
-        }
-    };
-    let right = Right {
-        group: group.clone(),
-        file_sha1,
-        user: user.clone(),
-        channel_key,
-        cluster_key,
-        expires_at_ms: ticket.expires_at_ms,
-    };
-    let _serving = match slots.serve(slot, &user) {
+    let Some(mut h) = hello(d, stream).await? else { return Ok(()) };
+    let sha1_hex = hex::encode(h.file_sha1);
+    served.file = format!("{}/{sha1_hex}", h.group);
+    served.user = h.user.clone();
+    let Some(right) = admit(d, &mut h, from, served).await? else { return Ok(()) };
+    let _serving = match slots.serve(slot, &h.user) {
         Ok(s) => s,
-        Err(full) => return refuse(&mut w, E_BUSY, full.to_string()).await,
+        Err(full) => return refuse(&mut h.w, E_BUSY, full.to_string()).await,
     };
-    let mut have_rx: Option<broadcast::Receiver<u32>> = None;
-    let source = if let Some(share) = d.shares.find(&group, &sha1_hex) {
-        let file = File::open(&share.path).map_err(|e| format!("cannot open {}: {e}", share.path))?;
-        Source::Complete {
-            file: Arc::new(file),
-            size: share.size,
-            pieces: crate::hashing::piece_count(share.size) as usize,
-            share,
-        }
-    } else if let Some(live) = d.downloads.find_active(&group, &sha1_hex) {
-        have_rx = Some(live.have_tx.subscribe());
-        let file = live.part.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(file) = file else {
-            return refuse(&mut w, E_NOT_SHARED, "this file is not available here".into()).await;
-        };
-        let size = live.meta().size;
-        tracing::info!(file = %served.file, "serving the verified pieces of a download in progress");
-        Source::Partial { live, file, size }
-    } else {
-        return refuse(&mut w, E_NOT_SHARED, format!("this peer does not share {sha1_hex} in {group}")).await;
+    let source = match source_for(d, &h.group, &sha1_hex, served).await {
+        Ok(source) => source,
+        Err(m) => return refuse(&mut h.w, E_NOT_SHARED, m).await,
     };
     let hello = Message::Handshake {
         protocol_version: PROTOCOL_VERSION,
-        file_sha1,
-        group,
+        file_sha1: h.file_sha1,
+        group: h.group.clone(),
         user: d.home.session().map(|s| s.user).unwrap_or_default(),
         peer_id: [0u8; 16],
         ticket: Vec::new(),
     };
-    wire::send(&mut w, &hello, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
-    wire::send(&mut w, &source.bitfield(), WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+    wire::send(&mut h.w, &hello, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
+    wire::send(&mut h.w, &source.bitfield(), WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
     // A complete share hands each piece to one of its downloaders first (`spread.rs`).
-    let _joined = matches!(source, Source::Complete { .. }).then(|| Joined::new(spread, &served.file, conn));
-    serve_requests(d, &source, &mut reader, &mut w, have_rx, _joined.as_ref(), served, right).await
+    let joined = matches!(source, Source::Complete { .. }).then(|| Joined::new(spread, &served.file, conn));
+    let quiet_ms = d.faults.no_request_timeout_ms.unwrap_or(NO_REQUEST_TIMEOUT_MS);
+    let haves_open = matches!(source, Source::Partial { .. });
+    let mut serving = Serving {
+        d,
+        source,
+        reader: &mut h.reader,
+        w: &mut h.w,
+        spread: joined.as_ref(),
+        served,
+        right,
+        buf: Vec::new(),
+        header: Vec::with_capacity(16),
+        asked_at: Instant::now(),
+        quiet_ms,
+        inbox: VecDeque::new(),
+        haves_open,
+    };
+    serving.run().await
 }
 
 /// What a connection is served on: the checks its ticket passed, and until when. A fresh
@@ -372,125 +432,158 @@ fn left_ms(deadline: Instant) -> u64 {
 type ServerWriter = WriteHalf<ServerStream>;
 type ServerReader = FrameReader<tokio::io::ReadHalf<ServerStream>>;
 
-#[allow(clippy::too_many_arguments)]
-async fn serve_requests(
-    d: &Arc<Daemon>,
-    source: &Source,
-    reader: &mut ServerReader,
-    w: &mut ServerWriter,
-    mut have_rx: Option<broadcast::Receiver<u32>>,
-    spread: Option<&Joined<'_>>,
-    served: &mut Served,
-    mut right: Right,
-) -> Result<(), String> {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut header: Vec<u8> = Vec::with_capacity(16);
-    let mut asked_at = Instant::now();
-    let quiet_ms = d.faults.no_request_timeout_ms.unwrap_or(NO_REQUEST_TIMEOUT_MS);
-    // Messages read ahead of the one being answered (see `read_ahead`), in the order sent.
-    let mut inbox: VecDeque<Message> = VecDeque::new();
-    loop {
+/// One admitted connection being served.
+struct Serving<'a> {
+    d: &'a Daemon,
+    source: Source,
+    reader: &'a mut ServerReader,
+    w: &'a mut ServerWriter,
+    spread: Option<&'a Joined<'a>>,
+    served: &'a mut Served,
+    right: Right,
+    /// The piece being sent (reused from one piece to the next) and its frame header.
+    buf: Vec<u8>,
+    header: Vec<u8>,
+    /// When the downloader last asked for something.
+    asked_at: Instant,
+    quiet_ms: u64,
+    /// Messages read ahead of the one being answered (see `read_ahead`), in the order sent.
+    inbox: VecDeque<Message>,
+    /// A download in progress still announces its verified pieces.
+    haves_open: bool,
+}
+
+/// What the serving loop does next.
+enum Next {
+    Go,
+    /// The connection ends (refused, or the downloader closed).
+    Done(Result<(), String>),
+}
+
+impl Serving<'_> {
+    async fn send(&mut self, m: &Message) -> Result<(), String> {
+        wire::send(self.w, m, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())
+    }
+
+    async fn run(&mut self) -> Result<(), String> {
+        loop {
+            if let Next::Done(r) = self.turn().await? {
+                return r;
+            }
+        }
+    }
+
+    async fn turn(&mut self) -> Result<Next, String> {
         // A fresh ticket counts as soon as it has arrived, not after the requests sent before
         // it are answered (a full pipeline on a slow link takes longer than a renewal's margin).
-        read_ahead(reader, &mut inbox);
-        if let Err(why) = take_fresh_tickets(&mut right, &mut inbox, tickets::now_ms(), served) {
-            return refuse(w, E_TICKET, why).await;
+        read_ahead(self.reader, &mut self.inbox);
+        if let Err(why) = take_fresh_tickets(&mut self.right, &mut self.inbox, tickets::now_ms(), self.served) {
+            return Ok(Next::Done(refuse(self.w, E_TICKET, why).await));
         }
         // Nothing more is served on an expired ticket, however busy the connection is.
         let now = tickets::now_ms();
-        if right.left_ms(now) == 0 {
-            tracing::info!(user = %served.user, file = %served.file, "ended a connection whose ticket expired");
-            return refuse(w, E_TICKET, right.expired(now)).await;
+        if self.right.left_ms(now) == 0 {
+            tracing::info!(user = %self.served.user, file = %self.served.file, "ended a connection whose ticket expired");
+            return Ok(Next::Done(refuse(self.w, E_TICKET, self.right.expired(now)).await));
         }
         // Keepalives and `have`s do not extend this: only asking for something does.
-        let quiet_deadline = asked_at + Duration::from_millis(quiet_ms);
+        let quiet_deadline = self.asked_at + Duration::from_millis(self.quiet_ms);
         // A read waits no longer than the ticket lasts.
-        let wait_ms = left_ms(quiet_deadline).min(right.left_ms(now).max(1));
-        let next = if let Some(m) = inbox.pop_front() {
+        let wait_ms = left_ms(quiet_deadline).min(self.right.left_ms(now).max(1));
+        let next = if let Some(m) = self.inbox.pop_front() {
             Ok(m)
         } else {
-            match have_rx.as_mut() {
-                Some(rx) => tokio::select! {
-                    m = reader.next(wait_ms) => m,
-                    h = rx.recv() => {
-                        let out = match h {
-                            Ok(piece) => Message::Have { piece },
-                            Err(broadcast::error::RecvError::Lagged(_)) => source.bitfield(),
-                            Err(broadcast::error::RecvError::Closed) => { have_rx = None; continue; }
-                        };
-                        wire::send(w, &out, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
-                        continue;
+            tokio::select! {
+                m = self.reader.next(wait_ms) => m,
+                h = self.source.next_have(), if self.haves_open => {
+                    match h {
+                        Some(out) => self.send(&out).await?,
+                        None => self.haves_open = false,
                     }
-                },
-                None => reader.next(wait_ms).await,
+                    return Ok(Next::Go);
+                }
             }
         };
         let msg = match next {
             Ok(m) => m,
             // The ticket's end came first: refused at the top of the loop.
-            Err(WireError::Timeout(_)) if right.left_ms(tickets::now_ms()) == 0 => continue,
+            Err(WireError::Timeout(_)) if self.right.left_ms(tickets::now_ms()) == 0 => return Ok(Next::Go),
             Err(WireError::Timeout(_)) => {
-                let m = format!("no request for {quiet_ms} ms");
-                return refuse(w, E_IDLE, m).await;
+                let m = format!("no request for {} ms", self.quiet_ms);
+                return Ok(Next::Done(refuse(self.w, E_IDLE, m).await));
             }
-            Err(e) => return read_failed(w, e).await,
+            Err(e) => return Ok(Next::Done(read_failed(self.w, e).await)),
         };
+        self.on_message(msg).await
+    }
+
+    async fn on_message(&mut self, msg: Message) -> Result<Next, String> {
         match msg {
-            Message::Request { piece } => {
-                asked_at = Instant::now();
-                // A downloader cancels a request whose piece another peer delivered first
-                // (endgame): read what it already sent, and skip this piece if a cancel follows.
-                read_ahead(reader, &mut inbox);
-                if let Some(at) = inbox.iter().position(|m| matches!(m, Message::Cancel { piece: p } if *p == piece)) {
-                    inbox.remove(at);
-                    served.cancelled += 1;
-                    continue;
-                }
-                if !source.has(piece) || spread.is_some_and(|j| j.verdict(piece) == Verdict::AskElsewhere) {
-                    wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
-                    continue;
-                }
-                let (b, read) = source.read(piece, std::mem::take(&mut buf)).await?;
-                if d.faults.serve_delay_ms > 0 {
-                    tokio::time::sleep(Duration::from_millis(d.faults.serve_delay_ms)).await;
-                }
-                match read {
-                    Ok(()) => {
-                        header.clear();
-                        proto::piece::encode_piece_header(piece, b.len(), &mut header);
-                        wire::write_parts(w, &[&header, &b], WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
-                        served.pieces += 1;
-                    }
-                    Err(e) => {
-                        tracing::warn!(piece, "cannot read piece: {e}");
-                        wire::send(w, &Message::Reject { piece }, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
-                    }
-                }
-                buf = b;
-            }
-            Message::PieceListRequest { start, count } => {
-                asked_at = Instant::now();
-                let n = source.num_pieces();
-                if start as u64 + count as u64 > n {
-                    let m = format!("the piece list has {n} hashes; asked for {count} from {start}");
-                    return refuse(w, E_BAD_RANGE, m).await;
-                }
-                let hashes = match list_range(d, source, start, count).await {
-                    Ok(h) => h,
-                    Err((code, m)) => return refuse(w, code, m).await,
-                };
-                let answer = faulty_list(d.faults.bad_piece_list, n as u32, start, hashes);
-                wire::send(w, &answer, WRITE_TIMEOUT_MS).await.map_err(|e| e.to_string())?;
-            }
+            Message::Request { piece } => self.on_request(piece).await?,
+            Message::PieceListRequest { start, count } => return self.on_list_request(start, count).await,
             Message::Ticket { ticket } => {
-                if let Err(why) = fresh_ticket(&mut right, &ticket, tickets::now_ms(), served) {
-                    return refuse(w, E_TICKET, why).await;
+                if let Err(why) = fresh_ticket(&mut self.right, &ticket, tickets::now_ms(), self.served) {
+                    return Ok(Next::Done(refuse(self.w, E_TICKET, why).await));
                 }
             }
             Message::Cancel { .. } | Message::KeepAlive | Message::Have { .. } => {}
-            Message::Error { message, .. } => return Err(format!("peer closed: {message}")),
-            other => return refuse(w, E_UNEXPECTED, format!("unexpected {}", name_of(&other))).await,
+            Message::Error { message, .. } => return Ok(Next::Done(Err(format!("peer closed: {message}")))),
+            other => {
+                let m = format!("unexpected {}", other.name());
+                return Ok(Next::Done(refuse(self.w, E_UNEXPECTED, m).await));
+            }
         }
+        Ok(Next::Go)
+    }
+
+    async fn on_request(&mut self, piece: u32) -> Result<(), String> {
+        self.asked_at = Instant::now();
+        // A downloader cancels a request whose piece another peer delivered first (endgame):
+        // read what it already sent, and skip this piece if a cancel follows.
+        read_ahead(self.reader, &mut self.inbox);
+        if let Some(at) = self.inbox.iter().position(|m| matches!(m, Message::Cancel { piece: p } if *p == piece)) {
+            self.inbox.remove(at);
+            self.served.cancelled += 1;
+            return Ok(());
+        }
+        if !self.source.has(piece) || self.spread.is_some_and(|j| j.verdict(piece) == Verdict::AskElsewhere) {
+            return self.send(&Message::Reject { piece }).await;
+        }
+        let (b, read) = self.source.read(piece, std::mem::take(&mut self.buf)).await?;
+        if self.d.faults.serve_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.d.faults.serve_delay_ms)).await;
+        }
+        let sent = match read {
+            Ok(()) => {
+                self.header.clear();
+                proto::piece::encode_piece_header(piece, b.len(), &mut self.header);
+                let sent = wire::write_parts(self.w, &[&self.header, &b], WRITE_TIMEOUT_MS).await;
+                self.served.pieces += u64::from(sent.is_ok());
+                sent.map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                tracing::warn!(piece, "cannot read piece: {e}");
+                self.send(&Message::Reject { piece }).await
+            }
+        };
+        self.buf = b;
+        sent
+    }
+
+    async fn on_list_request(&mut self, start: u32, count: u32) -> Result<Next, String> {
+        self.asked_at = Instant::now();
+        let n = self.source.num_pieces();
+        if start as u64 + count as u64 > n {
+            let m = format!("the piece list has {n} hashes; asked for {count} from {start}");
+            return Ok(Next::Done(refuse(self.w, E_BAD_RANGE, m).await));
+        }
+        let hashes = match list_range(self.d, &self.source, start, count).await {
+            Ok(h) => h,
+            Err((code, m)) => return Ok(Next::Done(refuse(self.w, code, m).await)),
+        };
+        let answer = faulty_list(self.d.faults.bad_piece_list, n as u32, start, hashes);
+        self.send(&answer).await?;
+        Ok(Next::Go)
     }
 }
 
@@ -547,11 +640,11 @@ fn read_ahead(reader: &mut ServerReader, inbox: &mut VecDeque<Message>) {
 
 /// Hashes `start..start + count` of the piece list of what `source` serves (the range is
 /// within the list, `count` at most `MAX_PIECE_LIST_HASHES_PER_FRAME`, checked by the codec).
-async fn list_range(d: &Arc<Daemon>, source: &Source, start: u32, count: u32) -> Result<Vec<PieceHash>, (u16, String)> {
+async fn list_range(d: &Daemon, source: &Source, start: u32, count: u32) -> Result<Vec<PieceHash>, (u16, String)> {
     debug_assert!(count as usize <= MAX_PIECE_LIST_HASHES_PER_FRAME);
     let (start, end) = (start as usize, start as usize + count as usize);
     match source {
-        Source::Partial { live, .. } => match live.piece_list.get() {
+        Source::Partial { view, .. } => match view.list.borrow().as_ref() {
             Some(list) => Ok(list[start..end].to_vec()),
             None => Err((E_LIST_NOT_YET, "this peer has not verified the piece list yet".into())),
         },
@@ -572,7 +665,7 @@ async fn list_range(d: &Arc<Daemon>, source: &Source, start: u32, count: u32) ->
 }
 
 /// The range from the stored list of `share`, if it is stored.
-async fn stored_range(d: &Arc<Daemon>, share: &Share, n: u64, start: u64, count: u64) -> Option<Vec<PieceHash>> {
+async fn stored_range(d: &Daemon, share: &Share, n: u64, start: u64, count: u64) -> Option<Vec<PieceHash>> {
     // The share may have been recorded without a key (older version) and rebuilt since.
     let key = share.piece_list_sha1.clone().or_else(|| d.shares.get(&share.group, &share.name)?.piece_list_sha1)?;
     let store = d.piece_lists.clone();
@@ -588,7 +681,7 @@ async fn stored_range(d: &Arc<Daemon>, share: &Share, n: u64, start: u64, count:
 
 /// Hashes the shared file again and stores its list. The work runs to the end on the blocking
 /// pool even if the requester goes away, so its next attempt finds the list stored.
-async fn rebuild_list(d: &Arc<Daemon>, share: &Share) -> Result<Arc<Vec<PieceHash>>, (u16, String)> {
+async fn rebuild_list(d: &Daemon, share: &Share) -> Result<Arc<Vec<PieceHash>>, (u16, String)> {
     tracing::info!(name = %share.name, path = %share.path, "rebuilding a missing piece list from the shared file");
     let (store, s) = (d.piece_lists.clone(), share.clone());
     let rebuilt = tokio::task::spawn_blocking(move || -> Result<(String, Vec<PieceHash>), String> {

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use peer::daemon::channel::Channel;
 use peer::identity::PeerIdentity;
+pub use proto::piece::PROTOCOL_VERSION as VERSION;
 use proto::piece::{decode, encode, Message};
 use testkit::Peer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-pub const VERSION: u16 = 3;
 
 /// Where `p`'s daemon serves pieces (from its daemon.json).
 pub fn peer_addr(p: &Peer) -> String {

@@ -1,29 +1,26 @@
 //! A person's hands on downloads: pause, resume, cancel, forget (see STATE.md for the states).
 //!
 //! Each acts on the downloads of one NAME in one GROUP (to whatever destination) that are in a
-//! state it applies to (`verdict`). Stopping a download cancels its stop token and waits for
-//! its swarm task to end, so that when `pause` or `cancel` answers, its connections are closed;
-//! the state is changed only after that, and only if the swarm did not complete or fail
-//! meanwhile. One operation per download at a time (`Live::manage`).
+//! state it applies to (`verdict`). Each download's task carries the operation out
+//! (`actor::Command`): stopping a download stops its swarm and waits for its connections to
+//! end, so that when `pause` or `cancel` answers, its connections are closed. A task takes one
+//! message at a time, so operations on one download never overlap. What needs the tracker or
+//! the table (listing this peer as a sharer again, unlisting it, dropping a row, unlinking a
+//! `.part`) is done here, after the task answered.
 //!
 //! `logout` pauses every running download the same way (`pause_for_logout`), marked so that
 //! the next login resumes them (`resume_after_login`); a download paused by a person stays
 //! paused.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 
-use super::{spawn_swarm, Live};
+use super::{DownloadHandle, One};
 use crate::control::{ControlResponse, DownloadState};
 use crate::daemon::disk::{self, Found};
 use crate::daemon::Daemon;
-
-/// Longest wait for a stopping swarm (its connections get `swarm::DRAIN_MS` of it).
-const STOP_WAIT_MS: u64 = 15_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -133,24 +130,13 @@ fn remove_part(path: &Path) -> Result<bool, String> {
     }
 }
 
-/// Stops the swarm of `live` and waits for it (and its connections) to end.
-async fn stop_swarm(live: &Live) {
-    live.stop.lock().unwrap_or_else(|p| p.into_inner()).cancel();
-    let task = live.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(task) = task {
-        if tokio::time::timeout(Duration::from_millis(STOP_WAIT_MS), task).await.is_err() {
-            tracing::warn!("a download's swarm did not stop within {STOP_WAIT_MS} ms");
-        }
-    }
-}
-
 /// This peer stops being listed as a sharer of (group, name) at the tracker when it neither
 /// shares a copy nor has another active download of it.
 async fn unlist(d: &Arc<Daemon>, group: &str, name: &str) {
     if d.shares.get(group, name).is_some() {
         return;
     }
-    let active = d.downloads.matching(group, name).iter().any(|l| l.state() == DownloadState::Downloading);
+    let active = d.downloads.matching(group, name).iter().any(|h| h.state() == DownloadState::Downloading);
     if active {
         return;
     }
@@ -161,82 +147,37 @@ async fn unlist(d: &Arc<Daemon>, group: &str, name: &str) {
     }
 }
 
-/// The result of one operation on one download.
-enum One {
-    Acted,
-    Already,
-    /// It was (or became meanwhile) in a state the operation does not apply to.
-    Skipped(DownloadState),
-    /// It is finishing: too late.
-    Finishing,
+/// Resumes a paused download (`downloading` again, the `.part` re-verified, the swarm started)
+/// and lists this peer as a sharer again, as when it started: other downloaders fetch what we
+/// verify. With `after_logout`, only a download a logout paused.
+async fn resume(d: &Arc<Daemon>, h: &DownloadHandle, after_logout: bool) -> One {
+    let one = h.manage(Op::Resume, after_logout).await;
+    if one == One::Acted {
+        let (group, meta) = h.with_record(|r| (r.group.clone(), r.meta.clone()));
+        if let Some(client) = d.session_client() {
+            if let Err(e) = client.upload(&group, meta.clone(), &d.peer_addr, &d.identity.public_hex()).await {
+                tracing::warn!("cannot register as a sharer of {} while downloading: {e}", meta.name);
+            }
+        }
+    }
+    one
 }
 
-async fn pause_one(d: &Arc<Daemon>, live: &Arc<Live>) -> One {
-    match verdict(Op::Pause, live.state()) {
-        Verdict::Act => {}
-        Verdict::Already => return One::Already,
-        Verdict::Skip => return One::Skipped(live.state()),
-    }
-    if live.finishing.load(Ordering::SeqCst) {
-        return One::Finishing;
-    }
-    stop_swarm(live).await;
-    {
-        let mut r = live.record.lock().unwrap_or_else(|p| p.into_inner());
-        if r.state != DownloadState::Downloading {
-            return One::Skipped(r.state);
-        }
-        if live.finishing.load(Ordering::SeqCst) {
-            return One::Finishing;
-        }
-        r.state = DownloadState::Paused;
-        r.error = None;
-        r.bytes_done = live.bytes_done.load(Ordering::Relaxed);
-        tracing::info!(name = %r.name, group = %r.group, dest = %r.dest, bytes_done = r.bytes_done, "download paused");
-    }
-    *live.part.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    d.downloads.save();
-    One::Acted
-}
-
-/// Resumes a paused download: `downloading` again, the `.part` re-verified, the swarm started.
-pub async fn resume_one(d: &Arc<Daemon>, live: &Arc<Live>) -> Result<(), String> {
-    let Some(client) = d.session_client() else {
-        return Err("not logged in (run: peer login USER)".into());
-    };
-    let (group, meta) = {
-        let mut r = live.record.lock().unwrap_or_else(|p| p.into_inner());
-        if r.state != DownloadState::Paused {
-            return Ok(());
-        }
-        r.state = DownloadState::Downloading;
-        r.error = None;
-        r.paused_by_logout = false;
-        tracing::info!(name = %r.name, group = %r.group, dest = %r.dest, "download resumed");
-        (r.group.clone(), r.meta.clone())
-    };
-    d.downloads.save();
-    spawn_swarm(d, live, true);
-    // Listed as a sharer again, as when it started: other downloaders fetch what we verify.
-    if let Err(e) = client.upload(&group, meta.clone(), &d.peer_addr, &d.identity.public_hex()).await {
-        tracing::warn!("cannot register as a sharer of {} while downloading: {e}", meta.name);
-    }
-    Ok(())
+/// Resumes the paused download `h` (a `download` to the same place).
+pub async fn resume_one(d: &Arc<Daemon>, h: &DownloadHandle) {
+    resume(d, h, false).await;
 }
 
 /// Pauses every running download before this HOME logs out: they keep their verified pieces
 /// and are resumed by the next login. Returns how many were paused.
 pub async fn pause_for_logout(d: &Arc<Daemon>) -> usize {
     let mut paused = 0;
-    for live in d.downloads.all() {
-        let _one_at_a_time = live.manage.lock().await;
-        if let One::Acted = pause_one(d, &live).await {
-            live.record.lock().unwrap_or_else(|p| p.into_inner()).paused_by_logout = true;
+    for h in d.downloads.all() {
+        if h.manage(Op::Pause, true).await == One::Acted {
             paused += 1;
         }
     }
     if paused > 0 {
-        d.downloads.save();
         tracing::info!(paused, "logging out: running downloads paused until the next login");
     }
     paused
@@ -249,44 +190,22 @@ pub async fn resume_after_login(d: &Arc<Daemon>) -> usize {
         return 0;
     }
     let mut resumed = 0;
-    for live in d.downloads.all() {
-        let _one_at_a_time = live.manage.lock().await;
-        let waiting = {
-            let r = live.record.lock().unwrap_or_else(|p| p.into_inner());
-            r.state == DownloadState::Paused && r.paused_by_logout
-        };
-        if !waiting {
-            continue;
-        }
-        match resume_one(d, &live).await {
-            Ok(()) => resumed += 1,
-            Err(e) => tracing::warn!("cannot resume a download paused by the logout: {e}"),
+    for h in d.downloads.all() {
+        if resume(d, &h, true).await == One::Acted {
+            resumed += 1;
         }
     }
     resumed
 }
 
-async fn cancel_one(d: &Arc<Daemon>, live: &Arc<Live>, warnings: &mut Vec<String>) -> One {
-    let state = live.state();
-    if verdict(Op::Cancel, state) != Verdict::Act {
-        return One::Skipped(state);
+/// Cancels `h`: its task stops the swarm, then the row goes and the `.part` is unlinked.
+async fn cancel(d: &Arc<Daemon>, h: &DownloadHandle, warnings: &mut Vec<String>) -> One {
+    let one = h.manage(Op::Cancel, false).await;
+    if one != One::Acted {
+        return one;
     }
-    if state == DownloadState::Downloading {
-        if live.finishing.load(Ordering::SeqCst) {
-            return One::Finishing;
-        }
-        stop_swarm(live).await;
-        let now = live.state();
-        if verdict(Op::Cancel, now) != Verdict::Act {
-            return One::Skipped(now);
-        }
-        if live.finishing.load(Ordering::SeqCst) {
-            return One::Finishing;
-        }
-    }
-    let record = live.record.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    d.downloads.remove(live, true);
-    *live.part.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let record = h.with_record(|r| r.clone());
+    d.downloads.remove(h, true);
     let part = record.part_path();
     match tokio::task::spawn_blocking(move || remove_part(&part)).await {
         Ok(Ok(_)) => {}
@@ -295,6 +214,22 @@ async fn cancel_one(d: &Arc<Daemon>, live: &Arc<Live>, warnings: &mut Vec<String
     }
     tracing::info!(name = %record.name, group = %record.group, dest = %record.dest, "download cancelled");
     One::Acted
+}
+
+/// Runs `op` on one download.
+async fn run_one(d: &Arc<Daemon>, op: Op, h: &DownloadHandle, warnings: &mut Vec<String>) -> One {
+    match op {
+        Op::Pause => h.manage(Op::Pause, false).await,
+        Op::Cancel => cancel(d, h, warnings).await,
+        Op::Resume => resume(d, h, false).await,
+        Op::Forget => {
+            let one = h.manage(Op::Forget, false).await;
+            if one == One::Acted {
+                d.downloads.remove(h, false);
+            }
+            one
+        }
+    }
 }
 
 /// Runs `op` on the downloads of `name` in `group`.
@@ -310,32 +245,9 @@ pub async fn run(d: &Arc<Daemon>, op: Op, group: String, name: String) -> Contro
     let mut states: Vec<DownloadState> = Vec::new();
     let mut finishing = false;
     let mut warnings: Vec<String> = Vec::new();
-    for live in d.downloads.matching(&group, &name) {
-        let _one_at_a_time = live.manage.lock().await;
-        let dest = live.record.lock().unwrap_or_else(|p| p.into_inner()).dest.clone();
-        let result = match op {
-            Op::Pause => pause_one(d, &live).await,
-            Op::Cancel => cancel_one(d, &live, &mut warnings).await,
-            Op::Resume => match verdict(op, live.state()) {
-                Verdict::Act => match resume_one(d, &live).await {
-                    Ok(()) => One::Acted,
-                    Err(e) => {
-                        warnings.push(e);
-                        One::Skipped(live.state())
-                    }
-                },
-                Verdict::Already => One::Already,
-                Verdict::Skip => One::Skipped(live.state()),
-            },
-            Op::Forget => match verdict(op, live.state()) {
-                Verdict::Act => {
-                    d.downloads.remove(&live, false);
-                    One::Acted
-                }
-                _ => One::Skipped(live.state()),
-            },
-        };
-        match result {
+    for h in d.downloads.matching(&group, &name) {
+        let dest = h.with_record(|r| r.dest.clone());
+        match run_one(d, op, &h, &mut warnings).await {
             One::Acted => acted.push(dest),
             One::Already => already.push(dest),
             One::Skipped(s) => states.push(s),

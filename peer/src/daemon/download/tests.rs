@@ -10,6 +10,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracker_client::{RetryPolicy, TrackerClient};
 
+use std::sync::atomic::AtomicU64;
+
+use super::actor::{self, Begin, DownloadHandle};
 use super::conn;
 use super::engine::{ConnEnd, Sharer};
 use super::*;
@@ -17,8 +20,8 @@ use crate::daemon::channel::Channel;
 use crate::daemon::shares::{Share, ShareTable};
 use crate::daemon::wire::{self, FrameReader};
 use crate::daemon::{serve, tickets, BadPieceList, Daemon, Faults};
-use crate::hashing::hash_file;
-use crate::home::Session;
+use crate::hashing::{hash_file, MAX_FILE_SIZE_BYTES};
+use crate::home::{Home, Session};
 use crate::identity::PeerIdentity;
 use crate::piece_lists::PieceListStore;
 use proto::ticket::{Ticket, TicketSigner};
@@ -63,9 +66,9 @@ async fn serve(d: &Arc<Daemon>) -> Sharer {
     Sharer { addr, key: d.identity.public() }
 }
 
-/// A ticket for `d`'s download of `live`, as the tracker would sign it.
-fn ticket(d: &Daemon, live: &Live) -> Vec<u8> {
-    let (group, sha1) = live.group_and_sha1();
+/// A ticket for `d`'s download `h`, as the tracker would sign it.
+fn ticket(d: &Daemon, h: &DownloadHandle) -> Vec<u8> {
+    let (group, sha1) = h.with_record(|r| (r.group.clone(), r.meta.sha1.clone()));
     signer().sign(&Ticket {
         group,
         file_sha1: conn::sha1_bytes(&sha1),
@@ -75,10 +78,16 @@ fn ticket(d: &Daemon, live: &Live) -> Vec<u8> {
     })
 }
 
-/// One connection of `d`'s download `live` to `sharer`, with a valid ticket.
-async fn go(d: &Arc<Daemon>, live: &Arc<Live>, sharer: &Sharer) -> ConnEnd {
-    let (_keep, rx) = tokio::sync::watch::channel(Arc::new(ticket(d, live)));
-    conn::run(d, live, sharer, rx).await
+/// One connection of `d`'s download `h` to `sharer`, with a valid ticket, driven by the
+/// download's task.
+async fn go(d: &Arc<Daemon>, h: &DownloadHandle, sharer: &Sharer) -> ConnEnd {
+    let (_keep, rx) = tokio::sync::watch::channel(Arc::new(ticket(d, h)));
+    h.connect(sharer.clone(), rx).await
+}
+
+/// The download's verified piece list, as its task serves it.
+async fn list_of(h: &DownloadHandle) -> Option<Arc<Vec<PieceHash>>> {
+    h.serve().await.expect("downloading").list.borrow().clone()
 }
 
 /// A daemon sharing `bytes` in group "g" as `peer upload` leaves it: file hashed, list stored.
@@ -101,8 +110,9 @@ async fn sharer(dir: &Path, bytes: &[u8], faults: Faults) -> (Arc<Daemon>, Share
     (d, addr, h.meta)
 }
 
-/// A download of `meta` into `dir` with its `.part` open, as `start` leaves it.
-fn downloader(dir: &Path, meta: &FileMetaBody) -> (Arc<Daemon>, Arc<Live>) {
+/// A download of `meta` into `dir` with its `.part` open, as `start` leaves it, but with no
+/// swarm: the tests drive its connections one at a time.
+fn downloader(dir: &Path, meta: &FileMetaBody) -> (Arc<Daemon>, DownloadHandle) {
     std::fs::create_dir_all(dir).unwrap();
     let d = daemon(dir, Faults::default());
     let record = DownloadRecord {
@@ -117,15 +127,14 @@ fn downloader(dir: &Path, meta: &FileMetaBody) -> (Arc<Daemon>, Arc<Live>) {
         paused_by_logout: false,
     };
     let part = disk::open_part(&record.part_path(), meta.size).unwrap();
-    let live = live_from(record, vec![false; piece_count(meta.size) as usize]);
-    set_empty_list(&live);
-    *live.part.lock().unwrap() = Some(Arc::new(part));
-    d.downloads.insert(live.clone());
-    (d, live)
+    let have = actor::all_pieces(meta.size, false);
+    let h = actor::spawn(&d, record, have, Some(part), Begin::Idle);
+    d.downloads.insert(h.clone());
+    (d, h)
 }
 
-fn part_bytes(live: &Live) -> Vec<u8> {
-    std::fs::read(live.record.lock().unwrap().part_path()).unwrap()
+fn part_bytes(h: &DownloadHandle) -> Vec<u8> {
+    std::fs::read(h.with_record(|r| r.part_path())).unwrap()
 }
 
 const LEN: usize = 3 * PIECE_LEN_BYTES as usize + 4321;
@@ -137,11 +146,11 @@ async fn an_honest_list_is_verified_stored_and_used() {
     let (_s, addr, meta) = sharer(&tmp.path().join("s"), &bytes, Faults::default()).await;
     let (d, live) = downloader(&tmp.path().join("d"), &meta);
     assert!(matches!(go(&d, &live, &addr).await, ConnEnd::Done));
-    assert!(live.picker.lock().unwrap().is_complete());
+    assert_eq!(live.row().bytes_done, LEN as u64, "every piece verified");
     assert_eq!(part_bytes(&live), bytes);
     // Stored in the downloader's HOME, so a restart and the finished share need not ask again.
     let stored = d.piece_lists.load(&meta.piece_list_sha1, 4).unwrap().expect("stored");
-    assert_eq!(&stored, live.piece_list.get().unwrap().as_ref());
+    assert_eq!(&stored, list_of(&live).await.unwrap().as_ref());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,8 +169,8 @@ async fn a_wrong_or_short_list_ends_the_connection_before_any_piece() {
             ConnEnd::BadPieceList(why) => assert!(why.contains(says), "{fault:?}: {why}"),
             other => panic!("{fault:?}: expected a bad list, got {other:?}"),
         }
-        assert!(live.piece_list.get().is_none(), "a wrong list is never kept");
-        assert_eq!(live.picker.lock().unwrap().done_count(), 0);
+        assert!(list_of(&live).await.is_none(), "a wrong list is never kept");
+        assert_eq!(live.row().bytes_done, 0);
         assert_eq!(d.piece_lists.load(&meta.piece_list_sha1, 4).unwrap(), None, "nor stored");
         // The same download then finishes from an honest sharer.
         let (_h, honest, _) = sharer(&tmp.path().join(format!("h{i}")), &bytes, Faults::default()).await;
@@ -230,7 +239,7 @@ async fn requests_past_the_end_of_the_list_are_refused() {
     let (r, mut w) = tokio::io::split(tls);
     let mut reader = FrameReader::new(r);
     let hello = Message::Handshake {
-        protocol_version: conn::PROTOCOL_VERSION,
+        protocol_version: proto::piece::PROTOCOL_VERSION,
         file_sha1: conn::sha1_bytes(&meta.sha1),
         group: "g".into(),
         user: "u".into(),
