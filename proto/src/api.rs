@@ -493,6 +493,7 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_string(&action).unwrap(), format!("\"{name}\""));
             assert_eq!(serde_json::from_str::<MembershipAction>(&format!("\"{name}\"")).unwrap(), action);
+            assert_eq!(MembershipAction::from(name), action);
         }
     }
 

@@ -94,6 +94,28 @@ mod tests {
     use super::*;
     use proto::error::ErrorCode;
 
+    /// docs/CONTRACT.md's table of error codes, row by row: every code it lists is one the
+    /// enum knows (not `Other`), and exits as the table says.
+    #[test]
+    fn every_code_of_the_contracts_table_is_known_and_exits_as_documented() {
+        let doc = include_str!("../../../docs/CONTRACT.md");
+        let table = &doc[doc.find("## Error codes").expect("CONTRACT.md has its table of error codes")..];
+        let mut seen = 0;
+        for row in table.lines().skip_while(|l| !l.starts_with("| `")).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let exit: u8 = cells[2].parse().unwrap_or_else(|_| panic!("no exit code in: {row}"));
+            for (i, name) in cells[1].split('`').enumerate() {
+                if i % 2 == 1 {
+                    let code = ApiErrorCode::parse(name);
+                    assert!(!matches!(code, ApiErrorCode::Other(_)), "`{name}` is not an ApiErrorCode");
+                    assert_eq!(exit_code_of(&code), exit, "`{name}`");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 25, "only {seen} codes read from the table");
+    }
+
     #[test]
     fn exit_codes_follow_the_contract() {
         assert_eq!(CliError::usage("x").exit_code, 2);
