@@ -59,6 +59,27 @@ pub struct Config {
     pub snapshot_logs_threshold: u64,
 }
 
+impl Config {
+    /// The runs the test suite makes: 3 nodes, 8 clients, a fault every ~1.1 s lasting 0.8 s,
+    /// the shipped Raft timings (heartbeat 20 ms, election timeout 60–120 ms), snapshots every
+    /// 500 entries, on loopback.
+    pub fn suite(seed: u64, duration_s: u64) -> Config {
+        Config {
+            seed,
+            duration_s,
+            nodes: 3,
+            clients: 8,
+            fault_interval_ms: 1_500,
+            fault_duration_ms: 800,
+            heartbeat_ms: 20,
+            election_timeout_ms: (60, 120),
+            steady_s: 0,
+            netns: None,
+            snapshot_logs_threshold: 500,
+        }
+    }
+}
+
 /// Netns mode: node i on host i-1 (10.77.0.i), the clients on host `nodes`; between every pair
 /// of nodes a relay with this one-way delay and jitter (see `relay.rs`); partitions of one node
 /// pull its cable, bridges cut relays. Each node's host loses `loss_pct` % of the packets it
@@ -570,19 +591,7 @@ mod tests {
 
     fn report(client_panics: Vec<String>) -> Report {
         Report {
-            config: Config {
-                seed: 1,
-                duration_s: 1,
-                nodes: 3,
-                clients: 2,
-                fault_interval_ms: 1_500,
-                fault_duration_ms: 800,
-                heartbeat_ms: 20,
-                election_timeout_ms: (60, 120),
-                steady_s: 0,
-                netns: None,
-                snapshot_logs_threshold: 500,
-            },
+            config: Config { clients: 2, ..Config::suite(1, 1) },
             ops: BTreeMap::new(),
             faults: BTreeMap::new(),
             gaps_ms: BTreeMap::new(),

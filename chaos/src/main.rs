@@ -76,6 +76,32 @@ extern "C" fn on_signal(_: libc::c_int) {
     chaos::request_stop();
 }
 
+impl RunArgs {
+    /// The run these flags ask for, or what is wrong with them.
+    fn config(self) -> anyhow::Result<chaos::Config> {
+        let election_timeout_ms = self
+            .election_timeout_ms
+            .split_once(',')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("--election-timeout-ms must be MIN,MAX"))?;
+        anyhow::ensure!(self.nodes >= 3 && self.nodes % 2 == 1, "--nodes must be an odd number, at least 3");
+        anyhow::ensure!(self.clients >= 1 && self.clients <= 64, "--clients must be 1 to 64");
+        Ok(chaos::Config {
+            seed: self.seed,
+            duration_s: self.duration_s,
+            nodes: self.nodes,
+            clients: self.clients,
+            fault_interval_ms: self.fault_interval_ms,
+            fault_duration_ms: self.fault_duration_ms,
+            heartbeat_ms: self.heartbeat_ms,
+            election_timeout_ms,
+            steady_s: self.steady_s,
+            snapshot_logs_threshold: self.snapshot_logs_threshold,
+            netns: self.netns.then_some(self.links),
+        })
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     // SIGINT/SIGTERM end the run early but cleanly: faults healed, every node stopped.
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
@@ -83,46 +109,15 @@ fn main() -> anyhow::Result<()> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let RunArgs {
-        seed,
-        duration_s,
-        nodes,
-        clients,
-        fault_interval_ms,
-        fault_duration_ms,
-        heartbeat_ms,
-        election_timeout_ms,
-        json,
-        steady_s,
-        netns,
-        links,
-        snapshot_logs_threshold,
-    } = match Cli::parse().command {
+    let args = match Cli::parse().command {
         Cmd::Relay { routes, delay_ms, jitter_ms, window_bytes, control_stdin } => {
             anyhow::ensure!(delay_ms >= 0.0 && jitter_ms >= 0.0, "--delay-ms and --jitter-ms must be 0 or more");
             return chaos::relay::run(routes, chaos::links::spec(delay_ms, jitter_ms, window_bytes), control_stdin);
         }
         Cmd::Run(args) => args,
     };
-    let (lo, hi) = election_timeout_ms
-        .split_once(',')
-        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
-        .ok_or_else(|| anyhow::anyhow!("--election-timeout-ms must be MIN,MAX"))?;
-    anyhow::ensure!(nodes >= 3 && nodes % 2 == 1, "--nodes must be an odd number, at least 3");
-    anyhow::ensure!(clients >= 1 && clients <= 64, "--clients must be 1 to 64");
-    let report = chaos::run(chaos::Config {
-        seed,
-        duration_s,
-        nodes,
-        clients,
-        fault_interval_ms,
-        fault_duration_ms,
-        heartbeat_ms,
-        election_timeout_ms: (lo, hi),
-        steady_s,
-        snapshot_logs_threshold,
-        netns: netns.then_some(links),
-    })?;
+    let json = args.json;
+    let report = chaos::run(args.config()?)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -18,19 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn config() -> chaos::Config {
-    chaos::Config {
-        seed: 1,
-        duration_s: 15,
-        nodes: 3,
-        clients: 8,
-        fault_interval_ms: 1_500,
-        fault_duration_ms: 800,
-        heartbeat_ms: 20,
-        election_timeout_ms: (60, 120),
-        steady_s: 0,
-        netns: None,
-        snapshot_logs_threshold: 500,
-    }
+    chaos::Config::suite(1, 15)
 }
 
 /// What the broken build requires in its environment before it agrees to start.

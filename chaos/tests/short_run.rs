@@ -18,20 +18,7 @@ const MAX_SKIPPED_WINDOWS: usize = 2;
 
 #[test]
 fn a_seeded_minute_of_faults_loses_nothing_and_stays_linearizable() {
-    let report = chaos::run(chaos::Config {
-        seed: 20261124,
-        duration_s: 60,
-        nodes: 3,
-        clients: 8,
-        fault_interval_ms: 1_500,
-        fault_duration_ms: 800,
-        heartbeat_ms: 20,
-        election_timeout_ms: (60, 120),
-        steady_s: 0,
-        netns: None,
-        snapshot_logs_threshold: 500,
-    })
-    .expect("the chaos run starts");
+    let report = chaos::run(chaos::Config::suite(20261124, 60)).expect("the chaos run starts");
     let md = report.markdown();
     println!("{md}");
     assert!(report.faults.values().sum::<u64>() >= 20, "enough faults were injected: {md}");
