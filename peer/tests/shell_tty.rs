@@ -101,6 +101,13 @@ impl Tty {
         }
     }
 
+    /// Types `line` and Enter; waits for `answer`, then for the next `prompt`.
+    fn run_line(&mut self, line: &str, answer: &str, prompt: &str) {
+        self.send(&format!("{line}{ENTER}"));
+        self.expect(answer);
+        self.expect(prompt);
+    }
+
     /// Waits for the shell to exit; its exit code.
     fn wait_exit(&mut self) -> i32 {
         let start = Instant::now();
@@ -191,14 +198,14 @@ fn the_shell_on_a_terminal_edits_completes_and_remembers() {
     // Ctrl-C drops the half-typed line; the shell goes on with a new prompt.
     sh.send(CTRL_C);
     sh.expect("\nalice@peer> ");
-    sh.send(&format!("help{ENTER}"));
-    sh.expect("commands:");
-    sh.expect("\nalice@peer> ");
+    sh.run_line("help", "commands:", "\nalice@peer> ");
 
     // A typo: "did you mean".
-    sh.send(&format!("dwnload x y z{ENTER}"));
-    sh.expect("error: unknown command \"dwnload\"; did you mean \"download_file\"?");
-    sh.expect("\nalice@peer> ");
+    sh.run_line(
+        "dwnload x y z",
+        "error: unknown command \"dwnload\"; did you mean \"download_file\"?",
+        "\nalice@peer> ",
+    );
 
     // Up-arrow recalls the previous line; Enter runs it again.
     sh.send(UP);
@@ -208,9 +215,7 @@ fn the_shell_on_a_terminal_edits_completes_and_remembers() {
     sh.expect("\nalice@peer> ");
 
     // A password given on the line, and one asked for without echo.
-    sh.send(&format!("login alice alice-password{ENTER}"));
-    sh.expect("logged in as alice");
-    sh.expect("\nalice@peer> ");
+    sh.run_line("login alice alice-password", "logged in as alice", "\nalice@peer> ");
     sh.send(&format!("login alice{ENTER}"));
     sh.expect("Password: ");
     sh.send(&format!("alice-password{ENTER}"));
@@ -224,12 +229,8 @@ fn the_shell_on_a_terminal_edits_completes_and_remembers() {
     sh.expect("\nalice@peer> ");
 
     // Logged out: the prompt says so, and hints use the shell's words.
-    sh.send(&format!("logout{ENTER}"));
-    sh.expect("logged out alice");
-    sh.expect("\npeer> ");
-    sh.send(&format!("list_groups{ENTER}"));
-    sh.expect("error: not logged in (run: login USER)");
-    sh.expect("\npeer> ");
+    sh.run_line("logout", "logged out alice", "\npeer> ");
+    sh.run_line("list_groups", "error: not logged in (run: login USER)", "\npeer> ");
 
     // Ctrl-D leaves, with exit status 0.
     sh.send(CTRL_D);
