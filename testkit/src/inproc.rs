@@ -1,6 +1,7 @@
 //! Tracker clusters in this process: every node is `tracker_node::run` on listeners bound to
 //! 127.0.0.1 port 0 (the kernel picks the ports, which the cluster file then lists: no port
-//! pool, no process, no binary to build), on a runtime the cluster owns.
+//! pool, no process, no binary to build), each on a runtime of its own (as the binary runs its
+//! API on one), which the cluster owns.
 //!
 //! For the tests that need no process of their own: not those that read a node's stderr or
 //! exit code, send it signals (kill -9, SIGSTOP), put it in a network namespace, or run the
@@ -35,10 +36,32 @@ const STOP_WAIT: Duration = Duration::from_secs(20);
 /// How long waits for a leader and for a stable view may take.
 const LEADER_WAIT: Duration = Duration::from_secs(20);
 
-/// A node that runs: how to stop it, and the task that runs it.
+/// A node that runs: its runtime, how to stop it, and the task that runs it.
 struct Running {
+    rt: tokio::runtime::Runtime,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    /// Waits for the node's task to end, then drops its runtime with every task still on it
+    /// (a crashed node's connections), waiting for them to go unless called inside a runtime.
+    fn end(self) -> Result<Result<(), String>, tokio::task::JoinError> {
+        let Running { rt, task, .. } = self;
+        let ended = rt.block_on(task);
+        shut_down(rt);
+        ended
+    }
+}
+
+/// Drops `rt` and its tasks: waits (bounded) for them, except inside another runtime, where
+/// blocking is not allowed.
+fn shut_down(rt: tokio::runtime::Runtime) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        rt.shutdown_background();
+    } else {
+        rt.shutdown_timeout(STOP_WAIT);
+    }
 }
 
 /// A tracker cluster whose nodes run in this process.
@@ -50,10 +73,9 @@ pub struct InprocCluster {
     nodes: Vec<(u64, Option<Running>)>,
     /// Listeners bound for nodes listed but not started yet: the ports stay theirs until then.
     unstarted: Vec<(u64, Listeners)>,
-    rt: Option<tokio::runtime::Runtime>,
 }
 
-/// A runtime like the binary's API runtime: its threads yield to the nodes' Raft runtimes.
+/// A node's runtime, like the binary's API runtime: its threads yield to the node's Raft runtime.
 fn node_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -115,7 +137,6 @@ impl InprocCluster {
             rafts: addrs.iter().map(|(_, r)| r.to_string()).collect(),
             nodes: (1..=opts.nodes).map(|id| (id, None)).collect(),
             unstarted: (1..=opts.nodes).zip(listeners).collect(),
-            rt: Some(node_runtime()),
         };
         for id in 1..=opts.start {
             c.start_node(id);
@@ -142,10 +163,6 @@ impl InprocCluster {
 
     pub fn ids(&self) -> Vec<u64> {
         self.nodes.iter().map(|(id, _)| *id).collect()
-    }
-
-    fn rt(&self) -> &tokio::runtime::Runtime {
-        self.rt.as_ref().expect("the runtime lives until drop")
     }
 
     fn slot(&mut self, id: u64) -> &mut Option<Running> {
@@ -191,11 +208,12 @@ impl InprocCluster {
         let cfg = Arc::new(ClusterConfig::load(&self.config).expect("the cluster file"));
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        let task = self.rt().spawn(async move {
+        let rt = node_runtime();
+        let task = rt.spawn(async move {
             let node = NodeConfig::prepare(cfg, id).await.map_err(|e| e.to_string())?;
             tracker_node::run(node, listeners, stop).await.map_err(|e| format!("{e:#}"))
         });
-        *self.slot(id) = Some(Running { shutdown, task });
+        *self.slot(id) = Some(Running { rt, shutdown, task });
     }
 
     /// Stops node `id` in order (its shutdown, as on SIGTERM) and waits for it; panics if it
@@ -203,7 +221,9 @@ impl InprocCluster {
     pub fn stop(&mut self, id: u64) {
         let Some(node) = self.slot(id).take() else { return };
         node.shutdown.cancel();
-        let ended = self.rt().block_on(async { tokio::time::timeout(STOP_WAIT, node.task).await });
+        let Running { rt, task, .. } = node;
+        let ended = rt.block_on(async { tokio::time::timeout(STOP_WAIT, task).await });
+        shut_down(rt);
         match ended {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => panic!("node {id} stopped with an error: {e}"),
@@ -217,7 +237,7 @@ impl InprocCluster {
     pub fn crash(&mut self, id: u64) {
         let Some(node) = self.slot(id).take() else { return };
         node.task.abort();
-        let _ = self.rt().block_on(node.task);
+        let _ = node.end();
     }
 
     /// Whether node `id`'s task has ended by itself (it failed to start, or failed while
@@ -227,24 +247,17 @@ impl InprocCluster {
             return None;
         }
         let node = self.slot(id).take().unwrap();
-        Some(self.rt().block_on(node.task).unwrap_or_else(|e| Err(e.to_string())))
+        Some(node.end().unwrap_or_else(|e| Err(e.to_string())))
     }
 }
 
 impl Drop for InprocCluster {
     fn drop(&mut self) {
+        // The nodes' tasks are dropped before their folder goes.
         for (_, n) in self.nodes.iter_mut() {
             if let Some(n) = n.take() {
                 n.task.abort();
-            }
-        }
-        if let Some(rt) = self.rt.take() {
-            // Waits for the nodes' tasks to be dropped before their folder goes, except inside
-            // another runtime, where blocking is not allowed.
-            if tokio::runtime::Handle::try_current().is_ok() {
-                rt.shutdown_background();
-            } else {
-                rt.shutdown_timeout(STOP_WAIT);
+                shut_down(n.rt);
             }
         }
         if std::env::var_os("TESTKIT_KEEP").is_some() {

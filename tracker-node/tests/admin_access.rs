@@ -2,7 +2,9 @@
 //! operator's only (TLS with the operator's certificate of the cluster CA), a membership change
 //! that would leave no reachable quorum is refused before it is proposed, and a process that
 //! takes a node's API port while the node is down never sees a request from a client that
-//! pins the cluster CA (the peer CLI).
+//! pins the cluster CA (the peer CLI). The first two run their nodes in this process
+//! (testkit::inproc; a node taken away is stopped at once, `crash`) and the operator's commands
+//! as processes; the last needs node processes (the peer CLI's harness is written for them).
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use testkit::inproc::{ClusterView, InprocCluster};
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -19,7 +22,7 @@ fn tracker_node(args: &[&str]) -> std::process::Output {
     std::process::Command::new(workspace_bin("tracker-node")).args(args).output().unwrap()
 }
 
-fn voters_everywhere(cluster: &Cluster, ids: &[u64], want: serde_json::Value) {
+fn voters_everywhere(cluster: &InprocCluster, ids: &[u64], want: serde_json::Value) {
     for id in ids {
         let st = cluster.status(*id).unwrap_or_else(|| panic!("node {id} answers its status"));
         assert_eq!((&st["voters"], &st["learners"]), (&want, &json!([])), "node {id}: {st}");
@@ -28,7 +31,7 @@ fn voters_everywhere(cluster: &Cluster, ids: &[u64], want: serde_json::Value) {
 
 #[test]
 fn admin_calls_need_the_operators_certificate_and_refused_ones_change_nothing() {
-    let cluster = Cluster::start(3);
+    let cluster = InprocCluster::start(3);
     let (leader, _) = cluster.wait_stable_leader();
     let api = cluster.api(leader);
     // The attacks of the issue: add voters that do not exist, remove a real one.
@@ -76,11 +79,11 @@ fn admin_calls_need_the_operators_certificate_and_refused_ones_change_nothing() 
 
 #[test]
 fn a_change_that_would_leave_no_reachable_quorum_is_refused_before_it_is_proposed() {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = InprocCluster::start(3);
     let (leader, _) = cluster.wait_stable_leader();
     let followers: Vec<u64> = cluster.ids().into_iter().filter(|i| *i != leader).collect();
     let (down, up) = (followers[0], followers[1]);
-    cluster.kill(down);
+    cluster.crash(down);
     let config = cluster.config.to_str().unwrap().to_string();
     let last_index = |id: u64| cluster.status(id).unwrap()["last_log_index"].as_u64().unwrap();
     let before = last_index(leader);

@@ -1,11 +1,13 @@
 //! The API's contract over real HTTP, against real nodes: every refusal code of docs/API.md
 //! with its documented status (`rate_limited` included), `GET /v1/session` (whoami), and passwords that never reach a
-//! log, a data file (sled's log, snapshots) or a process's argv.
+//! log, a data file (sled's log, snapshots) or a process's argv. The first two run their nodes in
+//! this process (testkit::inproc); the last needs processes (their argv and their stderr).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use testkit::inproc::{ClusterView, InprocCluster};
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -65,7 +67,7 @@ fn upload_body(name: &str, size: u64, sha1: &str) -> String {
 #[test]
 fn every_refusal_code_of_the_api_has_its_documented_status() {
     const SECRET: &str = "refusal-table-secret";
-    let cluster = Cluster::start_with(ClusterOptions {
+    let cluster = InprocCluster::start_with(ClusterOptions {
         nodes: 1,
         start: 1,
         extra: format!("secret = \"{SECRET}\""),
@@ -198,7 +200,7 @@ fn every_refusal_code_of_the_api_has_its_documented_status() {
 
 #[test]
 fn whoami_names_the_session_user_through_the_leader_until_logout() {
-    let cluster = Cluster::start(3);
+    let cluster = InprocCluster::start(3);
     let rt = runtime();
     let alice = rt.block_on(logged_in(&cluster.client(), "alice")).token().unwrap().to_string();
     let bob = rt.block_on(logged_in(&cluster.client(), "bob")).token().unwrap().to_string();

@@ -1,15 +1,18 @@
 //! Membership changes under a running write load, and a follower that was down past a
-//! snapshot and log purge catching up by snapshot install.
+//! snapshot and log purge catching up by snapshot install. The first runs its nodes in this
+//! process (testkit::inproc; node 1, removed, is then stopped at once: `crash`) and the
+//! operator's commands as processes; the second reads a node's log, so its nodes are processes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use testkit::inproc::{ClusterView, InprocCluster};
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn members_cmd(cluster: &Cluster, action: &str, id: u64) -> std::process::Output {
+fn members_cmd(cluster: &InprocCluster, action: &str, id: u64) -> std::process::Output {
     std::process::Command::new(workspace_bin("tracker-node"))
         .args(["members", action, "--config"])
         .arg(&cluster.config)
@@ -20,7 +23,7 @@ fn members_cmd(cluster: &Cluster, action: &str, id: u64) -> std::process::Output
 
 #[test]
 fn members_add_and_remove_under_write_load_lose_nothing() {
-    let mut cluster = Cluster::start_with(ClusterOptions {
+    let mut cluster = InprocCluster::start_with(ClusterOptions {
         nodes: 4,
         start: 3,
         extra: "initial_members = [1, 2, 3]".into(),
@@ -74,7 +77,7 @@ fn members_add_and_remove_under_write_load_lose_nothing() {
     let failures = writer.join().unwrap();
     assert!(failures.is_empty(), "writes failed during membership changes: {failures:?}");
 
-    cluster.kill(1);
+    cluster.crash(1);
     let leader = cluster.wait_leader(&[1]);
     let st = cluster.status(leader).unwrap();
     assert_eq!(st["voters"], serde_json::json!([2, 3, 4]), "{st}");

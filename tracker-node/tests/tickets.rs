@@ -3,11 +3,14 @@
 //! cluster's ticket key whichever node leads; the tracker records a peer's host from the
 //! connection, never from the client; an owner's removal ends the member's shares; liveness
 //! calls are answered by the leader from memory.
+//!
+//! The nodes run in this process (testkit::inproc); a leader taken away is stopped at once (`crash`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::ticket::{verify, Ticket, MAX_CLOCK_SKEW_MS, TICKET_LIFETIME_MS};
 use serde_json::{json, Value};
+use testkit::inproc::{ClusterView, InprocCluster};
 use testkit::*;
 
 const SHA1: &str = "5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f";
@@ -29,7 +32,7 @@ fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<
 /// Sends one raw request (no redirect followed) to a follower, chosen in a stable view of who
 /// leads, and returns `(leader, term, follower, answer)` once the view was the same after the
 /// answer; an election in between is a reason to ask again (at most 5 times), not a failure.
-fn from_a_follower(cluster: &Cluster, send: impl Fn(&str) -> HttpResponse) -> (u64, u64, u64, HttpResponse) {
+fn from_a_follower(cluster: &InprocCluster, send: impl Fn(&str) -> HttpResponse) -> (u64, u64, u64, HttpResponse) {
     for _ in 0..5 {
         let (leader, term) = cluster.wait_stable_leader();
         let follower = cluster.running().into_iter().find(|i| *i != leader).expect("a follower runs");
@@ -51,7 +54,7 @@ fn refusal(r: &HttpResponse) -> (u16, String) {
     (r.status, r.json()["error"]["code"].as_str().unwrap_or_default().to_string())
 }
 
-fn token(cluster: &Cluster, user: &str) -> String {
+fn token(cluster: &InprocCluster, user: &str) -> String {
     let rt = runtime();
     rt.block_on(logged_in(&cluster.client(), user)).token().unwrap().to_string()
 }
@@ -98,7 +101,7 @@ fn ask_ticket(api: &str, t: &str, group: &str, name: &str, peer_key: &str) -> Ht
 }
 
 /// The cluster's ticket key as node `id` serves it (no session needed, no redirect).
-fn ticket_key(cluster: &Cluster, id: u64) -> [u8; 32] {
+fn ticket_key(cluster: &InprocCluster, id: u64) -> [u8; 32] {
     let r = http(cluster.api(id), "GET", "/v1/ticket-key", &[], None).expect("node answers");
     assert_eq!(r.status, 200, "{r:?}");
     let k = r.json()["key"].as_str().expect("a key").to_string();
@@ -119,7 +122,7 @@ fn verified(r: HttpResponse, cluster_key: &[u8; 32]) -> Ticket {
 
 #[test]
 fn a_members_ticket_binds_group_file_user_and_key_and_verifies_under_the_key_of_every_leader() {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = InprocCluster::start(3);
     let leader = cluster.wait_leader(&[]);
     // Every node serves the same key: the cluster's, from the one key file.
     let cluster_key = ticket_key(&cluster, 1);
@@ -176,7 +179,7 @@ fn a_members_ticket_binds_group_file_user_and_key_and_verifies_under_the_key_of_
     // The leader dies: the new leader, elected in a later term, signs with the same cluster key.
     // Who leads and in which term are read from one stable view just before the kill.
     let (old, term_before) = cluster.wait_stable_leader();
-    cluster.kill(old);
+    cluster.crash(old);
     let (new_leader, term_after) = cluster.wait_stable_leader();
     assert!(term_after > term_before, "node {new_leader} leads term {term_after}; the killed {old} led {term_before}");
     assert_eq!(cluster.running().len(), 2, "{:?}", cluster.running());
@@ -194,7 +197,7 @@ fn a_members_ticket_binds_group_file_user_and_key_and_verifies_under_the_key_of_
 
 #[test]
 fn a_member_gets_no_ticket_for_another_key_than_the_one_his_daemon_announced() {
-    let cluster = Cluster::start(1);
+    let cluster = InprocCluster::start(1);
     let api = cluster.api(1).to_string();
     let cluster_key = ticket_key(&cluster, 1);
     let [alice, bob] = ["alice", "bob"].map(|u| token(&cluster, u));
@@ -234,7 +237,7 @@ fn a_member_gets_no_ticket_for_another_key_than_the_one_his_daemon_announced() {
 
 #[test]
 fn no_ticket_for_non_members_nor_after_leave_removal_or_logout() {
-    let cluster = Cluster::start(1);
+    let cluster = InprocCluster::start(1);
     let api = cluster.api(1).to_string();
     let cluster_key = ticket_key(&cluster, 1);
     let [alice, bob, carol, dave, erin] = ["alice", "bob", "carol", "dave", "erin"].map(|u| token(&cluster, u));
@@ -299,7 +302,7 @@ fn no_ticket_for_non_members_nor_after_leave_removal_or_logout() {
 
 #[test]
 fn the_tracker_records_the_requests_host_and_only_the_clients_port() {
-    let cluster = Cluster::start(1);
+    let cluster = InprocCluster::start(1);
     let api = cluster.api(1).to_string();
     let alice = token(&cluster, "alice");
     group_with(&api, "team", &alice, &[]);
@@ -359,7 +362,7 @@ fn the_tracker_records_the_requests_host_and_only_the_clients_port() {
 
 #[test]
 fn liveness_calls_are_the_leaders_soft_state_and_going_away_drops_a_sharer_at_once() {
-    let cluster = Cluster::start(3);
+    let cluster = InprocCluster::start(3);
     let leader = cluster.wait_leader(&[]);
     let api = cluster.api(leader).to_string();
     let alice = token(&cluster, "alice");
@@ -419,7 +422,7 @@ fn liveness_calls_are_the_leaders_soft_state_and_going_away_drops_a_sharer_at_on
 
 #[test]
 fn the_owner_removes_a_member_whose_shares_in_the_group_end() {
-    let cluster = Cluster::start(1);
+    let cluster = InprocCluster::start(1);
     let api = cluster.api(1).to_string();
     let [alice, bob, carol, dave, me] = ["alice", "bob", "carol", "dave", "me"].map(|u| token(&cluster, u));
     group_with(&api, "team", &alice, &[&bob, &carol, &me]);
