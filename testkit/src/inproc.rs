@@ -29,6 +29,7 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tracker_node::{Listeners, NodeConfig};
 
+use crate::layout::{cluster_toml, node_table};
 use crate::{wait_until, ClusterOptions, StableView};
 
 /// Bound on a node's ordered shutdown, and on its data_dir and ports being let go after a stop.
@@ -87,23 +88,6 @@ fn node_runtime() -> tokio::runtime::Runtime {
 
 fn loopback_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").expect("a loopback port")
-}
-
-/// `[cluster]` from `opts`, and a `[[node]]` table per `(api, raft)`, data in `node-<id>`.
-fn cluster_toml(opts: &ClusterOptions, addrs: &[(SocketAddr, SocketAddr)]) -> String {
-    let (lo, hi) = opts.election_timeout_ms;
-    let mut toml = format!(
-        "[cluster]\nheartbeat_ms = {}\nelection_timeout_ms = [{lo}, {hi}]\n{}\n",
-        opts.heartbeat_ms, opts.extra
-    );
-    for (i, (api, raft)) in addrs.iter().enumerate() {
-        toml.push_str(&node_table(i as u64 + 1, api, raft));
-    }
-    toml
-}
-
-fn node_table(id: u64, api: &SocketAddr, raft: &SocketAddr) -> String {
-    format!("\n[[node]]\nid = {id}\napi = \"{api}\"\nraft = \"{raft}\"\ndata_dir = \"node-{id}\"\n")
 }
 
 /// Whether `path` can be locked now (nobody holds its `flock`); a missing file is free.
