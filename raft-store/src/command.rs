@@ -246,8 +246,8 @@ impl Command {
                 token(token_hash)?;
                 id("group", group)?;
                 file.validate()?;
-                crate::state::validate_peer_addr(peer_addr)?;
-                crate::state::validate_logged_peer_key(peer_key)
+                validate_peer_addr(peer_addr)?;
+                validate_logged_peer_key(peer_key)
             }
             Command::StopShare { token_hash, group, name } => {
                 token(token_hash)?;
@@ -256,8 +256,8 @@ impl Command {
             }
             Command::Announce { token_hash, peer_addr, peer_key } => {
                 token(token_hash)?;
-                crate::state::validate_peer_addr(peer_addr)?;
-                crate::state::validate_logged_peer_key(peer_key)
+                validate_peer_addr(peer_addr)?;
+                validate_logged_peer_key(peer_key)
             }
         }
     }
@@ -268,6 +268,14 @@ impl Command {
     pub fn principal(&self) -> &str {
         match self {
             Command::Register { user, .. } | Command::Login { user, .. } => user,
+            _ => self.token_hash().unwrap_or_default(),
+        }
+    }
+
+    /// The session a command acts for: every command but register and login has one.
+    pub fn token_hash(&self) -> Option<&str> {
+        match self {
+            Command::Register { .. } | Command::Login { .. } => None,
             Command::Logout { token_hash }
             | Command::CreateGroup { token_hash, .. }
             | Command::JoinGroup { token_hash, .. }
@@ -276,7 +284,7 @@ impl Command {
             | Command::UploadFile { token_hash, .. }
             | Command::StopShare { token_hash, .. }
             | Command::Announce { token_hash, .. }
-            | Command::RemoveMember { token_hash, .. } => token_hash,
+            | Command::RemoveMember { token_hash, .. } => Some(token_hash),
         }
     }
 
@@ -425,5 +433,43 @@ impl From<Result<Reply, Refusal>> for Response {
             Ok(reply) => Response::Ok(reply),
             Err(refusal) => Response::Refused(refusal),
         }
+    }
+}
+
+/// Length of a peer key in hex: an Ed25519 public key is 32 bytes.
+pub const PEER_KEY_HEX_LEN: usize = 64;
+
+/// A peer key is an Ed25519 public key written as 64 lowercase hex characters.
+pub fn validate_peer_key(key: &str) -> Result<(), Refusal> {
+    if key.len() == PEER_KEY_HEX_LEN && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            ErrorCode::InvalidRequest,
+            format!("peer key {key:?} is not an Ed25519 public key as {PEER_KEY_HEX_LEN} lowercase hex characters"),
+        ))
+    }
+}
+
+/// A peer key as the log carries it: a valid key, or empty in entries written before peers
+/// had keys (see `Command::Announce`).
+pub fn validate_logged_peer_key(key: &str) -> Result<(), Refusal> {
+    if key.is_empty() {
+        Ok(())
+    } else {
+        validate_peer_key(key)
+    }
+}
+
+/// A peer address is `host:port`, bounded in length; the tracker does not resolve it.
+pub fn validate_peer_addr(addr: &str) -> Result<(), Refusal> {
+    let ok = addr.len() <= 255
+        && addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::new(ErrorCode::InvalidRequest, format!("peer address {addr:?} is not host:port")))
     }
 }

@@ -1,8 +1,8 @@
 //! Shared files: upload (a new file, or one more sharer of the same content) and stop-share.
 
 use super::quota::{Delta, QuotaKind};
-use super::users::{validate_logged_peer_key, validate_peer_addr};
 use super::{SharedFile, Sharers, TrackerState};
+use crate::command::{validate_logged_peer_key, validate_peer_addr};
 use crate::command::{ErrorCode, FileMeta, Refusal, Reply};
 use crate::names::{validate_file_name, validate_id};
 

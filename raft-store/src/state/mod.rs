@@ -14,12 +14,11 @@ mod users;
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
+pub use crate::command::validate_peer_key;
 pub use dedup::{Dedup, Remembered, DEDUP_MAX_ENTRIES, DEDUP_TTL_MS};
 pub use quota::{Growth, QuotaKind, UserCounts};
 pub use records::Record;
 pub use sharers::Sharers;
-pub use users::validate_peer_key;
-pub(crate) use users::{validate_logged_peer_key, validate_peer_addr};
 
 use crate::command::{Command, FileMeta, Refusal, Reply, Request, Response};
 
@@ -127,17 +126,9 @@ impl TrackerState {
             }
         }
         req.command.validate_shape()?;
-        match &req.command {
-            Command::Register { .. } | Command::Login { .. } => Ok(()),
-            Command::Logout { token_hash } => self.authenticate(token_hash, req.now_ms).map(|_| ()),
-            Command::CreateGroup { token_hash, .. }
-            | Command::JoinGroup { token_hash, .. }
-            | Command::LeaveGroup { token_hash, .. }
-            | Command::AcceptRequest { token_hash, .. }
-            | Command::UploadFile { token_hash, .. }
-            | Command::StopShare { token_hash, .. }
-            | Command::Announce { token_hash, .. }
-            | Command::RemoveMember { token_hash, .. } => self.authenticate(token_hash, req.now_ms).map(|_| ()),
+        match req.command.token_hash() {
+            None => Ok(()),
+            Some(token_hash) => self.authenticate(token_hash, req.now_ms).map(|_| ()),
         }
     }
 

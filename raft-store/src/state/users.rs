@@ -1,7 +1,7 @@
 //! Accounts and sessions: register, login, logout, session expiry, peer announcements.
 
 use super::{Session, TrackerState, User};
-use crate::command::{ErrorCode, Refusal, Reply};
+use crate::command::{validate_logged_peer_key, validate_peer_addr, ErrorCode, Refusal, Reply};
 use crate::names::validate_id;
 
 impl TrackerState {
@@ -107,43 +107,5 @@ impl TrackerState {
     /// Number of files (across groups) that `user` is a sharer of.
     pub(super) fn shares_of(&self, user: &str) -> u64 {
         self.groups.values().flat_map(|g| g.files.values()).filter(|f| f.sharers.contains(user)).count() as u64
-    }
-}
-
-/// Length of a peer key in hex: an Ed25519 public key is 32 bytes.
-pub const PEER_KEY_HEX_LEN: usize = 64;
-
-/// A peer key is an Ed25519 public key written as 64 lowercase hex characters.
-pub fn validate_peer_key(key: &str) -> Result<(), Refusal> {
-    if key.len() == PEER_KEY_HEX_LEN && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        Ok(())
-    } else {
-        Err(Refusal::new(
-            ErrorCode::InvalidRequest,
-            format!("peer key {key:?} is not an Ed25519 public key as {PEER_KEY_HEX_LEN} lowercase hex characters"),
-        ))
-    }
-}
-
-/// A peer key as the log carries it: a valid key, or empty in entries written before peers
-/// had keys (see `Command::Announce`).
-pub(crate) fn validate_logged_peer_key(key: &str) -> Result<(), Refusal> {
-    if key.is_empty() {
-        Ok(())
-    } else {
-        validate_peer_key(key)
-    }
-}
-
-/// A peer address is `host:port`, bounded in length; the tracker does not resolve it.
-pub(crate) fn validate_peer_addr(addr: &str) -> Result<(), Refusal> {
-    let ok = addr.len() <= 255
-        && addr
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
-    if ok {
-        Ok(())
-    } else {
-        Err(Refusal::new(ErrorCode::InvalidRequest, format!("peer address {addr:?} is not host:port")))
     }
 }
