@@ -68,125 +68,122 @@ fn digest(i: u64, salt: u8) -> Sha1Digest {
     Sha1Digest(d)
 }
 
-fn main() {
-    // As tracker-node does: two malloc arenas.
-    unsafe {
-        mallopt(-8, 2); // M_ARENA_MAX
-    }
-    let mut args = std::env::args().skip(1);
-    let files: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let groups: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let with_ids = args.next().as_deref() != Some("noids");
-    let users = 32u64;
-    let mut state = TrackerState::default();
-    let mut now_ms = 1_700_000_000_000u64;
-    let mut seq = 0u64;
-    let mut since_snapshot = 0u64;
-    let mut snapshots = 0u32;
-    let mut build_ms = Vec::new();
-    let mut pending: Option<std::thread::JoinHandle<u64>> = None;
-    let mut apply = |state: &mut TrackerState, command: Command, now_ms: u64| {
-        seq += 1;
-        let r = state.apply(&Request {
-            request_id: with_ids.then(|| format!("{:08x}-0000-4000-8000-{seq:012x}", seq)),
-            now_ms,
+/// The workload applied to one state, and the snapshots taken along the way as a node does.
+struct Load {
+    state: TrackerState,
+    with_ids: bool,
+    users: u64,
+    now_ms: u64,
+    seq: u64,
+    writes: u64,
+    since_snapshot: u64,
+    snapshots: u32,
+    build_ms: Vec<u64>,
+    pending: Option<std::thread::JoinHandle<u64>>,
+}
+
+fn token(u: u64) -> String {
+    format!("{:064x}", u + 1)
+}
+
+fn user(u: u64) -> String {
+    format!("user{u:03}")
+}
+
+impl Load {
+    fn apply(&mut self, command: Command) {
+        self.seq += 1;
+        let seq = self.seq;
+        let r = self.state.apply(&Request {
+            request_id: self.with_ids.then(|| format!("{:08x}-0000-4000-8000-{seq:012x}", seq)),
+            now_ms: self.now_ms,
             command,
         });
         assert!(matches!(r, raft_store::Response::Ok(_)), "{r:?}");
-    };
-    let token = |u: u64| format!("{:064x}", u + 1);
-    let user = |u: u64| format!("user{u:03}");
-    for u in 0..users {
-        apply(
-            &mut state,
-            Command::Register { user: user(u), password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1${:0>86}", u) },
-            now_ms,
-        );
-        apply(
-            &mut state,
-            Command::Login { user: user(u), token_hash: token(u), expires_at_ms: now_ms + 86_400_000 },
-            now_ms,
-        );
     }
-    let started = Instant::now();
-    let mut writes = 0u64;
-    let mut maybe_snapshot =
-        |state: &TrackerState, since: &mut u64, pending: &mut Option<std::thread::JoinHandle<u64>>| {
-            if *since * 4 < state.record_count().max(5000) {
-                return;
-            }
-            if let Some(h) = pending.take() {
-                build_ms.push(h.join().expect("snapshot thread"));
-                unsafe {
-                    malloc_trim(0);
-                }
-            }
-            *since = 0;
-            snapshots += 1;
-            let copy = state.clone();
-            *pending = Some(std::thread::spawn(move || {
-                let t = Instant::now();
-                let mut w = std::io::BufWriter::new(std::io::sink());
-                for r in copy.records() {
-                    serde_json::to_writer(&mut w, &r).expect("serialize");
-                    w.write_all(b"\n").expect("write");
-                }
-                drop(copy);
-                t.elapsed().as_millis() as u64
-            }));
-        };
-    for g in 0..groups {
-        now_ms += 1;
-        apply(&mut state, Command::CreateGroup { token_hash: token(g % users), group: format!("g{g:05}") }, now_ms);
-        since_snapshot += 1;
-        writes += 1;
-        maybe_snapshot(&state, &mut since_snapshot, &mut pending);
-    }
-    for i in 0..files {
-        // ~1800 uploads/s, as in the bench: the request-id table keeps them all (10 min).
-        if i % 2 == 0 {
-            now_ms += 1;
+
+    /// One write of the timed load, then a snapshot if a quarter of the records are new.
+    fn write(&mut self, command: Command) {
+        self.apply(command);
+        self.since_snapshot += 1;
+        self.writes += 1;
+        if self.since_snapshot * 4 >= self.state.record_count().max(5000) {
+            self.snapshot();
         }
-        let g = i % groups;
-        let meta = FileMeta {
-            name: format!("f{i:06}.bin"),
-            size: 1 << 30,
-            piece_len: PIECE_LEN_BYTES,
-            piece_list_sha1: digest(i, 1),
-            sha1: digest(i, 2),
-        };
-        apply(
-            &mut state,
-            Command::UploadFile {
-                token_hash: token(g % users),
+    }
+
+    fn register_users(&mut self) {
+        for u in 0..self.users {
+            let password_hash = format!("$argon2id$v=19$m=19456,t=2,p=1${:0>86}", u);
+            self.apply(Command::Register { user: user(u), password_hash });
+            let expires_at_ms = self.now_ms + 86_400_000;
+            self.apply(Command::Login { user: user(u), token_hash: token(u), expires_at_ms });
+        }
+    }
+
+    fn create_groups(&mut self, groups: u64) {
+        for g in 0..groups {
+            self.now_ms += 1;
+            self.write(Command::CreateGroup { token_hash: token(g % self.users), group: format!("g{g:05}") });
+        }
+    }
+
+    fn upload_files(&mut self, files: u64, groups: u64) {
+        for i in 0..files {
+            // ~1800 uploads/s, as in the bench: the request-id table keeps them all (10 min).
+            if i % 2 == 0 {
+                self.now_ms += 1;
+            }
+            let g = i % groups;
+            let u = g % self.users;
+            let file = FileMeta {
+                name: format!("f{i:06}.bin"),
+                size: 1 << 30,
+                piece_len: PIECE_LEN_BYTES,
+                piece_list_sha1: digest(i, 1),
+                sha1: digest(i, 2),
+            };
+            self.write(Command::UploadFile {
+                token_hash: token(u),
                 group: format!("g{g:05}"),
-                file: meta,
-                peer_addr: format!("127.0.0.1:{}", 40000 + g % users),
-                peer_key: format!("{:064x}", 0xabc + g % users),
-            },
-            now_ms,
-        );
-        since_snapshot += 1;
-        writes += 1;
-        maybe_snapshot(&state, &mut since_snapshot, &mut pending);
+                file,
+                peer_addr: format!("127.0.0.1:{}", 40000 + u),
+                peer_key: format!("{:064x}", 0xabc + u),
+            });
+        }
     }
-    if let Some(h) = pending.take() {
-        build_ms.push(h.join().expect("snapshot thread"));
+
+    /// Waits for the snapshot in flight, if any.
+    fn join_snapshot(&mut self) {
+        if let Some(h) = self.pending.take() {
+            self.build_ms.push(h.join().expect("snapshot thread"));
+            unsafe {
+                malloc_trim(0);
+            }
+        }
     }
-    let elapsed = started.elapsed();
-    println!(
-        "{writes} writes in {:.2} s ({:.0}/s), {snapshots} snapshots, builds {:?} ms; counts {:?}, records {}",
-        elapsed.as_secs_f64(),
-        writes as f64 / elapsed.as_secs_f64(),
-        build_ms,
-        state.counts(),
-        state.record_count()
-    );
-    report("after the load");
-    unsafe {
-        malloc_trim(0);
+
+    /// A clone of the state serialised on a thread of its own while applying goes on.
+    fn snapshot(&mut self) {
+        self.join_snapshot();
+        self.since_snapshot = 0;
+        self.snapshots += 1;
+        let copy = self.state.clone();
+        self.pending = Some(std::thread::spawn(move || {
+            let t = Instant::now();
+            let mut w = std::io::BufWriter::new(std::io::sink());
+            for r in copy.records() {
+                serde_json::to_writer(&mut w, &r).expect("serialize");
+                w.write_all(b"\n").expect("write");
+            }
+            drop(copy);
+            t.elapsed().as_millis() as u64
+        }));
     }
-    report("after malloc_trim");
+}
+
+/// Rebuilds the state from its records, as a cold restart does, and reports its memory alone.
+fn rebuild(state: TrackerState) {
     let t = Instant::now();
     let mut rebuilt = TrackerState::default();
     for r in state.records() {
@@ -200,4 +197,51 @@ fn main() {
     }
     println!("rebuilt from records in {load_ms} ms");
     report("rebuilt state only (trimmed)");
+}
+
+fn main() {
+    // As tracker-node does: two malloc arenas.
+    unsafe {
+        mallopt(-8, 2); // M_ARENA_MAX
+    }
+    let mut args = std::env::args().skip(1);
+    let files: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let groups: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let with_ids = args.next().as_deref() != Some("noids");
+    let mut load = Load {
+        state: TrackerState::default(),
+        with_ids,
+        users: 32,
+        now_ms: 1_700_000_000_000,
+        seq: 0,
+        writes: 0,
+        since_snapshot: 0,
+        snapshots: 0,
+        build_ms: Vec::new(),
+        pending: None,
+    };
+    load.register_users();
+    let started = Instant::now();
+    load.create_groups(groups);
+    load.upload_files(files, groups);
+    if let Some(h) = load.pending.take() {
+        load.build_ms.push(h.join().expect("snapshot thread"));
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{} writes in {:.2} s ({:.0}/s), {} snapshots, builds {:?} ms; counts {:?}, records {}",
+        load.writes,
+        elapsed.as_secs_f64(),
+        load.writes as f64 / elapsed.as_secs_f64(),
+        load.snapshots,
+        load.build_ms,
+        load.state.counts(),
+        load.state.record_count()
+    );
+    report("after the load");
+    unsafe {
+        malloc_trim(0);
+    }
+    report("after malloc_trim");
+    rebuild(load.state);
 }
