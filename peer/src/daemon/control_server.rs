@@ -121,9 +121,11 @@ pub async fn run(d: Arc<Daemon>, listener: UnixListener, stop: CancellationToken
 
 async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
     match req {
-        ControlRequest::Ping => ControlResponse::Pong { pid: std::process::id(), peer_addr: d.peer_addr.clone() },
+        ControlRequest::Ping => {
+            ControlResponse::Pong { pid: std::process::id(), peer_addr: d.standing.peer_addr.clone() }
+        }
         ControlRequest::Upload { path, group, meta } => {
-            let Some(client) = d.session_client() else {
+            let Some(client) = d.standing.session_client() else {
                 return error("unauthenticated", "not logged in (run: peer login USER)");
             };
             let (name, size, sha1, key) =
@@ -140,7 +142,7 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
                     format!("the piece list of {name} is not in this HOME; upload it again with: peer upload"),
                 );
             }
-            match client.upload(&group, meta, &d.peer_addr, &d.identity.public_hex()).await {
+            match d.standing.register_sharer(&client, &group, meta).await {
                 Ok(v) => {
                     d.shares.add(Share { group, name, path, size, sha1, piece_list_sha1: Some(key) });
                     ControlResponse::Ok { fields: serde_json::to_value(v).unwrap_or_default() }
@@ -149,27 +151,27 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
             }
         }
         ControlRequest::Download { group, name, dest, force } => {
-            match super::download::start(d, group, name, dest, force).await {
+            match super::download::start(&d.downloads, group, name, dest, force).await {
                 Ok(fields) => ControlResponse::Ok { fields },
                 Err(r) => r,
             }
         }
-        ControlRequest::ShowDownloads => ControlResponse::Downloads { rows: d.downloads.rows() },
+        ControlRequest::ShowDownloads => ControlResponse::Downloads { rows: d.downloads.table.rows() },
         ControlRequest::Watch { dest } => {
-            let (row, cancelled) = d.downloads.watch(&dest);
+            let (row, cancelled) = d.downloads.table.watch(&dest);
             ControlResponse::Watch { row, cancelled }
         }
-        ControlRequest::Cancel { group, name } => manage::run(d, manage::Op::Cancel, group, name).await,
-        ControlRequest::Pause { group, name } => manage::run(d, manage::Op::Pause, group, name).await,
-        ControlRequest::Resume { group, name } => manage::run(d, manage::Op::Resume, group, name).await,
-        ControlRequest::Forget { group, name } => manage::run(d, manage::Op::Forget, group, name).await,
+        ControlRequest::Cancel { group, name } => manage::run(&d.downloads, manage::Op::Cancel, group, name).await,
+        ControlRequest::Pause { group, name } => manage::run(&d.downloads, manage::Op::Pause, group, name).await,
+        ControlRequest::Resume { group, name } => manage::run(&d.downloads, manage::Op::Resume, group, name).await,
+        ControlRequest::Forget { group, name } => manage::run(&d.downloads, manage::Op::Forget, group, name).await,
         ControlRequest::ListShares => {
             // In step with the tracker: what it ended (a removal, a leave) is not listed here.
-            super::reconcile_shares(d, LIST_SHARES_RECONCILE_MS).await;
+            super::reconcile_shares(&d.standing, &d.shares, LIST_SHARES_RECONCILE_MS).await;
             ControlResponse::Shares { rows: d.shares.rows() }
         }
         ControlRequest::StopShare { group, name } => {
-            let Some(client) = d.session_client() else {
+            let Some(client) = d.standing.session_client() else {
                 return error("unauthenticated", "not logged in (run: peer login USER)");
             };
             match client.stop_share(&group, &name).await {
@@ -181,14 +183,14 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
             }
         }
         ControlRequest::SessionChanged => {
-            d.announce().await;
-            let resumed = manage::resume_after_login(d).await;
+            d.standing.announce().await;
+            let resumed = manage::resume_after_login(&d.downloads).await;
             ControlResponse::Ok {
-                fields: json!({ "logged_in": d.home.session().is_some(), "resumed_downloads": resumed }),
+                fields: json!({ "logged_in": d.standing.home.session().is_some(), "resumed_downloads": resumed }),
             }
         }
         ControlRequest::LoggingOut => {
-            let paused = manage::pause_for_logout(d).await;
+            let paused = manage::pause_for_logout(&d.downloads).await;
             ControlResponse::Ok { fields: json!({ "paused_downloads": paused }) }
         }
     }

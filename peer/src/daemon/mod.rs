@@ -17,6 +17,7 @@ pub mod serve;
 pub mod shares;
 pub mod slots;
 pub mod spread;
+pub mod standing;
 pub mod tickets;
 pub mod wire;
 
@@ -27,76 +28,32 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracker_client::TrackerClient;
 
 use crate::control::{self, ControlRequest};
 use crate::home::Home;
 use crate::piece_lists::PieceListStore;
+use shares::ShareTable;
+pub use standing::{AnnounceState, Standing, ANNOUNCE_INTERVAL_MS};
 
-/// Everything the daemon's tasks share.
+/// The daemon's typed handles, each with one owner, for the two servers (the piece server,
+/// the control server) that need several of them. Everything below takes only what it needs:
+/// the downloads their `download::Downloads`, the keepalive loop the standing and the shares.
 pub struct Daemon {
-    pub home: Home,
-    pub tracker: TrackerClient,
-    /// What this daemon announces (`--advertise`, else the address it listens on). The tracker
-    /// keeps only its port: the host it lists is the one its connection came from.
-    pub peer_addr: String,
-    /// Where it listens, what the tracker lists, whether the announce went through.
-    pub announce: AnnounceState,
-    /// This HOME's key pair: proved on every piece connection, announced with `peer_addr`.
-    pub identity: crate::identity::PeerIdentity,
-    /// TLS with that key, both ways.
-    pub channel: channel::Channel,
+    /// Where this daemon stands with the tracker (session, announce, liveness).
+    pub standing: Arc<Standing>,
+    /// TLS with this HOME's key, both ways.
+    pub channel: Arc<channel::Channel>,
     /// The cluster's ticket key, pinned in HOME.
     pub cluster_key: tickets::ClusterKey,
-    pub shares: shares::ShareTable,
-    pub downloads: download::DownloadTable,
-    pub shutdown: CancellationToken,
+    pub shares: Arc<ShareTable>,
+    /// The downloads: their table, and what their tasks need.
+    pub downloads: download::Downloads,
     /// The piece lists this HOME keeps (what the piece server answers `piece_list_request` with).
     pub piece_lists: PieceListStore,
     /// One rebuild of a lost piece list at a time (each reads a whole shared file).
     pub list_rebuild: tokio::sync::Mutex<()>,
     /// Test-only fault injection.
     pub faults: Faults,
-}
-
-/// The daemon's standing with the tracker.
-pub struct AnnounceState {
-    /// `--advertise` as given, if it was.
-    pub advertise: Option<String>,
-    /// The address the piece server is bound to.
-    pub listen_addr: SocketAddr,
-    /// The address the tracker lists for this daemon, from its last announce reply.
-    pub tracker_addr: std::sync::Mutex<Option<String>>,
-    /// The current session's announce went through; until it has, the keepalive loop retries it.
-    pub announced: std::sync::atomic::AtomicBool,
-    /// Held around each liveness call, so the "going away" call at shutdown comes after any
-    /// "alive" still in flight.
-    pub alive_calls: tokio::sync::Mutex<()>,
-    /// The tracker's last word (announce, alive) was that it lists this daemon for the user:
-    /// only then does "not among the sharers" mean the tracker ended a share.
-    pub listed: std::sync::atomic::AtomicBool,
-    /// One check of the shares against the tracker at a time; where the next round starts.
-    pub reconcile: tokio::sync::Mutex<usize>,
-}
-
-impl AnnounceState {
-    pub fn new(listen_addr: SocketAddr, advertise: Option<String>) -> Self {
-        AnnounceState {
-            advertise,
-            listen_addr,
-            tracker_addr: std::sync::Mutex::new(None),
-            announced: std::sync::atomic::AtomicBool::new(false),
-            alive_calls: tokio::sync::Mutex::new(()),
-            listed: std::sync::atomic::AtomicBool::new(false),
-            reconcile: tokio::sync::Mutex::new(0),
-        }
-    }
-}
-
-impl Default for AnnounceState {
-    fn default() -> Self {
-        AnnounceState::new(SocketAddr::from(([127, 0, 0, 1], 0)), None)
-    }
 }
 
 /// Faults a test can make a daemon commit (hidden flags of `peer daemon`).
@@ -120,104 +77,10 @@ pub enum BadPieceList {
     Short,
 }
 
-impl Daemon {
-    /// A tracker client acting for this HOME's current session, if there is one.
-    pub fn session_client(&self) -> Option<TrackerClient> {
-        self.home.session().map(|s| self.tracker.with_token(Some(s.token)))
-    }
-
-    /// Tells the tracker where we serve; called at start, after every login, and by the
-    /// keepalive loop until it succeeds.
-    pub async fn announce(&self) {
-        let _ = self.try_announce().await;
-    }
-
-    async fn try_announce(&self) -> Result<(), tracker_client::ClientError> {
-        use std::sync::atomic::Ordering;
-        let Some(client) = self.session_client() else {
-            self.announce.announced.store(false, Ordering::SeqCst);
-            tracing::info!("not logged in: shares stay paused until `peer login`");
-            return Ok(());
-        };
-        match client.announce(&self.peer_addr, &self.identity.public_hex()).await {
-            Ok(v) => {
-                self.announce.announced.store(true, Ordering::SeqCst);
-                self.announce.listed.store(true, Ordering::SeqCst);
-                tracing::info!(peer_addr = %self.peer_addr, listed_as = %v.peer_addr, shares = %v.shares, "announced to the tracker");
-                self.tracker_listed(&v.peer_addr);
-                Ok(())
-            }
-            Err(e) => {
-                self.announce.announced.store(false, Ordering::SeqCst);
-                tracing::warn!(
-                    "cannot announce to the tracker (retrying every {} s): {e}",
-                    ANNOUNCE_INTERVAL_MS / 1000
-                );
-                Err(e)
-            }
-        }
-    }
-
-    /// The tracker lists this daemon at `listed`: say so when it is news, and warn when peers
-    /// could not reach us there.
-    fn tracker_listed(&self, listed: &str) {
-        let mut last = self.announce.tracker_addr.lock().unwrap_or_else(|p| p.into_inner());
-        if last.as_deref() == Some(listed) {
-            return;
-        }
-        *last = Some(listed.to_string());
-        drop(last);
-        println!("other peers reach this daemon at {listed} (the address the tracker lists)");
-        let Ok(listed_addr) = listed.parse::<SocketAddr>() else { return };
-        let listen_ip = self.announce.listen_addr.ip();
-        if !listen_ip.is_unspecified() && listen_ip.to_canonical() != listed_addr.ip().to_canonical() {
-            tracing::warn!(
-                "the tracker lists this daemon at {listed}, but it listens on {} only: other peers cannot connect; \
-                 listen on 0.0.0.0 (or on {}) instead",
-                self.announce.listen_addr,
-                listed_addr.ip()
-            );
-        }
-        if let Some(adv) = &self.announce.advertise {
-            let host = adv.rsplit_once(':').map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'));
-            let same = host
-                .and_then(|h| h.parse::<std::net::IpAddr>().ok())
-                .is_some_and(|ip| ip.to_canonical() == listed_addr.ip().to_canonical());
-            if !same {
-                tracing::warn!(
-                    "--advertise {adv}: the tracker lists {listed} — it takes only the port from --advertise; the host \
-                     is always the address this daemon's calls come from"
-                );
-            }
-        }
-    }
-}
-
-/// How often the daemon tells the tracker it is alive; the tracker lists a sharer only while
-/// its daemon was heard from within its liveness period (30 s, docs/API.md). The same call
-/// checks the session.
-pub const ANNOUNCE_INTERVAL_MS: u64 = 10_000;
-
-/// The tracker no longer knows session `s` (logged out through the API from elsewhere, or
-/// expired): shares pause as with `peer logout` — the piece server answers error 3 from then
-/// on, until the next `peer login`.
-fn session_ended(d: &Daemon, s: &crate::home::Session) {
-    // A login meanwhile wrote a new token: that one stands.
-    if d.home.session().is_some_and(|now| now.token == s.token) {
-        d.home.clear_session();
-        d.announce.announced.store(false, std::sync::atomic::Ordering::SeqCst);
-        tracing::warn!(
-            user = %s.user,
-            "the tracker no longer knows this peer's session (logged out elsewhere, or expired): shares are paused \
-             until `peer login`"
-        );
-    }
-}
-
 /// Every `ANNOUNCE_INTERVAL_MS`: announce if the last attempt failed, else tell the tracker
 /// this daemon is alive (`POST /v1/peer/alive`, answered by the leader from memory, no log
 /// entry). A refusal as `unauthenticated` ends the session here too.
-async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
+async fn keepalive(st: Arc<Standing>, shares: Arc<ShareTable>, stop: CancellationToken) {
     use std::sync::atomic::Ordering;
     let mut not_listed_warned = false;
     let mut round: u64 = 0;
@@ -226,15 +89,15 @@ async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(ANNOUNCE_INTERVAL_MS)) => {}
         }
-        let Some(s) = d.home.session() else { continue };
-        let _call = d.announce.alive_calls.lock().await;
+        let Some(s) = st.home.session() else { continue };
+        let _call = st.announce.alive_calls.lock().await;
         if stop.is_cancelled() {
             return;
         }
-        let result = if d.announce.announced.load(Ordering::SeqCst) {
-            let client = d.tracker.with_token(Some(s.token.clone()));
-            client.alive(&d.peer_addr, &d.identity.public_hex()).await.map(|v| {
-                d.announce.listed.store(v.listed, Ordering::SeqCst);
+        let result = if st.announce.announced.load(Ordering::SeqCst) {
+            let client = st.tracker.with_token(Some(s.token.clone()));
+            client.alive(&st.peer_addr, &st.peer_key_hex).await.map(|v| {
+                st.announce.listed.store(v.listed, Ordering::SeqCst);
                 if !v.listed {
                     if !not_listed_warned {
                         tracing::warn!(
@@ -250,16 +113,14 @@ async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
                 }
             })
         } else {
-            d.try_announce().await
+            st.try_announce().await
         };
         match result {
-            Err(tracker_client::ClientError::Refused { code, .. }) if code == "unauthenticated" => {
-                session_ended(&d, &s)
-            }
+            Err(tracker_client::ClientError::Refused { code, .. }) if code == "unauthenticated" => st.session_ended(&s),
             Err(e) => {
                 // Unheard, the tracker may stop counting this daemon alive: until it hears us
                 // again, "not among the sharers" proves nothing.
-                d.announce.listed.store(false, Ordering::SeqCst);
+                st.announce.listed.store(false, Ordering::SeqCst);
                 tracing::debug!("liveness call failed: {e}")
             }
             Ok(()) => {}
@@ -267,7 +128,7 @@ async fn keepalive(d: Arc<Daemon>, stop: CancellationToken) {
         drop(_call);
         round += 1;
         if round % RECONCILE_EVERY_ROUNDS == 0 {
-            reconcile_shares(&d, KEEPALIVE_RECONCILE_MS).await;
+            reconcile_shares(&st, &shares, KEEPALIVE_RECONCILE_MS).await;
         }
     }
 }
@@ -313,25 +174,25 @@ pub fn share_check(answer: Result<&proto::api::FileDetails, &str>, user: &str, l
 /// ended (the owner removed this user, the group or file is gone) is dropped here, its local
 /// copy kept, so `list-shares` tells what the tracker says and a re-join does not bring it back.
 /// At most `MAX_SHARES_CHECKED_PER_ROUND` shares per call; logged out, nothing is checked.
-pub async fn reconcile_shares(d: &Daemon, budget_ms: u64) {
+pub async fn reconcile_shares(st: &Standing, shares: &ShareTable, budget_ms: u64) {
     use std::sync::atomic::Ordering;
-    let Some(session) = d.home.session() else { return };
+    let Some(session) = st.home.session() else { return };
     let budget = Duration::from_millis(budget_ms);
-    let Ok(mut next) = tokio::time::timeout(budget, d.announce.reconcile.lock()).await else { return };
+    let Ok(mut next) = tokio::time::timeout(budget, st.announce.reconcile.lock()).await else { return };
     let began = std::time::Instant::now();
-    let client = d.tracker.with_token(Some(session.token.clone()));
-    let shares = d.shares.all();
-    let n = shares.len();
+    let client = st.tracker.with_token(Some(session.token.clone()));
+    let all = shares.all();
+    let n = all.len();
     let start = if n == 0 { 0 } else { *next % n };
     let mut checked = 0;
-    for share in shares.iter().cycle().skip(start).take(n.min(MAX_SHARES_CHECKED_PER_ROUND)) {
+    for share in all.iter().cycle().skip(start).take(n.min(MAX_SHARES_CHECKED_PER_ROUND)) {
         let Some(left) = budget.checked_sub(began.elapsed()) else { break };
         let answer = match tokio::time::timeout(left, client.file_details(&share.group, &share.name)).await {
             Ok(a) => a,
             Err(_) => break,
         };
         checked += 1;
-        let listed = d.announce.listed.load(Ordering::SeqCst);
+        let listed = st.announce.listed.load(Ordering::SeqCst);
         let check = match &answer {
             Ok(det) => share_check(Ok(det), &session.user, listed),
             Err(tracker_client::ClientError::Refused { code, .. }) => {
@@ -340,7 +201,7 @@ pub async fn reconcile_shares(d: &Daemon, budget_ms: u64) {
             Err(_) => ShareCheck::Keep,
         };
         if let ShareCheck::Ended(why) = check {
-            if d.shares.remove_stale(&share.group, &share.name, began).is_some() {
+            if shares.remove_stale(&share.group, &share.name, began).is_some() {
                 tracing::warn!(
                     group = %share.group, name = %share.name, path = %share.path,
                     "no longer shared: {why} (removed from the group, or it left); the local copy is kept"
@@ -392,42 +253,16 @@ impl Listeners {
 /// Runs the daemon on `listeners` until `shutdown` is cancelled (the CLI cancels it on SIGINT
 /// and SIGTERM), then tells the tracker it is going and waits for its servers to end.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Config { home, trackers, policy, advertise, faults } = config;
-    let socket = home.socket();
+    let home = config.home.clone();
     let local = listeners.pieces.local_addr()?;
-    // Only the port of what we announce is used: the tracker lists the host our calls come from.
-    let peer_addr = advertise.clone().unwrap_or_else(|| local.to_string());
-    let tracker = trackers.client(policy);
-    let identity = crate::identity::PeerIdentity::load_or_create(&home.dir)?;
-    let channel = channel::Channel::new(&identity)?;
-    if channel::UNENCRYPTED_BENCH_BUILD {
-        tracing::warn!(
-            "built with null-cipher-for-bench: piece connections are NOT encrypted (benchmark build, never for use)"
-        );
-        eprintln!("warning: this peer was built with null-cipher-for-bench: piece connections are NOT encrypted");
-    }
-    let daemon = Arc::new(Daemon {
-        identity,
-        channel,
-        cluster_key: tickets::ClusterKey::load(&home.dir),
-        shares: shares::ShareTable::load(&home)?,
-        downloads: download::DownloadTable::load(&home)?,
-        home: home.clone(),
-        tracker,
-        peer_addr,
-        announce: AnnounceState::new(local, advertise.clone()),
-        shutdown: shutdown.clone(),
-        piece_lists: PieceListStore::new(&home),
-        list_rebuild: tokio::sync::Mutex::new(()),
-        faults,
-    });
+    let advertise = config.advertise.clone();
+    let daemon = Arc::new(Daemon::start(config, local, &shutdown)?);
+    let st = daemon.standing.clone();
     crate::home::write_json(
         &home.daemon_info_path(),
-        &serde_json::json!({"pid": std::process::id(), "peer_addr": daemon.peer_addr, "listen": local.to_string()}),
+        &serde_json::json!({"pid": std::process::id(), "peer_addr": st.peer_addr, "listen": local.to_string()}),
     )?;
-    // Every download read from downloads.json gets its task before anyone can ask about it.
-    download::resume_all(&daemon);
-    tracing::info!(home = %home.dir.display(), listen = %local, peer_addr = %daemon.peer_addr, peer_key = %daemon.identity.public_hex(), "peer daemon started");
+    tracing::info!(home = %home.dir.display(), listen = %local, peer_addr = %st.peer_addr, peer_key = %st.peer_key_hex, "peer daemon started");
     println!("{}", startup_line(&home.dir.display().to_string(), local, advertise.as_deref()));
 
     let serve_task = tokio::spawn(serve::run(daemon.clone(), listeners.pieces, shutdown.child_token()));
@@ -435,36 +270,85 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     {
         let d = daemon.clone();
         tokio::spawn(async move {
-            d.announce().await;
-            d.cluster_key.check_against(&d.tracker).await;
+            d.standing.announce().await;
+            d.cluster_key.check_against(&d.standing.tracker).await;
             // Logged in while this daemon was down: what a logout paused goes on.
-            download::manage::resume_after_login(&d).await;
+            download::manage::resume_after_login(&d.downloads).await;
         });
     }
-    tokio::spawn(keepalive(daemon.clone(), shutdown.child_token()));
+    tokio::spawn(keepalive(st.clone(), daemon.shares.clone(), shutdown.child_token()));
 
     shutdown.cancelled().await;
     tracing::info!("stopping");
-    // Tell the tracker we are going: our shares stop being listed now, not in 30 s.
-    if let Some(client) = daemon.session_client() {
-        let going = async {
-            let _after_any_alive = daemon.announce.alive_calls.lock().await;
-            client.going_away(&daemon.peer_addr, &daemon.identity.public_hex()).await
-        };
-        match tokio::time::timeout(Duration::from_secs(3), going).await {
-            Ok(Ok(_)) => tracing::info!("told the tracker this daemon is going away"),
-            Ok(Err(e)) => tracing::warn!("cannot tell the tracker this daemon is going away: {e}"),
-            Err(_) => tracing::warn!("cannot tell the tracker this daemon is going away: no answer within 3 s"),
-        }
-    }
+    going_away(&st).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = serve_task.await;
         let _ = control_task.await;
     })
     .await;
-    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(home.socket());
     let _ = std::fs::remove_file(home.daemon_info_path());
     Ok(())
+}
+
+impl Daemon {
+    /// The handles of a daemon for `config` serving pieces on `local`; every download read
+    /// from downloads.json gets its task before anyone can ask about it.
+    fn start(config: Config, local: SocketAddr, shutdown: &CancellationToken) -> anyhow::Result<Daemon> {
+        let Config { home, trackers, policy, advertise, faults } = config;
+        // Only the port of what we announce is used: the tracker lists the host our calls come from.
+        let peer_addr = advertise.clone().unwrap_or_else(|| local.to_string());
+        let identity = crate::identity::PeerIdentity::load_or_create(&home.dir)?;
+        let channel = Arc::new(channel::Channel::new(&identity)?);
+        if channel::UNENCRYPTED_BENCH_BUILD {
+            tracing::warn!(
+                "built with null-cipher-for-bench: piece connections are NOT encrypted (benchmark build, never for use)"
+            );
+            eprintln!("warning: this peer was built with null-cipher-for-bench: piece connections are NOT encrypted");
+        }
+        let standing = Arc::new(Standing {
+            home: home.clone(),
+            tracker: trackers.client(policy),
+            peer_addr,
+            peer_key_hex: identity.public_hex(),
+            announce: AnnounceState::new(local, advertise),
+        });
+        let shares = Arc::new(ShareTable::load(&home)?);
+        let piece_lists = PieceListStore::new(&home);
+        let downloads = download::Downloads {
+            table: Arc::new(download::DownloadTable::load(&home)?),
+            standing: standing.clone(),
+            shares: shares.clone(),
+            channel: channel.clone(),
+            piece_lists: piece_lists.clone(),
+            shutdown: shutdown.clone(),
+        };
+        download::resume_all(&downloads);
+        Ok(Daemon {
+            standing,
+            channel,
+            cluster_key: tickets::ClusterKey::load(&home.dir),
+            shares,
+            downloads,
+            piece_lists,
+            list_rebuild: tokio::sync::Mutex::new(()),
+            faults,
+        })
+    }
+}
+
+/// Tells the tracker we are going: our shares stop being listed now, not in 30 s.
+async fn going_away(st: &Standing) {
+    let Some(client) = st.session_client() else { return };
+    let going = async {
+        let _after_any_alive = st.announce.alive_calls.lock().await;
+        client.going_away(&st.peer_addr, &st.peer_key_hex).await
+    };
+    match tokio::time::timeout(Duration::from_secs(3), going).await {
+        Ok(Ok(_)) => tracing::info!("told the tracker this daemon is going away"),
+        Ok(Err(e)) => tracing::warn!("cannot tell the tracker this daemon is going away: {e}"),
+        Err(_) => tracing::warn!("cannot tell the tracker this daemon is going away: no answer within 3 s"),
+    }
 }
 
 /// The daemon's first line on stdout: where it listens and what other peers are told. The

@@ -266,10 +266,10 @@ async fn hello(d: &Daemon, stream: TcpStream) -> Result<Option<Hello>, String> {
 /// key this connection proved. Nothing about the file is said before it checks out.
 async fn admit(d: &Daemon, h: &mut Hello, from: SocketAddr, served: &Served) -> Result<Option<Right>, String> {
     let w = &mut h.w;
-    if d.home.session().is_none() {
+    if d.standing.home.session().is_none() {
         return refuse(w, E_LOGGED_OUT, "this peer is logged out; its shares are paused".into()).await.map(|()| None);
     }
-    let Some(cluster_key) = d.cluster_key.get(&d.tracker).await else {
+    let Some(cluster_key) = d.cluster_key.get(&d.standing.tracker).await else {
         let m = "this peer cannot check tickets yet (it has not reached the tracker)".into();
         return refuse(w, E_TICKET, m).await.map(|()| None);
     };
@@ -299,7 +299,7 @@ async fn source_for(d: &Daemon, group: &str, sha1_hex: &str, served: &Served) ->
         let pieces = crate::hashing::piece_count(share.size) as usize;
         return Ok(Source::Complete { file: Arc::new(file), size: share.size, pieces, share });
     }
-    let Some(download) = d.downloads.find_active(group, sha1_hex) else {
+    let Some(download) = d.downloads.table.find_active(group, sha1_hex) else {
         return Err(format!("this peer does not share {sha1_hex} in {group}"));
     };
     let Some(view) = download.serve().await else {
@@ -335,7 +335,7 @@ async fn serve_one(
         protocol_version: PROTOCOL_VERSION,
         file_sha1: h.file_sha1,
         group: h.group.clone(),
-        user: d.home.session().map(|s| s.user).unwrap_or_default(),
+        user: d.standing.home.session().map(|s| s.user).unwrap_or_default(),
         peer_id: [0u8; 16],
         ticket: Vec::new(),
     };

@@ -28,9 +28,8 @@ use super::engine::{Action, ConnEnd, Engine, Event, Failure};
 use super::manage::{verdict, Op, Verdict};
 use super::picker::{PeerKind, Picker};
 use super::swarm::{self, HeldTicket};
-use super::{finish, DownloadRecord};
+use super::{finish, DownloadRecord, Downloads};
 use crate::control::{DownloadFailure, DownloadRow, DownloadState};
-use crate::daemon::Daemon;
 use crate::hashing::{piece_count, piece_range, PieceHash};
 use crate::progress::{RateMeter, RATE_WINDOW};
 
@@ -226,7 +225,7 @@ pub enum Begin {
 
 /// Starts the task of a download; `part` is its `.part` when `begin` is `Fresh` (or a test's).
 pub fn spawn(
-    d: &Arc<Daemon>,
+    env: &Downloads,
     record: DownloadRecord,
     have: Vec<bool>,
     part: Option<File>,
@@ -248,7 +247,7 @@ pub fn spawn(
     let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
     let (have_tx, _) = broadcast::channel(HAVE_CAPACITY);
     let actor = Download {
-        d: d.clone(),
+        env: env.clone(),
         picker: Picker::new(have),
         part: part.map(Arc::new),
         list: list_tx,
@@ -331,7 +330,8 @@ pub struct Reverified {
 
 /// The actor's state: the download's, owned here only.
 struct Download {
-    d: Arc<Daemon>,
+    /// The daemon's handles this download uses.
+    env: Downloads,
     picker: Picker,
     /// The `.part` while downloading.
     part: Option<Arc<File>>,
@@ -385,7 +385,7 @@ impl Download {
             f(&mut s.record);
             s.bytes_done = bytes;
         });
-        self.d.downloads.save();
+        self.env.table.save();
     }
 
     fn publish_bytes(&self) {
@@ -399,7 +399,7 @@ impl Download {
             Begin::Fresh => self.start_swarm(false),
             Begin::Reverify => self.start_swarm(true),
         }
-        let shutdown = self.d.shutdown.clone();
+        let shutdown = self.env.shutdown.clone();
         loop {
             let wake = self.wake_at();
             let running = !matches!(self.phase, Phase::Idle | Phase::Finishing);
@@ -539,7 +539,7 @@ impl Download {
     fn start_swarm(&mut self, reverify: bool) {
         self.run += 1;
         let run = self.run;
-        let slots = self.d.downloads.swarm_slots();
+        let slots = self.env.table.swarm_slots();
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -547,7 +547,7 @@ impl Download {
                     running = super::MAX_RUNNING_SWARMS,
                     "waiting for a running download to end before this one starts"
                 );
-                let stop = self.d.shutdown.child_token();
+                let stop = self.env.shutdown.child_token();
                 let (tx, s) = (self.inbox_tx.clone(), stop.clone());
                 tokio::spawn(async move {
                     tokio::select! {
@@ -570,7 +570,7 @@ impl Download {
         }
         let run = self.run;
         let record = self.record();
-        let store = self.d.piece_lists.clone();
+        let store = self.env.piece_lists.clone();
         let tx = self.inbox_tx.clone();
         tokio::spawn(async move {
             let result = tokio::task::spawn_blocking(move || finish::reverify(&record, &store))
@@ -614,7 +614,7 @@ impl Download {
         let swarm = Swarm {
             engine: Engine::new(&group, &name, self.picker.done_count(), 0),
             started: now,
-            conns_stop: self.d.shutdown.child_token(),
+            conns_stop: self.env.shutdown.child_token(),
             ticket: None,
             refreshing: false,
             refresh_again: false,
@@ -656,7 +656,7 @@ impl Download {
     fn refresh(&mut self) {
         let run = self.run;
         let (group, name) = self.with(|r| (r.group.clone(), r.name.clone()));
-        let (d, tx) = (self.d.clone(), self.inbox_tx.clone());
+        let (standing, tx) = (self.env.standing.clone(), self.inbox_tx.clone());
         let Some(s) = self.swarm() else { return };
         if s.refreshing {
             s.refresh_again = true;
@@ -666,7 +666,7 @@ impl Download {
         let due = s.ticket.as_ref().map_or(true, |t| crate::daemon::tickets::now_ms() >= t.renew_at_ms);
         let stop = s.conns_stop.clone();
         tokio::spawn(async move {
-            let Some(refresh) = swarm::refresh(&d, &stop, &group, &name, due).await else { return };
+            let Some(refresh) = swarm::refresh(&standing, &stop, &group, &name, due).await else { return };
             let _ = tx.send(Internal::Refreshed { run, refresh }).await;
         });
     }
@@ -764,7 +764,9 @@ impl Download {
         let (group, meta) = self.with(|r| (r.group.clone(), r.meta.clone()));
         let ctx = ConnCtx {
             conn,
-            d: self.d.clone(),
+            standing: self.env.standing.clone(),
+            channel: self.env.channel.clone(),
+            piece_lists: self.env.piece_lists.clone(),
             group,
             meta,
             part: self.part.clone(),
@@ -1093,15 +1095,15 @@ impl Download {
             return self.fail(failure);
         }
         let record = self.record();
-        self.d.shares.add(finish::share_of(&record));
+        self.env.shares.add(finish::share_of(&record));
         self.bytes_done = record.meta.size;
         self.update(|r| {
             r.state = DownloadState::Complete;
             r.error = None;
         });
         tracing::info!(name = %record.name, group = %record.group, dest = %record.dest, "download complete");
-        let d = self.d.clone();
-        tokio::spawn(async move { finish::register_sharer(&d, &record).await });
+        let standing = self.env.standing.clone();
+        tokio::spawn(async move { finish::register_sharer(&standing, &record).await });
     }
 }
 

@@ -25,11 +25,12 @@ use super::actor::{ConnEvent, ConnId, EventSender, ListTurn, Picked};
 use super::engine::{ConnEnd, Sharer};
 use super::picker::PeerKind;
 use super::piece_list::{BadList, ListFetch};
-use crate::daemon::channel::{ChannelError, ClientStream};
+use crate::daemon::channel::{Channel, ChannelError, ClientStream};
 use crate::daemon::disk;
+use crate::daemon::standing::Standing;
 use crate::daemon::wire::{self, FrameReader};
-use crate::daemon::Daemon;
 use crate::hashing::{parse_sha1_hex, piece_count, PieceHash};
+use crate::piece_lists::PieceListStore;
 
 /// Requests kept in flight per connection (8 MiB of 512 KiB pieces): enough to keep a
 /// loopback pipe full while a piece is being verified.
@@ -73,8 +74,12 @@ pub type TicketRx = tokio::sync::watch::Receiver<Arc<Vec<u8>>>;
 /// What a connection gets from its download when it is spawned.
 pub struct ConnCtx {
     pub conn: ConnId,
-    /// The channel (TLS with this HOME's key) and the session's user name.
-    pub d: Arc<Daemon>,
+    /// The session (its user name goes into the handshake).
+    pub standing: Arc<Standing>,
+    /// TLS with this HOME's key.
+    pub channel: Arc<Channel>,
+    /// Where the verified piece list is stored.
+    pub piece_lists: PieceListStore,
     pub group: String,
     pub meta: FileMetaBody,
     /// The `.part`, written at each verified piece's offset.
@@ -146,13 +151,13 @@ async fn session(ctx: &mut ConnCtx, sharer: &Sharer, peer: &mut Peer) -> Result<
 /// sharer proved another key or is busy.
 async fn open(ctx: &mut ConnCtx, sharer: &Sharer) -> Result<Result<(Reader, Writer), ConnEnd>, String> {
     let addr = sharer.addr.as_str();
-    let user = ctx.d.home.session().map(|s| s.user).unwrap_or_default();
+    let user = ctx.standing.user().unwrap_or_default();
     let stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), TcpStream::connect(addr))
         .await
         .map_err(|_| format!("connect timed out after {CONNECT_TIMEOUT_MS} ms"))?
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let tls = match ctx.d.channel.connect(stream, &sharer.key, HANDSHAKE_TIMEOUT_MS).await {
+    let tls = match ctx.channel.connect(stream, &sharer.key, HANDSHAKE_TIMEOUT_MS).await {
         Ok(tls) => tls,
         Err(e @ (ChannelError::WrongKey { .. } | ChannelError::NoKey)) => {
             return Ok(Err(ConnEnd::WrongKey(e.to_string())))
@@ -220,7 +225,7 @@ async fn piece_list(
     };
     // Stored before any piece is checked against it: a restarted daemon resumes its .part with
     // this list, and the finished file is served with it.
-    let (store, key, copy) = (ctx.d.piece_lists.clone(), meta.piece_list_sha1.clone(), list.clone());
+    let (store, key, copy) = (ctx.piece_lists.clone(), meta.piece_list_sha1.clone(), list.clone());
     match tokio::task::spawn_blocking(move || store.save(&key, &copy)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use super::actor::Reverified;
 use super::DownloadRecord;
 use crate::control::DownloadFailure;
+use crate::daemon::disk;
 use crate::daemon::shares::Share;
-use crate::daemon::{disk, Daemon};
+use crate::daemon::standing::Standing;
 use crate::hashing::piece_count;
 use crate::piece_lists::PieceListStore;
 
@@ -92,9 +93,9 @@ pub fn share_of(record: &DownloadRecord) -> Share {
 }
 
 /// Tells the tracker this peer shares the file of `record` (logged in, else nothing).
-pub async fn register_sharer(d: &Daemon, record: &DownloadRecord) {
-    if let Some(c) = d.session_client() {
-        if let Err(e) = c.upload(&record.group, record.meta.clone(), &d.peer_addr, &d.identity.public_hex()).await {
+pub async fn register_sharer(st: &Standing, record: &DownloadRecord) {
+    if let Some(c) = st.session_client() {
+        if let Err(e) = st.register_sharer(&c, &record.group, record.meta.clone()).await {
             tracing::warn!("cannot register as a sharer of {}: {e}", record.name);
         }
     }

@@ -13,14 +13,12 @@
 //! paused.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{DownloadHandle, One};
+use super::{DownloadHandle, Downloads, One};
 use crate::control::{ControlResponse, DownloadState};
 use crate::daemon::disk::{self, Found};
-use crate::daemon::Daemon;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -132,15 +130,15 @@ fn remove_part(path: &Path) -> Result<bool, String> {
 
 /// This peer stops being listed as a sharer of (group, name) at the tracker when it neither
 /// shares a copy nor has another active download of it.
-async fn unlist(d: &Arc<Daemon>, group: &str, name: &str) {
-    if d.shares.get(group, name).is_some() {
+async fn unlist(env: &Downloads, group: &str, name: &str) {
+    if env.shares.get(group, name).is_some() {
         return;
     }
-    let active = d.downloads.matching(group, name).iter().any(|h| h.state() == DownloadState::Downloading);
+    let active = env.table.matching(group, name).iter().any(|h| h.state() == DownloadState::Downloading);
     if active {
         return;
     }
-    if let Some(c) = d.session_client() {
+    if let Some(c) = env.standing.session_client() {
         if let Err(e) = c.stop_share(group, name).await {
             tracing::warn!("cannot unlist this peer as a sharer of {name} in {group}: {e}");
         }
@@ -150,12 +148,12 @@ async fn unlist(d: &Arc<Daemon>, group: &str, name: &str) {
 /// Resumes a paused download (`downloading` again, the `.part` re-verified, the swarm started)
 /// and lists this peer as a sharer again, as when it started: other downloaders fetch what we
 /// verify. With `after_logout`, only a download a logout paused.
-async fn resume(d: &Arc<Daemon>, h: &DownloadHandle, after_logout: bool) -> One {
+async fn resume(env: &Downloads, h: &DownloadHandle, after_logout: bool) -> One {
     let one = h.manage(Op::Resume, after_logout).await;
     if one == One::Acted {
         let (group, meta) = h.with_record(|r| (r.group.clone(), r.meta.clone()));
-        if let Some(client) = d.session_client() {
-            if let Err(e) = client.upload(&group, meta.clone(), &d.peer_addr, &d.identity.public_hex()).await {
+        if let Some(client) = env.standing.session_client() {
+            if let Err(e) = env.standing.register_sharer(&client, &group, meta.clone()).await {
                 tracing::warn!("cannot register as a sharer of {} while downloading: {e}", meta.name);
             }
         }
@@ -164,15 +162,15 @@ async fn resume(d: &Arc<Daemon>, h: &DownloadHandle, after_logout: bool) -> One 
 }
 
 /// Resumes the paused download `h` (a `download` to the same place).
-pub async fn resume_one(d: &Arc<Daemon>, h: &DownloadHandle) {
-    resume(d, h, false).await;
+pub async fn resume_one(env: &Downloads, h: &DownloadHandle) {
+    resume(env, h, false).await;
 }
 
 /// Pauses every running download before this HOME logs out: they keep their verified pieces
 /// and are resumed by the next login. Returns how many were paused.
-pub async fn pause_for_logout(d: &Arc<Daemon>) -> usize {
+pub async fn pause_for_logout(env: &Downloads) -> usize {
     let mut paused = 0;
-    for h in d.downloads.all() {
+    for h in env.table.all() {
         if h.manage(Op::Pause, true).await == One::Acted {
             paused += 1;
         }
@@ -185,13 +183,13 @@ pub async fn pause_for_logout(d: &Arc<Daemon>) -> usize {
 
 /// Resumes the downloads a logout paused (not those a person paused), once logged in again.
 /// Returns how many were resumed.
-pub async fn resume_after_login(d: &Arc<Daemon>) -> usize {
-    if d.home.session().is_none() {
+pub async fn resume_after_login(env: &Downloads) -> usize {
+    if env.standing.home.session().is_none() {
         return 0;
     }
     let mut resumed = 0;
-    for h in d.downloads.all() {
-        if resume(d, &h, true).await == One::Acted {
+    for h in env.table.all() {
+        if resume(env, &h, true).await == One::Acted {
             resumed += 1;
         }
     }
@@ -199,13 +197,13 @@ pub async fn resume_after_login(d: &Arc<Daemon>) -> usize {
 }
 
 /// Cancels `h`: its task stops the swarm, then the row goes and the `.part` is unlinked.
-async fn cancel(d: &Arc<Daemon>, h: &DownloadHandle, warnings: &mut Vec<String>) -> One {
+async fn cancel(env: &Downloads, h: &DownloadHandle, warnings: &mut Vec<String>) -> One {
     let one = h.manage(Op::Cancel, false).await;
     if one != One::Acted {
         return one;
     }
     let record = h.with_record(|r| r.clone());
-    d.downloads.remove(h, true);
+    env.table.remove(h, true);
     let part = record.part_path();
     match tokio::task::spawn_blocking(move || remove_part(&part)).await {
         Ok(Ok(_)) => {}
@@ -217,15 +215,15 @@ async fn cancel(d: &Arc<Daemon>, h: &DownloadHandle, warnings: &mut Vec<String>)
 }
 
 /// Runs `op` on one download.
-async fn run_one(d: &Arc<Daemon>, op: Op, h: &DownloadHandle, warnings: &mut Vec<String>) -> One {
+async fn run_one(env: &Downloads, op: Op, h: &DownloadHandle, warnings: &mut Vec<String>) -> One {
     match op {
         Op::Pause => h.manage(Op::Pause, false).await,
-        Op::Cancel => cancel(d, h, warnings).await,
-        Op::Resume => resume(d, h, false).await,
+        Op::Cancel => cancel(env, h, warnings).await,
+        Op::Resume => resume(env, h, false).await,
         Op::Forget => {
             let one = h.manage(Op::Forget, false).await;
             if one == One::Acted {
-                d.downloads.remove(h, false);
+                env.table.remove(h, false);
             }
             one
         }
@@ -233,8 +231,8 @@ async fn run_one(d: &Arc<Daemon>, op: Op, h: &DownloadHandle, warnings: &mut Vec
 }
 
 /// Runs `op` on the downloads of `name` in `group`.
-pub async fn run(d: &Arc<Daemon>, op: Op, group: String, name: String) -> ControlResponse {
-    if op == Op::Resume && d.home.session().is_none() {
+pub async fn run(env: &Downloads, op: Op, group: String, name: String) -> ControlResponse {
+    if op == Op::Resume && env.standing.home.session().is_none() {
         return ControlResponse::Error {
             code: "unauthenticated".into(),
             message: "not logged in (run: peer login USER)".into(),
@@ -245,9 +243,9 @@ pub async fn run(d: &Arc<Daemon>, op: Op, group: String, name: String) -> Contro
     let mut states: Vec<DownloadState> = Vec::new();
     let mut finishing = false;
     let mut warnings: Vec<String> = Vec::new();
-    for h in d.downloads.matching(&group, &name) {
+    for h in env.table.matching(&group, &name) {
         let dest = h.with_record(|r| r.dest.clone());
-        match run_one(d, op, &h, &mut warnings).await {
+        match run_one(env, op, &h, &mut warnings).await {
             One::Acted => acted.push(dest),
             One::Already => already.push(dest),
             One::Skipped(s) => states.push(s),
@@ -255,7 +253,7 @@ pub async fn run(d: &Arc<Daemon>, op: Op, group: String, name: String) -> Contro
         }
     }
     if matches!(op, Op::Pause | Op::Cancel) && !acted.is_empty() {
-        unlist(d, &group, &name).await;
+        unlist(env, &group, &name).await;
     }
     if acted.is_empty() && already.is_empty() {
         let mut message = refusal(op, &group, &name, &states, finishing);

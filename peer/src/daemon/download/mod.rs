@@ -40,13 +40,37 @@ use proto::api::FileMetaBody;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::channel::Channel;
+use super::disk;
 use super::reply::{client_error, error as err};
-use super::{disk, Daemon};
+use super::shares::ShareTable;
+use super::standing::Standing;
 use crate::control::{ControlResponse, DownloadFailure, DownloadState};
 use crate::hashing::{check_size, parse_sha1_hex, piece_list_sha1, PieceHash, PIECE_LEN_BYTES};
 use actor::{all_pieces, Begin};
 pub use actor::{DownloadHandle, One};
 pub use table::{DownloadTable, MAX_RUNNING_SWARMS};
+use tokio_util::sync::CancellationToken;
+
+use crate::piece_lists::PieceListStore;
+
+/// What the downloads need of their daemon, one typed handle each; every download's task
+/// holds a copy.
+#[derive(Clone)]
+pub struct Downloads {
+    /// The table of the downloads' handles.
+    pub table: Arc<DownloadTable>,
+    /// The session and the tracker, for the sharer list, tickets and registering as a sharer.
+    pub standing: Arc<Standing>,
+    /// A finished download becomes a share.
+    pub shares: Arc<ShareTable>,
+    /// TLS with this HOME's key, for the connections to sharers.
+    pub channel: Arc<Channel>,
+    /// Where a verified piece list is stored, and read back at a restart.
+    pub piece_lists: PieceListStore,
+    /// The daemon's shutdown: every swarm stops with it.
+    pub shutdown: CancellationToken,
+}
 
 /// What is persisted of a download.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -140,33 +164,33 @@ fn check_dest(dest: &Path, meta: &FileMetaBody, force: bool) -> Result<AtDest, C
 /// The destination already holds the file: record the download as complete and share it, as a
 /// finished download would be.
 async fn already_there(
-    d: &Arc<Daemon>,
+    env: &Downloads,
     client: &tracker_client::TrackerClient,
     record: DownloadRecord,
     pieces: Vec<PieceHash>,
 ) -> Result<serde_json::Value, ControlResponse> {
-    let (store, key) = (d.piece_lists.clone(), record.meta.piece_list_sha1.clone());
+    let (store, key) = (env.piece_lists.clone(), record.meta.piece_list_sha1.clone());
     tokio::task::spawn_blocking(move || store.save(&key, &pieces))
         .await
         .map_err(|e| err("download_failed", e.to_string()))?
         .map_err(|e| err("download_failed", format!("cannot store the piece list in HOME: {e}")))?;
-    d.shares.add(finish::share_of(&record));
+    env.shares.add(finish::share_of(&record));
     let fields = json!({"group": record.group, "name": record.name, "dest": record.dest, "size": record.meta.size,
         "already_present": true});
     tracing::info!(name = %record.name, group = %record.group, dest = %record.dest, "the destination already holds the file: sharing it");
-    if let Err(e) = client.upload(&record.group, record.meta.clone(), &d.peer_addr, &d.identity.public_hex()).await {
+    if let Err(e) = env.standing.register_sharer(client, &record.group, record.meta.clone()).await {
         tracing::warn!("cannot register as a sharer of {}: {e}", record.name);
     }
     let have = all_pieces(record.meta.size, true);
     let complete = DownloadRecord { state: DownloadState::Complete, ..record };
-    d.downloads.insert(actor::spawn(d, complete, have, None, Begin::Idle));
+    env.table.insert(actor::spawn(env, complete, have, None, Begin::Idle));
     Ok(fields)
 }
 
 /// What `download` answers when a download to `dest` is already under way or paused there:
 /// `None` when there is none (or it is complete or failed: it is started again).
-async fn already_started(d: &Arc<Daemon>, group: &str, name: &str, dest: &str) -> Option<serde_json::Value> {
-    let existing = d.downloads.at(dest)?;
+async fn already_started(env: &Downloads, group: &str, name: &str, dest: &str) -> Option<serde_json::Value> {
+    let existing = env.table.at(dest)?;
     let (state, same, size) = existing.with_record(|r| (r.state, r.group == group && r.name == name, r.meta.size));
     match state {
         DownloadState::Downloading => Some(existing.with_record(
@@ -174,7 +198,7 @@ async fn already_started(d: &Arc<Daemon>, group: &str, name: &str, dest: &str) -
         )),
         // The same file paused at the same place: downloading it again resumes it.
         DownloadState::Paused if same => {
-            manage::resume_one(d, &existing).await;
+            manage::resume_one(env, &existing).await;
             Some(json!({"group": group, "name": name, "dest": dest, "size": size, "resumed": true}))
         }
         _ => None,
@@ -184,7 +208,7 @@ async fn already_started(d: &Arc<Daemon>, group: &str, name: &str, dest: &str) -
 /// Starts downloading `name` of `group` to `dest` (a final file path, resolved by the CLI).
 /// With `force`, whatever is at `dest` is replaced when the download finishes.
 pub async fn start(
-    d: &Arc<Daemon>,
+    env: &Downloads,
     group: String,
     name: String,
     dest: String,
@@ -195,15 +219,15 @@ pub async fn start(
     if !dest_path.is_absolute() || dest_path.file_name().is_none() {
         return Err(err("invalid_request", format!("destination {dest:?} must be an absolute file path")));
     }
-    let Some(client) = d.session_client() else {
+    let Some(client) = env.standing.session_client() else {
         return Err(err("unauthenticated", "not logged in (run: peer login USER)"));
     };
-    if let Some(answer) = already_started(d, &group, &name, &dest).await {
+    if let Some(answer) = already_started(env, &group, &name, &dest).await {
         return Ok(answer);
     }
     let details = client.file_details(&group, &name).await.map_err(client_error)?;
     check_meta(&details.file, &name).map_err(|m| err("download_failed", m))?;
-    let others = details.sharers.iter().filter(|s| s.peer_key != d.identity.public_hex()).count();
+    let others = details.sharers.iter().filter(|s| s.peer_key != env.standing.peer_key_hex).count();
     let mut record = DownloadRecord {
         group: group.clone(),
         name: name.clone(),
@@ -223,7 +247,7 @@ pub async fn start(
             .map_err(|e| err("download_failed", e.to_string()))??
     };
     if let AtDest::Identical(pieces) = at_dest {
-        return already_there(d, &client, record, pieces).await;
+        return already_there(env, &client, record, pieces).await;
     }
     let created = if others == 0 {
         Err(actor::no_peers(&group, &name))
@@ -239,14 +263,14 @@ pub async fn start(
             record.state = DownloadState::Failed;
             record.error = Some(failure);
             let have = all_pieces(record.meta.size, false);
-            d.downloads.insert(actor::spawn(d, record, have, None, Begin::Idle));
+            env.table.insert(actor::spawn(env, record, have, None, Begin::Idle));
             return Err(answer);
         }
     };
     let have = all_pieces(record.meta.size, false);
-    d.downloads.insert(actor::spawn(d, record, have, Some(part), Begin::Fresh));
+    env.table.insert(actor::spawn(env, record, have, Some(part), Begin::Fresh));
     // Register as a sharer now: other downloaders find us and fetch the pieces we verify.
-    if let Err(e) = client.upload(&group, details.file.clone(), &d.peer_addr, &d.identity.public_hex()).await {
+    if let Err(e) = env.standing.register_sharer(&client, &group, details.file.clone()).await {
         tracing::warn!("cannot register as a sharer of {name} while downloading: {e}");
     }
     Ok(json!({"group": group, "name": name, "dest": dest, "size": details.file.size, "sharers": others}))
@@ -254,17 +278,17 @@ pub async fn start(
 
 /// At start: a task for every download read from downloads.json; those that were downloading
 /// re-verify what their `.part` files hold and continue. Paused downloads stay paused.
-pub fn resume_all(d: &Arc<Daemon>) {
-    let handles = d
-        .downloads
+pub fn resume_all(env: &Downloads) {
+    let handles = env
+        .table
         .loaded()
         .into_iter()
         .map(|r| {
             let complete = r.state == DownloadState::Complete;
             let begin = if r.state == DownloadState::Downloading { Begin::Reverify } else { Begin::Idle };
             let have = all_pieces(r.meta.size, complete);
-            actor::spawn(d, r, have, None, begin)
+            actor::spawn(env, r, have, None, begin)
         })
         .collect();
-    d.downloads.adopt(handles);
+    env.table.adopt(handles);
 }

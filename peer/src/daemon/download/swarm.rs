@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::TicketRx;
 use super::engine::{Engine, Event, Sharer};
-use crate::daemon::Daemon;
+use crate::daemon::standing::Standing;
 
 /// A ticket is renewed when it has less than this left, or half its lifetime if that is less
 /// (a tracker may issue shorter tickets: `TRACKER_TICKET_LIFETIME_MS`).
@@ -77,13 +77,13 @@ pub struct Refresh {
 /// Asks the tracker who shares the file now and, when `ticket_due`, for a fresh ticket. `None`
 /// when stopped.
 pub async fn refresh(
-    d: &Arc<Daemon>,
+    st: &Standing,
     stop: &CancellationToken,
     group: &str,
     name: &str,
     ticket_due: bool,
 ) -> Option<Refresh> {
-    let Some(client) = d.session_client() else {
+    let Some(client) = st.session_client() else {
         return Some(Refresh { event: Event::LoggedOut, ticket: None });
     };
     // Who shares the file now (sharers come and go; the list also names other downloaders).
@@ -91,7 +91,7 @@ pub async fn refresh(
         Ok(det) => Some(
             det.sharers
                 .into_iter()
-                .filter(|s| s.peer_key != d.identity.public_hex())
+                .filter(|s| s.peer_key != st.peer_key_hex)
                 .filter_map(|s| Some(Sharer { key: parse_key(&s.peer_key)?, addr: s.peer_addr }))
                 .collect::<Vec<_>>(),
         ),
@@ -105,7 +105,7 @@ pub async fn refresh(
     };
     let mut ticket = None;
     if ticket_due {
-        match fresh_ticket(d, &client, stop, group, name).await? {
+        match fresh_ticket(st, &client, stop, group, name).await? {
             Ok(t) => ticket = t,
             Err(event) => return Some(Refresh { event, ticket: None }),
         }
@@ -121,20 +121,20 @@ pub async fn refresh(
 /// announced (the tracker issues it for no other), with when to renew it. `Err` is the
 /// tracker's refusal; `None` when stopped.
 async fn fresh_ticket(
-    d: &Arc<Daemon>,
+    st: &Standing,
     client: &tracker_client::TrackerClient,
     stop: &CancellationToken,
     group: &str,
     name: &str,
 ) -> Option<Result<Option<(Vec<u8>, u64)>, Event>> {
     let now = crate::daemon::tickets::now_ms();
-    let mut asked = or_stop(stop, client.ticket(group, name, &d.identity.public_hex())).await?;
+    let mut asked = or_stop(stop, client.ticket(group, name, &st.peer_key_hex)).await?;
     if matches!(&asked, Err(tracker_client::ClientError::Refused { code, .. }) if code.as_str() == "not_allowed")
-        && !d.announce.announced.load(Ordering::SeqCst)
+        && !st.announce.announced.load(Ordering::SeqCst)
     {
         // Our announce has not gone through yet (the daemon just started): announce, ask again.
-        d.announce().await;
-        asked = or_stop(stop, client.ticket(group, name, &d.identity.public_hex())).await?;
+        st.announce().await;
+        asked = or_stop(stop, client.ticket(group, name, &st.peer_key_hex)).await?;
     }
     Some(match asked {
         Ok(t) => match hex::decode(&t.ticket) {

@@ -18,6 +18,7 @@ use super::engine::{ConnEnd, Sharer};
 use super::*;
 use crate::daemon::channel::Channel;
 use crate::daemon::shares::{Share, ShareTable};
+use crate::daemon::standing::Standing;
 use crate::daemon::wire::{self, FrameReader};
 use crate::daemon::{serve, tickets, BadPieceList, Daemon, Faults};
 use crate::hashing::{hash_file, MAX_FILE_SIZE_BYTES};
@@ -37,22 +38,38 @@ fn daemon(dir: &Path, faults: Faults) -> Arc<Daemon> {
     home.save_session(&Session { user: "u".into(), token: "t".into(), expires_at_ms: u64::MAX }).unwrap();
     std::fs::write(dir.join(tickets::PIN_FILE), hex::encode(signer().public_key())).unwrap();
     let identity = PeerIdentity::ephemeral();
-    Arc::new(Daemon {
-        channel: Channel::new(&identity).unwrap(),
-        identity,
-        cluster_key: tickets::ClusterKey::load(dir),
-        shares: ShareTable::load(&home).unwrap(),
-        downloads: DownloadTable::load(&home).unwrap(),
+    let standing = Arc::new(Standing {
+        home: home.clone(),
         // Never called here: nothing in these tests reaches the tracker.
         tracker: TrackerClient::new(vec!["127.0.0.1:9".into()], RetryPolicy::default()),
         peer_addr: "127.0.0.1:9".into(),
+        peer_key_hex: identity.public_hex(),
         announce: Default::default(),
+    });
+    let (channel, shares) = (Arc::new(Channel::new(&identity).unwrap()), Arc::new(ShareTable::load(&home).unwrap()));
+    let downloads = Downloads {
+        table: Arc::new(DownloadTable::load(&home).unwrap()),
+        standing: standing.clone(),
+        shares: shares.clone(),
+        channel: channel.clone(),
+        piece_lists: PieceListStore::new(&home),
         shutdown: CancellationToken::new(),
+    };
+    Arc::new(Daemon {
+        standing,
+        channel,
+        cluster_key: tickets::ClusterKey::load(dir),
+        shares,
+        downloads,
         piece_lists: PieceListStore::new(&home),
         list_rebuild: tokio::sync::Mutex::new(()),
         faults,
-        home,
     })
+}
+
+/// The key `d` proves on its piece connections.
+fn key_of(d: &Daemon) -> [u8; 32] {
+    proto::ticket::peer_key_from_hex(&d.standing.peer_key_hex).unwrap()
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
@@ -62,8 +79,8 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 async fn serve(d: &Arc<Daemon>) -> Sharer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(serve::run(d.clone(), listener, d.shutdown.child_token()));
-    Sharer { addr, key: d.identity.public() }
+    tokio::spawn(serve::run(d.clone(), listener, d.downloads.shutdown.child_token()));
+    Sharer { addr, key: key_of(d) }
 }
 
 /// A ticket for `d`'s download `h`, as the tracker would sign it.
@@ -73,7 +90,7 @@ fn ticket(d: &Daemon, h: &DownloadHandle) -> Vec<u8> {
         group,
         file_sha1: conn::sha1_bytes(&sha1),
         user: "u".into(),
-        peer_key: d.identity.public(),
+        peer_key: key_of(d),
         expires_at_ms: tickets::now_ms() + 60_000,
     })
 }
@@ -128,8 +145,8 @@ fn downloader(dir: &Path, meta: &FileMetaBody) -> (Arc<Daemon>, DownloadHandle) 
     };
     let part = disk::open_part(&record.part_path(), meta.size).unwrap();
     let have = actor::all_pieces(meta.size, false);
-    let h = actor::spawn(&d, record, have, Some(part), Begin::Idle);
-    d.downloads.insert(h.clone());
+    let h = actor::spawn(&d.downloads, record, have, Some(part), Begin::Idle);
+    d.downloads.table.insert(h.clone());
     (d, h)
 }
 
