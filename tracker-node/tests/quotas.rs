@@ -3,35 +3,50 @@
 //! reaches the log (the counts on every node unchanged, the peer CLI exiting 1), other users go
 //! on; the counts survive a restart of the whole cluster and a snapshot save and restore; 0 is
 //! no limit; and a user pages through thousands of groups, each exactly once, in bounded pages.
+//! The tests that do not drive the peer CLI run their nodes in this process (testkit::inproc);
+//! the operator's commands (`snapshot save`, `restore`) are processes either way.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use testkit::inproc::InprocCluster;
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A cluster whose file has `[limits]` with these bounds, and a secret for the admin calls.
-fn cluster_with_limits(groups_per_user: u64, files_per_user: u64, more: &str) -> Cluster {
+/// A cluster file with `[limits]` of these bounds, and a secret for the admin calls.
+fn limits(groups_per_user: u64, files_per_user: u64, more: &str) -> ClusterOptions {
     let extra = format!(
         "secret = \"quota-secret\"\n{more}\n\n[limits]\ngroups_per_user = {groups_per_user}\nfiles_per_user = {files_per_user}\n"
     );
-    let cluster = Cluster::start_with(ClusterOptions { extra, ..Default::default() });
+    ClusterOptions { extra, ..Default::default() }
+}
+
+/// [`limits`] on node processes, with a leader (for the tests that drive the peer CLI).
+fn cluster_with_limits(groups_per_user: u64, files_per_user: u64, more: &str) -> Cluster {
+    let cluster = Cluster::start_with(limits(groups_per_user, files_per_user, more));
+    cluster.wait_leader(&[]);
+    cluster
+}
+
+/// [`limits`] on nodes in this process, with a leader.
+fn inproc_with_limits(groups_per_user: u64, files_per_user: u64, more: &str) -> InprocCluster {
+    let cluster = InprocCluster::start_with(limits(groups_per_user, files_per_user, more));
     cluster.wait_leader(&[]);
     cluster
 }
 
 /// Sends a request and follows 307s to the leader (waiting out an election's 503s); the first
 /// other answer.
-fn on_leader(cluster: &Cluster, method: &str, path: &str, token: &str, body: Option<&str>) -> HttpResponse {
+fn on_leader(cluster: &impl ClusterView, method: &str, path: &str, token: &str, body: Option<&str>) -> HttpResponse {
     call_following_redirects(cluster.api(cluster.wait_leader(&[])), method, path, Some(token), body)
 }
 
-fn create_group(cluster: &Cluster, token: &str, group: &str) -> HttpResponse {
+fn create_group(cluster: &impl ClusterView, token: &str, group: &str) -> HttpResponse {
     on_leader(cluster, "POST", "/v1/groups", token, Some(&json!({ "group": group }).to_string()))
 }
 
-fn upload(cluster: &Cluster, token: &str, group: &str, name: &str, content: u8) -> HttpResponse {
+fn upload(cluster: &impl ClusterView, token: &str, group: &str, name: &str, content: u8) -> HttpResponse {
     let body = json!({
         "file": {"name": name, "size": 1000 + content as u64, "piece_len": 524288,
                  "piece_list_sha1": format!("{content:02x}").repeat(20), "sha1": format!("{:02x}", content ^ 0xff).repeat(20)},
@@ -56,7 +71,7 @@ fn quota_refused(r: &HttpResponse, bound: &str) {
 }
 
 /// Registers and logs in `user` over HTTP; its session token.
-fn session(cluster: &Cluster, user: &str) -> String {
+fn session(cluster: &impl ClusterView, user: &str) -> String {
     let body = json!({"user": user, "password": format!("{user}-password")}).to_string();
     wait_until(&format!("{user} registered"), WAIT, || {
         let leader = cluster.wait_leader(&[]);
@@ -75,7 +90,7 @@ fn session(cluster: &Cluster, user: &str) -> String {
 }
 
 /// (groups, files) as every running node reports them, once they have converged.
-fn counts_everywhere(cluster: &Cluster) -> Vec<(u64, u64)> {
+fn counts_everywhere(cluster: &impl ClusterView) -> Vec<(u64, u64)> {
     cluster.wait_converged(WAIT);
     cluster
         .running()
@@ -87,7 +102,7 @@ fn counts_everywhere(cluster: &Cluster) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn leader_last_log_index(cluster: &Cluster) -> (u64, u64) {
+fn leader_last_log_index(cluster: &impl ClusterView) -> (u64, u64) {
     let leader = cluster.wait_leader(&[]);
     let st = cluster.status(leader).unwrap();
     (st["term"].as_u64().unwrap(), st["last_log_index"].as_u64().unwrap())
@@ -220,7 +235,7 @@ fn a_user_at_the_group_limit_is_refused_429_before_the_log_and_other_users_go_on
 #[test]
 fn a_burst_of_concurrent_writes_stops_exactly_at_the_limit() {
     const BURST: usize = 12;
-    let cluster = cluster_with_limits(6, 5, "");
+    let cluster = inproc_with_limits(6, 5, "");
     let alice = session(&cluster, "alice");
     ok(create_group(&cluster, &alice, "home"));
     let burst = |what: &str, send: &(dyn Fn(usize) -> HttpResponse + Sync)| {
@@ -249,7 +264,7 @@ fn a_burst_of_concurrent_writes_stops_exactly_at_the_limit() {
 
 #[test]
 fn a_user_at_the_file_limit_is_refused_and_sharing_a_listed_file_costs_nothing() {
-    let cluster = cluster_with_limits(100, 4, "");
+    let cluster = inproc_with_limits(100, 4, "");
     let alice = session(&cluster, "alice");
     let bob = session(&cluster, "bob");
     ok(create_group(&cluster, &alice, "team"));
@@ -283,7 +298,7 @@ fn a_user_at_the_file_limit_is_refused_and_sharing_a_listed_file_costs_nothing()
 #[test]
 fn quotas_hold_after_a_whole_cluster_restart_and_a_snapshot_restore() {
     // Snapshots every 10 entries, so the restart loads one and replays a tail.
-    let mut cluster = cluster_with_limits(2, 2, "snapshot_logs_threshold = 10");
+    let mut cluster = inproc_with_limits(2, 2, "snapshot_logs_threshold = 10");
     let alice = session(&cluster, "alice");
     ok(create_group(&cluster, &alice, "g1"));
     ok(create_group(&cluster, &alice, "g2"));
@@ -300,7 +315,7 @@ fn quotas_hold_after_a_whole_cluster_restart_and_a_snapshot_restore() {
 
     // Every node stopped and started again: the counts come back from snapshot and log.
     for id in cluster.ids() {
-        assert_eq!(cluster.terminate(id, WAIT), Some(0));
+        cluster.stop(id);
     }
     for id in cluster.ids() {
         cluster.start_node(id);
@@ -317,7 +332,7 @@ fn quotas_hold_after_a_whole_cluster_restart_and_a_snapshot_restore() {
     let out = run(&["snapshot", "save", "--config", &config, file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "save: {}", String::from_utf8_lossy(&out.stderr));
     for id in cluster.ids() {
-        assert_eq!(cluster.terminate(id, WAIT), Some(0));
+        cluster.stop(id);
         let d = cluster.dir.path().join(format!("node-{id}"));
         std::fs::rename(&d, cluster.dir.path().join(format!("old-node-{id}"))).unwrap();
     }
