@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use crate::bins::workspace_bin;
 use crate::http::is_loopback;
 use crate::inproc::ClusterView;
-use crate::layout::{cluster_toml, node_table, ClusterOptions};
+use crate::layout::{append_node, cluster_toml, keep_if_asked, ClusterOptions};
 use crate::ports::free_port;
 use crate::process::{kill_now, kill_pid, stop_within, wrapped};
 
@@ -63,9 +63,7 @@ impl Cluster {
     pub fn add_node(&mut self) -> u64 {
         let id = self.nodes.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
         let (api, raft) = loopback_pair();
-        let mut toml = std::fs::read_to_string(&self.config).unwrap();
-        toml.push_str(&node_table(id, &api, &raft));
-        std::fs::write(&self.config, toml).unwrap();
+        append_node(&self.config, id, &api, &raft);
         self.apis.push(api.to_string());
         self.rafts.push(raft.to_string());
         self.nodes.push((id, None));
@@ -187,11 +185,6 @@ impl Drop for Cluster {
             }
         }
         // TESTKIT_KEEP=1 keeps the cluster's files (cluster.toml, node logs, sled data).
-        if std::env::var_os("TESTKIT_KEEP").is_some() {
-            if let Ok(empty) = tempfile::tempdir() {
-                let kept = std::mem::replace(&mut self.dir, empty).keep();
-                eprintln!("testkit: kept {}", kept.display());
-            }
-        }
+        keep_if_asked(&mut self.dir);
     }
 }

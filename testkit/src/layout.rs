@@ -3,8 +3,10 @@
 //! stable view of its nodes.
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use serde_json::Value;
+use tempfile::TempDir;
 
 /// How to lay out a test cluster.
 #[derive(Debug, Clone)]
@@ -47,6 +49,25 @@ pub(crate) fn node_table(id: u64, api: &SocketAddr, raft: &SocketAddr) -> String
     format!("\n[[node]]\nid = {id}\napi = \"{api}\"\nraft = \"{raft}\"\ndata_dir = \"node-{id}\"\n")
 }
 
+/// Lists node `id` at `api` and `raft` at the end of the cluster file `config`, as an operator
+/// does before adding a node.
+pub(crate) fn append_node(config: &Path, id: u64, api: &SocketAddr, raft: &SocketAddr) {
+    let mut toml = std::fs::read_to_string(config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    toml.push_str(&node_table(id, api, raft));
+    std::fs::write(config, toml).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+}
+
+/// With `TESTKIT_KEEP=1`, keeps a cluster's folder (cluster file, logs, data) past its drop for a
+/// post-mortem, and says where; `dir` is left holding an empty folder to remove instead.
+pub(crate) fn keep_if_asked(dir: &mut TempDir) {
+    if std::env::var_os("TESTKIT_KEEP").is_some() {
+        if let Ok(empty) = tempfile::tempdir() {
+            let kept = std::mem::replace(dir, empty).keep();
+            eprintln!("testkit: kept {}", kept.display());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,7 +81,8 @@ mod tests {
         ];
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("cluster.toml");
-        std::fs::write(&file, cluster_toml(&opts, &addrs)).unwrap();
+        std::fs::write(&file, cluster_toml(&opts, &addrs[..1])).unwrap();
+        append_node(&file, 2, &addrs[1].0, &addrs[1].1);
         let cfg = proto::cluster::ClusterConfig::load(&file).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((cfg.heartbeat_ms, cfg.election_timeout_ms, cfg.snapshot_logs_threshold), (20, (80, 160), 50));
         assert_eq!(cfg.api_addrs(), vec![addrs[0].0, addrs[1].0]);
