@@ -528,6 +528,32 @@ fn log_summary(id: u64, log: &str) -> String {
     }
 }
 
+/// Each node's RSS, as `node 1 <label>12.3 MiB, node 2 ...`.
+fn rss_list(nodes: &[NodeFigures], label: &str) -> String {
+    nodes
+        .iter()
+        .map(|f| format!("node {} {label}{}", f.id, opt_mib(f.mem.map(|m| m.rss))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A phase's cells in a load table: acknowledged/total, wall (with `wall_decimals`), rate
+/// (bold where it is the table's figure), latency p50, p99, max, and what failed.
+fn phase_cells(p: &Phase, wall_decimals: usize, bold_rate: bool) -> String {
+    let rate = if bold_rate { format!("**{:.0}**", p.rate()) } else { format!("{:.0}", p.rate()) };
+    format!(
+        "{}/{} | {:.*} s | {rate} | {:.1} ms | {:.1} ms | {:.0} ms | {}",
+        p.acked,
+        p.total,
+        wall_decimals,
+        p.wall.as_secs_f64(),
+        p.p(0.5),
+        p.p(0.99),
+        p.max(),
+        p.errors_text()
+    )
+}
+
 /// Polls every node at once with a linearizable read until one answers 200.
 async fn first_read(apis: &[String], token: &str, group: &str, since: Instant, wait: Duration) -> Restart {
     let http = reqwest::Client::builder()
@@ -616,20 +642,7 @@ fn markdown(
     let _ = writeln!(o, "| phase | clients | acknowledged | wall | per second | latency p50 | p99 | max | failed |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
     for p in &t.phases {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {}/{} | {:.1} s | {:.0} | {:.1} ms | {:.1} ms | {:.0} ms | {} |",
-            p.label,
-            p.workers,
-            p.acked,
-            p.total,
-            p.wall.as_secs_f64(),
-            p.rate(),
-            p.p(0.5),
-            p.p(0.99),
-            p.max(),
-            p.errors_text()
-        );
+        let _ = writeln!(o, "| {} | {} | {} |", p.label, p.workers, phase_cells(p, 1, false));
     }
     let _ = writeln!(o);
     let elections: Vec<String> =
@@ -648,30 +661,10 @@ fn markdown(
     let _ = writeln!(o, "| clients | uploads | wall | uploads/s | latency p50 | p99 | max | failed |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     for p in &t.levels {
-        let _ = writeln!(
-            o,
-            "| {} | {}/{} | {:.2} s | **{:.0}** | {:.1} ms | {:.1} ms | {:.0} ms | {} |",
-            p.workers,
-            p.acked,
-            p.total,
-            p.wall.as_secs_f64(),
-            p.rate(),
-            p.p(0.5),
-            p.p(0.99),
-            p.max(),
-            p.errors_text()
-        );
+        let _ = writeln!(o, "| {} | {} |", p.workers, phase_cells(p, 2, true));
     }
     let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "After the levels: RSS {}.",
-        t.after_levels
-            .iter()
-            .map(|f| format!("node {} {}", f.id, opt_mib(f.mem.map(|m| m.rss))))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let _ = writeln!(o, "After the levels: RSS {}.", rss_list(&t.after_levels, ""));
     let _ = writeln!(o);
     let _ = writeln!(o, "### Cold restart (SIGKILL all three nodes, start all three)");
     let _ = writeln!(o);
@@ -701,15 +694,7 @@ fn markdown(
         let _ = writeln!(o, "\nRestart: {n}");
     }
     let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "After the restart: {}.",
-        t.after_restart
-            .iter()
-            .map(|f| format!("node {} RSS {}", f.id, opt_mib(f.mem.map(|m| m.rss))))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let _ = writeln!(o, "After the restart: {}.", rss_list(&t.after_restart, "RSS "));
     let _ = writeln!(o);
     let _ = writeln!(o, "Node logs: {}.", t.log_notes.join("; "));
     let _ = writeln!(o);
