@@ -20,8 +20,8 @@ use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Editor, Helper};
 use tracker_client::{RetryPolicy, TrackerClient};
 
-use super::words::{self, Want};
-use super::{exec, parse, split_words, Outcome};
+use super::line::{exec, parse, Outcome};
+use super::words::{self, split_words, Want};
 use crate::cli::{CliError, Ctx, Out};
 use crate::home::Home;
 

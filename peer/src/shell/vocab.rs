@@ -248,8 +248,9 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    /// A line of words without quotes.
     fn parse(line: &str) -> Result<(Command, Option<String>), String> {
-        let words = super::super::words::split_words(line).unwrap();
+        let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
         let verb = vocabulary().verb(&words[0]).ok_or("unknown")?;
         vocabulary().parse(verb, &words[1..])
     }
@@ -347,7 +348,8 @@ mod tests {
         ] {
             assert!(vocabulary().verb(w).is_some(), "{w}");
         }
-        let upload = parse("upload_file \"my doc.pdf\" dev_team").unwrap().0;
+        let upload_file = vocabulary().verb("upload_file").unwrap();
+        let upload = vocabulary().parse(upload_file, &["my doc.pdf".into(), "dev_team".into()]).unwrap().0;
         assert_eq!(
             format!("{upload:?}"),
             format!("{:?}", Command::Upload { file: "my doc.pdf".into(), group: "dev_team".into() })
