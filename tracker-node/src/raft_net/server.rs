@@ -124,32 +124,63 @@ fn malformed(e: wire::WireError) -> Response {
     (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
-/// One Raft RPC: the secret (when set), the body's decoding, the sender check, then openraft.
-async fn serve_rpc<Req, Resp, Fut>(
+/// The vote a Raft request carries: it names the node the request speaks for.
+trait Sent {
+    fn vote(&self) -> &openraft::Vote<NodeId>;
+}
+
+impl Sent for openraft::raft::AppendEntriesRequest<raft_store::TypeConfig> {
+    fn vote(&self) -> &openraft::Vote<NodeId> {
+        &self.vote
+    }
+}
+
+impl Sent for openraft::raft::VoteRequest<NodeId> {
+    fn vote(&self) -> &openraft::Vote<NodeId> {
+        &self.vote
+    }
+}
+
+impl Sent for openraft::raft::InstallSnapshotRequest<raft_store::TypeConfig> {
+    fn vote(&self) -> &openraft::Vote<NodeId> {
+        &self.vote
+    }
+}
+
+/// A Raft RPC as it arrived: the node's state, the node whose certificate the connection
+/// presented, the headers and the body.
+struct Call {
     s: RaftState,
     peer: PeerNode,
     headers: HeaderMap,
     body: Bytes,
-    rpc: &str,
-    decode: impl FnOnce(&[u8]) -> Result<Req, wire::WireError>,
-    sender_of: impl FnOnce(&Req) -> &openraft::Vote<NodeId>,
-    handle: impl FnOnce(Raft, Req) -> Fut,
-) -> Response
-where
-    Resp: Serialize,
-    Fut: std::future::Future<Output = Resp>,
-{
-    if let Err(r) = check_secret(&s, &headers) {
-        return r;
+}
+
+impl Call {
+    /// The secret (when set), the body's decoding, the sender check, then openraft.
+    async fn serve<Req, Resp, Fut>(
+        self,
+        rpc: &str,
+        decode: impl FnOnce(&[u8]) -> Result<Req, wire::WireError>,
+        handle: impl FnOnce(Raft, Req) -> Fut,
+    ) -> Response
+    where
+        Req: Sent,
+        Resp: Serialize,
+        Fut: std::future::Future<Output = Resp>,
+    {
+        if let Err(r) = check_secret(&self.s, &self.headers) {
+            return r;
+        }
+        let req = match decode(&self.body) {
+            Ok(req) => req,
+            Err(e) => return malformed(e),
+        };
+        if let Err(r) = check_sender(self.peer, req.vote(), rpc) {
+            return r;
+        }
+        reply(&handle(self.s.raft, req).await)
     }
-    let req = match decode(&body) {
-        Ok(req) => req,
-        Err(e) => return malformed(e),
-    };
-    if let Err(r) = check_sender(peer, sender_of(&req), rpc) {
-        return r;
-    }
-    reply(&handle(s.raft, req).await)
 }
 
 async fn append(
@@ -158,17 +189,8 @@ async fn append(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve_rpc(
-        s,
-        peer,
-        headers,
-        body,
-        "append",
-        wire::decode_append,
-        |r| &r.vote,
-        |raft, req| async move { raft.append_entries(req).await },
-    )
-    .await
+    let call = Call { s, peer, headers, body };
+    call.serve("append", wire::decode_append, |raft, req| async move { raft.append_entries(req).await }).await
 }
 
 async fn vote(
@@ -178,21 +200,13 @@ async fn vote(
     body: Bytes,
 ) -> Response {
     let refused_votes = s.refused_votes.clone();
-    serve_rpc(
-        s,
-        peer,
-        headers,
-        body,
-        "vote",
-        wire::decode::<openraft::raft::VoteRequest<NodeId>>,
-        |r| &r.vote,
-        |raft, req| async move {
-            match refuse_non_voter(&raft, &req, &refused_votes) {
-                Some(refusal) => Ok(refusal),
-                None => raft.vote(req).await,
-            }
-        },
-    )
+    let call = Call { s, peer, headers, body };
+    call.serve("vote", wire::decode::<openraft::raft::VoteRequest<NodeId>>, |raft, req| async move {
+        match refuse_non_voter(&raft, &req, &refused_votes) {
+            Some(refusal) => Ok(refusal),
+            None => raft.vote(req).await,
+        }
+    })
     .await
 }
 
@@ -202,15 +216,7 @@ async fn snapshot(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve_rpc(
-        s,
-        peer,
-        headers,
-        body,
-        "snapshot chunk",
-        wire::decode_snapshot,
-        |r| &r.vote,
-        |raft, req| async move { raft.install_snapshot(req).await },
-    )
-    .await
+    let call = Call { s, peer, headers, body };
+    call.serve("snapshot chunk", wire::decode_snapshot, |raft, req| async move { raft.install_snapshot(req).await })
+        .await
 }
