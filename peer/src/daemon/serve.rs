@@ -28,8 +28,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::ServerStream;
-use super::download::actor::PartialView;
 use super::download::conn::WRITE_TIMEOUT_MS;
+use super::download::messages::PartialView;
 use super::download::DownloadHandle;
 use super::shares::Share;
 use super::slots::{HandshakeSlot, SlotLimits, Slots, FIRST_BYTE_TIMEOUT_MS, HELLO_TIMEOUT_MS};

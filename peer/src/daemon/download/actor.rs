@@ -25,192 +25,33 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, ConnCtx};
 use super::engine::{Action, ConnEnd, Engine, Event, Failure};
-use super::manage::{verdict, Op, Verdict};
+use super::env::Downloads;
+use super::finish::{self, Reverified};
+use super::messages::{
+    Command, ConnEvent, ConnId, DownloadHandle, ListTurn, One, PartialView, Picked, Snapshot, TicketRx,
+};
+use super::ops::{verdict, Op, Verdict};
 use super::picker::{PeerKind, Picker};
+use super::record::DownloadRecord;
 use super::swarm::{self, HeldTicket};
-use super::{finish, DownloadRecord, Downloads};
-use crate::control::{DownloadFailure, DownloadRow, DownloadState};
+use crate::control::{DownloadFailure, DownloadState};
 use crate::hashing::{piece_count, piece_range, PieceHash};
 use crate::progress::{RateMeter, RATE_WINDOW};
 
 /// Commands a download's mailbox holds at most; a sender waits for room.
 pub const MAILBOX_CAPACITY: usize = 16;
-/// Events from connections and helper tasks the swarm's inbox holds at most: a few per
-/// connection (`engine::MAX_PEERS_PER_DOWNLOAD`) in flight at once.
-pub const INBOX_CAPACITY: usize = 256;
+/// Events from connections the download's inbox holds at most: a few per connection
+/// (`engine::MAX_PEERS_PER_DOWNLOAD`) in flight at once.
+pub const CONN_INBOX_CAPACITY: usize = 256;
+/// Outcomes of helper tasks waiting at once (at most one refresh, one re-verification, one
+/// slot wait and one placement run per download).
+const HELPER_INBOX_CAPACITY: usize = 8;
 /// Verified pieces announced ahead of the slowest listener (a lagging one re-reads the bitfield).
 const HAVE_CAPACITY: usize = 1024;
 /// Most time the connections of a stopping swarm get to end.
 const DRAIN_MS: u64 = 5_000;
 /// How often the rate meter is sampled while the swarm runs.
 const RATE_SAMPLE_MS: u64 = 500;
-
-/// A connection of one swarm, numbered by its download.
-pub type ConnId = u64;
-
-/// The result of one operation on one download.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum One {
-    Acted,
-    Already,
-    /// It was in a state the operation does not apply to.
-    Skipped(DownloadState),
-    /// Every piece is verified and the file is being placed: too late.
-    Finishing,
-}
-
-/// What the control side asks of a download.
-pub enum Command {
-    /// Stop the swarm, keep the `.part`: `paused` (`by_logout`: resumed by the next login).
-    Pause { by_logout: bool, reply: oneshot::Sender<One> },
-    /// `downloading` again: the `.part` re-verified, the swarm started. With `only_after_logout`,
-    /// only a download a logout paused.
-    Resume { only_after_logout: bool, reply: oneshot::Sender<One> },
-    /// Stop the swarm for good; the caller removes the row and unlinks the `.part`.
-    Cancel { reply: oneshot::Sender<One> },
-    /// A finished or failed row may go; the caller removes it.
-    Forget { reply: oneshot::Sender<One> },
-    /// What the piece server needs to serve the verified pieces of a download in progress.
-    Serve { reply: oneshot::Sender<Option<PartialView>> },
-    /// One connection to `sharer` outside the engine's choice, answered with how it ended
-    /// (the piece-list tests drive connections one at a time).
-    #[cfg(test)]
-    Connect { sharer: super::engine::Sharer, ticket: conn::TicketRx, reply: oneshot::Sender<ConnEnd> },
-}
-
-/// A download in progress as the piece server serves it: its `.part`, the pieces verified when
-/// it was asked (then each new one on `have_rx`, in order), and its piece list once verified.
-pub struct PartialView {
-    pub file: Arc<File>,
-    pub size: u64,
-    pub have: Vec<bool>,
-    pub have_rx: broadcast::Receiver<u32>,
-    pub list: watch::Receiver<Option<Arc<Vec<PieceHash>>>>,
-}
-
-/// What a connection task tells its download. Each names its connection; events of a
-/// connection the current swarm does not know (a stopped one's) change nothing.
-pub enum ConnEvent {
-    /// The sharer's bitfield after the handshake; the answer is how the picker counts it.
-    Joined { conn: ConnId, has: Vec<bool>, reply: oneshot::Sender<PeerKind> },
-    /// A later bitfield replaces the first.
-    Bitfield { conn: ConnId, has: Vec<bool>, reply: oneshot::Sender<PeerKind> },
-    /// The sharer announced a piece.
-    Have { conn: ConnId, piece: u32 },
-    /// The sharer rejected a piece (`false`), or a seed's rejection has run out (`true`).
-    SetHas { conn: ConnId, piece: u32, has: bool },
-    /// Fill `outstanding` up to `want` requests; it comes back with the new ones at its end.
-    Pick { conn: ConnId, outstanding: Vec<u32>, want: usize, reply: oneshot::Sender<Picked> },
-    /// A request ended without a piece (rejected, cancelled, an endgame duplicate).
-    Release { conn: ConnId, piece: u32 },
-    /// A piece was checked (and, when `ok`, written at its offset).
-    Verified { conn: ConnId, piece: u32, len: u64, ok: bool },
-    /// Whose turn it is to fetch the piece list (the answer waits for it).
-    ListTurn { conn: ConnId, reply: oneshot::Sender<ListTurn> },
-    /// The fetch this connection had the turn for ended: the verified (and stored) list, or none.
-    ListFetched { conn: ConnId, list: Option<Arc<Vec<PieceHash>>> },
-    /// The connection ended; `outstanding` are the requests it still had.
-    Ended { conn: ConnId, outstanding: Vec<u32>, end: ConnEnd },
-}
-
-/// The answer to `Pick`.
-pub struct Picked {
-    pub outstanding: Vec<u32>,
-    /// Every piece is verified and nothing is outstanding here: the connection is done.
-    pub done: bool,
-}
-
-/// The answer to `ListTurn`.
-pub enum ListTurn {
-    Known(Arc<Vec<PieceHash>>),
-    /// Fetch it from your sharer, then say how it went (`ListFetched`).
-    Fetch,
-}
-
-/// What a reader sees of a download.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    pub record: DownloadRecord,
-    pub bytes_done: u64,
-    pub peers: usize,
-    pub rate_bytes_per_s: u64,
-}
-
-impl Snapshot {
-    pub fn row(&self) -> DownloadRow {
-        let r = &self.record;
-        let downloading = r.state == DownloadState::Downloading;
-        DownloadRow {
-            group: r.group.clone(),
-            name: r.name.clone(),
-            dest: r.dest.clone(),
-            state: r.state,
-            bytes_done: self.bytes_done,
-            size: r.meta.size,
-            error: r.error.clone(),
-            rate_bytes_per_s: if downloading { self.rate_bytes_per_s } else { 0 },
-            peers: if downloading { self.peers } else { 0 },
-        }
-    }
-}
-
-/// The control side's end of a download: its mailbox and its snapshot.
-#[derive(Clone)]
-pub struct DownloadHandle {
-    tx: mpsc::Sender<Command>,
-    snap: watch::Receiver<Snapshot>,
-}
-
-impl DownloadHandle {
-    pub fn snapshot(&self) -> Snapshot {
-        self.snap.borrow().clone()
-    }
-
-    /// Reads the record without copying it.
-    pub fn with_record<T>(&self, f: impl FnOnce(&DownloadRecord) -> T) -> T {
-        f(&self.snap.borrow().record)
-    }
-
-    pub fn row(&self) -> DownloadRow {
-        self.snap.borrow().row()
-    }
-
-    pub fn state(&self) -> DownloadState {
-        self.with_record(|r| r.state)
-    }
-
-    pub fn same(&self, other: &DownloadHandle) -> bool {
-        self.tx.same_channel(&other.tx)
-    }
-
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.ok()?;
-        rx.await.ok()
-    }
-
-    /// Runs `op` on this download (see `Command`); a download whose task is gone is skipped.
-    pub async fn manage(&self, op: Op, by_logout: bool) -> One {
-        let answer = match op {
-            Op::Pause => self.ask(|reply| Command::Pause { by_logout, reply }).await,
-            Op::Resume => self.ask(|reply| Command::Resume { only_after_logout: by_logout, reply }).await,
-            Op::Cancel => self.ask(|reply| Command::Cancel { reply }).await,
-            Op::Forget => self.ask(|reply| Command::Forget { reply }).await,
-        };
-        answer.unwrap_or_else(|| One::Skipped(self.state()))
-    }
-
-    pub async fn serve(&self) -> Option<PartialView> {
-        self.ask(|reply| Command::Serve { reply }).await.flatten()
-    }
-
-    #[cfg(test)]
-    pub async fn connect(&self, sharer: super::engine::Sharer, ticket: conn::TicketRx) -> ConnEnd {
-        self.ask(|reply| Command::Connect { sharer, ticket, reply })
-            .await
-            .unwrap_or_else(|| ConnEnd::Failed("the download's task is gone".into()))
-    }
-}
 
 /// How a download begins when its task starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +85,8 @@ pub fn spawn(
     let (list_tx, _) = watch::channel(list);
     let (snap_tx, snap) = watch::channel(Snapshot { record, bytes_done, peers: 0, rate_bytes_per_s: 0 });
     let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
-    let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+    let (inbox_tx, inbox) = mpsc::channel(HELPER_INBOX_CAPACITY);
+    let (conn_tx, conn_rx) = mpsc::channel(CONN_INBOX_CAPACITY);
     let (have_tx, _) = broadcast::channel(HAVE_CAPACITY);
     let actor = Download {
         env: env.clone(),
@@ -256,6 +98,8 @@ pub fn spawn(
         have_tx,
         inbox_tx,
         inbox,
+        conn_tx,
+        conn_rx,
         run: 0,
         phase: Phase::Idle,
         peers: HashMap::new(),
@@ -266,7 +110,7 @@ pub fn spawn(
         probes: HashMap::new(),
     };
     tokio::spawn(actor.run(rx, begin));
-    DownloadHandle { tx, snap }
+    DownloadHandle::new(tx, snap)
 }
 
 /// What the swarm side of a download is doing.
@@ -314,18 +158,10 @@ struct Swarm {
 
 /// Outcomes of helper tasks, tagged with the run (`Download::run`) they were started for.
 enum Internal {
-    Conn(ConnEvent),
     Slot { run: u64, permit: OwnedSemaphorePermit },
     Reverified { run: u64, result: Result<Reverified, String> },
     Refreshed { run: u64, refresh: swarm::Refresh },
     Placed { result: Result<(), DownloadFailure> },
-}
-
-/// A `.part` reopened and re-verified: the file, the stored list (if any), the pieces there.
-pub struct Reverified {
-    pub(super) file: File,
-    pub(super) list: Option<Vec<PieceHash>>,
-    pub(super) have: Vec<bool>,
 }
 
 /// The actor's state: the download's, owned here only.
@@ -340,8 +176,12 @@ struct Download {
     bytes_done: u64,
     snap: watch::Sender<Snapshot>,
     have_tx: broadcast::Sender<u32>,
+    /// Outcomes of the helper tasks.
     inbox_tx: mpsc::Sender<Internal>,
     inbox: mpsc::Receiver<Internal>,
+    /// Events of the connections.
+    conn_tx: mpsc::Sender<ConnEvent>,
+    conn_rx: mpsc::Receiver<ConnEvent>,
     /// Bumped each time the swarm side starts or stops: outcomes of an older run are dropped.
     run: u64,
     phase: Phase,
@@ -353,16 +193,6 @@ struct Download {
     next_conn: ConnId,
     #[cfg(test)]
     probes: HashMap<ConnId, oneshot::Sender<ConnEnd>>,
-}
-
-/// A connection's events as the inbox carries them.
-#[derive(Clone)]
-pub struct EventSender(mpsc::Sender<Internal>);
-
-impl EventSender {
-    pub async fn send(&self, e: ConnEvent) -> bool {
-        self.0.send(Internal::Conn(e)).await.is_ok()
-    }
 }
 
 impl Download {
@@ -412,6 +242,7 @@ impl Download {
                         return;
                     }
                 },
+                Some(e) = self.conn_rx.recv() => self.on_conn(e),
                 Some(m) = self.inbox.recv() => self.on_internal(m).await,
                 _ = tokio::time::sleep_until(wake.into()), if running => self.on_wake().await,
                 _ = shutdown.cancelled(), if running => self.stop_swarm().await,
@@ -544,7 +375,7 @@ impl Download {
             Ok(p) => p,
             Err(_) => {
                 tracing::info!(
-                    running = super::MAX_RUNNING_SWARMS,
+                    running = super::table::MAX_RUNNING_SWARMS,
                     "waiting for a running download to end before this one starts"
                 );
                 let stop = self.env.shutdown.child_token();
@@ -748,7 +579,7 @@ impl Download {
             self.next_conn += 1;
             self.peers.insert(conn, PeerEntry { addr: sharer.addr, has: Vec::new(), kind: None, done_at_connect: 0 });
             let end = ConnEnd::Failed("no ticket from the tracker".into());
-            let _ = self.inbox_tx.try_send(Internal::Conn(ConnEvent::Ended { conn, outstanding: Vec::new(), end }));
+            let _ = self.conn_tx.try_send(ConnEvent::Ended { conn, outstanding: Vec::new(), end });
             return;
         };
         tracing::info!(peer = %sharer.addr, "connecting to sharer");
@@ -756,7 +587,7 @@ impl Download {
         self.spawn_conn(sharer, ticket, stop);
     }
 
-    fn spawn_conn(&mut self, sharer: super::engine::Sharer, ticket: conn::TicketRx, stop: CancellationToken) -> ConnId {
+    fn spawn_conn(&mut self, sharer: super::engine::Sharer, ticket: TicketRx, stop: CancellationToken) -> ConnId {
         let conn = self.next_conn;
         self.next_conn += 1;
         let done_at_connect = self.picker.done_count();
@@ -770,7 +601,7 @@ impl Download {
             group,
             meta,
             part: self.part.clone(),
-            events: EventSender(self.inbox_tx.clone()),
+            events: self.conn_tx.clone(),
             verified: self.have_tx.subscribe(),
             ticket,
         };
@@ -780,7 +611,6 @@ impl Download {
 
     async fn on_internal(&mut self, m: Internal) {
         match m {
-            Internal::Conn(e) => self.on_conn(e),
             Internal::Slot { run, permit } if run == self.run => {
                 if let Phase::WaitingSlot { reverify, .. } = self.phase {
                     self.slot_granted(permit, reverify);
@@ -983,11 +813,11 @@ impl Download {
         s.conns_stop.cancel();
         let drain = async {
             while !self.peers.is_empty() {
-                match self.inbox.recv().await {
-                    Some(Internal::Conn(ConnEvent::Ended { conn, outstanding, .. })) => {
+                match self.conn_rx.recv().await {
+                    Some(ConnEvent::Ended { conn, outstanding, .. }) => {
                         self.forget_conn(conn, &outstanding);
                     }
-                    Some(Internal::Conn(ConnEvent::Verified { piece, len, ok: true, .. })) => {
+                    Some(ConnEvent::Verified { piece, len, ok: true, .. }) => {
                         if self.picker.complete(piece) {
                             self.bytes_done += len;
                             let _ = self.have_tx.send(piece);

@@ -21,8 +21,8 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::actor::{ConnEvent, ConnId, EventSender, ListTurn, Picked};
 use super::engine::{ConnEnd, Sharer};
+use super::messages::{ConnEvent, ConnId, EventSender, ListTurn, Picked, TicketRx};
 use super::picker::PeerKind;
 use super::piece_list::{BadList, ListFetch};
 use crate::daemon::channel::{Channel, ChannelError, ClientStream};
@@ -67,10 +67,6 @@ pub fn sha1_bytes(hex_s: &str) -> [u8; 20] {
     out
 }
 
-/// The download's current ticket (the tracker's, for this download and this HOME's key), as
-/// the swarm renews it.
-pub type TicketRx = tokio::sync::watch::Receiver<Arc<Vec<u8>>>;
-
 /// What a connection gets from its download when it is spawned.
 pub struct ConnCtx {
     pub conn: ConnId,
@@ -100,7 +96,7 @@ pub async fn run(mut ctx: ConnCtx, sharer: Sharer, stop: CancellationToken) {
         _ = stop.cancelled() => ConnEnd::Stopped,
     };
     let ended = ConnEvent::Ended { conn: ctx.conn, outstanding: std::mem::take(&mut peer.outstanding), end };
-    ctx.events.send(ended).await;
+    let _ = ctx.events.send(ended).await;
 }
 
 /// The sharer at the other end, as this connection knows it.
@@ -119,7 +115,7 @@ struct Peer {
 /// Asks the download something and waits for the answer; `Err` when the download is gone.
 async fn ask<T>(events: &EventSender, make: impl FnOnce(oneshot::Sender<T>) -> ConnEvent) -> Result<T, String> {
     let (tx, rx) = oneshot::channel();
-    if !events.send(make(tx)).await {
+    if events.send(make(tx)).await.is_err() {
         return Err("the download stopped".into());
     }
     rx.await.map_err(|_| "the download stopped".to_string())
@@ -234,7 +230,7 @@ async fn piece_list(
         Err(e) => tracing::warn!(name = %meta.name, "cannot store the piece list ({e}); a restart will fetch it again"),
     }
     tracing::info!(peer = %addr, name = %meta.name, pieces = list.len(), "piece list verified");
-    ctx.events.send(ConnEvent::ListFetched { conn, list: Some(list.clone()) }).await;
+    let _ = ctx.events.send(ConnEvent::ListFetched { conn, list: Some(list.clone()) }).await;
     Ok(Ok(list))
 }
 
@@ -302,7 +298,7 @@ impl Pump<'_> {
     }
 
     async fn event(&self, e: ConnEvent) {
-        self.ctx.events.send(e).await;
+        let _ = self.ctx.events.send(e).await;
     }
 
     /// Pieces already received still count: their verification finishes before the

@@ -6,14 +6,20 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::actor::Reverified;
-use super::DownloadRecord;
+use super::record::DownloadRecord;
 use crate::control::DownloadFailure;
 use crate::daemon::disk;
 use crate::daemon::shares::Share;
 use crate::daemon::standing::Standing;
-use crate::hashing::piece_count;
+use crate::hashing::{piece_count, PieceHash};
 use crate::piece_lists::PieceListStore;
+
+/// A `.part` reopened and re-verified: the file, the stored list (if any), the pieces there.
+pub struct Reverified {
+    pub file: File,
+    pub list: Option<Vec<PieceHash>>,
+    pub have: Vec<bool>,
+}
 
 /// Reopens the `.part` of `record` and re-hashes each piece against the stored piece list, so
 /// that the swarm continues from the pieces that are really there (a restart, a resume).

@@ -16,54 +16,11 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{DownloadHandle, Downloads, One};
+use super::env::Downloads;
+use super::messages::{DownloadHandle, One};
+pub use super::ops::{verdict, Op, Verdict};
 use crate::control::{ControlResponse, DownloadState};
 use crate::daemon::disk::{self, Found};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Cancel,
-    Pause,
-    Resume,
-    Forget,
-}
-
-impl Op {
-    fn word(self) -> &'static str {
-        match self {
-            Op::Cancel => "cancel",
-            Op::Pause => "pause",
-            Op::Resume => "resume",
-            Op::Forget => "forget",
-        }
-    }
-}
-
-/// What an operation does to a download in a given state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// It applies: the download changes.
-    Act,
-    /// The download is already where the operation would take it (pause a paused one).
-    Already,
-    /// It does not apply to this state.
-    Skip,
-}
-
-/// The state transitions a person may ask for (STATE.md): cancel an active (downloading or
-/// paused) download, pause a downloading one, resume a paused one, forget a finished one.
-pub fn verdict(op: Op, state: DownloadState) -> Verdict {
-    use DownloadState::*;
-    match (op, state) {
-        (Op::Cancel, Downloading | Paused) => Verdict::Act,
-        (Op::Pause, Downloading) => Verdict::Act,
-        (Op::Pause, Paused) => Verdict::Already,
-        (Op::Resume, Paused) => Verdict::Act,
-        (Op::Resume, Downloading) => Verdict::Already,
-        (Op::Forget, Complete | Failed) => Verdict::Act,
-        _ => Verdict::Skip,
-    }
-}
 
 /// Why `op` found nothing to act on, given the states of the downloads of NAME in GROUP
 /// (`finishing`: one has every piece and is being verified).
@@ -278,23 +235,6 @@ pub async fn run(env: &Downloads, op: Op, group: String, name: String) -> Contro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn which_state_each_operation_applies_to() {
-        use Verdict::*;
-        let table: [(Op, [Verdict; 4]); 4] = [
-            //                 downloading paused   complete failed
-            (Op::Cancel, [Act, Act, Skip, Skip]),
-            (Op::Pause, [Act, Already, Skip, Skip]),
-            (Op::Resume, [Already, Act, Skip, Skip]),
-            (Op::Forget, [Skip, Skip, Act, Act]),
-        ];
-        for (op, want) in table {
-            for (state, v) in DownloadState::ALL.into_iter().zip(want) {
-                assert_eq!(verdict(op, state), v, "{op:?} on {state}");
-            }
-        }
-    }
 
     #[test]
     fn a_refusal_says_what_to_do_instead() {

@@ -24,82 +24,33 @@
 pub mod actor;
 pub mod conn;
 pub mod engine;
+mod env;
 mod finish;
 pub mod manage;
+pub mod messages;
+mod ops;
 pub mod picker;
 pub mod piece_list;
+mod record;
 pub mod swarm;
 pub mod table;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use proto::api::FileMetaBody;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::channel::Channel;
 use super::disk;
 use super::reply::{client_error, error as err};
-use super::shares::ShareTable;
-use super::standing::Standing;
 use crate::control::{ControlResponse, DownloadFailure, DownloadState};
 use crate::hashing::{check_size, parse_sha1_hex, piece_list_sha1, PieceHash, PIECE_LEN_BYTES};
 use actor::{all_pieces, Begin};
-pub use actor::{DownloadHandle, One};
+pub use env::Downloads;
+pub use messages::{DownloadHandle, One};
+pub use record::DownloadRecord;
 pub use table::{DownloadTable, MAX_RUNNING_SWARMS};
-use tokio_util::sync::CancellationToken;
-
-use crate::piece_lists::PieceListStore;
-
-/// What the downloads need of their daemon, one typed handle each; every download's task
-/// holds a copy.
-#[derive(Clone)]
-pub struct Downloads {
-    /// The table of the downloads' handles.
-    pub table: Arc<DownloadTable>,
-    /// The session and the tracker, for the sharer list, tickets and registering as a sharer.
-    pub standing: Arc<Standing>,
-    /// A finished download becomes a share.
-    pub shares: Arc<ShareTable>,
-    /// TLS with this HOME's key, for the connections to sharers.
-    pub channel: Arc<Channel>,
-    /// Where a verified piece list is stored, and read back at a restart.
-    pub piece_lists: PieceListStore,
-    /// The daemon's shutdown: every swarm stops with it.
-    pub shutdown: CancellationToken,
-}
-
-/// What is persisted of a download.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DownloadRecord {
-    pub group: String,
-    pub name: String,
-    /// Final path of the file.
-    pub dest: String,
-    pub meta: FileMetaBody,
-    /// See STATE.md.
-    pub state: DownloadState,
-    pub error: Option<DownloadFailure>,
-    /// `--force`: replace what is at `dest` when the download finishes.
-    #[serde(default)]
-    pub force: bool,
-    /// The verified bytes when the download was paused: what a paused download shows, also
-    /// after a restart (its `.part` is re-verified only when it is resumed).
-    #[serde(default)]
-    pub bytes_done: u64,
-    /// Paused by `logout` (or a session that ended), not by a person: the next login resumes it.
-    #[serde(default)]
-    pub paused_by_logout: bool,
-}
-
-impl DownloadRecord {
-    pub fn part_path(&self) -> PathBuf {
-        PathBuf::from(format!("{}.part", self.dest))
-    }
-}
 
 /// Checks that metadata from the tracker describes a file we can fetch and verify.
 fn check_meta(meta: &FileMetaBody, name: &str) -> Result<(), String> {

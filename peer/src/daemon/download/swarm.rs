@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::conn::TicketRx;
 use super::engine::{Engine, Event, Sharer};
+use super::messages::TicketRx;
 use crate::daemon::standing::Standing;
 
 /// A ticket is renewed when it has less than this left, or half its lifetime if that is less

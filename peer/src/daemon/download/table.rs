@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::actor::DownloadHandle;
-use super::DownloadRecord;
+use super::messages::DownloadHandle;
+use super::record::DownloadRecord;
 use crate::control::{DownloadRow, DownloadState};
 use crate::hashing::MAX_FILE_SIZE_BYTES;
 use crate::home::{read_json, Home, TableFile};

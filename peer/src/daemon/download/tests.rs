@@ -12,7 +12,7 @@ use tracker_client::{RetryPolicy, TrackerClient};
 
 use std::sync::atomic::AtomicU64;
 
-use super::actor::{self, Begin, DownloadHandle};
+use super::actor::{self, Begin};
 use super::conn;
 use super::engine::{ConnEnd, Sharer};
 use super::*;
