@@ -107,25 +107,20 @@ enum SnapshotCmd {
 #[derive(Subcommand)]
 enum MembersCmd {
     /// Make listed node N a voter: it joins as a learner, catches up, then votes
-    Add {
-        #[command(flatten)]
-        config: ConfigArg,
-        #[arg(long, value_name = "N")]
-        id: u64,
-        /// Print the leader's JSON answer instead of a sentence
-        #[arg(long)]
-        json: bool,
-    },
+    Add(MemberArgs),
     /// Remove node N from the voters
-    Remove {
-        #[command(flatten)]
-        config: ConfigArg,
-        #[arg(long, value_name = "N")]
-        id: u64,
-        /// Print the leader's JSON answer instead of a sentence
-        #[arg(long)]
-        json: bool,
-    },
+    Remove(MemberArgs),
+}
+
+#[derive(Args)]
+struct MemberArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[arg(long, value_name = "N")]
+    id: u64,
+    /// Print the leader's JSON answer instead of a sentence
+    #[arg(long)]
+    json: bool,
 }
 
 fn load(c: &ConfigArg) -> Result<Arc<ClusterConfig>, ExitCode> {
@@ -246,9 +241,9 @@ async fn run_node(config: &ConfigArg, id: u64) -> ExitCode {
 
 /// `tracker-node members add|remove --id N`.
 async fn members(action: MembersCmd) -> ExitCode {
-    let (config, verb, id, json) = match action {
-        MembersCmd::Add { config, id, json } => (config, "add", id, json),
-        MembersCmd::Remove { config, id, json } => (config, "remove", id, json),
+    let (verb, MemberArgs { config, id, json }) = match action {
+        MembersCmd::Add(args) => ("add", args),
+        MembersCmd::Remove(args) => ("remove", args),
     };
     let cfg = match load(&config) {
         Ok(cfg) => cfg,
