@@ -23,7 +23,8 @@ const NOT_IN_THE_SHELL: &[&str] = &["daemon", "shell"];
 /// beside `create_user`.
 const ALSO_BY_NAME: &[&str] = &["register"];
 
-/// The shell's own words, which are not commands of the CLI.
+/// The shell's own words, which are not commands of the CLI. TAB completes `help` (not `?`)
+/// and both words of quitting.
 pub const HELP_WORDS: &[&str] = &["help", "?"];
 pub const QUIT_WORDS: &[&str] = &["quit", "exit"];
 
