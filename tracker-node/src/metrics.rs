@@ -6,7 +6,9 @@
 //! timed in raft-store's log store), snapshots, write latency per command kind, login throttling,
 //! and the process (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
 //! `process_open_fds`, `process_start_time_seconds`). Counters and histograms are kept as events
-//! happen; the gauges are set from the node's status when `/metrics` is asked for.
+//! happen; the gauges are set from the node's status when `/metrics` is asked for. Each node has
+//! a registry of its own; the `process_*` families describe the process, which several nodes
+//! share when they run in one (in-process tests).
 
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};

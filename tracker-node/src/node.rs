@@ -1,8 +1,10 @@
-//! One tracker node: opens its storage, starts openraft, serves the Raft RPCs on its `raft`
-//! address and the client API on its `api` address, initialises a fresh cluster by itself
+//! One tracker node: opens its storage, starts openraft, serves the Raft RPCs and the client
+//! API on the listeners its caller bound (`Listeners`: the cluster file's `raft` and `api`
+//! addresses in the binary, port 0 in in-process tests), initialises a fresh cluster by itself
 //! (unless another listed node already runs one: then it waits to be added), stops campaigning
-//! once it finds it was removed, and shuts down in order (stop serving, stop Raft, flush sled)
-//! when told to.
+//! once it finds it was removed, and shuts down in order (stop Raft, stop serving, flush sled)
+//! when told to. Every task it starts is owned (`Started`), so dropping `run` leaves nothing of
+//! the node running.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
