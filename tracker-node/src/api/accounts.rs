@@ -35,13 +35,9 @@ pub async fn register(
     s.leader_or_redirect()?;
     // Bounded per source address before any work: a flood from one address costs a map
     // lookup per attempt, not an argon2 run that the password workers owe everyone else.
-    if let Err(wait) = s.registrations.admit(from.ip(), Instant::now()) {
-        let secs = wait.as_secs_f64().ceil() as u64;
-        return Err(ApiError::RateLimited {
-            retry_after_s: secs,
-            message: format!("too many new accounts from this address; try again in {secs} s"),
-        });
-    }
+    s.registrations.admit(from.ip(), Instant::now()).map_err(|wait| {
+        ApiError::throttled(wait, |secs| format!("too many new accounts from this address; try again in {secs} s"))
+    })?;
     let password_hash = match auth::hash_password(&s.passwords, req.password).await {
         Ok(h) => h,
         Err(e) => {
@@ -64,13 +60,9 @@ pub async fn login(
     // Throttled before any work: a guesser costs a map lookup, not an argon2 run.
     let keys = throttle::keys(&req.user, from.ip());
     // Admitted attempts count as failures until they succeed (`throttle`).
-    if let Err(wait) = s.throttle.admit(&keys, Instant::now()) {
-        let secs = wait.as_secs_f64().ceil() as u64;
-        return Err(ApiError::RateLimited {
-            retry_after_s: secs,
-            message: format!("too many failed logins for {:?}; try again in {secs} s", req.user),
-        });
-    }
+    s.throttle.admit(&keys, Instant::now()).map_err(|wait| {
+        ApiError::throttled(wait, |secs| format!("too many failed logins for {:?}; try again in {secs} s", req.user))
+    })?;
     let token = match req.token {
         Some(t) if auth::valid_token(&t) => t,
         Some(_) => {
@@ -112,8 +104,7 @@ pub async fn login(
 }
 
 pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let token_hash = bearer(&headers)?;
-    written(s.write(&headers, Command::Logout { token_hash }).await?)
+    s.session_write(&headers, |token_hash| Command::Logout { token_hash }).await
 }
 
 pub async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {

@@ -104,6 +104,5 @@ pub async fn stop_share(
     headers: HeaderMap,
     Path((group, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let token_hash = bearer(&headers)?;
-    written(s.write(&headers, Command::StopShare { token_hash, group, name }).await?)
+    s.session_write(&headers, |token_hash| Command::StopShare { token_hash, group, name }).await
 }

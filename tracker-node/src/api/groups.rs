@@ -13,7 +13,7 @@ use raft_store::Command;
 
 use super::auth::bearer;
 use super::body::Body;
-use super::{now_ms, written, ApiError, ApiResult, AppState};
+use super::{now_ms, ApiError, ApiResult, AppState};
 
 /// Resolves the caller after a linearizable barrier: reads see every acknowledged write.
 pub(super) async fn reader(s: &AppState, headers: &HeaderMap) -> ApiResult<String> {
@@ -62,13 +62,11 @@ pub async fn create(
     headers: HeaderMap,
     Body(req): Body<CreateGroupRequest>,
 ) -> ApiResult<Response> {
-    let token_hash = bearer(&headers)?;
-    written(s.write(&headers, Command::CreateGroup { token_hash, group: req.group }).await?)
+    s.session_write(&headers, |token_hash| Command::CreateGroup { token_hash, group: req.group }).await
 }
 
 pub async fn join(State(s): State<AppState>, headers: HeaderMap, Path(group): Path<String>) -> ApiResult<Response> {
-    let token_hash = bearer(&headers)?;
-    written(s.write(&headers, Command::JoinGroup { token_hash, group }).await?)
+    s.session_write(&headers, |token_hash| Command::JoinGroup { token_hash, group }).await
 }
 
 pub async fn list_requests(
@@ -88,13 +86,11 @@ pub async fn accept(
     Path(group): Path<String>,
     Body(req): Body<AcceptRequest>,
 ) -> ApiResult<Response> {
-    let token_hash = bearer(&headers)?;
-    written(s.write(&headers, Command::AcceptRequest { token_hash, group, user: req.user }).await?)
+    s.session_write(&headers, |token_hash| Command::AcceptRequest { token_hash, group, user: req.user }).await
 }
 
 pub async fn leave(State(s): State<AppState>, headers: HeaderMap, Path(group): Path<String>) -> ApiResult<Response> {
-    let token_hash = bearer(&headers)?;
-    written(s.write(&headers, Command::LeaveGroup { token_hash, group }).await?)
+    s.session_write(&headers, |token_hash| Command::LeaveGroup { token_hash, group }).await
 }
 
 pub async fn remove_member(
@@ -102,8 +98,7 @@ pub async fn remove_member(
     headers: HeaderMap,
     Path((group, user)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let token_hash = bearer(&headers)?;
-    written(s.write(&headers, Command::RemoveMember { token_hash, group, user }).await?)
+    s.session_write(&headers, |token_hash| Command::RemoveMember { token_hash, group, user }).await
 }
 
 #[cfg(test)]

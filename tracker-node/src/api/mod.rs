@@ -132,6 +132,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 429 for `wait` more (whole seconds, rounded up); `message` says it with the seconds.
+    pub fn throttled(wait: Duration, message: impl FnOnce(u64) -> String) -> Self {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        ApiError::RateLimited { retry_after_s: secs, message: message(secs) }
+    }
+
     fn forward(f: &ForwardToLeader<NodeId, TrackerNode>) -> Self {
         match (f.leader_id, &f.leader_node) {
             (Some(id), Some(node)) => ApiError::NotLeader { id, api: node.api.clone() },
@@ -257,6 +263,17 @@ impl AppState {
             };
         }
         self.commit(kind, req).await
+    }
+
+    /// A write for the caller's session (`command` gets the bearer token's hash), answered with
+    /// the route's `{"ok": true, ...}` body.
+    pub async fn session_write(
+        &self,
+        headers: &HeaderMap,
+        command: impl FnOnce(String) -> Command,
+    ) -> ApiResult<Response> {
+        let token_hash = auth::bearer(headers)?;
+        written(self.write(headers, command(token_hash)).await?)
     }
 
     /// The leader's checks before a proposal; a follower skips them (raft answers it with the
