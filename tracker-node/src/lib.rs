@@ -13,6 +13,7 @@
 //! node's files are its user's only). What is global stays the binary's to set up, once:
 //! logging (`logging::init`), glibc's malloc arenas and the API threads' priority (`sched`).
 
+mod accept;
 mod api;
 mod datadir;
 pub mod logging;

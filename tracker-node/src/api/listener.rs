@@ -101,18 +101,7 @@ pub async fn serve(
     let served = Gate::new(SERVED_LIMITS);
     let mut tasks = JoinSet::new();
     loop {
-        let (tcp, from) = tokio::select! {
-            _ = stop.cancelled() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("api listener: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+        let Some((tcp, from)) = crate::accept::next(&listener, &mut tasks, &stop, "api").await else { break };
         // Never wait here: a connection over a bound is closed now.
         let opening_slot = match opening.enter(from.ip()) {
             Ok(s) => s,

@@ -133,19 +133,7 @@ pub async fn serve(
     let warnings = Arc::new(Warnings::new());
     let mut tasks = JoinSet::new();
     loop {
-        let (tcp, from) = tokio::select! {
-            _ = stop.cancelled() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of descriptors and the like: wait rather than spin.
-                    tracing::warn!("raft listener: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+        let Some((tcp, from)) = crate::accept::next(&listener, &mut tasks, &stop, "raft").await else { break };
         // Never wait here: a connection over a bound is closed now.
         let handshake = match opening.enter(from.ip()) {
             Ok(slot) => slot,
