@@ -19,15 +19,19 @@ fn dests(fields: &serde_json::Value, key: &str) -> Vec<String> {
     fields[key].as_array().map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
-/// Runs one management request and words its answer: `done` for the destinations changed,
-/// `already` for those that were already so.
+/// Runs one management request on `name` of `group` (`request` builds it from the two) and
+/// words its answer: `done` for the destinations changed, `already` (the answer's key, the
+/// words) for those that were already so.
 async fn manage(
     ctx: &mut Ctx,
     out: &mut Out,
-    req: ControlRequest,
+    (group, name): (&str, &str),
+    request: fn(String, String) -> ControlRequest,
     done: &str,
     already: (&str, &str),
 ) -> Result<(), CliError> {
+    check_names(group, name)?;
+    let req = request(group.into(), name.into());
     let fields = ok_fields(daemon_call(ctx, &req, ctx.control_timeout()).await?);
     let (group, name) = (fields["group"].as_str().unwrap_or(""), fields["name"].as_str().unwrap_or(""));
     let mut lines: Vec<String> =
@@ -41,27 +45,24 @@ async fn manage(
 }
 
 pub async fn cancel(ctx: &mut Ctx, out: &mut Out, group: &str, name: &str) -> Result<(), CliError> {
-    check_names(group, name)?;
-    let req = ControlRequest::Cancel { group: group.into(), name: name.into() };
-    manage(ctx, out, req, "cancelled the download of", ("", "")).await
+    let request = |group, name| ControlRequest::Cancel { group, name };
+    manage(ctx, out, (group, name), request, "cancelled the download of", ("", "")).await
 }
 
 pub async fn pause(ctx: &mut Ctx, out: &mut Out, group: &str, name: &str) -> Result<(), CliError> {
-    check_names(group, name)?;
-    let req = ControlRequest::Pause { group: group.into(), name: name.into() };
-    manage(ctx, out, req, "paused the download of", ("already_paused", "was already paused")).await
+    let request = |group, name| ControlRequest::Pause { group, name };
+    manage(ctx, out, (group, name), request, "paused the download of", ("already_paused", "was already paused")).await
 }
 
 pub async fn resume(ctx: &mut Ctx, out: &mut Out, group: &str, name: &str) -> Result<(), CliError> {
-    check_names(group, name)?;
-    let req = ControlRequest::Resume { group: group.into(), name: name.into() };
-    manage(ctx, out, req, "resumed the download of", ("already_running", "is already downloading")).await
+    let request = |group, name| ControlRequest::Resume { group, name };
+    let already = ("already_running", "is already downloading");
+    manage(ctx, out, (group, name), request, "resumed the download of", already).await
 }
 
 pub async fn forget(ctx: &mut Ctx, out: &mut Out, group: &str, name: &str) -> Result<(), CliError> {
-    check_names(group, name)?;
-    let req = ControlRequest::Forget { group: group.into(), name: name.into() };
-    manage(ctx, out, req, "forgot the download of", ("", "")).await
+    let request = |group, name| ControlRequest::Forget { group, name };
+    manage(ctx, out, (group, name), request, "forgot the download of", ("", "")).await
 }
 
 /// The human view of `list-shares`: a line per group, then its files.
