@@ -202,6 +202,25 @@ fn graph(crate_dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let src = crate_dir.join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
+    // Files declared as `#[cfg(test)] mod x;` are tests, not the layout.
+    let test_modules: BTreeSet<Vec<String>> = files
+        .iter()
+        .flat_map(|f| {
+            let module = module_of(&src, f);
+            let code = code_only(&std::fs::read_to_string(f).unwrap_or_default());
+            code.split("#[cfg(test)]")
+                .skip(1)
+                .filter_map(|after| {
+                    let item = after.trim_start().split(';').next()?.trim();
+                    let name = item.strip_prefix("pub(crate) ").unwrap_or(item).strip_prefix("mod ")?.trim();
+                    let mut path = module.clone();
+                    path.push(name.to_string());
+                    Some(path)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    files.retain(|f| !test_modules.contains(&module_of(&src, f)));
     let modules: BTreeMap<Vec<String>, String> = files
         .iter()
         .map(|f| {
