@@ -28,7 +28,6 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::ServerStream;
-use super::download::conn::WRITE_TIMEOUT_MS;
 use super::download::messages::PartialView;
 use super::download::DownloadHandle;
 use super::shares::Share;
@@ -38,7 +37,7 @@ use super::tickets::{self, Expect};
 use super::wire::{self, FrameReader, WireError};
 use super::{disk, BadPieceList, Daemon};
 use crate::hashing::{piece_list_sha1, PieceHash};
-use proto::piece::{bools_to_bits, MAX_PIECE_LIST_HASHES_PER_FRAME, PROTOCOL_VERSION};
+use proto::piece::{bools_to_bits, MAX_PIECE_LIST_HASHES_PER_FRAME, PROTOCOL_VERSION, WRITE_TIMEOUT_MS};
 
 /// A served connection that sends no `request` and no `piece_list_request` for this long is
 /// closed with `error` 9, whatever keepalives it sends.

@@ -21,6 +21,10 @@ pub use piece_list::MAX_PIECE_LIST_HASHES_PER_FRAME;
 /// piece hashes from the tracker. Other versions are refused with error 1.
 pub const PROTOCOL_VERSION: u16 = 3;
 
+/// Longest wait for one frame to be written, by the piece server and the downloader alike
+/// (docs/PROTOCOL.md, "Timeouts").
+pub const WRITE_TIMEOUT_MS: u64 = 10_000;
+
 /// An `error` code that means "not now", not "never": no free slot, or the connection asked
 /// for nothing for too long (docs/PROTOCOL.md, error codes). A downloader tries again later.
 pub fn is_busy(code: u16) -> bool {

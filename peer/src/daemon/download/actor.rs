@@ -317,6 +317,13 @@ impl Download {
             return One::Finishing;
         }
         self.stop_swarm().await;
+        self.paused(by_logout);
+        One::Acted
+    }
+
+    /// The swarm has stopped: `paused`, with the verified bytes what a paused download shows
+    /// (`by_logout`: the next login resumes it); the `.part` is closed and kept.
+    fn paused(&mut self, by_logout: bool) {
         self.part = None;
         let bytes = self.bytes_done;
         self.update(|r| {
@@ -324,9 +331,12 @@ impl Download {
             r.error = None;
             r.bytes_done = bytes;
             r.paused_by_logout = by_logout;
-            tracing::info!(name = %r.name, group = %r.group, dest = %r.dest, bytes_done = bytes, "download paused");
+            if by_logout {
+                tracing::info!(name = %r.name, group = %r.group, "logged out: download paused until the next login");
+            } else {
+                tracing::info!(name = %r.name, group = %r.group, dest = %r.dest, bytes_done = bytes, "download paused");
+            }
         });
-        One::Acted
     }
 
     fn resume(&mut self, only_after_logout: bool) -> One {
@@ -560,6 +570,14 @@ impl Download {
             }
         }
         self.publish_peers();
+    }
+
+    /// No swarm runs: no sharer connected, no rate.
+    fn publish_idle(&self) {
+        self.snap.send_modify(|x| {
+            x.peers = 0;
+            x.rate_bytes_per_s = 0;
+        });
     }
 
     fn publish_peers(&self) {
@@ -805,10 +823,7 @@ impl Download {
             }
             _ => None,
         };
-        self.snap.send_modify(|x| {
-            x.peers = 0;
-            x.rate_bytes_per_s = 0;
-        });
+        self.publish_idle();
         let Some(s) = swarm else { return };
         s.conns_stop.cancel();
         let drain = async {
@@ -859,10 +874,7 @@ impl Download {
             s.conns_stop.cancel();
         }
         self.forget_all_conns();
-        self.snap.send_modify(|x| {
-            x.peers = 0;
-            x.rate_bytes_per_s = 0;
-        });
+        self.publish_idle();
         then(self);
     }
 
@@ -873,17 +885,7 @@ impl Download {
     /// The swarm found no session (logged out, or the session ended at the tracker): the
     /// download is paused, to be resumed by the next login, not failed.
     fn end_logged_out(&mut self) {
-        self.end_swarm(|me| {
-            me.part = None;
-            let bytes = me.bytes_done;
-            me.update(|r| {
-                r.state = DownloadState::Paused;
-                r.error = None;
-                r.paused_by_logout = true;
-                r.bytes_done = bytes;
-                tracing::info!(name = %r.name, group = %r.group, "logged out: download paused until the next login");
-            });
-        });
+        self.end_swarm(|me| me.paused(true));
     }
 
     fn fail(&mut self, failure: DownloadFailure) {

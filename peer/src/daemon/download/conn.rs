@@ -42,7 +42,7 @@ pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 /// Longest wait for a requested piece before the peer is considered stalled.
 pub const PIECE_TIMEOUT_MS: u64 = 15_000;
-pub const WRITE_TIMEOUT_MS: u64 = 10_000;
+pub use proto::piece::WRITE_TIMEOUT_MS;
 /// When the peer has nothing we need yet, how often to look again.
 const IDLE_POLL_MS: u64 = 200;
 /// While another connection fetches the piece list, how often to send our sharer a keepalive
