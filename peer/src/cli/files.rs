@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{CliError, Ctx, Out};
-use crate::control::{self, ControlRequest, ControlResponse, DownloadRow, DownloadState};
+use crate::control::{self, ControlRequest, ControlResponse, DownloadFailure, DownloadRow, DownloadState};
 use crate::piece_lists::PieceListStore;
 use crate::progress::{human_bytes, percent, Phase, Progress};
 use proto::api::{ApiErrorCode, ErrorCode};
@@ -242,16 +242,8 @@ async fn follow(ctx: &Ctx, out: &mut Out, group: &str, name: &str, dest: &str) -
             }
             DownloadState::Failed => {
                 end(&mut bar);
-                let msg = row.error.unwrap_or_else(|| "the download failed".into());
-                // A failure whose cause has its own code says so in a `code: ` prefix.
-                let (code, msg) = match ["no_peers", "dest_exists"]
-                    .into_iter()
-                    .find_map(|c| msg.strip_prefix(c).and_then(|m| m.strip_prefix(": ")).map(|m| (c, m)))
-                {
-                    Some((c, m)) => (c, m.to_string()),
-                    None => ("download_failed", msg),
-                };
-                return Err(CliError::refused(code, msg));
+                let failure = row.error.unwrap_or_else(|| DownloadFailure::other("the download failed"));
+                return Err(CliError::refused(failure.code, failure.message));
             }
             _ => {
                 tokio::select! {
@@ -297,7 +289,7 @@ pub fn download_line(r: &DownloadRow) -> String {
             head("F"),
             human_bytes(r.size),
             r.dest,
-            r.error.as_deref().unwrap_or("failed")
+            r.error.as_ref().map_or_else(|| "failed".to_string(), |e| e.to_string())
         ),
         DownloadState::Paused => format!("{}  {pct:.1}% of {}  paused  -> {}", head("P"), human_bytes(r.size), r.dest),
         _ if r.bytes_done >= r.size => {
@@ -382,7 +374,7 @@ mod tests {
             state,
             bytes_done,
             size: 4 * 1024 * 1024,
-            error: (state_name == "failed").then(|| "no_peers: nobody shares f.bin".into()),
+            error: (state_name == "failed").then(|| DownloadFailure::parse("no_peers: nobody shares f.bin")),
             rate_bytes_per_s: if state_name == "downloading" { 1024 * 1024 } else { 0 },
             peers: if state_name == "downloading" { 2 } else { 0 },
         }
