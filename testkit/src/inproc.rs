@@ -29,7 +29,7 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tracker_node::{Listeners, NodeConfig};
 
-use crate::layout::{cluster_toml, node_table};
+use crate::layout::{append_node, cluster_toml, keep_if_asked};
 use crate::{wait_until, ClusterOptions, StableView};
 
 /// Bound on a node's ordered shutdown, and on its data_dir and ports being let go after a stop.
@@ -135,9 +135,7 @@ impl InprocCluster {
         let id = self.nodes.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
         let l = Listeners { api: loopback_listener(), raft: loopback_listener() };
         let (api, raft) = (l.api.local_addr().unwrap(), l.raft.local_addr().unwrap());
-        let mut toml = std::fs::read_to_string(&self.config).unwrap();
-        toml.push_str(&node_table(id, &api, &raft));
-        std::fs::write(&self.config, toml).unwrap();
+        append_node(&self.config, id, &api, &raft);
         self.apis.push(api.to_string());
         self.rafts.push(raft.to_string());
         self.nodes.push((id, None));
@@ -244,12 +242,7 @@ impl Drop for InprocCluster {
                 shut_down(n.rt);
             }
         }
-        if std::env::var_os("TESTKIT_KEEP").is_some() {
-            if let Ok(empty) = tempfile::tempdir() {
-                let kept = std::mem::replace(&mut self.dir, empty).keep();
-                eprintln!("testkit: kept {}", kept.display());
-            }
-        }
+        keep_if_asked(&mut self.dir);
     }
 }
 
