@@ -9,7 +9,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 pub use proto::control::{
-    ControlRequest, ControlResponse, DownloadFailure, DownloadRow, DownloadState, ShareRow, MAX_CONTROL_LINE_BYTES,
+    ControlRequest, ControlResponse, DownloadFailure, DownloadRow, DownloadStarted, DownloadState, ShareRow,
+    MAX_CONTROL_LINE_BYTES,
 };
 
 /// Sends one request to the daemon of the HOME whose socket is `socket`.

@@ -175,6 +175,44 @@ impl<'de> Deserialize<'de> for DownloadFailure {
     }
 }
 
+/// What `download` answers once the download is under way (or needed none): which file,
+/// where to, and at most one of how it began otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadStarted {
+    pub group: String,
+    pub name: String,
+    pub dest: String,
+    pub size: u64,
+    /// Sharers other than this peer when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharers: Option<usize>,
+    /// A download to `dest` was already running.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub already_running: bool,
+    /// The same file was paused at `dest`: it is resumed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+    /// `dest` already held this very file: it is shared, nothing was fetched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub already_present: bool,
+}
+
+impl DownloadStarted {
+    /// A download of `name` in `group` to `dest`, `size` bytes, with no flag set.
+    pub fn new(group: &str, name: &str, dest: &str, size: u64) -> Self {
+        DownloadStarted {
+            group: group.into(),
+            name: name.into(),
+            dest: dest.into(),
+            size,
+            sharers: None,
+            already_running: false,
+            resumed: false,
+            already_present: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DownloadRow {
     pub group: String,
@@ -250,6 +288,20 @@ mod tests {
             let back: DownloadFailure = serde_json::from_value(serde_json::json!(json)).unwrap();
             assert_eq!(back, f, "{json}");
         }
+    }
+
+    #[test]
+    fn a_download_answer_carries_only_the_flag_that_is_set() {
+        let started = DownloadStarted { sharers: Some(2), ..DownloadStarted::new("g", "f", "/d/f", 7) };
+        assert_eq!(
+            serde_json::to_value(&started).unwrap(),
+            serde_json::json!({"group": "g", "name": "f", "dest": "/d/f", "size": 7, "sharers": 2})
+        );
+        let resumed = DownloadStarted { resumed: true, ..DownloadStarted::new("g", "f", "/d/f", 7) };
+        assert_eq!(
+            serde_json::to_value(&resumed).unwrap(),
+            serde_json::json!({"group": "g", "name": "f", "dest": "/d/f", "size": 7, "resumed": true})
+        );
     }
 
     #[test]

@@ -152,7 +152,7 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
         }
         ControlRequest::Download { group, name, dest, force } => {
             match super::download::start(&d.downloads, group, name, dest, force).await {
-                Ok(fields) => ControlResponse::Ok { fields },
+                Ok(started) => ControlResponse::Ok { fields: serde_json::to_value(started).unwrap_or_default() },
                 Err(r) => r,
             }
         }

@@ -40,11 +40,10 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 use proto::api::FileMetaBody;
-use serde_json::json;
 
 use super::disk;
 use super::reply::{client_error, error as err};
-use crate::control::{ControlResponse, DownloadFailure, DownloadState};
+use crate::control::{ControlResponse, DownloadFailure, DownloadStarted, DownloadState};
 use crate::hashing::{check_size, parse_sha1_hex, piece_list_sha1, PieceHash, PIECE_LEN_BYTES};
 use actor::{all_pieces, Begin};
 pub use env::Downloads;
@@ -119,15 +118,17 @@ async fn already_there(
     client: &tracker_client::TrackerClient,
     record: DownloadRecord,
     pieces: Vec<PieceHash>,
-) -> Result<serde_json::Value, ControlResponse> {
+) -> Result<DownloadStarted, ControlResponse> {
     let (store, key) = (env.piece_lists.clone(), record.meta.piece_list_sha1.clone());
     tokio::task::spawn_blocking(move || store.save(&key, &pieces))
         .await
         .map_err(|e| err("download_failed", e.to_string()))?
         .map_err(|e| err("download_failed", format!("cannot store the piece list in HOME: {e}")))?;
     env.shares.add(finish::share_of(&record));
-    let fields = json!({"group": record.group, "name": record.name, "dest": record.dest, "size": record.meta.size,
-        "already_present": true});
+    let fields = DownloadStarted {
+        already_present: true,
+        ..DownloadStarted::new(&record.group, &record.name, &record.dest, record.meta.size)
+    };
     tracing::info!(name = %record.name, group = %record.group, dest = %record.dest, "the destination already holds the file: sharing it");
     if let Err(e) = env.standing.register_sharer(client, &record.group, record.meta.clone()).await {
         tracing::warn!("cannot register as a sharer of {}: {e}", record.name);
@@ -140,17 +141,18 @@ async fn already_there(
 
 /// What `download` answers when a download to `dest` is already under way or paused there:
 /// `None` when there is none (or it is complete or failed: it is started again).
-async fn already_started(env: &Downloads, group: &str, name: &str, dest: &str) -> Option<serde_json::Value> {
+async fn already_started(env: &Downloads, group: &str, name: &str, dest: &str) -> Option<DownloadStarted> {
     let existing = env.table.at(dest)?;
     let (state, same, size) = existing.with_record(|r| (r.state, r.group == group && r.name == name, r.meta.size));
     match state {
-        DownloadState::Downloading => Some(existing.with_record(
-            |r| json!({"group": r.group, "name": r.name, "dest": r.dest, "size": r.meta.size, "already_running": true}),
-        )),
+        DownloadState::Downloading => Some(existing.with_record(|r| DownloadStarted {
+            already_running: true,
+            ..DownloadStarted::new(&r.group, &r.name, &r.dest, r.meta.size)
+        })),
         // The same file paused at the same place: downloading it again resumes it.
         DownloadState::Paused if same => {
             manage::resume_one(env, &existing).await;
-            Some(json!({"group": group, "name": name, "dest": dest, "size": size, "resumed": true}))
+            Some(DownloadStarted { resumed: true, ..DownloadStarted::new(group, name, dest, size) })
         }
         _ => None,
     }
@@ -164,7 +166,7 @@ pub async fn start(
     name: String,
     dest: String,
     force: bool,
-) -> Result<serde_json::Value, ControlResponse> {
+) -> Result<DownloadStarted, ControlResponse> {
     proto::names::validate_file_name(&name).map_err(|m| err("invalid_name", m))?;
     let dest_path = PathBuf::from(&dest);
     if !dest_path.is_absolute() || dest_path.file_name().is_none() {
@@ -224,7 +226,7 @@ pub async fn start(
     if let Err(e) = env.standing.register_sharer(&client, &group, details.file.clone()).await {
         tracing::warn!("cannot register as a sharer of {name} while downloading: {e}");
     }
-    Ok(json!({"group": group, "name": name, "dest": dest, "size": details.file.size, "sharers": others}))
+    Ok(DownloadStarted { sharers: Some(others), ..DownloadStarted::new(&group, &name, &dest, details.file.size) })
 }
 
 /// At start: a task for every download read from downloads.json; those that were downloading
