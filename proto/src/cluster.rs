@@ -43,6 +43,11 @@ pub const OPERATOR_TLS_NAME: &str = "operator.tracker.invalid";
 /// Log entries since the last snapshot that trigger a new one, when
 /// `[cluster] snapshot_logs_threshold` is absent.
 pub const DEFAULT_SNAPSHOT_LOGS_THRESHOLD: u64 = 5000;
+/// How long `members add` waits for the new node to catch up as a learner before it gives up
+/// and takes it out again, when `[cluster] members_add_timeout_ms` is absent.
+pub const DEFAULT_MEMBERS_ADD_TIMEOUT_MS: u64 = 30_000;
+/// The range `members_add_timeout_ms` may take: at least a second, at most an hour.
+pub const MEMBERS_ADD_TIMEOUT_RANGE_MS: (u64, u64) = (1_000, 3_600_000);
 
 /// Groups one user may own when `[limits] groups_per_user` is absent.
 pub const DEFAULT_GROUPS_PER_USER: u64 = 1_000;
@@ -92,6 +97,8 @@ pub struct ClusterConfig {
     /// Voters on first start when set; otherwise every listed node.
     pub initial_members: Option<Vec<u64>>,
     pub snapshot_logs_threshold: u64,
+    /// How long the leader waits for a node being added to catch up before refusing the add.
+    pub members_add_timeout_ms: u64,
     /// Per-user quotas (`[limits]`), defaults when the section is absent.
     pub limits: Limits,
     /// The address book, in file order.
@@ -231,6 +238,8 @@ pub enum Problem {
     HeartbeatNotBelowElection { heartbeat_ms: u64, election_min_ms: u64 },
     #[error("snapshot_logs_threshold must be at least 1")]
     ZeroSnapshotThreshold,
+    #[error("members_add_timeout_ms must be from {} to {}", MEMBERS_ADD_TIMEOUT_RANGE_MS.0, MEMBERS_ADD_TIMEOUT_RANGE_MS.1)]
+    MembersAddTimeoutOutOfRange,
     #[error("secret must not be empty (remove the key to run without one)")]
     EmptySecret,
     #[error("node id must be at least 1")]
@@ -296,6 +305,7 @@ impl fmt::Debug for ClusterConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("initial_members", &self.initial_members)
             .field("snapshot_logs_threshold", &self.snapshot_logs_threshold)
+            .field("members_add_timeout_ms", &self.members_add_timeout_ms)
             .field("limits", &self.limits)
             .field("nodes", &self.nodes)
             .field("tls", &self.tls)
@@ -333,6 +343,7 @@ struct RawCluster {
     secret: Option<Spanned<String>>,
     initial_members: Option<Spanned<Vec<u64>>>,
     snapshot_logs_threshold: Option<Spanned<u64>>,
+    members_add_timeout_ms: Option<Spanned<u64>>,
     tls: Option<RawTls>,
 }
 
@@ -416,6 +427,13 @@ impl ClusterConfig {
             Some(t) => t.into_inner(),
             None => DEFAULT_SNAPSHOT_LOGS_THRESHOLD,
         };
+        let members_add_timeout_ms = match raw.cluster.members_add_timeout_ms {
+            Some(t) if !(MEMBERS_ADD_TIMEOUT_RANGE_MS.0..=MEMBERS_ADD_TIMEOUT_RANGE_MS.1).contains(t.get_ref()) => {
+                return Err(lines.invalid_at(&t, Problem::MembersAddTimeoutOutOfRange));
+            }
+            Some(t) => t.into_inner(),
+            None => DEFAULT_MEMBERS_ADD_TIMEOUT_MS,
+        };
 
         let limits = Limits {
             groups_per_user: check_limit(
@@ -458,6 +476,7 @@ impl ClusterConfig {
             secret,
             initial_members,
             snapshot_logs_threshold,
+            members_add_timeout_ms,
             limits,
             nodes,
             tls,
@@ -840,6 +859,15 @@ data_dir = "data/node-3"
         assert_eq!(c.snapshot_logs_threshold, DEFAULT_SNAPSHOT_LOGS_THRESHOLD);
         assert_eq!(c.nodes[0].raft, addr("[::1]:2"));
         assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.members_add_timeout_ms, DEFAULT_MEMBERS_ADD_TIMEOUT_MS);
+
+        // members_add_timeout_ms: taken within its range, refused with its line outside it.
+        let c = parse(&format!("[cluster]\nmembers_add_timeout_ms = 5000\n{node}")).unwrap();
+        assert_eq!(c.members_add_timeout_ms, 5000);
+        for bad in [0, 999, 3_600_001] {
+            let e = parse(&format!("[cluster]\nmembers_add_timeout_ms = {bad}\n{node}")).unwrap_err().to_string();
+            assert!(e.ends_with("cluster.toml:2: members_add_timeout_ms must be from 1000 to 3600000"), "{bad}: {e}");
+        }
 
         // [limits]: one key alone keeps the other's default; 0 is accepted (no limit).
         let c = parse(&format!("[limits]\ngroups_per_user = 3\n{node}")).unwrap();

@@ -29,11 +29,6 @@ use super::body::Body;
 use super::listener::Channel;
 use super::{auth, ok_json, ApiError, ApiResult, AppState};
 
-/// How long an add waits for the new node to catch up as a learner before it gives up (and
-/// takes the learner out again). A node that runs catches up in seconds (a snapshot in 1 MiB
-/// chunks, then the log); one that never answers is refused within this. A refused add can be
-/// run again: the node keeps what it received.
-pub const ADD_CATCH_UP_TIMEOUT_MS: u64 = 30_000;
 /// How far behind the leader's last log index a learner may be and count as caught up, in
 /// entries: what a busy leader appends in a few round trips, so the new voter does not hold
 /// back commits while it fetches a backlog.
@@ -109,11 +104,15 @@ fn learner_view(m: &openraft::RaftMetrics<NodeId, TrackerNode>, id: NodeId) -> L
     }
 }
 
-/// Waits (at most `ADD_CATCH_UP_TIMEOUT_MS`) for learner `id`, added by the entry at
+/// Waits (at most `[cluster] members_add_timeout_ms`, 30 s unless set) for learner `id`
+/// before the add gives up and takes the learner out again. A node that runs catches up in
+/// seconds (a snapshot in 1 MiB chunks, then the log); one that never answers is refused within
+/// the bound. A refused add can be run again: the node keeps what it received. Learner `id`, added by the entry at
 /// `added_at`, to catch up, on every change of the leader's metrics.
 async fn wait_caught_up(s: &AppState, id: NodeId, added_at: u64) -> ApiResult<()> {
     let mut rx = s.raft.metrics();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(ADD_CATCH_UP_TIMEOUT_MS);
+    let timeout_ms = s.config.members_add_timeout_ms;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
     loop {
         let view = learner_view(&rx.borrow_and_update(), id);
         match catch_up(&view, added_at) {
@@ -146,7 +145,7 @@ async fn wait_caught_up(s: &AppState, id: NodeId, added_at: u64) -> ApiResult<()
                         "node {id} did not catch up within {} s ({has}), so it was not made a voter and was \
                          taken out again as a learner; is it running? Start it (tracker-node run --config FILE \
                          --id {id}) and add it again",
-                        ADD_CATCH_UP_TIMEOUT_MS / 1000
+                        timeout_ms as f64 / 1000.0
                     ),
                 ));
             }

@@ -7,8 +7,9 @@ use proto::api::MembersRequest;
 use proto::cluster::ClusterConfig;
 use tracker_client::admin::AdminClient;
 
-/// Adding waits for the learner to catch up; bound the whole command.
-const MEMBERS_BUDGET_MS: u64 = 120_000;
+/// Adding waits for the learner to catch up (at most `[cluster] members_add_timeout_ms`); the
+/// whole command is bound by that and this much more for finding the leader and its answer.
+const MEMBERS_BUDGET_BEYOND_ADD_MS: u64 = 90_000;
 
 /// The voters as a leader sees them, if a leader answers within a short timeout.
 async fn leader_voters(cfg: &ClusterConfig) -> Option<Vec<u64>> {
@@ -41,7 +42,7 @@ pub async fn run(cfg: &ClusterConfig, action: &str, id: u64, json: bool) -> anyh
         }
     }
     let req = MembersRequest { action: action.into(), id, api: node.api.to_string(), raft: node.raft.to_string() };
-    let changed = AdminClient::new(cfg, MEMBERS_BUDGET_MS)?.members(&req).await;
+    let changed = AdminClient::new(cfg, cfg.members_add_timeout_ms + MEMBERS_BUDGET_BEYOND_ADD_MS)?.members(&req).await;
     let Some(changed) = super::answered(changed, "accepted the change")? else {
         return Ok(3);
     };
