@@ -76,7 +76,7 @@ pub fn plain_http_allowed(addr: &SocketAddr) -> bool {
 /// What a plain-HTTP client gets on an address that serves HTTPS only: the API's error shape.
 fn https_only_refusal(addr: &SocketAddr) -> String {
     let body = serde_json::to_string(&proto::api::ErrorBody::new(
-        "https_required",
+        proto::error::ApiErrorCode::HttpsRequired,
         format!("this tracker node serves its API on {addr} over HTTPS only (plain HTTP is for loopback addresses)"),
     ))
     .unwrap_or_default();
