@@ -17,9 +17,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::download::manage;
+use super::handles::Daemon;
 use super::reply::{client_error, error};
 use super::shares::Share;
-use super::Daemon;
 use crate::control::{ControlRequest, ControlResponse, MAX_CONTROL_LINE_BYTES};
 use crate::home::Home;
 

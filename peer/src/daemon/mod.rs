@@ -10,6 +10,7 @@ pub mod channel;
 pub mod control_server;
 pub mod disk;
 pub mod download;
+pub mod handles;
 #[cfg(feature = "null-cipher-for-bench")]
 mod null_cipher;
 pub mod reply;
@@ -32,50 +33,9 @@ use tokio_util::sync::CancellationToken;
 use crate::control::{self, ControlRequest};
 use crate::home::Home;
 use crate::piece_lists::PieceListStore;
+pub use handles::{BadPieceList, Daemon, Faults};
 use shares::ShareTable;
 pub use standing::{AnnounceState, Standing, ANNOUNCE_INTERVAL_MS};
-
-/// The daemon's typed handles, each with one owner, for the two servers (the piece server,
-/// the control server) that need several of them. Everything below takes only what it needs:
-/// the downloads their `download::Downloads`, the keepalive loop the standing and the shares.
-pub struct Daemon {
-    /// Where this daemon stands with the tracker (session, announce, liveness).
-    pub standing: Arc<Standing>,
-    /// TLS with this HOME's key, both ways.
-    pub channel: Arc<channel::Channel>,
-    /// The cluster's ticket key, pinned in HOME.
-    pub cluster_key: tickets::ClusterKey,
-    pub shares: Arc<ShareTable>,
-    /// The downloads: their table, and what their tasks need.
-    pub downloads: download::Downloads,
-    /// The piece lists this HOME keeps (what the piece server answers `piece_list_request` with).
-    pub piece_lists: PieceListStore,
-    /// One rebuild of a lost piece list at a time (each reads a whole shared file).
-    pub list_rebuild: tokio::sync::Mutex<()>,
-    /// Test-only fault injection.
-    pub faults: Faults,
-}
-
-/// Faults a test can make a daemon commit (hidden flags of `peer daemon`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Faults {
-    /// Pause this long before sending each piece.
-    pub serve_delay_ms: u64,
-    /// Serve piece lists that are wrong in this way.
-    pub bad_piece_list: Option<BadPieceList>,
-    /// Close served connections that ask for nothing after this long instead of
-    /// `serve::NO_REQUEST_TIMEOUT_MS`.
-    pub no_request_timeout_ms: Option<u64>,
-}
-
-/// How a faulty sharer's piece list is wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BadPieceList {
-    /// The right length, one hash per frame altered.
-    Corrupt,
-    /// One hash short: the list claims one piece fewer than the file has.
-    Short,
-}
 
 /// Every `ANNOUNCE_INTERVAL_MS`: announce if the last attempt failed, else tell the tracker
 /// this daemon is alive (`POST /v1/peer/alive`, answered by the leader from memory, no log

@@ -28,14 +28,15 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::ServerStream;
+use super::disk;
 use super::download::messages::PartialView;
 use super::download::DownloadHandle;
+use super::handles::{BadPieceList, Daemon};
 use super::shares::Share;
 use super::slots::{HandshakeSlot, SlotLimits, Slots, FIRST_BYTE_TIMEOUT_MS, HELLO_TIMEOUT_MS};
 use super::spread::{Spread, Verdict};
 use super::tickets::{self, Expect};
 use super::wire::{self, FrameReader, WireError};
-use super::{disk, BadPieceList, Daemon};
 use crate::hashing::{piece_list_sha1, PieceHash};
 use proto::piece::{bools_to_bits, MAX_PIECE_LIST_HASHES_PER_FRAME, PROTOCOL_VERSION, WRITE_TIMEOUT_MS};
 
