@@ -1,4 +1,4 @@
-//! Parts of the peer's contract (the shared CONTRACT.md and docs/PROTOCOL.md) checked with real
+//! Parts of the peer's contract (docs/CONTRACT.md and docs/PROTOCOL.md) checked with real
 //! processes: where options may go, `--home` / `PEER_HOME` / `PEER_TRACKERS`, the password
 //! prompt, DEST as a file path, exit 2 on bad flags for every command. The piece server's error
 //! codes and connection bounds are piece_server.rs.

@@ -1,5 +1,5 @@
 //! Peer liveness and addresses, on a real three-node tracker cluster and real peer daemons: a
-//! sharer counts only while its daemon is alive (CONTRACT.md: a daemon that died drops out
+//! sharer counts only while its daemon is alive (docs/CONTRACT.md: a daemon that died drops out
 //! within 30 s), a clean stop drops out at once, a failover drops nobody, and the tracker lists
 //! a dialable address for a daemon that listens on all interfaces or behind a port forward.
 

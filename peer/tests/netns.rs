@@ -101,7 +101,7 @@ fn a_download_between_two_hosts_of_their_own() {
     eprintln!("the whole test took {:?}", started.elapsed());
 }
 
-/// Not a check but a measurement (docs/BENCH.md, "Downloads between hosts"): a file of
+/// Not a check but a measurement (docs/BENCH.md, "Downloads between two hosts"): a file of
 /// `NETNS_BENCH_MIB` MiB (default 1024) from a sharer on one host to a downloader on another,
 /// `NETNS_BENCH_RUNS` times (default 3) each way: through a `chaos relay` in the sharer's
 /// namespace that delays every byte `NETNS_BENCH_DELAY_MS` (default 5) one way, both ways (a

@@ -7,7 +7,7 @@
 //! - Authenticated calls carry `Authorization: Bearer <token>`.
 //! - A node that is not the leader answers 307 with `Location` and a [`NotLeaderBody`];
 //!   while no leader is known, 503 with `Retry-After` and an [`ErrorBody`] (`unavailable`).
-//! - Refusals are 4xx with an [`ErrorBody`] whose `code` is one of CONTRACT.md's codes.
+//! - Refusals are 4xx with an [`ErrorBody`] whose `code` is one of docs/CONTRACT.md's codes.
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
 //! cluster.toml: the tracker cluster address book and timings.
 //!
-//! The file format is part of the user-facing contract (CONTRACT.md, "cluster.toml").
+//! The file format is part of the user-facing contract (docs/CONTRACT.md, "cluster.toml").
 //! Parsing is strict: unknown keys, duplicate ids or addresses, and timings that cannot
 //! work are rejected, and every error names the file, the 1-based line and the problem,
 //! because the binaries print it verbatim and exit 2.
@@ -771,7 +771,7 @@ pub fn local_cluster_toml(ports: &[(u64, u16, u16)], data_root: &str) -> String 
 mod tests {
     use super::*;
 
-    /// The example from CONTRACT.md, verbatim.
+    /// The example from docs/CONTRACT.md, verbatim.
     const CONTRACT_EXAMPLE: &str = r#"[cluster]
 heartbeat_ms = 50                 # Raft heartbeat
 election_timeout_ms = [150, 300]  # randomised election timeout range

@@ -1,4 +1,4 @@
-//! The contract's error codes (CONTRACT.md, "Error codes"; docs/API.md, "Refusals"), one
+//! The contract's error codes (docs/CONTRACT.md, "Error codes"; docs/API.md, "Refusals"), one
 //! vocabulary for the tracker nodes, the tracker client, the peer daemon and the CLI.
 //!
 //! - [`ErrorCode`]: what the tracker's state machine refuses with. It is written inside Raft

@@ -1,4 +1,4 @@
-//! Validation of user, group and file names, as CONTRACT.md's "Names" section defines them.
+//! Validation of user, group and file names, as docs/CONTRACT.md's "Names" section defines them.
 //!
 //! The same rules run on the peer (to fail fast) and inside `apply` (so that no replica
 //! ever stores a name that a client could not have produced).

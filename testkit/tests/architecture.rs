@@ -1,4 +1,4 @@
-//! The layout's invariants, checked on the source (ARCHITECTURE.md, "Invariants"):
+//! The layout's invariants, checked on the source (ARCHITECTURE.md, "Architecture invariants"):
 //!
 //! - no module cycle in any crate: read as a graph of the files' `crate::` and `super::`
 //!   paths, no file reaches itself again;

@@ -24,7 +24,7 @@ pub struct RetryPolicy {
     pub max_redirects_per_round: usize,
     /// When every listed node has refused the connection (nothing listens: the cluster is
     /// down, not electing) and nothing else was heard for this long, the call gives up
-    /// without spending the rest of its budget (CONTRACT.md: "exits 3 at once").
+    /// without spending the rest of its budget (docs/CONTRACT.md, "Exit codes": "exits 3 at once").
     pub all_refused_ms: u64,
 }
 

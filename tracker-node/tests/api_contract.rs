@@ -268,7 +268,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// CONTRACT.md: "A password never appears in argv, logs or the Raft log". Passwords go in
+/// docs/CONTRACT.md: "A password never appears in argv, logs or the Raft log". Passwords go in
 /// through every door (register through a follower and the leader, a failed and a good login,
 /// the client library), the nodes log at debug level, snapshots are taken so that the state
 /// is on disk in every form; then every byte of every node's log file and data directory is

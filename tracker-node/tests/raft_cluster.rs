@@ -275,7 +275,7 @@ fn five_nodes_survive_two_down_and_refuse_writes_clearly_with_three_down() {
 /// Every node SIGKILLed right after a burst of writes and restarted at once: the old leader may
 /// resume leading in its term without an election (openraft 0.9), and its first reads must
 /// still see every write acknowledged before the crash (AppState::linearizable's read index;
-/// docs/RELIABILITY.md, "What the runs taught us").
+/// docs/RELIABILITY.md, "What the checker found, and what guards against it now").
 #[test]
 fn reads_right_after_a_whole_cluster_restart_see_every_acknowledged_write() {
     let mut cluster = Cluster::start(3);

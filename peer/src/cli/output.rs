@@ -11,7 +11,7 @@ pub struct CliError {
     pub message: String,
 }
 
-/// The exit code of an error with `code` (CONTRACT.md, "Exit codes"): 2 for usage, 3 when no
+/// The exit code of an error with `code` (docs/CONTRACT.md, "Exit codes"): 2 for usage, 3 when no
 /// tracker leader or no daemon could be reached, 130 for Ctrl-C, 1 for every refusal.
 pub fn exit_code_of(code: &ApiErrorCode) -> u8 {
     match code {
@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn every_code_of_the_contracts_table_is_known_and_exits_as_documented() {
         let doc = include_str!("../../../docs/CONTRACT.md");
-        let table = &doc[doc.find("## Error codes").expect("CONTRACT.md has its table of error codes")..];
+        let table = &doc[doc.find("## Error codes").expect("docs/CONTRACT.md has its table of error codes")..];
         let mut seen = 0;
         for row in table.lines().skip_while(|l| !l.starts_with("| `")).take_while(|l| l.starts_with('|')) {
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();

@@ -102,7 +102,7 @@ pub fn dest_plan(found: Found, size: u64, force: bool) -> DestPlan {
     }
 }
 
-/// The sentence of `dest_exists` (CONTRACT: `error: <path> already exists (use --force ...)`).
+/// The sentence of `dest_exists` (the `dest_exists` refusal, docs/CONTRACT.md "Error codes").
 pub fn dest_exists_message(dest: &Path) -> String {
     format!("{} already exists (use --force to replace it)", dest.display())
 }

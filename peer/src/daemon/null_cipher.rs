@@ -1,7 +1,7 @@
 //! **For measuring only, never shipped**: the piece channel with AES-GCM replaced by a copy.
 //!
 //! Built only with `--features null-cipher-for-bench`, so that the download benchmark can tell
-//! what the encryption itself costs (docs/BENCH.md, "The encrypted channel"): everything else
+//! what the encryption itself costs (docs/BENCH.md, "What moved the figures": "The encrypted channel, on downloads"): everything else
 //! stays as shipped (the TLS 1.3 handshake, both keys proven, the records and their copies,
 //! tickets), only the record protection is the identity with a zero tag. Records are *not*
 //! confidential and *not* authenticated. A daemon built this way says so at start, and cannot

@@ -5,7 +5,7 @@
 //! with `have` as soon as it is verified). The same downloader asking for the same piece again
 //! is served, so nobody waits on a peer it cannot reach for longer than its retry delay
 //! (`conn::REJECTED_RETRY_MS`). The sharer's upload then goes to pieces nobody has yet, and
-//! downloaders trade the rest among themselves (docs/PROTOCOL.md, "Reject").
+//! downloaders trade the rest among themselves (docs/PROTOCOL.md, "A connection", step 2).
 //!
 //! Plain data behind one lock, no I/O: `FileSpread` is tested without sockets.
 

@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn the_original_systems_words_and_argument_orders() {
-        // The words CONTRACT.md lists for `peer shell`.
+        // The words docs/CONTRACT.md lists for `peer shell`.
         for w in [
             "create_user",
             "register",
