@@ -390,6 +390,22 @@ impl Lines<'_> {
     }
 }
 
+/// An optional number of `[cluster]`: `default` when absent, `problem` (at its line) when
+/// outside `range` (both ends included).
+fn check_range(
+    lines: &Lines,
+    value: &Option<Spanned<u64>>,
+    range: (u64, u64),
+    default: u64,
+    problem: Problem,
+) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) if (range.0..=range.1).contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => Err(lines.invalid_at(v, problem)),
+    }
+}
+
 impl ClusterConfig {
     /// Reads and parses the cluster file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -420,20 +436,20 @@ impl ClusterConfig {
             None => None,
         };
 
-        let snapshot_logs_threshold = match raw.cluster.snapshot_logs_threshold {
-            Some(t) if *t.get_ref() == 0 => {
-                return Err(lines.invalid_at(&t, Problem::ZeroSnapshotThreshold));
-            }
-            Some(t) => t.into_inner(),
-            None => DEFAULT_SNAPSHOT_LOGS_THRESHOLD,
-        };
-        let members_add_timeout_ms = match raw.cluster.members_add_timeout_ms {
-            Some(t) if !(MEMBERS_ADD_TIMEOUT_RANGE_MS.0..=MEMBERS_ADD_TIMEOUT_RANGE_MS.1).contains(t.get_ref()) => {
-                return Err(lines.invalid_at(&t, Problem::MembersAddTimeoutOutOfRange));
-            }
-            Some(t) => t.into_inner(),
-            None => DEFAULT_MEMBERS_ADD_TIMEOUT_MS,
-        };
+        let snapshot_logs_threshold = check_range(
+            &lines,
+            &raw.cluster.snapshot_logs_threshold,
+            (1, u64::MAX),
+            DEFAULT_SNAPSHOT_LOGS_THRESHOLD,
+            Problem::ZeroSnapshotThreshold,
+        )?;
+        let members_add_timeout_ms = check_range(
+            &lines,
+            &raw.cluster.members_add_timeout_ms,
+            MEMBERS_ADD_TIMEOUT_RANGE_MS,
+            DEFAULT_MEMBERS_ADD_TIMEOUT_MS,
+            Problem::MembersAddTimeoutOutOfRange,
+        )?;
 
         let limits = Limits {
             groups_per_user: check_limit(

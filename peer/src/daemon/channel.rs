@@ -169,6 +169,13 @@ impl AnyEd25519Key {
     fn check(der: &[u8]) -> Result<(), rustls::Error> {
         key_of_spki(der).map(|_| ()).ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))
     }
+    /// A raw key stands alone: no chain.
+    fn check_alone(end_entity: &[u8], intermediates: &[CertificateDer<'_>]) -> Result<(), rustls::Error> {
+        if !intermediates.is_empty() {
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding));
+        }
+        Self::check(end_entity)
+    }
     fn tls13(
         &self,
         message: &[u8],
@@ -180,6 +187,35 @@ impl AnyEd25519Key {
     }
 }
 
+/// The signature methods rustls's server and client verifier traits both have, the same for a
+/// raw Ed25519 key either way: TLS 1.3 only, Ed25519 only, raw public keys.
+macro_rules! raw_key_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.tls13(message, cert, dss)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            vec![SignatureScheme::ED25519]
+        }
+        fn requires_raw_public_keys(&self) -> bool {
+            true
+        }
+    };
+}
+
 impl ServerCertVerifier for AnyEd25519Key {
     fn verify_server_cert(
         &self,
@@ -189,33 +225,9 @@ impl ServerCertVerifier for AnyEd25519Key {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if !intermediates.is_empty() {
-            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding));
-        }
-        Self::check(end_entity).map(|_| ServerCertVerified::assertion())
+        Self::check_alone(end_entity, intermediates).map(|_| ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
-    }
-    fn requires_raw_public_keys(&self) -> bool {
-        true
-    }
+    raw_key_signatures!();
 }
 
 impl ClientCertVerifier for AnyEd25519Key {
@@ -228,33 +240,9 @@ impl ClientCertVerifier for AnyEd25519Key {
         intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if !intermediates.is_empty() {
-            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding));
-        }
-        Self::check(end_entity).map(|_| ClientCertVerified::assertion())
+        Self::check_alone(end_entity, intermediates).map(|_| ClientCertVerified::assertion())
     }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
-    }
-    fn requires_raw_public_keys(&self) -> bool {
-        true
-    }
+    raw_key_signatures!();
 }
 
 #[cfg(test)]
