@@ -167,7 +167,7 @@ async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
         ControlRequest::Forget { group, name } => manage::run(&d.downloads, manage::Op::Forget, group, name).await,
         ControlRequest::ListShares => {
             // In step with the tracker: what it ended (a removal, a leave) is not listed here.
-            super::reconcile_shares(&d.standing, &d.shares, LIST_SHARES_RECONCILE_MS).await;
+            super::reconcile::reconcile_shares(&d.standing, &d.shares, LIST_SHARES_RECONCILE_MS).await;
             ControlResponse::Shares { rows: d.shares.rows() }
         }
         ControlRequest::StopShare { group, name } => {

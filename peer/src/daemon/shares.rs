@@ -1,6 +1,6 @@
 //! What this peer serves: files it uploaded or finished downloading, by group and name,
 //! persisted in HOME/shares.json. The daemon keeps it in step with the tracker
-//! (`daemon::reconcile_shares`): a share the tracker ended (a removal from the group, a leave)
+//! (`daemon::reconcile::reconcile_shares`): a share the tracker ended (a removal from the group, a leave)
 //! is dropped here too, the local copy kept.
 
 use std::collections::HashMap;
