@@ -390,6 +390,34 @@ impl Lines<'_> {
     }
 }
 
+/// `initial_members`, when set: a non-empty set of listed ids.
+fn check_initial_members(
+    lines: &Lines,
+    initial_members: Option<Spanned<Vec<u64>>>,
+    listed: &[u64],
+) -> Result<Option<Vec<u64>>, ConfigError> {
+    Ok(match initial_members {
+        None => None,
+        Some(members) => {
+            let ids = members.get_ref();
+            if ids.is_empty() {
+                return Err(lines.invalid_at(&members, Problem::EmptyInitialMembers));
+            }
+            let mut seen = BTreeSet::new();
+            for &id in ids {
+                if !listed.contains(&id) {
+                    let listed = listed.to_vec();
+                    return Err(lines.invalid_at(&members, Problem::UnknownInitialMember { id, listed }));
+                }
+                if !seen.insert(id) {
+                    return Err(lines.invalid_at(&members, Problem::DuplicateInitialMember { id }));
+                }
+            }
+            Some(members.into_inner())
+        }
+    })
+}
+
 /// An optional number of `[cluster]`: `default` when absent, `problem` (at its line) when
 /// outside `range` (both ends included).
 fn check_range(
@@ -464,26 +492,7 @@ impl ClusterConfig {
         let listed: Vec<u64> = nodes.iter().map(|n| n.id).collect();
         let tls = check_tls(&lines, raw.cluster.tls.as_ref(), &raw.node)?;
 
-        let initial_members = match raw.cluster.initial_members {
-            None => None,
-            Some(members) => {
-                let ids = members.get_ref();
-                if ids.is_empty() {
-                    return Err(lines.invalid_at(&members, Problem::EmptyInitialMembers));
-                }
-                let mut seen = BTreeSet::new();
-                for &id in ids {
-                    if !listed.contains(&id) {
-                        let listed = listed.clone();
-                        return Err(lines.invalid_at(&members, Problem::UnknownInitialMember { id, listed }));
-                    }
-                    if !seen.insert(id) {
-                        return Err(lines.invalid_at(&members, Problem::DuplicateInitialMember { id }));
-                    }
-                }
-                Some(members.into_inner())
-            }
-        };
+        let initial_members = check_initial_members(&lines, raw.cluster.initial_members, &listed)?;
 
         Ok(ClusterConfig {
             path: path.to_path_buf(),
