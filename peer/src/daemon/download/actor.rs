@@ -676,7 +676,7 @@ impl Download {
                     self.picker.release(piece);
                 }
             }
-            ConnEvent::Verified { conn, piece, len, ok } => self.on_verified(conn, piece, len, ok),
+            ConnEvent::Verified { piece, len, ok } => self.on_verified(piece, len, ok),
             ConnEvent::ListTurn { conn, reply } => self.list_turn(conn, reply),
             ConnEvent::ListFetched { conn, list } => self.list_fetched(conn, list),
             ConnEvent::Ended { conn, outstanding, end } => self.on_ended(conn, outstanding, end),
@@ -713,22 +713,30 @@ impl Download {
         false
     }
 
-    fn on_verified(&mut self, conn: ConnId, piece: u32, len: u64, ok: bool) {
-        let _ = conn;
-        if !ok {
-            self.picker.release(piece);
+    fn on_verified(&mut self, piece: u32, len: u64, ok: bool) {
+        if !self.record_verified(piece, len, ok) {
             return;
         }
-        if !self.picker.complete(piece) {
-            return;
-        }
-        self.bytes_done += len;
-        let _ = self.have_tx.send(piece);
         self.publish_bytes();
         let actions = self.feed_progress();
         if !actions.is_empty() {
             self.apply(actions);
         }
+    }
+
+    /// A connection's word on one piece: a piece that failed its check goes back to the picker;
+    /// a good one is counted and announced once. True when it newly completed a piece.
+    fn record_verified(&mut self, piece: u32, len: u64, ok: bool) -> bool {
+        if !ok {
+            self.picker.release(piece);
+            return false;
+        }
+        if !self.picker.complete(piece) {
+            return false;
+        }
+        self.bytes_done += len;
+        let _ = self.have_tx.send(piece);
+        true
     }
 
     fn list_turn(&mut self, conn: ConnId, reply: oneshot::Sender<ListTurn>) {
@@ -832,11 +840,8 @@ impl Download {
                     Some(ConnEvent::Ended { conn, outstanding, .. }) => {
                         self.forget_conn(conn, &outstanding);
                     }
-                    Some(ConnEvent::Verified { piece, len, ok: true, .. }) => {
-                        if self.picker.complete(piece) {
-                            self.bytes_done += len;
-                            let _ = self.have_tx.send(piece);
-                        }
+                    Some(ConnEvent::Verified { piece, len, ok }) => {
+                        self.record_verified(piece, len, ok);
                     }
                     Some(_) => {}
                     None => break,

@@ -320,7 +320,7 @@ impl Pump<'_> {
     async fn settle(&mut self, done: Result<Checked, tokio::task::JoinError>) -> Result<Option<ConnEnd>, String> {
         let (piece, len, ok) = done.map_err(|e| e.to_string())?;
         let ok = ok.map_err(|e| format!("cannot write piece {piece}: {e}"))?;
-        self.event(ConnEvent::Verified { conn: self.ctx.conn, piece, len, ok }).await;
+        self.event(ConnEvent::Verified { piece, len, ok }).await;
         Ok((!ok).then_some(ConnEnd::BadPiece(piece)))
     }
 

@@ -83,7 +83,7 @@ pub enum ConnEvent {
     /// A request ended without a piece (rejected, cancelled, an endgame duplicate).
     Release { conn: ConnId, piece: u32 },
     /// A piece was checked (and, when `ok`, written at its offset).
-    Verified { conn: ConnId, piece: u32, len: u64, ok: bool },
+    Verified { piece: u32, len: u64, ok: bool },
     /// Whose turn it is to fetch the piece list (the answer waits for it).
     ListTurn { conn: ConnId, reply: oneshot::Sender<ListTurn> },
     /// The fetch this connection had the turn for ended: the verified (and stored) list, or none.
