@@ -250,6 +250,10 @@ pub struct AnnounceResponse {
     pub peer_addr: String,
     pub shares: u64,
     pub user: String,
+    /// How often the daemon should say it is alive: a third of the cluster's
+    /// `peer_liveness_ms`. 0 (a tracker that does not say) leaves the daemon's default.
+    #[serde(default)]
+    pub alive_every_ms: u64,
 }
 
 /// `POST` and `DELETE /v1/peer/alive`: `listed` is false when the tracker lists another address
@@ -259,6 +263,9 @@ pub struct AliveResponse {
     pub listed: bool,
     pub peer_addr: String,
     pub user: String,
+    /// As in [`AnnounceResponse`].
+    #[serde(default)]
+    pub alive_every_ms: u64,
 }
 
 /// `POST /v1/groups`.

@@ -48,6 +48,12 @@ pub const DEFAULT_SNAPSHOT_LOGS_THRESHOLD: u64 = 5000;
 pub const DEFAULT_MEMBERS_ADD_TIMEOUT_MS: u64 = 30_000;
 /// The range `members_add_timeout_ms` may take: at least a second, at most an hour.
 pub const MEMBERS_ADD_TIMEOUT_RANGE_MS: (u64, u64) = (1_000, 3_600_000);
+/// How long the leader keeps listing a sharer whose daemon it has not heard from, when
+/// `[cluster] peer_liveness_ms` is absent. Daemons call every third of it (docs/API.md).
+pub const DEFAULT_PEER_LIVENESS_MS: u64 = 30_000;
+/// The range `peer_liveness_ms` may take: at least 3 s (a daemon calls every second then), at
+/// most 10 minutes.
+pub const PEER_LIVENESS_RANGE_MS: (u64, u64) = (3_000, 600_000);
 
 /// Groups one user may own when `[limits] groups_per_user` is absent.
 pub const DEFAULT_GROUPS_PER_USER: u64 = 1_000;
@@ -99,6 +105,8 @@ pub struct ClusterConfig {
     pub snapshot_logs_threshold: u64,
     /// How long the leader waits for a node being added to catch up before refusing the add.
     pub members_add_timeout_ms: u64,
+    /// How long a sharer stays listed after its daemon was last heard from.
+    pub peer_liveness_ms: u64,
     /// Per-user quotas (`[limits]`), defaults when the section is absent.
     pub limits: Limits,
     /// The address book, in file order.
@@ -240,6 +248,8 @@ pub enum Problem {
     ZeroSnapshotThreshold,
     #[error("members_add_timeout_ms must be from {} to {}", MEMBERS_ADD_TIMEOUT_RANGE_MS.0, MEMBERS_ADD_TIMEOUT_RANGE_MS.1)]
     MembersAddTimeoutOutOfRange,
+    #[error("peer_liveness_ms must be from {} to {}", PEER_LIVENESS_RANGE_MS.0, PEER_LIVENESS_RANGE_MS.1)]
+    PeerLivenessOutOfRange,
     #[error("secret must not be empty (remove the key to run without one)")]
     EmptySecret,
     #[error("node id must be at least 1")]
@@ -306,6 +316,7 @@ impl fmt::Debug for ClusterConfig {
             .field("initial_members", &self.initial_members)
             .field("snapshot_logs_threshold", &self.snapshot_logs_threshold)
             .field("members_add_timeout_ms", &self.members_add_timeout_ms)
+            .field("peer_liveness_ms", &self.peer_liveness_ms)
             .field("limits", &self.limits)
             .field("nodes", &self.nodes)
             .field("tls", &self.tls)
@@ -344,6 +355,7 @@ struct RawCluster {
     initial_members: Option<Spanned<Vec<u64>>>,
     snapshot_logs_threshold: Option<Spanned<u64>>,
     members_add_timeout_ms: Option<Spanned<u64>>,
+    peer_liveness_ms: Option<Spanned<u64>>,
     tls: Option<RawTls>,
 }
 
@@ -478,6 +490,13 @@ impl ClusterConfig {
             DEFAULT_MEMBERS_ADD_TIMEOUT_MS,
             Problem::MembersAddTimeoutOutOfRange,
         )?;
+        let peer_liveness_ms = check_range(
+            &lines,
+            &raw.cluster.peer_liveness_ms,
+            PEER_LIVENESS_RANGE_MS,
+            DEFAULT_PEER_LIVENESS_MS,
+            Problem::PeerLivenessOutOfRange,
+        )?;
 
         let limits = Limits {
             groups_per_user: check_limit(
@@ -502,6 +521,7 @@ impl ClusterConfig {
             initial_members,
             snapshot_logs_threshold,
             members_add_timeout_ms,
+            peer_liveness_ms,
             limits,
             nodes,
             tls,
@@ -892,6 +912,15 @@ data_dir = "data/node-3"
         for bad in [0, 999, 3_600_001] {
             let e = parse(&format!("[cluster]\nmembers_add_timeout_ms = {bad}\n{node}")).unwrap_err().to_string();
             assert!(e.ends_with("cluster.toml:2: members_add_timeout_ms must be from 1000 to 3600000"), "{bad}: {e}");
+        }
+
+        // peer_liveness_ms: 30 s by default, taken within its range, refused outside it.
+        assert_eq!(parse(node).unwrap().peer_liveness_ms, DEFAULT_PEER_LIVENESS_MS);
+        let c = parse(&format!("[cluster]\npeer_liveness_ms = 6000\n{node}")).unwrap();
+        assert_eq!(c.peer_liveness_ms, 6000);
+        for bad in [0, 2_999, 600_001] {
+            let e = parse(&format!("[cluster]\npeer_liveness_ms = {bad}\n{node}")).unwrap_err().to_string();
+            assert!(e.ends_with("cluster.toml:2: peer_liveness_ms must be from 3000 to 600000"), "{bad}: {e}");
         }
 
         // [limits]: one key alone keeps the other's default; 0 is accepted (no limit).

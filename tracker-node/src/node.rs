@@ -426,7 +426,7 @@ fn app_state(
         throttle: Arc::new(api::throttle::LoginThrottle::default()),
         registrations: Arc::new(api::throttle::RegistrationThrottle::default()),
         tickets,
-        liveness: Arc::new(api::liveness::Liveness::default()),
+        liveness: Arc::new(api::liveness::Liveness::new(cfg.peer_liveness_ms)),
         quota_in_flight: Arc::new(api::quota::InFlight::default()),
         nodes_http: NodesHttp::new(cfg, probe, false)?,
     })

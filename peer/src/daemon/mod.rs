@@ -38,7 +38,8 @@ pub use handles::{BadPieceList, Daemon, Faults};
 use shares::ShareTable;
 pub use standing::{AnnounceState, Standing, ANNOUNCE_INTERVAL_MS};
 
-/// Every `ANNOUNCE_INTERVAL_MS`: announce if the last attempt failed, else tell the tracker
+/// Every `alive_every_ms` (what the tracker last said; `ANNOUNCE_INTERVAL_MS` until it has):
+/// announce if the last attempt failed, else tell the tracker
 /// this daemon is alive (`POST /v1/peer/alive`, answered by the leader from memory, no log
 /// entry). A refusal as `unauthenticated` ends the session here too.
 async fn keepalive(st: Arc<Standing>, shares: Arc<ShareTable>, stop: CancellationToken) {
@@ -48,7 +49,7 @@ async fn keepalive(st: Arc<Standing>, shares: Arc<ShareTable>, stop: Cancellatio
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(ANNOUNCE_INTERVAL_MS)) => {}
+            _ = tokio::time::sleep(st.announce.alive_every()) => {}
         }
         let Some(s) = st.home.session() else { continue };
         let _call = st.announce.alive_calls.lock().await;
@@ -59,6 +60,7 @@ async fn keepalive(st: Arc<Standing>, shares: Arc<ShareTable>, stop: Cancellatio
             let client = st.tracker.with_token(Some(s.token.clone()));
             client.alive(&st.peer_addr, &st.peer_key_hex).await.map(|v| {
                 st.announce.listed.store(v.listed, Ordering::SeqCst);
+                st.announce.learn_alive_every(v.alive_every_ms);
                 if !v.listed {
                     if !not_listed_warned {
                         tracing::warn!(
@@ -94,7 +96,8 @@ async fn keepalive(st: Arc<Standing>, shares: Arc<ShareTable>, stop: Cancellatio
     }
 }
 
-/// The keepalive loop checks the shares against the tracker every this many rounds (30 s);
+/// The keepalive loop checks the shares against the tracker every this many rounds (one
+/// liveness period: 30 s by default);
 /// `list-shares` checks them at once.
 const RECONCILE_EVERY_ROUNDS: u64 = 3;
 

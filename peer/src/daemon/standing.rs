@@ -24,10 +24,23 @@ pub struct Standing {
     pub announce: AnnounceState,
 }
 
-/// How often the daemon tells the tracker it is alive; the tracker lists a sharer only while
-/// its daemon was heard from within its liveness period (30 s, docs/API.md). The same call
-/// checks the session.
+/// How often the daemon tells the tracker it is alive until the tracker says otherwise; the
+/// tracker lists a sharer only while its daemon was heard from within its liveness period
+/// (30 s by default, docs/API.md) and answers every announce and alive call with a third of it
+/// (`alive_every_ms`). The same call checks the session.
 pub const ANNOUNCE_INTERVAL_MS: u64 = 10_000;
+/// The range of `alive_every_ms` the daemon follows: a third of the cluster's allowed
+/// `peer_liveness_ms` range (docs/OPERATIONS.md). Outside it, the daemon keeps what it had.
+pub const ALIVE_EVERY_RANGE_MS: (u64, u64) = (1_000, 200_000);
+
+/// The keepalive interval after a tracker's answer said `answered` (0: it did not say).
+pub fn next_alive_every_ms(current_ms: u64, answered_ms: u64) -> u64 {
+    if (ALIVE_EVERY_RANGE_MS.0..=ALIVE_EVERY_RANGE_MS.1).contains(&answered_ms) {
+        answered_ms
+    } else {
+        current_ms
+    }
+}
 
 /// The daemon's standing with the tracker.
 pub struct AnnounceState {
@@ -47,6 +60,22 @@ pub struct AnnounceState {
     pub listed: std::sync::atomic::AtomicBool,
     /// One check of the shares against the tracker at a time; where the next round starts.
     pub reconcile: tokio::sync::Mutex<usize>,
+    /// How often the keepalive loop calls, as the tracker last said.
+    pub alive_every_ms: std::sync::atomic::AtomicU64,
+}
+
+impl AnnounceState {
+    /// Follows the tracker's `alive_every_ms` from an announce or alive answer.
+    pub fn learn_alive_every(&self, answered_ms: u64) {
+        use std::sync::atomic::Ordering;
+        let current = self.alive_every_ms.load(Ordering::SeqCst);
+        self.alive_every_ms.store(next_alive_every_ms(current, answered_ms), Ordering::SeqCst);
+    }
+
+    /// The keepalive loop's current interval.
+    pub fn alive_every(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.alive_every_ms.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 impl AnnounceState {
@@ -59,6 +88,7 @@ impl AnnounceState {
             alive_calls: tokio::sync::Mutex::new(()),
             listed: std::sync::atomic::AtomicBool::new(false),
             reconcile: tokio::sync::Mutex::new(0),
+            alive_every_ms: std::sync::atomic::AtomicU64::new(ANNOUNCE_INTERVAL_MS),
         }
     }
 }
@@ -108,6 +138,7 @@ impl Standing {
             Ok(v) => {
                 self.announce.announced.store(true, Ordering::SeqCst);
                 self.announce.listed.store(true, Ordering::SeqCst);
+                self.announce.learn_alive_every(v.alive_every_ms);
                 tracing::info!(peer_addr = %self.peer_addr, listed_as = %v.peer_addr, shares = %v.shares, "announced to the tracker");
                 self.tracker_listed(&v.peer_addr);
                 Ok(())
@@ -115,8 +146,8 @@ impl Standing {
             Err(e) => {
                 self.announce.announced.store(false, Ordering::SeqCst);
                 tracing::warn!(
-                    "cannot announce to the tracker (retrying every {} s): {e}",
-                    ANNOUNCE_INTERVAL_MS / 1000
+                    "cannot announce to the tracker (retrying every {:.0?}): {e}",
+                    self.announce.alive_every()
                 );
                 Err(e)
             }
@@ -171,5 +202,24 @@ impl Standing {
                  until `peer login`"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod alive_every_tests {
+    use super::*;
+
+    #[test]
+    fn the_daemon_follows_the_trackers_interval_within_its_range() {
+        assert_eq!(next_alive_every_ms(ANNOUNCE_INTERVAL_MS, 2_000), 2_000);
+        assert_eq!(next_alive_every_ms(2_000, 10_000), 10_000);
+        // A tracker that does not say (0), or says something out of range, changes nothing.
+        assert_eq!(next_alive_every_ms(2_000, 0), 2_000);
+        assert_eq!(next_alive_every_ms(2_000, 999), 2_000);
+        assert_eq!(next_alive_every_ms(2_000, 200_001), 2_000);
+        let state = AnnounceState::default();
+        assert_eq!(state.alive_every(), std::time::Duration::from_millis(ANNOUNCE_INTERVAL_MS));
+        state.learn_alive_every(1_000);
+        assert_eq!(state.alive_every(), std::time::Duration::from_millis(1_000));
     }
 }

@@ -157,7 +157,8 @@ pub async fn announce(
             // Committed by this node as leader: the announcing daemon is alive.
             let now = s.liveness_now();
             s.liveness.seen(&user, now);
-            Ok(ok_json(AnnounceResponse { peer_addr, shares, user }))
+            let alive_every_ms = s.liveness.alive_every_ms();
+            Ok(ok_json(AnnounceResponse { peer_addr, shares, user, alive_every_ms }))
         }
         other => Err(unexpected(other)),
     }
@@ -230,5 +231,5 @@ async fn liveness_answer(
     if listed {
         record(s, &user, s.liveness_now());
     }
-    Ok(ok_json(AliveResponse { listed, peer_addr, user }))
+    Ok(ok_json(AliveResponse { listed, peer_addr, user, alive_every_ms: s.liveness.alive_every_ms() }))
 }

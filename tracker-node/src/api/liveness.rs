@@ -1,15 +1,16 @@
 //! Peer liveness as soft state: which users' daemons have said "alive" lately, kept by the
 //! leader in memory only (never in the Raft log).
 //!
-//! A daemon calls `POST /v1/peer/alive` every `ANNOUNCE_INTERVAL_MS` (10 s); announcing and
-//! uploading count as well. A sharer is listed (sharer lists, `sharers` counts) only while its
-//! user was seen in the last [`PEER_LIVENESS_MS`]. `DELETE /v1/peer/alive` (a daemon stopping
-//! cleanly) drops the user at once.
+//! A sharer is listed (sharer lists, `sharers` counts) only while its user was seen in the last
+//! liveness period (`[cluster] peer_liveness_ms`, 30 s by default). A daemon calls `POST
+//! /v1/peer/alive` every third of the period, which the answers to announce and alive tell it
+//! (`alive_every_ms`); announcing and uploading count as well. `DELETE /v1/peer/alive` (a daemon
+//! stopping cleanly) drops the user at once.
 //!
 //! The table is the leader's: a node that becomes leader starts with an empty one and counts
-//! every sharer as alive for [`GRACE_MS`] (the daemons' next calls reach it well within that),
-//! so a failover drops nobody; a user who said "gone" stays gone through the grace. One entry
-//! per user, entries older than [`FORGET_AFTER_MS`] are dropped.
+//! every sharer as alive for one liveness period (the daemons' next calls reach it well within
+//! that), so a failover drops nobody; a user who said "gone" stays gone through the grace. One
+//! entry per user, entries older than [`FORGET_AFTER_MS`] are dropped.
 //!
 //! Time is a monotonic clock of this process in ms (`Liveness::now_ms`); every method takes
 //! `now` so that the rules are testable without sleeping.
@@ -18,10 +19,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// A sharer counts while its daemon was seen within this long.
-pub const PEER_LIVENESS_MS: u64 = 30_000;
-/// After becoming leader, every sharer counts as alive this long (one liveness period).
-pub const GRACE_MS: u64 = PEER_LIVENESS_MS;
 /// Entries not refreshed for this long are dropped from the table.
 pub const FORGET_AFTER_MS: u64 = 5 * 60_000;
 /// How often, at most, the table is swept for old entries.
@@ -56,16 +53,24 @@ struct Inner {
 #[derive(Debug)]
 pub struct Liveness {
     epoch: Instant,
+    /// A sharer counts while its daemon was seen within this long; a new leader counts every
+    /// sharer as alive this long after it takes over.
+    period_ms: u64,
     inner: Mutex<Inner>,
 }
 
-impl Default for Liveness {
-    fn default() -> Self {
-        Liveness { epoch: Instant::now(), inner: Mutex::new(Inner::default()) }
-    }
-}
-
 impl Liveness {
+    /// A table whose sharers count for `period_ms` after they were last seen.
+    pub fn new(period_ms: u64) -> Self {
+        Liveness { epoch: Instant::now(), period_ms, inner: Mutex::new(Inner::default()) }
+    }
+
+    /// How often a daemon should say it is alive: three calls a period, so one lost call never
+    /// drops a sharer.
+    pub fn alive_every_ms(&self) -> u64 {
+        self.period_ms / 3
+    }
+
     /// This process's monotonic clock, in ms.
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
@@ -84,7 +89,7 @@ impl Liveness {
         }
         g.leader_term = leader_term;
         g.peers.clear();
-        g.grace_until_ms = if leader_term.is_some() { now + GRACE_MS } else { 0 };
+        g.grace_until_ms = if leader_term.is_some() { now + self.period_ms } else { 0 };
         g.last_prune_ms = now;
     }
 
@@ -116,16 +121,16 @@ impl Liveness {
     /// judges nobody (reads are answered by the leader).
     #[cfg(test)]
     pub fn is_alive(&self, user: &str, now: u64) -> bool {
-        Self::alive_in(&self.lock(), user, now)
+        self.alive_in(&self.lock(), user, now)
     }
 
-    fn alive_in(g: &Inner, user: &str, now: u64) -> bool {
+    fn alive_in(&self, g: &Inner, user: &str, now: u64) -> bool {
         if g.leader_term.is_none() {
             return true;
         }
         match g.peers.get(user) {
             Some(Seen::Gone(_)) => false,
-            Some(Seen::Alive(t)) if now.saturating_sub(*t) <= PEER_LIVENESS_MS => true,
+            Some(Seen::Alive(t)) if now.saturating_sub(*t) <= self.period_ms => true,
             _ => now < g.grace_until_ms,
         }
     }
@@ -133,7 +138,7 @@ impl Liveness {
     /// Keeps the items whose user (`user_of`) counts as alive; one lock for the whole list.
     pub fn retain_alive<T>(&self, items: &mut Vec<T>, now: u64, user_of: impl Fn(&T) -> &str) {
         let g = self.lock();
-        items.retain(|x| Self::alive_in(&g, user_of(x), now));
+        items.retain(|x| self.alive_in(&g, user_of(x), now));
     }
 
     /// Entries in the table.
@@ -152,16 +157,24 @@ impl Liveness {
 mod tests {
     use super::*;
 
+    /// The default period, as the tests below were written for.
+    const PEER_LIVENESS_MS: u64 = proto::cluster::DEFAULT_PEER_LIVENESS_MS;
+    const GRACE_MS: u64 = PEER_LIVENESS_MS;
+
+    fn table() -> Liveness {
+        Liveness::new(PEER_LIVENESS_MS)
+    }
+
     #[test]
     fn a_follower_judges_nobody() {
-        let l = Liveness::default();
+        let l = table();
         l.sync(None, 0);
         assert!(l.is_alive("alice", 10 * FORGET_AFTER_MS));
     }
 
     #[test]
     fn a_new_leader_counts_everyone_alive_for_one_grace_period() {
-        let l = Liveness::default();
+        let l = table();
         l.sync(Some(3), 1_000);
         assert!(l.is_alive("alice", 1_000));
         assert!(l.is_alive("alice", 1_000 + GRACE_MS - 1));
@@ -174,7 +187,7 @@ mod tests {
 
     #[test]
     fn gone_drops_at_once_even_in_the_grace_period() {
-        let l = Liveness::default();
+        let l = table();
         l.sync(Some(1), 0);
         l.seen("alice", 100);
         l.gone("alice", 200);
@@ -186,7 +199,7 @@ mod tests {
 
     #[test]
     fn liveness_expires_after_the_period() {
-        let l = Liveness::default();
+        let l = table();
         l.sync(Some(1), 0);
         let t = GRACE_MS + 10_000;
         l.seen("alice", t);
@@ -199,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_new_term_of_leadership_starts_an_empty_table_with_a_grace() {
-        let l = Liveness::default();
+        let l = table();
         l.sync(Some(1), 0);
         l.gone("alice", 10);
         assert!(!l.is_alive("alice", 20));
@@ -217,7 +230,7 @@ mod tests {
 
     #[test]
     fn the_table_holds_one_entry_per_user_and_forgets_old_ones() {
-        let l = Liveness::default();
+        let l = table();
         l.sync(Some(1), 0);
         for i in 0..1_000u64 {
             l.seen("alice", i);
@@ -237,8 +250,20 @@ mod tests {
     }
 
     #[test]
+    fn the_period_is_the_clusters_and_daemons_call_three_times_in_it() {
+        let l = Liveness::new(6_000);
+        assert_eq!(l.alive_every_ms(), 2_000);
+        l.sync(Some(1), 0);
+        assert!(l.is_alive("alice", 5_999), "a new leader's grace is one period");
+        assert!(!l.is_alive("alice", 6_000));
+        l.seen("alice", 10_000);
+        assert!(l.is_alive("alice", 16_000));
+        assert!(!l.is_alive("alice", 16_001));
+    }
+
+    #[test]
     fn retain_alive_filters_a_list() {
-        let l = Liveness::default();
+        let l = table();
         l.sync(Some(1), 0);
         let now = GRACE_MS + 1;
         l.seen("alice", now);
