@@ -22,8 +22,7 @@ fn many_networks_filling_the_piece_port_leave_a_member_room_to_download() {
     // Five files of 16 MiB (32 pieces each), downloaded one after the other during the attack.
     let files: Vec<_> = (0..5)
         .map(|i| {
-            let (path, sha1) = random_file(cluster.dir.path(), &format!("data-{i}.bin"), 16 << 20, 70 + i);
-            alice.ok(&["upload", path.to_str().unwrap(), "team"]);
+            let (_, sha1) = alice.upload_random(cluster.dir.path(), &format!("data-{i}.bin"), 16 << 20, 70 + i, "team");
             (format!("data-{i}.bin"), sha1)
         })
         .collect();

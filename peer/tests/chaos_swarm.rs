@@ -7,24 +7,15 @@ use testkit::*;
 
 const MIB: usize = 1024 * 1024;
 
+/// A member of "team" whose daemon serves each piece `delay_ms` late.
 fn joined(cluster: &Cluster, name: &str, owner: &Peer, delay_ms: u64) -> Peer {
-    let mut p = Peer::new(cluster, name);
-    p.daemon_args = vec!["--serve-delay-ms".into(), delay_ms.to_string()];
-    p.start_daemon();
-    p.register_and_login(name);
-    p.ok(&["join-group", "team"]);
-    owner.ok(&["accept-request", "team", name]);
-    p
+    Peer::member(cluster, name, "team", owner, &["--serve-delay-ms", &delay_ms.to_string()])
 }
 
 #[test]
 fn downloads_finish_byte_for_byte_while_leaders_die_and_sharers_come_and_go() {
     let mut cluster = Cluster::start(3);
-    let mut alice = Peer::new(&cluster, "alice");
-    alice.daemon_args = vec!["--serve-delay-ms".into(), "300".into()];
-    alice.start_daemon();
-    alice.register_and_login("alice");
-    alice.ok(&["create-group", "team"]);
+    let alice = Peer::owner(&cluster, "alice", "team", &["--serve-delay-ms", "300"]);
     let mut sharers = vec![joined(&cluster, "s1", &alice, 300), joined(&cluster, "s2", &alice, 300)];
     let downloaders = vec![joined(&cluster, "d1", &alice, 0), joined(&cluster, "d2", &alice, 0)];
 
@@ -34,16 +25,13 @@ fn downloads_finish_byte_for_byte_while_leaders_die_and_sharers_come_and_go() {
     for f in &files {
         alice.ok(&["upload", f.to_str().unwrap(), "team"]);
         for s in &sharers {
-            let copy = s.home.join(f.file_name().unwrap());
-            std::fs::copy(f, &copy).unwrap();
-            s.ok(&["upload", copy.to_str().unwrap(), "team"]);
+            s.share_copy(f, "team");
         }
     }
     for (k, d) in downloaders.iter().enumerate() {
         let dest = cluster.dir.path().join(format!("dl-{k}"));
-        std::fs::create_dir_all(&dest).unwrap();
         for f in &files {
-            d.ok(&["download", "team", f.file_name().unwrap().to_str().unwrap(), dest.to_str().unwrap(), "--detach"]);
+            d.start_download("team", f.file_name().unwrap().to_str().unwrap(), &dest);
         }
     }
 

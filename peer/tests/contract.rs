@@ -3,7 +3,6 @@
 //! prompt, DEST as a file path, exit 2 on bad flags for every command. The piece server's error
 //! codes and connection bounds are piece_server.rs.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -13,17 +12,8 @@ use testkit::*;
 fn peer_in(cwd: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
     let mut cmd = Command::new(peer_bin());
     cmd.args(args).current_dir(cwd).env_remove("PEER_HOME").env_remove("PEER_CLUSTER").env_remove("PEER_TRACKERS");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd.envs(env.iter().copied());
+    Run::of(cmd, stdin)
 }
 
 #[test]
@@ -93,15 +83,7 @@ fn no_password_source_is_a_usage_error() {
     std::fs::create_dir_all(&p.home).unwrap();
     for args in [["register", "carol"], ["login", "carol"]] {
         // stdin is neither a terminal nor chosen with --password-stdin: exit 2, nothing registered.
-        let out = Command::new(peer_bin())
-            .arg("--json")
-            .args(args)
-            .env("PEER_HOME", &p.home)
-            .env("PEER_CLUSTER", &p.config)
-            .env_remove("PEER_TRACKERS")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = p.command().arg("--json").args(args).stdin(Stdio::null()).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "peer {args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{stderr}");
@@ -230,8 +212,7 @@ fn a_password_never_reaches_a_file_of_the_home_or_the_daemons_log() {
 fn dest_given_as_a_file_path_is_where_the_file_lands() {
     let cluster = Cluster::start(3);
     let (alice, bob) = team(&cluster, "dev_team");
-    let (path, sha1) = random_file(cluster.dir.path(), "report.pdf", 1024 * 1024 + 7, 5);
-    alice.ok(&["upload", path.to_str().unwrap(), "dev_team"]);
+    let (_, sha1) = alice.upload_random(cluster.dir.path(), "report.pdf", 1024 * 1024 + 7, 5, "dev_team");
     let dir = cluster.dir.path().join("bob-files");
     std::fs::create_dir_all(&dir).unwrap();
     let target = dir.join("other-name.pdf");

@@ -64,8 +64,7 @@ fn sharer_addrs(details: &Value) -> Vec<(String, String)> {
 }
 
 fn upload(p: &Peer, cluster: &Cluster, name: &str, seed: u64) -> String {
-    let (path, sha1) = random_file(cluster.dir.path(), name, 700_000, seed);
-    p.ok(&["upload", path.to_str().unwrap(), "g"]);
+    let (_, sha1) = p.upload_random(cluster.dir.path(), name, 700_000, seed, "g");
     sha1
 }
 
@@ -171,27 +170,14 @@ fn forward(from: u16, to: u16) {
     });
 }
 
-fn member(cluster: &Cluster, owner: &Peer, name: &str, daemon_args: &[&str]) -> Peer {
-    let mut p = Peer::new(cluster, name);
-    p.daemon_args = daemon_args.iter().map(|s| s.to_string()).collect();
-    p.start_daemon();
-    p.register_and_login(name);
-    p.ok(&["join-group", "g"]);
-    owner.ok(&["accept-request", "g", name]);
-    p
-}
-
 #[test]
 fn listen_on_all_interfaces_and_advertise_a_forwarded_port() {
     let cluster = Cluster::start(3);
-    let mut owner = Peer::new(&cluster, "owner");
-    owner.start_daemon();
-    owner.register_and_login("owner");
-    owner.ok(&["create-group", "g"]);
-    let bob = member(&cluster, &owner, "bob", &[]);
+    let owner = Peer::owner(&cluster, "owner", "g", &[]);
+    let bob = Peer::member(&cluster, "bob", "g", &owner, &[]);
 
     // Listening on 0.0.0.0: the tracker lists the address the daemon's calls come from.
-    let alice = member(&cluster, &owner, "alice", &["--listen", "0.0.0.0:0"]);
+    let alice = Peer::member(&cluster, "alice", "g", &owner, &["--listen", "0.0.0.0:0"]);
     let info: Value = serde_json::from_slice(&std::fs::read(alice.home.join("daemon.json")).unwrap()).unwrap();
     let listen: std::net::SocketAddr = info["listen"].as_str().unwrap().parse().unwrap();
     assert!(listen.ip().is_unspecified(), "{info}");
@@ -207,8 +193,13 @@ fn listen_on_all_interfaces_and_advertise_a_forwarded_port() {
     let (port, forwarded) = (free_port(), free_port());
     forward(forwarded, port);
     let advertise = format!("203.0.113.7:{forwarded}");
-    let carol =
-        member(&cluster, &owner, "carol", &["--listen", &format!("127.0.0.1:{port}"), "--advertise", &advertise]);
+    let carol = Peer::member(
+        &cluster,
+        "carol",
+        "g",
+        &owner,
+        &["--listen", &format!("127.0.0.1:{port}"), "--advertise", &advertise],
+    );
     let sha1 = upload(&carol, &cluster, "c.bin", 5);
     let listed = sharer_addrs(&details(&cluster, &bob, "g", "c.bin"));
     assert_eq!(listed, vec![("carol".to_string(), format!("127.0.0.1:{forwarded}"))]);

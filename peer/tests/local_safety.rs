@@ -20,20 +20,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Alice (owner, sharing `data.bin`, serving with `delay_ms` per piece) and Bob (member) in
 /// "team"; the file's path and SHA-1.
 fn shared(cluster: &Cluster, size: usize, delay_ms: u64) -> (Peer, Peer, PathBuf, String) {
-    let mut alice = Peer::new(cluster, "alice");
-    if delay_ms > 0 {
-        alice.daemon_args = vec!["--serve-delay-ms".into(), delay_ms.to_string()];
-    }
-    alice.start_daemon();
-    alice.register_and_login("alice");
-    alice.ok(&["create-group", "team"]);
-    let mut bob = Peer::new(cluster, "bob");
-    bob.start_daemon();
-    bob.register_and_login("bob");
-    bob.ok(&["join-group", "team"]);
-    alice.ok(&["accept-request", "team", "bob"]);
-    let (path, sha1) = random_file(cluster.dir.path(), "data.bin", size, 7);
-    alice.ok(&["upload", path.to_str().unwrap(), "team"]);
+    let (alice, bob) = slow_team(cluster, "team", delay_ms);
+    let (path, sha1) = alice.upload_random(cluster.dir.path(), "data.bin", size, 7, "team");
     (alice, bob, path, sha1)
 }
 
@@ -73,12 +61,16 @@ fn control(home: &Path, req: Value) -> Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
 }
 
+/// The daemon asked on its control socket, not through the CLI, to download team's data.bin to
+/// `dest`: its answer.
+fn download_by_control(p: &Peer, dest: &Path) -> Value {
+    control(&p.home, json!({"op": "download", "group": "team", "name": "data.bin", "dest": dest.to_str().unwrap()}))
+}
+
 /// A `dest_exists` refusal, as the CONTRACT words it.
 fn assert_dest_exists(r: &Run, path: &Path) {
-    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
-    assert_eq!(r.error_code(), "dest_exists", "{}", r.stdout);
     let want = format!("{} already exists (use --force to replace it)", path.display());
-    assert_eq!(r.json()["error"]["message"], want.as_str());
+    assert_eq!(r.refused("dest_exists"), want);
     assert_eq!(r.stderr.trim_end(), format!("error: {want}"), "one error line on stderr");
 }
 
@@ -91,10 +83,7 @@ fn a_symlink_at_the_part_path_is_not_followed() {
     let part = d.join("data.bin.part");
     std::os::unix::fs::symlink(&v, &part).unwrap();
 
-    let r = bob.run(&["download", "team", "data.bin", d.to_str().unwrap()]);
-    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
-    assert_eq!(r.error_code(), "download_failed");
-    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    let msg = bob.run(&["download", "team", "data.bin", d.to_str().unwrap()]).refused("download_failed");
     assert!(msg.contains("data.bin.part") && msg.contains("symbolic link"), "a clear message: {msg}");
     assert_victim_untouched(&v);
     assert!(is_symlink(&part), "the link itself is left alone");
@@ -152,10 +141,7 @@ fn a_symlink_at_the_destination_is_not_written_through() {
     // Without --force: dest_exists, from the CLI and from the daemon alike.
     let r = bob.run(&["download", "team", "data.bin", d.to_str().unwrap()]);
     assert_dest_exists(&r, &dest);
-    let r = control(
-        &bob.home,
-        json!({"op": "download", "group": "team", "name": "data.bin", "dest": dest.to_str().unwrap()}),
-    );
+    let r = download_by_control(&bob, &dest);
     assert_eq!(r["result"], "error", "{r}");
     assert_eq!(r["code"], "dest_exists", "{r}");
     // DEST given as the link's own path: the same.
@@ -193,10 +179,7 @@ fn an_existing_different_file_is_refused_with_dest_exists() {
         assert_eq!(std::fs::read(&dest).unwrap(), content, "the file is unchanged");
         assert!(!d.join("data.bin.part").exists(), "nothing written before the refusal");
         // The daemon refuses on its own too.
-        let r = control(
-            &bob.home,
-            json!({"op": "download", "group": "team", "name": "data.bin", "dest": dest.to_str().unwrap()}),
-        );
+        let r = download_by_control(&bob, &dest);
         assert_eq!(r["code"], "dest_exists", "{r}");
         assert_eq!(std::fs::read(&dest).unwrap(), content);
     }
@@ -241,11 +224,7 @@ fn an_identical_existing_file_is_accepted() {
     // Shared as after a download: with Alice gone, Carol gets the file from Bob.
     assert_eq!(bob.ok(&["list-files", "team"])[0]["sharers"], 2);
     alice.ok(&["stop-share", "team", "data.bin"]);
-    let mut carol = Peer::new(&cluster, "carol");
-    carol.start_daemon();
-    carol.register_and_login("carol");
-    carol.ok(&["join-group", "team"]);
-    alice.ok(&["accept-request", "team", "carol"]);
+    let carol = Peer::member(&cluster, "carol", "team", &alice, &[]);
     let cd = dest_dir(&cluster, "carol-dl");
     carol.ok(&["download", "team", "data.bin", cd.to_str().unwrap()]);
     assert_eq!(file_sha1(&cd.join("data.bin")), sha1);
@@ -460,13 +439,8 @@ fn the_daemon_listens_on_port_0_and_records_the_bound_address() {
     // The announced address is the one other peers reach: Bob downloads from it.
     alice.register_and_login("alice");
     alice.ok(&["create-group", "team"]);
-    let mut bob = Peer::new(&cluster, "bob");
-    bob.start_daemon();
-    bob.register_and_login("bob");
-    bob.ok(&["join-group", "team"]);
-    alice.ok(&["accept-request", "team", "bob"]);
-    let (path, sha1) = random_file(cluster.dir.path(), "f.bin", MIB + 1, 9);
-    alice.ok(&["upload", path.to_str().unwrap(), "team"]);
+    let bob = Peer::member(&cluster, "bob", "team", &alice, &[]);
+    let (_, sha1) = alice.upload_random(cluster.dir.path(), "f.bin", MIB + 1, 9, "team");
     let d = dest_dir(&cluster, "dl");
     bob.ok(&["download", "team", "f.bin", d.to_str().unwrap()]);
     assert_eq!(file_sha1(&d.join("f.bin")), sha1);

@@ -15,46 +15,15 @@ use testkit::*;
 const MIB: usize = 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Alice (owner of `group`, serving `delay_ms` per piece) and Bob (member, downloader), both
-/// with daemons and logged in.
-fn slow_team(cluster: &Cluster, group: &str, delay_ms: u64) -> (Peer, Peer) {
-    let mut alice = Peer::new(cluster, "alice");
-    alice.daemon_args = vec!["--serve-delay-ms".into(), delay_ms.to_string()];
-    alice.start_daemon();
-    alice.register_and_login("alice");
-    alice.ok(&["create-group", group]);
-    let mut bob = Peer::new(cluster, "bob");
-    bob.start_daemon();
-    bob.register_and_login("bob");
-    bob.ok(&["join-group", group]);
-    alice.ok(&["accept-request", group, "bob"]);
-    (alice, bob)
-}
-
-/// `peer ARGS` as a person runs it (no --json): (exit code, stdout, stderr).
-fn human(p: &Peer, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(peer_bin())
-        .args(args)
-        .env("PEER_HOME", &p.home)
-        .env("PEER_CLUSTER", &p.config)
-        .env_remove("PEER_TRACKERS")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// `peer ARGS` as a person runs it (no --json).
+fn human(p: &Peer, args: &[&str]) -> Run {
+    Run::from(p.command().args(args).stdin(Stdio::null()).output().unwrap())
 }
 
 /// A blocking `peer --json download GROUP NAME DEST`, running in the background.
 fn spawn_download(p: &Peer, group: &str, name: &str, dest: &Path) -> Child {
-    Command::new(peer_bin())
+    p.command()
         .args(["--json", "download", group, name, dest.to_str().unwrap()])
-        .env("PEER_HOME", &p.home)
-        .env("PEER_CLUSTER", &p.config)
-        .env_remove("PEER_TRACKERS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -62,8 +31,8 @@ fn spawn_download(p: &Peer, group: &str, name: &str, dest: &Path) -> Child {
         .unwrap()
 }
 
-/// Waits (at most `timeout`) for `child` to exit: (exit code, stdout, stderr).
-fn wait_exit(mut child: Child, timeout: Duration) -> (i32, String, String) {
+/// Waits (at most `timeout`) for `child` to exit; how it ended.
+fn wait_exit(mut child: Child, timeout: Duration) -> Run {
     let deadline = Instant::now() + timeout;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -72,12 +41,7 @@ fn wait_exit(mut child: Child, timeout: Duration) -> (i32, String, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Run::from(child.wait_with_output().unwrap())
 }
 
 /// Whether process `pid` catches SIGINT: its `/proc/PID/status` `SigCgt` mask has the bit.
@@ -104,29 +68,11 @@ fn wait_following(child: &mut Child) {
     });
 }
 
-fn row_of(p: &Peer, name: &str) -> Option<Value> {
-    p.downloads().into_iter().find(|r| r["name"] == name)
-}
-
-/// Waits until the download of `name` has at least `fraction` of its bytes and is still running.
-fn wait_progress(p: &Peer, name: &str, fraction: f64) -> Value {
-    let mut last = Value::Null;
-    wait_until(&format!("{name} to pass {:.0}%", fraction * 100.0), TIMEOUT, || {
-        // A download started by a child process may not be listed yet.
-        let Some(row) = row_of(p, name) else { return false };
-        assert_eq!(row["state"], "downloading", "the download ended too early: {row}");
-        let enough = row["bytes_done"].as_f64().unwrap() >= fraction * row["size"].as_f64().unwrap();
-        last = row;
-        enough
-    });
-    last
-}
-
+/// `Run::refused`, with its one line on stderr.
 fn refused(r: &Run, code: &str) -> String {
-    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
-    assert_eq!(r.error_code(), code, "{}", r.stdout);
+    let msg = r.refused(code);
     assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
-    r.json()["error"]["message"].as_str().unwrap().to_string()
+    msg
 }
 
 #[test]
@@ -134,33 +80,32 @@ fn cancel_deletes_the_part_and_the_row_and_ends_a_waiting_download() {
     let cluster = Cluster::start(3);
     // 64 pieces at 150 ms from one sharer: about 10 s of download.
     let (alice, bob) = slow_team(&cluster, "team", 150);
-    let (path, _) = random_file(cluster.dir.path(), "big.bin", 32 * MIB, 41);
-    alice.ok(&["upload", path.to_str().unwrap(), "team"]);
+    alice.upload_random(cluster.dir.path(), "big.bin", 32 * MIB, 41, "team");
     let dest = cluster.dir.path().join("bob-dl");
     std::fs::create_dir_all(&dest).unwrap();
     let part = dest.join("big.bin.part");
 
     // A blocking download, interrupted: exit 130, one line saying the daemon goes on.
     let mut child = spawn_download(&bob, "team", "big.bin", &dest);
-    let row = wait_progress(&bob, "big.bin", 0.05);
+    let row = bob.wait_progress("big.bin", 0.05, TIMEOUT);
     // The row shows the new fields; rate and sharers once bytes move.
     assert!(row.get("rate_bytes_per_s").is_some() && row.get("peers").is_some(), "{row}");
     wait_following(&mut child);
     // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let (code, stdout, stderr) = wait_exit(child, Duration::from_secs(10));
+    let Run { code, stdout, stderr } = wait_exit(child, Duration::from_secs(10));
     assert_eq!(code, 130, "Ctrl-C exits 130: {stdout} {stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line: {stderr:?}");
     assert!(lines[0].contains("daemon continues") && lines[0].contains("peer cancel team big.bin"), "{stderr}");
-    let row = row_of(&bob, "big.bin").unwrap();
+    let row = bob.download_row("big.bin").unwrap();
     assert_eq!(row["state"], "downloading", "the daemon goes on after Ctrl-C: {row}");
     wait_until("a rate and a sharer to show", TIMEOUT, || {
-        let r = row_of(&bob, "big.bin").unwrap();
+        let r = bob.download_row("big.bin").unwrap();
         assert_eq!(r["state"], "downloading", "{r}");
         r["rate_bytes_per_s"].as_u64().unwrap() > 0 && r["peers"].as_u64().unwrap() >= 1
     });
-    let (code, text, err) = human(&bob, &["show-downloads"]);
+    let Run { code, stdout: text, stderr: err } = human(&bob, &["show-downloads"]);
     assert_eq!(code, 0, "{err}");
     assert!(text.contains("[D] [team] big.bin") && text.contains('%'), "{text}");
     assert!(text.contains("/s") && text.contains("sharer") && text.contains(dest.to_str().unwrap()), "{text}");
@@ -173,11 +118,11 @@ fn cancel_deletes_the_part_and_the_row_and_ends_a_waiting_download() {
     let mut waiting = spawn_download(&bob, "team", "big.bin", &dest);
     wait_following(&mut waiting);
     assert!(part.exists(), "the .part is there before the cancel");
-    let before = row_of(&bob, "big.bin").unwrap();
+    let before = bob.download_row("big.bin").unwrap();
     assert!(before["bytes_done"].as_u64() < before["size"].as_u64(), "still under way: {before}");
     let c = bob.ok(&["cancel", "team", "big.bin"]);
     assert_eq!(c["dests"], serde_json::json!([dest.join("big.bin").to_str().unwrap()]), "{c}");
-    let (code, stdout, stderr) = wait_exit(waiting, Duration::from_secs(10));
+    let Run { code, stdout, stderr } = wait_exit(waiting, Duration::from_secs(10));
     assert_eq!(code, 1, "the waiting download ends: {stdout} {stderr}");
     let v: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["error"]["code"], "download_failed", "{v}");
@@ -186,8 +131,8 @@ fn cancel_deletes_the_part_and_the_row_and_ends_a_waiting_download() {
 
     assert!(std::fs::symlink_metadata(&part).is_err(), "the .part is deleted");
     assert!(!dest.join("big.bin").exists(), "no file appears");
-    assert!(row_of(&bob, "big.bin").is_none(), "the row is gone: {:?}", bob.downloads());
-    let (_, all, _) = human(&bob, &["show-downloads", "--all"]);
+    assert!(bob.download_row("big.bin").is_none(), "the row is gone: {:?}", bob.downloads());
+    let all = human(&bob, &["show-downloads", "--all"]).stdout;
     assert!(!all.contains("big.bin"), "{all}");
     // Nothing is fetched any more: the .part does not come back.
     std::thread::sleep(Duration::from_millis(1000));
@@ -208,17 +153,15 @@ fn pause_keeps_the_part_survives_a_restart_and_resume_completes() {
     let cluster = Cluster::start(3);
     // 64 pieces at 120 ms: about 8 s of download; paused after 20%.
     let (alice, mut bob) = slow_team(&cluster, "team", 120);
-    let (path, sha1) = random_file(cluster.dir.path(), "image.iso", 32 * MIB, 42);
-    alice.ok(&["upload", path.to_str().unwrap(), "team"]);
+    let (_, sha1) = alice.upload_random(cluster.dir.path(), "image.iso", 32 * MIB, 42, "team");
     let dest = cluster.dir.path().join("bob-dl");
-    std::fs::create_dir_all(&dest).unwrap();
-    bob.ok(&["download", "team", "image.iso", dest.to_str().unwrap(), "--detach"]);
-    wait_progress(&bob, "image.iso", 0.2);
+    bob.start_download("team", "image.iso", &dest);
+    bob.wait_progress("image.iso", 0.2, TIMEOUT);
 
     let p = bob.ok(&["pause", "team", "image.iso"]);
     assert_eq!(p["ok"], true);
     assert_eq!(p["dests"].as_array().unwrap().len(), 1, "{p}");
-    let row = row_of(&bob, "image.iso").unwrap();
+    let row = bob.download_row("image.iso").unwrap();
     assert_eq!(row["state"], "paused", "{row}");
     assert_eq!(row["rate_bytes_per_s"], 0, "{row}");
     assert_eq!(row["peers"], 0, "connections closed: {row}");
@@ -227,12 +170,12 @@ fn pause_keeps_the_part_survives_a_restart_and_resume_completes() {
     // Nothing more is fetched while paused.
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(400));
-        let r = row_of(&bob, "image.iso").unwrap();
+        let r = bob.download_row("image.iso").unwrap();
         assert_eq!((r["state"].as_str(), r["bytes_done"].as_u64()), (Some("paused"), Some(paused_at)), "{r}");
     }
     assert!(dest.join("image.iso.part").exists(), "the .part stays");
     assert!(!dest.join("image.iso").exists());
-    let (code, text, err) = human(&bob, &["show-downloads"]);
+    let Run { code, stdout: text, stderr: err } = human(&bob, &["show-downloads"]);
     assert_eq!(code, 0, "{err}");
     assert!(text.contains("[P] [team] image.iso") && text.contains("paused"), "{text}");
     let r = bob.run_with_stdin(&["shell"], "pause team image.iso\n");
@@ -242,11 +185,11 @@ fn pause_keeps_the_part_survives_a_restart_and_resume_completes() {
     // A restart keeps it paused, with its bytes.
     bob.kill_daemon();
     bob.start_daemon();
-    let row = row_of(&bob, "image.iso").unwrap();
+    let row = bob.download_row("image.iso").unwrap();
     assert_eq!(row["state"], "paused", "still paused after a restart: {row}");
     assert_eq!(row["bytes_done"].as_u64(), Some(paused_at), "{row}");
     std::thread::sleep(Duration::from_millis(1500));
-    let row = row_of(&bob, "image.iso").unwrap();
+    let row = bob.download_row("image.iso").unwrap();
     assert_eq!((row["state"].as_str(), row["bytes_done"].as_u64()), (Some("paused"), Some(paused_at)), "{row}");
     let msg = refused(&bob.run(&["forget", "team", "image.iso"]), "no_such_file");
     assert!(msg.contains("paused") && msg.contains("peer cancel team image.iso"), "{msg}");
@@ -259,17 +202,7 @@ fn pause_keeps_the_part_survives_a_restart_and_resume_completes() {
     assert_eq!(row["state"], "complete", "{row}");
     assert_eq!(file_sha1(&dest.join("image.iso")), sha1);
     assert!(!dest.join("image.iso.part").exists());
-    let log = bob.daemon_log();
-    let line = log[log_before..]
-        .lines()
-        .find(|l| l.contains("resuming download"))
-        .unwrap_or_else(|| panic!("no resume in: {}", &log[log_before..]));
-    let verified: u64 = line
-        .split("verified_pieces=")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no verified_pieces in {line:?}"));
+    let (line, verified) = bob.resume_line(log_before);
     assert!(
         verified * 512 * 1024 >= paused_at,
         "resumed from the verified pieces ({verified}, {paused_at} bytes): {line}"
@@ -285,22 +218,20 @@ fn pause_keeps_the_part_survives_a_restart_and_resume_completes() {
 fn forget_the_default_view_and_list_shares() {
     let cluster = Cluster::start(3);
     let (alice, bob) = team(&cluster, "dev_team");
-    let (a, a_sha1) = random_file(cluster.dir.path(), "a.bin", 3 * 512 * 1024 + 5, 43);
-    alice.ok(&["upload", a.to_str().unwrap(), "dev_team"]);
+    let (a, a_sha1) = alice.upload_random(cluster.dir.path(), "a.bin", 3 * 512 * 1024 + 5, 43, "dev_team");
     let dest = cluster.dir.path().join("bob-dl");
     std::fs::create_dir_all(&dest).unwrap();
     bob.ok(&["download", "dev_team", "a.bin", dest.to_str().unwrap()]);
     std::fs::create_dir_all(&bob.home).unwrap();
-    let (b, b_sha1) = random_file(&bob.home, "b.bin", 1000, 44);
-    bob.ok(&["upload", b.to_str().unwrap(), "dev_team"]);
+    let (b, b_sha1) = bob.upload_random(&bob.home, "b.bin", 1000, 44, "dev_team");
 
     // Complete downloads are hidden by default, shown with --all; --json lists them always.
-    let (code, text, err) = human(&bob, &["show-downloads"]);
+    let Run { code, stdout: text, stderr: err } = human(&bob, &["show-downloads"]);
     assert_eq!(code, 0, "{err}");
     assert!(!text.contains("[C]") && text.contains("no active downloads") && text.contains("--all"), "{text}");
-    let (_, text, _) = human(&bob, &["show_downloads", "--all"]);
+    let text = human(&bob, &["show_downloads", "--all"]).stdout;
     assert!(text.contains("[C] [dev_team] a.bin") && text.contains(dest.join("a.bin").to_str().unwrap()), "{text}");
-    assert_eq!(row_of(&bob, "a.bin").unwrap()["state"], "complete");
+    assert_eq!(bob.download_row("a.bin").unwrap()["state"], "complete");
 
     // list-shares: the uploaded file and the downloaded one, with their paths.
     let shares = bob.ok(&["list-shares"]);
@@ -314,10 +245,10 @@ fn forget_the_default_view_and_list_shares() {
         ])
     );
     assert_eq!(bob.ok(&["list_shares"]), shares, "the snake_case alias");
-    let (code, text, err) = human(&bob, &["list-shares"]);
+    let Run { code, stdout: text, stderr: err } = human(&bob, &["list-shares"]);
     assert_eq!(code, 0, "{err}");
     assert!(text.contains("dev_team") && text.contains(dl.to_str().unwrap()) && text.contains(b.to_str().unwrap()));
-    let (_, text, _) = human(&alice, &["list-shares"]);
+    let text = human(&alice, &["list-shares"]).stdout;
     assert!(text.contains(a.to_str().unwrap()) && !text.contains("b.bin"), "{text}");
     let r = bob.run_with_stdin(&["shell"], "list_shares\n");
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -326,10 +257,10 @@ fn forget_the_default_view_and_list_shares() {
     // forget drops the complete row; the file stays, and stays shared.
     let f = bob.ok(&["forget", "dev_team", "a.bin"]);
     assert_eq!(f["dests"], serde_json::json!([dl.to_str().unwrap()]));
-    assert!(row_of(&bob, "a.bin").is_none(), "{:?}", bob.downloads());
+    assert!(bob.download_row("a.bin").is_none(), "{:?}", bob.downloads());
     assert_eq!(file_sha1(&dl), a_sha1, "the file stays");
     assert_eq!(bob.ok(&["list-shares"]), shares, "and stays shared");
-    let (_, text, _) = human(&bob, &["show-downloads", "--all"]);
+    let text = human(&bob, &["show-downloads", "--all"]).stdout;
     assert_eq!(text.trim(), "no downloads");
     let msg = refused(&bob.run(&["forget", "dev_team", "a.bin"]), "no_such_file");
     assert!(msg.contains("no download of a.bin in dev_team"), "{msg}");

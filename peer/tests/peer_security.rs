@@ -29,16 +29,8 @@ struct World {
 
 fn world(extra_daemon_args: &[&str]) -> World {
     let cluster = Cluster::start(3);
-    let mut alice = Peer::new(&cluster, "alice");
-    alice.daemon_args = extra_daemon_args.iter().map(|s| s.to_string()).collect();
-    let mut bob = Peer::new(&cluster, "bob");
-    alice.start_daemon();
-    bob.start_daemon();
-    alice.register_and_login("alice");
-    bob.register_and_login("bob");
-    alice.form_group("vault", &bob, "bob");
-    let (path, sha1) = random_file(cluster.dir.path(), "doc.bin", 3 * 512 * 1024 - 10, 11);
-    alice.ok(&["upload", path.to_str().unwrap(), "vault"]);
+    let (alice, bob) = team_with(&cluster, "vault", extra_daemon_args);
+    let (_, sha1) = alice.upload_random(cluster.dir.path(), "doc.bin", 3 * 512 * 1024 - 10, 11, "vault");
     let alice_addr = peer_addr(&alice);
     World { cluster, alice, bob, sha1, alice_addr }
 }
@@ -108,10 +100,7 @@ fn a_member_who_leaves_gets_no_new_ticket_and_a_plaintext_or_malformed_client_ge
     let w = world(&[]);
     let rt = runtime();
     rt.block_on(async {
-        let bob = w.cluster.client().with_token(Some(session_token(&w.bob.home)));
-        let key = listed_key(&bob, "vault", "doc.bin", &w.alice_addr).await;
-        let me = PeerIdentity::ephemeral();
-        bob.announce("127.0.0.1:9", &me.public_hex()).await.unwrap();
+        let (bob, key, me) = playing(&w.cluster, &w.bob, "vault", "doc.bin", &w.alice_addr).await;
         assert!(bob.ticket("vault", "doc.bin", &me.public_hex()).await.is_ok());
         w.bob.ok(&["leave-group", "vault"]);
         let e = bob.ticket("vault", "doc.bin", &me.public_hex()).await.unwrap_err();
@@ -161,10 +150,7 @@ fn a_logout_through_the_api_pauses_the_daemons_shares() {
     let w = world(&[]);
     let rt = runtime();
     rt.block_on(async {
-        let bob = w.cluster.client().with_token(Some(session_token(&w.bob.home)));
-        let key = listed_key(&bob, "vault", "doc.bin", &w.alice_addr).await;
-        let me = PeerIdentity::ephemeral();
-        bob.announce("127.0.0.1:9", &me.public_hex()).await.unwrap();
+        let (bob, key, me) = playing(&w.cluster, &w.bob, "vault", "doc.bin", &w.alice_addr).await;
         let t = hex::decode(bob.ticket("vault", "doc.bin", &me.public_hex()).await.unwrap().ticket).unwrap();
         // alice's token is logged out from elsewhere (her daemon's session.json still holds it).
         let alice = w.cluster.client().with_token(Some(session_token(&w.alice.home)));
@@ -223,11 +209,7 @@ fn a_sharer_announced_at_someone_elses_port_is_tried_a_bounded_few_times_and_lea
     let w = world(&[]);
     // mallory is a member and claims to share alice's file at a decoy port (an SSH server);
     // alice stops sharing, so bob's download can only try the decoy.
-    let mut mallory = Peer::new(&w.cluster, "mallory");
-    mallory.start_daemon();
-    mallory.register_and_login("mallory");
-    mallory.ok(&["join-group", "vault"]);
-    w.alice.ok(&["accept-request", "vault", "mallory"]);
+    let mut mallory = Peer::member(&w.cluster, "mallory", "vault", &w.alice, &[]);
     let d = decoy();
     let rt = runtime();
     rt.block_on(async {
@@ -265,11 +247,7 @@ fn a_sharer_announced_at_someone_elses_port_is_tried_a_bounded_few_times_and_lea
 #[test]
 fn a_sharer_proving_another_key_than_the_tracker_lists_is_dropped_after_one_connection() {
     let w = world(&[]);
-    let mut mallory = Peer::new(&w.cluster, "mallory");
-    mallory.start_daemon();
-    mallory.register_and_login("mallory");
-    mallory.ok(&["join-group", "vault"]);
-    w.alice.ok(&["accept-request", "vault", "mallory"]);
+    let mut mallory = Peer::member(&w.cluster, "mallory", "vault", &w.alice, &[]);
     // A TLS server with a key of its own at the address mallory announces with another key.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.set_nonblocking(true).unwrap();
@@ -316,17 +294,11 @@ fn a_thousand_idle_connections_and_a_member_hogging_slots_do_not_lock_out_a_down
     }
     assert!(idle.len() >= 900, "opened {} idle connections", idle.len());
     // A member who handshakes with valid tickets, then sends only keepalives, on 12 connections.
-    let mut carol = Peer::new(&w.cluster, "carol");
-    carol.start_daemon();
-    carol.register_and_login("carol");
-    carol.ok(&["join-group", "vault"]);
-    w.alice.ok(&["accept-request", "vault", "carol"]);
+    let carol = Peer::member(&w.cluster, "carol", "vault", &w.alice, &[]);
     let rt = runtime();
     let codes = rt.block_on(async {
-        let c = w.cluster.client().with_token(Some(session_token(&carol.home)));
-        let key = listed_key(&c, "vault", "doc.bin", &w.alice_addr).await;
-        let me = Arc::new(PeerIdentity::ephemeral());
-        c.announce("127.0.0.1:9", &me.public_hex()).await.unwrap();
+        let (c, key, me) = playing(&w.cluster, &carol, "vault", "doc.bin", &w.alice_addr).await;
+        let me = Arc::new(me);
         let t = hex::decode(c.ticket("vault", "doc.bin", &me.public_hex()).await.unwrap().ticket).unwrap();
         let mut tasks = Vec::new();
         for _ in 0..12 {

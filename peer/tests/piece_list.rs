@@ -13,24 +13,6 @@ use testkit::*;
 const MIB: usize = 1024 * 1024;
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A logged-in member of `group` (accepted by `owner`) whose daemon runs with `daemon_args`.
-fn member(cluster: &Cluster, name: &str, group: &str, owner: &Peer, daemon_args: &[&str]) -> Peer {
-    let mut p = Peer::new(cluster, name);
-    p.daemon_args = daemon_args.iter().map(|s| s.to_string()).collect();
-    p.start_daemon();
-    p.register_and_login(name);
-    p.ok(&["join-group", group]);
-    owner.ok(&["accept-request", group, name]);
-    p
-}
-
-/// Puts a copy of `src` in the peer's own directory and uploads it (adds a sharer).
-fn share_copy(p: &Peer, src: &Path, group: &str) {
-    let copy = p.home.join(src.file_name().unwrap());
-    std::fs::copy(src, &copy).unwrap();
-    p.ok(&["upload", copy.to_str().unwrap(), group]);
-}
-
 /// What the running daemon of `p` wrote in HOME/daemon.json.
 fn daemon_info(p: &Peer) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p.home.join("daemon.json")).unwrap()).unwrap()
@@ -64,24 +46,19 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
 #[test]
 fn sharers_with_a_wrong_piece_list_are_dropped_and_an_honest_one_finishes() {
     let cluster = Cluster::start(3);
-    let mut alice = Peer::new(&cluster, "alice");
-    alice.start_daemon();
-    alice.register_and_login("alice");
-    alice.ok(&["create-group", "team"]);
-    let bob = member(&cluster, "bob", "team", &alice, &[]);
-    let carol = member(&cluster, "carol", "team", &alice, &["--serve-bad-piece-list", "corrupt"]);
-    let dave = member(&cluster, "dave", "team", &alice, &["--serve-bad-piece-list", "short"]);
-    let (path, sha1) = random_file(cluster.dir.path(), "data.bin", 8 * MIB + 1000, 51);
-    alice.ok(&["upload", path.to_str().unwrap(), "team"]);
-    share_copy(&carol, &path, "team");
-    share_copy(&dave, &path, "team");
+    let alice = Peer::owner(&cluster, "alice", "team", &[]);
+    let bob = Peer::member(&cluster, "bob", "team", &alice, &[]);
+    let carol = Peer::member(&cluster, "carol", "team", &alice, &["--serve-bad-piece-list", "corrupt"]);
+    let dave = Peer::member(&cluster, "dave", "team", &alice, &["--serve-bad-piece-list", "short"]);
+    let (path, sha1) = alice.upload_random(cluster.dir.path(), "data.bin", 8 * MIB + 1000, 51, "team");
+    carol.share_copy(&path, "team");
+    dave.share_copy(&path, "team");
     assert_eq!(bob.ok(&["list-files", "team"])[0]["sharers"], 3);
 
     // Alice's daemon is frozen, so Bob can get the list only from Carol and Dave at first.
     signal_daemon(&alice, libc::SIGSTOP);
     let dest = cluster.dir.path().join("bob-dl");
-    std::fs::create_dir_all(&dest).unwrap();
-    bob.ok(&["download", "team", "data.bin", dest.to_str().unwrap(), "--detach"]);
+    bob.start_download("team", "data.bin", &dest);
     let bans = || {
         bob.daemon_log()
             .lines()
@@ -107,14 +84,8 @@ fn sharers_with_a_wrong_piece_list_are_dropped_and_an_honest_one_finishes() {
     // With only the bad lists left, the download fails and says why.
     alice.ok(&["stop-share", "team", "data.bin"]);
     bob.ok(&["stop-share", "team", "data.bin"]);
-    let dest2 = cluster.dir.path().join("bob-dl2");
-    std::fs::create_dir_all(&dest2).unwrap();
-    let r = bob.run(&["download", "team", "data.bin", dest2.to_str().unwrap()]);
-    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
-    assert_eq!(r.error_code(), "download_failed");
-    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    let msg = bob.failed_download("team", "data.bin", &cluster.dir.path().join("bob-dl2"));
     assert!(msg.contains("piece list did not match"), "the message names the cause: {msg}");
-    assert!(!dest2.join("data.bin").exists(), "no file is produced from a bad list");
 }
 
 #[test]
@@ -141,10 +112,7 @@ fn a_file_of_thousands_of_pieces_arrives_byte_for_byte() {
     // One byte over the peer's bound is refused before any hashing (a sparse file).
     let huge = cluster.dir.path().join("huge.img");
     std::fs::File::create(&huge).unwrap().set_len((1u64 << 40) + 1).unwrap();
-    let r = alice.run(&["upload", huge.to_str().unwrap(), "team"]);
-    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
-    assert_eq!(r.error_code(), "file_too_large");
-    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    let msg = alice.run(&["upload", huge.to_str().unwrap(), "team"]).refused("file_too_large");
     assert!(msg.contains("1 TiB"), "the message states the bound: {msg}");
     assert_eq!(bob.ok(&["list-files", "team"]).as_array().unwrap().len(), 1);
 }

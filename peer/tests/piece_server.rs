@@ -14,15 +14,10 @@ use testkit::*;
 #[test]
 fn the_piece_server_answers_each_error_code_and_serves_at_most_64_connections() {
     let cluster = Cluster::start(3);
-    let mut alice = Peer::new(&cluster, "alice");
-    alice.start_daemon();
-    alice.register_and_login("alice");
-    alice.ok(&["create-group", "g"]);
-    let (path, sha1) = random_file(cluster.dir.path(), "f.bin", 3 * 512 * 1024, 9);
-    alice.ok(&["upload", path.to_str().unwrap(), "g"]);
+    let alice = Peer::owner(&cluster, "alice", "g", &[]);
+    let (_, sha1) = alice.upload_random(cluster.dir.path(), "f.bin", 3 * 512 * 1024, 9, "g");
     // A file the group has but this sharer no longer shares.
-    let (gone, gone_sha1) = random_file(cluster.dir.path(), "gone.bin", 1000, 10);
-    alice.ok(&["upload", gone.to_str().unwrap(), "g"]);
+    let (_, gone_sha1) = alice.upload_random(cluster.dir.path(), "gone.bin", 1000, 10, "g");
     alice.ok(&["stop-share", "g", "gone.bin"]);
     let addr = peer_addr(&alice);
     let sha = sha1_of(&sha1);

@@ -6,11 +6,8 @@ use testkit::*;
 fn refusals_have_their_codes_and_change_nothing() {
     let cluster = Cluster::start(3);
     let (alice, bob) = team(&cluster, "dev_team");
-    let mut eve = Peer::new(&cluster, "eve");
-    eve.start_daemon();
-    eve.register_and_login("eve");
-    let (path, _) = random_file(cluster.dir.path(), "doc.pdf", 10_000, 3);
-    alice.ok(&["upload", path.to_str().unwrap(), "dev_team"]);
+    let eve = Peer::logged_in(&cluster, "eve", &[]);
+    let (path, _) = alice.upload_random(cluster.dir.path(), "doc.pdf", 10_000, 3, "dev_team");
 
     let groups_before = alice.ok(&["list-groups"]);
     let files_before = alice.ok(&["list-files", "dev_team"]);

@@ -9,8 +9,7 @@ use testkit::*;
 fn shares_pause_on_logout_and_resume_on_login_and_after_a_daemon_restart() {
     let cluster = Cluster::start(3);
     let (mut alice, bob) = team(&cluster, "team");
-    let (path, sha1) = random_file(cluster.dir.path(), "notes.bin", 2 * 1024 * 1024 + 5, 51);
-    alice.ok(&["upload", path.to_str().unwrap(), "team"]);
+    let (_, sha1) = alice.upload_random(cluster.dir.path(), "notes.bin", 2 * 1024 * 1024 + 5, 51, "team");
     let sharers = || bob.ok(&["list-files", "team"])[0]["sharers"].as_u64().unwrap();
     assert_eq!(sharers(), 1);
     let mut n = 0;

@@ -2,30 +2,22 @@
 //! usage lines (today's messages, not clap's), "did you mean", `help`, `quit`, a password read
 //! from the next line, and the exit code of the last line that failed.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use testkit::peer_bin;
+use testkit::{peer_bin, Run};
 
 /// `peer shell` fed `script`, in an empty HOME and folder, with no tracker configured:
 /// (exit code, stdout, stderr).
 fn shell(script: &str) -> (i32, String, String) {
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(peer_bin())
-        .arg("shell")
+    let mut cmd = Command::new(peer_bin());
+    cmd.arg("shell")
         .current_dir(home.path())
         .env("PEER_HOME", home.path())
         .env_remove("PEER_CLUSTER")
-        .env_remove("PEER_TRACKERS")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+        .env_remove("PEER_TRACKERS");
+    let r = Run::of(cmd, script);
+    (r.code, r.stdout, r.stderr)
 }
 
 #[test]

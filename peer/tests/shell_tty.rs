@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,12 +35,9 @@ impl Tty {
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: both fds were just opened and are owned here.
         let (master, slave) = unsafe { (std::fs::File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        let mut cmd = Command::new(peer_bin());
+        let mut cmd = p.command();
         cmd.args(args)
-            .env("PEER_HOME", &p.home)
-            .env("PEER_CLUSTER", &p.config)
             .env("TERM", "xterm")
-            .env_remove("PEER_TRACKERS")
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));
@@ -103,9 +100,21 @@ impl Tty {
 
     /// Types `line` and Enter; waits for `answer`, then for the next `prompt`.
     fn run_line(&mut self, line: &str, answer: &str, prompt: &str) {
-        self.send(&format!("{line}{ENTER}"));
+        self.send(line);
+        self.enter(answer, prompt);
+    }
+
+    /// Presses Enter; waits for `answer`, then for the next `prompt`.
+    fn enter(&mut self, answer: &str, prompt: &str) {
+        self.send(ENTER);
         self.expect(answer);
         self.expect(prompt);
+    }
+
+    /// Types `partial` and TAB; waits for the line TAB made of it, `completed`.
+    fn complete(&mut self, partial: &str, completed: &str) {
+        self.send(&format!("{partial}{TAB}"));
+        self.expect(completed);
     }
 
     /// Waits for the shell to exit; its exit code.
@@ -168,32 +177,21 @@ const CTRL_D: &str = "\x04";
 #[test]
 fn the_shell_on_a_terminal_edits_completes_and_remembers() {
     let cluster = Cluster::start(1);
-    let mut alice = Peer::new(&cluster, "alice");
-    alice.start_daemon();
-    alice.register_and_login("alice");
-    alice.ok(&["create-group", "dev_team"]);
-    let (path, _) = random_file(cluster.dir.path(), "notes.bin", 100_000, 7);
-    alice.ok(&["upload", path.to_str().unwrap(), "dev_team"]);
+    let alice = Peer::owner(&cluster, "alice", "dev_team", &[]);
+    alice.upload_random(cluster.dir.path(), "notes.bin", 100_000, 7, "dev_team");
 
     let mut sh = Tty::spawn(&alice);
     // The prompt names the user.
     sh.expect("alice@peer> ");
 
     // TAB completes a command name; Enter runs it.
-    sh.send(&format!("list_gr{TAB}"));
-    sh.expect("list_groups ");
-    sh.send(ENTER);
-    sh.expect("dev_team  owner alice");
-    sh.expect("\nalice@peer> ");
+    sh.complete("list_gr", "list_groups ");
+    sh.enter("dev_team  owner alice", "\nalice@peer> ");
 
     // TAB completes a group name (from the tracker) and a file name of that group.
-    sh.send(&format!("list_files dev{TAB}"));
-    sh.expect("list_files dev_team ");
-    sh.send(ENTER);
-    sh.expect("notes.bin");
-    sh.expect("\nalice@peer> ");
-    sh.send(&format!("download_file dev_team no{TAB}"));
-    sh.expect("download_file dev_team notes.bin ");
+    sh.complete("list_files dev", "list_files dev_team ");
+    sh.enter("notes.bin", "\nalice@peer> ");
+    sh.complete("download_file dev_team no", "download_file dev_team notes.bin ");
 
     // Ctrl-C drops the half-typed line; the shell goes on with a new prompt.
     sh.send(CTRL_C);
@@ -210,9 +208,7 @@ fn the_shell_on_a_terminal_edits_completes_and_remembers() {
     // Up-arrow recalls the previous line; Enter runs it again.
     sh.send(UP);
     sh.expect("dwnload x y z");
-    sh.send(ENTER);
-    sh.expect("did you mean \"download_file\"?");
-    sh.expect("\nalice@peer> ");
+    sh.enter("did you mean \"download_file\"?", "\nalice@peer> ");
 
     // A password given on the line, and one asked for without echo.
     sh.run_line("login alice alice-password", "logged in as alice", "\nalice@peer> ");
@@ -306,8 +302,7 @@ fn a_login_as_another_user_starts_their_own_state() {
         |p: &Peer, user: &str| p.run_with_stdin(&["login", user, "--password-stdin"], &format!("{user}-password\n"));
     assert_eq!(login(&home, "carol").code, 0);
     home.ok(&["create-group", "carols"]);
-    let (path, _) = random_file(cluster.dir.path(), "carol.bin", 50_000, 9);
-    home.ok(&["upload", path.to_str().unwrap(), "carols"]);
+    home.upload_random(cluster.dir.path(), "carol.bin", 50_000, 9, "carols");
     let names = |p: &Peer| -> Vec<String> {
         p.ok(&["list-shares"]).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
     };

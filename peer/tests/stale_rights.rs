@@ -14,7 +14,6 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use peer::identity::PeerIdentity;
 use proto::piece::{encode, error_code, Message};
 use raw::*;
 use serde_json::Value;
@@ -28,20 +27,6 @@ fn cluster_with_ticket_lifetime(lifetime_ms: u64) -> Cluster {
     c.start_node(1);
     c.wait_leader(&[]);
     c
-}
-
-/// alice (owner) and bob (member) of `vault`, daemons running; alice's daemon started with
-/// `alice_args`.
-fn pair(cluster: &Cluster, alice_args: &[&str]) -> (Peer, Peer) {
-    let mut alice = Peer::new(cluster, "alice");
-    alice.daemon_args = alice_args.iter().map(|s| s.to_string()).collect();
-    let mut bob = Peer::new(cluster, "bob");
-    alice.start_daemon();
-    bob.start_daemon();
-    alice.register_and_login("alice");
-    bob.register_and_login("bob");
-    alice.form_group("vault", &bob, "bob");
-    (alice, bob)
 }
 
 /// The `ticket` frame (type 11: a fresh ticket on an open connection, docs/PROTOCOL.md), made
@@ -93,17 +78,13 @@ const REQUEST_EVERY_MS: u64 = 50;
 fn a_fresh_ticket_keeps_a_connection_served_and_a_removed_members_connection_ends_within_the_lifetime() {
     const LIFETIME_MS: u64 = 6_000;
     let cluster = cluster_with_ticket_lifetime(LIFETIME_MS);
-    let (alice, bob) = pair(&cluster, &[]);
-    let (path, sha1) = random_file(cluster.dir.path(), "doc.bin", 3 * 512 * 1024 - 10, 7);
-    alice.ok(&["upload", path.to_str().unwrap(), "vault"]);
+    let (alice, bob) = team(&cluster, "vault");
+    let (_, sha1) = alice.upload_random(cluster.dir.path(), "doc.bin", 3 * 512 * 1024 - 10, 7, "vault");
     let alice_addr = peer_addr(&alice);
     let rt = runtime();
     rt.block_on(async {
-        let bob_api = cluster.client().with_token(Some(session_token(&bob.home)));
-        let key = listed_key(&bob_api, "vault", "doc.bin", &alice_addr).await;
         // A hand-made client in bob's name, with a key his session announced: a member's.
-        let me = PeerIdentity::ephemeral();
-        bob_api.announce("127.0.0.1:9", &me.public_hex()).await.unwrap();
+        let (bob_api, key, me) = playing(&cluster, &bob, "vault", "doc.bin", &alice_addr).await;
         let first = bob_api.ticket("vault", "doc.bin", &me.public_hex()).await.unwrap();
         let tls = open_from(
             "127.0.0.1",
@@ -181,13 +162,11 @@ fn a_download_longer_than_several_ticket_lifetimes_completes_on_renewed_tickets(
     const LIFETIME_MS: u64 = 4_000;
     let cluster = cluster_with_ticket_lifetime(LIFETIME_MS);
     // 40 pieces at 300 ms each: about 12 s from one sharer, three lifetimes.
-    let (alice, bob) = pair(&cluster, &["--serve-delay-ms", "300"]);
-    let (path, sha1) = random_file(cluster.dir.path(), "long.bin", 40 * 512 * 1024, 8);
-    alice.ok(&["upload", path.to_str().unwrap(), "vault"]);
+    let (alice, bob) = slow_team(&cluster, "vault", 300);
+    let (_, sha1) = alice.upload_random(cluster.dir.path(), "long.bin", 40 * 512 * 1024, 8, "vault");
     let dest = cluster.dir.path().join("got");
-    std::fs::create_dir_all(&dest).unwrap();
     let started = Instant::now();
-    bob.ok(&["download", "vault", "long.bin", dest.to_str().unwrap(), "--detach"]);
+    bob.start_download("vault", "long.bin", &dest);
     let row = bob.wait_download("long.bin", Duration::from_secs(90));
     let took = started.elapsed();
     assert_eq!(row["state"], "complete", "{row}");
@@ -227,7 +206,7 @@ fn listed(p: &Peer, group: &str) -> Vec<(String, u64)> {
 #[test]
 fn list_shares_follows_the_tracker_after_a_removal_and_a_rejoin() {
     let cluster = Cluster::start(1);
-    let (alice, bob) = pair(&cluster, &[]);
+    let (alice, bob) = team(&cluster, "vault");
     let dir = cluster.dir.path();
     let (a, _) = random_file(dir, "a.bin", 100_000, 1);
     let (b, _) = random_file(dir, "b.bin", 100_000, 2);
@@ -263,13 +242,11 @@ fn list_shares_follows_the_tracker_after_a_removal_and_a_rejoin() {
 fn logout_during_a_download_pauses_it_and_the_next_login_resumes_it_to_the_end() {
     let cluster = Cluster::start(1);
     // 24 pieces at 250 ms: about 6 s, long enough to log out in the middle.
-    let (alice, bob) = pair(&cluster, &["--serve-delay-ms", "250"]);
-    let (path, sha1) = random_file(cluster.dir.path(), "big.bin", 24 * 512 * 1024, 9);
-    alice.ok(&["upload", path.to_str().unwrap(), "vault"]);
+    let (alice, bob) = slow_team(&cluster, "vault", 250);
+    let (_, sha1) = alice.upload_random(cluster.dir.path(), "big.bin", 24 * 512 * 1024, 9, "vault");
     let dest = cluster.dir.path().join("got");
-    std::fs::create_dir_all(&dest).unwrap();
-    bob.ok(&["download", "vault", "big.bin", dest.to_str().unwrap(), "--detach"]);
-    let row = || bob.downloads().into_iter().find(|r| r["name"] == "big.bin").unwrap_or(Value::Null);
+    bob.start_download("vault", "big.bin", &dest);
+    let row = || bob.download_row("big.bin").unwrap_or(Value::Null);
     wait_until("some of the download to arrive", Duration::from_secs(30), || {
         row()["bytes_done"].as_u64().unwrap_or(0) > 0
     });
@@ -280,12 +257,7 @@ fn logout_during_a_download_pauses_it_and_the_next_login_resumes_it_to_the_end()
     let human = bob.run_with_stdin(&["login", "bob", "--password-stdin"], "bob-password\n");
     assert_eq!(human.code, 0, "{} {}", human.stdout, human.stderr);
     // (logged in again above only to check the human line below; log out once more, plainly)
-    let plain = Command::new(peer_bin())
-        .arg("logout")
-        .env("PEER_HOME", &bob.home)
-        .env("PEER_CLUSTER", &bob.config)
-        .output()
-        .unwrap();
+    let plain = bob.command().arg("logout").output().unwrap();
     let said = String::from_utf8_lossy(&plain.stdout).to_string();
     assert!(plain.status.success(), "{plain:?}");
     assert!(said.contains("1 download") && said.contains("paused"), "the logout line says so: {said}");
@@ -310,12 +282,8 @@ fn logout_during_a_download_pauses_it_and_the_next_login_resumes_it_to_the_end()
 #[test]
 fn a_wrong_password_in_a_home_held_by_another_user_is_bad_credentials() {
     let cluster = Cluster::start(1);
-    let mut bob = Peer::new(&cluster, "bob");
-    bob.start_daemon();
-    bob.register_and_login("bob");
-    bob.ok(&["create-group", "bobs"]);
-    let (f, _) = random_file(cluster.dir.path(), "f.bin", 10_000, 4);
-    bob.ok(&["upload", f.to_str().unwrap(), "bobs"]);
+    let bob = Peer::owner(&cluster, "bob", "bobs", &[]);
+    bob.upload_random(cluster.dir.path(), "f.bin", 10_000, 4, "bobs");
     let carol = Peer::new(&cluster, "carol");
     carol.run_with_stdin(&["register", "carol", "--password-stdin"], "carol-password\n");
     let token_before = bob.token();
@@ -344,15 +312,13 @@ fn with_closed_stdout(mut cmd: Command) -> (std::process::ExitStatus, String) {
 #[test]
 fn a_closed_stdout_ends_peer_and_tracker_node_commands_quietly() {
     let cluster = Cluster::start(1);
-    let mut bob = Peer::new(&cluster, "bob");
-    bob.start_daemon();
-    bob.register_and_login("bob");
+    let bob = Peer::logged_in(&cluster, "bob", &[]);
     for g in 0..20 {
         bob.ok(&["create-group", &format!("g{g:02}")]);
     }
     for args in [&["list-groups"][..], &["--json", "list-groups"], &["show-downloads"], &["list-shares"]] {
-        let mut cmd = Command::new(peer_bin());
-        cmd.args(args).env("PEER_HOME", &bob.home).env("PEER_CLUSTER", &bob.config);
+        let mut cmd = bob.command();
+        cmd.args(args);
         let (status, err) = with_closed_stdout(cmd);
         eprintln!("peer {args:?} | (closed): {status:?} {err:?}");
         assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "peer {args:?}: {err}");

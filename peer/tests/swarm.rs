@@ -10,23 +10,11 @@ const MIB: usize = 1024 * 1024;
 #[test]
 fn several_downloads_at_once_and_downloaders_serve_each_other() {
     let cluster = Cluster::start(3);
-    let mut alice = Peer::new(&cluster, "alice");
     // 150 ms a piece from Alice: small.bin (16 pieces) takes over 2 s, big.bin (48) over 7 s, so
     // each "still running" below holds for seconds, not milliseconds.
-    alice.daemon_args = vec!["--serve-delay-ms".into(), "150".into()];
-    alice.start_daemon();
-    alice.register_and_login("alice");
-    alice.ok(&["create-group", "team"]);
-    let mut members = Vec::new();
-    for name in ["bob", "carol"] {
-        let mut p = Peer::new(&cluster, name);
-        p.start_daemon();
-        p.register_and_login(name);
-        p.ok(&["join-group", "team"]);
-        alice.ok(&["accept-request", "team", name]);
-        members.push(p);
-    }
-    let (bob, carol) = (&members[0], &members[1]);
+    let alice = Peer::owner(&cluster, "alice", "team", &["--serve-delay-ms", "150"]);
+    let bob = Peer::member(&cluster, "bob", "team", &alice, &[]);
+    let carol = Peer::member(&cluster, "carol", "team", &alice, &[]);
     let (big, big_sha1) = random_file(cluster.dir.path(), "big.bin", 24 * MIB, 41);
     let (small, small_sha1) = random_file(cluster.dir.path(), "small.bin", 8 * MIB, 42);
     alice.ok(&["upload", big.to_str().unwrap(), "team"]);
@@ -34,9 +22,8 @@ fn several_downloads_at_once_and_downloaders_serve_each_other() {
 
     // Bob: two downloads at once.
     let bob_dl = cluster.dir.path().join("bob-dl");
-    std::fs::create_dir_all(&bob_dl).unwrap();
-    bob.ok(&["download", "team", "big.bin", bob_dl.to_str().unwrap(), "--detach"]);
-    bob.ok(&["download", "team", "small.bin", bob_dl.to_str().unwrap(), "--detach"]);
+    bob.start_download("team", "big.bin", &bob_dl);
+    bob.start_download("team", "small.bin", &bob_dl);
     // Both run at once: big.bin is still running after small.bin began, and small.bin ends
     // (complete) while big.bin is still running. small.bin may be complete already by the
     // first look (a CLI start is all it has to outlast), so only its being listed is checked here.
@@ -67,12 +54,11 @@ fn several_downloads_at_once_and_downloaders_serve_each_other() {
         2
     );
     let carol_dl = cluster.dir.path().join("carol-dl");
-    std::fs::create_dir_all(&carol_dl).unwrap();
-    carol.ok(&["download", "team", "big.bin", carol_dl.to_str().unwrap(), "--detach"]);
+    carol.start_download("team", "big.bin", &carol_dl);
     let rows = bob.downloads();
     assert_eq!(state(&rows, "big.bin"), Some("downloading".into()), "bob finished before carol started: {rows:?}");
 
-    for (p, dir) in [(bob, &bob_dl), (carol, &carol_dl)] {
+    for (p, dir) in [(&bob, &bob_dl), (&carol, &carol_dl)] {
         let row = p.wait_download("big.bin", Duration::from_secs(120));
         assert_eq!(row["state"], "complete", "{row}");
         assert_eq!(file_sha1(&dir.join("big.bin")), big_sha1);

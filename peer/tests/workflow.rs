@@ -71,26 +71,10 @@ fn json_lines(r: &Run) -> Vec<serde_json::Value> {
 
 /// `peer shell` without --json (the human words), fed `script`: (exit code, stdout, stderr).
 fn shell_human(p: &Peer, script: &str) -> (i32, String, String) {
-    let out = std::process::Command::new(peer_bin())
-        .args(["shell"])
-        .env("PEER_HOME", &p.home)
-        .env("PEER_CLUSTER", &p.config)
-        .env_remove("PEER_TRACKERS")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(script.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = p.command();
+    cmd.arg("shell");
+    let r = Run::of(cmd, script);
+    (r.code, r.stdout, r.stderr)
 }
 
 #[test]
@@ -167,14 +151,8 @@ fn example_workflow_through_the_shell() {
     assert_eq!(file_sha1(&dest.join("notes.bin")), sha1);
 
     // A download that fails (its only sharer sends a wrong piece list) shows as [F].
-    let mut carol = Peer::new(&cluster, "carol");
-    carol.daemon_args = vec!["--serve-bad-piece-list".into(), "corrupt".into()];
-    carol.start_daemon();
-    carol.register_and_login("carol");
-    carol.ok(&["join-group", "dev_team"]);
-    alice.ok(&["accept-request", "dev_team", "carol"]);
-    let (bad, _) = random_file(&carol.home, "bad.bin", 2 * 1024 * 1024, 3);
-    carol.ok(&["upload", bad.to_str().unwrap(), "dev_team"]);
+    let carol = Peer::member(&cluster, "carol", "dev_team", &alice, &["--serve-bad-piece-list", "corrupt"]);
+    carol.upload_random(&carol.home, "bad.bin", 2 * 1024 * 1024, 3, "dev_team");
     let script = format!("download_file dev_team bad.bin {}/\n", dest.display());
     let r = bob.run_with_stdin(&["shell"], &script);
     assert_eq!(r.code, 0, "the detached download starts: {}", r.stderr);

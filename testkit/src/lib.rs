@@ -10,7 +10,8 @@
 //! - `http`: calls to a node's API through reqwest (plain, or HTTPS with the cluster CA);
 //! - `layout`: a test cluster's options and cluster file; `cluster`: its nodes as processes,
 //!   `inproc`: its nodes in this process, both asked what they report through `ClusterView`;
-//! - `peer`: a peer's HOME, daemon and CLI; `files`: seeded test files; `wait`: bounded waits;
+//! - `peer`: a peer's HOME, daemon and CLI; `peer_steps`: the setups and download steps peer
+//!   tests share; `files`: seeded test files; `wait`: bounded waits;
 //! - `client`: the async tracker client in tests; `process`: children signalled by PID;
 //! - `flood`, `fuzz`, `netns`: connection floods, the mutation fuzzer, hosts of their own.
 
@@ -27,6 +28,7 @@ mod files;
 mod http;
 mod layout;
 mod peer;
+mod peer_steps;
 mod process;
 mod wait;
 
@@ -40,6 +42,7 @@ pub use http::{
 };
 pub use inproc::ClusterView;
 pub use layout::{ClusterOptions, StableView};
-pub use peer::{team, Peer, Run};
+pub use peer::{Peer, Run};
+pub use peer_steps::{slow_team, team, team_with};
 pub use ports::free_port;
 pub use wait::wait_until;

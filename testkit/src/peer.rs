@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -31,12 +31,37 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` with `stdin` written to it (then closed), and collects what it printed.
+    pub fn of(mut cmd: Command, stdin: &str) -> Run {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        Run::from(child.wait_with_output().unwrap())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(self.stdout.trim())
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?} / {:?}", self.stdout, self.stderr))
     }
     pub fn error_code(&self) -> String {
         self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Asserts that the command was refused (exit 1) with the error `code`; returns the error's
+    /// message.
+    pub fn refused(&self, code: &str) -> String {
+        assert_eq!(self.code, 1, "{} {}", self.stdout, self.stderr);
+        assert_eq!(self.error_code(), code, "{}", self.stdout);
+        self.json()["error"]["message"].as_str().unwrap().to_string()
+    }
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -49,11 +74,10 @@ impl Peer {
     pub fn start_daemon(&mut self) {
         std::fs::create_dir_all(&self.home).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.home.join("daemon.log")).unwrap();
-        let child = wrapped(Some(self.wrapper.as_slice()), &peer_bin())
+        let child = self
+            .command()
             .arg("daemon")
             .args(&self.daemon_args)
-            .env("PEER_HOME", &self.home)
-            .env("PEER_CLUSTER", &self.config)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -88,26 +112,19 @@ impl Peer {
         std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
     }
 
+    /// The peer binary as this peer runs it: its HOME and cluster file (PEER_TRACKERS unset), under
+    /// its wrapper; no arguments yet (not even --json).
+    pub fn command(&self) -> Command {
+        let mut cmd = wrapped(Some(self.wrapper.as_slice()), &peer_bin());
+        cmd.env("PEER_HOME", &self.home).env("PEER_CLUSTER", &self.config).env_remove("PEER_TRACKERS");
+        cmd
+    }
+
     /// Runs the CLI with --json; `stdin` is fed to it.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = wrapped(Some(self.wrapper.as_slice()), &peer_bin())
-            .arg("--json")
-            .args(args)
-            .env("PEER_HOME", &self.home)
-            .env("PEER_CLUSTER", &self.config)
-            .env_remove("PEER_TRACKERS")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out: Output = child.wait_with_output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut cmd = self.command();
+        cmd.arg("--json").args(args);
+        Run::of(cmd, stdin)
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
@@ -127,14 +144,6 @@ impl Peer {
         assert_eq!(r.code, 0, "register {user}: {}", r.stderr);
         let r = self.run_with_stdin(&["login", user, "--password-stdin"], &pw);
         assert_eq!(r.code, 0, "login {user}: {}", r.stderr);
-    }
-
-    /// Creates `group` with this peer's user as its owner and admits `member`, logged in as
-    /// `member_user` (it asks to join, the owner accepts).
-    pub fn form_group(&self, group: &str, member: &Peer, member_user: &str) {
-        self.ok(&["create-group", group]);
-        member.ok(&["join-group", group]);
-        self.ok(&["accept-request", group, member_user]);
     }
 
     pub fn downloads(&self) -> Vec<Value> {
@@ -160,16 +169,4 @@ impl Drop for Peer {
     fn drop(&mut self) {
         self.kill_daemon();
     }
-}
-
-/// alice owns `group`, bob is a member; both logged in with daemons running.
-pub fn team(cluster: &Cluster, group: &str) -> (Peer, Peer) {
-    let mut alice = Peer::new(cluster, "alice");
-    let mut bob = Peer::new(cluster, "bob");
-    alice.start_daemon();
-    bob.start_daemon();
-    alice.register_and_login("alice");
-    bob.register_and_login("bob");
-    alice.form_group(group, &bob, "bob");
-    (alice, bob)
 }

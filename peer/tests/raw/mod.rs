@@ -10,7 +10,7 @@ use peer::daemon::channel::Channel;
 use peer::identity::PeerIdentity;
 pub use proto::piece::PROTOCOL_VERSION as VERSION;
 use proto::piece::{decode, encode, Message};
-use testkit::Peer;
+use testkit::{Cluster, Peer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Where `p`'s daemon serves pieces (from its daemon.json).
@@ -18,6 +18,23 @@ pub fn peer_addr(p: &Peer) -> String {
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.home.join("daemon.json")).unwrap()).unwrap();
     info["peer_addr"].as_str().unwrap().to_string()
+}
+
+/// A hand-made client playing `p`: `p`'s tracker client (the session its CLI logged in), the key
+/// the tracker lists for the sharer of `name` in `group` at `sharer_addr`, and a key of the
+/// client's own that `p`'s session announced (a ticket is issued only for an announced key).
+pub async fn playing(
+    cluster: &Cluster,
+    p: &Peer,
+    group: &str,
+    name: &str,
+    sharer_addr: &str,
+) -> (tracker_client::TrackerClient, [u8; 32], PeerIdentity) {
+    let api = cluster.client().with_token(Some(session_token(&p.home)));
+    let key = listed_key(&api, group, name, sharer_addr).await;
+    let me = PeerIdentity::ephemeral();
+    api.announce("127.0.0.1:9", &me.public_hex()).await.unwrap();
+    (api, key, me)
 }
 
 /// The key the tracker lists for the sharer of `name` at `addr`.
