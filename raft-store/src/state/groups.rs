@@ -46,12 +46,7 @@ impl TrackerState {
         validate_id("group", group).map_err(Refusal::invalid_name)?;
         validate_id("user", joiner).map_err(Refusal::invalid_name)?;
         let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
-        if g.owner != owner {
-            return Err(Refusal::new(
-                ErrorCode::NotOwner,
-                format!("only the owner of group {group:?} ({}) can accept requests", g.owner),
-            ));
-        }
+        g.check_owner(group, owner, "accept requests")?;
         if g.members.iter().any(|m| m == joiner) {
             return Err(Refusal::new(
                 ErrorCode::AlreadyMember,
@@ -75,12 +70,7 @@ impl TrackerState {
         validate_id("group", group).map_err(Refusal::invalid_name)?;
         validate_id("user", member).map_err(Refusal::invalid_name)?;
         let g = self.groups.get_mut(group).ok_or_else(|| Refusal::no_such_group(group))?;
-        if g.owner != owner {
-            return Err(Refusal::new(
-                ErrorCode::NotOwner,
-                format!("only the owner of group {group:?} ({}) can remove members", g.owner),
-            ));
-        }
+        g.check_owner(group, owner, "remove members")?;
         if member == owner {
             return Err(Refusal::new(
                 ErrorCode::NotAllowed,
@@ -130,6 +120,17 @@ impl TrackerState {
             self.count(heir, QuotaKind::GroupsOwned, Delta::Add);
         }
         Ok(Reply::LeftGroup { group: group.to_string(), new_owner, group_deleted: false })
+    }
+}
+
+impl Group {
+    /// `Ok` when `user` owns this group (named `name`); otherwise the refusal, which names the
+    /// owner and `what` only the owner can do.
+    pub(super) fn check_owner(&self, name: &str, user: &str, what: &str) -> Result<(), Refusal> {
+        if self.owner == user {
+            return Ok(());
+        }
+        Err(Refusal::new(ErrorCode::NotOwner, format!("only the owner of group {name:?} ({}) can {what}", self.owner)))
     }
 }
 

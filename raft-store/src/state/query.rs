@@ -2,7 +2,7 @@
 //! writes: members-only file listing, owner-only request listing.
 
 use super::{files::no_such_file, TrackerState};
-use crate::command::{ErrorCode, FileMeta, Refusal};
+use crate::command::{FileMeta, Refusal};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupView {
@@ -60,12 +60,7 @@ impl TrackerState {
 
     pub fn list_requests(&self, user: &str, group: &str) -> Result<Vec<String>, Refusal> {
         let g = self.groups.get(group).ok_or_else(|| Refusal::no_such_group(group))?;
-        if g.owner != user {
-            return Err(Refusal::new(
-                ErrorCode::NotOwner,
-                format!("only the owner of group {group:?} ({}) can list its requests", g.owner),
-            ));
-        }
+        g.check_owner(group, user, "list its requests")?;
         Ok(g.pending.clone())
     }
 
