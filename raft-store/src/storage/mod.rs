@@ -20,7 +20,7 @@ mod snapshot;
 mod state_machine;
 pub mod timing;
 
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub use log_store::LogStore;
@@ -70,6 +70,14 @@ pub fn open_store(opts: &StoreOptions) -> Result<(LogStore, StateMachineStore), 
 
 /// Mode of every file of a data_dir: the user's only.
 pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// How a data_dir file is created: new or truncated, [`PRIVATE_FILE_MODE`] from the start, open
+/// for reading and writing (tokio's `OpenOptions` converts from it).
+pub(crate) fn private_file_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(true).mode(PRIVATE_FILE_MODE);
+    options
+}
 
 /// Creates `dir` and its missing parents 0700 (an existing folder keeps its mode: the node
 /// checks it, tracker-node's `datadir`).

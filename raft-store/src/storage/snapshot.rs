@@ -6,7 +6,6 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -33,13 +32,7 @@ struct Trailer {
 pub(crate) fn write_tmp(dir: &Path, meta: &SnapshotMeta, state: &TrackerState) -> Result<PathBuf, StoreError> {
     let path = dir.join(format!("build-{}.tmp", sanitize(&meta.snapshot_id)));
     let ctx = |what: &str| format!("{what} snapshot file {}", path.display());
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(super::PRIVATE_FILE_MODE)
-        .open(&path)
-        .map_err(|e| StoreError::io(ctx("cannot create"), e))?;
+    let file = super::private_file_options().open(&path).map_err(|e| StoreError::io(ctx("cannot create"), e))?;
     let mut w = BufWriter::with_capacity(256 * 1024, WriteBehind::new(file));
     let line = |w: &mut BufWriter<WriteBehind>, value: &dyn erased::Ser| -> Result<(), StoreError> {
         value.write_json(w).map_err(|e| StoreError::io(ctx("cannot write"), e))?;

@@ -56,6 +56,12 @@ fn snap_err<E: std::error::Error + 'static>(verb: ErrorVerb, e: &E) -> StorageEr
     sto_err(ErrorSubject::Snapshot(None), verb, e)
 }
 
+/// A new snapshot file of the data_dir's (`private_file_options`).
+async fn create_private(path: &Path) -> Result<tokio::fs::File, StorageError> {
+    let options = tokio::fs::OpenOptions::from(super::private_file_options());
+    options.open(path).await.map_err(|e| snap_err(ErrorVerb::Write, &e))
+}
+
 impl StateMachineStore {
     /// Opens the snapshot directory and rebuilds the state from its current snapshot.
     pub(crate) fn open(dir: &Path, thread_init: Option<fn()>) -> Result<Self, StoreError> {
@@ -218,15 +224,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
         let seq = self.snapshots.seq.fetch_add(1, Ordering::Relaxed);
         let path = self.snapshots.dir.join(format!("recv-{}-{seq}.tmp", std::process::id()));
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(super::PRIVATE_FILE_MODE)
-            .open(&path)
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, &e))?;
+        let file = create_private(&path).await?;
         self.snapshots.receiving.lock().unwrap_or_else(|p| p.into_inner()).push(path);
         Ok(Box::new(file))
     }
@@ -243,14 +241,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let tmp = self.snapshots.dir.join(format!("install-{seq}.tmp"));
         snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| snap_err(ErrorVerb::Read, &e))?;
         {
-            let mut out = tokio::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(super::PRIVATE_FILE_MODE)
-                .open(&tmp)
-                .await
-                .map_err(|e| snap_err(ErrorVerb::Write, &e))?;
+            let mut out = create_private(&tmp).await?;
             tokio::io::copy(&mut *snapshot, &mut out).await.map_err(|e| snap_err(ErrorVerb::Write, &e))?;
             out.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, &e))?;
         }
