@@ -94,11 +94,17 @@ fn remove(t: &str, g: &str, u: &str) -> Command {
     Command::RemoveMember { token_hash: t.into(), group: g.into(), user: u.into() }
 }
 
-/// alice owns dev_team; bob is a member.
-fn team() -> (Harness, String, String) {
+/// A harness where alice and bob are registered and logged in; their token hashes.
+fn alice_and_bob() -> (Harness, String, String) {
     let mut h = Harness::new();
     let a = h.user("alice");
     let b = h.user("bob");
+    (h, a, b)
+}
+
+/// alice owns dev_team; bob is a member.
+fn team() -> (Harness, String, String) {
+    let (mut h, a, b) = alice_and_bob();
     h.ok(create(&a, "dev_team"));
     h.ok(join(&b, "dev_team"));
     h.ok(accept(&a, "dev_team", "bob"));
@@ -143,9 +149,7 @@ fn sessions_expire_and_logout_revokes() {
 
 #[test]
 fn group_ids_are_unique_and_creator_owns() {
-    let mut h = Harness::new();
-    let a = h.user("alice");
-    let b = h.user("bob");
+    let (mut h, a, b) = alice_and_bob();
     h.ok(create(&a, "dev_team"));
     assert_eq!(h.refused(create(&b, "dev_team")), ErrorCode::GroupExists);
     assert_eq!(h.refused(create(&b, "bad/name")), ErrorCode::InvalidName);
@@ -156,9 +160,7 @@ fn group_ids_are_unique_and_creator_owns() {
 
 #[test]
 fn join_requests_are_owner_only() {
-    let mut h = Harness::new();
-    let a = h.user("alice");
-    let b = h.user("bob");
+    let (mut h, a, b) = alice_and_bob();
     let c = h.user("carol");
     h.ok(create(&a, "g"));
     assert_eq!(h.refused(join(&a, "g")), ErrorCode::AlreadyMember);
@@ -198,9 +200,7 @@ fn owner_leaving_hands_over_to_next_joiner_and_last_leaver_deletes() {
 
 #[test]
 fn pending_user_can_withdraw_by_leaving() {
-    let mut h = Harness::new();
-    let a = h.user("alice");
-    let b = h.user("bob");
+    let (mut h, a, b) = alice_and_bob();
     h.ok(create(&a, "g"));
     h.ok(join(&b, "g"));
     h.ok(leave(&b, "g"));
@@ -404,9 +404,7 @@ fn the_owner_removes_a_member_whose_shares_in_the_group_end() {
 
 #[test]
 fn retried_request_id_answers_first_outcome_and_changes_nothing() {
-    let mut h = Harness::new();
-    let a = h.user("alice");
-    let b = h.user("bob");
+    let (mut h, a, b) = alice_and_bob();
     let req = Request { request_id: Some("same".into()), now_ms: h.now_ms, command: create(&a, "g") };
     assert!(h.s.apply(&req).is_ok());
     // The state changes in between: bob asks to join, alice leaves (the group is deleted).
@@ -436,9 +434,7 @@ fn the_largest_file_is_one_small_entry() {
 
 #[test]
 fn request_ids_are_scoped_to_principal_and_kind_and_bound_to_content() {
-    let mut h = Harness::new();
-    let a = h.user("alice");
-    let b = h.user("bob");
+    let (mut h, a, b) = alice_and_bob();
     let at = |command: Command, now_ms: u64| Request { request_id: Some("k1".into()), now_ms, command };
     let now = h.now_ms;
     assert_eq!(h.s.apply(&at(create(&a, "g1"), now)), Response::Ok(Reply::GroupCreated { group: "g1".into() }));
