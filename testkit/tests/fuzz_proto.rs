@@ -13,32 +13,13 @@
 
 use std::time::Instant;
 
-use proto::piece::{decode, encode, Message, MAX_FRAME_LEN_BYTES};
+use proto::piece::{decode, encode, example_messages, MAX_FRAME_LEN_BYTES};
 use proto::ticket::{verify, Ticket, TicketSigner};
 use testkit::fuzz::{budget, mutate, seed_rng};
 
 fn frame_seeds() -> Vec<Vec<u8>> {
-    let msgs = vec![
-        Message::Handshake {
-            protocol_version: 3,
-            file_sha1: [7; 20],
-            group: "dev_team".into(),
-            user: "alice".into(),
-            peer_id: [1; 16],
-            ticket: vec![9; 180],
-        },
-        Message::Bitfield { num_pieces: 13, bits: vec![0xff, 0xf8] },
-        Message::Have { piece: 3 },
-        Message::Request { piece: 1 },
-        Message::Cancel { piece: 2 },
-        Message::Piece { piece: 0, data: vec![5; 300] },
-        Message::Reject { piece: 4 },
-        Message::KeepAlive,
-        Message::Error { code: 7, message: "no ticket".into() },
-        Message::PieceListRequest { start: 0, count: 16 },
-        Message::PieceList { num_pieces: 4, start: 1, hashes: vec![[3; 20], [4; 20]] },
-    ];
-    msgs.iter()
+    example_messages()
+        .iter()
         .map(|m| {
             let mut out = Vec::new();
             encode(m, &mut out);

@@ -199,14 +199,8 @@ mod tests {
     }
 
     fn handshake() -> Message {
-        Message::Handshake {
-            protocol_version: 3,
-            file_sha1: [7; 20],
-            group: "team".into(),
-            user: "bob".into(),
-            peer_id: [9; 16],
-            ticket: vec![1, 2, 3],
-        }
+        let mut examples = proto::piece::example_messages().into_iter();
+        examples.find(|m| matches!(m, Message::Handshake { .. })).expect("a handshake among the examples")
     }
 
     /// A piece's payload read into its own buffer survives a read cut short by its timeout,

@@ -10,7 +10,7 @@ mod piece_list;
 
 pub use bitfield::{bits_to_bools, bools_to_bits};
 pub use codec::{
-    check_bitfield, decode, encode, encode_piece_header, piece_frame_header, DecodeError, Message,
+    check_bitfield, decode, encode, encode_piece_header, example_messages, piece_frame_header, DecodeError, Message,
     MAX_ERROR_MESSAGE_BYTES, MAX_FRAME_LEN_BYTES, MAX_NAME_BYTES, MAX_TICKET_BYTES, PIECE_HEADER_BYTES,
 };
 pub use piece_list::MAX_PIECE_LIST_HASHES_PER_FRAME;
