@@ -9,8 +9,6 @@
 //!   while no leader is known, 503 with `Retry-After` and an [`ErrorBody`] (`unavailable`).
 //! - Refusals are 4xx with an [`ErrorBody`] whose `code` is one of docs/CONTRACT.md's codes.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::{ApiErrorCode, ErrorCode};
@@ -349,11 +347,7 @@ impl Role {
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+display_as_str!(Role);
 
 /// `GET /v1/status` of one node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,11 +395,7 @@ impl MembershipAction {
     }
 }
 
-impl fmt::Display for MembershipAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+display_as_str!(MembershipAction);
 
 /// An action as its wire word (`Other` for any word but `add` and `remove`).
 impl From<&str> for MembershipAction {

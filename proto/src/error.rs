@@ -10,8 +10,6 @@
 //!   this build does not know (from a newer node or daemon) is kept as [`ApiErrorCode::Other`],
 //!   so older clients still read the answer and print its code.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// The contract's error codes that the tracker's state machine can answer with.
@@ -63,11 +61,7 @@ impl ErrorCode {
     }
 }
 
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+display_as_str!(ErrorCode);
 
 /// Every error code of the contract, as answers and commands carry it.
 ///
@@ -197,11 +191,7 @@ impl From<String> for ApiErrorCode {
     }
 }
 
-impl fmt::Display for ApiErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+display_as_str!(ApiErrorCode);
 
 /// Compares with the wire spelling (for tests and logs that hold a code as text).
 impl PartialEq<str> for ApiErrorCode {
