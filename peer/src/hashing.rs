@@ -104,19 +104,7 @@ pub fn hash_file(path: &Path, name: &str, progress: &AtomicU64) -> std::io::Resu
     let n = piece_count(size);
     let mut pieces = vec![[0u8; 20]; n as usize];
     let whole = std::thread::scope(|s| -> std::io::Result<String> {
-        let whole = s.spawn(|| -> std::io::Result<String> {
-            let mut h = Sha1::new();
-            let mut buf = vec![0u8; 4 * PIECE_LEN_BYTES as usize];
-            let mut off = 0u64;
-            while off < size {
-                let len = ((size - off) as usize).min(buf.len());
-                file.read_exact_at(&mut buf[..len], off)?;
-                h.update(&buf[..len]);
-                off += len as u64;
-                progress.store(off, Ordering::Relaxed);
-            }
-            Ok(hex::encode(h.finalize()))
-        });
+        let whole = s.spawn(|| whole_sha1(&file, size, progress));
         hash_pieces_into(&file, size, &mut pieces, threads() - 1)?;
         whole.join().map_err(|_| std::io::Error::other("hash thread panicked"))?
     })?;
@@ -149,7 +137,12 @@ pub fn piece_hashes(path: &Path, size: u64) -> std::io::Result<Vec<PieceHash>> {
 /// SHA-1 of a whole file, one sequential pass.
 pub fn file_sha1(path: &Path) -> std::io::Result<String> {
     let file = File::open(path)?;
-    let size = file.metadata()?.len();
+    whole_sha1(&file, file.metadata()?.len(), &AtomicU64::new(0))
+}
+
+/// SHA-1 (hex) of the first `size` bytes of `file`, one sequential pass in large positional
+/// reads; `progress` counts the bytes read so far.
+fn whole_sha1(file: &File, size: u64, progress: &AtomicU64) -> std::io::Result<String> {
     let mut h = Sha1::new();
     let mut buf = vec![0u8; 4 * PIECE_LEN_BYTES as usize];
     let mut off = 0u64;
@@ -158,6 +151,7 @@ pub fn file_sha1(path: &Path) -> std::io::Result<String> {
         file.read_exact_at(&mut buf[..len], off)?;
         h.update(&buf[..len]);
         off += len as u64;
+        progress.store(off, Ordering::Relaxed);
     }
     Ok(hex::encode(h.finalize()))
 }
