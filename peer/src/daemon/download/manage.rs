@@ -235,24 +235,26 @@ pub async fn run(env: &Downloads, op: Op, group: String, name: String) -> Contro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::disk::tests::{assert_untouched, victim};
 
     #[test]
     fn a_refusal_says_what_to_do_instead() {
         use DownloadState::*;
-        let m = refusal(Op::Cancel, "g", "f.bin", &[], false);
-        assert!(m.contains("no download of f.bin in g"), "{m}");
-        let m = refusal(Op::Forget, "g", "f.bin", &[Downloading], false);
-        assert!(m.contains("still downloading") && m.contains("peer cancel g f.bin"), "{m}");
-        let m = refusal(Op::Forget, "g", "f.bin", &[Paused], false);
-        assert!(m.contains("still paused") && m.contains("peer cancel g f.bin"), "{m}");
-        let m = refusal(Op::Cancel, "g", "f.bin", &[Complete], false);
-        assert!(m.contains("already complete") && m.contains("peer forget g f.bin"), "{m}");
-        let m = refusal(Op::Resume, "g", "f.bin", &[Failed], false);
-        assert!(m.contains("failed") && m.contains("peer download g f.bin"), "{m}");
-        let m = refusal(Op::Pause, "g", "f.bin", &[Failed], false);
-        assert!(m.contains("has failed") && m.contains("nothing to pause"), "{m}");
-        let m = refusal(Op::Pause, "g", "f.bin", &[Downloading], true);
-        assert!(m.contains("being verified") && m.contains("too late to pause"), "{m}");
+        let table: &[(Op, &[DownloadState], bool, [&str; 2])] = &[
+            (Op::Cancel, &[], false, ["no download of f.bin in g", "peer show-downloads --all"]),
+            (Op::Forget, &[Downloading], false, ["still downloading", "peer cancel g f.bin"]),
+            (Op::Forget, &[Paused], false, ["still paused", "peer cancel g f.bin"]),
+            (Op::Cancel, &[Complete], false, ["already complete", "peer forget g f.bin"]),
+            (Op::Resume, &[Failed], false, ["failed", "peer download g f.bin"]),
+            (Op::Pause, &[Failed], false, ["has failed", "nothing to pause"]),
+            (Op::Pause, &[Downloading], true, ["being verified", "too late to pause"]),
+        ];
+        for (op, states, finishing, says) in table {
+            let m = refusal(*op, "g", "f.bin", states, *finishing);
+            for s in says {
+                assert!(m.contains(s), "{op:?} {states:?} {finishing}: {m:?} should say {s:?}");
+            }
+        }
     }
 
     #[test]
@@ -270,13 +272,12 @@ mod tests {
     #[test]
     fn removing_a_symlinked_part_leaves_its_target() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("precious");
-        std::fs::write(&target, b"keep me").unwrap();
+        let target = victim(dir.path());
         let part = dir.path().join("f.bin.part");
         std::os::unix::fs::symlink(&target, &part).unwrap();
         assert_eq!(remove_part(&part), Ok(true));
         assert!(std::fs::symlink_metadata(&part).is_err(), "the link is gone");
-        assert_eq!(std::fs::read(&target).unwrap(), b"keep me", "its target is untouched");
+        assert_untouched(&target);
         let own = dir.path().join("g.bin.part");
         std::fs::write(&own, b"partial").unwrap();
         assert_eq!(remove_part(&own), Ok(true));

@@ -199,6 +199,17 @@ mod tests {
         rand::rngs::StdRng::seed_from_u64(7)
     }
 
+    /// Every piece `p` offers one peer of `kind` that has `has`, in the order offered, until it
+    /// offers nothing more; a piece offered twice to the same peer fails the test.
+    fn all_picks(p: &mut Picker, has: &[bool], kind: PeerKind, r: &mut impl Rng) -> Vec<u32> {
+        let mut asked = vec![];
+        while let Some(i) = p.pick(has, kind, &asked, r) {
+            assert!(!asked.contains(&i), "piece {i} offered again to a peer already asked for {asked:?}");
+            asked.push(i);
+        }
+        asked
+    }
+
     #[test]
     fn rarest_first() {
         // Three downloaders (partial peers: none has piece 4).
@@ -209,17 +220,7 @@ mod tests {
         p.add_peer(&most);
         p.add_peer(&only_2);
         // Pieces 0, 1, 3 are on 2 peers, piece 2 on 3: piece 2 comes last.
-        let mut r = rng();
-        let mut order = vec![];
-        while let Some(i) = p.pick(&most, PeerKind::Partial, &order, &mut r) {
-            if order.contains(&i) {
-                break;
-            }
-            order.push(i);
-            if order.len() == 4 {
-                break;
-            }
-        }
+        let order = all_picks(&mut p, &most, PeerKind::Partial, &mut rng());
         assert_eq!(order.len(), 4);
         assert_eq!(order[3], 2, "the most common piece is picked last: {order:?}");
     }
@@ -290,16 +291,10 @@ mod tests {
         assert_eq!(p.add_peer(&seed), PeerKind::Seed);
         assert_eq!(p.add_peer(&partial), PeerKind::Partial);
         let mut r = rng();
-        let mut from_seed = vec![];
-        while let Some(i) = p.pick(&seed, PeerKind::Seed, &from_seed, &mut r) {
-            from_seed.push(i);
-        }
+        let mut from_seed = all_picks(&mut p, &seed, PeerKind::Seed, &mut r);
         from_seed.sort();
         assert_eq!(from_seed, vec![2, 3], "the seed is asked only for what the partial peer lacks");
-        let mut from_partial = vec![];
-        while let Some(i) = p.pick(&partial, PeerKind::Partial, &from_partial, &mut r) {
-            from_partial.push(i);
-        }
+        let mut from_partial = all_picks(&mut p, &partial, PeerKind::Partial, &mut r);
         from_partial.sort();
         assert_eq!(from_partial, vec![0, 1]);
     }
@@ -327,14 +322,7 @@ mod tests {
         let seed = vec![true; 3];
         p.add_peer(&seed);
         p.add_peer(&seed);
-        let mut r = rng();
-        let mut asked = vec![];
-        while let Some(i) = p.pick(&seed, PeerKind::Seed, &asked, &mut r) {
-            if asked.contains(&i) {
-                break;
-            }
-            asked.push(i);
-        }
+        let mut asked = all_picks(&mut p, &seed, PeerKind::Seed, &mut rng());
         asked.sort();
         assert_eq!(asked, vec![0, 1, 2]);
     }
