@@ -16,6 +16,7 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::accept;
 use super::download::manage;
 use super::handles::Daemon;
 use super::reply::{client_error, error};
@@ -62,17 +63,7 @@ pub fn caller_allowed(peer_uid: Option<u32>, own_uid: u32) -> bool {
 
 pub async fn run(d: Arc<Daemon>, listener: UnixListener, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONTROL_CLIENTS));
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("control accept: {e}");
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, _)) = accept::next(&stop, "control accept", || listener.accept()).await {
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
         let d = d.clone();
         let own_uid = super::disk::my_uid();

@@ -6,6 +6,7 @@
 //! atomically on every change, so a SIGKILL loses at most in-flight pieces, which the
 //! restarted daemon re-verifies and fetches again.
 
+pub mod accept;
 pub mod channel;
 pub mod control_server;
 pub mod disk;

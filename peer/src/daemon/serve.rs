@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::accept;
 use super::channel::ServerStream;
 use super::disk;
 use super::download::messages::PartialView;
@@ -50,19 +51,7 @@ pub async fn run(d: Arc<Daemon>, listener: TcpListener, stop: CancellationToken)
     let mut conn_id: u64 = 0;
     let mut turned_away: u64 = 0;
     let mut last_report = Instant::now();
-    loop {
-        let (stream, from) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors, most likely: wait a moment rather than spin.
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, from)) = accept::next(&stop, "accept", || listener.accept()).await {
         // Never wait here: a connection over its address's, its network's or the total bound
         // (`slots`) is closed now.
         let slot = match slots.handshake(from.ip()) {
