@@ -60,6 +60,11 @@ pub fn peer_bin() -> PathBuf {
     workspace_bin("peer")
 }
 
+/// Runs `tracker-node ARGS` to its end, as an operator types it: its exit status and output.
+pub fn tracker_node(args: &[&str]) -> std::process::Output {
+    Command::new(workspace_bin("tracker-node")).args(args).output().unwrap()
+}
+
 /// The binary named by `$<NAME>_BIN` (`tracker-node`: `$TRACKER_NODE_BIN`), if set.
 fn chosen_by_env(name: &str) -> Option<PathBuf> {
     std::env::var_os(format!("{}_BIN", name.to_uppercase().replace('-', "_"))).map(PathBuf::from)

@@ -1,5 +1,9 @@
 //! Tests that drive the async tracker client (the code the peer uses) against a cluster.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
 use tracker_client::TrackerClient;
 
 /// A small multi-threaded tokio runtime for tests that drive the async tracker client.
@@ -20,4 +24,46 @@ pub async fn group_names(client: &TrackerClient) -> Vec<String> {
     let mut g: Vec<String> = client.list_groups().await.expect("list groups").into_iter().map(|r| r.group).collect();
     g.sort();
     g
+}
+
+/// A steady write load: `write(runtime, i)` for i = 0, 1, 2, ..., one call after another on a
+/// thread and runtime of its own, until [`SteadyWrites::stop`] (or the drop).
+pub struct SteadyWrites {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SteadyWrites {
+    pub fn start(mut write: impl FnMut(&tokio::runtime::Runtime, u64) + Send + 'static) -> SteadyWrites {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let rt = runtime();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    write(&rt, i);
+                    i += 1;
+                }
+            })
+        };
+        SteadyWrites { stop, thread: Some(thread) }
+    }
+
+    /// Stops after the write under way; panics if a write panicked.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("a steady write panicked");
+        }
+    }
+}
+
+impl Drop for SteadyWrites {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -11,17 +11,17 @@ use tempfile::TempDir;
 
 use crate::bins::workspace_bin;
 use crate::http::is_loopback;
-use crate::inproc::ClusterView;
-use crate::layout::{append_node, cluster_toml, keep_if_asked, ClusterOptions};
+use crate::layout::{append_node, keep_if_asked, write_cluster, ClusterOptions, Nodes};
 use crate::ports::free_port;
 use crate::process::{kill_now, kill_pid, stop_within, wrapped};
+use crate::view::ClusterView;
 
 pub struct Cluster {
     pub dir: TempDir,
     pub config: PathBuf,
     pub apis: Vec<String>,
     pub rafts: Vec<String>,
-    nodes: Vec<(u64, Option<Child>)>,
+    nodes: Nodes<Child>,
     env: Vec<(u64, String, String)>,
     /// Per node, a command the node's binary is run under (e.g. `ip netns exec NS`): see
     /// [`crate::netns`].
@@ -43,13 +43,11 @@ impl Cluster {
 
     /// Writes cluster.toml and starts the first `opts.start` nodes; does not wait for a leader.
     pub fn start_with(opts: ClusterOptions) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
         let addrs: Vec<(SocketAddr, SocketAddr)> = (1..=opts.nodes).map(|_| loopback_pair()).collect();
-        let config = dir.path().join("cluster.toml");
-        std::fs::write(&config, cluster_toml(&opts, &addrs)).unwrap();
+        let (dir, config) = write_cluster(&opts, &addrs);
         let apis = addrs.iter().map(|(a, _)| a.to_string()).collect();
         let rafts = addrs.iter().map(|(_, r)| r.to_string()).collect();
-        let nodes = (1..=opts.nodes).map(|id| (id, None)).collect();
+        let nodes = Nodes::listed(opts.nodes);
         let mut c = Cluster { dir, config, apis, rafts, nodes, env: Vec::new(), wrappers: Vec::new() };
         for id in 1..=opts.start {
             c.start_node(id);
@@ -61,12 +59,11 @@ impl Cluster {
     /// as an operator does before adding a node, and returns its id. Nothing is started, and the
     /// running nodes are not told: start it with [`Cluster::start_node`].
     pub fn add_node(&mut self) -> u64 {
-        let id = self.nodes.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
+        let id = self.nodes.add();
         let (api, raft) = loopback_pair();
         append_node(&self.config, id, &api, &raft);
         self.apis.push(api.to_string());
         self.rafts.push(raft.to_string());
-        self.nodes.push((id, None));
         id
     }
 
@@ -75,15 +72,15 @@ impl Cluster {
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|(id, _)| *id).collect()
+        self.nodes.ids()
     }
 
     pub fn running(&self) -> Vec<u64> {
-        self.nodes.iter().filter(|(_, c)| c.is_some()).map(|(id, _)| *id).collect()
+        self.nodes.running()
     }
 
     pub fn pid(&self, id: u64) -> Option<u32> {
-        self.nodes.iter().find(|(i, _)| *i == id)?.1.as_ref().map(|c| c.id())
+        self.nodes.get(id).map(|c| c.id())
     }
 
     /// The tracker client code the peer uses, pointed at every node of this cluster.
@@ -107,21 +104,16 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
     }
 
-    /// The process slot of node `id` (`None` inside: not running).
-    fn slot(&mut self, id: u64) -> &mut Option<Child> {
-        &mut self.nodes.iter_mut().find(|(i, _)| *i == id).unwrap_or_else(|| panic!("no node {id}")).1
-    }
-
     /// Sends `signal` to a running node (by the PID this harness spawned).
     pub fn signal(&mut self, id: u64, signal: i32) {
-        if let Some(c) = self.slot(id) {
+        if let Some(c) = self.nodes.slot(id) {
             kill_pid(c, signal);
         }
     }
 
     /// SIGTERM, then waits (bounded) for the node to exit; returns its exit code.
     pub fn terminate(&mut self, id: u64, timeout: Duration) -> Option<i32> {
-        stop_within(self.slot(id).take()?, libc::SIGTERM, timeout)?.code()
+        stop_within(self.nodes.slot(id).take()?, libc::SIGTERM, timeout)?.code()
     }
 
     /// An environment variable for node `id`, applied from its next start on.
@@ -153,11 +145,11 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .unwrap();
-        *self.slot(id) = Some(child);
+        *self.nodes.slot(id) = Some(child);
     }
 
     pub fn kill(&mut self, id: u64) {
-        if let Some(c) = self.slot(id).take() {
+        if let Some(c) = self.nodes.slot(id).take() {
             kill_now(c);
         }
     }
@@ -172,6 +164,10 @@ impl ClusterView for Cluster {
         Cluster::api(self, id)
     }
 
+    fn ids(&self) -> Vec<u64> {
+        Cluster::ids(self)
+    }
+
     fn running(&self) -> Vec<u64> {
         Cluster::running(self)
     }
@@ -179,10 +175,8 @@ impl ClusterView for Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for (_, c) in self.nodes.iter_mut() {
-            if let Some(c) = c.take() {
-                kill_now(c);
-            }
+        for c in self.nodes.take_all() {
+            kill_now(c);
         }
         // TESTKIT_KEEP=1 keeps the cluster's files (cluster.toml, node logs, sled data).
         keep_if_asked(&mut self.dir);

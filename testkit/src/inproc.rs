@@ -24,18 +24,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::cluster::ClusterConfig;
-use serde_json::Value;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tracker_node::{Listeners, NodeConfig};
 
-use crate::layout::{append_node, cluster_toml, keep_if_asked};
-use crate::{wait_until, ClusterOptions, StableView};
+use crate::layout::{append_node, keep_if_asked, write_cluster, ClusterOptions, Nodes};
+use crate::view::ClusterView;
+use crate::wait::wait_until;
 
 /// Bound on a node's ordered shutdown, and on its data_dir and ports being let go after a stop.
 const STOP_WAIT: Duration = Duration::from_secs(20);
-/// How long waits for a leader and for a stable view may take.
-const LEADER_WAIT: Duration = Duration::from_secs(20);
 
 /// A node that runs: its runtime, how to stop it, and the task that runs it.
 struct Running {
@@ -71,7 +69,7 @@ pub struct InprocCluster {
     pub config: PathBuf,
     pub apis: Vec<String>,
     pub rafts: Vec<String>,
-    nodes: Vec<(u64, Option<Running>)>,
+    nodes: Nodes<Running>,
     /// Listeners bound for nodes listed but not started yet: the ports stay theirs until then.
     unstarted: Vec<(u64, Listeners)>,
 }
@@ -107,19 +105,17 @@ impl InprocCluster {
 
     /// Writes cluster.toml and starts the first `opts.start` nodes; does not wait for a leader.
     pub fn start_with(opts: ClusterOptions) -> InprocCluster {
-        let dir = tempfile::tempdir().unwrap();
         let listeners: Vec<Listeners> =
             (0..opts.nodes).map(|_| Listeners { api: loopback_listener(), raft: loopback_listener() }).collect();
         let addrs: Vec<(SocketAddr, SocketAddr)> =
             listeners.iter().map(|l| (l.api.local_addr().unwrap(), l.raft.local_addr().unwrap())).collect();
-        let config = dir.path().join("cluster.toml");
-        std::fs::write(&config, cluster_toml(&opts, &addrs)).unwrap();
+        let (dir, config) = write_cluster(&opts, &addrs);
         let mut c = InprocCluster {
             dir,
             config,
             apis: addrs.iter().map(|(a, _)| a.to_string()).collect(),
             rafts: addrs.iter().map(|(_, r)| r.to_string()).collect(),
-            nodes: (1..=opts.nodes).map(|id| (id, None)).collect(),
+            nodes: Nodes::listed(opts.nodes),
             unstarted: (1..=opts.nodes).zip(listeners).collect(),
         };
         for id in 1..=opts.start {
@@ -132,23 +128,18 @@ impl InprocCluster {
     /// data_dir), as an operator does before adding a node, and returns its id. Nothing is
     /// started, and the running nodes are not told: start it with [`InprocCluster::start_node`].
     pub fn add_node(&mut self) -> u64 {
-        let id = self.nodes.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
+        let id = self.nodes.add();
         let l = Listeners { api: loopback_listener(), raft: loopback_listener() };
         let (api, raft) = (l.api.local_addr().unwrap(), l.raft.local_addr().unwrap());
         append_node(&self.config, id, &api, &raft);
         self.apis.push(api.to_string());
         self.rafts.push(raft.to_string());
-        self.nodes.push((id, None));
         self.unstarted.push((id, l));
         id
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|(id, _)| *id).collect()
-    }
-
-    fn slot(&mut self, id: u64) -> &mut Option<Running> {
-        &mut self.nodes.iter_mut().find(|(i, _)| *i == id).unwrap_or_else(|| panic!("node {id} is not listed")).1
+        self.nodes.ids()
     }
 
     /// The tracker client code the peer uses, pointed at every node of this cluster (plain
@@ -181,8 +172,8 @@ impl InprocCluster {
     /// Starts node `id` (again): on its data_dir and addresses, once a node that ran there
     /// before has let go of them.
     pub fn start_node(&mut self, id: u64) {
-        assert!(self.slot(id).is_none(), "node {id} runs already");
-        let data_dir = self.dir.path().join(format!("node-{id}"));
+        assert!(self.nodes.slot(id).is_none(), "node {id} runs already");
+        let data_dir = self.data_dir(id);
         wait_until(&format!("node {id}'s data_dir to be let go"), STOP_WAIT, || {
             unlocked(&data_dir.join("tracker-node.lock")) && unlocked(&data_dir.join("sled").join("db"))
         });
@@ -195,13 +186,13 @@ impl InprocCluster {
             let node = NodeConfig::prepare(cfg, id).await.map_err(|e| e.to_string())?;
             tracker_node::run(node, listeners, stop).await.map_err(|e| format!("{e:#}"))
         });
-        *self.slot(id) = Some(Running { rt, shutdown, task });
+        *self.nodes.slot(id) = Some(Running { rt, shutdown, task });
     }
 
     /// Stops node `id` in order (its shutdown, as on SIGTERM) and waits for it; panics if it
     /// does not stop within 20 s or stops with an error.
     pub fn stop(&mut self, id: u64) {
-        let Some(node) = self.slot(id).take() else { return };
+        let Some(node) = self.nodes.slot(id).take() else { return };
         node.shutdown.cancel();
         let Running { rt, task, .. } = node;
         let ended = rt.block_on(async { tokio::time::timeout(STOP_WAIT, task).await });
@@ -217,7 +208,7 @@ impl InprocCluster {
     /// Stops node `id` at once, without its ordered shutdown: its tasks are dropped where they
     /// are (a crash of the node; see the module's docs).
     pub fn crash(&mut self, id: u64) {
-        let Some(node) = self.slot(id).take() else { return };
+        let Some(node) = self.nodes.slot(id).take() else { return };
         node.task.abort();
         let _ = node.end();
     }
@@ -225,10 +216,10 @@ impl InprocCluster {
     /// Whether node `id`'s task has ended by itself (it failed to start, or failed while
     /// running), and with what: `None` while it runs or when it is not started.
     pub fn ended(&mut self, id: u64) -> Option<Result<(), String>> {
-        if !self.slot(id).as_ref().is_some_and(|n| n.task.is_finished()) {
+        if !self.nodes.slot(id).as_ref().is_some_and(|n| n.task.is_finished()) {
             return None;
         }
-        let node = self.slot(id).take().unwrap();
+        let node = self.nodes.slot(id).take().unwrap();
         Some(node.end().unwrap_or_else(|e| Err(e.to_string())))
     }
 }
@@ -236,127 +227,11 @@ impl InprocCluster {
 impl Drop for InprocCluster {
     fn drop(&mut self) {
         // The nodes' tasks are dropped before their folder goes.
-        for (_, n) in self.nodes.iter_mut() {
-            if let Some(n) = n.take() {
-                n.task.abort();
-                shut_down(n.rt);
-            }
+        for n in self.nodes.take_all() {
+            n.task.abort();
+            shut_down(n.rt);
         }
         keep_if_asked(&mut self.dir);
-    }
-}
-
-/// What the running nodes of a cluster report, through each node's `GET /v1/status`: the same
-/// questions whether the nodes are processes or run in this process.
-pub trait ClusterView {
-    /// The cluster file.
-    fn config_file(&self) -> &Path;
-    /// Node `id`'s api address.
-    fn api(&self, id: u64) -> &str;
-    /// The nodes that run now.
-    fn running(&self) -> Vec<u64>;
-
-    fn status(&self, id: u64) -> Option<Value> {
-        crate::node_get_json(self.config_file(), self.api(id), "/v1/status")
-    }
-
-    /// The state machine digest of node `id` with its applied index.
-    fn digest(&self, id: u64) -> Option<(String, u64)> {
-        let st = crate::node_get_json(self.config_file(), self.api(id), "/v1/status?digest=true")?;
-        Some((st["state_digest"].as_str()?.to_string(), st["applied_index"].as_u64()?))
-    }
-
-    /// The leader all running nodes agree on.
-    fn leader(&self) -> Option<u64> {
-        let running = self.running();
-        let mut leader = None;
-        for id in &running {
-            let l = self.status(*id)?["leader"].as_u64()?;
-            if leader.is_some_and(|x| x != l) {
-                return None;
-            }
-            leader = Some(l);
-        }
-        leader.filter(|l| running.contains(l))
-    }
-
-    /// Waits (up to 20 s) for a leader the running nodes agree on, other than `except`.
-    fn wait_leader(&self, except: &[u64]) -> u64 {
-        let mut found = 0;
-        wait_until("a tracker leader", LEADER_WAIT, || match self.leader() {
-            Some(l) if !except.contains(&l) => {
-                found = l;
-                true
-            }
-            _ => false,
-        });
-        found
-    }
-
-    /// One consistent view of the nodes `ids`: every one answers, all are in the same term and
-    /// name the same leader among them, which says it leads. `(leader, term, status of each)`.
-    fn stable_view_of(&self, ids: &[u64]) -> Option<StableView> {
-        let mut view = Vec::new();
-        for id in ids {
-            view.push((*id, self.status(*id)?));
-        }
-        let (_, first) = view.first()?;
-        let (leader, term) = (first["leader"].as_u64()?, first["term"].as_u64()?);
-        let agreed = ids.contains(&leader)
-            && view.iter().all(|(id, st)| {
-                st["term"].as_u64() == Some(term)
-                    && st["leader"].as_u64() == Some(leader)
-                    && (*id != leader || st["role"] == "leader")
-            });
-        agreed.then_some((leader, term, view))
-    }
-
-    /// [`ClusterView::stable_view_of`] the running nodes.
-    fn stable_view(&self) -> Option<StableView> {
-        self.stable_view_of(&self.running())
-    }
-
-    /// Waits (up to 20 s) for a stable view of the running nodes; `(leader, term)`.
-    fn wait_stable_leader(&self) -> (u64, u64) {
-        let mut found = (0, 0);
-        wait_until("every running node to agree on one leader in one term", LEADER_WAIT, || {
-            self.stable_view().map(|(l, t, _)| found = (l, t)).is_some()
-        });
-        found
-    }
-
-    /// Waits until node `id` has applied everything the leader had applied when this was called.
-    fn wait_caught_up(&self, id: u64, timeout: Duration) {
-        let leader = self.wait_leader(&[]);
-        let target = self.status(leader).and_then(|s| s["applied_index"].as_u64()).unwrap_or(0);
-        wait_until(&format!("node {id} to apply up to {target}"), timeout, || {
-            self.status(id).and_then(|s| s["applied_index"].as_u64()).is_some_and(|a| a >= target)
-        });
-    }
-
-    /// Waits until every running node has applied its whole log and reports the same digest at
-    /// the same applied index; returns the digest.
-    fn wait_converged(&self, timeout: Duration) -> String {
-        let mut digest = String::new();
-        wait_until("every running node to apply its whole log and reach the same state digest", timeout, || {
-            let mut seen: Option<(String, u64)> = None;
-            for id in self.running() {
-                let Some(st) = crate::node_get_json(self.config_file(), self.api(id), "/v1/status?digest=true") else {
-                    return false;
-                };
-                let (Some(d), Some(applied), Some(last)) =
-                    (st["state_digest"].as_str(), st["applied_index"].as_u64(), st["last_log_index"].as_u64())
-                else {
-                    return false;
-                };
-                if applied != last || seen.as_ref().is_some_and(|s| s != &(d.to_string(), applied)) {
-                    return false;
-                }
-                seen = Some((d.to_string(), applied));
-            }
-            seen.map(|(d, _)| digest = d).is_some()
-        });
-        digest
     }
 }
 
@@ -369,8 +244,12 @@ impl ClusterView for InprocCluster {
         &self.apis[(id - 1) as usize]
     }
 
+    fn ids(&self) -> Vec<u64> {
+        InprocCluster::ids(self)
+    }
+
     fn running(&self) -> Vec<u64> {
-        self.nodes.iter().filter(|(_, n)| n.is_some()).map(|(id, _)| *id).collect()
+        self.nodes.running()
     }
 }
 
@@ -395,7 +274,7 @@ mod tests {
         rt.block_on(bob.create_group("elsewhere")).unwrap();
 
         let (leader, _) = a.wait_stable_leader();
-        let follower = a.ids().into_iter().find(|i| *i != leader).unwrap();
+        let follower = a.other_than(&[leader]);
         a.stop(follower);
         assert!(!a.running().contains(&follower));
         assert!(a.status(follower).is_none(), "a stopped node does not answer");

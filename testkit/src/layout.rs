@@ -1,11 +1,10 @@
 //! How a test cluster is laid out, whether its nodes are processes (`cluster`) or run in this
-//! process (`inproc`): the options, the cluster file written from them, and the shape of a
-//! stable view of its nodes.
+//! process (`inproc`): the options, the folder and the cluster file written from them, each
+//! node's data_dir, and the table of listed nodes with what runs as each.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde_json::Value;
 use tempfile::TempDir;
 
 /// How to lay out a test cluster.
@@ -27,10 +26,6 @@ impl Default for ClusterOptions {
     }
 }
 
-/// `(leader, term, status of each node)`: a view in which every node answers, all are in the
-/// same term and name the same leader, which says it leads.
-pub type StableView = (u64, u64, Vec<(u64, Value)>);
-
 /// cluster.toml: `[cluster]` from `opts`, and a `[[node]]` table per `(api, raft)`, ids from 1.
 pub(crate) fn cluster_toml(opts: &ClusterOptions, addrs: &[(SocketAddr, SocketAddr)]) -> String {
     let (lo, hi) = opts.election_timeout_ms;
@@ -44,9 +39,29 @@ pub(crate) fn cluster_toml(opts: &ClusterOptions, addrs: &[(SocketAddr, SocketAd
     toml
 }
 
+/// A new folder holding the cluster file (`cluster.toml`) for `opts`, its nodes at `addrs`:
+/// `(folder, cluster file)`.
+pub(crate) fn write_cluster(opts: &ClusterOptions, addrs: &[(SocketAddr, SocketAddr)]) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, cluster_toml(opts, addrs)).unwrap();
+    (dir, config)
+}
+
+/// Node `id`'s data_dir as the cluster file names it, relative to the file's folder.
+fn data_dir_name(id: u64) -> String {
+    format!("node-{id}")
+}
+
+/// Node `id`'s data_dir: beside the cluster file `config`.
+pub(crate) fn data_dir(config: &Path, id: u64) -> PathBuf {
+    config.parent().expect("the cluster file is in a folder").join(data_dir_name(id))
+}
+
 /// Node `id`'s `[[node]]` table, its data in `node-<id>` beside the cluster file.
 pub(crate) fn node_table(id: u64, api: &SocketAddr, raft: &SocketAddr) -> String {
-    format!("\n[[node]]\nid = {id}\napi = \"{api}\"\nraft = \"{raft}\"\ndata_dir = \"node-{id}\"\n")
+    let data_dir = data_dir_name(id);
+    format!("\n[[node]]\nid = {id}\napi = \"{api}\"\nraft = \"{raft}\"\ndata_dir = \"{data_dir}\"\n")
 }
 
 /// Lists node `id` at `api` and `raft` at the end of the cluster file `config`, as an operator
@@ -55,6 +70,47 @@ pub(crate) fn append_node(config: &Path, id: u64, api: &SocketAddr, raft: &Socke
     let mut toml = std::fs::read_to_string(config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
     toml.push_str(&node_table(id, api, raft));
     std::fs::write(config, toml).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+}
+
+/// The nodes a cluster file lists, by id, each with what runs as it now (`None`: not running):
+/// a process, or an in-process node.
+pub(crate) struct Nodes<N>(Vec<(u64, Option<N>)>);
+
+impl<N> Nodes<N> {
+    /// Nodes 1 to `n`, none running.
+    pub(crate) fn listed(n: u64) -> Nodes<N> {
+        Nodes((1..=n).map(|id| (id, None)).collect())
+    }
+
+    /// Lists one more node, the next id, not running; returns its id.
+    pub(crate) fn add(&mut self) -> u64 {
+        let id = self.0.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
+        self.0.push((id, None));
+        id
+    }
+
+    pub(crate) fn ids(&self) -> Vec<u64> {
+        self.0.iter().map(|(id, _)| *id).collect()
+    }
+
+    pub(crate) fn running(&self) -> Vec<u64> {
+        self.0.iter().filter(|(_, n)| n.is_some()).map(|(id, _)| *id).collect()
+    }
+
+    /// What runs as node `id`, if it is listed and runs.
+    pub(crate) fn get(&self, id: u64) -> Option<&N> {
+        self.0.iter().find(|(i, _)| *i == id)?.1.as_ref()
+    }
+
+    /// The place of what runs as node `id`, to start or take it; panics when `id` is not listed.
+    pub(crate) fn slot(&mut self, id: u64) -> &mut Option<N> {
+        &mut self.0.iter_mut().find(|(i, _)| *i == id).unwrap_or_else(|| panic!("node {id} is not listed")).1
+    }
+
+    /// Takes every running node, as the cluster goes.
+    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = N> + '_ {
+        self.0.iter_mut().filter_map(|(_, n)| n.take())
+    }
 }
 
 /// With `TESTKIT_KEEP=1`, keeps a cluster's folder (cluster file, logs, data) past its drop for a

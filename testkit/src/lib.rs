@@ -9,7 +9,8 @@
 //! - `bins`: the workspace binaries the tests run, built once per test run when stale;
 //! - `http`: calls to a node's API through reqwest (plain, or HTTPS with the cluster CA);
 //! - `layout`: a test cluster's options and cluster file; `cluster`: its nodes as processes,
-//!   `inproc`: its nodes in this process, both asked what they report through `ClusterView`;
+//!   `inproc`: its nodes in this process, both asked what they report through `view`'s
+//!   `ClusterView`;
 //! - `peer`: a peer's HOME, daemon and CLI; `peer_steps`: the setups and download steps peer
 //!   tests share; `files`: seeded test files; `wait`: bounded waits;
 //! - `client`: the async tracker client in tests; `process`: children signalled by PID;
@@ -30,19 +31,20 @@ mod layout;
 mod peer;
 mod peer_steps;
 mod process;
+mod view;
 mod wait;
 
-pub use bins::{peer_bin, workspace_bin};
-pub use client::{group_names, logged_in, runtime};
+pub use bins::{peer_bin, tracker_node, workspace_bin};
+pub use client::{group_names, logged_in, runtime, SteadyWrites};
 pub use cluster::Cluster;
 pub use files::{file_sha1, random_file};
 pub use http::{
     call_following_redirects, http, http_as, http_get_json, http_with_timeout, https_with_timeout, is_loopback,
     node_get_json, HttpResponse, TlsAs,
 };
-pub use inproc::ClusterView;
-pub use layout::{ClusterOptions, StableView};
+pub use layout::ClusterOptions;
 pub use peer::{Peer, Run};
 pub use peer_steps::{slow_team, team, team_with};
 pub use ports::free_port;
+pub use view::{ClusterView, StableView};
 pub use wait::wait_until;

@@ -13,14 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use testkit::inproc::{ClusterView, InprocCluster};
+use testkit::inproc::InprocCluster;
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn tracker_node(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(workspace_bin("tracker-node")).args(args).output().unwrap()
-}
 
 fn voters_everywhere(cluster: &InprocCluster, ids: &[u64], want: serde_json::Value) {
     for id in ids {
@@ -148,7 +144,7 @@ fn impostor(listener: TcpListener, name: String) -> (Arc<AtomicUsize>, Arc<Atomi
 fn a_process_on_a_dead_nodes_api_port_never_sees_a_password() {
     let mut cluster = Cluster::start(3);
     let (leader, _) = cluster.wait_stable_leader();
-    let victim = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let victim = cluster.other_than(&[leader]);
     cluster.kill(victim);
     let listener = TcpListener::bind(cluster.api(victim)).expect("the dead node's api port is free");
     let (connections, plaintext) = impostor(listener, format!("node-{victim}.tracker.invalid"));

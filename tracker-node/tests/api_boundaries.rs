@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use testkit::inproc::{ClusterView, InprocCluster};
+use testkit::inproc::InprocCluster;
 use testkit::*;
 
 fn last_log_index(cluster: &InprocCluster, id: u64) -> u64 {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use testkit::inproc::{ClusterView, InprocCluster};
+use testkit::inproc::InprocCluster;
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -212,7 +212,7 @@ fn whoami_names_the_session_user_through_the_leader_until_logout() {
     }
     // A follower sends the read to the leader (reads see every acknowledged write).
     let (leader, term) = cluster.wait_stable_leader();
-    let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let follower = cluster.other_than(&[leader]);
     let r = http_as(cluster.api(follower), "GET", "/v1/session", Some(&alice), None, None);
     if cluster.stable_view().is_some_and(|(l, t, _)| (l, t) == (leader, term)) {
         assert_eq!(r.status, 307, "{r:?}");
@@ -289,7 +289,7 @@ fn a_password_never_reaches_a_log_a_data_file_or_argv() {
         cluster.start_node(id);
     }
     let (leader, _) = cluster.wait_stable_leader();
-    let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let follower = cluster.other_than(&[leader]);
     let body = json!({"user": "alice", "password": PASSWORD}).to_string();
 
     // Through a follower: redirected to the leader (the follower read the body, and must not

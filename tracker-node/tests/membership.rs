@@ -61,15 +61,6 @@ fn term_moves(cluster: &Cluster, ids: &[u64], term: u64, how_long: Duration) -> 
     moved.into_iter().map(|(_, line)| line).collect()
 }
 
-/// Waits for the voters `ids` to agree on one leader in one term: `(leader, term)`.
-fn stable_leader_of(cluster: &Cluster, ids: &[u64]) -> (u64, u64) {
-    let mut found = (0, 0);
-    wait_until(&format!("nodes {ids:?} to agree on one leader in one term"), WAIT, || {
-        cluster.stable_view_of(ids).map(|(l, t, _)| found = (l, t)).is_some()
-    });
-    found
-}
-
 fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }
@@ -85,7 +76,7 @@ fn a_listed_node_started_empty_waits_and_members_add_makes_it_a_voter_without_an
     for g in &written {
         rt.block_on(admin.create_group(g)).unwrap();
     }
-    let (_, term) = stable_leader_of(&cluster, &[1, 2, 3]);
+    let (_, term) = cluster.wait_stable_leader_of(&[1, 2, 3], WAIT);
     let mut problems = Vec::new();
 
     // docs/OPERATIONS.md: list node 4 in cluster.toml, start it with an empty data_dir.
@@ -123,7 +114,7 @@ fn a_listed_node_started_empty_waits_and_members_add_makes_it_a_voter_without_an
         problems.push(format!("acknowledged groups missing through node 4: {missing:?}"));
     }
     rt.block_on(via_4.create_group("after_add")).unwrap();
-    let (_, term_after) = stable_leader_of(&cluster, &[1, 2, 3, 4]);
+    let (_, term_after) = cluster.wait_stable_leader_of(&[1, 2, 3, 4], WAIT);
     if term_after != term {
         problems.push(format!("the term went from {term} to {term_after} while node 4 joined"));
     }
@@ -150,7 +141,7 @@ fn a_removed_node_cannot_move_the_term_and_stops_campaigning() {
     let mut problems = Vec::new();
 
     // 1. docs/OPERATIONS.md: `members remove` of a running follower, which keeps running.
-    let (leader, _) = stable_leader_of(&cluster, &[1, 2, 3, 4]);
+    let (leader, _) = cluster.wait_stable_leader_of(&[1, 2, 3, 4], WAIT);
     let first = if leader == 1 { 2 } else { 1 };
     let (ok, stdout, stderr) = members(&cluster, "remove", first);
     let rest: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|i| *i != first).collect();
@@ -162,12 +153,12 @@ fn a_removed_node_cannot_move_the_term_and_stops_campaigning() {
     for i in 0..10 {
         rt.block_on(admin.create_group(&format!("after_first_{i}"))).unwrap();
     }
-    let (_, term) = stable_leader_of(&cluster, &rest);
+    let (_, term) = cluster.wait_stable_leader_of(&rest, WAIT);
     problems.extend(term_moves(&cluster, &rest, term, Duration::from_secs(5)));
 
     // 2. A node removed while it could not hear of it (stopped, as a stalled or cut-off node
     // would be): it keeps the membership in which it votes, so it campaigns when it resumes.
-    let (leader, _) = stable_leader_of(&cluster, &rest);
+    let (leader, _) = cluster.wait_stable_leader_of(&rest, WAIT);
     // The highest id of the followers: `members` tries the listed nodes in file order, and a
     // stopped node holds its connection until the command's whole budget runs out, so a node that
     // answers (the leader, or a follower that redirects to it) comes first.
@@ -182,7 +173,7 @@ fn a_removed_node_cannot_move_the_term_and_stops_campaigning() {
     for i in 0..10 {
         rt.block_on(admin.create_group(&format!("after_second_{i}"))).unwrap();
     }
-    let (_, term) = stable_leader_of(&cluster, &rest);
+    let (_, term) = cluster.wait_stable_leader_of(&rest, WAIT);
     // Resumed once the leader has dropped its replication stream to it. (An append still in
     // flight to it when it resumes, answered after its first campaign with its higher vote, is
     // taken by openraft 0.9's leader as a reason to step down even from a node no longer in the
@@ -224,7 +215,7 @@ fn a_removed_node_cannot_move_the_term_and_stops_campaigning() {
     }
 
     // The remaining voters never moved and still take writes.
-    let (_, term_after) = stable_leader_of(&cluster, &rest);
+    let (_, term_after) = cluster.wait_stable_leader_of(&rest, WAIT);
     if term_after != term {
         problems.push(format!("the voters' term went from {term} to {term_after}"));
     }

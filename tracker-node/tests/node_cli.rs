@@ -14,10 +14,6 @@ use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn tracker_node(args: &[&str]) -> std::process::Output {
-    Command::new(workspace_bin("tracker-node")).args(args).output().unwrap()
-}
-
 /// `tracker-node status --config <cluster> --json`, parsed.
 fn status_json(cluster: &Cluster) -> Vec<Value> {
     let out = tracker_node(&["status", "--config", cluster.config.to_str().unwrap(), "--json"]);
@@ -334,7 +330,7 @@ fn status_against_stable_view<T>(cluster: &Cluster, mut check: impl FnMut(u64, u
 fn status_prints_one_row_per_listed_node_and_json_per_contract() {
     let mut cluster = Cluster::start(3);
     let (leader, _) = cluster.wait_stable_leader();
-    let down = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let down = cluster.other_than(&[leader]);
     cluster.kill(down);
     let config = cluster.config.to_str().unwrap().to_string();
 
@@ -374,7 +370,7 @@ fn status_prints_one_row_per_listed_node_and_json_per_contract() {
             row(id).unwrap_or_else(|| panic!("no row for {id}:\n{text}")).split_whitespace().collect::<Vec<_>>()
         };
         // id, api, role, term, leader, ...
-        let follower = cluster.ids().into_iter().find(|i| *i != leader && *i != down).unwrap();
+        let follower = cluster.other_than(&[leader, down]);
         if cols(leader)[3] != term.to_string() || cols(follower)[3] != term.to_string() {
             return Err(format!("term {term} ->\n{text}"));
         }
@@ -503,7 +499,7 @@ fn status_json_shows_a_learner() {
 fn status_json_shows_a_candidate() {
     let mut cluster = Cluster::start(3);
     let (leader, term) = cluster.wait_stable_leader();
-    let survivor = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let survivor = cluster.other_than(&[leader]);
     for id in cluster.ids().into_iter().filter(|i| *i != survivor) {
         cluster.kill(id);
     }

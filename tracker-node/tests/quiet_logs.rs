@@ -25,8 +25,8 @@ fn the_default_log_is_short_at_start_and_bounded_while_a_node_is_down() {
     assert!(cluster.log(leader).contains("became leader"), "the leader says so:\n{}", cluster.log(leader));
 
     // A follower dies: the leader retries it every few tens of milliseconds.
-    let victim = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
-    let other = cluster.ids().into_iter().find(|i| *i != leader && *i != victim).unwrap();
+    let victim = cluster.other_than(&[leader]);
+    let other = cluster.other_than(&[leader, victim]);
     let at_kill = cluster.log(leader).len();
     cluster.kill(victim);
     std::thread::sleep(Duration::from_secs(1));

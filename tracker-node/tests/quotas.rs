@@ -328,16 +328,12 @@ fn quotas_hold_after_a_whole_cluster_restart_and_a_snapshot_restore() {
     // Saved, moved away, restored into new data_dirs: the counts are rebuilt from the records.
     let config = cluster.config.to_str().unwrap().to_string();
     let file = cluster.dir.path().join("quota.snap");
-    let run = |args: &[&str]| std::process::Command::new(workspace_bin("tracker-node")).args(args).output().unwrap();
-    let out = run(&["snapshot", "save", "--config", &config, file.to_str().unwrap()]);
+    let out = tracker_node(&["snapshot", "save", "--config", &config, file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "save: {}", String::from_utf8_lossy(&out.stderr));
     for id in cluster.ids() {
         cluster.stop(id);
-        let d = cluster.dir.path().join(format!("node-{id}"));
-        std::fs::rename(&d, cluster.dir.path().join(format!("old-node-{id}"))).unwrap();
     }
-    let out = run(&["restore", "--config", &config, "--from", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    cluster.restore_from(&file);
     for id in cluster.ids() {
         cluster.start_node(id);
     }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use testkit::inproc::{ClusterView, InprocCluster};
+use testkit::inproc::InprocCluster;
 use testkit::*;
 use tracker_client::TrackerClient;
 
@@ -40,7 +40,7 @@ fn writes_through_any_node_and_followers_redirect() {
     let mut checked = false;
     for _ in 0..5 {
         let (leader, term) = cluster.wait_stable_leader();
-        let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+        let follower = cluster.other_than(&[leader]);
         let r =
             http(cluster.api(follower), "POST", "/v1/groups", &[("Authorization", &auth)], Some(r#"{"group":"raw"}"#))
                 .expect("follower answers");
@@ -88,7 +88,7 @@ fn writes_through_any_node_and_followers_redirect() {
         assert_eq!(st["voters"], serde_json::json!([1, 2, 3]), "{st}");
         assert_eq!(st["role"], if *id == leader { "leader" } else { "follower" }, "node {id} in term {term}: {st}");
     }
-    let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let follower = cluster.other_than(&[leader]);
     let metrics = http(cluster.api(follower), "GET", "/metrics", &[], None).unwrap();
     assert_eq!(metrics.status, 200);
     let term_now = cluster.status(follower).unwrap()["term"].as_u64();
@@ -208,7 +208,7 @@ fn five_nodes_survive_two_down_and_refuse_writes_clearly_with_three_down() {
 
     // Two down, the leader among them: a quorum of three remains.
     let leader = cluster.wait_leader(&[]);
-    let other = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let other = cluster.other_than(&[leader]);
     for id in [leader, other] {
         let pid = cluster.pid(id).unwrap();
         cluster.kill(id);

@@ -3,11 +3,10 @@
 //! process (testkit::inproc; node 1, removed, is then stopped at once: `crash`) and the
 //! operator's commands as processes; the second reads a node's log, so its nodes are processes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use testkit::inproc::{ClusterView, InprocCluster};
+use testkit::inproc::InprocCluster;
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -35,22 +34,15 @@ fn members_add_and_remove_under_write_load_lose_nothing() {
 
     // A writer that keeps creating groups and records each acknowledged one.
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let writer = {
-        let (acked, stop, admin) = (acked.clone(), stop.clone(), admin.clone());
-        std::thread::spawn(move || {
-            let rt = runtime();
-            let mut failures = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let g = format!("load_{i}");
-                match rt.block_on(admin.create_group(&g)) {
-                    Ok(_) => acked.lock().unwrap().push(g),
-                    Err(e) => failures.push(format!("{g}: {e}")),
-                }
-                i += 1;
+        let (acked, failures, admin) = (acked.clone(), failures.clone(), admin.clone());
+        SteadyWrites::start(move |rt, i| {
+            let g = format!("load_{i}");
+            match rt.block_on(admin.create_group(&g)) {
+                Ok(_) => acked.lock().unwrap().push(g),
+                Err(e) => failures.lock().unwrap().push(format!("{g}: {e}")),
             }
-            failures
         })
     };
     let acked_count = |n: usize| {
@@ -73,8 +65,8 @@ fn members_add_and_remove_under_write_load_lose_nothing() {
     assert!(out.status.success(), "members remove 1: {}", String::from_utf8_lossy(&out.stderr));
     let n = acked.lock().unwrap().len();
     wait_until("more writes after the remove", WAIT, acked_count(n + 20));
-    stop.store(true, Ordering::Relaxed);
-    let failures = writer.join().unwrap();
+    writer.stop();
+    let failures = failures.lock().unwrap().clone();
     assert!(failures.is_empty(), "writes failed during membership changes: {failures:?}");
 
     cluster.crash(1);
@@ -99,7 +91,7 @@ fn a_follower_down_past_a_snapshot_catches_up_by_installing_it() {
     for i in 0..10 {
         rt.block_on(admin.create_group(&format!("early_{i}"))).unwrap();
     }
-    let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let follower = cluster.other_than(&[leader]);
     cluster.wait_converged(WAIT);
     let behind = cluster.status(follower).unwrap()["last_log_index"].as_u64().unwrap();
     cluster.kill(follower);

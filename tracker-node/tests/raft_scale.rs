@@ -4,7 +4,7 @@
 //! linearizable read again within 10 s; and a lagging follower catches up through a snapshot of
 //! a large state sent in bounded chunks.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,34 @@ fn load(rt: &tokio::runtime::Runtime, admin: &TrackerClient, groups: &[String], 
     eprintln!("loaded {} uploads in {secs:.1} s ({:.0}/s)", to - from, (to - from) as f64 / secs);
 }
 
+/// A 3-node cluster taking a snapshot every `snapshot_logs_threshold` entries, where alice owns
+/// `groups` groups (`team_<i>`) and one follower has just been killed, before a load.
+struct FollowerDown {
+    cluster: Cluster,
+    rt: tokio::runtime::Runtime,
+    admin: TrackerClient,
+    groups: Vec<String>,
+    leader: u64,
+    follower: u64,
+}
+
+fn follower_down(snapshot_logs_threshold: u64, groups: usize) -> FollowerDown {
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        extra: format!("snapshot_logs_threshold = {snapshot_logs_threshold}"),
+        ..Default::default()
+    });
+    let leader = cluster.wait_leader(&[]);
+    let rt = runtime();
+    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    let groups: Vec<String> = (0..groups).map(|i| format!("team_{i}")).collect();
+    for g in &groups {
+        rt.block_on(admin.create_group(g)).unwrap();
+    }
+    let follower = cluster.other_than(&[leader]);
+    cluster.kill(follower);
+    FollowerDown { cluster, rt, admin, groups, leader, follower }
+}
+
 fn metric(cluster: &Cluster, id: u64, name: &str) -> Option<f64> {
     let r = http(cluster.api(id), "GET", "/metrics", &[], None)?;
     r.body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
@@ -81,19 +109,7 @@ fn metric(cluster: &Cluster, id: u64, name: &str) -> Option<f64> {
 fn a_follower_down_for_20k_entries_catches_up_under_load_then_a_full_kill9_restart_serves_reads_fast() {
     // No snapshot during the test: the whole log stays in sled, and the follower catches up
     // through append batches alone (the byte-bounded transport is what is under test).
-    let mut cluster = Cluster::start_with(ClusterOptions {
-        extra: "snapshot_logs_threshold = 10000000".into(),
-        ..Default::default()
-    });
-    let leader = cluster.wait_leader(&[]);
-    let rt = runtime();
-    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
-    let groups: Vec<String> = (0..20).map(|i| format!("team_{i}")).collect();
-    for g in &groups {
-        rt.block_on(admin.create_group(g)).unwrap();
-    }
-    let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
-    cluster.kill(follower);
+    let FollowerDown { mut cluster, rt, admin, groups, leader, follower } = follower_down(10_000_000, 20);
     let behind = rt.block_on(cluster.client().node_status(cluster.api(leader))).unwrap().last_log_index.unwrap();
 
     load(&rt, &admin, &groups, 0, 20_000);
@@ -102,26 +118,20 @@ fn a_follower_down_for_20k_entries_catches_up_under_load_then_a_full_kill9_resta
     assert!(ahead >= behind + 20_000, "20k entries written while the follower was down: {behind} -> {ahead}");
 
     // The follower returns while writes keep coming.
-    let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let writer = {
-        let (admin, stop, acked, groups) = (admin.clone(), stop.clone(), acked.clone(), groups.clone());
-        std::thread::spawn(move || {
-            let rt = runtime();
-            let mut n = 1_000_000u64;
-            while !stop.load(Ordering::Relaxed) {
-                rt.block_on(admin.upload(&groups[(n % 20) as usize], meta(n), "127.0.0.1:7000", &"ab".repeat(32)))
-                    .expect("steady write");
-                acked.fetch_add(1, Ordering::Relaxed);
-                n += 1;
-            }
+        let (admin, acked, groups) = (admin.clone(), acked.clone(), groups.clone());
+        SteadyWrites::start(move |rt, i| {
+            let n = 1_000_000 + i;
+            rt.block_on(admin.upload(&groups[(n % 20) as usize], meta(n), "127.0.0.1:7000", &"ab".repeat(32)))
+                .expect("steady write");
+            acked.fetch_add(1, Ordering::Relaxed);
         })
     };
     cluster.start_node(follower);
     cluster.wait_caught_up(follower, WAIT);
     let during = acked.load(Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().expect("the steady writer failed");
+    writer.stop();
     assert!(during > 0, "the follower caught up while writes were being acknowledged");
     let digest = cluster.wait_converged(WAIT);
     assert_eq!(cluster.digest(follower).unwrap().0, digest);
@@ -161,17 +171,7 @@ fn a_follower_down_for_20k_entries_catches_up_under_load_then_a_full_kill9_resta
 
 #[test]
 fn a_follower_behind_a_large_snapshot_installs_it_in_bounded_chunks() {
-    let mut cluster =
-        Cluster::start_with(ClusterOptions { extra: "snapshot_logs_threshold = 2000".into(), ..Default::default() });
-    let leader = cluster.wait_leader(&[]);
-    let rt = runtime();
-    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
-    let groups: Vec<String> = (0..10).map(|i| format!("team_{i}")).collect();
-    for g in &groups {
-        rt.block_on(admin.create_group(g)).unwrap();
-    }
-    let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
-    cluster.kill(follower);
+    let FollowerDown { mut cluster, rt, admin, groups, follower, .. } = follower_down(2_000, 10);
     load(&rt, &admin, &groups, 0, 12_000);
     let leader = cluster.wait_leader(&[follower]);
     wait_until("the leader to build a snapshot and purge", WAIT, || {

@@ -188,7 +188,7 @@ fn forged_raft_messages_from_outside_the_cluster_are_refused() {
     // alice exists, so a forged `login alice` would be a working session if it got in.
     rt.block_on(logged_in(&cluster.client(), "alice"));
     let (leader, term) = cluster.wait_stable_leader();
-    let follower = cluster.ids().into_iter().find(|i| *i != leader).unwrap();
+    let follower = cluster.other_than(&[leader]);
     // A much higher term: an append in the name of a made-up leader, node 9, carrying
     // `login alice` with the forger's token (before mutual TLS, sent over plain HTTP to every
     // node, it gave the forger a session as alice: docs/SECURITY.md), and a vote in the name of
@@ -222,7 +222,7 @@ fn forged_raft_messages_from_outside_the_cluster_are_refused() {
 
     // Controls: with a certificate of a listed node, the same bodies reach the handlers. Sent in
     // the name of another node, they are refused there (a node speaks for itself only)...
-    let other_node = cluster.ids().into_iter().find(|i| *i != leader && *i != follower).unwrap();
+    let other_node = cluster.other_than(&[leader, follower]);
     let insider = mint(&ca_key, &node_name(other_node));
     for (path, body) in [("/raft/append", &forged.append), ("/raft/vote", &forged.vote)] {
         match post_tls(&cluster, leader, Some(&insider), path, body) {
@@ -354,10 +354,6 @@ fn a_node_listed_later_gets_a_certificate_of_the_same_ca_and_joins() {
     let new_leader = http_get_json(&api, "/v1/status").unwrap()["leader"].as_u64().unwrap();
     assert_ne!(new_leader, leader);
     drop(node4);
-}
-
-fn tracker_node(args: &[&str]) -> std::process::Output {
-    Command::new(workspace_bin("tracker-node")).args(args).output().unwrap()
 }
 
 #[test]

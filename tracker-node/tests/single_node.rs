@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use testkit::inproc::{ClusterView, InprocCluster};
+use testkit::inproc::InprocCluster;
 use testkit::*;
 
 /// Longest a leader goes without hearing from a quorum before it stops serving: the node's

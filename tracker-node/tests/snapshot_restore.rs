@@ -4,16 +4,11 @@
 //! the same state digest and keeps taking writes.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn tracker_node(args: &[&str]) -> std::process::Output {
-    Command::new(workspace_bin("tracker-node")).args(args).output().unwrap()
-}
 
 fn register(cluster: &Cluster, user: &str) {
     wait_until(&format!("{user} to be registered"), WAIT, || {
@@ -51,11 +46,8 @@ fn a_saved_snapshot_restores_into_a_new_cluster_with_the_same_state() {
 
     for id in cluster.ids() {
         assert_eq!(cluster.terminate(id, WAIT), Some(0));
-        let d = cluster.dir.path().join(format!("node-{id}"));
-        std::fs::rename(&d, cluster.dir.path().join(format!("old-node-{id}"))).unwrap();
     }
-    let out = tracker_node(&["restore", "--config", &config, "--from", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    cluster.restore_from(&file);
     for id in cluster.ids() {
         cluster.start_node(id);
     }
@@ -92,13 +84,7 @@ fn a_paused_node_listed_first_does_not_hold_an_admin_command() {
     register(&cluster, "alice");
     // Node 1 is listed first in the cluster file; paused, its kernel still accepts connections.
     cluster.signal(1, libc::SIGSTOP);
-    let (leader, _) = {
-        let mut found = (0, 0);
-        wait_until("nodes 2 and 3 to agree on a leader", WAIT, || {
-            cluster.stable_view_of(&[2, 3]).map(|(l, t, _)| found = (l, t)).is_some()
-        });
-        found
-    };
+    let (leader, _) = cluster.wait_stable_leader_of(&[2, 3], WAIT);
     assert_ne!(leader, 1, "the paused node cannot be the leader the others agree on");
     let config = cluster.config.to_str().unwrap().to_string();
     let file = cluster.dir.path().join("while-paused.snap");

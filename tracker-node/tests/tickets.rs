@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::ticket::{verify, Ticket, MAX_CLOCK_SKEW_MS, TICKET_LIFETIME_MS};
 use serde_json::{json, Value};
-use testkit::inproc::{ClusterView, InprocCluster};
+use testkit::inproc::InprocCluster;
 use testkit::*;
 
 const SHA1: &str = "5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f";
@@ -66,6 +66,11 @@ fn upload_body(name: &str, peer_addr: &str, peer_key: &str) -> String {
         "peer_key": peer_key,
     })
     .to_string()
+}
+
+/// `t` uploads `name` to `group`, shared from `peer_addr` with `peer_key`.
+fn upload(api: &str, t: &str, group: &str, name: &str, peer_addr: &str, peer_key: &str) -> Value {
+    ok(call(api, "POST", &format!("/v1/groups/{group}/files"), Some(t), Some(&upload_body(name, peer_addr, peer_key))))
 }
 
 /// `owner` creates `group` and accepts each of `members`.
@@ -133,13 +138,7 @@ fn a_members_ticket_binds_group_file_user_and_key_and_verifies_under_the_key_of_
     let bob = token(&cluster, "bob");
     let api = cluster.api(leader).to_string();
     group_with(&api, "team", &alice, &[&bob]);
-    ok(call(
-        &api,
-        "POST",
-        "/v1/groups/team/files",
-        Some(&alice),
-        Some(&upload_body("doc.txt", "127.0.0.1:7", &key(1))),
-    ));
+    upload(&api, &alice, "team", "doc.txt", "127.0.0.1:7", &key(1));
 
     announce(&api, &bob, &key(0xb0));
     let asked_at = now_ms();
@@ -202,13 +201,7 @@ fn a_member_gets_no_ticket_for_another_key_than_the_one_his_daemon_announced() {
     let cluster_key = ticket_key(&cluster, 1);
     let [alice, bob] = ["alice", "bob"].map(|u| token(&cluster, u));
     group_with(&api, "team", &alice, &[&bob]);
-    ok(call(
-        &api,
-        "POST",
-        "/v1/groups/team/files",
-        Some(&alice),
-        Some(&upload_body("doc.txt", "127.0.0.1:7", &key(1))),
-    ));
+    upload(&api, &alice, "team", "doc.txt", "127.0.0.1:7", &key(1));
     let (bobs, mallorys) = (key(0xb0), key(0x66));
     // Before his daemon announced any key, bob gets no ticket for any key: not even his own.
     let r = ask_ticket(&api, &bob, "team", "doc.txt", &bobs);
@@ -242,13 +235,7 @@ fn no_ticket_for_non_members_nor_after_leave_removal_or_logout() {
     let cluster_key = ticket_key(&cluster, 1);
     let [alice, bob, carol, dave, erin] = ["alice", "bob", "carol", "dave", "erin"].map(|u| token(&cluster, u));
     group_with(&api, "team", &alice, &[&bob, &dave, &erin]);
-    ok(call(
-        &api,
-        "POST",
-        "/v1/groups/team/files",
-        Some(&alice),
-        Some(&upload_body("doc.txt", "127.0.0.1:7", &key(1))),
-    ));
+    upload(&api, &alice, "team", "doc.txt", "127.0.0.1:7", &key(1));
     let no_ticket = |r: &HttpResponse| assert!(r.json().get("ticket").is_none(), "{r:?}");
 
     // Not a member, no session, no such file or group, a malformed key: refused, no ticket.
@@ -309,13 +296,7 @@ fn the_tracker_records_the_requests_host_and_only_the_clients_port() {
     let sharers = || ok(call(&api, "GET", "/v1/groups/team/files/doc.txt", Some(&alice), None))["sharers"].clone();
 
     // An upload naming another host: the tracker keeps the port, the host is where the call came from.
-    ok(call(
-        &api,
-        "POST",
-        "/v1/groups/team/files",
-        Some(&alice),
-        Some(&upload_body("doc.txt", "10.0.0.1:25", &key(0xaa))),
-    ));
+    upload(&api, &alice, "team", "doc.txt", "10.0.0.1:25", &key(0xaa));
     assert_eq!(sharers(), json!([{"user": "alice", "peer_addr": "127.0.0.1:25", "peer_key": key(0xaa)}]));
     // An announce with a 200-character host, and a key in capitals (stored lowercase).
     let long_host = "h".repeat(200);
@@ -367,13 +348,7 @@ fn liveness_calls_are_the_leaders_soft_state_and_going_away_drops_a_sharer_at_on
     let api = cluster.api(leader).to_string();
     let alice = token(&cluster, "alice");
     group_with(&api, "team", &alice, &[]);
-    ok(call(
-        &api,
-        "POST",
-        "/v1/groups/team/files",
-        Some(&alice),
-        Some(&upload_body("doc.txt", "10.0.0.1:25", &key(0xaa))),
-    ));
+    upload(&api, &alice, "team", "doc.txt", "10.0.0.1:25", &key(0xaa));
     let sharers = || ok(call(&api, "GET", "/v1/groups/team/files/doc.txt", Some(&alice), None))["sharers"].clone();
     let listed = json!([{"user": "alice", "peer_addr": "127.0.0.1:25", "peer_key": key(0xaa)}]);
     assert_eq!(sharers(), listed);
@@ -427,15 +402,7 @@ fn the_owner_removes_a_member_whose_shares_in_the_group_end() {
     let [alice, bob, carol, dave, me] = ["alice", "bob", "carol", "dave", "me"].map(|u| token(&cluster, u));
     group_with(&api, "team", &alice, &[&bob, &carol, &me]);
     group_with(&api, "other", &bob, &[]);
-    let up = |t: &str, g: &str, name: &str, k: u8| {
-        ok(call(
-            &api,
-            "POST",
-            &format!("/v1/groups/{g}/files"),
-            Some(t),
-            Some(&upload_body(name, "127.0.0.1:9", &key(k))),
-        ))
-    };
+    let up = |t: &str, g: &str, name: &str, k: u8| upload(&api, t, g, name, "127.0.0.1:9", &key(k));
     up(&alice, "team", "a.txt", 1);
     up(&bob, "team", "a.txt", 2);
     up(&bob, "team", "b.txt", 2);
