@@ -8,11 +8,12 @@
 //! the writer on another, and every node-to-node Raft link goes through a `chaos relay`
 //! (`--delay-ms` ± `--jitter-ms` one way, both ways): the stand-in for `tc netem` delay.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use testkit::{logged_in, runtime, wait_until, Cluster, ClusterOptions, ClusterView};
+use testkit::{logged_in, runtime, wait_until, Cluster, ClusterOptions, ClusterView, SteadyWrites};
+
+use crate::sys::{ms, percentile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -86,19 +87,13 @@ fn measure(args: Args, cluster: Cluster) -> anyhow::Result<()> {
 
     let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (acks, failures, stop, client) = (acks.clone(), failures.clone(), stop.clone(), client.clone());
-        std::thread::spawn(move || {
-            let rt = runtime();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let invoked = Instant::now();
-                match rt.block_on(client.create_group(&format!("g{i}"))) {
-                    Ok(_) => acks.lock().unwrap().push(Ack { invoked, acked: Instant::now() }),
-                    Err(e) => failures.lock().unwrap().push(format!("g{i}: {e}")),
-                }
-                i += 1;
+        let (acks, failures, client) = (acks.clone(), failures.clone(), client.clone());
+        SteadyWrites::start(move |rt, i| {
+            let invoked = Instant::now();
+            match rt.block_on(client.create_group(&format!("g{i}"))) {
+                Ok(_) => acks.lock().unwrap().push(Ack { invoked, acked: Instant::now() }),
+                Err(e) => failures.lock().unwrap().push(format!("g{i}: {e}")),
             }
         })
     };
@@ -136,8 +131,7 @@ fn measure(args: Args, cluster: Cluster) -> anyhow::Result<()> {
         c.start_node(leader);
         c.wait_caught_up(leader, WAIT);
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().expect("writer thread");
+    writer.stop();
     let digest = cluster.lock().unwrap().wait_converged(WAIT);
     let failures = failures.lock().unwrap().clone();
     let total_writes = acks.lock().unwrap().len();
@@ -193,17 +187,4 @@ fn measure(args: Args, cluster: Cluster) -> anyhow::Result<()> {
         anyhow::bail!("the run saw a spurious election or failed writes");
     }
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }

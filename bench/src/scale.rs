@@ -19,7 +19,7 @@ use tracker_client::{ClientError, RetryPolicy, TrackerClient};
 
 use crate::etcd;
 use crate::load::{drive, Failure, Live, Phase, Progress};
-use crate::sys::{disk_use, hex40, machine, mem, mib, ms, poll, today_utc, Disk, Mem};
+use crate::sys::{disk_use, hex40, machine, mem, mib, ms, poll, table, today_utc, Disk, Mem};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
@@ -118,13 +118,9 @@ fn metric(text: &str, name: &str) -> Option<f64> {
     })
 }
 
-fn data_dir(c: &Cluster, id: u64) -> PathBuf {
-    c.dir.path().join(format!("node-{id}"))
-}
-
 fn node_figures(c: &Cluster, id: u64) -> NodeFigures {
     let pid = c.pid(id);
-    let mut f = NodeFigures { id, pid, mem: pid.and_then(mem), disk: disk_use(&data_dir(c, id)), ..Default::default() };
+    let mut f = NodeFigures { id, pid, mem: pid.and_then(mem), disk: disk_use(&c.data_dir(id)), ..Default::default() };
     if let Some(st) = c.status(id) {
         let u = |k: &str| st[k].as_u64();
         f.role = st["role"].as_str().unwrap_or("").to_string();
@@ -469,7 +465,7 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
     let at_kill: Vec<NodeFigures> = at_kill_pre
         .into_iter()
         .map(|mut f| {
-            f.disk = disk_use(&data_dir(&cluster, f.id));
+            f.disk = disk_use(&cluster.data_dir(f.id));
             f
         })
         .collect();
@@ -539,19 +535,17 @@ fn rss_list(nodes: &[NodeFigures], label: &str) -> String {
 
 /// A phase's cells in a load table: acknowledged/total, wall (with `wall_decimals`), rate
 /// (bold where it is the table's figure), latency p50, p99, max, and what failed.
-fn phase_cells(p: &Phase, wall_decimals: usize, bold_rate: bool) -> String {
+fn phase_cells(p: &Phase, wall_decimals: usize, bold_rate: bool) -> Vec<String> {
     let rate = if bold_rate { format!("**{:.0}**", p.rate()) } else { format!("{:.0}", p.rate()) };
-    format!(
-        "{}/{} | {:.*} s | {rate} | {:.1} ms | {:.1} ms | {:.0} ms | {}",
-        p.acked,
-        p.total,
-        wall_decimals,
-        p.wall.as_secs_f64(),
-        p.p(0.5),
-        p.p(0.99),
-        p.max(),
-        p.errors_text()
-    )
+    vec![
+        format!("{}/{}", p.acked, p.total),
+        format!("{:.*} s", wall_decimals, p.wall.as_secs_f64()),
+        rate,
+        format!("{:.1} ms", p.p(0.5)),
+        format!("{:.1} ms", p.p(0.99)),
+        format!("{:.0} ms", p.max()),
+        p.errors_text(),
+    ]
 }
 
 /// Polls every node at once with a linearizable read until one answers 200.
@@ -614,6 +608,15 @@ fn opt_mib(v: Option<u64>) -> String {
     v.map(mib).unwrap_or_else(|| "-".into())
 }
 
+fn opt_u64(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// A data_dir's size on disk, `12.3 MiB (12.5 MiB<allocated>)`.
+fn disk_cell(d: &Disk, allocated: &str) -> String {
+    format!("{} ({}{allocated})", mib(d.apparent), mib(d.allocated))
+}
+
 fn markdown(
     args: &Args,
     command: &str,
@@ -639,11 +642,11 @@ fn markdown(
     let _ = writeln!(o);
     let _ = writeln!(o, "### Load (closed loop: each client does one request at a time)");
     let _ = writeln!(o);
-    let _ = writeln!(o, "| phase | clients | acknowledged | wall | per second | latency p50 | p99 | max | failed |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
-    for p in &t.phases {
-        let _ = writeln!(o, "| {} | {} | {} |", p.label, p.workers, phase_cells(p, 1, false));
-    }
+    let columns = ["phase", "clients", "acknowledged", "wall", "per second", "latency p50", "p99", "max", "failed"];
+    o.push_str(&table(
+        &columns,
+        t.phases.iter().map(|p| [vec![p.label.clone(), p.workers.to_string()], phase_cells(p, 1, false)].concat()),
+    ));
     let _ = writeln!(o);
     let elections: Vec<String> =
         t.terms.iter().map(|(n, a, b)| format!("{n}: term {} → {}, leader {} → {}", a.0, b.0, a.1, b.1)).collect();
@@ -658,32 +661,39 @@ fn markdown(
     let _ = writeln!(o);
     let _ = writeln!(o, "### Upload-metadata throughput (fresh uploads after the bulk load)");
     let _ = writeln!(o);
-    let _ = writeln!(o, "| clients | uploads | wall | uploads/s | latency p50 | p99 | max | failed |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
-    for p in &t.levels {
-        let _ = writeln!(o, "| {} | {} |", p.workers, phase_cells(p, 2, true));
-    }
+    let columns = ["clients", "uploads", "wall", "uploads/s", "latency p50", "p99", "max", "failed"];
+    o.push_str(&table(
+        &columns,
+        t.levels.iter().map(|p| [vec![p.workers.to_string()], phase_cells(p, 2, true)].concat()),
+    ));
     let _ = writeln!(o);
     let _ = writeln!(o, "After the levels: RSS {}.", rss_list(&t.after_levels, ""));
     let _ = writeln!(o);
     let _ = writeln!(o, "### Cold restart (SIGKILL all three nodes, start all three)");
     let _ = writeln!(o);
-    let _ = writeln!(o, "| node | last log index | snapshot index | purged index | log entries kept | sled (metric) | data_dir on disk |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
-    for f in &t.at_kill {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} | {} | {} | {} ({} allocated) |",
-            f.id,
-            f.last_log,
-            f.snapshot_index.map(|v| v.to_string()).unwrap_or("-".into()),
-            f.purged.map(|v| v.to_string()).unwrap_or("-".into()),
-            f.log_entries(),
-            opt_mib(f.sled_bytes),
-            mib(f.disk.apparent),
-            mib(f.disk.allocated)
-        );
-    }
+    let columns = [
+        "node",
+        "last log index",
+        "snapshot index",
+        "purged index",
+        "log entries kept",
+        "sled (metric)",
+        "data_dir on disk",
+    ];
+    o.push_str(&table(
+        &columns,
+        t.at_kill.iter().map(|f| {
+            vec![
+                f.id.to_string(),
+                f.last_log.to_string(),
+                opt_u64(f.snapshot_index),
+                opt_u64(f.purged),
+                f.log_entries().to_string(),
+                opt_mib(f.sled_bytes),
+                disk_cell(&f.disk, " allocated"),
+            ]
+        }),
+    ));
     let r = &t.restart;
     let _ = writeln!(o);
     let _ = writeln!(o, "From the restart of all three to the first 200 of a linearizable read (`GET /v1/groups/g00000/files` with a token issued before the kill): **{}** (node {}). API first answered (any status; - = not before the read succeeded): {}. Every node applied its whole log: {}. Files after the restart: {}.",
@@ -726,20 +736,19 @@ fn markdown(
                 p.errors_text()
             );
             let _ = writeln!(o);
-            let _ = writeln!(o, "| member | RSS | peak RSS | data dir on disk | keys (serializable count) |");
-            let _ = writeln!(o, "|---|---|---|---|---|");
-            for m in &e.members {
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {} | {} ({} allocated) | {} |",
-                    m.name,
-                    opt_mib(m.mem.map(|x| x.rss)),
-                    opt_mib(m.mem.map(|x| x.hwm)),
-                    mib(m.disk.apparent),
-                    mib(m.disk.allocated),
-                    m.keys.map(|k| k.to_string()).unwrap_or("-".into())
-                );
-            }
+            let columns = ["member", "RSS", "peak RSS", "data dir on disk", "keys (serializable count)"];
+            o.push_str(&table(
+                &columns,
+                e.members.iter().map(|m| {
+                    vec![
+                        m.name.clone(),
+                        opt_mib(m.mem.map(|x| x.rss)),
+                        opt_mib(m.mem.map(|x| x.hwm)),
+                        disk_cell(&m.disk, " allocated"),
+                        opt_u64(m.keys),
+                    ]
+                }),
+            ));
         }
     }
     let _ = writeln!(o);
@@ -747,78 +756,87 @@ fn markdown(
     // Goals: reported, never asserted.
     let _ = writeln!(o, "### Goals (reported, not asserted)");
     let _ = writeln!(o);
-    let _ = writeln!(o, "| goal | measured | met |");
-    let _ = writeln!(o, "|---|---|---|");
     let max_rss = t.after_load.iter().filter_map(|f| f.mem.map(|m| m.rss)).max();
     let yes = |b: bool| if b { "yes" } else { "**no**" };
     let rss_of = |figs: &[NodeFigures], leader: bool| -> Option<u64> {
         figs.iter().filter(|f| (f.role == "leader") == leader).filter_map(|f| f.mem.map(|m| m.rss)).max()
     };
-    let _ = writeln!(o, "| each node's RSS ≤ 256 MiB at {} files | after the load: leader {}, followers up to {}; after the cold restart: up to {} | {} |", args.files,
-        opt_mib(rss_of(&t.after_load, true)), opt_mib(rss_of(&t.after_load, false)),
-        opt_mib(t.after_restart.iter().filter_map(|f| f.mem.map(|m| m.rss)).max()), max_rss.map(|r| yes(r <= 256 << 20)).unwrap_or("-"));
-    match etcd_ok {
+    let mut goals = vec![vec![
+        format!("each node's RSS ≤ 256 MiB at {} files", args.files),
+        format!(
+            "after the load: leader {}, followers up to {}; after the cold restart: up to {}",
+            opt_mib(rss_of(&t.after_load, true)),
+            opt_mib(rss_of(&t.after_load, false)),
+            opt_mib(t.after_restart.iter().filter_map(|f| f.mem.map(|m| m.rss)).max())
+        ),
+        max_rss.map(|r| yes(r <= 256 << 20)).unwrap_or("-").to_string(),
+    ]];
+    goals.push(match etcd_ok {
         Some(e) => {
             let etcd_min = e.members.iter().filter_map(|m| m.mem.map(|x| x.rss)).min();
             let met = match (max_rss, etcd_min) {
                 (Some(a), Some(b)) => yes(a < b),
                 _ => "-",
             };
-            let _ = writeln!(
-                o,
-                "| … and below etcd's at {} keys | tracker largest {} vs etcd smallest {} | {} |",
-                e.load.total,
-                opt_mib(max_rss),
-                opt_mib(etcd_min),
-                met
-            );
+            vec![
+                format!("… and below etcd's at {} keys", e.load.total),
+                format!("tracker largest {} vs etcd smallest {}", opt_mib(max_rss), opt_mib(etcd_min)),
+                met.to_string(),
+            ]
         }
-        None => {
-            let _ = writeln!(o, "| … and below etcd's | etcd not run | - |");
-        }
-    }
-    let _ = writeln!(
-        o,
-        "| cold restart to the first read < 5 s | {} | {} |",
+        None => vec!["… and below etcd's".to_string(), "etcd not run".to_string(), "-".to_string()],
+    });
+    goals.push(vec![
+        "cold restart to the first read < 5 s".to_string(),
         opt_ms(r.first_read_ms),
-        r.first_read_ms.map(|v| yes(v < 5000.0)).unwrap_or("-")
-    );
+        r.first_read_ms.map(|v| yes(v < 5000.0)).unwrap_or("-").to_string(),
+    ]);
     let at32 = t.levels.iter().find(|p| p.workers == 32);
-    let _ = writeln!(
-        o,
-        "| ≥ 1000 uploads/s at 32 clients | {} | {} |",
+    goals.push(vec![
+        "≥ 1000 uploads/s at 32 clients".to_string(),
         at32.map(|p| format!("{:.0} uploads/s", p.rate())).unwrap_or("not measured".into()),
-        at32.map(|p| yes(p.rate() >= 1000.0)).unwrap_or("-")
-    );
+        at32.map(|p| yes(p.rate() >= 1000.0)).unwrap_or("-").to_string(),
+    ]);
+    o.push_str(&table(&["goal", "measured", "met"], goals));
     o
 }
 
 fn node_table(o: &mut String, figs: &[NodeFigures]) {
-    use std::fmt::Write;
-    let _ = writeln!(o, "| node | role | RSS | peak RSS (VmHWM) | data_dir on disk (allocated) | sled (metric) | snapshot file | snapshot index | last snapshot build | log entries kept | files |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
-    for f in figs {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |",
-            f.id,
-            f.role,
-            opt_mib(f.mem.map(|m| m.rss)),
-            opt_mib(f.mem.map(|m| m.hwm)),
-            mib(f.disk.apparent),
-            mib(f.disk.allocated),
-            opt_mib(f.sled_bytes),
-            opt_mib(f.snapshot_file_bytes),
-            f.snapshot_index.map(|v| v.to_string()).unwrap_or("-".into()),
-            match (f.snapshot_build_ms, f.snapshot_built_bytes) {
-                (Some(t), Some(b)) => format!("{t:.0} ms, {}", mib(b)),
-                (Some(t), None) => format!("{t:.0} ms"),
-                _ => "- (none built by this node)".into(),
-            },
-            f.log_entries(),
-            f.files
-        );
-    }
+    let columns = [
+        "node",
+        "role",
+        "RSS",
+        "peak RSS (VmHWM)",
+        "data_dir on disk (allocated)",
+        "sled (metric)",
+        "snapshot file",
+        "snapshot index",
+        "last snapshot build",
+        "log entries kept",
+        "files",
+    ];
+    o.push_str(&table(
+        &columns,
+        figs.iter().map(|f| {
+            vec![
+                f.id.to_string(),
+                f.role.clone(),
+                opt_mib(f.mem.map(|m| m.rss)),
+                opt_mib(f.mem.map(|m| m.hwm)),
+                disk_cell(&f.disk, ""),
+                opt_mib(f.sled_bytes),
+                opt_mib(f.snapshot_file_bytes),
+                opt_u64(f.snapshot_index),
+                match (f.snapshot_build_ms, f.snapshot_built_bytes) {
+                    (Some(t), Some(b)) => format!("{t:.0} ms, {}", mib(b)),
+                    (Some(t), None) => format!("{t:.0} ms"),
+                    _ => "- (none built by this node)".into(),
+                },
+                f.log_entries().to_string(),
+                f.files.to_string(),
+            ]
+        }),
+    ));
 }
 
 fn json_report(

@@ -102,6 +102,17 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// A markdown table: the header and its separator line from `columns`, then one line per row,
+/// each row one cell per column.
+pub fn table(columns: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut o = format!("| {} |\n|{}\n", columns.join(" | "), "---|".repeat(columns.len()));
+    for cells in rows {
+        assert_eq!(cells.len(), columns.len(), "a row of the table {columns:?}: {cells:?}");
+        o.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    o
+}
+
 /// Polls `f` every 20 ms until it returns `Some`, or fails after `timeout`.
 pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
     let start = Instant::now();
@@ -176,6 +187,12 @@ mod tests {
         assert_eq!(h.len(), 40);
         assert!(h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_ne!(hex40(7), hex40(8));
+    }
+
+    #[test]
+    fn a_table_has_a_separator_and_a_line_per_row() {
+        let t = table(&["a", "b"], [vec!["1".to_string(), "2 (3)".to_string()]]);
+        assert_eq!(t, "| a | b |\n|---|---|\n| 1 | 2 (3) |\n");
     }
 
     #[test]
