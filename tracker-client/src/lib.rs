@@ -701,6 +701,19 @@ mod tests {
         hits.lock().unwrap().iter().map(|(n, _, _)| n.clone()).collect()
     }
 
+    /// The error `create_group` ends with, and how long the call took.
+    async fn failed_create(c: &TrackerClient) -> (ClientError, Duration) {
+        let t = Instant::now();
+        let err = c.create_group("g").await.unwrap_err();
+        (err, t.elapsed())
+    }
+
+    /// A call that gave up took its `budget_ms`, with a second of slack for a loaded machine.
+    fn assert_took_budget(took: Duration, budget_ms: u64) {
+        let budget = Duration::from_millis(budget_ms);
+        assert!(took >= budget && took < budget + Duration::from_secs(1), "{took:?} for a budget of {budget_ms} ms");
+    }
+
     #[test]
     fn the_groups_cursor_only_moves_forward() {
         assert_eq!(next_group_cursor(None, None).unwrap(), None);
@@ -895,13 +908,10 @@ mod tests {
         let a = serving("a", busy(), &hits).await;
         let b = serving("b", busy(), &hits).await;
         let c = client(&[&a, &b], RetryPolicy { budget_ms: 600, ..Default::default() });
-        let t = Instant::now();
-        let err = c.create_group("g").await.unwrap_err();
-        let took = t.elapsed();
+        let (err, took) = failed_create(&c).await;
         assert_eq!(err.code(), "unavailable");
         assert!(err.to_string().contains("no leader known"), "the last reason is kept: {err}");
-        // The budget, with a second of slack for a loaded machine.
-        assert!(took >= Duration::from_millis(600) && took < Duration::from_millis(600 + 1_000), "{took:?}");
+        assert_took_budget(took, 600);
         let hits = hits.lock().unwrap();
         assert!(hits.len() >= 6, "several rounds within the budget: {}", hits.len());
         assert!(hits.iter().all(|(_, _, k)| k.is_some() && *k == hits[0].2), "one request id for every retry");
@@ -913,31 +923,27 @@ mod tests {
         let a = serving("a", Reply::Silent, &hits).await;
         let b = serving("b", Reply::Silent, &hits).await;
         let c = client(&[&a, &b], RetryPolicy { budget_ms: 2_000, attempt_timeout_ms: 1_900, ..Default::default() });
-        let t = Instant::now();
-        let err = c.create_group("g").await.unwrap_err();
-        let took = t.elapsed();
+        let (err, took) = failed_create(&c).await;
         assert_eq!(err.code(), "unavailable");
         assert!(err.to_string().contains("timed out"), "{err}");
-        // a gets 1.9 s, b what is left (100 ms): 2 s, not the 3.8 s of two whole attempts. The
-        // bound leaves a second of slack for a loaded machine and is still well under 3.8 s.
-        assert!(took >= Duration::from_millis(2_000) && took < Duration::from_millis(2_000 + 1_000), "{took:?}");
+        // a gets 1.9 s, b what is left (100 ms): 2 s, not the 3.8 s of two whole attempts (the
+        // second of slack still keeps it well under 3.8 s).
+        assert_took_budget(took, 2_000);
     }
 
     #[tokio::test]
     async fn when_every_node_refuses_the_call_gives_up_at_once_naming_them() {
         let (a, b) = (refusing(), refusing());
         let c = client(&[&a, &b], RetryPolicy::default());
-        let t = Instant::now();
-        let err = c.create_group("g").await.unwrap_err();
-        let took = t.elapsed();
+        let (err, took) = failed_create(&c).await;
         assert_eq!(err.code(), "unavailable");
         let msg = err.to_string();
         assert!(msg.contains(&a.addr) && msg.contains(&b.addr) && msg.contains("refused"), "{msg}");
         // The 15 s budget is for elections; a cluster that is down is reported once every node
-        // refused for `all_refused_ms` (500 ms), with a second of slack for a loaded machine.
+        // refused for `all_refused_ms` (500 ms).
         let window = RetryPolicy::default().all_refused_ms;
         assert_eq!(window, 500);
-        assert!(took >= Duration::from_millis(window) && took < Duration::from_millis(window + 1_000), "{took:?}");
+        assert_took_budget(took, window);
     }
 
     #[tokio::test]
@@ -946,9 +952,8 @@ mod tests {
         let down = refusing();
         let electing = serving("electing", busy(), &hits).await;
         let c = client(&[&down, &electing], RetryPolicy { budget_ms: 1_200, ..Default::default() });
-        let t = Instant::now();
-        let err = c.create_group("g").await.unwrap_err();
-        assert!(t.elapsed() >= Duration::from_millis(1_200), "an election gets the whole budget: {:?}", t.elapsed());
+        let (err, took) = failed_create(&c).await;
+        assert!(took >= Duration::from_millis(1_200), "an election gets the whole budget: {took:?}");
         assert!(err.to_string().contains("no leader known"), "{err}");
     }
 
