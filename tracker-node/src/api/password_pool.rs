@@ -145,12 +145,11 @@ impl PasswordPool {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_full_queue_is_busy_at_once_and_the_pool_recovers() {
-        let pool = PasswordPool::new(1, 1);
+    /// Gives `pool`'s one worker a job that holds it until the sender is used, and waits until
+    /// the worker has taken it. The receiver answers once the job is over.
+    fn hold_the_worker(pool: &PasswordPool) -> (tokio::sync::oneshot::Receiver<()>, std::sync::mpsc::Sender<()>) {
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        // One job holds the worker, one waits in the queue: the third is refused at once.
         let held = pool
             .submit(move || {
                 started_tx.send(()).unwrap();
@@ -158,6 +157,14 @@ mod tests {
             })
             .unwrap();
         started_rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the worker took the first job");
+        (held, release_tx)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_busy_at_once_and_the_pool_recovers() {
+        let pool = PasswordPool::new(1, 1);
+        // One job holds the worker, one waits in the queue: the third is refused at once.
+        let (held, release_tx) = hold_the_worker(&pool);
         let queued = pool.submit(|| 7).expect("one job fits in the queue");
         assert!(pool.submit(|| 0).is_err(), "a third job is refused while one runs and one waits");
         release_tx.send(()).unwrap();
@@ -169,15 +176,7 @@ mod tests {
     #[tokio::test]
     async fn registrations_leave_the_last_slot_to_logins() {
         let pool = PasswordPool::new(1, 2);
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        let held = pool
-            .submit(move || {
-                started_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-            })
-            .unwrap();
-        started_rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the worker took the first job");
+        let (held, release_tx) = hold_the_worker(&pool);
         // One of three slots is taken: a registration may take the second, not the third.
         let first = pool.submit_leaving(LOGIN_RESERVE_SLOTS, || 1).expect("a registration fits");
         assert!(pool.submit_leaving(LOGIN_RESERVE_SLOTS, || 2).is_err(), "the last slot is the logins'");
