@@ -18,17 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::http::Extensions;
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tower_service::Service;
 
-use admission::{Gate, Limits};
+use admission::{Gate, Limits, Refusal};
 
+use crate::accept::{Ended, NoFirstByte};
 use crate::tls;
 
 /// Connections accepted whose first byte or TLS handshake is not over. A handshake takes
@@ -56,8 +54,6 @@ pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 // The first byte comes within the handshake's allowance, and a served client's idle time is
 // longer than a new connection's wait for its first request.
 const _: () = assert!(FIRST_BYTE_TIMEOUT_MS <= HANDSHAKE_TIMEOUT_MS && FIRST_REQUEST_TIMEOUT_MS < IDLE_TIMEOUT_MS);
-/// How long shutdown waits for requests in flight.
-const SHUTDOWN_GRACE_MS: u64 = 2_000;
 
 /// How a request's connection reached the API (a request extension).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,8 +82,8 @@ fn https_only_refusal(addr: &SocketAddr) -> String {
     )
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled, then waits (bounded) for the
-/// requests in flight.
+/// Serves `router` on `listener` until `stop` is cancelled, then waits (bounded:
+/// `accept::SHUTDOWN_GRACE_MS`) for the requests in flight.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -97,22 +93,13 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     let plain_ok = local.as_ref().is_some_and(plain_http_allowed);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
-    let opening = Gate::new(OPENING_LIMITS);
     let served = Gate::new(SERVED_LIMITS);
-    let mut tasks = JoinSet::new();
-    loop {
-        let Some((tcp, from)) = crate::accept::next(&listener, &mut tasks, &stop, "api").await else { break };
-        // Never wait here: a connection over a bound is closed now.
-        let opening_slot = match opening.enter(from.ip()) {
-            Ok(s) => s,
-            Err(full) => {
-                tracing::debug!(%from, "api: closing a connection while others open: {full}");
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+    let refused = |from: SocketAddr, full: Refusal| {
+        tracing::debug!(%from, "api: closing a connection while others open: {full}");
+    };
+    crate::accept::serve_each(listener, &stop, "api", OPENING_LIMITS, refused, |tcp, from, opening_slot| {
         let (acceptor, router, stop, served) = (acceptor.clone(), router.clone(), stop.clone(), served.clone());
-        tasks.spawn(async move {
+        async move {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
             let opened = tokio::time::timeout_at(deadline, open(tcp, &acceptor, plain_ok, local)).await;
             drop(opening_slot);
@@ -133,12 +120,9 @@ pub async fn serve(
                 Opened::Tls(s) => serve_connection(*s, from, channel, router, stop).await,
                 Opened::Plain(s) => serve_connection(s, from, channel, router, stop).await,
             }
-        });
-    }
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), drain).await.is_err() {
-        tasks.abort_all();
-    }
+        }
+    })
+    .await;
 }
 
 /// An opened connection; the TLS state is boxed (over a kilobyte, against 32 bytes of TCP).
@@ -155,14 +139,10 @@ async fn open(
     plain_ok: bool,
     local: Option<SocketAddr>,
 ) -> Result<Opened, String> {
-    let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(Duration::from_millis(FIRST_BYTE_TIMEOUT_MS), tcp.peek(&mut first)).await;
-    let Ok(peeked) = peeked else {
-        return Err("sent nothing within the first-byte allowance".into());
-    };
-    match peeked {
-        Ok(0) | Err(_) => Err("closed before its first byte".into()),
-        Ok(_) if first[0] == 0x16 => acceptor
+    match crate::accept::first_byte(&tcp).await {
+        Err(NoFirstByte::Silent) => Err("sent nothing within the first-byte allowance".into()),
+        Err(NoFirstByte::Closed) => Err("closed before its first byte".into()),
+        Ok(0x16) => acceptor
             .accept(tcp)
             .await
             .map(|s| Opened::Tls(Box::new(s)))
@@ -187,37 +167,24 @@ where
     // Set when hyper hands over the first request, i.e. once its head has been read whole.
     let requested = Arc::new(AtomicBool::new(false));
     let seen = requested.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+    let tag = move |extensions: &mut Extensions| {
         seen.store(true, Ordering::Relaxed);
-        req.extensions_mut().insert(channel);
-        req.extensions_mut().insert(ConnectInfo(from));
-        let mut router = router.clone();
-        async move { router.call(req).await }
-    });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(IDLE_TIMEOUT_MS)).keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
+        extensions.insert(channel);
+        extensions.insert(ConnectInfo(from));
+    };
     let first_request_overdue = async {
         tokio::time::sleep(Duration::from_millis(FIRST_REQUEST_TIMEOUT_MS)).await;
         if requested.load(Ordering::Relaxed) {
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(%from, "api connection ended: {e}");
-            }
+    match crate::accept::serve_http1(stream, router, tag, IDLE_TIMEOUT_MS, first_request_overdue, &stop).await {
+        Ended::Closed(Err(e)) => tracing::debug!(%from, "api connection ended: {e}"),
+        // Dropping the connection closed it: nothing was asked, nothing is lost.
+        Ended::GaveUp => {
+            tracing::debug!(%from, "api connection: no request within {FIRST_REQUEST_TIMEOUT_MS} ms of opening")
         }
-        _ = first_request_overdue => {
-            // Dropping the connection closes it: nothing was asked, nothing is lost.
-            tracing::debug!(%from, "api connection: no request within {FIRST_REQUEST_TIMEOUT_MS} ms of opening");
-        }
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+        Ended::Closed(Ok(())) | Ended::Stopped => {}
     }
 }
 

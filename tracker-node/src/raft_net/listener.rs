@@ -15,19 +15,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::Extensions;
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use raft_store::{NodeId, Raft};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tower_service::Service;
 
-use admission::{Gate, Limits};
+use admission::{Limits, Refusal};
 
+use crate::accept::{Ended, NoFirstByte};
 use crate::tls;
 
 /// Connections accepted whose first byte or TLS handshake is not over. Unauthenticated clients
@@ -50,8 +48,6 @@ const _: () =
 /// pool's idle timeout (raft_net::client), so the client closes first and never sends on a
 /// connection the server is closing.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
-/// How long shutdown waits for connections to finish their request.
-const SHUTDOWN_GRACE_MS: u64 = 2_000;
 /// Refusal warnings: at most this many lines per window, then one line with the count.
 pub const MAX_WARNINGS_PER_WINDOW: u64 = 20;
 pub const WARN_WINDOW_MS: u64 = 10_000;
@@ -118,8 +114,8 @@ fn plain_http_refusal() -> String {
     )
 }
 
-/// Serves `router` on `listener` with mutual TLS until `stop` is cancelled, then waits (bounded)
-/// for the connections' requests to finish.
+/// Serves `router` on `listener` with mutual TLS until `stop` is cancelled, then waits (bounded:
+/// `accept::SHUTDOWN_GRACE_MS`) for the connections' requests to finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -128,24 +124,13 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
-    let opening = Gate::new(OPENING_LIMITS);
     let connections = Arc::new(Semaphore::new(MAX_RAFT_CONNECTIONS));
     let warnings = Arc::new(Warnings::new());
-    let mut tasks = JoinSet::new();
-    loop {
-        let Some((tcp, from)) = crate::accept::next(&listener, &mut tasks, &stop, "raft").await else { break };
-        // Never wait here: a connection over a bound is closed now.
-        let handshake = match opening.enter(from.ip()) {
-            Ok(slot) => slot,
-            Err(full) => {
-                warnings.refused(from, &full.to_string());
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+    let refused = |from: SocketAddr, full: Refusal| warnings.refused(from, &full.to_string());
+    crate::accept::serve_each(listener, &stop, "raft", OPENING_LIMITS, refused, |tcp, from, handshake| {
         let (acceptor, connections, warnings, policy, router, stop) =
             (acceptor.clone(), connections.clone(), warnings.clone(), policy.clone(), router.clone(), stop.clone());
-        tasks.spawn(async move {
+        async move {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
             let stream = match tokio::time::timeout_at(deadline, handshake_and_identify(tcp, &acceptor, &policy)).await
             {
@@ -162,12 +147,9 @@ pub async fn serve(
                 );
             };
             serve_connection(tls_stream, peer, router, stop).await;
-        });
-    }
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), drain).await.is_err() {
-        tasks.abort_all();
-    }
+        }
+    })
+    .await;
 }
 
 type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
@@ -180,22 +162,16 @@ async fn handshake_and_identify(
 ) -> Result<(TlsStream, PeerNode), String> {
     // A TLS connection starts with a handshake record (0x16); a person or script sending plain
     // HTTP gets a sentence saying why it is refused instead of a reset.
-    let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(Duration::from_millis(FIRST_BYTE_TIMEOUT_MS), tcp.peek(&mut first)).await;
-    let Ok(peeked) = peeked else {
-        return Err("sent nothing within the first-byte allowance".into());
-    };
-    match peeked {
-        Ok(0) | Err(_) => return Err("closed before a TLS handshake".into()),
-        Ok(_) if first[0] != 0x16 => {
-            if first[0].is_ascii_uppercase() {
-                let _ = tcp.write_all(plain_http_refusal().as_bytes()).await;
-                let _ = tcp.shutdown().await;
-                return Err("plain HTTP; this port speaks mutual TLS only".into());
-            }
-            return Err("not TLS".into());
+    match crate::accept::first_byte(&tcp).await {
+        Err(NoFirstByte::Silent) => return Err("sent nothing within the first-byte allowance".into()),
+        Err(NoFirstByte::Closed) => return Err("closed before a TLS handshake".into()),
+        Ok(0x16) => {}
+        Ok(first) if first.is_ascii_uppercase() => {
+            let _ = tcp.write_all(plain_http_refusal().as_bytes()).await;
+            let _ = tcp.shutdown().await;
+            return Err("plain HTTP; this port speaks mutual TLS only".into());
         }
-        Ok(_) => {}
+        Ok(_) => return Err("not TLS".into()),
     }
     let stream = acceptor.accept(tcp).await.map_err(|e| format!("TLS handshake failed: {e}"))?;
     let (_, conn) = stream.get_ref();
@@ -206,25 +182,12 @@ async fn handshake_and_identify(
 /// HTTP/1.1 on an authenticated connection until the client closes it, it idles past
 /// `IDLE_TIMEOUT_MS`, or the node stops.
 async fn serve_connection(stream: TlsStream, peer: PeerNode, router: Router, stop: CancellationToken) {
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(peer);
-        let mut router = router.clone();
-        async move { router.call(req).await }
-    });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(IDLE_TIMEOUT_MS)).keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(peer = peer.0, "raft connection ended: {e}");
-            }
-        }
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+    let tag = move |extensions: &mut Extensions| {
+        extensions.insert(peer);
+    };
+    let ended = crate::accept::serve_http1(stream, router, tag, IDLE_TIMEOUT_MS, std::future::pending(), &stop).await;
+    if let Ended::Closed(Err(e)) = ended {
+        tracing::debug!(peer = peer.0, "raft connection ended: {e}");
     }
 }
 
