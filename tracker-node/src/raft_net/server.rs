@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -148,12 +148,28 @@ impl Sent for openraft::raft::InstallSnapshotRequest<raft_store::TypeConfig> {
 }
 
 /// A Raft RPC as it arrived: the node's state, the node whose certificate the connection
-/// presented, the headers and the body.
+/// presented, the headers and the body (within the router's `DefaultBodyLimit`). The three
+/// routes take it whole, so what a call carries is extracted in one place.
 struct Call {
     s: RaftState,
     peer: PeerNode,
     headers: HeaderMap,
     body: Bytes,
+}
+
+#[axum::async_trait]
+impl FromRequest<RaftState> for Call {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &RaftState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Extension(peer) =
+            Extension::<PeerNode>::from_request_parts(&mut parts, s).await.map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let body =
+            Bytes::from_request(Request::from_parts(parts, body), s).await.map_err(IntoResponse::into_response)?;
+        Ok(Call { s: s.clone(), peer, headers, body })
+    }
 }
 
 impl Call {
@@ -183,24 +199,12 @@ impl Call {
     }
 }
 
-async fn append(
-    State(s): State<RaftState>,
-    Extension(peer): Extension<PeerNode>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = Call { s, peer, headers, body };
+async fn append(call: Call) -> Response {
     call.serve("append", wire::decode_append, |raft, req| async move { raft.append_entries(req).await }).await
 }
 
-async fn vote(
-    State(s): State<RaftState>,
-    Extension(peer): Extension<PeerNode>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let refused_votes = s.refused_votes.clone();
-    let call = Call { s, peer, headers, body };
+async fn vote(call: Call) -> Response {
+    let refused_votes = call.s.refused_votes.clone();
     call.serve("vote", wire::decode::<openraft::raft::VoteRequest<NodeId>>, |raft, req| async move {
         match refuse_non_voter(&raft, &req, &refused_votes) {
             Some(refusal) => Ok(refusal),
@@ -210,13 +214,7 @@ async fn vote(
     .await
 }
 
-async fn snapshot(
-    State(s): State<RaftState>,
-    Extension(peer): Extension<PeerNode>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = Call { s, peer, headers, body };
+async fn snapshot(call: Call) -> Response {
     call.serve("snapshot chunk", wire::decode_snapshot, |raft, req| async move { raft.install_snapshot(req).await })
         .await
 }
