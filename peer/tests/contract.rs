@@ -147,24 +147,15 @@ fn bad_flags_are_exit_2_for_every_command() {
     }
 }
 
-/// Every file under `dir` (recursively), with its bytes.
+/// Every regular file under `dir` (recursively), with its bytes.
 fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.is_dir() {
-                stack.push(p);
-            } else if meta.is_file() {
-                // A socket or a FIFO has no bytes to read.
-                let bytes = std::fs::read(&p).unwrap();
-                out.push((p, bytes));
-            }
-        }
-    }
-    out
+    let files = walk(dir).into_iter().filter(|(_, meta)| meta.is_file());
+    files
+        .map(|(p, _)| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
 }
 
 #[test]

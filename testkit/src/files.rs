@@ -23,6 +23,30 @@ pub fn file_sha1(p: &Path) -> String {
     hex::encode(Sha1::digest(std::fs::read(p).unwrap()))
 }
 
+/// Most entries `walk` visits: a bound on a test's folder (HOMEs and data_dirs hold a few dozen).
+const MAX_WALKED: usize = 10_000;
+
+/// Every directory and regular file below `dir` (`dir` itself left out), with its metadata;
+/// symbolic links are not followed, sockets and FIFOs are left out.
+pub fn walk(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                todo.push(p.clone());
+            }
+            if meta.is_dir() || meta.is_file() {
+                out.push((p, meta));
+            }
+            assert!(out.len() < MAX_WALKED, "more than {MAX_WALKED} entries under {}", dir.display());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

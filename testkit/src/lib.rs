@@ -37,7 +37,7 @@ mod wait;
 pub use bins::{peer_bin, tracker_node, workspace_bin};
 pub use client::{group_names, logged_in, runtime, SteadyWrites};
 pub use cluster::Cluster;
-pub use files::{file_sha1, random_file};
+pub use files::{file_sha1, random_file, walk};
 pub use http::{
     call_following_redirects, http, http_as, http_get_json, http_with_timeout, https_with_timeout, is_loopback,
     node_get_json, HttpResponse, TlsAs,
