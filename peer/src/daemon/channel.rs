@@ -176,15 +176,6 @@ impl AnyEd25519Key {
         }
         Self::check(end_entity)
     }
-    fn tls13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Self::check(cert)?;
-        verify_tls13_signature_with_raw_key(message, &SubjectPublicKeyInfoDer::from(cert.as_ref()), dss, &self.algs)
-    }
 }
 
 /// The signature methods rustls's server and client verifier traits both have, the same for a
@@ -205,7 +196,8 @@ macro_rules! raw_key_signatures {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.tls13(message, cert, dss)
+            Self::check(cert)?;
+            verify_tls13_signature_with_raw_key(message, &SubjectPublicKeyInfoDer::from(cert.as_ref()), dss, &self.algs)
         }
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             vec![SignatureScheme::ED25519]
