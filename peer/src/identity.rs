@@ -4,7 +4,6 @@
 //! its address, a sharer proves it in every TLS handshake, and the tracker binds a downloader's
 //! tickets to it.
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -44,20 +43,7 @@ impl PeerIdentity {
         let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow::anyhow!("cannot generate a key pair"))?;
         // Exclusive, not through a symlink, 0600 from the start; written in full before rename so
         // a crash leaves no half key under the real name.
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(doc.as_ref())
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        drop(f);
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot create {}", path.display()))?;
+        crate::home::write_private(path, doc.as_ref())?;
         tracing::info!(file = %path.display(), "created this peer's key pair");
         Self::from_pkcs8(doc.as_ref().to_vec())
     }
