@@ -59,6 +59,10 @@ impl Phase {
     pub fn max(&self) -> f64 {
         self.lat_ms.last().copied().unwrap_or(0.0)
     }
+    /// `N in S s (R/s), F failed`: the phase's progress line.
+    pub fn summary(&self) -> String {
+        format!("{} in {:.1} s ({:.0}/s), {} failed", self.acked, self.wall.as_secs_f64(), self.rate(), self.failed)
+    }
     pub fn errors_text(&self) -> String {
         if self.errors.is_empty() {
             return "0".into();

@@ -352,13 +352,7 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
         }
     }));
     terms.push(("groups".to_string(), t0, term_and_leader(&cluster)));
-    eprintln!(
-        "groups: {} in {:.1} s ({:.0}/s), {} failed",
-        groups.acked,
-        groups.wall.as_secs_f64(),
-        groups.rate(),
-        groups.failed
-    );
+    eprintln!("groups: {}", groups.summary());
     phases.push(groups);
 
     // Files: file i goes to group i mod groups, uploaded by that group's owner.
@@ -390,13 +384,7 @@ fn run_tracker(args: &Args) -> anyhow::Result<TrackerRun> {
         upload("f", clients.clone(), args.groups, args.file_size_bytes),
     ));
     terms.push(("files".to_string(), t0, term_and_leader(&cluster)));
-    eprintln!(
-        "files: {} in {:.1} s ({:.0}/s), {} failed",
-        files.acked,
-        files.wall.as_secs_f64(),
-        files.rate(),
-        files.failed
-    );
+    eprintln!("files: {}", files.summary());
     let cut = files.cut_short || phases.iter().any(|p| p.cut_short);
     phases.push(files);
     if cut {

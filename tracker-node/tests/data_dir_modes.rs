@@ -12,31 +12,14 @@ use std::time::{Duration, Instant};
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-/// Most entries walked in a data_dir (a few dozen in practice): a bound, not an expectation.
-const MAX_WALKED: usize = 10_000;
-
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
 }
 
 /// Every directory and regular file under `dir` (itself included), with its mode.
-fn walk(dir: &Path) -> Vec<(PathBuf, bool, u32)> {
-    let mut out = vec![(dir.to_path_buf(), true, mode(dir))];
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.is_dir() {
-                todo.push(p.clone());
-            }
-            if meta.is_dir() || meta.is_file() {
-                out.push((p, meta.is_dir(), meta.permissions().mode() & 0o777));
-            }
-            assert!(out.len() < MAX_WALKED, "more than {MAX_WALKED} entries under {}", dir.display());
-        }
-    }
-    out
+fn modes_under(dir: &Path) -> Vec<(PathBuf, bool, u32)> {
+    let below = walk(dir).into_iter().map(|(p, meta)| (p, meta.is_dir(), meta.permissions().mode() & 0o777));
+    std::iter::once((dir.to_path_buf(), true, mode(dir))).chain(below).collect()
 }
 
 fn chmod(p: &Path, m: u32) {
@@ -85,14 +68,13 @@ fn a_fresh_data_dir_is_private_to_the_node_after_writes_and_a_snapshot() {
     for i in 0..120 {
         rt.block_on(alice.create_group(&format!("g{i}"))).unwrap();
     }
-    let data_dir = |id: u64| cluster.dir.path().join(format!("node-{id}"));
     wait_until("every node to have written a snapshot", WAIT, || {
-        (1..=3).all(|id| data_dir(id).join("snapshots/current.snap").exists())
+        (1..=3).all(|id| cluster.data_dir(id).join("snapshots/current.snap").exists())
     });
     let mut loose = Vec::new();
     let mut files = 0;
     for id in 1..=3 {
-        for (p, is_dir, m) in walk(&data_dir(id)) {
+        for (p, is_dir, m) in modes_under(&cluster.data_dir(id)) {
             let want = if is_dir { 0o700 } else { 0o600 };
             files += usize::from(!is_dir);
             if m != want {
@@ -110,7 +92,7 @@ fn a_node_refuses_to_start_on_a_data_dir_other_users_can_read_and_says_how_to_fi
     let mut cluster = Cluster::start(3);
     let rt = runtime();
     rt.block_on(logged_in(&cluster.client(), "alice"));
-    let dir = cluster.dir.path().join("node-3");
+    let dir = cluster.data_dir(3);
     wait_until("node 3 to have its sled files", WAIT, || dir.join("sled/db").exists());
     assert_eq!(cluster.terminate(3, WAIT), Some(0), "node 3 stops cleanly");
 

@@ -25,6 +25,15 @@ fn options(nodes: u64) -> ClusterOptions {
     ClusterOptions { nodes, start: nodes, heartbeat_ms: 50, election_timeout_ms: (300, 600), ..Default::default() }
 }
 
+/// `opts`'s cluster started, a leader elected and alice logged in: `(cluster, runtime, alice)`.
+fn with_alice(opts: ClusterOptions) -> (Cluster, tokio::runtime::Runtime, tracker_client::TrackerClient) {
+    let cluster = Cluster::start_with(opts);
+    cluster.wait_leader(&[]);
+    let rt = runtime();
+    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    (cluster, rt, admin)
+}
+
 /// `tracker-node members ACTION --config cluster.toml --id ID`, as the operator types it:
 /// (success, stdout, stderr).
 fn members(cluster: &Cluster, action: &str, id: u64) -> (bool, String, String) {
@@ -68,10 +77,7 @@ fn count(haystack: &str, needle: &str) -> usize {
 #[test]
 fn a_listed_node_started_empty_waits_and_members_add_makes_it_a_voter_without_an_election() {
     let _one = one_at_a_time();
-    let mut cluster = Cluster::start_with(options(3));
-    cluster.wait_leader(&[]);
-    let rt = runtime();
-    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    let (mut cluster, rt, admin) = with_alice(options(3));
     let written: Vec<String> = (0..20).map(|i| format!("before_{i}")).collect();
     for g in &written {
         rt.block_on(admin.create_group(g)).unwrap();
@@ -134,10 +140,7 @@ fn a_listed_node_started_empty_waits_and_members_add_makes_it_a_voter_without_an
 #[test]
 fn a_removed_node_cannot_move_the_term_and_stops_campaigning() {
     let _one = one_at_a_time();
-    let mut cluster = Cluster::start_with(options(4));
-    cluster.wait_leader(&[]);
-    let rt = runtime();
-    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    let (mut cluster, rt, admin) = with_alice(options(4));
     let mut problems = Vec::new();
 
     // 1. docs/OPERATIONS.md: `members remove` of a running follower, which keeps running.
@@ -233,10 +236,7 @@ const ADD_WAIT: Duration = Duration::from_secs(ADD_BOUND.as_secs() + 30);
 fn members_add_of_a_listed_node_that_never_started_never_makes_it_a_voter() {
     let _one = one_at_a_time();
     let extra = format!("members_add_timeout_ms = {}", ADD_BOUND.as_millis());
-    let mut cluster = Cluster::start_with(ClusterOptions { extra, ..options(3) });
-    cluster.wait_leader(&[]);
-    let rt = runtime();
-    let admin = rt.block_on(logged_in(&cluster.client(), "alice"));
+    let (mut cluster, rt, admin) = with_alice(ClusterOptions { extra, ..options(3) });
     let new = cluster.add_node();
     assert_eq!(new, 4);
     let mut problems = Vec::new();

@@ -650,7 +650,7 @@ fn a_data_dir_in_use_a_file_as_data_dir_and_a_port_in_use_are_one_line_each() {
     let mut cluster = Cluster::start_with(ClusterOptions { nodes: 3, start: 1, ..Default::default() });
     wait_until("node 1 to serve its api", WAIT, || cluster.status(1).is_some());
     let config = cluster.config.to_str().unwrap().to_string();
-    let data_dir = cluster.dir.path().join("node-1");
+    let data_dir = cluster.data_dir(1);
     let one_line = |out: &std::process::Output, want: &str| {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
@@ -665,7 +665,7 @@ fn a_data_dir_in_use_a_file_as_data_dir_and_a_port_in_use_are_one_line_each() {
     assert!(cluster.status(1).is_some(), "the first node still runs");
 
     // Node 2's data_dir is a file.
-    let file = cluster.dir.path().join("node-2");
+    let file = cluster.data_dir(2);
     std::fs::write(&file, "not a folder").unwrap();
     let out = tracker_node(&["run", "--config", &config, "--id", "2"]);
     one_line(&out, &format!("error: data_dir {} is not a directory", file.display()));
