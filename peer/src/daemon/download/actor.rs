@@ -14,28 +14,29 @@
 //! No lock is shared between a download's tasks: the state below is the actor's alone, and
 //! every transition of STATE.md happens here, in one place, one message at a time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::api::FileMetaBody;
-use tokio::sync::{broadcast, mpsc, oneshot, watch, OwnedSemaphorePermit};
+#[cfg(test)]
+use tokio::sync::oneshot;
+use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, ConnCtx};
 use super::engine::{Action, ConnEnd, Engine, Event, Failure};
 use super::env::Downloads;
 use super::finish::{self, Reverified};
-use super::messages::{
-    Command, ConnEvent, ConnId, DownloadHandle, ListTurn, One, PartialView, Picked, Snapshot, TicketRx,
-};
+use super::list_turn::ListTurns;
+use super::messages::{Command, ConnEvent, ConnId, DownloadHandle, One, PartialView, Picked, Snapshot, TicketRx};
 use super::ops::{verdict, Op, Verdict};
 use super::picker::{PeerKind, Picker};
 use super::record::DownloadRecord;
 use super::swarm::{self, HeldTicket};
 use crate::control::{DownloadFailure, DownloadState};
-use crate::hashing::{piece_count, piece_range, PieceHash};
+use crate::hashing::{piece_count, piece_range};
 use crate::progress::{RateMeter, RATE_WINDOW};
 
 /// Commands a download's mailbox holds at most; a sender waits for room.
@@ -81,8 +82,7 @@ pub fn spawn(
         _ => done,
     };
     // An empty file's piece list is known without asking anyone (and checked by `check_meta`).
-    let list = (size == 0).then(|| Arc::new(Vec::new()));
-    let (list_tx, _) = watch::channel(list);
+    let list = ListTurns::new((size == 0).then(|| Arc::new(Vec::new())));
     let (snap_tx, snap) = watch::channel(Snapshot { record, bytes_done, peers: 0, rate_bytes_per_s: 0 });
     let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
     let (inbox_tx, inbox) = mpsc::channel(HELPER_INBOX_CAPACITY);
@@ -92,7 +92,7 @@ pub fn spawn(
         env: env.clone(),
         picker: Picker::new(have),
         part: part.map(Arc::new),
-        list: list_tx,
+        list,
         bytes_done,
         snap: snap_tx,
         have_tx,
@@ -103,8 +103,6 @@ pub fn spawn(
         run: 0,
         phase: Phase::Idle,
         peers: HashMap::new(),
-        list_fetcher: None,
-        list_waiters: VecDeque::new(),
         next_conn: 0,
         #[cfg(test)]
         probes: HashMap::new(),
@@ -171,8 +169,8 @@ struct Download {
     picker: Picker,
     /// The `.part` while downloading.
     part: Option<Arc<File>>,
-    /// The piece list, once verified against `meta.piece_list_sha1` (set once, never changed).
-    list: watch::Sender<Option<Arc<Vec<PieceHash>>>>,
+    /// The piece list, once verified, and the connections' turns to fetch it.
+    list: ListTurns,
     bytes_done: u64,
     snap: watch::Sender<Snapshot>,
     have_tx: broadcast::Sender<u32>,
@@ -187,9 +185,6 @@ struct Download {
     phase: Phase,
     /// The open connections (a swarm's, or a test's probes).
     peers: HashMap<ConnId, PeerEntry>,
-    /// The connection fetching the piece list, and those waiting for their turn.
-    list_fetcher: Option<ConnId>,
-    list_waiters: VecDeque<(ConnId, oneshot::Sender<ListTurn>)>,
     next_conn: ConnId,
     #[cfg(test)]
     probes: HashMap<ConnId, oneshot::Sender<ConnEnd>>,
@@ -432,7 +427,7 @@ impl Download {
         let meta = self.meta();
         match list {
             Some(l) => {
-                self.list.send_replace(Some(Arc::new(l)));
+                self.list.set(Arc::new(l));
             }
             None if meta.size > 0 => {
                 tracing::info!(name = %meta.name, "the piece list is not stored: fetching it again from a sharer");
@@ -677,8 +672,8 @@ impl Download {
                 }
             }
             ConnEvent::Verified { piece, len, ok } => self.on_verified(piece, len, ok),
-            ConnEvent::ListTurn { conn, reply } => self.list_turn(conn, reply),
-            ConnEvent::ListFetched { conn, list } => self.list_fetched(conn, list),
+            ConnEvent::ListTurn { conn, reply } => self.list.turn(conn, reply),
+            ConnEvent::ListFetched { conn, list } => self.list.fetched(conn, list),
             ConnEvent::Ended { conn, outstanding, end } => self.on_ended(conn, outstanding, end),
         }
     }
@@ -739,47 +734,6 @@ impl Download {
         true
     }
 
-    fn list_turn(&mut self, conn: ConnId, reply: oneshot::Sender<ListTurn>) {
-        if let Some(list) = self.list.borrow().clone() {
-            let _ = reply.send(ListTurn::Known(list));
-            return;
-        }
-        if self.list_fetcher.is_none() {
-            self.list_fetcher = Some(conn);
-            let _ = reply.send(ListTurn::Fetch);
-        } else {
-            self.list_waiters.push_back((conn, reply));
-        }
-    }
-
-    /// The fetch `conn` had the turn for ended, with the verified list or without: the next
-    /// connection waiting takes its turn, or everyone learns the list.
-    fn list_fetched(&mut self, conn: ConnId, list: Option<Arc<Vec<PieceHash>>>) {
-        if let Some(list) = list {
-            if self.list.borrow().is_none() {
-                self.list.send_replace(Some(list));
-            }
-        }
-        if self.list_fetcher != Some(conn) {
-            return;
-        }
-        self.list_fetcher = None;
-        let known = self.list.borrow().clone();
-        while let Some((next, reply)) = self.list_waiters.pop_front() {
-            match &known {
-                Some(list) => {
-                    let _ = reply.send(ListTurn::Known(list.clone()));
-                }
-                None => {
-                    if reply.send(ListTurn::Fetch).is_ok() {
-                        self.list_fetcher = Some(next);
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
     /// `conn` is gone: its requests go back to the pool, its sharer out of the picker's
     /// counts, its turn for the piece list to the next. Its entry, if it had one.
     fn forget_conn(&mut self, conn: ConnId, outstanding: &[u32]) -> Option<PeerEntry> {
@@ -790,7 +744,7 @@ impl Download {
         if let Some(kind) = p.kind {
             self.picker.remove_peer(&p.has, kind);
         }
-        self.list_fetched(conn, None);
+        self.list.fetched(conn, None);
         Some(p)
     }
 
@@ -862,8 +816,7 @@ impl Download {
         for conn in conns {
             self.forget_conn(conn, &[]);
         }
-        self.list_fetcher = None;
-        self.list_waiters.clear();
+        self.list.clear();
     }
 
     /// The engine stopped the swarm (the record stays as it is).

@@ -26,6 +26,7 @@ pub mod conn;
 pub mod engine;
 mod env;
 mod finish;
+mod list_turn;
 pub mod manage;
 pub mod messages;
 mod ops;
