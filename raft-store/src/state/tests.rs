@@ -43,6 +43,15 @@ impl Harness {
         self.login(user)
     }
 
+    /// Registers and logs in `user`, who asks to join `group` and is accepted by its owner (whose
+    /// token hash is `owner`); `user`'s token hash.
+    fn member(&mut self, owner: &str, group: &str, user: &str) -> String {
+        let token_hash = self.user(user);
+        self.ok(join(&token_hash, group));
+        self.ok(accept(owner, group, user));
+        token_hash
+    }
+
     fn login(&mut self, user: &str) -> String {
         self.seq += 1;
         let token_hash = format!("tok-{user}-{}", self.seq);
@@ -181,9 +190,7 @@ fn join_requests_are_owner_only() {
 #[test]
 fn owner_leaving_hands_over_to_next_joiner_and_last_leaver_deletes() {
     let (mut h, a, b) = team();
-    let c = h.user("carol");
-    h.ok(join(&c, "dev_team"));
-    h.ok(accept(&a, "dev_team", "carol"));
+    let c = h.member(&a, "dev_team", "carol");
     h.ok(upload(&a, "dev_team", meta("doc.pdf", 1000, 1)));
     let r = h.ok(leave(&a, "dev_team"));
     assert_eq!(r, Reply::LeftGroup { group: "dev_team".into(), new_owner: Some("bob".into()), group_deleted: false });
@@ -350,9 +357,7 @@ fn old_format_accounts_and_log_entries_still_load() {
 #[test]
 fn the_owner_removes_a_member_whose_shares_in_the_group_end() {
     let (mut h, a, b) = team();
-    let c = h.user("carol");
-    h.ok(join(&c, "dev_team"));
-    h.ok(accept(&a, "dev_team", "carol"));
+    let c = h.member(&a, "dev_team", "carol");
     h.ok(create(&b, "other"));
     h.ok(upload(&a, "dev_team", meta("a.txt", 10, 1)));
     h.ok(upload(&b, "dev_team", meta("a.txt", 10, 1)));
