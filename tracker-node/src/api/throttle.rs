@@ -217,6 +217,11 @@ impl RegistrationThrottle {
 mod tests {
     use super::*;
 
+    /// A fresh login throttle, the keys of alice's logins from 10.0.0.1, and the test's start.
+    fn alice_from_one_address() -> (LoginThrottle, [(String, u32); 2], Instant) {
+        (LoginThrottle::default(), keys("alice", "10.0.0.1".parse().unwrap()), Instant::now())
+    }
+
     #[test]
     fn delays_start_after_the_free_failures_and_double_up_to_the_cap() {
         let d: Vec<u64> = (1..=12).map(|f| delay_after(f, 3).as_millis() as u64).collect();
@@ -226,9 +231,7 @@ mod tests {
 
     #[test]
     fn a_guesser_is_held_back_and_a_success_clears_the_user() {
-        let t = LoginThrottle::default();
-        let k = keys("alice", "10.0.0.1".parse().unwrap());
-        let t0 = Instant::now();
+        let (t, k, t0) = alice_from_one_address();
         for _ in 0..3 {
             assert!(t.admit(&k, t0).is_ok(), "three failures are free");
         }
@@ -244,9 +247,7 @@ mod tests {
 
     #[test]
     fn guesses_sent_at_once_when_a_delay_runs_out_are_admitted_one_at_a_time() {
-        let t = LoginThrottle::default();
-        let k = keys("alice", "10.0.0.1".parse().unwrap());
-        let t0 = Instant::now();
+        let (t, k, t0) = alice_from_one_address();
         // 64 guesses at the same instant: the three free ones are admitted, the rest wait.
         let admitted = (0..64).filter(|_| t.admit(&k, t0).is_ok()).count();
         assert_eq!(admitted, 3);
@@ -273,9 +274,7 @@ mod tests {
 
     #[test]
     fn an_attempt_never_checked_is_no_failure_of_the_user_nor_the_address() {
-        let t = LoginThrottle::default();
-        let k = keys("alice", "10.0.0.1".parse().unwrap());
-        let t0 = Instant::now();
+        let (t, k, t0) = alice_from_one_address();
         // A client retrying its right password on a busy pool: 20 attempts, none checked.
         for i in 0..20 {
             assert!(t.admit(&k, t0).is_ok(), "attempt {i} is heard");
