@@ -250,10 +250,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ))
     };
 
-    let md = markdown(&args, &command, &date, &machine, &tracker, etcd.as_ref());
-    println!("{md}");
+    let report = Report { args: &args, command, date, machine, tracker, etcd };
+    println!("{}", markdown(&report));
     if let Some(path) = &args.json {
-        let v = json_report(&args, &command, &date, &machine, &tracker, etcd.as_ref());
+        let v = json_report(&report);
         std::fs::write(path, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("JSON written to {}", path.display());
@@ -605,14 +605,20 @@ fn disk_cell(d: &Disk, allocated: &str) -> String {
     format!("{} ({}{allocated})", mib(d.apparent), mib(d.allocated))
 }
 
-fn markdown(
-    args: &Args,
-    command: &str,
-    date: &str,
-    machine: &str,
-    t: &TrackerRun,
-    etcd: Option<&anyhow::Result<etcd::EtcdRun>>,
-) -> String {
+/// What a report is written from: how the run was made (arguments, command line, date,
+/// machine) and what it measured.
+struct Report<'a> {
+    args: &'a Args,
+    command: String,
+    date: String,
+    machine: String,
+    tracker: TrackerRun,
+    etcd: Option<anyhow::Result<etcd::EtcdRun>>,
+}
+
+fn markdown(report: &Report) -> String {
+    let Report { args, command, date, machine, tracker: t, etcd } = report;
+    let etcd = etcd.as_ref();
     use std::fmt::Write;
     let mut o = String::new();
     let gib = args.file_size_bytes as f64 / (1u64 << 30) as f64;
@@ -827,14 +833,8 @@ fn node_table(o: &mut String, figs: &[NodeFigures]) {
     ));
 }
 
-fn json_report(
-    args: &Args,
-    command: &str,
-    date: &str,
-    machine: &str,
-    t: &TrackerRun,
-    etcd: Option<&anyhow::Result<etcd::EtcdRun>>,
-) -> Value {
+fn json_report(report: &Report) -> Value {
+    let Report { args, command, date, machine, tracker: t, etcd } = report;
     let figs = |v: &[NodeFigures]| v.iter().map(|f| f.json()).collect::<Vec<_>>();
     json!({
         "command": command, "date": date, "machine": machine,
