@@ -14,13 +14,15 @@
 //! - `peer`: a peer's HOME, daemon and CLI; `peer_steps`: the setups and download steps peer
 //!   tests share; `files`: seeded test files; `wait`: bounded waits;
 //! - `client`: the async tracker client in tests; `process`: children signalled by PID;
-//! - `flood`, `fuzz`, `netns`: connection floods, the mutation fuzzer, hosts of their own.
+//! - `flood`, `fuzz`, `netns`: connection floods, the mutation fuzzer, hosts of their own;
+//! - `slots`: how many clusters a test binary runs at once, and tests that run alone.
 
 pub mod flood;
 pub mod fuzz;
 pub mod inproc;
 pub mod netns;
 pub mod ports;
+pub mod slots;
 
 mod bins;
 mod client;
@@ -46,5 +48,6 @@ pub use layout::ClusterOptions;
 pub use peer::{Peer, Run};
 pub use peer_steps::{slow_team, team, team_with};
 pub use ports::free_port;
+pub use slots::alone;
 pub use view::{ClusterView, StableView};
 pub use wait::wait_until;
