@@ -26,6 +26,9 @@ pub struct Cluster {
     /// Per node, a command the node's binary is run under (e.g. `ip netns exec NS`): see
     /// [`crate::netns`].
     wrappers: Vec<(u64, Vec<String>)>,
+    /// This cluster's turn among the test binary's clusters ([`crate::slots`]); given back
+    /// after the nodes are stopped.
+    _slot: Option<crate::slots::Slot>,
 }
 
 /// Two fresh loopback addresses for a node: its API's and its Raft port's.
@@ -43,12 +46,13 @@ impl Cluster {
 
     /// Writes cluster.toml and starts the first `opts.start` nodes; does not wait for a leader.
     pub fn start_with(opts: ClusterOptions) -> Cluster {
+        let _slot = crate::slots::cluster_slot();
         let addrs: Vec<(SocketAddr, SocketAddr)> = (1..=opts.nodes).map(|_| loopback_pair()).collect();
         let (dir, config) = write_cluster(&opts, &addrs);
         let apis = addrs.iter().map(|(a, _)| a.to_string()).collect();
         let rafts = addrs.iter().map(|(_, r)| r.to_string()).collect();
         let nodes = Nodes::listed(opts.nodes);
-        let mut c = Cluster { dir, config, apis, rafts, nodes, env: Vec::new(), wrappers: Vec::new() };
+        let mut c = Cluster { dir, config, apis, rafts, nodes, env: Vec::new(), wrappers: Vec::new(), _slot };
         for id in 1..=opts.start {
             c.start_node(id);
         }

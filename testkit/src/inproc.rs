@@ -72,6 +72,9 @@ pub struct InprocCluster {
     nodes: Nodes<Running>,
     /// Listeners bound for nodes listed but not started yet: the ports stay theirs until then.
     unstarted: Vec<(u64, Listeners)>,
+    /// This cluster's turn among the test binary's clusters ([`crate::slots`]); given back
+    /// after the nodes are stopped.
+    _slot: Option<crate::slots::Slot>,
 }
 
 /// A node's runtime, like the binary's API runtime: its threads yield to the node's Raft runtime.
@@ -105,6 +108,7 @@ impl InprocCluster {
 
     /// Writes cluster.toml and starts the first `opts.start` nodes; does not wait for a leader.
     pub fn start_with(opts: ClusterOptions) -> InprocCluster {
+        let _slot = crate::slots::cluster_slot();
         let listeners: Vec<Listeners> =
             (0..opts.nodes).map(|_| Listeners { api: loopback_listener(), raft: loopback_listener() }).collect();
         let addrs: Vec<(SocketAddr, SocketAddr)> =
@@ -117,6 +121,7 @@ impl InprocCluster {
             rafts: addrs.iter().map(|(_, r)| r.to_string()).collect(),
             nodes: Nodes::listed(opts.nodes),
             unstarted: (1..=opts.nodes).zip(listeners).collect(),
+            _slot,
         };
         for id in 1..=opts.start {
             c.start_node(id);
