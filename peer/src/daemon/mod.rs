@@ -51,6 +51,8 @@ async fn keepalive(st: Arc<Standing>, shares: Arc<ShareTable>, stop: Cancellatio
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(st.announce.alive_every()) => {}
+            // A new interval: wait again, for the new one.
+            _ = st.announce.alive_every_changed.notified() => continue,
         }
         let Some(s) = st.home.session() else { continue };
         let _call = st.announce.alive_calls.lock().await;

@@ -62,6 +62,9 @@ pub struct AnnounceState {
     pub reconcile: tokio::sync::Mutex<usize>,
     /// How often the keepalive loop calls, as the tracker last said.
     pub alive_every_ms: std::sync::atomic::AtomicU64,
+    /// Wakes the keepalive loop's wait when `alive_every_ms` changes, so that a shorter period
+    /// learned at the first announce applies at once, not after the default's first wait.
+    pub alive_every_changed: tokio::sync::Notify,
 }
 
 impl AnnounceState {
@@ -69,7 +72,11 @@ impl AnnounceState {
     pub fn learn_alive_every(&self, answered_ms: u64) {
         use std::sync::atomic::Ordering;
         let current = self.alive_every_ms.load(Ordering::SeqCst);
-        self.alive_every_ms.store(next_alive_every_ms(current, answered_ms), Ordering::SeqCst);
+        let next = next_alive_every_ms(current, answered_ms);
+        if next != current {
+            self.alive_every_ms.store(next, Ordering::SeqCst);
+            self.alive_every_changed.notify_waiters();
+        }
     }
 
     /// The keepalive loop's current interval.
@@ -89,6 +96,7 @@ impl AnnounceState {
             listed: std::sync::atomic::AtomicBool::new(false),
             reconcile: tokio::sync::Mutex::new(0),
             alive_every_ms: std::sync::atomic::AtomicU64::new(ANNOUNCE_INTERVAL_MS),
+            alive_every_changed: tokio::sync::Notify::new(),
         }
     }
 }
