@@ -19,6 +19,8 @@ struct Tty {
     output: Arc<Mutex<Vec<u8>>>,
     /// Where `expect` starts looking: what came before has been seen.
     seen: usize,
+    /// Says when the reading thread has read everything (the terminal closed).
+    read_all: std::sync::mpsc::Receiver<()>,
 }
 
 impl Tty {
@@ -54,6 +56,7 @@ impl Tty {
         let child = cmd.spawn().unwrap();
         let output = Arc::new(Mutex::new(Vec::new()));
         let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
+        let (done, read_all) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             // EIO once the shell has exited and closed the slave.
@@ -63,8 +66,9 @@ impl Tty {
                 }
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
+            let _ = done.send(());
         });
-        Tty { child, master, output, seen: 0 }
+        Tty { child, master, output, seen: 0, read_all }
     }
 
     /// Everything printed so far, escape sequences removed.
@@ -117,11 +121,13 @@ impl Tty {
         self.expect(completed);
     }
 
-    /// Waits for the shell to exit; its exit code.
+    /// Waits for the shell to exit, and for everything it printed to be read; its exit code.
     fn wait_exit(&mut self) -> i32 {
         let start = Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
+                let all_read = self.read_all.recv_timeout(Duration::from_secs(10));
+                assert!(all_read.is_ok(), "the terminal stayed open after the shell exited: {}", self.text());
                 return s.code().unwrap_or(-1);
             }
             if start.elapsed() > Duration::from_secs(10) {
