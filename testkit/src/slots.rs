@@ -16,7 +16,7 @@
 use std::sync::{Condvar, Mutex};
 
 /// Clusters one test binary runs at once unless `TESTKIT_CLUSTERS_AT_ONCE` says otherwise.
-pub const DEFAULT_CLUSTERS_AT_ONCE: usize = 3;
+pub const DEFAULT_CLUSTERS_AT_ONCE: usize = 4;
 
 /// Longest a test waits for its turn before it fails instead of hanging (a test binary's
 /// clusters all waiting on each other would be a bug in the tests).
@@ -34,8 +34,13 @@ struct State {
     blocked: usize,
 }
 
-static STATE: Mutex<State> = Mutex::new(State { shared: 0, exclusive: false, exclusive_waiting: 0, blocked: 0 });
-static TURN: Condvar = Condvar::new();
+/// The turns of one test binary (tests of this module use their own).
+pub struct Slots {
+    state: Mutex<State>,
+    turn: Condvar,
+}
+
+static SLOTS: Slots = Slots::new();
 
 thread_local! {
     /// This thread holds the exclusive slot: clusters it starts take no slot.
@@ -59,6 +64,7 @@ pub fn clusters_at_once() -> usize {
 #[must_use = "the slot is given back when dropped"]
 pub struct Slot {
     kind: Kind,
+    of: &'static Slots,
 }
 
 enum Kind {
@@ -71,7 +77,7 @@ enum Kind {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut s = STATE.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.of.lock();
         match self.kind {
             Kind::Exclusive => {
                 s.exclusive = false;
@@ -83,27 +89,72 @@ impl Drop for Slot {
             }
             Kind::Nested => HELD_HERE.with(|h| h.set(h.get() - 1)),
         }
-        TURN.notify_all();
+        self.of.turn.notify_all();
     }
 }
 
-/// Waits until `ready` holds for the state, then applies `take`; panics after
-/// [`WAIT_FOR_TURN_MS`].
-fn wait_turn(what: &str, ready: impl Fn(&State) -> bool, take: impl FnOnce(&mut State)) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(WAIT_FOR_TURN_MS);
-    let mut s = STATE.lock().unwrap_or_else(|p| p.into_inner());
-    s.blocked += 1;
-    while !ready(&s) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            s.blocked -= 1;
-            drop(s);
-            panic!("waited {WAIT_FOR_TURN_MS} ms for {what}");
+impl Slots {
+    pub const fn new() -> Slots {
+        Slots {
+            state: Mutex::new(State { shared: 0, exclusive: false, exclusive_waiting: 0, blocked: 0 }),
+            turn: Condvar::new(),
         }
-        s = TURN.wait_timeout(s, left).unwrap_or_else(|p| p.into_inner()).0;
     }
-    s.blocked -= 1;
-    take(&mut s);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until `ready` holds for the state, then applies `take`; panics after
+    /// [`WAIT_FOR_TURN_MS`].
+    fn wait_turn(&self, what: &str, ready: impl Fn(&State) -> bool, take: impl FnOnce(&mut State)) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(WAIT_FOR_TURN_MS);
+        let mut s = self.lock();
+        s.blocked += 1;
+        while !ready(&s) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                s.blocked -= 1;
+                drop(s);
+                panic!("waited {WAIT_FOR_TURN_MS} ms for {what}");
+            }
+            s = self.turn.wait_timeout(s, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        s.blocked -= 1;
+        take(&mut s);
+    }
+
+    /// A shared slot for a cluster about to start; `None` when this thread runs alone already.
+    pub fn cluster_slot(&'static self, limit: usize) -> Option<Slot> {
+        if ALONE_HERE.with(|a| a.get()) {
+            return None;
+        }
+        if HELD_HERE.with(|h| h.get()) > 0 {
+            HELD_HERE.with(|h| h.set(h.get() + 1));
+            return Some(Slot { kind: Kind::Nested, of: self });
+        }
+        self.wait_turn("a cluster slot", |s| shared_ready(s, limit), |s| s.shared += 1);
+        HELD_HERE.with(|h| h.set(1));
+        Some(Slot { kind: Kind::Shared, of: self })
+    }
+
+    /// The machine to this test: waits until no cluster runs, then keeps others from starting
+    /// until the returned slot is dropped.
+    pub fn alone(&'static self) -> Slot {
+        self.lock().exclusive_waiting += 1;
+        self.wait_turn("the machine to this test alone", alone_ready, |s| {
+            s.exclusive_waiting -= 1;
+            s.exclusive = true;
+        });
+        ALONE_HERE.with(|a| a.set(true));
+        Slot { kind: Kind::Exclusive, of: self }
+    }
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots::new()
+    }
 }
 
 /// Whether a cluster may take a shared slot now: nobody runs alone or waits to, and fewer than
@@ -117,34 +168,16 @@ fn alone_ready(s: &State) -> bool {
     !s.exclusive && s.shared == 0
 }
 
-/// A shared slot for a cluster about to start; `None` when this thread runs alone already.
+/// A shared slot of this test binary for a cluster about to start (at most
+/// [`clusters_at_once`]); `None` when this thread runs alone already.
 pub fn cluster_slot() -> Option<Slot> {
-    if ALONE_HERE.with(|a| a.get()) {
-        return None;
-    }
-    if HELD_HERE.with(|h| h.get()) > 0 {
-        HELD_HERE.with(|h| h.set(h.get() + 1));
-        return Some(Slot { kind: Kind::Nested });
-    }
-    let limit = clusters_at_once();
-    wait_turn("a cluster slot", |s| shared_ready(s, limit), |s| s.shared += 1);
-    HELD_HERE.with(|h| h.set(1));
-    Some(Slot { kind: Kind::Shared })
+    SLOTS.cluster_slot(clusters_at_once())
 }
 
 /// The machine to this test: waits until no cluster of this binary runs, then keeps others
 /// from starting until the returned slot is dropped (hold it for the whole test).
 pub fn alone() -> Slot {
-    {
-        let mut s = STATE.lock().unwrap_or_else(|p| p.into_inner());
-        s.exclusive_waiting += 1;
-    }
-    wait_turn("the machine to this test alone", alone_ready, |s| {
-        s.exclusive_waiting -= 1;
-        s.exclusive = true;
-    });
-    ALONE_HERE.with(|a| a.set(true));
-    Slot { kind: Kind::Exclusive }
+    SLOTS.alone()
 }
 
 #[cfg(test)]
@@ -165,10 +198,22 @@ mod tests {
         assert!(!alone_ready(&st(0, true, 1)), "another test runs alone");
     }
 
-    /// Polls the shared state until `f` holds (bounded).
+    /// These tests' own turns: other tests of this crate may start clusters meanwhile.
+    static MINE: Slots = Slots::new();
+    const LIMIT: usize = 3;
+
+    fn cluster_slot() -> Option<Slot> {
+        MINE.cluster_slot(LIMIT)
+    }
+
+    fn alone() -> Slot {
+        MINE.alone()
+    }
+
+    /// Polls these tests' state until `f` holds (bounded).
     fn until(what: &str, f: impl Fn(&State) -> bool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !f(&STATE.lock().unwrap()) {
+        while !f(&MINE.lock()) {
             assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::yield_now();
         }
@@ -192,7 +237,7 @@ mod tests {
     /// clusters take no slot.
     #[test]
     fn shared_slots_are_bounded_and_alone_excludes_them() {
-        let limit = clusters_at_once();
+        let limit = LIMIT;
         let held: Vec<_> = (0..limit).map(|_| holder(cluster_slot)).collect();
         until("the limit's worth of clusters", |s| s.shared == limit);
         // One more waits, and a second cluster of a holding thread rides on its slot.
@@ -202,7 +247,7 @@ mod tests {
             let _second = cluster_slot();
         });
         until("the extra cluster and the nested test waiting", |s| s.blocked == 2);
-        assert_eq!(STATE.lock().unwrap().shared, limit);
+        assert_eq!(MINE.lock().shared, limit);
         assert!(!extra.load(Ordering::SeqCst));
         // An alone test waits for every shared slot, and goes before the extra one.
         let (alone_got, alone_release, alone_t) = holder(|| Some(alone()));
@@ -226,7 +271,7 @@ mod tests {
         let me = alone();
         assert!(cluster_slot().is_none(), "an alone test's own cluster takes no slot");
         drop(me);
-        let s = STATE.lock().unwrap();
+        let s = MINE.lock();
         assert_eq!((s.shared, s.exclusive, s.exclusive_waiting, s.blocked), (0, false, 0, 0), "every slot given back");
     }
 }
