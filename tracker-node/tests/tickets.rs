@@ -364,7 +364,10 @@ fn liveness_calls_are_the_leaders_soft_state_and_going_away_drops_a_sharer_at_on
     let before = cluster.status(leader).unwrap()["last_log_index"].as_u64().unwrap();
     for _ in 0..5 {
         let v = ok(call(&api, "POST", "/v1/peer/alive", Some(&alice), Some(&me)));
-        assert_eq!(v, json!({"ok": true, "user": "alice", "peer_addr": "127.0.0.1:25", "listed": true}));
+        assert_eq!(
+            v,
+            json!({"ok": true, "user": "alice", "peer_addr": "127.0.0.1:25", "listed": true, "alive_every_ms": 10_000})
+        );
     }
     assert_eq!(cluster.status(leader).unwrap()["last_log_index"].as_u64().unwrap(), before, "no log entry");
     // Another key or port is not the daemon the tracker lists: it speaks for nobody.
