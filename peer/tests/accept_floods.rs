@@ -7,7 +7,7 @@
 //! The attackers bind source addresses 127.20.k.1 to play hosts of other networks; the member's
 //! daemon connects from 127.0.0.1.
 
-mod raw;
+use crate::raw;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -17,6 +17,8 @@ use testkit::*;
 
 #[test]
 fn many_networks_filling_the_piece_port_leave_a_member_room_to_download() {
+    // Alone: floods of connections measured against bounds: no other load beside them.
+    let _alone = alone();
     let cluster = Cluster::start(3);
     let (alice, bob) = team(&cluster, "team");
     // Five files of 16 MiB (32 pieces each), downloaded one after the other during the attack.

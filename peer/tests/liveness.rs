@@ -1,7 +1,12 @@
 //! Peer liveness and addresses, on a real three-node tracker cluster and real peer daemons: a
 //! sharer counts only while its daemon is alive (docs/CONTRACT.md: a daemon that died drops out
-//! within 30 s), a clean stop drops out at once, a failover drops nobody, and the tracker lists
-//! a dialable address for a daemon that listens on all interfaces or behind a port forward.
+//! within the liveness period, 30 s by default), a clean stop drops out at once, a failover
+//! drops nobody, and the tracker lists a dialable address for a daemon that listens on all
+//! interfaces or behind a port forward.
+//!
+//! The clusters here set `peer_liveness_ms` to 6 s: the period is the cluster's, and the
+//! daemons learn from the tracker to call every 2 s (with the default 10 s they would drop out
+//! of the failover test's window).
 
 use testkit::*;
 
@@ -10,9 +15,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The tracker's liveness period (docs/API.md, `POST /v1/peer/alive`).
-const LIVENESS: Duration = Duration::from_secs(30);
-const MARGIN: Duration = Duration::from_secs(10);
+/// The liveness period of these tests' clusters (docs/API.md, "Peer liveness").
+const LIVENESS_MS: u64 = 6_000;
+const LIVENESS: Duration = Duration::from_millis(LIVENESS_MS);
+const MARGIN: Duration = Duration::from_secs(4);
+
+/// Three nodes whose liveness period is `LIVENESS`, with a leader.
+fn cluster() -> Cluster {
+    let opts = ClusterOptions { extra: format!("peer_liveness_ms = {LIVENESS_MS}"), ..Default::default() };
+    let c = Cluster::start_with(opts);
+    c.wait_leader(&[]);
+    c
+}
 
 /// Polls `f` every 250 ms until it holds; fails after `timeout`. Returns the time it took.
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -80,7 +94,7 @@ fn downloaded_sha1(cluster: &Cluster, dir: &str, name: &str) -> String {
 
 #[test]
 fn a_killed_daemon_drops_out_within_the_liveness_period() {
-    let cluster = Cluster::start(3);
+    let cluster = cluster();
     let (mut alice, bob) = team(&cluster, "g");
     upload(&alice, &cluster, "a.bin", 1);
     assert_eq!(sharers(&bob, "g", "a.bin"), 1);
@@ -102,7 +116,7 @@ fn a_killed_daemon_drops_out_within_the_liveness_period() {
 
 #[test]
 fn a_daemon_stopped_with_sigterm_drops_out_at_once() {
-    let cluster = Cluster::start(3);
+    let cluster = cluster();
     let (mut alice, bob) = team(&cluster, "g");
     let sha1 = upload(&alice, &cluster, "a.bin", 2);
     assert_eq!(sharers(&bob, "g", "a.bin"), 1);
@@ -124,7 +138,7 @@ fn a_daemon_stopped_with_sigterm_drops_out_at_once() {
 
 #[test]
 fn a_leader_failover_drops_no_live_sharer() {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = cluster();
     let (alice, bob) = team(&cluster, "g");
     let sha1 = upload(&alice, &cluster, "a.bin", 3);
     assert_eq!(sharers(&bob, "g", "a.bin"), 1);
@@ -172,7 +186,7 @@ fn forward(from: u16, to: u16) {
 
 #[test]
 fn listen_on_all_interfaces_and_advertise_a_forwarded_port() {
-    let cluster = Cluster::start(3);
+    let cluster = cluster();
     let owner = Peer::owner(&cluster, "owner", "g", &[]);
     let bob = Peer::member(&cluster, "bob", "g", &owner, &[]);
 

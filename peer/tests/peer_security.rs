@@ -2,7 +2,7 @@
 //! cluster, peer daemons, and a hand-made client that speaks the piece protocol (TLS with its
 //! own key, then frames from `proto::piece`). Each test is one attack from docs/SECURITY.md.
 
-mod raw;
+use crate::raw;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -282,6 +282,8 @@ fn a_sharer_proving_another_key_than_the_tracker_lists_is_dropped_after_one_conn
 
 #[test]
 fn a_thousand_idle_connections_and_a_member_hogging_slots_do_not_lock_out_a_download() {
+    // Alone: exact counts of turned-away and idle-closed connections under a flood.
+    let _alone = alone();
     let w = world(&["--no-request-timeout-ms", "3000"]);
     let alice_addr: SocketAddr = w.alice_addr.parse().unwrap();
     // 1 000 connections from 127.0.0.2 that never speak (most are closed at once: 16 per address).
@@ -353,6 +355,8 @@ fn a_thousand_idle_connections_and_a_member_hogging_slots_do_not_lock_out_a_down
 /// still answering.
 #[test]
 fn a_seed_hands_a_piece_to_one_downloader_first_and_a_cancel_drops_its_request() {
+    // Alone: exact counts of refusals and timeouts: no other load beside it.
+    let _alone = alone();
     let w = world(&[]);
     let rt = runtime();
     rt.block_on(async {

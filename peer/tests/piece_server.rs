@@ -2,7 +2,7 @@
 //! to by a raw client over the real TLS channel: error codes 1, 2, 3, 4, 7 and 8, each answered
 //! with an `error` frame before the close, and the bound of 64 connections served at once.
 
-mod raw;
+use crate::raw;
 
 use std::time::Duration;
 

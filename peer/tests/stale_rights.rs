@@ -8,7 +8,7 @@
 //! The ticket lifetime is shortened for these tests through the tracker's
 //! `TRACKER_TICKET_LIFETIME_MS` (docs/OPERATIONS.md), so that "within a lifetime" is seconds.
 
-mod raw;
+use crate::raw;
 
 use std::io::Read;
 use std::process::{Command, Stdio};

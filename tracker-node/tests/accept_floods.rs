@@ -85,6 +85,8 @@ fn addr(a: &str) -> SocketAddr {
 
 #[test]
 fn silent_and_stalled_tls_connections_from_one_host_leave_the_api_to_members() {
+    // Alone: floods of connections measured against bounds: no other load beside them.
+    let _alone = alone();
     let _one = one_attack_at_a_time();
     let (cluster, alice, leader) = world();
     let target = addr(cluster.api(leader));
@@ -111,6 +113,8 @@ fn silent_and_stalled_tls_connections_from_one_host_leave_the_api_to_members() {
 
 #[test]
 fn many_addresses_of_one_network_leave_the_api_to_members() {
+    // Alone: floods of connections measured against bounds: no other load beside them.
+    let _alone = alone();
     let _one = one_attack_at_a_time();
     let (cluster, alice, leader) = world();
     let target = addr(cluster.api(leader));
@@ -144,6 +148,8 @@ fn time_to_close(target: SocketAddr, opening: &[u8]) -> Duration {
 
 #[test]
 fn a_silent_connection_and_an_unfinished_request_head_are_closed_within_seconds() {
+    // Alone: floods of connections measured against bounds: no other load beside them.
+    let _alone = alone();
     let _one = one_attack_at_a_time();
     let (cluster, _alice, leader) = world();
     let target = addr(cluster.api(leader));
@@ -186,6 +192,8 @@ fn terms(cluster: &Cluster) -> Vec<(u64, u64)> {
 
 #[test]
 fn a_flood_on_a_followers_raft_port_costs_no_election_and_no_write() {
+    // Alone: floods of connections measured against bounds: no other load beside them.
+    let _alone = alone();
     let _one = one_attack_at_a_time();
     let (cluster, _alice, leader) = world();
     let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();

@@ -27,6 +27,8 @@ fn voters_everywhere(cluster: &InprocCluster, ids: &[u64], want: serde_json::Val
 
 #[test]
 fn admin_calls_need_the_operators_certificate_and_refused_ones_change_nothing() {
+    // Alone: the leader and term must stay the same through the attacks: no other load beside it.
+    let _alone = alone();
     let cluster = InprocCluster::start(3);
     let (leader, _) = cluster.wait_stable_leader();
     let api = cluster.api(leader);

@@ -25,6 +25,8 @@ fn rss_bytes(pid: u32) -> u64 {
 
 #[test]
 fn a_login_flood_is_throttled_and_takes_nothing_down() {
+    // Alone: the flood must not cost the leader its leadership: no other load beside it.
+    let _alone = alone();
     let cluster = Cluster::start(3);
     let rt = runtime();
     let client = cluster.client();

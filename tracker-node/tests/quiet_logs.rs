@@ -12,6 +12,8 @@ fn lines(cluster: &Cluster, id: u64) -> usize {
 
 #[test]
 fn the_default_log_is_short_at_start_and_bounded_while_a_node_is_down() {
+    // Alone: it counts log lines in a window: no other load beside it.
+    let _alone = alone();
     // The default filter is what is tested; an inherited RUST_LOG would replace it.
     std::env::remove_var("RUST_LOG");
     let mut cluster = Cluster::start(3);

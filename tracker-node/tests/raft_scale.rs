@@ -107,6 +107,8 @@ fn metric(cluster: &Cluster, id: u64, name: &str) -> Option<f64> {
 
 #[test]
 fn a_follower_down_for_20k_entries_catches_up_under_load_then_a_full_kill9_restart_serves_reads_fast() {
+    // Alone: tens of thousands of writes and a full restart: the machine to itself.
+    let _alone = alone();
     // No snapshot during the test: the whole log stays in sled, and the follower catches up
     // through append batches alone (the byte-bounded transport is what is under test).
     let FollowerDown { mut cluster, rt, admin, groups, leader, follower } = follower_down(10_000_000, 20);

@@ -183,6 +183,8 @@ fn last_log_id(cluster: &Cluster, leader: u64, term: u64) -> Option<LogId<NodeId
 
 #[test]
 fn forged_raft_messages_from_outside_the_cluster_are_refused() {
+    // Alone: the leader and term must stay the same through the attacks: no other load beside it.
+    let _alone = alone();
     let cluster = Cluster::start(3);
     let rt = runtime();
     // alice exists, so a forged `login alice` would be a working session if it got in.

@@ -133,6 +133,8 @@ fn start_flood(
 
 #[test]
 fn a_registration_flood_from_one_address_is_cut_off_and_alice_logs_in_throughout() {
+    // Alone: a flood of password hashing, and alice must log in throughout: no other load beside it.
+    let _alone = alone();
     let cluster = Cluster::start(3);
     let rt = runtime();
     let client = cluster.client();
