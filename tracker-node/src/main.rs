@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Args)]
 struct ConfigArg {
     /// The cluster file (see cluster.toml); relative data_dirs are relative to its folder
-    #[arg(long, value_name = "FILE", default_value = "cluster.toml")]
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
     config: PathBuf,
 }
 
@@ -123,11 +123,28 @@ struct MemberArgs {
     json: bool,
 }
 
+/// `--config`'s default.
+const DEFAULT_CONFIG: &str = "cluster.toml";
+
 fn load(c: &ConfigArg) -> Result<Arc<ClusterConfig>, ExitCode> {
     ClusterConfig::load(&c.config).map(Arc::new).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {e}{}", config_hint(&e, &c.config));
         ExitCode::from(2)
     })
+}
+
+/// Run away from the cluster file without `--config`, a command says where it looked and how
+/// to name the file (as etcdctl points at `--endpoints`).
+fn config_hint(e: &proto::cluster::ConfigError, path: &std::path::Path) -> String {
+    let missing = matches!(e, proto::cluster::ConfigError::Read { source, .. }
+        if source.kind() == std::io::ErrorKind::NotFound);
+    if !missing || path != std::path::Path::new(DEFAULT_CONFIG) {
+        return String::new();
+    }
+    let here = std::env::current_dir().map(|d| format!(" in {}", d.display())).unwrap_or_default();
+    format!(
+        " (there is no {DEFAULT_CONFIG}{here}: name the cluster file with --config FILE, or run this in its folder)"
+    )
 }
 
 fn main() -> ExitCode {

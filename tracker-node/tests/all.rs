@@ -18,6 +18,7 @@ mod login_flood;
 mod membership;
 mod netns;
 mod node_cli;
+mod operator_ux;
 mod quiet_logs;
 mod quotas;
 mod raft_cluster;
