@@ -1,6 +1,8 @@
 //! Logging: the default filter keeps a node's log readable (openraft at warn, our own state
 //! changes at info), and connection failures to another node are reported once, then as a
-//! summary at most every [`UNREACHABLE_SUMMARY_EVERY`], instead of once per retry.
+//! summary at most every [`UNREACHABLE_SUMMARY_EVERY`], instead of once per retry. Late answers
+//! (an append not answered within openraft's deadline of one heartbeat, routine while a node
+//! stops or starts) likewise: a warning and summaries, where openraft logs an ERROR per append.
 //!
 //! `RUST_LOG`, when set, replaces all of it: its filter applies as written and nothing is
 //! held back (openraft's own per-retry lines included).
@@ -24,8 +26,15 @@ pub const UNREACHABLE_SUMMARY_EVERY: Duration = Duration::from_secs(10);
 /// Words of openraft's lines that repeat per retry while another node is down (or on every
 /// benign race of an election); [`RaftRetryNoise`] drops them, [`PeerFailures`] reports the
 /// same facts once.
-const OPENRAFT_NOISE: [&str; 4] =
-    ["Unreachable node", "backoff mode", "will be ignored because vote changed", "timeout while sending"];
+const OPENRAFT_NOISE: [&str; 5] = [
+    "Unreachable node",
+    "backoff mode",
+    "will be ignored because vote changed",
+    "timeout while sending",
+    // openraft's `Timeout` of an append (`timeout after 20ms when AppendEntries 1->2`), an
+    // ERROR per append: [`PeerFailures::late`] reports the same facts.
+    " when AppendEntries ",
+];
 
 /// Drops openraft's per-retry lines (see [`OPENRAFT_NOISE`]). Installed only without `RUST_LOG`.
 struct RaftRetryNoise;
@@ -90,32 +99,72 @@ struct Failing {
 #[derive(Clone, Default)]
 pub struct PeerFailures {
     nodes: Arc<Mutex<HashMap<NodeId, Failing>>>,
+    /// Calls not answered within openraft's deadline, per node, counted the same way.
+    late: Arc<Mutex<HashMap<NodeId, Failing>>>,
+}
+
+/// What one more event of an episode calls for.
+#[derive(Debug, PartialEq, Eq)]
+enum Tally {
+    /// The first of an episode: logged in full.
+    First,
+    /// A summary is due: the episode's length and count.
+    Summary {
+        secs: u64,
+        count: u64,
+    },
+    Quiet,
+}
+
+/// Counts one event for `target` at `now` in `map`, episodes and summaries as for failures.
+fn tally(map: &Mutex<HashMap<NodeId, Failing>>, target: NodeId, now: Instant) -> Tally {
+    let mut nodes = map.lock().unwrap_or_else(|p| p.into_inner());
+    let stale = nodes.get(&target).is_some_and(|f| now.duration_since(f.last_failure) >= NEW_EPISODE_AFTER);
+    if stale {
+        nodes.remove(&target);
+    }
+    match nodes.get_mut(&target) {
+        None => {
+            nodes.insert(target, Failing { since: now, failures: 1, last_report: now, last_failure: now });
+            Tally::First
+        }
+        Some(f) => {
+            f.failures += 1;
+            f.last_failure = now;
+            if now.duration_since(f.last_report) >= UNREACHABLE_SUMMARY_EVERY {
+                f.last_report = now;
+                Tally::Summary { secs: now.duration_since(f.since).as_secs(), count: f.failures }
+            } else {
+                Tally::Quiet
+            }
+        }
+    }
 }
 
 impl PeerFailures {
     pub fn failed(&self, target: NodeId, error: &dyn std::fmt::Display) {
-        let now = Instant::now();
-        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        let stale = nodes.get(&target).is_some_and(|f| now.duration_since(f.last_failure) >= NEW_EPISODE_AFTER);
-        if stale {
-            nodes.remove(&target);
+        match tally(&self.nodes, target, Instant::now()) {
+            Tally::First => tracing::warn!("node {target} unreachable: {error}"),
+            Tally::Summary { secs, count } => {
+                tracing::warn!("node {target} unreachable for {secs} s ({count} failures)")
+            }
+            Tally::Quiet => {}
         }
-        match nodes.get_mut(&target) {
-            None => {
-                nodes.insert(target, Failing { since: now, failures: 1, last_report: now, last_failure: now });
-                drop(nodes);
-                tracing::warn!("node {target} unreachable: {error}");
+    }
+
+    /// A call to `target` (`what`, a Raft route) had no answer within openraft's `deadline`
+    /// (openraft gave up on it and sends again; the request itself goes on, see raft_net).
+    pub fn late(&self, target: NodeId, what: &str, deadline: std::time::Duration) {
+        match tally(&self.late, target, Instant::now()) {
+            Tally::First => tracing::warn!(
+                "node {target} answers late: no answer to {what} within {} ms, openraft's deadline \
+                 (it sends again; usual while a node stops or starts, a sign of overload otherwise)",
+                deadline.as_millis()
+            ),
+            Tally::Summary { secs, count } => {
+                tracing::warn!("node {target} answered late {count} times in {secs} s")
             }
-            Some(f) => {
-                f.failures += 1;
-                f.last_failure = now;
-                if now.duration_since(f.last_report) >= UNREACHABLE_SUMMARY_EVERY {
-                    f.last_report = now;
-                    let (secs, failures) = (now.duration_since(f.since).as_secs(), f.failures);
-                    drop(nodes);
-                    tracing::warn!("node {target} unreachable for {secs} s ({failures} failures)");
-                }
-            }
+            Tally::Quiet => {}
         }
     }
 
@@ -148,5 +197,24 @@ mod tests {
         }
         p.succeeded(2);
         assert!(p.nodes.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn late_answers_are_one_line_then_a_summary_every_10_s() {
+        let map = Mutex::new(HashMap::new());
+        let t0 = Instant::now();
+        assert_eq!(tally(&map, 2, t0), Tally::First);
+        for i in 1..100 {
+            assert_eq!(tally(&map, 2, t0 + std::time::Duration::from_millis(i * 20)), Tally::Quiet);
+        }
+        assert_eq!(tally(&map, 3, t0), Tally::First, "per node");
+        let later = t0 + UNREACHABLE_SUMMARY_EVERY;
+        for i in 0..250u64 {
+            let at = t0 + std::time::Duration::from_millis(2000 + i * 40);
+            let _ = tally(&map, 2, at.min(later - std::time::Duration::from_millis(1)));
+        }
+        assert_eq!(tally(&map, 2, later), Tally::Summary { secs: 10, count: 351 });
+        // Quiet for longer than an episode: the next one starts in full.
+        assert_eq!(tally(&map, 2, later + NEW_EPISODE_AFTER), Tally::First);
     }
 }

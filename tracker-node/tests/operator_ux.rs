@@ -42,3 +42,38 @@ fn a_command_run_where_there_is_no_cluster_file_hints_at_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!stderr(&out).contains("--config FILE"), "{}", stderr(&out));
 }
+
+/// A routine restart (SIGTERM one node, start it again; the leader too) logs nothing at ERROR
+/// level: openraft's `RPCError err=timeout after 20ms` per late append (a node that stops,
+/// starts or stalls answers after the heartbeat deadline) is summarised as a warning (`node N
+/// answers late`), as unreachable nodes are. A stalled node (SIGSTOP) makes the late appends
+/// certain: a restart on a fast machine may have none.
+#[test]
+fn a_routine_restart_or_a_stalled_node_logs_no_error() {
+    std::env::remove_var("RUST_LOG");
+    let mut cluster = Cluster::start(3);
+    for round in 0..2 {
+        let (leader, _) = cluster.wait_stable_leader();
+        let victims = [cluster.other_than(&[leader]), leader];
+        for victim in victims {
+            assert_eq!(cluster.terminate(victim, WAIT), Some(0), "round {round}: {}", cluster.log(victim));
+            cluster.start_node(victim);
+            cluster.wait_converged(WAIT);
+        }
+    }
+    let (leader, _) = cluster.wait_stable_leader();
+    let slow = cluster.other_than(&[leader]);
+    let at = cluster.log(leader).len();
+    let late = format!("node {slow} answers late: no answer to /raft/append within 20 ms");
+    cluster.signal(slow, libc::SIGSTOP);
+    wait_until("the leader to say the stalled node answers late", WAIT, || cluster.log(leader)[at..].contains(&late));
+    cluster.signal(slow, libc::SIGCONT);
+    cluster.wait_converged(WAIT);
+    let log = cluster.log(leader)[at..].to_string();
+    assert!(log.lines().count() < 10, "the stall is a few lines:\n{log}");
+    for id in cluster.ids() {
+        let log = cluster.log(id);
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+        assert!(errors.is_empty(), "node {id} logged at ERROR level:\n{}", errors.join("\n"));
+    }
+}

@@ -295,10 +295,14 @@ impl Connection {
             drop(permit);
             let _ = tx.send(outcome);
         });
+        // Dropped before the answer came (openraft's deadline, or ours), it reports the call
+        // as late: one line and summaries per node, in place of openraft's ERROR per append.
+        let mut pending = Pending { failures: &self.failures, target, what: path, deadline: timeout, answered: false };
         let outcome = tokio::time::timeout(timeout, rx).await.map_err(|_| {
             let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer in {timeout:?}"));
             RPCError::Unreachable(Unreachable::new(&e))
         })?;
+        pending.answered = true;
         let bytes = match outcome.expect("the request task always answers") {
             Outcome::Body(b) => b,
             // Logged in the task, rate-limited per node; openraft's own line per retry is held
@@ -310,6 +314,23 @@ impl Connection {
         let result: Result<Resp, RaftError<NodeId, E>> =
             wire::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+/// A call waiting for its answer; see [`Connection::call`].
+struct Pending<'a> {
+    failures: &'a crate::logging::PeerFailures,
+    target: NodeId,
+    what: &'a str,
+    deadline: Duration,
+    answered: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.failures.late(self.target, self.what, self.deadline);
+        }
     }
 }
 
