@@ -42,7 +42,9 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         id: u64,
     },
-    /// Run every listed node on this machine as child processes; Ctrl-C stops them all
+    /// Run every listed node on this machine as child processes, their output prefixed
+    /// `node N | `; a node that dies is started again (at most 5 times a minute); Ctrl-C stops
+    /// them all
     Up {
         #[command(flatten)]
         config: ConfigArg,

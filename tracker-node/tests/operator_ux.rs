@@ -43,6 +43,118 @@ fn a_command_run_where_there_is_no_cluster_file_hints_at_config() {
     assert!(!stderr(&out).contains("--config FILE"), "{}", stderr(&out));
 }
 
+/// Reads `up`'s stdout lines on a thread; the channel closes at end of file.
+fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Kills `up`'s whole process group (it and its children) if the test ends early.
+struct UpGuard(std::process::Child);
+
+impl Drop for UpGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill(2) on the process group this test created for `up` (pgid = its pid).
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The pid in a line `node N api ADDR (pid P)`, if the line is node `id`'s.
+fn pid_in(line: &str, id: u64) -> Option<i32> {
+    line.strip_prefix(&format!("node {id} api "))?.split("(pid ").nth(1)?.trim_end_matches(')').parse().ok()
+}
+
+#[test]
+fn up_prefixes_each_nodes_lines_restarts_a_node_that_died_at_most_5_times_a_minute() {
+    use std::os::unix::process::CommandExt;
+    let cluster = Cluster::start_with(ClusterOptions { start: 0, ..Default::default() });
+    let log_path = cluster.dir.path().join("up.log");
+    let child = Command::new(workspace_bin("tracker-node"))
+        .args(["up", "--config", cluster.config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut up = UpGuard(child);
+    let lines = lines_of(up.0.stdout.take().unwrap());
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let next_pid = |id: u64| loop {
+        let line = lines.recv_timeout(WAIT).unwrap_or_else(|e| panic!("waiting for node {id}'s pid: {e}\n{}", log()));
+        if let Some(pid) = pid_in(&line, id) {
+            return pid;
+        }
+    };
+    let mut pid = next_pid(1);
+    let _ = (next_pid(2), next_pid(3));
+
+    // Each node's log lines come prefixed with its id.
+    let apis = cluster.apis.clone();
+    wait_until("the nodes started by `up` to elect a leader", WAIT, || {
+        apis.iter().all(|a| http_get_json(a, "/v1/status").is_some_and(|s| s["leader"].is_u64()))
+    });
+    for id in cluster.ids() {
+        let prefixed = format!("node {id} | ");
+        assert!(log().lines().any(|l| l.starts_with(&prefixed) && l.contains("INFO")), "{}", log());
+    }
+    assert!(
+        log().lines().all(|l| l.starts_with("node ")),
+        "every line on up's stderr is a node's or about a node:\n{}",
+        log()
+    );
+
+    // Node 1 dies: it is started again, with a line saying so and its new pid.
+    for restart in 1..=5 {
+        // SAFETY: kill(2) on node 1's process, which `up` started for this test.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let new = next_pid(1);
+        assert_ne!(new, pid);
+        pid = new;
+        let said = format!("restarting it (restart {restart} of at most 5 within 60 s)");
+        wait_until("up to say it restarted node 1", WAIT, || log().contains(&said));
+        assert!(log().contains("node 1 exited (signal: 9"), "{}", log());
+    }
+    wait_until("node 1, restarted, to serve its api", WAIT, || http_get_json(&apis[0], "/v1/status").is_some());
+
+    // A sixth death within the minute: it stays down, and `up` says so.
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until("up to give up on node 1", WAIT, || {
+        log().lines().any(|l| {
+            l.starts_with("node 1 exited (signal: 9")
+                && l.ends_with("after 5 restarts within 60 s: not restarting it again")
+        })
+    });
+
+    // Ctrl-C still stops the others; the exit is 1, a node having stayed down.
+    // SAFETY: kill(2) on the pid of the child this test spawned and has not reaped.
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let code = loop {
+        if let Some(st) = up.0.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(started.elapsed() < WAIT, "`up` did not exit after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(1), "{}", log());
+    for id in [2, 3] {
+        assert!(log().lines().any(|l| l.starts_with(&format!("node {id} | ")) && l.contains("stopped cleanly")));
+    }
+}
+
 /// A routine restart (SIGTERM one node, start it again; the leader too) logs nothing at ERROR
 /// level: openraft's `RPCError err=timeout after 20ms` per late append (a node that stops,
 /// starts or stalls answers after the heartbeat deadline) is summarised as a warning (`node N
