@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use proto::api::{MembersRequest, NodeStatus};
+use proto::api::{HealthBody, MembersRequest, NodeStatus};
 use proto::cluster::ClusterConfig;
 use reqwest::Method;
 use serde::Deserialize;
@@ -99,6 +99,44 @@ impl NodesHttp {
         }
     }
 
+    /// One health probe (`GET /health` or `GET /readyz`) of the node at `api`: its verdict and
+    /// detail, or `None` when the node did not answer in the probes' shape in time.
+    pub async fn probe(&self, api: impl std::fmt::Display, path: &str) -> Option<Probe> {
+        let r = self.client.get(self.url(api, path)).send().await.ok()?;
+        let success = r.status().is_success();
+        let body = r.json::<HealthBody>().await.ok()?;
+        let detail = body.detail.or(body.error.map(|e| e.message)).unwrap_or_default();
+        Some(Probe { ok: success && body.health, detail })
+    }
+
+    /// Every listed node's status, `/health` and `/readyz`, asked in parallel (the three of a
+    /// node at once too), in the file's order.
+    pub async fn healths(&self, cfg: &ClusterConfig) -> Vec<NodeHealth> {
+        let asks: Vec<_> = cfg
+            .nodes
+            .iter()
+            .map(|n| {
+                let (http, id, api) = (self.clone(), n.id, n.api.to_string());
+                tokio::spawn(async move {
+                    let (status, health, ready) =
+                        tokio::join!(http.status(&api), http.probe(&api, "/health"), http.probe(&api, "/readyz"));
+                    NodeHealth { id, api, status, health, ready }
+                })
+            })
+            .collect();
+        let mut rows = Vec::with_capacity(asks.len());
+        for (ask, n) in asks.into_iter().zip(&cfg.nodes) {
+            rows.push(ask.await.unwrap_or_else(|_| NodeHealth {
+                id: n.id,
+                api: n.api.to_string(),
+                status: None,
+                health: None,
+                ready: None,
+            }));
+        }
+        rows
+    }
+
     /// Every listed node's status, asked in parallel: `(id, api, status)` in the file's order,
     /// `None` for a node that did not answer.
     pub async fn statuses(&self, cfg: &ClusterConfig) -> Vec<(u64, String, Option<NodeStatus>)> {
@@ -135,6 +173,29 @@ impl NodesHttp {
         }
         None
     }
+}
+
+/// A health probe's answer: `ok` when the node answered 200 with `"health": true`; `detail` is
+/// the node's detail, or its reason when not ok.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// One listed node's answers to `tracker-node health`: `None` where it did not answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeHealth {
+    pub id: u64,
+    pub api: String,
+    pub status: Option<NodeStatus>,
+    pub health: Option<Probe>,
+    pub ready: Option<Probe>,
+}
+
+/// Every listed node's status and probes, each asked with `timeout`: see [`NodesHttp::healths`].
+pub async fn healths(cfg: &ClusterConfig, timeout: Duration) -> Result<Vec<NodeHealth>, AdminError> {
+    Ok(NodesHttp::new(cfg, timeout, false)?.healths(cfg).await)
 }
 
 /// Every listed node's status, each asked with `timeout`: see [`NodesHttp::statuses`].

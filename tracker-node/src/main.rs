@@ -57,6 +57,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check every listed node's /health and /readyz, one line each; exit 0 when a leader is
+    /// known and a quorum of the voters is healthy, 1 otherwise
+    Health {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print one JSON object (the verdict and a row per node) instead of lines
+        #[arg(long)]
+        json: bool,
+    },
     /// Create the cluster CA and every listed node's certificate and key (mutual TLS between
     /// nodes), for clusters on several machines; see docs/OPERATIONS.md
     Certs {
@@ -66,7 +75,7 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Change the voters (through the leader)
+    /// List the voters and learners, or change the voters (through the leader)
     Members {
         #[command(subcommand)]
         action: MembersCmd,
@@ -112,6 +121,14 @@ enum MembersCmd {
     Add(MemberArgs),
     /// Remove node N from the voters
     Remove(MemberArgs),
+    /// List the voters and learners as the leader reports them, with each one's own role
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print one JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -189,6 +206,10 @@ async fn async_main(cli: Cli) -> ExitCode {
             Ok(cfg) => commands::status::run(&cfg, json).await,
             Err(code) => return code,
         },
+        Cmd::Health { config, json } => match load(&config) {
+            Ok(cfg) => commands::health::run(&cfg, json).await,
+            Err(code) => return code,
+        },
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "tracker-node", &mut std::io::stdout());
@@ -258,11 +279,17 @@ async fn run_node(config: &ConfigArg, id: u64) -> ExitCode {
     exit_code(tracker_node::run(node, listeners, shutdown).await.map(|_| 0))
 }
 
-/// `tracker-node members add|remove --id N`.
+/// `tracker-node members add|remove --id N`, `members list`.
 async fn members(action: MembersCmd) -> ExitCode {
     let (verb, MemberArgs { config, id, json }) = match action {
         MembersCmd::Add(args) => ("add", args),
         MembersCmd::Remove(args) => ("remove", args),
+        MembersCmd::List { config, json } => {
+            return match load(&config) {
+                Ok(cfg) => exit_code(commands::members::list_members(&cfg, json).await),
+                Err(code) => code,
+            }
+        }
     };
     let cfg = match load(&config) {
         Ok(cfg) => cfg,

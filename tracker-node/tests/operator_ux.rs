@@ -24,6 +24,8 @@ fn a_command_run_where_there_is_no_cluster_file_hints_at_config() {
     for args in [
         vec!["status"],
         vec!["status", "--json"],
+        vec!["health"],
+        vec!["members", "list"],
         vec!["members", "add", "--id", "1"],
         vec!["up"],
     ] {
@@ -41,6 +43,114 @@ fn a_command_run_where_there_is_no_cluster_file_hints_at_config() {
     let out = tracker_node(&["status", "--config", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(!stderr(&out).contains("--config FILE"), "{}", stderr(&out));
+}
+
+fn health(config: &str) -> (Option<i32>, String, String) {
+    let out = tracker_node(&["health", "--config", config]);
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+fn health_json(config: &str) -> (Option<i32>, Value) {
+    let out = tracker_node(&["health", "--config", config, "--json"]);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    (out.status.code(), v)
+}
+
+#[test]
+fn health_is_exit_0_while_a_quorum_is_healthy_and_exit_1_without() {
+    let mut cluster = Cluster::start(3);
+    let config = cluster.config.to_str().unwrap().to_string();
+    let (leader, _) = cluster.wait_stable_leader();
+
+    // All up: a line per node, then the verdict.
+    let mut seen = None;
+    wait_until("health to report three healthy voters", WAIT, || {
+        let (code, out, err) = health(&config);
+        let ok = code == Some(0) && out.contains("3 of 3 voters healthy");
+        seen = Some((code, out, err));
+        ok
+    });
+    let (_, out, _) = seen.unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "one line per node and the verdict:\n{out}");
+    for id in cluster.ids() {
+        let line = lines.iter().find(|l| l.starts_with(&format!("node {id} "))).unwrap_or_else(|| panic!("{out}"));
+        assert!(line.starts_with(&format!("node {id} {} healthy: ", cluster.api(id))), "{line}");
+        assert!(line.ends_with("; ready"), "{line}");
+    }
+    assert!(lines[3].starts_with("cluster healthy: node "), "{out}");
+
+    // A follower down: still a quorum, and the row says it did not answer.
+    let down = cluster.other_than(&[leader]);
+    cluster.kill(down);
+    let (code, v) = health_json(&config);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["healthy"], true, "{v}");
+    assert_eq!(v["voters"], json!([1, 2, 3]), "{v}");
+    assert_eq!(v["quorum"], 2, "{v}");
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{v}");
+    let row = nodes.iter().find(|n| n["id"] == down).unwrap();
+    assert_eq!((&row["reachable"], &row["health"], &row["ready"]), (&json!(false), &json!(false), &json!(false)));
+    for n in nodes.iter().filter(|n| n["id"] != down) {
+        assert_eq!((&n["reachable"], &n["health"]), (&json!(true), &json!(true)), "{n}");
+        assert!(n["health_detail"].is_string(), "{n}");
+    }
+    let (_, out, _) = health(&config);
+    assert!(out.contains(&format!("node {down} {} unreachable", cluster.api(down))), "{out}");
+
+    // Two down: no quorum; exit 1 with the reason on stderr.
+    let second = cluster.other_than(&[down]);
+    cluster.kill(second);
+    let mut last = None;
+    wait_until("health to find the cluster unhealthy", WAIT, || {
+        let (code, out, err) = health(&config);
+        let done = code == Some(1);
+        last = Some((out, err));
+        done
+    });
+    let (_, err) = last.unwrap();
+    assert!(err.starts_with("error: the cluster is unhealthy: "), "{err}");
+    let (code, v) = health_json(&config);
+    assert_eq!((code, &v["healthy"]), (Some(1), &json!(false)), "{v}");
+}
+
+#[test]
+fn members_list_shows_the_voters_and_learners_as_the_leader_sees_them() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        nodes: 4,
+        start: 3,
+        extra: "initial_members = [1, 2, 3]".into(),
+        ..Default::default()
+    });
+    let config = cluster.config.to_str().unwrap().to_string();
+    cluster.wait_stable_leader();
+
+    let out = tracker_node(&["members", "list", "--config", &config, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&v["voters"], &v["learners"]), (&json!([1, 2, 3]), &json!([])), "{v}");
+    let members = v["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{v}");
+    for m in members {
+        let id = m["id"].as_u64().unwrap();
+        assert_eq!(m["api"], cluster.api(id), "{m}");
+        assert_eq!(m["raft"], cluster.rafts[(id - 1) as usize], "{m}");
+        assert_eq!(m["voter"], true, "{m}");
+        assert!(["leader", "follower"].contains(&m["role"].as_str().unwrap()), "{m}");
+    }
+    assert!(members.iter().any(|m| m["id"] == v["leader"] && m["role"] == "leader"), "{v}");
+    let out = tracker_node(&["members", "list", "--config", &config]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(text.lines().count(), 5, "a header, three members, the listed non-member:\n{text}");
+    assert!(text.lines().last().unwrap().ends_with("but not members: 4"), "{text}");
+    for id in 1..=3u64 {
+        let line = text.lines().find(|l| l.split_whitespace().next() == Some(&id.to_string())).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[1], "voter", "{line}");
+        assert_eq!(cols[3], cluster.api(id), "{line}");
+    }
 }
 
 /// Reads `up`'s stdout lines on a thread; the channel closes at end of file.

@@ -1,11 +1,16 @@
 //! `tracker-node members add|remove --id N`: sends the change to the leader (following
-//! redirects, trying every listed node) with the cluster secret when one is set.
+//! redirects, trying every listed node) with the cluster secret when one is set. `members list`:
+//! the voters and learners as the leader reports them.
 
 use std::time::Duration;
 
-use proto::api::MembersRequest;
+use proto::api::{MembersRequest, NodeStatus, Role};
 use proto::cluster::ClusterConfig;
+use serde::Serialize;
 use tracker_client::admin::AdminClient;
+
+/// How long each node gets to answer `members list`.
+const LOOK_TIMEOUT_MS: u64 = 1500;
 
 /// Adding waits for the learner to catch up (at most `[cluster] members_add_timeout_ms`); the
 /// whole command is bound by that and this much more for finding the leader and its answer.
@@ -52,6 +57,89 @@ pub async fn run(cfg: &ClusterConfig, action: &str, id: u64, json: bool) -> anyh
         println!("node {id} is now a voter (voters: {})", list(&changed.voters));
     } else {
         println!("node {id} is no longer a voter (voters: {})", list(&changed.voters));
+    }
+    Ok(0)
+}
+
+/// The leader among the answers: the node that says it leads, of the latest term.
+pub fn leader_of(rows: &[(u64, String, Option<NodeStatus>)]) -> Option<&NodeStatus> {
+    rows.iter().filter_map(|(_, _, st)| st.as_ref()).filter(|st| st.role == Role::Leader).max_by_key(|st| st.term)
+}
+
+/// One member in `members list --json`.
+#[derive(Serialize)]
+struct MemberRow {
+    id: u64,
+    /// Its addresses as the cluster file lists them (null for a member the file does not list).
+    api: Option<String>,
+    raft: Option<String>,
+    voter: bool,
+    /// The role the node reports itself, null when it did not answer.
+    role: Option<Role>,
+}
+
+#[derive(Serialize)]
+struct MembersList {
+    leader: u64,
+    term: u64,
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    members: Vec<MemberRow>,
+}
+
+/// `tracker-node members list`: the voters and learners as the leader reports them; exit 3 when
+/// no node says it leads.
+pub async fn list_members(cfg: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
+    let rows = tracker_client::admin::statuses(cfg, Duration::from_millis(LOOK_TIMEOUT_MS)).await?;
+    let Some(leader) = leader_of(&rows) else {
+        let answered = rows.iter().filter(|(_, _, st)| st.is_some()).count();
+        eprintln!(
+            "error: no node leads the cluster now ({answered} of {} listed nodes answered; see tracker-node status)",
+            rows.len()
+        );
+        return Ok(3);
+    };
+    let role_of =
+        |id: u64| rows.iter().find(|(i, _, _)| *i == id).and_then(|(_, _, st)| st.as_ref()).map(|st| st.role.clone());
+    let members: Vec<MemberRow> = leader
+        .voters
+        .iter()
+        .map(|v| (*v, true))
+        .chain(leader.learners.iter().map(|l| (*l, false)))
+        .map(|(id, voter)| MemberRow {
+            id,
+            api: cfg.node(id).map(|n| n.api.to_string()),
+            raft: cfg.node(id).map(|n| n.raft.to_string()),
+            voter,
+            role: role_of(id),
+        })
+        .collect();
+    if json {
+        let out = MembersList {
+            leader: leader.id,
+            term: leader.term,
+            voters: leader.voters.clone(),
+            learners: leader.learners.clone(),
+            members,
+        };
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(0);
+    }
+    println!("{:<4} {:<8} {:<12} {:<22} raft", "id", "member", "role", "api");
+    for m in &members {
+        let role = m.role.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "unreachable".into());
+        println!(
+            "{:<4} {:<8} {:<12} {:<22} {}",
+            m.id,
+            if m.voter { "voter" } else { "learner" },
+            role,
+            m.api.as_deref().unwrap_or("-"),
+            m.raft.as_deref().unwrap_or("-")
+        );
+    }
+    let others: Vec<u64> = cfg.nodes.iter().map(|n| n.id).filter(|id| members.iter().all(|m| m.id != *id)).collect();
+    if !others.is_empty() {
+        println!("listed in {} but not members: {}", cfg.path.display(), list(&others));
     }
     Ok(0)
 }

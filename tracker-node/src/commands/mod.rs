@@ -1,9 +1,11 @@
 //! The operator commands other than `run`: `up` (a local cluster as child processes),
-//! `status` (one row per node), `members` (voter changes through the leader), `snapshot` and
+//! `status` (one row per node), `health` (each node's probes and the cluster's verdict),
+//! `members` (the membership, and voter changes through the leader), `snapshot` and
 //! `restore`, `certs` (the cluster CA and node certificates). They reach the nodes through
 //! tracker-client (`tracker_client::admin`), as any other client does.
 
 pub mod certs;
+pub mod health;
 pub mod members;
 pub mod snapshot;
 pub mod status;
