@@ -49,7 +49,8 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Show one row per listed node: reachable, role, term, leader, log and applied index
+    /// Show one row per listed node: reachable, role (`removed`: no longer a member, still
+    /// running), term, leader, log and applied index
     Status {
         #[command(flatten)]
         config: ConfigArg,
@@ -119,7 +120,7 @@ enum SnapshotCmd {
 enum MembersCmd {
     /// Make listed node N a voter: it joins as a learner, catches up, then votes
     Add(MemberArgs),
-    /// Remove node N from the voters
+    /// Remove node N from the voters (then stop its process: it keeps running)
     Remove(MemberArgs),
     /// List the voters and learners as the leader reports them, with each one's own role
     List {

@@ -115,6 +115,12 @@ fn health_is_exit_0_while_a_quorum_is_healthy_and_exit_1_without() {
     assert_eq!((code, &v["healthy"]), (Some(1), &json!(false)), "{v}");
 }
 
+fn status_role(cluster: &Cluster, id: u64) -> Value {
+    let out = tracker_node(&["status", "--config", cluster.config.to_str().unwrap(), "--json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows.as_array().unwrap().iter().find(|r| r["id"] == id).unwrap()["role"].clone()
+}
+
 #[test]
 fn members_list_shows_the_voters_and_learners_as_the_leader_sees_them() {
     let cluster = Cluster::start_with(ClusterOptions {
@@ -151,6 +157,32 @@ fn members_list_shows_the_voters_and_learners_as_the_leader_sees_them() {
         assert_eq!(cols[1], "voter", "{line}");
         assert_eq!(cols[3], cluster.api(id), "{line}");
     }
+}
+
+#[test]
+fn after_members_remove_the_command_says_to_stop_the_node_and_status_shows_it_removed() {
+    let cluster = Cluster::start(3);
+    let config = cluster.config.to_str().unwrap().to_string();
+    cluster.wait_stable_leader();
+
+    // Remove node 3: the sentence on stdout as before; stderr says to stop the node.
+    let out = tracker_node(&["members", "remove", "--config", &config, "--id", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "node 3 is no longer a voter (voters: 1, 2)\n");
+    let err = stderr(&out);
+    assert!(err.starts_with(&format!("node 3 still runs (it answers on {}): stop it", cluster.api(3))), "{err}");
+    assert!(err.contains(&cluster.data_dir(3).display().to_string()), "names the data_dir: {err}");
+
+    // The node still runs; status shows it as removed, whatever it says of itself.
+    wait_until("status to show node 3 as removed", WAIT, || status_role(&cluster, 3) == "removed");
+    let out = tracker_node(&["status", "--config", &config]);
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("3 ")).unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(line.split_whitespace().nth(2), Some("removed"), "{text}");
+    assert!(cluster.status(3).is_some(), "node 3 still answers");
+    let out = tracker_node(&["members", "list", "--config", &config, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["voters"], json!([1, 2]), "{v}");
 }
 
 /// Reads `up`'s stdout lines on a thread; the channel closes at end of file.

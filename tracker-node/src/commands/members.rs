@@ -9,7 +9,7 @@ use proto::cluster::ClusterConfig;
 use serde::Serialize;
 use tracker_client::admin::AdminClient;
 
-/// How long each node gets to answer `members list`.
+/// How long each node gets to answer `members list` and the check after `members remove`.
 const LOOK_TIMEOUT_MS: u64 = 1500;
 
 /// Adding waits for the learner to catch up (at most `[cluster] members_add_timeout_ms`); the
@@ -58,7 +58,34 @@ pub async fn run(cfg: &ClusterConfig, action: &str, id: u64, json: bool) -> anyh
     } else {
         println!("node {id} is no longer a voter (voters: {})", list(&changed.voters));
     }
+    if action == "remove" {
+        eprintln!("{}", after_remove(cfg, id).await);
+    }
     Ok(0)
+}
+
+/// What to do after removing node `id`: its process does not stop by itself (it keeps running
+/// and answering, `status` shows it as `removed`), so the operator is told to stop it.
+async fn after_remove(cfg: &ClusterConfig, id: u64) -> String {
+    let Some(node) = cfg.node(id) else { return String::new() };
+    let http = tracker_client::admin::NodesHttp::new(cfg, Duration::from_millis(LOOK_TIMEOUT_MS), false);
+    let runs = match http {
+        Ok(http) => http.status(node.api).await.is_some(),
+        Err(_) => false,
+    };
+    let data_dir = node.data_dir.display();
+    if runs {
+        format!(
+            "node {id} still runs (it answers on {}): stop it now; move its data_dir {data_dir} away unless you \
+             add it again",
+            node.api
+        )
+    } else {
+        format!(
+            "node {id} did not answer: if it still runs somewhere, stop it; move its data_dir {data_dir} away \
+             unless you add it again"
+        )
+    }
 }
 
 /// The leader among the answers: the node that says it leads, of the latest term.
