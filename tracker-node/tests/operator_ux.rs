@@ -331,3 +331,32 @@ fn a_routine_restart_or_a_stalled_node_logs_no_error() {
         assert!(errors.is_empty(), "node {id} logged at ERROR level:\n{}", errors.join("\n"));
     }
 }
+
+/// The curl recipe of docs/OPERATIONS.md, "Checking a node by hand", as written there with the
+/// node's port and the cluster's CA, reaches a node over HTTPS; the naive one fails on the name.
+#[test]
+fn the_curl_recipe_of_operations_md_checks_a_node_over_https() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/OPERATIONS.md")).unwrap();
+    let section = doc.split("## Checking a node by hand").nth(1).expect("the section").split("\n## ").next().unwrap();
+    let recipe = section.lines().find(|l| l.starts_with("curl --cacert tls/ca.pem --connect-to")).expect("the recipe");
+    let cluster = Cluster::start(3);
+    let port = cluster.api(1).rsplit(':').next().unwrap().to_string();
+    let ca = cluster.dir.path().join("tls/ca.pem");
+    let run = |line: &str| {
+        let args: Vec<String> = line
+            .replace("7001", &port)
+            .split_whitespace()
+            .skip(1)
+            .map(|a| if a == "tls/ca.pem" { ca.to_str().unwrap().to_string() } else { a.to_string() })
+            .collect();
+        Command::new("curl").args(["-sS", "--max-time", "5"]).args(&args).output().expect("curl is installed")
+    };
+    let out = run(recipe);
+    assert_eq!(out.status.code(), Some(0), "{recipe}: {}", stderr(&out));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert!(body["health"].is_boolean(), "{body}");
+    let naive = "curl --cacert tls/ca.pem https://127.0.0.1:7001/health";
+    assert!(section.contains(naive), "the section shows what fails");
+    let out = run(naive);
+    assert_ne!(out.status.code(), Some(0), "the certificate does not name 127.0.0.1");
+}
