@@ -500,8 +500,10 @@ mod tests {
         let late = conn.vote(req(), RPCOption::new(Duration::from_millis(50))).await;
         assert!(matches!(late, Err(RPCError::Unreachable(_))), "past its deadline: {late:?}");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while answered.load(Ordering::SeqCst) == 0 {
-            assert!(std::time::Instant::now() < deadline, "the late request never reached node 2");
+        // Answered, and its task has read the whole answer (the permit is given back after
+        // that): only then is its connection back in the pool.
+        while answered.load(Ordering::SeqCst) == 0 || conn.in_flight.available_permits() < IN_FLIGHT_PER_TARGET {
+            assert!(std::time::Instant::now() < deadline, "the late request never completed at node 2");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let on_time = conn.vote(req(), RPCOption::new(Duration::from_millis(2_000))).await;
