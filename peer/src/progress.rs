@@ -3,7 +3,8 @@
 //!
 //! A download's bar shows bytes done / total, the rate over the last few seconds, the time
 //! left and the sharers connected; once every piece is verified it says `verifying` (the file
-//! being moved into place) instead of sitting at 100%, and `paused` while paused.
+//! being moved into place) instead of sitting at 100%, and `paused` while paused. Its last
+//! frame (`render_done`) is 100% with the average rate and the time taken: no ETA, no sharers.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
@@ -92,6 +93,26 @@ pub fn eta_secs(done: u64, total: u64, rate: u64) -> Option<u64> {
     (rate > 0).then(|| total.saturating_sub(done).div_ceil(rate))
 }
 
+/// A duration as a person reads it: `4.2 s` under a minute, then `m:ss` (`h:mm:ss`).
+pub fn took(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1} s")
+    } else {
+        clock(elapsed.as_secs())
+    }
+}
+
+/// Bytes per second of `bytes` moved in `elapsed` (0 for no time at all).
+pub fn average_rate(bytes: u64, elapsed: Duration) -> u64 {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        0
+    } else {
+        (bytes as f64 / secs) as u64
+    }
+}
+
 /// Percent done, 100 for an empty total.
 pub fn percent(done: u64, total: u64) -> f64 {
     if total == 0 {
@@ -101,19 +122,25 @@ pub fn percent(done: u64, total: u64) -> f64 {
     }
 }
 
-/// One frame of the bar (without the leading `\r`).
-pub fn render(label: &str, done: u64, total: u64, rate: u64, peers: Option<usize>, phase: Phase) -> String {
+/// The bar's head: label, bar, percent and bytes.
+fn head(label: &str, done: u64, total: u64) -> String {
     const WIDTH: usize = 24;
     let frac = percent(done, total) / 100.0;
     let filled = ((frac * WIDTH as f64) as usize).min(WIDTH);
-    let mut line = format!(
+    format!(
         "{label} [{}{}] {:>5.1}%  {} / {}",
         "#".repeat(filled),
         ".".repeat(WIDTH - filled),
         frac * 100.0,
         human_bytes(done.min(total)),
         human_bytes(total)
-    );
+    )
+}
+
+/// One frame of the bar (without the leading `\r`). `peers` is the sharers connected, in
+/// show-downloads' word.
+pub fn render(label: &str, done: u64, total: u64, rate: u64, peers: Option<usize>, phase: Phase) -> String {
+    let mut line = head(label, done, total);
     match phase {
         Phase::Verifying => line.push_str("  verifying the whole file"),
         Phase::Paused => line.push_str("  paused"),
@@ -124,11 +151,16 @@ pub fn render(label: &str, done: u64, total: u64, rate: u64, peers: Option<usize
                 None => line.push_str("  ETA -:--"),
             }
             if let Some(p) = peers {
-                line.push_str(&format!("  {p} peer{}", if p == 1 { "" } else { "s" }));
+                line.push_str(&format!("  {p} sharer{}", if p == 1 { "" } else { "s" }));
             }
         }
     }
     line
+}
+
+/// The last frame of a finished download: 100%, the average rate and the time it took.
+pub fn render_done(label: &str, total: u64, avg_rate: u64, elapsed: Duration) -> String {
+    format!("{}  avg {}/s  in {}", head(label, total, total), human_bytes(avg_rate), took(elapsed))
 }
 
 pub struct Progress {
@@ -177,6 +209,18 @@ impl Progress {
         // `\x1b[K` clears what a longer previous frame left.
         let _ = write!(err, "\r{line}\x1b[K");
         let _ = err.flush();
+    }
+
+    /// Draws the last frame of a finished download (`render_done`) and ends the line.
+    pub fn complete(&mut self, avg_rate: u64, elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let line = render_done(&self.label, self.total, avg_rate, elapsed);
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "\r{line}\x1b[K");
+        let _ = err.flush();
+        self.last_draw = None;
     }
 
     pub fn finish(&mut self) {
@@ -232,10 +276,23 @@ mod tests {
         let mib = 1024 * 1024;
         let f = render("x.bin", 4 * mib, 8 * mib, mib, Some(2), Phase::Running);
         assert!(f.contains(" 50.0%") && f.contains("4.0 MiB / 8.0 MiB"), "{f}");
-        assert!(f.contains("1.0 MiB/s") && f.contains("ETA 0:04") && f.contains("2 peers"), "{f}");
+        assert!(f.contains("1.0 MiB/s") && f.contains("ETA 0:04") && f.contains("2 sharers"), "{f}");
+        assert!(!f.contains("peer"), "one word for one thing, as show-downloads says: {f}");
         let f = render("x.bin", 8 * mib, 8 * mib, 0, Some(0), Phase::Verifying);
         assert!(f.contains("verifying") && !f.contains("ETA"), "not an idle 100%: {f}");
         let f = render("x.bin", mib, 8 * mib, 0, None, Phase::Paused);
         assert!(f.contains("paused") && !f.contains("ETA"), "{f}");
+    }
+
+    #[test]
+    fn the_last_frame_is_100_percent_at_the_average_rate() {
+        let mib = 1024 * 1024;
+        let f = render_done("x.bin", 8 * mib, 2 * mib, Duration::from_millis(4200));
+        assert!(f.contains("100.0%") && f.contains("8.0 MiB / 8.0 MiB"), "{f}");
+        assert!(f.contains("avg 2.0 MiB/s") && f.contains("in 4.2 s"), "{f}");
+        assert!(!f.contains("ETA") && !f.contains("sharer") && !f.contains("peer"), "nothing of a running bar: {f}");
+        assert_eq!(took(Duration::from_secs(75)), "1:15");
+        assert_eq!(average_rate(10 * mib, Duration::from_secs(4)), 10 * mib / 4);
+        assert_eq!(average_rate(10, Duration::ZERO), 0);
     }
 }
