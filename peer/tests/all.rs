@@ -13,6 +13,7 @@ mod accept_floods;
 mod chaos_swarm;
 mod cli_reference;
 mod contract;
+mod downloads_ux;
 mod failures;
 mod liveness;
 mod local_safety;

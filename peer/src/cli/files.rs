@@ -6,14 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::{CliError, Ctx, Out};
 use crate::control::{self, ControlRequest, ControlResponse, DownloadFailure, DownloadRow, DownloadState};
 use crate::piece_lists::PieceListStore;
-use crate::progress::{human_bytes, percent, Phase, Progress};
+use crate::progress::{average_rate, clock, eta_secs, human_bytes, percent, took, Phase, Progress};
 use proto::api::{ApiErrorCode, ErrorCode};
 
 /// Files at least this large get a hashing progress bar.
@@ -54,15 +54,19 @@ pub(super) fn ok_fields(r: ControlResponse) -> serde_json::Value {
 }
 
 pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> Result<(), CliError> {
-    proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
+    // `peer upload GROUP FILE`: the refusal (of GROUP as a name, or of FILE as a path) says so.
+    let swapped = swapped_upload(file, group);
+    proto::names::validate_id("group", group)
+        .map_err(|m| CliError::refused(ErrorCode::InvalidName, format!("{m}{swapped}")))?;
     require_daemon(ctx).await?;
     if ctx.home.session().is_none() {
         return Err(CliError::refused(ErrorCode::Unauthenticated, "not logged in (run: peer login USER)"));
     }
     let path = std::path::absolute(file)
         .map_err(|e| CliError::refused(ErrorCode::NoSuchFile, format!("{}: {e}", file.display())))?;
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| CliError::refused(ErrorCode::NoSuchFile, format!("cannot read {}: {e}", file.display())))?;
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        CliError::refused(ErrorCode::NoSuchFile, format!("cannot read {}: {e}{swapped}", file.display()))
+    })?;
     if !meta.is_file() {
         return Err(CliError::refused(ErrorCode::NoSuchFile, format!("{} is not a regular file", file.display())));
     }
@@ -130,21 +134,59 @@ pub async fn upload(ctx: &mut Ctx, out: &mut Out, file: &Path, group: &str) -> R
     Ok(())
 }
 
+/// `peer upload GROUP FILE` for `peer upload FILE GROUP`: when FILE is no path but GROUP is
+/// one, the hint that ends the refusal (else nothing).
+fn swapped_upload(file: &Path, group: &str) -> String {
+    if std::fs::symlink_metadata(file).is_err() && std::fs::symlink_metadata(group).is_ok() {
+        let file = file.display().to_string();
+        format!(" (peer upload takes FILE GROUP: did you mean `peer upload {group} {file}`?)")
+    } else {
+        String::new()
+    }
+}
+
 /// DEST is a directory (the file lands as DEST/NAME) or a file path. A symlink at the resolved
-/// file path is not followed: it is what is at the destination (see `check_dest`).
+/// file path is not followed: it is what is at the destination (see `check_dest`). The folders
+/// of the path that do not exist yet are made by `make_folders`; one that exists as something
+/// else than a folder is refused.
 pub fn resolve_dest(dest: &Path, name: &str) -> Result<PathBuf, CliError> {
     let abs =
         std::path::absolute(dest).map_err(|e| CliError::usage(format!("bad destination {}: {e}", dest.display())))?;
     let as_dir = abs.is_dir() || dest.as_os_str().to_string_lossy().ends_with('/');
     let target = if as_dir { abs.join(name) } else { abs };
     let parent = target.parent().ok_or_else(|| CliError::usage(format!("bad destination {}", dest.display())))?;
-    if !parent.is_dir() {
-        return Err(CliError::usage(format!("destination folder {} does not exist", parent.display())));
+    if let Some(blocker) = parent.ancestors().find(|a| a.exists()).filter(|a| !a.is_dir()) {
+        return Err(CliError::usage(format!("{} is not a folder", blocker.display())));
     }
     if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
         return Err(CliError::usage(format!("{} is a directory", target.display())));
     }
     Ok(target)
+}
+
+/// Makes the folders of `folder` that do not exist (as `mkdir -p`, curl's `--create-dirs`);
+/// returns those it made, outermost first, for `unmake_folders` when the daemon refuses.
+pub fn make_folders(folder: &Path) -> Result<Vec<PathBuf>, CliError> {
+    let missing: Vec<PathBuf> = folder.ancestors().take_while(|a| !a.exists()).map(Path::to_path_buf).collect();
+    let mut made = Vec::new();
+    for dir in missing.into_iter().rev() {
+        if let Err(e) = std::fs::create_dir(&dir) {
+            unmake_folders(&made);
+            return Err(CliError::refused(
+                ApiErrorCode::IoError,
+                format!("cannot create the destination folder {}: {e}", dir.display()),
+            ));
+        }
+        made.push(dir);
+    }
+    Ok(made)
+}
+
+/// Removes the folders `make_folders` made, innermost first, if they are still empty.
+fn unmake_folders(made: &[PathBuf]) {
+    for dir in made.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// The quick half of `dest_exists`, before asking the daemon: without `--force`, anything at the
@@ -166,18 +208,30 @@ pub async fn download(
     out: &mut Out,
     group: &str,
     name: &str,
-    dest: &Path,
+    dest: Option<&Path>,
     detach: bool,
     force: bool,
 ) -> Result<(), CliError> {
     proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
     proto::names::validate_file_name(name).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
-    let target = resolve_dest(dest, name)?;
+    // No DEST: the current folder (as transmission-cli, rqbit and curl -O). The daemon resolves
+    // nothing itself: what it gets is absolute.
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::usage(format!("no DEST given and the current folder is unusable: {e}")))?;
+    let target = resolve_dest(dest.unwrap_or(&cwd), name)?;
     check_dest(&target, force)?;
     require_daemon(ctx).await?;
+    let made = make_folders(target.parent().unwrap_or(Path::new("/")))?;
     let dest_s = target.to_string_lossy().into_owned();
     let req = ControlRequest::Download { group: group.into(), name: name.into(), dest: dest_s.clone(), force };
-    let r = daemon_call(ctx, &req, ctx.control_timeout()).await?;
+    let started = Instant::now();
+    let r = match daemon_call(ctx, &req, ctx.control_timeout()).await {
+        Ok(r) => r,
+        Err(e) => {
+            unmake_folders(&made);
+            return Err(swapped_download(ctx, e, group, name, dest).await);
+        }
+    };
     let fields = ok_fields(r);
     if fields["already_present"] == true {
         out.ok(format!("{dest_s} already holds {name} (same SHA-1); sharing it in {group}"), fields);
@@ -191,13 +245,38 @@ pub async fn download(
         out.ok(format!("downloading {name} from {group} to {dest_s} (see: peer show-downloads)"), fields);
         return Ok(());
     }
-    follow(ctx, out, group, name, &dest_s).await
+    follow(ctx, out, group, name, &dest_s, started).await
+}
+
+/// `peer download NAME GROUP` for `peer download GROUP NAME`: a refusal for want of GROUP, when
+/// a group is named like NAME, says which order was meant (the refusal and its exit stay).
+async fn swapped_download(ctx: &mut Ctx, e: CliError, group: &str, name: &str, dest: Option<&Path>) -> CliError {
+    if e.code != ErrorCode::NoSuchGroup || proto::names::validate_id("group", name).is_err() {
+        return e;
+    }
+    let Ok(client) = ctx.session_client() else { return e };
+    let Ok(groups) = client.list_groups().await else { return e };
+    if !groups.iter().any(|g| g.group == name) {
+        return e;
+    }
+    let dest = dest.map(|d| format!(" {}", d.display())).unwrap_or_default();
+    let hint = format!("peer download takes GROUP NAME [DEST]: did you mean `peer download {name} {group}{dest}`?");
+    CliError { message: format!("{} ({hint})", e.message), ..e }
 }
 
 /// Waits for the download to `dest` to end, drawing its progress; Ctrl-C stops waiting (exit
-/// 130) and leaves the download to the daemon.
-async fn follow(ctx: &Ctx, out: &mut Out, group: &str, name: &str, dest: &str) -> Result<(), CliError> {
+/// 130) and leaves the download to the daemon. `started` is when the daemon was asked.
+async fn follow(
+    ctx: &Ctx,
+    out: &mut Out,
+    group: &str,
+    name: &str,
+    dest: &str,
+    started: Instant,
+) -> Result<(), CliError> {
     let mut bar: Option<Progress> = None;
+    // Bytes already there when this command began following (a resumed download).
+    let mut done_before: Option<u64> = None;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let end = |bar: &mut Option<Progress>| {
@@ -224,6 +303,7 @@ async fn follow(ctx: &Ctx, out: &mut Out, group: &str, name: &str, dest: &str) -
                 "the daemon forgot the download (was it restarted?)",
             ));
         };
+        let before = *done_before.get_or_insert(if row.state == DownloadState::Complete { 0 } else { row.bytes_done });
         let b = bar.get_or_insert_with(|| Progress::new(name.to_string(), row.size));
         let phase = match row.state {
             DownloadState::Paused => Phase::Paused,
@@ -233,10 +313,23 @@ async fn follow(ctx: &Ctx, out: &mut Out, group: &str, name: &str, dest: &str) -
         b.update(row.bytes_done, row.rate_bytes_per_s, Some(row.peers), phase);
         match row.state {
             DownloadState::Complete => {
-                end(&mut bar);
+                let elapsed = started.elapsed();
+                let fetched = row.size.saturating_sub(before);
+                let avg = average_rate(fetched, elapsed);
+                if let Some(b) = bar.as_mut() {
+                    b.complete(avg, elapsed);
+                }
+                let earlier =
+                    if before > 0 { format!(" ({} of it fetched before)", human_bytes(before)) } else { String::new() };
                 out.ok(
-                    format!("downloaded {name} to {dest} ({} bytes, every piece verified)", row.size),
-                    json!({"group": group, "name": name, "dest": dest, "size": row.size}),
+                    format!(
+                        "downloaded {name} ({}) to {dest} in {}, {}/s{earlier}; every piece verified",
+                        human_bytes(row.size),
+                        took(elapsed),
+                        human_bytes(avg)
+                    ),
+                    json!({"group": group, "name": name, "dest": dest, "size": row.size,
+                           "elapsed_ms": elapsed.as_millis() as u64, "avg_bytes_per_s": avg}),
                 );
                 return Ok(());
             }
@@ -278,7 +371,8 @@ async fn downloads(ctx: &Ctx) -> Result<Vec<DownloadRow>, CliError> {
 }
 
 /// One download in the human view: `[D]` downloading, `[P]` paused, `[C]` complete, `[F]`
-/// failed, then `[group] name`, how far, and where to.
+/// failed, then `[group] name`, how far, and where to; a running one also its rate, the time
+/// left at that rate (`ETA -:--` while nothing moves) and the sharers connected.
 pub fn download_line(r: &DownloadRow) -> String {
     let head = |tag: &str| format!("[{tag}] [{}] {}", r.group, r.name);
     let pct = percent(r.bytes_done, r.size);
@@ -296,10 +390,11 @@ pub fn download_line(r: &DownloadRow) -> String {
             format!("{}  {pct:.1}% of {}  verifying  -> {}", head("D"), human_bytes(r.size), r.dest)
         }
         _ => format!(
-            "{}  {pct:.1}% of {}  {}/s  {} sharer{}  -> {}",
+            "{}  {pct:.1}% of {}  {}/s  ETA {}  {} sharer{}  -> {}",
             head("D"),
             human_bytes(r.size),
             human_bytes(r.rate_bytes_per_s),
+            eta_secs(r.bytes_done, r.size, r.rate_bytes_per_s).map_or_else(|| "-:--".to_string(), clock),
             r.peers,
             if r.peers == 1 { "" } else { "s" },
             r.dest
@@ -321,12 +416,56 @@ pub fn downloads_text(rows: &[DownloadRow], all: bool) -> String {
     shown.iter().map(|r| download_line(r)).collect::<Vec<_>>().join("\n")
 }
 
+/// How often `show-downloads --watch` draws the view again.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
 /// `show-downloads`: the human view hides complete and failed downloads unless `all`; --json
-/// always lists every download.
-pub async fn show_downloads(ctx: &mut Ctx, out: &mut Out, all: bool) -> Result<(), CliError> {
-    let rows = downloads(ctx).await?;
-    out.done(downloads_text(&rows, all), &rows);
-    Ok(())
+/// always lists every download. With `watch` the view is drawn again every second (as
+/// `watch peer show-downloads`): on a terminal, in place until Ctrl-C; otherwise one view after
+/// the other, a blank line between, until no download is running (a script can wait on it).
+pub async fn show_downloads(ctx: &mut Ctx, out: &mut Out, all: bool, watch: bool) -> Result<(), CliError> {
+    if !watch {
+        let rows = downloads(ctx).await?;
+        out.done(downloads_text(&rows, all), &rows);
+        return Ok(());
+    }
+    if ctx.global.json {
+        return Err(CliError::usage(
+            "--watch draws the human view again and again; with --json, run show-downloads when you need it",
+        ));
+    }
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stdout().is_terminal();
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut first = true;
+    loop {
+        let rows = downloads(ctx).await?;
+        let text = downloads_text(&rows, all);
+        {
+            let mut stdout = std::io::stdout().lock();
+            let written = if terminal {
+                // Home, the view, then clear what a longer previous view left below it.
+                write!(stdout, "\x1b[H\x1b[2J{text}\n(every {} s; Ctrl-C to stop)\n", WATCH_EVERY.as_secs())
+            } else if first {
+                writeln!(stdout, "{text}")
+            } else {
+                writeln!(stdout, "\n{text}")
+            };
+            if written.and_then(|_| stdout.flush()).is_err() {
+                // stdout closed (`| head`): nobody is watching any more.
+                return Ok(());
+            }
+        }
+        first = false;
+        if !terminal && !rows.iter().any(|r| r.state == DownloadState::Downloading) {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = &mut interrupted => return Ok(()),
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+    }
 }
 
 pub async fn list(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
@@ -341,7 +480,12 @@ pub async fn list(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliEr
     } else {
         rows.iter()
             .map(|f| {
-                format!("{}  {} bytes  {} pieces  {} sharer(s)  sha1 {}", f.name, f.size, f.pieces, f.sharers, f.sha1)
+                let sharers = if f.sharers == 1 { "sharer" } else { "sharers" };
+                let size = human_bytes(f.size);
+                format!(
+                    "{}  {size} ({} bytes)  {} pieces  {} {sharers}  sha1 {}",
+                    f.name, f.size, f.pieces, f.sharers, f.sha1
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -388,6 +532,10 @@ mod tests {
             l.contains("25.0%") && l.contains("1.0 MiB/s") && l.contains("2 sharers") && l.contains("/d/f.bin"),
             "{l}"
         );
+        assert!(l.contains("ETA 0:03"), "3 MiB left at 1 MiB/s: {l}");
+        let mut stalled = row("downloading", 1024 * 1024);
+        stalled.rate_bytes_per_s = 0;
+        assert!(download_line(&stalled).contains("ETA -:--"), "nothing moves: {}", download_line(&stalled));
         let l = download_line(&row("downloading", 4 * 1024 * 1024));
         assert!(l.contains("verifying"), "not an idle 100%: {l}");
         let l = download_line(&row("paused", 1024 * 1024));

@@ -118,25 +118,29 @@ pub enum Command {
     #[command(alias = "remove_member")]
     RemoveMember { group: String, user: String },
     /// Share PATH in GROUP (needs the daemon)
+    ///
+    /// PATH comes first, GROUP second (a swap is refused with the order meant).
     #[command(alias = "upload_file")]
     Upload {
         #[arg(value_name = "PATH")]
         file: PathBuf,
         group: String,
     },
-    /// Download NAME from GROUP into DEST, a directory or a file path (needs the daemon)
+    /// Download NAME from GROUP into DEST (default: the current folder) (needs the daemon)
     ///
-    /// Blocks until the file is complete and verified, with a progress bar on a terminal.
-    /// Ctrl-C stops waiting, not the download: the daemon goes on with it, and the command exits
-    /// 130 (stop the download with: peer cancel GROUP NAME).
+    /// Blocks until the file is complete and verified, with a progress bar on a terminal, then
+    /// says how long it took and the average rate. Ctrl-C stops waiting, not the download: the
+    /// daemon goes on with it, and the command exits 130 (stop the download with: peer cancel
+    /// GROUP NAME).
     #[command(alias = "download_file")]
     Download {
         /// The group the file is shared in
         group: String,
         /// The file's name in the group (see: peer list-files GROUP)
         name: String,
-        /// A directory (the file lands as DEST/NAME) or a file path
-        dest: PathBuf,
+        /// A folder (the file lands as DEST/NAME; a DEST ending in / is one) or a file path;
+        /// missing folders are created [default: the current folder]
+        dest: Option<PathBuf>,
         /// Return once the download is under way
         #[arg(long)]
         detach: bool,
@@ -149,15 +153,19 @@ pub enum Command {
     ListFiles { group: String },
     /// Show this peer's downloads (needs the daemon)
     ///
-    /// By default the active ones (downloading, paused): destination, percent, rate and sharers
-    /// connected. --all adds the complete and failed ones. With --json, every download, each
-    /// {"group", "name", "dest", "state": "downloading"|"paused"|"complete"|"failed", "bytes_done",
-    /// "size", "error", "rate_bytes_per_s", "peers"}.
+    /// By default the active ones (downloading, paused): destination, percent, rate, time left
+    /// and sharers connected. --all adds the complete and failed ones. With --json, every
+    /// download, each {"group", "name", "dest", "state": "downloading"|"paused"|"complete"|
+    /// "failed", "bytes_done", "size", "error", "rate_bytes_per_s", "peers"}.
     #[command(alias = "show_downloads")]
     ShowDownloads {
         /// Also show complete and failed downloads
         #[arg(long)]
         all: bool,
+        /// Draw the view again every second: on a terminal in place until Ctrl-C; otherwise one
+        /// view after another until no download is running (not with --json)
+        #[arg(long)]
+        watch: bool,
     },
     /// Stop a download (downloading or paused) and delete its .part (needs the daemon)
     ///
@@ -334,10 +342,10 @@ pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Resu
         Command::RemoveMember { group, user } => groups::remove_member(ctx, out, &group, &user).await,
         Command::Upload { file, group } => files::upload(ctx, out, &file, &group).await,
         Command::Download { group, name, dest, detach, force } => {
-            files::download(ctx, out, &group, &name, &dest, detach, force).await
+            files::download(ctx, out, &group, &name, dest.as_deref(), detach, force).await
         }
         Command::ListFiles { group } => files::list(ctx, out, &group).await,
-        Command::ShowDownloads { all } => files::show_downloads(ctx, out, all).await,
+        Command::ShowDownloads { all, watch } => files::show_downloads(ctx, out, all, watch).await,
         Command::Cancel(d) => manage::cancel(ctx, out, &d.group, &d.name).await,
         Command::Pause(d) => manage::pause(ctx, out, &d.group, &d.name).await,
         Command::Resume(d) => manage::resume(ctx, out, &d.group, &d.name).await,

@@ -153,7 +153,12 @@ fn placeholder(arg: &clap::Arg) -> String {
 
 /// A subcommand as the shell parses it: with the password argument when it reads one.
 fn in_shell_form(sub: &clap::Command) -> clap::Command {
-    let sub = sub.clone();
+    let mut sub = sub.clone();
+    // The original system's `download_file GROUP NAME DEST` takes its DEST; the CLI's
+    // `download` defaults it to the current folder.
+    if sub.get_name() == "download" {
+        sub = sub.mut_arg("dest", |a| a.required(true));
+    }
     if !sub.get_arguments().any(|a| a.get_id() == PASSWORD_STDIN) {
         return sub;
     }
@@ -286,7 +291,14 @@ mod tests {
                 assert!(words.contains(&w.as_str()), "{name}: TAB does not complete {w:?}");
                 assert_eq!(v.verb(w).map(|x| x.name.as_str()), Some(name), "{w} names {name}");
             }
-            let positionals: Vec<String> = sub.get_positionals().map(placeholder).collect();
+            // Except that the shell's download_file keeps its DEST (in_shell_form).
+            let positionals: Vec<String> = sub
+                .get_positionals()
+                .map(|a| match (name, a.get_id().as_str()) {
+                    ("download", "dest") => placeholder(&a.clone().required(true)),
+                    _ => placeholder(a),
+                })
+                .collect();
             let shown: Vec<&String> =
                 verb.params.iter().filter(|p| p.kind != Kind::Password).map(|p| &p.placeholder).collect();
             assert_eq!(shown, positionals.iter().collect::<Vec<_>>(), "{name}: the shell's arguments are the CLI's");
@@ -360,8 +372,9 @@ mod tests {
         else {
             panic!("download_file is a detached download")
         };
-        assert_eq!((group.as_str(), name.as_str(), dest.to_str()), ("g", "doc.pdf", Some("/d/")));
-        assert!(matches!(parse("show_downloads").unwrap().0, Command::ShowDownloads { all: true }));
+        let dest = dest.as_deref().and_then(|d| d.to_str());
+        assert_eq!((group.as_str(), name.as_str(), dest), ("g", "doc.pdf", Some("/d/")));
+        assert!(matches!(parse("show_downloads").unwrap().0, Command::ShowDownloads { all: true, watch: false }));
         assert!(
             matches!(parse("accept_request g u").unwrap().0, Command::AcceptRequest { group, user } if group == "g" && user == "u")
         );
