@@ -19,6 +19,7 @@ mod liveness;
 mod local_safety;
 mod manage;
 mod netns;
+mod newcomer_cli;
 mod peer_security;
 mod piece_list;
 mod piece_server;

@@ -18,7 +18,13 @@ pub async fn create(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), Cli
 pub async fn join(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
     check_group(group)?;
     let v = ctx.session_client()?.join_group(group).await?;
-    out.ok(format!("asked to join {group}; its owner must accept"), v);
+    // Not an error (docs/CONTRACT.md): the request stands, filed once; say it is the same one.
+    let human = if v.already_pending {
+        format!("your request to join {group} is already pending; its owner must accept it")
+    } else {
+        format!("asked to join {group}; its owner must accept")
+    };
+    out.ok(human, v);
     Ok(())
 }
 

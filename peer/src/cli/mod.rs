@@ -100,6 +100,8 @@ pub enum Command {
     #[command(alias = "create_group")]
     CreateGroup { group: String },
     /// Ask to join a group (its owner accepts)
+    ///
+    /// Asking again while your request is pending says so; it is not an error (exit 0).
     #[command(alias = "join_group")]
     JoinGroup { group: String },
     /// Leave a group (an owner hands it to the next member; the last one deletes it)
