@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use peer::cli::{self, Cli, Command, Ctx, Out};
 
 /// `peer completions SHELL` and `peer man`: hidden helpers for packagers, outside the
@@ -36,7 +35,7 @@ fn main() -> ExitCode {
     if let Some(code) = generated_docs() {
         return code;
     }
-    let parsed = Cli::parse();
+    let parsed = cli::parse_args();
     if !matches!(parsed.command, Command::Daemon { .. }) {
         proto::stdout::exit_quietly_on_closed_stdout();
     }

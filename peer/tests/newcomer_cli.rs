@@ -1,4 +1,5 @@
-//! The paper cuts a newcomer meets (issue 36), as the CLI shows them: a second join request.
+//! The paper cuts a newcomer meets (issue 36), as the CLI shows them: a second join request, a
+//! mistyped command's tips.
 
 use testkit::*;
 
@@ -35,4 +36,32 @@ fn a_second_join_says_the_request_is_already_pending() {
     let v = bob.ok(&["join-group", "dev_team"]);
     assert_eq!((v["ok"].as_bool(), v["already_pending"].as_bool()), (Some(true), Some(true)), "{v}");
     assert_eq!(alice.ok(&["list-requests", "dev_team"]), serde_json::json!([{"user": "bob"}]), "one request");
+}
+
+/// A mistyped command: the closest command first, in the spelling typed, each once and few;
+/// the snake_case aliases stay accepted.
+#[test]
+fn a_mistyped_command_gets_the_closest_command_first_in_its_spelling() {
+    let peer = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(peer_bin());
+        cmd.args(args).env_remove("PEER_HOME").env("PEER_TRACKERS", "127.0.0.1:9");
+        Run::of(cmd, "")
+    };
+    let tips = |r: &Run| -> Vec<String> {
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        let line = r.stderr.lines().find(|l| l.contains("tip:")).unwrap_or_else(|| panic!("no tip: {}", r.stderr));
+        line.split('\'').skip(1).step_by(2).map(str::to_string).collect()
+    };
+    let t = tips(&peer(&["list-group"]));
+    assert_eq!(t.first().map(String::as_str), Some("list-groups"), "{t:?}");
+    assert!(t.len() <= 3 && t.iter().all(|w| !w.contains('_')), "{t:?}");
+    let t = tips(&peer(&["list_group"]));
+    assert_eq!(t.first().map(String::as_str), Some("list_groups"), "{t:?}");
+    assert!(t.iter().all(|w| !w.contains('-')), "{t:?}");
+    let t = tips(&peer(&["--json", "join-grop", "g"]));
+    assert_eq!(t.first().map(String::as_str), Some("join-group"), "{t:?}");
+    // The aliases still run their command (here: no session, so `unauthenticated`).
+    let home = tempfile::tempdir().unwrap();
+    let r = peer(&["--home", home.path().to_str().unwrap(), "--json", "list_groups"]);
+    assert_eq!((r.code, r.error_code().as_str()), (1, "unauthenticated"), "{}", r.stderr);
 }

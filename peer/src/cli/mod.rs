@@ -359,3 +359,76 @@ pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Resu
         Command::Shell => Err(CliError::usage("already in the shell")),
     }
 }
+
+/// The most tips a mistyped command gets ("similar subcommands exist: ...").
+const MAX_COMMAND_TIPS: usize = 3;
+
+/// Parses argv as `Cli::parse` does (a usage error prints clap's message and exits 2), with
+/// [`fewer_tips`] for a mistyped command.
+pub fn parse_args() -> Cli {
+    Cli::try_parse().unwrap_or_else(|e| fewer_tips(e).exit())
+}
+
+/// The tips of a mistyped command, as git and cargo give them: the closest command first, each
+/// command once and in the spelling typed (its snake_case alias only for a word with `_`: those
+/// aliases are the shell's words, accepted but not offered to a kebab-case typist), at most
+/// [`MAX_COMMAND_TIPS`]. clap offers every name and alias above its similarity bar, the closest
+/// last.
+pub fn fewer_tips(mut e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return e;
+    }
+    let (Some(ContextValue::String(typed)), Some(ContextValue::Strings(similar))) =
+        (e.get(ContextKind::InvalidSubcommand).cloned(), e.get(ContextKind::SuggestedSubcommand).cloned())
+    else {
+        return e;
+    };
+    let cli = <Cli as clap::CommandFactory>::command();
+    let mut tips: Vec<String> = Vec::new();
+    for word in similar.iter().rev() {
+        let Some(sub) = cli.find_subcommand(word) else { continue };
+        let snake = sub.get_all_aliases().find(|a| a.contains('_'));
+        let tip = match snake {
+            Some(alias) if typed.contains('_') => alias.to_string(),
+            _ => sub.get_name().to_string(),
+        };
+        if !tips.contains(&tip) {
+            tips.push(tip);
+        }
+    }
+    tips.truncate(MAX_COMMAND_TIPS);
+    e.insert(ContextKind::SuggestedSubcommand, ContextValue::Strings(tips));
+    e
+}
+
+#[cfg(test)]
+mod tips_tests {
+    use super::*;
+    use clap::error::{ContextKind, ContextValue};
+
+    fn tips(args: &[&str]) -> Vec<String> {
+        let e = Cli::try_parse_from(std::iter::once("peer").chain(args.iter().copied())).unwrap_err();
+        match fewer_tips(e).get(ContextKind::SuggestedSubcommand) {
+            Some(ContextValue::Strings(t)) => t.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_mistyped_command_gets_the_closest_first_in_the_spelling_typed() {
+        let t = tips(&["list-group"]);
+        assert_eq!(t.first().map(String::as_str), Some("list-groups"), "{t:?}");
+        assert!(t.len() <= MAX_COMMAND_TIPS && t.iter().all(|w| !w.contains('_')), "{t:?}");
+        let t = tips(&["list_group"]);
+        assert_eq!(t.first().map(String::as_str), Some("list_groups"), "{t:?}");
+        assert!(t.iter().all(|w| !w.contains('-')), "{t:?}");
+        assert_eq!(tips(&["--json", "donwload"]).first().map(String::as_str), Some("download"));
+        // Each command once, whatever the names of it clap found similar.
+        let t = tips(&["create-grp"]);
+        assert_eq!(t.iter().filter(|w| *w == "create-group").count(), 1, "{t:?}");
+        // The aliases stay accepted.
+        assert!(Cli::try_parse_from(["peer", "list_groups"]).is_ok());
+        assert!(Cli::try_parse_from(["peer", "create_user", "bob"]).is_ok());
+    }
+}
