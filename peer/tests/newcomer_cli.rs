@@ -1,5 +1,5 @@
-//! The paper cuts a newcomer meets (issue 36), as the CLI shows them: a second join request, a
-//! mistyped command's tips.
+//! The paper cuts a newcomer meets (issue 36), as the CLI shows them: a second join request,
+//! `list-files` while a request is pending, a mistyped command's tips.
 
 use testkit::*;
 
@@ -36,6 +36,33 @@ fn a_second_join_says_the_request_is_already_pending() {
     let v = bob.ok(&["join-group", "dev_team"]);
     assert_eq!((v["ok"].as_bool(), v["already_pending"].as_bool()), (Some(true), Some(true)), "{v}");
     assert_eq!(alice.ok(&["list-requests", "dev_team"]), serde_json::json!([{"user": "bob"}]), "one request");
+}
+
+#[test]
+fn list_files_while_the_join_request_is_pending_says_so() {
+    let cluster = Cluster::start(3);
+    let (alice, bob) = owner_and_joiner(&cluster);
+    bob.ok(&["join-group", "dev_team"]);
+    // Pending: the refusal says so, and who decides.
+    let message = bob.run(&["list-files", "dev_team"]).refused("not_member");
+    assert!(
+        message.contains("your request to join dev_team is pending until its owner (alice) accepts it"),
+        "{message}"
+    );
+    let r = human(&bob, &["list-files", "dev_team"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.starts_with("error: ") && r.stderr.contains("is pending until its owner"), "{}", r.stderr);
+    // No request (in a neighbour group, nor at all): the plain refusal.
+    for g in ["dev_team-", "dev_tea", "dev_teamz"] {
+        let message = bob.run(&["list-files", g]).refused("not_member");
+        assert!(!message.contains("pending"), "{g}: {message}");
+    }
+    let carol = Peer::new(&cluster, "carol");
+    carol.register_and_login("carol");
+    assert!(!carol.run(&["list-files", "dev_team"]).refused("not_member").contains("pending"));
+    // Accepted: a member lists the files.
+    alice.ok(&["accept-request", "dev_team", "bob"]);
+    assert_eq!(bob.ok(&["list-files", "dev_team"]), serde_json::json!([]));
 }
 
 /// A mistyped command: the closest command first, in the spelling typed, each once and few;

@@ -335,6 +335,14 @@ impl TrackerClient {
         Ok(page)
     }
 
+    /// One group's row as `GET /v1/groups` lists it for this session's user (member? request
+    /// pending?), or `None` when there is no such group: one page of one row, starting after the
+    /// greatest valid name below `group` (see [`group_name_before`]).
+    pub async fn group(&self, group: &str) -> Result<Option<GroupRow>> {
+        let page = self.list_groups_page(group_name_before(group).as_deref(), 1).await?;
+        Ok(page.groups.into_iter().find(|g| g.group == group))
+    }
+
     pub async fn create_group(&self, group: &str) -> Result<GroupCreated> {
         let body = CreateGroupRequest { group: group.into() };
         self.call(Method::POST, "/v1/groups", Some(&body), true).await
@@ -558,6 +566,70 @@ fn short(e: &reqwest::Error) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The characters of a user or group name (`proto::names::validate_id`), in byte order: the
+/// order of the tracker's group pages.
+const NAME_CHARS: &[u8] = b"-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+
+/// The greatest valid group name that sorts before `group` (so that the first group of the page
+/// after it is `group`, when it exists), or `None` when no valid name sorts before it (the page
+/// then starts at the first group).
+pub fn group_name_before(group: &str) -> Option<String> {
+    let bytes = group.as_bytes();
+    let (&last, prefix) = bytes.split_last()?;
+    let before = match NAME_CHARS.iter().position(|&c| c == last) {
+        // `-` is the least character: the prefix alone is the greatest name below.
+        Some(0) => prefix.to_vec(),
+        // The last character one lower, then the greatest tail that fits.
+        Some(i) => {
+            let mut name = prefix.to_vec();
+            name.push(NAME_CHARS[i - 1]);
+            name.resize(proto::names::MAX_ID_LEN.max(name.len()), b'z');
+            name
+        }
+        None => return None,
+    };
+    let before = String::from_utf8(before).ok()?;
+    match before.as_str() {
+        // Below "-", the least name, there is none: the page starts at the first group.
+        "" => None,
+        // "." and ".." are no names: the greatest one below them is below `group` too.
+        "." | ".." => group_name_before(&before),
+        _ => Some(before),
+    }
+}
+
+#[cfg(test)]
+mod name_before_tests {
+    use super::*;
+
+    /// The cursor before a group: the greatest valid name below it, so that a page of one row
+    /// after it starts with the group itself.
+    #[test]
+    fn the_name_before_a_group_is_the_greatest_valid_name_below_it() {
+        let z = |n: usize| "z".repeat(n);
+        assert_eq!(group_name_before("dev_team").unwrap(), format!("dev_teal{}", z(56)));
+        assert_eq!(group_name_before("b").unwrap(), format!("a{}", z(63)));
+        assert_eq!(group_name_before("a-").as_deref(), Some("a"));
+        assert_eq!(group_name_before("a0").unwrap(), format!("a.{}", z(62)));
+        assert_eq!(group_name_before("-"), None);
+        assert_eq!(group_name_before("-.").unwrap(), format!("--{}", z(62)));
+        assert_eq!(group_name_before(".-").unwrap(), format!("-{}", z(63)));
+        assert_eq!(group_name_before("..-").unwrap(), format!(".-{}", z(62)));
+        let full = "x".repeat(64);
+        assert_eq!(group_name_before(&full).unwrap(), format!("{}w", "x".repeat(63)));
+        // Every candidate is a valid name below the group, and no valid name lies between.
+        for g in ["dev_team", "b", "a-", "A", "_", "a", "0", "9z", ".-", "..-", "x.y", "-."] {
+            let before = group_name_before(g).unwrap();
+            proto::names::validate_id("group", &before).unwrap();
+            assert!(before.as_str() < g, "{before} < {g}");
+            for c in NAME_CHARS {
+                let next = format!("{before}{}", *c as char);
+                assert!(next.len() > 64 || next.as_str() >= g, "{next} lies between {before} and {g}");
+            }
+        }
+    }
 }
 
 /// Percent-encodes one path segment (names may hold spaces, `%`, `?`, `#`, UTF-8).

@@ -470,7 +470,11 @@ pub async fn show_downloads(ctx: &mut Ctx, out: &mut Out, all: bool, watch: bool
 
 pub async fn list(ctx: &mut Ctx, out: &mut Out, group: &str) -> Result<(), CliError> {
     proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))?;
-    let mut rows = ctx.session_client()?.list_files(group).await?;
+    let client = ctx.session_client()?;
+    let mut rows = match client.list_files(group).await {
+        Ok(rows) => rows,
+        Err(e) => return Err(super::groups::explain_not_member(&client, group, e).await),
+    };
     // The number of pieces follows from the size (the tracker keeps no piece hashes).
     for r in &mut rows {
         r.pieces = crate::hashing::piece_count(r.size);

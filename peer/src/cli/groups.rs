@@ -2,7 +2,8 @@
 //! remove-member.
 
 use super::{CliError, Ctx, Out};
-use proto::api::ErrorCode;
+use proto::api::{ApiErrorCode, ErrorCode};
+use tracker_client::{ClientError, TrackerClient};
 
 fn check_group(group: &str) -> Result<(), CliError> {
     proto::names::validate_id("group", group).map_err(|m| CliError::refused(ErrorCode::InvalidName, m))
@@ -88,4 +89,24 @@ pub async fn remove_member(ctx: &mut Ctx, out: &mut Out, group: &str, user: &str
     let v = ctx.session_client()?.remove_member(group, user).await?;
     out.ok(format!("removed {user} from {group}; {} of their shares there ended", v.shares_ended), v);
     Ok(())
+}
+
+/// A members-only call refused with `not_member`: when the caller's request to join `group` is
+/// pending, the refusal says so (one more call, made only on that refusal); any other error, or
+/// a lookup that fails, stays as it was.
+pub(super) async fn explain_not_member(client: &TrackerClient, group: &str, e: ClientError) -> CliError {
+    if e.code() != &ApiErrorCode::State(ErrorCode::NotMember) {
+        return e.into();
+    }
+    match client.group(group).await {
+        Ok(Some(row)) if row.pending => CliError::refused(
+            ErrorCode::NotMember,
+            format!(
+                "you are not a member of {group} yet: your request to join {group} is pending until its owner \
+                 ({}) accepts it",
+                row.owner
+            ),
+        ),
+        _ => e.into(),
+    }
 }
