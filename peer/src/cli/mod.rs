@@ -140,8 +140,8 @@ pub enum Command {
         group: String,
         /// The file's name in the group (see: peer list-files GROUP)
         name: String,
-        /// A folder (the file lands as DEST/NAME; a DEST ending in / is one) or a file path;
-        /// missing folders are created [default: the current folder]
+        /// A directory (the file lands as DEST/NAME) or a file path; a DEST ending in / is a
+        /// directory, and missing ones are created [default: the current folder]
         dest: Option<PathBuf>,
         /// Return once the download is under way
         #[arg(long)]
