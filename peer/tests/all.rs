@@ -27,6 +27,7 @@ mod refusals;
 mod sessions;
 mod shell_script;
 mod shell_tty;
+mod status;
 mod stale_rights;
 mod swarm;
 mod workflow;

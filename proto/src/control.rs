@@ -247,6 +247,12 @@ pub enum ControlResponse {
     Pong {
         pid: u32,
         peer_addr: String,
+        /// Where the piece server listens (`peer status`); absent from older daemons.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listen: Option<String>,
+        /// The address the tracker lists this daemon at, while it lists it (`peer status`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listed_as: Option<String>,
     },
     /// Success, with the fields the command reports (`{"ok": true, ...fields}` in the CLI's
     /// `--json`).

@@ -6,6 +6,7 @@ pub mod files;
 pub mod groups;
 pub mod manage;
 pub mod output;
+pub mod status;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -191,6 +192,14 @@ pub enum Command {
     /// Stop sharing NAME in GROUP; the local copy stays (needs the daemon)
     #[command(alias = "stop_share")]
     StopShare { group: String, name: String },
+    /// Where this peer stands: who is logged in, the daemon, the tracker, shares and downloads
+    ///
+    /// HOME's session user (and whether the tracker still takes the session); whether HOME's
+    /// daemon runs, where it listens and the address the tracker lists it at; which tracker
+    /// node leads and how many answer; the daemon's shares and its downloads by state. Needs
+    /// neither a daemon nor a tracker: what does not answer is reported. Exit 0 whenever it
+    /// could look, whatever it found (scripts read --json).
+    Status,
     /// Interactive: one command a line, in the original system's words
     ///
     /// On a terminal: line editing, history in HOME/shell_history (mode 0600, passwords never
@@ -354,6 +363,7 @@ pub async fn run_command(ctx: &mut Ctx, command: Command, out: &mut Out) -> Resu
         Command::Forget(d) => manage::forget(ctx, out, &d.group, &d.name).await,
         Command::ListShares => manage::list_shares(ctx, out).await,
         Command::StopShare { group, name } => files::stop_share(ctx, out, &group, &name).await,
+        Command::Status => status::status(ctx, out).await,
         // `peer shell` is started by main.rs, above this module; a shell line naming it is
         // refused by the shell itself.
         Command::Shell => Err(CliError::usage("already in the shell")),

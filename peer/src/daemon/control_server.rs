@@ -113,7 +113,19 @@ pub async fn run(d: Arc<Daemon>, listener: UnixListener, stop: CancellationToken
 async fn handle(d: &Arc<Daemon>, req: ControlRequest) -> ControlResponse {
     match req {
         ControlRequest::Ping => {
-            ControlResponse::Pong { pid: std::process::id(), peer_addr: d.standing.peer_addr.clone() }
+            let a = &d.standing.announce;
+            // What the tracker last said it lists, while it still lists this daemon.
+            let listed_as = if a.listed.load(std::sync::atomic::Ordering::SeqCst) {
+                a.tracker_addr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            } else {
+                None
+            };
+            ControlResponse::Pong {
+                pid: std::process::id(),
+                peer_addr: d.standing.peer_addr.clone(),
+                listen: Some(a.listen_addr.to_string()),
+                listed_as,
+            }
         }
         ControlRequest::Upload { path, group, meta } => {
             let Some(client) = d.standing.session_client() else {
