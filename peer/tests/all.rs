@@ -27,7 +27,7 @@ mod refusals;
 mod sessions;
 mod shell_script;
 mod shell_tty;
-mod status;
 mod stale_rights;
+mod status;
 mod swarm;
 mod workflow;
