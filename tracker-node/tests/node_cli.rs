@@ -525,7 +525,7 @@ fn status_json_shows_a_candidate() {
 
 /// Reads `up`'s stdout lines on a thread; the channel closes at end of file, which comes only
 /// once every process holding the pipe (`up` and the children it started) has exited.
-fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+pub(crate) fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
@@ -539,7 +539,7 @@ fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
 }
 
 /// Kills `up`'s whole process group (it and its children) if the test ends early.
-struct UpGuard(std::process::Child);
+pub(crate) struct UpGuard(pub(crate) std::process::Child);
 
 impl Drop for UpGuard {
     fn drop(&mut self) {

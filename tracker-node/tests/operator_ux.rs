@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use testkit::*;
 
+use crate::node_cli::{lines_of, UpGuard};
+
 const WAIT: Duration = Duration::from_secs(20);
 
 fn stdout(out: &std::process::Output) -> String {
@@ -183,34 +185,6 @@ fn after_members_remove_the_command_says_to_stop_the_node_and_status_shows_it_re
     let out = tracker_node(&["members", "list", "--config", &config, "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["voters"], json!([1, 2]), "{v}");
-}
-
-/// Reads `up`'s stdout lines on a thread; the channel closes at end of file.
-fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
-    use std::io::BufRead;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Kills `up`'s whole process group (it and its children) if the test ends early.
-struct UpGuard(std::process::Child);
-
-impl Drop for UpGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            // SAFETY: kill(2) on the process group this test created for `up` (pgid = its pid).
-            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// The pid in a line `node N api ADDR (pid P)`, if the line is node `id`'s.
