@@ -158,87 +158,10 @@ fn show_downloads_has_an_eta_and_watch_follows_until_nothing_runs() {
     assert!(bob.wait_download("w.bin", TIMEOUT)["state"] == "complete");
 }
 
-/// `peer ARGS` in folder `cwd` on a pseudo-terminal (stdin, stdout and stderr, its controlling
-/// terminal, so that Ctrl-C typed there is its SIGINT); what it prints is collected.
-struct Term {
-    child: std::process::Child,
-    master: std::fs::File,
-    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-}
-
-impl Term {
-    fn spawn(p: &Peer, cwd: &Path, args: &[&str]) -> Term {
-        use std::io::Read;
-        use std::os::fd::{FromRawFd, OwnedFd};
-        use std::os::unix::process::CommandExt;
-        let (mut master, mut slave) = (-1, -1);
-        let ws = libc::winsize { ws_row: 40, ws_col: 160, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: openpty fills the two fds; the name and termios pointers may be null.
-        let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both fds were just opened and are owned here.
-        let (master, slave) = unsafe { (std::fs::File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        let mut cmd = p.command();
-        cmd.current_dir(cwd)
-            .args(args)
-            .env("TERM", "xterm")
-            .stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
-        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // EIO once the command has exited and closed the terminal.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Term { child, master, output }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    /// Waits (at most `timeout`) for the command to exit; its exit code.
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let mut status = None;
-        wait_until("the command on the terminal to exit", timeout, || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        // What it printed last reaches the reading thread shortly after.
-        std::thread::sleep(Duration::from_millis(200));
-        status.unwrap().code().unwrap_or(-1)
-    }
-}
-
-impl Drop for Term {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use crate::shell_tty::Tty;
 
 #[test]
 fn on_a_terminal_the_last_frame_is_done_and_watch_redraws_until_ctrl_c() {
-    use std::io::Write;
     let cluster = Cluster::start(3);
     let (alice, bob) = slow_team(&cluster, "team", 100);
     alice.upload_random(cluster.dir.path(), "t.bin", 4 * MIB, 64, "team");
@@ -246,9 +169,9 @@ fn on_a_terminal_the_last_frame_is_done_and_watch_redraws_until_ctrl_c() {
     let dest = tempfile::tempdir().unwrap();
 
     // A blocking download: its last frame is 100% at the average rate, then the done line.
-    let mut t = Term::spawn(&bob, dest.path(), &["download", "team", "t.bin"]);
-    assert_eq!(t.wait_exit(TIMEOUT), 0, "{}", t.text());
-    let text = t.text();
+    let mut t = Tty::spawn_in(&bob, Some(dest.path()), 160, &["download", "team", "t.bin"]);
+    assert_eq!(t.wait_exit_within(TIMEOUT), 0, "{}", t.raw_text());
+    let text = t.raw_text();
     let (bar, done) = text.split_once("downloaded t.bin (4.0 MiB)").unwrap_or_else(|| panic!("{text:?}"));
     assert!(done.contains(" in ") && done.contains("/s;"), "{text:?}");
     let last = bar.split('\r').filter(|f| !f.trim().is_empty()).last().unwrap_or_else(|| panic!("no bar: {text:?}"));
@@ -258,12 +181,12 @@ fn on_a_terminal_the_last_frame_is_done_and_watch_redraws_until_ctrl_c() {
 
     // --watch on a terminal draws the view in place every second until Ctrl-C (exit 0).
     bob.start_download("team", "w.bin", dest.path());
-    let mut w = Term::spawn(&bob, dest.path(), &["show-downloads", "--watch"]);
+    let mut w = Tty::spawn_in(&bob, Some(dest.path()), 160, &["show-downloads", "--watch"]);
     wait_until("two views of the running download", TIMEOUT, || {
-        let text = w.text();
+        let text = w.raw_text();
         text.matches("\x1b[H\x1b[2J").count() >= 2 && text.contains("[D] [team] w.bin") && text.contains(" ETA ")
     });
-    w.master.write_all(b"\x03").unwrap();
-    assert_eq!(w.wait_exit(Duration::from_secs(10)), 0, "{}", w.text());
-    assert!(w.text().contains("Ctrl-C to stop"), "{}", w.text());
+    w.send("\x03");
+    assert_eq!(w.wait_exit_within(Duration::from_secs(10)), 0, "{}", w.raw_text());
+    assert!(w.raw_text().contains("Ctrl-C to stop"), "{}", w.raw_text());
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// A `peer shell` whose stdin, stdout and stderr are a pseudo-terminal it has as its
 /// controlling terminal; what it prints is collected by a thread.
-struct Tty {
+pub(crate) struct Tty {
     child: Child,
     master: std::fs::File,
     output: Arc<Mutex<Vec<u8>>>,
@@ -30,14 +30,22 @@ impl Tty {
 
     /// `peer ARGS` on the pseudo-terminal.
     fn spawn_args(p: &Peer, args: &[&str]) -> Tty {
+        Tty::spawn_in(p, None, 120, args)
+    }
+
+    /// `peer ARGS` on a pseudo-terminal `cols` wide, in folder `cwd` when given.
+    pub(crate) fn spawn_in(p: &Peer, cwd: Option<&std::path::Path>, cols: u16, args: &[&str]) -> Tty {
         let (mut master, mut slave) = (-1, -1);
-        let ws = libc::winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize { ws_row: 40, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: openpty fills the two fds; the name and termios pointers may be null.
         let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: both fds were just opened and are owned here.
         let (master, slave) = unsafe { (std::fs::File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         let mut cmd = p.command();
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
         cmd.args(args)
             .env("TERM", "xterm")
             .stdin(Stdio::from(slave.try_clone().unwrap()))
@@ -73,10 +81,15 @@ impl Tty {
 
     /// Everything printed so far, escape sequences removed.
     fn text(&self) -> String {
-        strip_escapes(&String::from_utf8_lossy(&self.output.lock().unwrap()))
+        strip_escapes(&self.raw_text())
     }
 
-    fn send(&mut self, keys: &str) {
+    /// Everything printed so far, escape sequences included.
+    pub(crate) fn raw_text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    pub(crate) fn send(&mut self, keys: &str) {
         self.master.write_all(keys.as_bytes()).unwrap();
         self.master.flush().unwrap();
     }
@@ -123,6 +136,11 @@ impl Tty {
 
     /// Waits for the shell to exit, and for everything it printed to be read; its exit code.
     fn wait_exit(&mut self) -> i32 {
+        self.wait_exit_within(Duration::from_secs(10))
+    }
+
+    /// As `wait_exit`, waiting at most `timeout` for the exit.
+    pub(crate) fn wait_exit_within(&mut self, timeout: Duration) -> i32 {
         let start = Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -130,7 +148,7 @@ impl Tty {
                 assert!(all_read.is_ok(), "the terminal stayed open after the shell exited: {}", self.text());
                 return s.code().unwrap_or(-1);
             }
-            if start.elapsed() > Duration::from_secs(10) {
+            if start.elapsed() > timeout {
                 let _ = self.child.kill();
                 panic!("the shell did not exit; it printed:\n{}", self.text());
             }
