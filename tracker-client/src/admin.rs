@@ -112,48 +112,51 @@ impl NodesHttp {
     /// Every listed node's status, `/health` and `/readyz`, asked in parallel (the three of a
     /// node at once too), in the file's order.
     pub async fn healths(&self, cfg: &ClusterConfig) -> Vec<NodeHealth> {
-        let asks: Vec<_> = cfg
-            .nodes
-            .iter()
-            .map(|n| {
-                let (http, id, api) = (self.clone(), n.id, n.api.to_string());
-                tokio::spawn(async move {
-                    let (status, health, ready) =
-                        tokio::join!(http.status(&api), http.probe(&api, "/health"), http.probe(&api, "/readyz"));
-                    NodeHealth { id, api, status, health, ready }
-                })
-            })
-            .collect();
-        let mut rows = Vec::with_capacity(asks.len());
-        for (ask, n) in asks.into_iter().zip(&cfg.nodes) {
-            rows.push(ask.await.unwrap_or_else(|_| NodeHealth {
+        self.each_node(cfg, |http, id, api| async move {
+            let (status, health, ready) =
+                tokio::join!(http.status(&api), http.probe(&api, "/health"), http.probe(&api, "/readyz"));
+            NodeHealth { id, api, status, health, ready }
+        })
+        .await
+        .into_iter()
+        .zip(&cfg.nodes)
+        .map(|(row, n)| {
+            row.unwrap_or_else(|| NodeHealth {
                 id: n.id,
                 api: n.api.to_string(),
                 status: None,
                 health: None,
                 ready: None,
-            }));
-        }
-        rows
+            })
+        })
+        .collect()
     }
 
     /// Every listed node's status, asked in parallel: `(id, api, status)` in the file's order,
     /// `None` for a node that did not answer.
     pub async fn statuses(&self, cfg: &ClusterConfig) -> Vec<(u64, String, Option<NodeStatus>)> {
-        let asks: Vec<_> = cfg
-            .nodes
-            .iter()
-            .map(|n| {
-                let (http, id, api) = (self.clone(), n.id, n.api.to_string());
-                tokio::spawn(async move {
-                    let st = http.status(&api).await;
-                    (id, api, st)
-                })
-            })
-            .collect();
+        let rows = self.each_node(cfg, |http, id, api| async move {
+            let st = http.status(&api).await;
+            (id, api, st)
+        });
+        rows.await.into_iter().zip(&cfg.nodes).map(|(row, n)| row.unwrap_or((n.id, n.api.to_string(), None))).collect()
+    }
+
+    /// Runs `ask(http, id, api)` for every listed node at once; the answers in the file's order,
+    /// `None` where the task did not finish.
+    async fn each_node<T, Fut>(
+        &self,
+        cfg: &ClusterConfig,
+        ask: impl Fn(NodesHttp, u64, String) -> Fut,
+    ) -> Vec<Option<T>>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let asks: Vec<_> = cfg.nodes.iter().map(|n| tokio::spawn(ask(self.clone(), n.id, n.api.to_string()))).collect();
         let mut rows = Vec::with_capacity(asks.len());
-        for (ask, n) in asks.into_iter().zip(&cfg.nodes) {
-            rows.push(ask.await.unwrap_or_else(|_| (n.id, n.api.to_string(), None)));
+        for a in asks {
+            rows.push(a.await.ok());
         }
         rows
     }
