@@ -1,10 +1,11 @@
 //! `tracker-node status`: asks every listed node for its status, in parallel, each with a
 //! short timeout; unreachable nodes are rows too. A node the leader's membership leaves out
-//! (removed, but still running) shows the role `removed`, whatever it says of itself.
+//! (removed, but still running) shows `removed` in the table's role column; `--json` keeps the
+//! role it reports (the contract's four values) and says `"member": false`.
 
 use std::time::Duration;
 
-use proto::api::{NodeStatus, Role};
+use proto::api::NodeStatus;
 use proto::cluster::ClusterConfig;
 use serde::Serialize;
 
@@ -21,34 +22,38 @@ pub struct StatusRow {
     pub applied_index: Option<u64>,
     pub voters: Option<Vec<u64>>,
     pub learners: Option<Vec<u64>>,
+    /// False for a running node the leader's membership leaves out (removed); absent when
+    /// the node is unreachable or no leader answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<bool>,
 }
 
 /// The role `status` shows for a node that runs but is neither a voter nor a learner in the
 /// leader's membership: it was removed (`members remove`) and keeps running until it is stopped.
 pub const REMOVED: &str = "removed";
 
-/// Marks the rows of nodes the leader's membership leaves out as [`REMOVED`]. A node with no
-/// membership of its own (a new node waiting to be added) is left as it reports itself.
-pub fn mark_removed(rows: &mut [(u64, String, Option<NodeStatus>)]) {
-    let Some(leader) = super::members::leader_of(rows).cloned() else { return };
-    for (id, _, st) in rows.iter_mut() {
-        if let Some(st) = st {
-            let member = leader.voters.contains(id) || leader.learners.contains(id);
-            if !member && !st.voters.is_empty() {
-                st.role = Role::Other(REMOVED.into());
-            }
-        }
-    }
+/// Per row, whether the node is a member as the leader sees it: `None` without a leader or for
+/// an unreachable node; `Some(false)` for a running node the leader's membership leaves out. A
+/// node with no membership of its own (a new node waiting to be added) counts as a member.
+pub fn membership(rows: &[(u64, String, Option<NodeStatus>)]) -> Vec<Option<bool>> {
+    let leader = super::members::leader_of(rows);
+    rows.iter()
+        .map(|(id, _, st)| {
+            let (leader, st) = (leader?, st.as_ref()?);
+            Some(leader.voters.contains(id) || leader.learners.contains(id) || st.voters.is_empty())
+        })
+        .collect()
 }
 
 pub async fn run(cfg: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
-    let mut rows = tracker_client::admin::statuses(cfg, Duration::from_millis(1500)).await?;
-    mark_removed(&mut rows);
+    let rows = tracker_client::admin::statuses(cfg, Duration::from_millis(1500)).await?;
+    let members = membership(&rows);
     let any = rows.iter().any(|(_, _, s)| s.is_some());
     if json {
         let out: Vec<StatusRow> = rows
             .into_iter()
-            .map(|(id, api, st)| match st {
+            .zip(members)
+            .map(|((id, api, st), member)| match st {
                 Some(s) => StatusRow {
                     id,
                     api,
@@ -60,6 +65,7 @@ pub async fn run(cfg: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
                     applied_index: s.applied_index,
                     voters: Some(s.voters),
                     learners: Some(s.learners),
+                    member,
                 },
                 None => StatusRow {
                     id,
@@ -72,6 +78,7 @@ pub async fn run(cfg: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
                     applied_index: None,
                     voters: None,
                     learners: None,
+                    member: None,
                 },
             })
             .collect();
@@ -81,13 +88,13 @@ pub async fn run(cfg: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
             "{:<4} {:<22} {:<10} {:>6} {:>7} {:>10} {:>10}  voters",
             "id", "api", "role", "term", "leader", "last_log", "applied"
         );
-        for (id, api, st) in rows {
+        for ((id, api, st), member) in rows.into_iter().zip(members) {
             match st {
                 Some(s) => println!(
                     "{:<4} {:<22} {:<10} {:>6} {:>7} {:>10} {:>10}  {:?}",
                     id,
                     api,
-                    s.role,
+                    if member == Some(false) { REMOVED.to_string() } else { s.role.to_string() },
                     s.term,
                     s.leader.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
                     s.last_log_index.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
@@ -104,6 +111,7 @@ pub async fn run(cfg: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::api::Role;
 
     fn st(id: u64, role: Role, term: u64, voters: &[u64], learners: &[u64]) -> Option<NodeStatus> {
         Some(NodeStatus {
@@ -128,7 +136,7 @@ mod tests {
 
     #[test]
     fn a_running_node_outside_the_leaders_membership_is_removed() {
-        let mut rows = vec![
+        let rows = vec![
             (1, "a".into(), st(1, Role::Leader, 4, &[1, 2], &[4])),
             (2, "b".into(), st(2, Role::Follower, 4, &[1, 2], &[4])),
             // Removed, standing for election with its old membership.
@@ -138,13 +146,9 @@ mod tests {
             (5, "e".into(), st(5, Role::Learner, 0, &[], &[])),
             (6, "f".into(), None),
         ];
-        mark_removed(&mut rows);
-        let roles: Vec<Option<String>> = rows.iter().map(|(_, _, s)| s.as_ref().map(|s| s.role.to_string())).collect();
-        let want = [Some("leader"), Some("follower"), Some("removed"), Some("learner"), Some("learner"), None];
-        assert_eq!(roles, want.map(|r| r.map(String::from)));
-        // Without a leader nothing is marked: there is no membership to compare with.
-        let mut alone = vec![(3, "c".into(), st(3, Role::Candidate, 9, &[1, 2, 3], &[]))];
-        mark_removed(&mut alone);
-        assert_eq!(alone[0].2.as_ref().unwrap().role, Role::Candidate);
+        assert_eq!(membership(&rows), [Some(true), Some(true), Some(false), Some(true), Some(true), None]);
+        // Without a leader nothing is judged: there is no membership to compare with.
+        let alone = vec![(3, "c".into(), st(3, Role::Candidate, 9, &[1, 2, 3], &[]))];
+        assert_eq!(membership(&alone), [None]);
     }
 }
